@@ -1,0 +1,276 @@
+"""The configuration: one typed, validated object per stage, loaded from YAML plus overrides in one place.
+
+Precedence: defaults < config file < ``key=value`` overrides and CLI flags. Unknown keys and bad values
+are errors before any work starts. Every value remembers where it came from (``sources``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+from edge_export.errors import EdgeExportError
+
+
+@dataclass
+class DataConfig:
+    path: str = "cats_vs_dogs"  # a folder, or the name of a known dataset
+    validation_split: float = 0.2  # used only when the data has no validation/ folder
+
+    def validate(self) -> None:
+        _check(0.0 < self.validation_split < 1.0, "data.validation_split", "a fraction between 0 and 1")
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "efficientnet_lite0"
+    image_size: Optional[int] = None  # None: the backbone's default
+    weights: str = "imagenet"  # "imagenet", "none", or a path to a weights file
+    dropout: float = 0.2
+
+    def validate(self) -> None:
+        _check(0.0 <= self.dropout < 1.0, "model.dropout", "a fraction in [0, 1)")
+        _check(self.image_size is None or 32 <= self.image_size <= 1024, "model.image_size", "32..1024")
+
+
+@dataclass
+class FeatureExtractionConfig:
+    enabled: bool = True
+    mode: Literal["cached", "augmented"] = "cached"
+    epochs: int = 30
+    learning_rate: float = 1e-3
+    patience: int = 5
+
+    def validate(self) -> None:
+        _check(self.epochs >= 1, "train.feature_extraction.epochs", ">= 1")
+        _check(self.learning_rate > 0, "train.feature_extraction.learning_rate", "> 0")
+
+
+@dataclass
+class FineTuneConfig:
+    enabled: bool = True
+    unfreeze_blocks: int = 3  # top blocks of the base to train (the backbone defines its blocks)
+    unfreeze_layers: Optional[int] = None  # alternatively, the top N layers of the base
+    epochs: int = 10
+    learning_rate: float = 1e-5
+    patience: int = 3
+    augment: bool = False  # False: the frozen bottom of the base runs once and is cached
+
+    def validate(self) -> None:
+        _check(self.unfreeze_blocks >= 1, "train.fine_tune.unfreeze_blocks", ">= 1")
+        _check(self.unfreeze_layers is None or self.unfreeze_layers >= 1, "train.fine_tune.unfreeze_layers", ">= 1")
+        _check(self.epochs >= 1, "train.fine_tune.epochs", ">= 1")
+        _check(0 < self.learning_rate < 1, "train.fine_tune.learning_rate", "between 0 and 1")
+
+
+@dataclass
+class AugmentConfig:
+    flip: bool = True
+    rotation: float = 0.1  # fraction of a full turn
+    zoom: float = 0.2
+
+    def validate(self) -> None:
+        _check(0 <= self.rotation <= 0.5, "train.augment.rotation", "0..0.5")
+        _check(0 <= self.zoom < 1, "train.augment.zoom", "0..1")
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 1337
+    batch_size: int = 32
+    feature_extraction: FeatureExtractionConfig = field(default_factory=FeatureExtractionConfig)
+    fine_tune: FineTuneConfig = field(default_factory=FineTuneConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def validate(self) -> None:
+        _check(self.batch_size >= 1, "train.batch_size", ">= 1")
+        _check(
+            self.feature_extraction.enabled or self.fine_tune.enabled,
+            "train",
+            "at least one of feature_extraction.enabled / fine_tune.enabled",
+        )
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    # where each dotted key got its value: "default", a config file path, or "override"
+    sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _as_plain(getattr(self, f.name)) for f in _fields(self)}
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | list[str] | None = None) -> Config:
+    """Defaults, then the YAML file at ``path``, then ``overrides`` (dotted keys or ``key=value`` strings)."""
+    raw: dict[str, Any] = {}
+    sources = {key: "default" for key in _dotted_keys(Config)}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise EdgeExportError("config file not found", path=path, hint="check the --config path")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise EdgeExportError(f"invalid YAML: {exc}", path=path) from None
+        if not isinstance(loaded, dict):
+            raise EdgeExportError("a config file must be a mapping of sections", path=path)
+        raw = loaded
+        for key in _flatten(loaded):
+            sources[key] = str(path)
+    for key, value in parse_overrides(overrides).items():
+        _set_dotted(raw, key, value)
+        sources[key] = "override"
+    config = _build(Config, raw, "", path)
+    config.sources = sources
+    _validate(config)
+    return config
+
+
+# ---------------------------------------------------------------- internals
+
+
+def _check(ok: bool, key: str, expected: str) -> None:
+    if not ok:
+        raise EdgeExportError(f"bad config value for {key}: expected {expected}", hint=f"set {key} in the config or with {key}=VALUE")
+
+
+def _fields(obj_or_cls: Any) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(obj_or_cls) if f.name != "sources"]
+
+
+def _as_plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return {f.name: _as_plain(getattr(value, f.name)) for f in _fields(value)}
+    return value
+
+
+def _dotted_keys(cls: type, prefix: str = "") -> list[str]:
+    keys = []
+    hints = typing.get_type_hints(cls)
+    for f in _fields(cls):
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            keys += _dotted_keys(hint, f"{prefix}{f.name}.")
+        else:
+            keys.append(f"{prefix}{f.name}")
+    return keys
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out += _flatten(v, f"{prefix}{k}.")
+        else:
+            out.append(f"{prefix}{k}")
+    return out
+
+
+def parse_overrides(overrides: dict[str, Any] | list[str] | None) -> dict[str, Any]:
+    if not overrides:
+        return {}
+    if isinstance(overrides, dict):
+        return {k: v for k, v in overrides.items() if v is not None}
+    parsed = {}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise EdgeExportError(f"override {item!r} is not key=value", hint="write e.g. train.batch_size=16")
+        try:
+            parsed[key.strip()] = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            parsed[key.strip()] = text
+    return parsed
+
+
+def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = raw
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise EdgeExportError(f"cannot set {key}: {part} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _build(cls: type, raw: Any, prefix: str, path: Path | None) -> Any:
+    where = f" in {path}" if path else ""
+    if not isinstance(raw, dict):
+        raise EdgeExportError(f"config section {prefix.rstrip('.') or 'top level'} must be a mapping{where}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in _fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        name = f"{prefix}{unknown[0]}"
+        raise EdgeExportError(
+            f"unknown config key {name!r}{where}",
+            hint=f"known keys under {prefix.rstrip('.') or 'the top level'}: {', '.join(sorted(known))}",
+        )
+    kwargs = {}
+    for key, value in raw.items():
+        hint = hints[key]
+        dotted = f"{prefix}{key}"
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value or {}, f"{dotted}.", path)
+        else:
+            kwargs[key] = _coerce(value, hint, dotted, where)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(value, inner, key, where)
+    if origin is Literal:
+        if value not in args:
+            raise EdgeExportError(f"bad config value {value!r} for {key}{where}", hint=f"use one of: {', '.join(map(str, args))}")
+        return value
+    bad = EdgeExportError(f"bad config value {value!r} for {key}{where}: expected {getattr(hint, '__name__', hint)}")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise bad
+        return int(value)
+    if hint is float:
+        if isinstance(value, str):
+            try:
+                return float(value)  # YAML 1.1 reads "1e-5" as a string
+            except ValueError:
+                raise bad from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if hint is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise bad
+    return value
+
+
+def _validate(obj: Any) -> None:
+    for f in _fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            _validate(value)
+    if hasattr(obj, "validate"):
+        obj.validate()

@@ -1,0 +1,89 @@
+"""The run folder: the one owner of every file name in it. Nobody else builds these paths by string."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from edge_export.errors import EdgeExportError
+
+
+class RunFolder:
+    MODEL = "model.keras"
+    LABELS = "labels.txt"
+    CONFIG = "config.yaml"
+    HISTORY = "history.json"
+    METRICS = "metrics.json"
+    CURVES = "learning_curves.png"
+    DATASET = "dataset.json"
+    MODEL_SPEC = "model_spec.json"
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    @classmethod
+    def new_default(cls, base: str | Path = "runs") -> "RunFolder":
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        return cls(Path(base) / f"train-{stamp}")
+
+    def create(self) -> "RunFolder":
+        self.root.mkdir(parents=True, exist_ok=True)
+        return self
+
+    @property
+    def model(self) -> Path:
+        return self.root / self.MODEL
+
+    @property
+    def labels(self) -> Path:
+        return self.root / self.LABELS
+
+    @property
+    def config(self) -> Path:
+        return self.root / self.CONFIG
+
+    @property
+    def history(self) -> Path:
+        return self.root / self.HISTORY
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / self.METRICS
+
+    @property
+    def curves(self) -> Path:
+        return self.root / self.CURVES
+
+    @property
+    def dataset(self) -> Path:
+        return self.root / self.DATASET
+
+    @property
+    def model_spec(self) -> Path:
+        return self.root / self.MODEL_SPEC
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def export_dir(self) -> Path:
+        return self.root / "export"
+
+    @property
+    def bench_dir(self) -> Path:
+        return self.root / "bench"
+
+    def read_labels(self) -> list[str]:
+        if not self.labels.is_file():
+            raise EdgeExportError("labels.txt is missing", path=self.labels, hint="re-run `edge-export train`")
+        return [line for line in self.labels.read_text().splitlines() if line.strip()]
+
+    def require_model(self) -> Path:
+        if not self.model.is_file():
+            raise EdgeExportError(
+                "no trained model in this run folder",
+                path=self.model,
+                hint="run `edge-export train --out RUN_DIR` first, or point at a finished run",
+            )
+        return self.model

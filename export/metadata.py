@@ -1,0 +1,97 @@
+"""Embed the ``edge_export`` metadata document into exported models (read back by runtime.metadata)."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Sequence
+
+from edge_export.errors import EdgeExportError
+from edge_export.runtime.metadata import FORMAT_VERSION, METADATA_NAME, TFLITE_IDENTIFIER
+from edge_export.runtime.preprocessing import Preprocessing
+
+if TYPE_CHECKING:  # pragma: no cover
+    import onnx
+
+
+def build_metadata(labels: Sequence[str], preprocessing: Preprocessing, **extra: Any) -> dict[str, Any]:
+    """The metadata document: format_version, labels, preprocessing, then any extra keys."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "labels": [str(label) for label in labels],
+        "preprocessing": preprocessing.to_dict(),
+        **extra,
+    }
+
+
+def metadata_json(meta: dict[str, Any]) -> str:
+    """Validated compact JSON for ``meta`` (format_version added when missing)."""
+    if not isinstance(meta, dict):
+        raise EdgeExportError(f"metadata must be a dict, got {type(meta).__name__}")
+    meta = {"format_version": FORMAT_VERSION, **meta}
+    try:
+        return json.dumps(meta, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise EdgeExportError(f"metadata is not JSON serializable: {exc}") from None
+
+
+def embed_tflite_metadata(model_bytes: bytes, meta: dict[str, Any]) -> bytes:
+    """A copy of the TFLite flatbuffer with its ``edge_export`` metadata entry set (replaced if present)."""
+    schema = _tflite_schema()
+    import numpy as np
+
+    data = metadata_json(meta).encode("utf-8")
+    if len(model_bytes) < 8 or model_bytes[4:8] != TFLITE_IDENTIFIER:
+        raise EdgeExportError("not a TFLite flatbuffer (no 'TFL3' identifier)")
+    model = schema.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
+    if any((b.offset or 0) > 1 for b in model.buffers or []):
+        raise EdgeExportError(
+            "cannot add metadata to a TFLite model whose buffers are stored after the flatbuffer (> 2 GB)"
+        )
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(data, dtype=np.uint8)
+    model.buffers = list(model.buffers or [])
+    entries = list(model.metadata or [])
+    existing = [e for e in entries if _name(e) == METADATA_NAME]
+    if existing:  # reuse its buffer slot rather than leave an orphan behind
+        index = existing[0].buffer
+        model.buffers[index] = buffer
+    else:
+        model.buffers.append(buffer)
+        index = len(model.buffers) - 1
+    entry = schema.MetadataT()
+    entry.name = METADATA_NAME
+    entry.buffer = index
+    model.metadata = [e for e in entries if _name(e) != METADATA_NAME] + [entry]
+    import flatbuffers
+
+    builder = flatbuffers.Builder(len(model_bytes) + len(data) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
+    return bytes(builder.Output())
+
+
+def embed_onnx_metadata(model: "onnx.ModelProto", meta: dict[str, Any]) -> None:
+    """Set ``model.metadata_props[edge_export]`` in place (replacing an existing entry)."""
+    text = metadata_json(meta)
+    props = [p for p in model.metadata_props if p.key != METADATA_NAME]
+    del model.metadata_props[:]
+    model.metadata_props.extend(props)
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_NAME, text
+
+
+def _name(entry: Any) -> str:
+    return entry.name.decode("utf-8") if isinstance(entry.name, bytes) else str(entry.name)
+
+
+def _tflite_schema():
+    """The generated TFLite schema (object API): LiteRT's copy, else TensorFlow's."""
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:
+        try:
+            from tensorflow.lite.python import schema_py_generated as schema
+        except ImportError:
+            raise EdgeExportError(
+                "writing TFLite metadata needs ai-edge-litert or TensorFlow", hint="pip install ai-edge-litert"
+            ) from None
+    return schema

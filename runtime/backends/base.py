@@ -1,0 +1,59 @@
+"""The one interface every runtime backend implements: load a model file, describe its tensors, run it."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A model input or output: shape (None for dynamic dims), dtype and affine quantization."""
+
+    name: str
+    shape: tuple[Optional[int], ...]
+    dtype: np.dtype
+    scale: float = 0.0
+    zero_point: int = 0
+
+    @property
+    def is_integer(self) -> bool:
+        return np.issubdtype(self.dtype, np.integer)
+
+    @property
+    def is_quantized(self) -> bool:
+        return self.is_integer and self.scale > 0
+
+
+class Backend(abc.ABC):
+    """A loaded model. ``run`` takes and returns raw arrays (already quantized, not dequantized)."""
+
+    name: str = ""
+
+    def __init__(self, path: Path, input_spec: TensorSpec, output_spec: TensorSpec):
+        self.path = path
+        self.input_spec = input_spec
+        self.output_spec = output_spec
+
+    @classmethod
+    @abc.abstractmethod
+    def load(
+        cls, path: str | Path, threads: int | None = None, providers: Sequence[str] | None = None
+    ) -> "Backend":
+        """Open ``path``; raise EdgeExportError naming it when it is missing or not a valid model."""
+
+    @abc.abstractmethod
+    def run(self, array: np.ndarray) -> np.ndarray:
+        """One batch in (input dtype, NHWC), the raw first output out."""
+
+    @abc.abstractmethod
+    def metadata_text(self) -> str | None:
+        """The ``edge_export`` metadata JSON embedded in the model, or None."""
+
+    def _run_one_by_one(self, array: np.ndarray, run_fixed) -> np.ndarray:
+        """For models whose batch dimension is fixed at 1: run each sample and stack."""
+        return np.concatenate([run_fixed(array[i : i + 1]) for i in range(array.shape[0])], axis=0)

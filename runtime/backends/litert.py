@@ -1,0 +1,106 @@
+"""LiteRT (TFLite) backend: ai-edge-litert, else tflite-runtime, else TensorFlow's interpreter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from edge_export.errors import EdgeExportError
+from edge_export.runtime.backends.base import Backend, TensorSpec
+from edge_export.runtime.metadata import TFLITE_IDENTIFIER, read_tflite_metadata_text
+
+
+def interpreter_class():
+    """The first TFLite interpreter available (TensorFlow only as the last resort)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter
+        except ImportError:
+            try:
+                from tensorflow.lite import Interpreter
+            except ImportError:
+                raise EdgeExportError(
+                    "no TFLite interpreter installed", hint="pip install 'edge-export[tflite]' (ai-edge-litert)"
+                ) from None
+    return Interpreter
+
+
+class LiteRTBackend(Backend):
+    name = "litert"
+
+    def __init__(self, path: Path, threads: int | None):
+        self._threads = threads
+        self._interpreter = self._open(path, threads)
+        (inp,) = self._interpreter.get_input_details()
+        (out,) = self._interpreter.get_output_details()
+        signature = inp.get("shape_signature", inp["shape"])
+        self._dynamic_batch = len(signature) > 0 and signature[0] == -1
+        self._batch = int(inp["shape"][0])
+        super().__init__(path, _spec(inp), _spec(out))
+
+    @classmethod
+    def load(cls, path, threads=None, providers: Sequence[str] | None = None) -> "LiteRTBackend":
+        if providers:
+            raise EdgeExportError("execution providers apply to ONNX models only", path=path)
+        return cls(Path(path), threads)
+
+    @staticmethod
+    def _open(path: Path, threads: int | None):
+        with open(path, "rb") as f:
+            head = f.read(8)
+        if head[4:8] != TFLITE_IDENTIFIER:
+            raise EdgeExportError("not a TFLite model (no 'TFL3' identifier)", path=path, hint="re-export the model")
+        try:
+            interpreter = interpreter_class()(model_path=str(path), num_threads=threads)
+            inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+            if len(inputs) != 1 or len(outputs) != 1:
+                raise EdgeExportError(
+                    f"expected a model with 1 input and 1 output, found {len(inputs)} and {len(outputs)}", path=path
+                )
+            interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise EdgeExportError(
+                f"cannot load TFLite model, corrupt or truncated? ({exc})", path=path, hint="re-export the model"
+            ) from None
+        return interpreter
+
+    def run(self, array: np.ndarray) -> np.ndarray:
+        n = array.shape[0]
+        if n != self._batch:
+            if not self._dynamic_batch or not self._resize(n):
+                return self._run_one_by_one(array, self._invoke)
+        return self._invoke(array)
+
+    def _resize(self, n: int) -> bool:
+        """Resize the input to batch ``n``; on failure reopen at batch 1 and return False."""
+        index = self._interpreter.get_input_details()[0]["index"]
+        shape = [n, *self._interpreter.get_input_details()[0]["shape"][1:]]
+        try:
+            self._interpreter.resize_tensor_input(index, shape, strict=False)
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError):
+            self._interpreter = self._open(self.path, self._threads)
+            self._batch = int(self._interpreter.get_input_details()[0]["shape"][0])
+            self._dynamic_batch = False
+            return False
+        self._batch = n
+        return True
+
+    def _invoke(self, array: np.ndarray) -> np.ndarray:
+        interpreter = self._interpreter
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], array)
+        interpreter.invoke()
+        return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+    def metadata_text(self) -> str | None:
+        return read_tflite_metadata_text(self.path.read_bytes(), self.path)
+
+
+def _spec(details: dict) -> TensorSpec:
+    scale, zero_point = details.get("quantization", (0.0, 0))
+    shape = tuple(int(d) if d >= 0 else None for d in details.get("shape_signature", details["shape"]))
+    return TensorSpec(details["name"], shape, np.dtype(details["dtype"]), float(scale), int(zero_point))

@@ -1,0 +1,97 @@
+"""keras.applications families, built on the caller's input tensor so the model stays flat.
+
+Weights: ``imagenet`` (Keras's own download and cache in ``$KERAS_HOME/models``), a local ``.h5`` /
+``.weights.h5`` file, or ``none``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edge_export.errors import EdgeExportError
+from edge_export.trainer.backbones.registry import BackboneSpec, register
+
+
+def _application(constructor: str, **kwargs: Any):
+    def build(keras: Any, x: Any, weights: str) -> Any:
+        local = weights not in ("imagenet", "none")
+        if local and not Path(weights).is_file():
+            raise EdgeExportError("weights file not found", path=weights, hint="pass imagenet, none, or an existing .h5 file")
+        base = getattr(keras.applications, constructor)(
+            include_top=False,
+            weights=None if weights == "none" else weights,
+            input_tensor=x,
+            **kwargs,
+        )
+        return base.output
+
+    return build
+
+
+def _bgr_first_conv(layer_name: str):
+    """Caffe-style models expect BGR; flip the first conv's input channels so the model takes RGB."""
+
+    def fix(model: Any) -> None:
+        layer = model.get_layer(layer_name)
+        kernel, bias = layer.get_weights()
+        layer.set_weights([kernel[:, :, ::-1, :], bias])
+
+    return fix
+
+
+KERAS_WEIGHTS = "keras.applications ImageNet weights (downloaded once into $KERAS_HOME/models)"
+
+register(BackboneSpec(
+    name="vgg16",
+    default_size=224,
+    build=_application("VGG16"),
+    unit_pattern=r"^(block\d+)_",
+    mean=(123.68, 116.779, 103.939),  # caffe means, RGB order (channels flipped in the first conv)
+    weights_source=KERAS_WEIGHTS,
+    after_weights=_bgr_first_conv("block1_conv1"),
+    description="VGG16, the classic recipe's backbone (large, slow)",
+))
+
+register(BackboneSpec(
+    name="mobilenet_v1_025",
+    default_size=224,
+    build=_application("MobileNet", alpha=0.25),
+    unit_pattern=r"^conv_(?:dw|pw)_(\d+)",
+    mean=(127.5, 127.5, 127.5),
+    std=(127.5, 127.5, 127.5),
+    fixed_sizes=(128, 160, 192, 224),
+    weights_source=KERAS_WEIGHTS,
+    description="MobileNet v1, width 0.25 (tiny)",
+))
+
+register(BackboneSpec(
+    name="mobilenet_v2",
+    default_size=224,
+    build=_application("MobileNetV2"),
+    unit_pattern=r"^(expanded_conv|block_\d+|Conv_1)(?:_|$)",
+    mean=(127.5, 127.5, 127.5),
+    std=(127.5, 127.5, 127.5),
+    fixed_sizes=(96, 128, 160, 192, 224),
+    weights_source=KERAS_WEIGHTS,
+    description="MobileNetV2 1.0",
+))
+
+for _name, _ctor in (("mobilenet_v3_small", "MobileNetV3Small"), ("mobilenet_v3_large", "MobileNetV3Large")):
+    register(BackboneSpec(
+        name=_name,
+        default_size=224,
+        build=_application(_ctor, include_preprocessing=True),  # takes 0-255 itself
+        unit_pattern=r"^(expanded_conv(?:_\d+)?|conv_1)(?:_|$)",
+        weights_source=KERAS_WEIGHTS,
+        description=f"{_ctor} (includes its own rescaling)",
+    ))
+
+register(BackboneSpec(
+    name="efficientnet_b0",
+    default_size=224,
+    build=_application("EfficientNetB0"),  # includes its own rescaling/normalization: takes 0-255
+    unit_pattern=r"^(stem|block\d+[a-z]|top)_",
+    weights_source=KERAS_WEIGHTS,
+    description="EfficientNet-B0 (Keras applications)",
+))

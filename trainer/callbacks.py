@@ -1,0 +1,42 @@
+"""Training callbacks: keep the best weights by val_loss and checkpoint the full model atomically."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from edge_export.atomic import atomic_path
+from edge_export.tf_env import import_keras
+
+keras = import_keras()
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Track the lowest val_loss; save ``full_model`` (not the trained sub-model) on each improvement.
+
+    At the end of training the best weights are restored, so a stage never leaves the model worse
+    than ``baseline`` (the val_loss it started from).
+    """
+
+    def __init__(self, full_model: Any, path: Path | None, baseline: float = math.inf):
+        super().__init__()
+        self.full_model = full_model
+        self.path = path
+        self.best = baseline
+        self.best_epoch: int | None = None
+        self._initial = full_model.get_weights()
+        self._best_weights: list | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        val_loss = (logs or {}).get("val_loss")
+        if val_loss is None or not val_loss < self.best:
+            return
+        self.best, self.best_epoch = float(val_loss), epoch
+        self._best_weights = self.full_model.get_weights()
+        if self.path is not None:
+            with atomic_path(self.path) as tmp:
+                self.full_model.save(tmp)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self.full_model.set_weights(self._best_weights if self._best_weights is not None else self._initial)

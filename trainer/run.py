@@ -1,0 +1,92 @@
+"""One training run, start to finish: data -> model -> two stages -> run folder."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge_export import __version__
+from edge_export.atomic import atomic_path, write_json, write_text
+from edge_export.config import Config
+from edge_export.run_folder import RunFolder
+from edge_export.tf_env import import_keras, seed_everything
+from edge_export.trainer.datasets import Dataset, load_pixels, scan_dataset
+from edge_export.trainer.model import ModelSpec, build_classifier
+from edge_export.trainer.named_datasets import resolve_data
+
+log = logging.getLogger(__name__)
+
+
+def prepare_dataset(config: Config) -> Dataset:
+    root = resolve_data(config.data.path)
+    return scan_dataset(root, config.data.validation_split, config.train.seed)
+
+
+def train_run(config: Config, run: RunFolder, dataset: Dataset | None = None) -> dict:
+    t_start = time.perf_counter()
+    keras = import_keras()
+    from edge_export.trainer.stages import SplitArrays, train_two_stages
+
+    dataset = dataset or prepare_dataset(config)
+    run.create()
+    write_text(run.config, config.to_yaml())
+    seed_everything(config.train.seed)
+
+    backbone_name = config.model.backbone
+    from edge_export.trainer.backbones import get_backbone
+
+    backbone = get_backbone(backbone_name)
+    spec = ModelSpec(
+        backbone=backbone_name,
+        image_size=config.model.image_size or backbone.default_size,
+        num_classes=dataset.num_classes,
+        dropout=config.model.dropout,
+    )
+    backbone.check_size(spec.image_size, config.model.weights)
+
+    t = time.perf_counter()
+    data, skipped = {}, []
+    for name, split in dataset.splits.items():
+        pixels, labels, bad = load_pixels(split, (spec.image_size, spec.image_size))
+        data[name] = SplitArrays(pixels, labels)
+        skipped += bad
+    decode_seconds = time.perf_counter() - t
+    dataset.skipped = skipped
+    log.info("decoded %d images in %.1fs", sum(len(d.labels) for d in data.values()), decode_seconds)
+
+    model = build_classifier(keras, spec, weights=config.model.weights)
+    outcome = train_two_stages(model, backbone, config.train, data, run)
+
+    metrics: dict = {}
+    for name, d in data.items():
+        probs = outcome.probabilities[name]
+        accuracy = float(np.mean(probs.argmax(axis=1) == d.labels))
+        loss = float(np.mean(-np.log(np.clip(probs[np.arange(len(d.labels)), d.labels], 1e-7, 1.0))))
+        metrics[name] = {"accuracy": accuracy, "loss": loss, "images": int(len(d.labels))}
+    metrics["timing_seconds"] = {
+        "decode": round(decode_seconds, 2),
+        "cache_features": round(outcome.cache_seconds, 2),
+        **{s.name: round(s.seconds, 2) for s in outcome.stages},
+        "total": round(time.perf_counter() - t_start, 2),
+    }
+
+    from edge_export.trainer.curves import plot_learning_curves
+
+    write_text(run.labels, "\n".join(dataset.class_names) + "\n")
+    write_json(run.dataset, {**dataset.summary(), "skipped": [str(p) for p in skipped]})
+    write_json(run.history, {s.name: {**s.history, "best_epoch": s.best_epoch, "best_val_loss": s.best_val_loss} for s in outcome.stages})
+    plot_learning_curves(outcome.stages, run.curves)
+    write_json(run.model_spec, {
+        "backbone": spec.backbone, "image_size": spec.image_size, "num_classes": spec.num_classes,
+        "dropout": spec.dropout, "preprocessing": spec.preprocessing().to_dict(),
+        "weights": config.model.weights, "edge_export": __version__, "keras": keras.__version__,
+        "python": platform.python_version(),
+    })
+    write_json(run.metrics, metrics)
+    with atomic_path(run.model) as tmp:  # last: a model.keras on disk means a finished run
+        model.save(tmp)
+    return metrics

@@ -1,0 +1,201 @@
+"""The two stages of the transfer-learning recipe.
+
+1. Feature extraction: base frozen (BatchNorm in inference mode), a new head trained either on cached
+   features (the base runs once: seconds per epoch) or with augmentation and the base in the loop.
+2. Fine-tuning: the top blocks of the base unfrozen (BatchNorm kept frozen) at a low learning rate.
+   Without augmentation the frozen bottom of the base is computed once and cached; that is exactly
+   the same computation as running the whole model, only faster.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edge_export.config import AugmentConfig, TrainConfig
+from edge_export.errors import EdgeExportError
+from edge_export.run_folder import RunFolder
+from edge_export.tf_env import import_keras
+from edge_export.trainer.backbones import BackboneSpec
+from edge_export.trainer.callbacks import BestCheckpoint
+from edge_export.trainer.model import CLASSIFIER, DROPOUT, POOL, base_layers, base_units
+
+keras = import_keras()
+log = logging.getLogger(__name__)
+
+LOSS = "sparse_categorical_crossentropy"
+
+
+@dataclass
+class SplitArrays:
+    pixels: np.ndarray  # uint8 N x H x W x 3
+    labels: np.ndarray
+
+
+@dataclass
+class StageResult:
+    name: str
+    history: dict[str, list[float]] = field(default_factory=dict)
+    best_val_loss: float = math.inf
+    best_epoch: int | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class TrainingOutcome:
+    stages: list[StageResult]
+    probabilities: dict[str, np.ndarray]  # split -> N x C predicted by the final model
+    cache_seconds: float = 0.0
+
+
+def train_two_stages(
+    model: Any, backbone: BackboneSpec, cfg: TrainConfig, data: dict[str, SplitArrays], run: RunFolder
+) -> TrainingOutcome:
+    for layer in base_layers(model):
+        layer.trainable = False
+    fine = cfg.fine_tune
+    top_layers = _top_layers(model, backbone, fine.unfreeze_blocks, fine.unfreeze_layers) if fine.enabled else []
+    stages: list[StageResult] = []
+    verbose = 1 if sys.stdout.isatty() else 2
+
+    # What the frozen part computes once, if anything: the input of the first fine-tuned layer.
+    cut = _cut_tensor(model, top_layers) if fine.enabled and not fine.augment else None
+    t0 = time.perf_counter()
+    acts: dict[str, np.ndarray] = {}
+    if cut is not None or (cfg.feature_extraction.enabled and cfg.feature_extraction.mode == "cached"):
+        source = cut if cut is not None else model.get_layer(POOL).input
+        log.info("caching frozen-base activations (%s) for %s", _shape(source), ", ".join(data))
+        bottom = keras.Model(model.input, source)
+        acts = {name: bottom.predict(_float(d.pixels), batch_size=cfg.batch_size, verbose=verbose) for name, d in data.items()}
+    cache_seconds = time.perf_counter() - t0
+
+    fe = cfg.feature_extraction
+    if fe.enabled:
+        t = time.perf_counter()
+        if fe.mode == "cached":
+            from_acts = keras.Model(cut if cut is not None else model.get_layer(POOL).input, model.get_layer(POOL).output)
+            pooled = {n: from_acts.predict(a, batch_size=256, verbose=0) for n, a in acts.items()}
+            head_in = keras.Input(pooled["train"].shape[1:], name="pooled_features")
+            head = keras.Model(head_in, model.get_layer(CLASSIFIER)(model.get_layer(DROPOUT)(head_in)))
+            x_train, x_val = pooled["train"], pooled["validation"]
+        else:
+            head = _augmented(model, cfg.augment, model.input.shape[1:])
+            x_train, x_val = data["train"].pixels, data["validation"].pixels
+        stage = _fit(
+            "feature_extraction", head, model, x_train, data["train"].labels, x_val, data["validation"].labels,
+            fe.learning_rate, fe.epochs, fe.patience, cfg, run, verbose,
+        )
+        stage.seconds = time.perf_counter() - t
+        stages.append(stage)
+
+    if fine.enabled:
+        t = time.perf_counter()
+        for layer in top_layers:
+            layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
+        if cut is not None:
+            trained = keras.Model(cut, model.output)
+            x_train, x_val = acts["train"], acts["validation"]
+        else:
+            trained = _augmented(model, cfg.augment, model.input.shape[1:])
+            x_train, x_val = data["train"].pixels, data["validation"].pixels
+        baseline = stages[-1].best_val_loss if stages else math.inf
+        stage = _fit(
+            "fine_tune", trained, model, x_train, data["train"].labels, x_val, data["validation"].labels,
+            fine.learning_rate, fine.epochs, fine.patience, cfg, run, verbose, baseline=baseline,
+        )
+        stage.seconds = time.perf_counter() - t
+        stages.append(stage)
+        for layer in base_layers(model):
+            layer.trainable = False
+
+    # Predictions of the final model; from the cache where possible (same computation, no second pass).
+    if cut is not None:
+        top = keras.Model(cut, model.output)
+        probabilities = {n: top.predict(a, batch_size=256, verbose=0) for n, a in acts.items()}
+    elif acts and not fine.enabled:
+        head_model = keras.Model(model.get_layer(POOL).input, model.output)
+        probabilities = {n: head_model.predict(a, batch_size=256, verbose=0) for n, a in acts.items()}
+    else:
+        probabilities = {n: model.predict(_float(d.pixels), batch_size=cfg.batch_size, verbose=0) for n, d in data.items()}
+    return TrainingOutcome(stages=stages, probabilities=probabilities, cache_seconds=cache_seconds)
+
+
+def _fit(
+    name: str, trained: Any, full_model: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
+    y_val: np.ndarray, lr: float, epochs: int, patience: int, cfg: TrainConfig, run: RunFolder, verbose: int,
+    baseline: float = math.inf,
+) -> StageResult:
+    trained.compile(optimizer=keras.optimizers.Adam(lr), loss=LOSS, metrics=["accuracy"])
+    if x_train.dtype == np.uint8:
+        x_train, x_val = _float(x_train), _float(x_val)
+    if math.isfinite(baseline):  # never end a stage worse than it started
+        baseline = float(trained.evaluate(x_val, y_val, batch_size=256, verbose=0)[0])
+    checkpoint = BestCheckpoint(full_model, run.checkpoints / f"{name}_best.keras", baseline=baseline)
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience)
+    log.info("stage %s: %d trainable weights, lr %g, up to %d epochs", name, len(trained.trainable_weights), lr, epochs)
+    history = trained.fit(
+        x_train, y_train, validation_data=(x_val, y_val), epochs=epochs, batch_size=cfg.batch_size,
+        shuffle=True, callbacks=[checkpoint, stop], verbose=verbose,
+    )
+    return StageResult(
+        name=name,
+        history={k: [float(v) for v in vals] for k, vals in history.history.items()},
+        best_val_loss=checkpoint.best,
+        best_epoch=checkpoint.best_epoch,
+    )
+
+
+def _augmented(model: Any, aug: AugmentConfig, input_shape: Any) -> Any:
+    inputs = keras.Input(input_shape, name="pixels")
+    x = inputs
+    if aug.flip:
+        x = keras.layers.RandomFlip("horizontal")(x)
+    if aug.rotation:
+        x = keras.layers.RandomRotation(aug.rotation)(x)
+    if aug.zoom:
+        x = keras.layers.RandomZoom(aug.zoom)(x)
+    return keras.Model(inputs, model(x))
+
+
+def _top_layers(model: Any, backbone: BackboneSpec, blocks: int, layers: int | None) -> list[Any]:
+    if layers is not None:
+        chosen = base_layers(model)[-layers:]
+    else:
+        units = base_units(model, backbone)
+        if blocks > len(units):
+            raise EdgeExportError(
+                f"train.fine_tune.unfreeze_blocks={blocks} but {backbone.name} has {len(units)} blocks",
+                hint=f"choose 1..{len(units)}",
+            )
+        chosen = [layer for _, unit in units[-blocks:] for layer in unit]
+    if not any(layer.weights for layer in chosen):
+        raise EdgeExportError("the layers chosen for fine-tuning have no weights", hint="unfreeze more blocks")
+    return chosen
+
+
+def _cut_tensor(model: Any, top_layers: list[Any]) -> Any:
+    """The single tensor feeding the fine-tuned part, if the graph allows one (else None: run in the loop)."""
+    first = top_layers[0]
+    cut = first.input
+    if isinstance(cut, (list, tuple)):
+        return None
+    try:
+        keras.Model(cut, model.output)
+    except Exception:  # the top depends on more than this tensor (e.g. a skip connection across the cut)
+        log.info("cannot cache below %s; fine-tuning with the whole base in the loop", first.name)
+        return None
+    return cut
+
+
+def _float(pixels: np.ndarray) -> np.ndarray:
+    return pixels.astype(np.float32) if pixels.dtype != np.float32 else pixels
+
+
+def _shape(tensor: Any) -> str:
+    return "x".join(str(d) for d in tensor.shape[1:])
