@@ -98,10 +98,58 @@ class TrainConfig:
 
 
 @dataclass
+class QATConfig:
+    epochs: int = 2  # short fine-tune of the quantization-aware model
+    learning_rate: float = 1e-5
+    max_images: Optional[int] = None  # None: the whole training split
+
+    def validate(self) -> None:
+        _check(self.epochs >= 1, "export.qat.epochs", ">= 1")
+        _check(0 < self.learning_rate < 1, "export.qat.learning_rate", "between 0 and 1")
+
+
+@dataclass
+class ExportConfig:
+    formats: list = field(default_factory=lambda: ["all"])  # names from the format registry, or "all"
+    int8_io: Literal["uint8", "int8"] = "uint8"  # input/output type of full-integer TFLite models
+    representative_images: int = 200  # calibration set drawn from the training split
+    representative_seed: int = 0
+    onnx_opset: int = 17
+    accuracy_budget: float = 1.0  # max drop in validation accuracy (points) before an artifact fails
+    parity_images: Optional[int] = None  # None: the whole validation split; else a seeded sample
+    qat: QATConfig = field(default_factory=QATConfig)
+
+    def validate(self) -> None:
+        _check(self.representative_images >= 1, "export.representative_images", ">= 1")
+        _check(7 <= self.onnx_opset <= 21, "export.onnx_opset", "7..21")
+        _check(self.accuracy_budget >= 0, "export.accuracy_budget", ">= 0 (points)")
+        _check(self.parity_images is None or self.parity_images >= 1, "export.parity_images", ">= 1")
+        _check(bool(self.formats) and all(isinstance(f, str) for f in self.formats), "export.formats", "a list of format names")
+
+
+@dataclass
+class BenchConfig:
+    threads: list = field(default_factory=lambda: [1, 0])  # 0: all cores
+    warmup: int = 10
+    runs: int = 100  # timed single-image runs per artifact and thread count
+    batch_size: int = 8  # for throughput
+    min_accuracy: Optional[float] = None  # fail the run if any artifact is below (fraction, e.g. 0.985)
+
+    def validate(self) -> None:
+        _check(bool(self.threads) and all(isinstance(t, int) and t >= 0 for t in self.threads), "bench.threads", "a list of thread counts (0 = all cores)")
+        _check(self.runs >= 5, "bench.runs", ">= 5")
+        _check(self.warmup >= 0, "bench.warmup", ">= 0")
+        _check(self.batch_size >= 1, "bench.batch_size", ">= 1")
+        _check(self.min_accuracy is None or 0 <= self.min_accuracy <= 1, "bench.min_accuracy", "a fraction 0..1")
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
     # where each dotted key got its value: "default", a config file path, or "override"
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -260,6 +308,12 @@ def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad
         return float(value)
+    if hint is list:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise bad
+        return value
     if hint is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)

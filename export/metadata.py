@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Sequence
 
+import flatbuffers
+import numpy as np
+
 from edge_export.errors import EdgeExportError
 from edge_export.runtime.metadata import FORMAT_VERSION, METADATA_NAME, TFLITE_IDENTIFIER
 from edge_export.runtime.preprocessing import Preprocessing
@@ -37,12 +40,13 @@ def metadata_json(meta: dict[str, Any]) -> str:
 def embed_tflite_metadata(model_bytes: bytes, meta: dict[str, Any]) -> bytes:
     """A copy of the TFLite flatbuffer with its ``edge_export`` metadata entry set (replaced if present)."""
     schema = _tflite_schema()
-    import numpy as np
-
     data = metadata_json(meta).encode("utf-8")
     if len(model_bytes) < 8 or model_bytes[4:8] != TFLITE_IDENTIFIER:
         raise EdgeExportError("not a TFLite flatbuffer (no 'TFL3' identifier)")
-    model = schema.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
+    try:
+        model = schema.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
+    except Exception as exc:  # generated code on a damaged buffer: struct.error, IndexError, ...
+        raise EdgeExportError(f"cannot parse the TFLite model ({type(exc).__name__}: {exc})") from None
     if any((b.offset or 0) > 1 for b in model.buffers or []):
         raise EdgeExportError(
             "cannot add metadata to a TFLite model whose buffers are stored after the flatbuffer (> 2 GB)"
@@ -52,7 +56,7 @@ def embed_tflite_metadata(model_bytes: bytes, meta: dict[str, Any]) -> bytes:
     model.buffers = list(model.buffers or [])
     entries = list(model.metadata or [])
     existing = [e for e in entries if _name(e) == METADATA_NAME]
-    if existing:  # reuse its buffer slot rather than leave an orphan behind
+    if existing and 0 < existing[0].buffer < len(model.buffers):  # reuse its slot, leave no orphan
         index = existing[0].buffer
         model.buffers[index] = buffer
     else:
@@ -62,9 +66,7 @@ def embed_tflite_metadata(model_bytes: bytes, meta: dict[str, Any]) -> bytes:
     entry.name = METADATA_NAME
     entry.buffer = index
     model.metadata = [e for e in entries if _name(e) != METADATA_NAME] + [entry]
-    import flatbuffers
-
-    builder = flatbuffers.Builder(len(model_bytes) + len(data) + 1024)
+    builder = _AlignedBuilder(len(model_bytes) + len(data) + 1024)
     builder.Finish(model.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
     return bytes(builder.Output())
 
@@ -77,6 +79,14 @@ def embed_onnx_metadata(model: "onnx.ModelProto", meta: dict[str, Any]) -> None:
     model.metadata_props.extend(props)
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_NAME, text
+
+
+class _AlignedBuilder(flatbuffers.Builder):
+    """Starts byte vectors (tensor data) on 16-byte boundaries, as the schema's force_align asks;
+    the generated object API would otherwise pack them unaligned."""
+
+    def StartVector(self, elemSize, numElems, alignment):  # noqa: N802, N803 (flatbuffers' names)
+        return super().StartVector(elemSize, numElems, max(alignment, 16) if elemSize == 1 else alignment)
 
 
 def _name(entry: Any) -> str:

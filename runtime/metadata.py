@@ -74,7 +74,7 @@ def read_tflite_metadata_text(data: bytes, path: str | Path | None = None) -> st
         return _tflite_metadata(data, METADATA_NAME)
     except EdgeExportError:
         raise
-    except (struct.error, IndexError, ValueError, UnicodeDecodeError) as exc:
+    except (struct.error, IndexError, ValueError, TypeError, OverflowError, UnicodeDecodeError) as exc:
         raise EdgeExportError(
             f"corrupt or truncated TFLite model ({type(exc).__name__}: {exc})",
             path=path,
@@ -147,6 +147,8 @@ def _read_onnx_metadata_text(path: Path) -> str | None:
             raise EdgeExportError(
                 f"corrupt or truncated ONNX model ({exc})", path=path, hint="re-export the model"
             ) from None
+        if not model.HasField("graph"):
+            raise EdgeExportError("corrupt or empty ONNX model (no graph)", path=path, hint="re-export the model")
         return next((p.value for p in model.metadata_props if p.key == METADATA_NAME), None)
     from edge_export.runtime.backends import load_backend
 

@@ -169,6 +169,16 @@ def test_unexpected_global_in_tensor_position_is_refused(tmp_path):
         load_torch_state_dict(path)
 
 
+def test_build_opcode_cannot_alter_shared_globals(tmp_path, sample):
+    attack = b"\x80\x02ctorch\nFloatStorage\n}X\x05\x00\x00\x00dtypeK\x01sb."  # FloatStorage.dtype = 1
+    write_legacy(tmp_path / "attack.pth", None, [], main_pickle=attack)
+    with pytest.raises(EdgeExportError, match="expected a state dict"):
+        load_torch_state_dict(tmp_path / "attack.pth")
+    state, storages, expected = sample
+    write_legacy(tmp_path / "model.pth", state, storages)
+    _check(load_torch_state_dict(tmp_path / "model.pth"), expected)
+
+
 def test_truncated_file_names_the_file(tmp_path, sample):
     state, storages, _ = sample
     whole = tmp_path / "model.pth"

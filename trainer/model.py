@@ -51,8 +51,8 @@ def build_classifier(keras: Any, spec: ModelSpec, weights: str = "imagenet") -> 
     x = keras.layers.Dropout(spec.dropout, name=DROPOUT)(x)
     outputs = keras.layers.Dense(spec.num_classes, activation="softmax", name=CLASSIFIER)(x)
     model = keras.Model(inputs, outputs, name=f"{spec.backbone}_classifier")
-    if weights != "none" and backbone.after_weights is not None:
-        backbone.after_weights(model)
+    if backbone.finish is not None:
+        backbone.finish(model, weights)
     return model
 
 

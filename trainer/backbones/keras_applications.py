@@ -32,7 +32,9 @@ def _application(constructor: str, **kwargs: Any):
 def _bgr_first_conv(layer_name: str):
     """Caffe-style models expect BGR; flip the first conv's input channels so the model takes RGB."""
 
-    def fix(model: Any) -> None:
+    def fix(model: Any, weights: str) -> None:
+        if weights == "none":
+            return
         layer = model.get_layer(layer_name)
         kernel, bias = layer.get_weights()
         layer.set_weights([kernel[:, :, ::-1, :], bias])
@@ -49,7 +51,7 @@ register(BackboneSpec(
     unit_pattern=r"^(block\d+)_",
     mean=(123.68, 116.779, 103.939),  # caffe means, RGB order (channels flipped in the first conv)
     weights_source=KERAS_WEIGHTS,
-    after_weights=_bgr_first_conv("block1_conv1"),
+    finish=_bgr_first_conv("block1_conv1"),
     description="VGG16, the classic recipe's backbone (large, slow)",
 ))
 

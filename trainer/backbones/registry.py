@@ -25,7 +25,8 @@ class BackboneSpec:
     min_size: int = 32
     fixed_sizes: Optional[tuple[int, ...]] = None  # sizes for which ImageNet weights exist, if restricted
     weights_source: str = ""
-    after_weights: Optional[Callable[[Any], None]] = None  # fix-ups on the built model (e.g. BGR -> RGB)
+    # called on the whole built model with the weights setting: load weights, fix-ups (e.g. BGR -> RGB)
+    finish: Optional[Callable[[Any, str], None]] = None
     description: str = ""
     extra: dict = field(default_factory=dict)
 

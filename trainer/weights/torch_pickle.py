@@ -34,7 +34,7 @@ STORAGE_DTYPES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass
 class _StorageType:
     name: str
     dtype: np.dtype
@@ -79,12 +79,11 @@ def _rebuild_parameter(data, requires_grad=False, backward_hooks=None):
     return data
 
 
-ALLOWED_GLOBALS = {
+REBUILD_GLOBALS = {
     ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("collections", "OrderedDict"): collections.OrderedDict,
-    **{("torch", name): _StorageType(name, np.dtype(dtype)) for name, dtype in STORAGE_DTYPES.items()},
 }
 
 
@@ -95,16 +94,16 @@ class _Unpickler(pickle.Unpickler):
         self.storages = storages
 
     def find_class(self, module, name):
-        target = ALLOWED_GLOBALS.get((module, name))
+        # Fresh objects each time, so a BUILD opcode in the file cannot alter anything shared.
+        if module == "torch" and name in STORAGE_DTYPES:
+            return _StorageType(name, np.dtype(STORAGE_DTYPES[name]))
+        target = REBUILD_GLOBALS.get((module, name))
         if target is None:
             raise EdgeExportError(
                 f"refused to load global {module}.{name}: not a tensor checkpoint global",
                 path=self.path,
                 hint="only load checkpoints from sources you trust; this file may be malicious",
             )
-        if isinstance(target, _StorageType):  # immutable
-            return target
-        # A fresh wrapper, so a BUILD opcode in the file cannot alter the shared functions.
         return lambda *args, **kwargs: target(*args, **kwargs)
 
     def persistent_load(self, pid):

@@ -1,0 +1,537 @@
+"""The thin runtime (edge_export.runtime) on real LiteRT and ONNX Runtime, with tiny models built here."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edge_export.errors import EdgeExportError
+from edge_export.export.metadata import build_metadata, embed_onnx_metadata, embed_tflite_metadata
+from edge_export.runtime.backends import TensorSpec, load_backend
+from edge_export.runtime.classifier import Classifier, Prediction
+from edge_export.runtime.metadata import read_metadata
+from edge_export.runtime.preprocessing import Preprocessing
+from edge_export.runtime.quantization import dequantize, quantize
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("EDGE_EXPORT_SHARED", ROOT.parent / "shared"))
+REFERENCE = SHARED / "reference-models"
+SIZE = (16, 16)
+LABELS = ["cat", "dog", "bird"]
+ONNX_LABELS = ["red", "green", "blue", "grey"]
+
+needs_reference = pytest.mark.skipif(
+    not (REFERENCE / "mobilenet_v2_1.0_224_quant.tflite").is_file(), reason=f"no reference models in {SHARED}"
+)
+
+
+# ----------------------------------------------------------------------------- test models
+
+
+def _images(n: int = 4) -> list[np.ndarray]:
+    """Distinct uint8 RGB images of varied sizes (tinted noise and gradients)."""
+    rng = np.random.default_rng(1)
+    out = []
+    for i in range(n):
+        h, w = 20 + 7 * i, 30 - 3 * i
+        tint = np.array([(i * 80) % 256, 255 - (i * 60) % 256, (i * 40) % 256])
+        noise = rng.integers(0, 90, (h, w, 3))
+        out.append(np.clip(tint * 0.7 + noise, 0, 255).astype(np.uint8))
+    return out
+
+
+def _keras_tflite_models() -> dict[str, bytes]:
+    """One tiny Keras model (0-255 input, rescaling inside, softmax out) as float, uint8 and int8 TFLite."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((*SIZE, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(len(LABELS), activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    model.layers[-1].set_weights([w * 8 for w in model.layers[-1].get_weights()])  # confident outputs
+    calibration = [im for im in _images(8)]
+
+    def convert(dtype=None) -> bytes:
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        if dtype is not None:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = lambda: (
+                [np.asarray(Image.fromarray(im).resize(SIZE[::-1]), np.float32)[None]] for im in calibration
+            )
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = dtype
+            converter.inference_output_type = dtype
+        return converter.convert()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Statistics for quantized inputs were expected" and friends
+        return {"float": convert(), "uint8": convert(tf.uint8), "int8": convert(tf.int8)}
+
+
+def _onnx_model():
+    """NHWC float pixels -> Transpose -> /255 -> GlobalAveragePool -> Flatten -> Gemm -> Softmax."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    # a colour classifier: mean R, G, B (0-1) -> logits for red, green, blue, grey
+    weights = np.array([[8, -4, -4, 0], [-4, 8, -4, 0], [-4, -4, 8, 0]], np.float32)
+    bias = np.zeros(len(ONNX_LABELS), np.float32)
+    nodes = [
+        helper.make_node("Transpose", ["pixels"], ["nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node("Mul", ["nchw", "scale"], ["scaled"]),
+        helper.make_node("GlobalAveragePool", ["scaled"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
+        helper.make_node("Gemm", ["flat", "W", "b"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["batch", *SIZE, 3])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", len(ONNX_LABELS)])],
+        initializer=[
+            numpy_helper.from_array(np.array(1 / 255.0, np.float32), "scale"),
+            numpy_helper.from_array(weights, "W"),
+            numpy_helper.from_array(bias, "b"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory) -> dict[str, Path]:
+    """name -> model file: float/uint8/int8 .tflite and .onnx, with and without edge_export metadata."""
+    folder = tmp_path_factory.mktemp("models")
+    meta = build_metadata(LABELS, Preprocessing(size=SIZE), source="test")
+    paths = {}
+    for name, data in _keras_tflite_models().items():
+        paths[f"{name}_bare"] = folder / f"{name}_bare.tflite"
+        paths[f"{name}_bare"].write_bytes(data)
+        paths[name] = folder / f"{name}.tflite"
+        paths[name].write_bytes(embed_tflite_metadata(data, meta))
+    onnx_model = _onnx_model()
+    paths["onnx_bare"] = folder / "bare.onnx"
+    paths["onnx_bare"].write_bytes(onnx_model.SerializeToString())
+    embed_onnx_metadata(onnx_model, build_metadata(ONNX_LABELS, Preprocessing(size=SIZE), source="test"))
+    paths["onnx"] = folder / "model.onnx"
+    paths["onnx"].write_bytes(onnx_model.SerializeToString())
+    return paths
+
+
+@pytest.fixture(scope="session")
+def image_files(tmp_path_factory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("images")
+    paths = []
+    for i, array in enumerate(_images()):
+        path = folder / f"image{i}.png"
+        Image.fromarray(array).save(path)
+        paths.append(path)
+    return paths
+
+
+# ----------------------------------------------------------------------------- TF-free
+
+TF_FREE = """
+import importlib.abc, json, sys
+
+class NoTensorFlow(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "keras", "tf_keras", "onnx"):  # a device has none of them
+            raise ImportError(f"{name} is blocked in this test")
+
+sys.meta_path.insert(0, NoTensorFlow())
+try:
+    import tensorflow
+except ImportError:
+    pass
+else:
+    raise SystemExit("tensorflow was not blocked")
+
+from edge_export.runtime.classifier import Classifier
+from edge_export.runtime.metadata import read_metadata
+import edge_export.commands.predict
+from edge_export.cli import main
+
+out = {}
+for model in sys.argv[2:]:
+    clf = Classifier.load(model)
+    out[model] = [[p.label, p.probability] for p in clf.predict(sys.argv[1], top_k=2)[0]]
+    assert read_metadata(model)["labels"] == clf.labels
+leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tf_keras", "onnx"))
+assert not leaked, leaked
+print(json.dumps(out))
+"""
+
+
+def test_runtime_runs_without_tensorflow(models, image_files):
+    targets = [str(models["float"]), str(models["int8"]), str(models["onnx"])]
+    proc = subprocess.run(
+        [sys.executable, "-c", TF_FREE, str(image_files[0]), *targets],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(out) == set(targets)
+    for model in targets:
+        assert len(out[model]) == 2
+    # same answers as in this (TensorFlow-importing) process
+    expected = Classifier.load(models["onnx"]).predict(image_files[0], top_k=2)[0]
+    assert [p.label for p in expected] == [label for label, _ in out[str(models["onnx"])]]
+
+
+# ----------------------------------------------------------------------------- reference models
+
+
+@needs_reference
+@pytest.mark.parametrize(
+    "model, image, top1",
+    [
+        ("mobilenet_v2_1.0_224_quant.tflite", "cat.bmp", "Egyptian cat"),
+        ("mobilenet_v2_1.0_224_quant.tflite", "grace_hopper.bmp", "military uniform"),
+        ("mobilenet_v1_0.25_128_quant.tflite", "cat.bmp", "Egyptian cat"),
+    ],
+)
+def test_reference_models(model, image, top1):
+    clf = Classifier.load(REFERENCE / model, labels=REFERENCE / "imagenet_labels.txt", threads=1)
+    assert clf.metadata is None and len(clf.labels) == 1001 and clf.labels[0] == "background"
+    predictions = clf.predict(REFERENCE / image, top_k=5)[0]
+    assert len(predictions) == 5
+    assert predictions[0].label == top1, predictions
+    assert predictions[0].probability > 0.05
+    assert [p.probability for p in predictions] == sorted((p.probability for p in predictions), reverse=True)
+
+
+@needs_reference
+def test_reference_model_input_is_raw_pixels():
+    """An integer model without metadata is fed the raw pixels (scale 1/128, zero point 128 here)."""
+    clf = Classifier.load(REFERENCE / "mobilenet_v2_1.0_224_quant.tflite")
+    spec = clf.backend.input_spec
+    assert (spec.dtype, spec.scale, spec.zero_point) == (np.uint8, 1 / 128, 128)
+    assert clf.input_size == (224, 224)
+    pixels = np.arange(224 * 224 * 3, dtype=np.int64).reshape(1, 224, 224, 3).astype(np.uint8)
+    fed = quantize(clf.preprocessing.normalize(pixels), spec)
+    np.testing.assert_array_equal(fed, pixels)
+
+
+@needs_reference
+def test_reference_batch_on_fixed_batch_model():
+    """The reference model's batch is fixed at 1: a list runs one by one and matches single runs."""
+    clf = Classifier.load(REFERENCE / "mobilenet_v1_0.25_128_quant.tflite")
+    images = [REFERENCE / "cat.bmp", REFERENCE / "grace_hopper.bmp"]
+    together = clf.predict(images, top_k=3)
+    assert together == [clf.predict(image, top_k=3)[0] for image in images]
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+@pytest.mark.parametrize("name", ["float", "uint8", "onnx"])
+def test_every_input_kind_gives_the_same_probabilities(models, image_files, name):
+    clf = Classifier.load(models[name])
+    path = image_files[1]
+    array = np.asarray(Image.open(path).convert("RGB"))
+    expected = clf.predict(path, top_k=3)[0]
+    assert clf.predict(str(path), top_k=3)[0] == expected
+    assert clf.predict(Image.open(path), top_k=3)[0] == expected
+    assert clf.predict(array, top_k=3)[0] == expected
+    assert clf.predict([path, Image.open(path), array], top_k=3) == [expected] * 3
+    assert clf.predict(np.stack([array, array]), top_k=3) == [expected] * 2
+    assert all(isinstance(p, Prediction) for p in expected)
+
+
+@pytest.mark.parametrize("name", ["float", "onnx"])
+def test_batch_matches_single_images(models, image_files, name):
+    """Dynamic batch: LiteRT resizes its input tensor, ONNX Runtime takes any batch."""
+    clf = Classifier.load(models[name], threads=1)
+    batch = clf.predict(image_files, top_k=10)
+    singles = [clf.predict(p, top_k=10)[0] for p in image_files]
+    for got, want in zip(batch, singles):
+        assert [p.index for p in got] == [p.index for p in want]
+        np.testing.assert_allclose([p.probability for p in got], [p.probability for p in want], atol=1e-5)
+    first = {p.index: p.probability for p in batch[0]}
+    assert any(abs(first[p.index] - p.probability) > 0.05 for r in batch[1:] for p in r)  # images differ
+
+
+def test_top_k_and_labels(models, image_files):
+    clf = Classifier.load(models["float"])
+    assert clf.labels == LABELS and clf.input_size == SIZE
+    assert len(clf.predict(image_files[0], top_k=1)[0]) == 1
+    full = clf.predict(image_files[0], top_k=10)[0]
+    assert sorted(p.label for p in full) == sorted(LABELS)
+    assert sum(p.probability for p in full) == pytest.approx(1.0, abs=1e-5)
+    assert all(p.label == LABELS[p.index] for p in full)
+    with pytest.raises(EdgeExportError, match="top_k"):
+        clf.predict(image_files[0], top_k=0)
+
+
+# ----------------------------------------------------------------------------- quantization
+
+
+def test_quantize_dequantize_functions():
+    spec = TensorSpec("x", (None, 4), np.dtype(np.int8), scale=0.5, zero_point=-10)
+    x = np.array([-100.0, 0.0, 1.26, 200.0], np.float32)
+    q = quantize(x, spec)
+    np.testing.assert_array_equal(q, [-128, -10, -7, 127])  # clipped to int8 at both ends
+    np.testing.assert_allclose(dequantize(q, spec), [-59.0, 0.0, 1.5, 68.5])
+    float_spec = TensorSpec("y", (None, 4), np.dtype(np.float32))
+    assert quantize(x, float_spec).dtype == np.float32 and dequantize(x, float_spec) is x
+
+
+@pytest.mark.parametrize("name", ["uint8", "int8"])
+def test_integer_model_agrees_with_float_model(models, image_files, name):
+    quantized, reference = Classifier.load(models[name]), Classifier.load(models["float"])
+    spec = quantized.backend.input_spec
+    assert spec.dtype == np.dtype(name) and spec.is_quantized and quantized.backend.output_spec.is_quantized
+    pixels = np.stack([np.asarray(Image.open(p).convert("RGB").resize(SIZE[::-1])) for p in image_files])
+    got, want = quantized.predict_proba(pixels), reference.predict_proba(pixels)
+    assert got.dtype == np.float32 and got.shape == (len(image_files), len(LABELS))
+    np.testing.assert_allclose(got, want, atol=0.05)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=0.02)
+    assert (got.argmax(axis=1) == want.argmax(axis=1)).all()
+
+
+# ----------------------------------------------------------------------------- metadata
+
+
+@pytest.mark.parametrize("name, labels", [("float", LABELS), ("int8", LABELS), ("onnx", ONNX_LABELS)])
+def test_metadata_round_trip(models, name, labels):
+    meta = read_metadata(models[name])
+    assert meta["format_version"] == 1 and meta["labels"] == labels and meta["source"] == "test"
+    assert Preprocessing.from_dict(meta["preprocessing"]) == Preprocessing(size=SIZE)
+    assert read_metadata(models[f"{name}_bare"]) is None
+    clf = Classifier.load(models[name])
+    assert clf.labels == labels and clf.metadata == meta and clf.preprocessing == Preprocessing(size=SIZE)
+
+
+def test_metadata_is_replaced_not_added(models, tmp_path):
+    import onnx
+
+    data = models["float"].read_bytes()
+    new = build_metadata(["a", "b", "c"], Preprocessing(size=SIZE, mean=(1, 2, 3)), version="2")
+    path = tmp_path / "again.tflite"
+    path.write_bytes(embed_tflite_metadata(data, new))
+    assert read_metadata(path) == new
+    from ai_edge_litert import schema_py_generated as schema
+
+    entries = schema.ModelT.InitFromPackedBuf(bytearray(path.read_bytes()), 0).metadata
+    assert [e.name for e in entries].count(b"edge_export") == 1
+    clf = Classifier.load(path)
+    assert clf.labels == ["a", "b", "c"] and clf.preprocessing.mean == (1.0, 2.0, 3.0)
+
+    model = onnx.load(str(models["onnx"]))
+    embed_onnx_metadata(model, new)
+    assert [p.key for p in model.metadata_props].count("edge_export") == 1
+    onnx_path = tmp_path / "again.onnx"
+    onnx_path.write_bytes(model.SerializeToString())
+    assert read_metadata(onnx_path) == new
+
+
+@pytest.mark.parametrize("name", ["float", "int8"])
+def test_embedding_metadata_keeps_predictions_and_alignment(models, image_files, name):
+    # without metadata an integer model would be fed raw pixels: ask for identity like the metadata does
+    before = Classifier.load(models[f"{name}_bare"], mean=0, std=1).predict_proba(_resized(image_files))
+    after = Classifier.load(models[name]).predict_proba(_resized(image_files))
+    np.testing.assert_array_equal(before, after)
+    assert _unaligned_buffers(models[name].read_bytes()) == 0  # the schema's force_align: 16
+
+
+def _unaligned_buffers(data: bytes) -> int:
+    import flatbuffers
+
+    model = flatbuffers.table.Table(data, flatbuffers.encode.Get(flatbuffers.packer.uoffset, data, 0))
+    start, count = model.Vector(model.Offset(4 + 2 * 4)), model.VectorLen(model.Offset(4 + 2 * 4))
+    buffers = [flatbuffers.table.Table(data, model.Indirect(start + 4 * i)) for i in range(count)]
+    return sum(b.Vector(b.Offset(4)) % 16 != 0 for b in buffers if b.Offset(4))
+
+
+@pytest.mark.parametrize("name", ["float_bare", "onnx_bare"])
+def test_model_without_metadata_uses_arguments(models, image_files, tmp_path, name):
+    bare = Classifier.load(models[name])
+    classes = bare.backend.output_spec.shape[-1]
+    assert bare.metadata is None and bare.labels == [str(i) for i in range(classes)]
+    assert bare.preprocessing.is_identity and bare.input_size == SIZE
+
+    names = [f"class {i}" for i in range(classes)]
+    labels_file = tmp_path / "labels.txt"
+    labels_file.write_text("\n".join(names) + "\n\n")
+    for labels in (names, labels_file, str(labels_file)):
+        assert Classifier.load(models[name], labels=labels).labels == names
+
+    shifted = Classifier.load(models[name], labels=names, mean=(100, 50, 0), std=2.0)
+    assert shifted.preprocessing.mean == (100.0, 50.0, 0.0) and shifted.preprocessing.std == (2.0,) * 3
+    pixels = _resized(image_files)
+    manual = ((pixels.astype(np.float32) - np.float32([100, 50, 0])) / np.float32(2)).astype(np.float32)
+    np.testing.assert_allclose(shifted.predict_proba(pixels), bare.backend.run(manual), rtol=1e-5, atol=1e-6)
+
+
+def test_arguments_override_metadata(models, tmp_path):
+    labels_file = tmp_path / "labels.txt"
+    labels_file.write_text("x\ny\nz\n")
+    clf = Classifier.load(models["float"], labels=labels_file, mean=5, std=(1, 2, 3))
+    assert clf.labels == ["x", "y", "z"]
+    assert clf.preprocessing.mean == (5.0,) * 3 and clf.preprocessing.std == (1.0, 2.0, 3.0)
+    assert clf.metadata["labels"] == LABELS
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize("name", ["float", "onnx"])
+@pytest.mark.parametrize("damage", ["random", "truncated", "empty"])
+def test_corrupt_models_raise_naming_the_file(models, tmp_path, name, damage):
+    data = models[name].read_bytes()
+    broken = {
+        "random": np.random.default_rng(3).integers(0, 256, len(data), dtype=np.uint8).tobytes(),
+        "truncated": data[: len(data) // 2],
+        "empty": b"",
+    }[damage]
+    path = tmp_path / f"broken_{damage}{models[name].suffix}"
+    path.write_bytes(broken)
+    with pytest.raises(EdgeExportError) as info:
+        Classifier.load(path)
+    assert str(path) in str(info.value)
+    with pytest.raises(EdgeExportError) as info:
+        read_metadata(path)
+    assert str(path) in str(info.value)
+
+
+def test_missing_and_unknown_files(tmp_path, models):
+    with pytest.raises(EdgeExportError, match="not found") as info:
+        Classifier.load(tmp_path / "missing.tflite")
+    assert "missing.tflite" in str(info.value)
+    other = tmp_path / "model.pb"
+    other.write_bytes(b"x")
+    with pytest.raises(EdgeExportError, match="unknown model format") as info:
+        Classifier.load(other)
+    assert "model.pb" in str(info.value) and ".onnx" in str(info.value)
+    with pytest.raises(EdgeExportError, match="labels file not found"):
+        Classifier.load(models["float"], labels=tmp_path / "nope.txt")
+
+
+def test_labels_count_mismatch(models):
+    with pytest.raises(EdgeExportError, match="2 labels .* 3 outputs") as info:
+        Classifier.load(models["float"], labels=["a", "b"])
+    assert str(models["float"]) in str(info.value)
+    with pytest.raises(EdgeExportError, match="3 labels .* 4 outputs"):
+        Classifier.load(models["onnx_bare"], labels=LABELS)
+
+
+@pytest.mark.parametrize("name", ["float", "int8", "onnx"])
+def test_predict_proba_rejects_wrong_arrays(models, name):
+    clf = Classifier.load(models[name])
+    good = np.zeros((2, *SIZE, 3), np.uint8)
+    assert clf.predict_proba(good).shape[0] == 2
+    assert clf.predict_proba(good[0]).shape[0] == 1
+    bad = {
+        "shape (2, 32, 32, 3)": np.zeros((2, 32, 32, 3), np.uint8),
+        "shape (2, 16, 16, 4)": np.zeros((2, *SIZE, 4), np.uint8),
+        "shape (16, 16)": np.zeros(SIZE, np.uint8),
+        "dtype float32": good.astype(np.float32),
+        "got list": [[0]],
+    }
+    for expected, array in bad.items():
+        with pytest.raises(EdgeExportError, match=r"N x 16 x 16 x 3") as info:
+            clf.predict_proba(array)
+        assert expected in str(info.value) and str(models[name]) in str(info.value)
+
+
+def test_size_mismatch_and_providers(models):
+    with pytest.raises(EdgeExportError, match="does not match the model's input 16x16"):
+        Classifier.load(models["float"], size=(32, 32))
+    with pytest.raises(EdgeExportError, match="available: .*CPUExecutionProvider"):
+        Classifier.load(models["onnx"], providers=["NoSuchExecutionProvider"])
+    clf = Classifier.load(models["onnx"], providers=["cpu"], threads=1)
+    assert clf.backend.providers == ["CPUExecutionProvider"]
+    with pytest.raises(EdgeExportError, match="ONNX models only"):
+        Classifier.load(models["float"], providers=["cpu"])
+    with pytest.raises(EdgeExportError, match="threads"):
+        Classifier.load(models["float"], threads=0)
+
+
+def test_load_backend_directly(models):
+    backend = load_backend(models["uint8"], threads=1)
+    assert backend.name == "litert"
+    assert backend.input_spec.shape == (None, *SIZE, 3) and backend.input_spec.dtype == np.uint8
+    assert backend.output_spec.shape == (None, len(LABELS)) and backend.output_spec.scale == pytest.approx(1 / 256)
+    out = backend.run(np.zeros((3, *SIZE, 3), np.uint8))
+    assert out.shape == (3, len(LABELS)) and out.dtype == np.uint8
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _cli(*args: str):
+    from click.testing import CliRunner
+
+    from edge_export.cli import cli
+
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@needs_reference
+def test_predict_cli_plain_and_json():
+    model = str(REFERENCE / "mobilenet_v2_1.0_224_quant.tflite")
+    images = [str(REFERENCE / "cat.bmp"), str(REFERENCE / "grace_hopper.bmp")]
+    labels = str(REFERENCE / "imagenet_labels.txt")
+
+    result = _cli("predict", model, *images, "--labels", labels, "--top-k", "3", "--threads", "1")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 8 and lines[0] == images[0] and lines[4] == images[1]
+    assert lines[1].startswith("  Egyptian cat ") and lines[5].startswith("  military uniform ")
+    assert 0 < float(lines[1].split()[-1]) <= 1
+
+    result = _cli("predict", model, images[0], "--labels", labels, "--json", "--top-k", "2")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload[0]["image"] == images[0] and len(payload[0]["predictions"]) == 2
+    top = payload[0]["predictions"][0]
+    assert set(top) == {"label", "index", "probability"}
+    assert (top["label"], top["index"]) == ("Egyptian cat", 286)
+
+
+def test_predict_cli_options_and_errors(models, image_files, tmp_path):
+    result = _cli("predict", str(models["onnx_bare"]), str(image_files[0]), "--mean", "0,0,0", "--std", "1",
+                  "--size", "16x16", "--provider", "cpu", "--json", "--top-k", "1")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)[0]["predictions"][0]["label"] in {"0", "1", "2", "3"}
+
+    assert _cli("predict", str(models["onnx"]), str(image_files[0]), "--mean", "1,2").exit_code == 2
+    assert _cli("predict", str(models["onnx"]), str(image_files[0]), "--size", "axb").exit_code == 2
+
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    proc = subprocess.run(
+        [sys.executable, "-c", "from edge_export.cli import main; main()", "predict", str(broken), str(image_files[0])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 2
+    assert str(broken) in proc.stderr and "Traceback" not in proc.stderr
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _resized(paths) -> np.ndarray:
+    return np.stack([np.asarray(Image.open(p).convert("RGB").resize(SIZE[::-1], Image.BILINEAR)) for p in paths])
