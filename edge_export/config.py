@@ -84,6 +84,7 @@ class AugmentConfig:
 class TrainConfig:
     seed: int = 1337
     batch_size: int = 32
+    cache_flipped: bool = False  # cached modes: add mirrored training images (one more pass of the base)
     feature_extraction: FeatureExtractionConfig = field(default_factory=FeatureExtractionConfig)
     fine_tune: FineTuneConfig = field(default_factory=FineTuneConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)

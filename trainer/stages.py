@@ -68,11 +68,17 @@ def train_two_stages(
     cut = _cut_tensor(model, top_layers) if fine.enabled and not fine.augment else None
     t0 = time.perf_counter()
     acts: dict[str, np.ndarray] = {}
+    train_labels = data["train"].labels  # labels of the cached training activations
     if cut is not None or (cfg.feature_extraction.enabled and cfg.feature_extraction.mode == "cached"):
         source = cut if cut is not None else model.get_layer(POOL).input
         log.info("caching frozen-base activations (%s) for %s", _shape(source), ", ".join(data))
         bottom = keras.Model(model.input, source)
         acts = {name: bottom.predict(_float(d.pixels), batch_size=cfg.batch_size, verbose=verbose) for name, d in data.items()}
+        if cfg.cache_flipped:  # mirror images as extra training examples: exact, not an approximation
+            log.info("caching activations of mirrored training images")
+            mirrored = bottom.predict(_float(data["train"].pixels[:, :, ::-1]), batch_size=cfg.batch_size, verbose=verbose)
+            acts["train"] = np.concatenate([acts["train"], mirrored])
+            train_labels = np.concatenate([data["train"].labels, data["train"].labels])
     cache_seconds = time.perf_counter() - t0
 
     fe = cfg.feature_extraction
@@ -83,12 +89,12 @@ def train_two_stages(
             pooled = {n: from_acts.predict(a, batch_size=256, verbose=0) for n, a in acts.items()}
             head_in = keras.Input(pooled["train"].shape[1:], name="pooled_features")
             head = keras.Model(head_in, model.get_layer(CLASSIFIER)(model.get_layer(DROPOUT)(head_in)))
-            x_train, x_val = pooled["train"], pooled["validation"]
+            x_train, y_train, x_val = pooled["train"], train_labels, pooled["validation"]
         else:
             head = _augmented(model, cfg.augment, model.input.shape[1:])
-            x_train, x_val = data["train"].pixels, data["validation"].pixels
+            x_train, y_train, x_val = data["train"].pixels, data["train"].labels, data["validation"].pixels
         stage = _fit(
-            "feature_extraction", head, model, x_train, data["train"].labels, x_val, data["validation"].labels,
+            "feature_extraction", head, model, x_train, y_train, x_val, data["validation"].labels,
             fe.learning_rate, fe.epochs, fe.patience, cfg, run, verbose,
         )
         stage.seconds = time.perf_counter() - t
@@ -100,13 +106,13 @@ def train_two_stages(
             layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
         if cut is not None:
             trained = keras.Model(cut, model.output)
-            x_train, x_val = acts["train"], acts["validation"]
+            x_train, y_train, x_val = acts["train"], train_labels, acts["validation"]
         else:
             trained = _augmented(model, cfg.augment, model.input.shape[1:])
-            x_train, x_val = data["train"].pixels, data["validation"].pixels
+            x_train, y_train, x_val = data["train"].pixels, data["train"].labels, data["validation"].pixels
         baseline = stages[-1].best_val_loss if stages else math.inf
         stage = _fit(
-            "fine_tune", trained, model, x_train, data["train"].labels, x_val, data["validation"].labels,
+            "fine_tune", trained, model, x_train, y_train, x_val, data["validation"].labels,
             fine.learning_rate, fine.epochs, fine.patience, cfg, run, verbose, baseline=baseline,
         )
         stage.seconds = time.perf_counter() - t
@@ -115,12 +121,9 @@ def train_two_stages(
             layer.trainable = False
 
     # Predictions of the final model; from the cache where possible (same computation, no second pass).
-    if cut is not None:
-        top = keras.Model(cut, model.output)
-        probabilities = {n: top.predict(a, batch_size=256, verbose=0) for n, a in acts.items()}
-    elif acts and not fine.enabled:
-        head_model = keras.Model(model.get_layer(POOL).input, model.output)
-        probabilities = {n: head_model.predict(a, batch_size=256, verbose=0) for n, a in acts.items()}
+    if acts and (cut is not None or not fine.enabled):
+        top = keras.Model(cut if cut is not None else model.get_layer(POOL).input, model.output)
+        probabilities = {n: top.predict(a[: len(data[n].labels)], batch_size=256, verbose=0) for n, a in acts.items()}
     else:
         probabilities = {n: model.predict(_float(d.pixels), batch_size=cfg.batch_size, verbose=0) for n, d in data.items()}
     return TrainingOutcome(stages=stages, probabilities=probabilities, cache_seconds=cache_seconds)

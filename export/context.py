@@ -1,0 +1,163 @@
+"""What every converter shares during one export: the run, the loaded Keras model, the data, a work folder.
+
+Expensive things (the SavedModel, decoded images, the ONNX graph) are made once, on first use.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edge_export import __version__
+from edge_export.config import Config, ExportConfig
+from edge_export.errors import EdgeExportError
+from edge_export.export.data import Images, load_images, open_dataset, representative_pixels, sample
+from edge_export.export.formats import FormatSpec
+from edge_export.export.layout import ExportFolder
+from edge_export.export.metadata import build_metadata
+from edge_export.run_folder import RunFolder
+from edge_export.runtime.preprocessing import Preprocessing
+from edge_export.trainer.model import ModelSpec
+
+
+class ExportContext:
+    def __init__(self, run: RunFolder, config: ExportConfig, run_config: Config):
+        self.run = run
+        self.config = config
+        self.run_config = run_config
+        self.folder = ExportFolder(run)
+        self.labels = run.read_labels()
+        self.model_spec_data = read_model_spec(run)
+        self.spec = ModelSpec(
+            backbone=self.model_spec_data["backbone"],
+            image_size=int(self.model_spec_data["image_size"]),
+            num_classes=int(self.model_spec_data["num_classes"]),
+            dropout=float(self.model_spec_data.get("dropout", 0.2)),
+        )
+        prep = self.model_spec_data.get("preprocessing")
+        self.preprocessing = Preprocessing.from_dict(prep) if prep else self.spec.preprocessing()
+        if len(self.labels) != self.spec.num_classes:
+            raise EdgeExportError(
+                f"labels.txt has {len(self.labels)} labels but the model has {self.spec.num_classes} classes",
+                path=run.labels,
+                hint="the run folder is inconsistent; re-run `edge-export train`",
+            )
+        self._workdir: Path | None = None
+        self._memo: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ model and work folder
+
+    @cached_property
+    def model(self) -> Any:
+        return load_keras_model(self.run, self.spec)
+
+    @property
+    def workdir(self) -> Path:
+        if self._workdir is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix="edge-export-"))
+        return self._workdir
+
+    def close(self) -> None:
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    def memo(self, key: str, make: Callable[[], Any]) -> Any:
+        """``make()`` once per export, e.g. the SavedModel that several TFLite formats convert from."""
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
+
+    @property
+    def input_shape(self) -> tuple[None, int, int, int]:
+        return (None, self.spec.image_size, self.spec.image_size, 3)
+
+    # ------------------------------------------------------------------ data
+
+    @cached_property
+    def dataset(self):
+        data = self.run_config.data
+        return open_dataset(data.path, data.validation_split, self.run_config.train.seed, self.labels)
+
+    def _load(self, split_name: str, count: int | None, seed: int) -> Images:
+        split = self.dataset.splits[split_name]
+        return load_images(sample(split, count, seed), tuple(self.preprocessing.size), self.preprocessing.resize)
+
+    def representative(self) -> np.ndarray:
+        """uint8 calibration images from the training split (seeded, export.representative_images)."""
+        return self.memo(
+            "representative",
+            lambda: representative_pixels(
+                self._load("train", self.config.representative_images, self.config.representative_seed)
+            ),
+        )
+
+    def parity_images(self) -> Images:
+        """The validation split, or a seeded sample of export.parity_images of it."""
+        return self.memo(
+            "parity", lambda: self._load("validation", self.config.parity_images, self.config.representative_seed)
+        )
+
+    def training_images(self, max_images: int | None) -> Images:
+        return self.memo(
+            f"train-{max_images}", lambda: self._load("train", max_images, self.config.representative_seed)
+        )
+
+    # ------------------------------------------------------------------ metadata
+
+    def metadata(self, fmt: FormatSpec, **extra: Any) -> dict[str, Any]:
+        """The ``edge_export`` document embedded in every artifact."""
+        info: dict[str, Any] = {
+            "backbone": self.spec.backbone,
+            "format": fmt.name,
+            "precision": fmt.precision,
+        }
+        if fmt.integer_io:
+            info["int8_io"] = self.config.int8_io
+        info["edge_export"] = __version__
+        return build_metadata(self.labels, self.preprocessing, **info, **extra)
+
+
+def read_model_spec(run: RunFolder) -> dict[str, Any]:
+    path = run.model_spec
+    if not path.is_file():
+        raise EdgeExportError("model_spec.json is missing", path=path, hint="re-run `edge-export train` for this run")
+    try:
+        data = json.loads(path.read_text())
+        for key in ("backbone", "image_size", "num_classes"):
+            data[key]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise EdgeExportError(f"model_spec.json is malformed ({exc})", path=path, hint="re-run `edge-export train`") from None
+    return data
+
+
+def load_keras_model(run: RunFolder, spec: ModelSpec) -> Any:
+    """The run's model.keras, or an EdgeExportError naming the file and what to do."""
+    path = run.require_model()
+    from edge_export.tf_env import import_keras
+
+    keras = import_keras()
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as exc:  # zipfile.BadZipFile, ValueError, OSError, h5 errors ...
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise EdgeExportError(
+            f"cannot load the trained model, the file is corrupt or truncated ({type(exc).__name__}: {detail})",
+            path=path,
+            hint="re-run `edge-export train` for this run folder (an interrupted training leaves no model.keras)",
+        ) from None
+    expected = (None, spec.image_size, spec.image_size, 3)
+    shape = tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else None
+    if len(model.inputs) != 1 or shape != expected or tuple(model.outputs[0].shape) != (None, spec.num_classes):
+        raise EdgeExportError(
+            f"model.keras does not match model_spec.json: input {shape}, expected {expected}",
+            path=path,
+            hint="re-run `edge-export train` for this run folder",
+        )
+    return model

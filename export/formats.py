@@ -1,0 +1,98 @@
+"""The format registry: every export target by name, with its family, precision, file suffix and converter.
+
+Adding a format is one entry here plus a converter ``convert(ctx, fmt, out_path)`` in its family's module.
+Converters are imported only when their format runs, so listing formats stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterable
+
+from edge_export.errors import EdgeExportError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from edge_export.export.context import ExportContext
+
+
+@dataclass(frozen=True)
+class FormatSpec:
+    name: str
+    family: str  # "tflite" | "onnx": the runtime that loads it
+    precision: str  # "fp32", "fp16", "dynamic-int8" (int8 weights, float activations), "int8"
+    suffix: str
+    converter: str  # "module:function" with signature (ctx, fmt, out_path) -> dict | None (extra manifest info)
+    description: str
+    integer_io: bool = False  # input/output are integer tensors (export.int8_io applies)
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}{self.suffix}"
+
+    def load_converter(self) -> Callable[["ExportContext", "FormatSpec", Path], dict | None]:
+        module, attr = self.converter.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+_TFLITE, _ONNX, _QAT = "edge_export.export.tflite", "edge_export.export.onnx", "edge_export.export.qat"
+
+# Order is the order they run in: quick ones first, quantization-aware training (minutes) last.
+FORMATS: dict[str, FormatSpec] = {
+    f.name: f
+    for f in (
+        FormatSpec("tflite-fp32", "tflite", "fp32", ".tflite", f"{_TFLITE}:convert_fp32", "float32 TFLite"),
+        FormatSpec("tflite-fp16", "tflite", "fp16", ".tflite", f"{_TFLITE}:convert_fp16", "float16 weights, float32 compute"),
+        FormatSpec(
+            "tflite-dynamic", "tflite", "dynamic-int8", ".tflite", f"{_TFLITE}:convert_dynamic",
+            "dynamic range: int8 weights, float activations",
+        ),
+        FormatSpec(
+            "tflite-int8", "tflite", "int8", ".tflite", f"{_TFLITE}:convert_int8",
+            "full-integer post-training quantization, calibrated on training images", integer_io=True,
+        ),
+        FormatSpec("onnx-fp32", "onnx", "fp32", ".onnx", f"{_ONNX}:convert_fp32", "float32 ONNX (tf2onnx)"),
+        FormatSpec(
+            "onnx-int8", "onnx", "int8", ".onnx", f"{_ONNX}:convert_int8",
+            "ONNX Runtime static quantization (QDQ), calibrated on training images",
+        ),
+        FormatSpec(
+            "tflite-qat-int8", "tflite", "int8", ".tflite", f"{_QAT}:convert_qat_int8",
+            "quantization-aware training (tfmot), then full-integer conversion", integer_io=True,
+        ),
+    )
+}
+FAMILIES = tuple(dict.fromkeys(f.family for f in FORMATS.values()))
+
+
+def get_format(name: str) -> FormatSpec:
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise EdgeExportError(
+            f"unknown export format {name!r}", hint=f"use all, a family ({', '.join(FAMILIES)}) or: {', '.join(FORMATS)}"
+        ) from None
+
+
+def resolve_formats(requested: Iterable[str] | str | None) -> list[FormatSpec]:
+    """Names, families (``tflite``, ``onnx``) or ``all`` -> format specs in registry order, no duplicates."""
+    if requested is None:
+        requested = ["all"]
+    if isinstance(requested, str):
+        requested = [requested]
+    names: set[str] = set()
+    for item in requested:
+        for part in str(item).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if part == "all":
+                names.update(FORMATS)
+            elif part in FAMILIES:
+                names.update(n for n, f in FORMATS.items() if f.family == part)
+            else:
+                names.add(get_format(part).name)
+    if not names:
+        raise EdgeExportError("no export formats requested", hint=f"use --formats all or some of: {', '.join(FORMATS)}")
+    return [f for n, f in FORMATS.items() if n in names]

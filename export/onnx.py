@@ -1,0 +1,132 @@
+"""ONNX converters. fp32: tf2onnx from a frozen ``tf.function`` with a fixed input signature
+(``from_keras`` does not support Keras 3, and ``from_function`` turns captured constants such as the
+normalization's mean into extra graph inputs, so the function is frozen first). int8: ONNX Runtime static
+quantization (QDQ) of the fp32 graph, calibrated on the representative set.
+Input ``image`` float32 N x S x S x 3 (NHWC, 0-255), output ``probabilities`` N x C."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_export.errors import EdgeExportError
+from edge_export.export.context import ExportContext
+from edge_export.export.formats import FormatSpec
+from edge_export.export.metadata import embed_onnx_metadata
+from edge_export.trainer.model import INPUT_NAME
+
+OUTPUT_NAME = "probabilities"
+
+
+def fp32_model(ctx: ExportContext) -> Any:
+    """The float32 ONNX ModelProto (no metadata), converted once per export."""
+    return ctx.memo("onnx-fp32", lambda: _convert(ctx))
+
+
+def _convert(ctx: ExportContext) -> Any:
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    model = ctx.model
+    signature = [tf.TensorSpec(ctx.input_shape, tf.float32, name=INPUT_NAME)]
+    function = tf.function(lambda image: model(image, training=False), input_signature=signature)
+    frozen = convert_variables_to_constants_v2(function.get_concrete_function())
+    inputs = [t.name for t in frozen.inputs if t.dtype != tf.resource]
+    outputs = [t.name for t in frozen.outputs]
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise EdgeExportError(f"expected one input and one output after freezing, got {inputs} -> {outputs}")
+    tf2onnx_log = logging.getLogger("tf2onnx")
+    level = tf2onnx_log.level
+    tf2onnx_log.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            proto, _ = tf2onnx.convert.from_graph_def(
+                frozen.graph.as_graph_def(),
+                input_names=inputs,
+                output_names=outputs,
+                opset=ctx.config.onnx_opset,
+                tensors_to_rename={inputs[0]: INPUT_NAME, outputs[0]: OUTPUT_NAME},
+            )
+    finally:
+        tf2onnx_log.setLevel(level)
+    unsupported = sorted({n.op_type for n in proto.graph.node if n.domain not in ("", "ai.onnx", "ai.onnx.ml")})
+    if unsupported:  # tf2onnx continues past ops it cannot convert
+        raise EdgeExportError(f"tf2onnx left unconverted ops: {', '.join(unsupported)}")
+    onnx.checker.check_model(proto)
+    return proto
+
+
+def _save(proto: Any, out: Path) -> None:
+    import onnx
+
+    onnx.save_model(proto, str(out))
+
+
+def convert_fp32(ctx: ExportContext, fmt: FormatSpec, out: Path) -> dict:
+    import onnx
+
+    proto = onnx.ModelProto()
+    proto.CopyFrom(fp32_model(ctx))
+    embed_onnx_metadata(proto, ctx.metadata(fmt, opset=ctx.config.onnx_opset))
+    _save(proto, out)
+    return {"opset": ctx.config.onnx_opset}
+
+
+def convert_int8(ctx: ExportContext, fmt: FormatSpec, out: Path) -> dict:
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    work = ctx.workdir / "onnx-int8"
+    work.mkdir(exist_ok=True)
+    source = work / "fp32.onnx"
+    _save(fp32_model(ctx), source)
+    prepared = work / "prepared.onnx"
+    try:  # shape inference + graph optimization, as ONNX Runtime recommends before quantizing
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=False)
+    except Exception:  # optional; quantize the plain graph when it fails
+        prepared = source
+    pixels = ctx.representative()
+    quantized = work / "int8.onnx"
+    quantize_static(
+        str(prepared),
+        str(quantized),
+        _reader(pixels),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+    )
+    proto = onnx.load_model(str(quantized))
+    embed_onnx_metadata(proto, ctx.metadata(fmt, opset=ctx.config.onnx_opset, calibration_images=int(len(pixels))))
+    _save(proto, out)
+    return {"opset": ctx.config.onnx_opset, "calibration_images": int(len(pixels))}
+
+
+def _reader(pixels: np.ndarray) -> Any:
+    """An ONNX Runtime CalibrationDataReader: one float32 image per call, then None."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._next = 0
+
+        def get_next(self) -> dict | None:
+            if self._next >= len(pixels):
+                return None
+            i, self._next = self._next, self._next + 1
+            return {INPUT_NAME: pixels[i : i + 1].astype(np.float32)}
+
+        def rewind(self) -> None:
+            self._next = 0
+
+    return Reader()

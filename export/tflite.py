@@ -1,0 +1,85 @@
+"""TFLite converters (Keras 3): the model is exported once as a SavedModel (``model.export``) and every
+TFLite format is converted from it with ``TFLiteConverter.from_saved_model``, the path that works for
+Keras 3 (``from_keras_model`` does not). Dynamic batch; input ``image`` N x S x S x 3, 0-255 RGB."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from edge_export.export.context import ExportContext
+from edge_export.export.formats import FormatSpec
+from edge_export.export.metadata import embed_tflite_metadata
+
+
+def saved_model(ctx: ExportContext) -> Path:
+    """The Keras model as a TF SavedModel (serving signature ``image`` -> probabilities), made once."""
+
+    def make() -> Path:
+        path = ctx.workdir / "saved_model"
+        ctx.model.export(str(path), format="tf_saved_model", verbose=False)
+        return path
+
+    return ctx.memo("saved_model", make)
+
+
+def _converter(ctx: ExportContext) -> Any:
+    import tensorflow as tf
+
+    return tf.lite.TFLiteConverter.from_saved_model(str(saved_model(ctx)))
+
+
+def write_tflite(ctx: ExportContext, fmt: FormatSpec, data: bytes, out: Path, **extra: Any) -> None:
+    """Embed the metadata and write the flatbuffer to ``out`` (the pipeline's temporary path)."""
+    out.write_bytes(embed_tflite_metadata(data, ctx.metadata(fmt, **extra)))
+
+
+def convert_fp32(ctx: ExportContext, fmt: FormatSpec, out: Path) -> None:
+    write_tflite(ctx, fmt, _converter(ctx).convert(), out)
+
+
+def convert_fp16(ctx: ExportContext, fmt: FormatSpec, out: Path) -> None:
+    import tensorflow as tf
+
+    converter = _converter(ctx)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]
+    write_tflite(ctx, fmt, converter.convert(), out)
+
+
+def convert_dynamic(ctx: ExportContext, fmt: FormatSpec, out: Path) -> None:
+    import tensorflow as tf
+
+    converter = _converter(ctx)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]  # no representative data: dynamic range
+    write_tflite(ctx, fmt, converter.convert(), out)
+
+
+def convert_int8(ctx: ExportContext, fmt: FormatSpec, out: Path) -> dict:
+    """Full-integer post-training quantization, calibrated on the representative set."""
+    import tensorflow as tf
+
+    pixels = ctx.representative()
+    converter = _converter(ctx)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: representative_batches(pixels)
+    set_integer_io(converter, ctx.config.int8_io)
+    write_tflite(ctx, fmt, converter.convert(), out, calibration_images=int(len(pixels)))
+    return {"calibration_images": int(len(pixels))}
+
+
+def set_integer_io(converter: Any, io_type: str) -> None:
+    """Integer kernels only (conversion fails rather than leaving float ops), int8 or uint8 input/output."""
+    import tensorflow as tf
+
+    dtype = {"uint8": tf.uint8, "int8": tf.int8}[io_type]
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = dtype
+    converter.inference_output_type = dtype
+
+
+def representative_batches(pixels: np.ndarray) -> Iterator[list[np.ndarray]]:
+    for i in range(len(pixels)):
+        yield [pixels[i : i + 1].astype(np.float32)]
