@@ -16,7 +16,9 @@ from edge_export.errors import EdgeExportError
 # command name -> "module:attribute"; each module defines one click command.
 COMMANDS = {
     "train": "edge_export.commands.train:train",
+    "backbones": "edge_export.commands.backbones:backbones",
     "predict": "edge_export.commands.predict:predict",
+    "export": "edge_export.commands.export:export",
 }
 
 

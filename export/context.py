@@ -27,8 +27,11 @@ from edge_export.trainer.model import ModelSpec
 
 
 class ExportContext:
-    def __init__(self, run: RunFolder, config: ExportConfig, run_config: Config):
+    def __init__(
+        self, run: RunFolder, config: ExportConfig, run_config: Config, echo: Callable[[str], None] | None = None
+    ):
         self.run = run
+        self.echo = echo or (lambda line: None)  # progress lines (e.g. the QAT worker's epochs)
         self.config = config
         self.run_config = run_config
         self.folder = ExportFolder(run)

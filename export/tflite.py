@@ -70,12 +70,15 @@ def convert_int8(ctx: ExportContext, fmt: FormatSpec, out: Path) -> dict:
     return {"calibration_images": int(len(pixels))}
 
 
-def set_integer_io(converter: Any, io_type: str) -> None:
-    """Integer kernels only (conversion fails rather than leaving float ops), int8 or uint8 input/output."""
+def set_integer_io(converter: Any, io_type: str, integer_ops_only: bool = True) -> None:
+    """int8 or uint8 input/output; with ``integer_ops_only`` conversion fails rather than keep float ops
+    (post-training quantization; a quantization-aware model is checked with ``float_tensors`` instead,
+    as the converter would ask it for a representative dataset)."""
     import tensorflow as tf
 
     dtype = {"uint8": tf.uint8, "int8": tf.int8}[io_type]
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if integer_ops_only:
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = dtype
     converter.inference_output_type = dtype
 
@@ -83,3 +86,11 @@ def set_integer_io(converter: Any, io_type: str) -> None:
 def representative_batches(pixels: np.ndarray) -> Iterator[list[np.ndarray]]:
     for i in range(len(pixels)):
         yield [pixels[i : i + 1].astype(np.float32)]
+
+
+def float_tensors(data: bytes) -> list[str]:
+    """Names of float32 activation tensors in a TFLite model (none in a full-integer model)."""
+    from edge_export.runtime.backends.litert import interpreter_class
+
+    interpreter = interpreter_class()(model_content=data)
+    return [d["name"] for d in interpreter.get_tensor_details() if d["dtype"] == np.float32]

@@ -147,3 +147,9 @@ def test_cli_train_end_to_end(tmp_path, image_folder):
     assert result.returncode == 0, result.stderr
     assert "validation" in result.stdout and "blue" in result.stdout  # the per-class table came first
     assert (out / "model.keras").is_file()
+
+
+def test_cached_mirrored_images_train_and_evaluate_on_the_real_splits(image_folder, tmp_path):
+    metrics, run = _train(image_folder, tmp_path / "run", "train.cache_flipped=true", "train.feature_extraction.epochs=1", "train.fine_tune.epochs=1")
+    assert metrics["train"]["images"] == 24 and metrics["validation"]["images"] == 12  # mirrors are not evaluated
+    assert run.model.is_file()

@@ -1,0 +1,17 @@
+"""``edge-export backbones``: the registered backbones, their input size and weight source."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+def backbones() -> None:
+    """List the backbones that --backbone accepts."""
+    from edge_export.trainer.backbones import list_backbones
+
+    rows = [(b.name, str(b.default_size), b.description, b.weights_source) for b in list_backbones()]
+    widths = [max(len(r[i]) for r in rows + [("name", "size", "", "")]) for i in range(3)]
+    click.echo(f"{'name':<{widths[0]}}  {'size':>{widths[1]}}  description / weights")
+    for name, size, description, source in rows:
+        click.echo(f"{name:<{widths[0]}}  {size:>{widths[1]}}  {description}\n{'':<{widths[0] + widths[1] + 4}}weights: {source}")

@@ -1,0 +1,66 @@
+"""Parity: an artifact, run by the runtime ``Classifier``, against the Keras model on the same images."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_export.runtime.classifier import Classifier
+
+BATCH = 32
+
+
+@dataclass
+class Parity:
+    images: int
+    top1_agreement: float  # fraction of images where artifact and Keras pick the same class
+    max_abs_diff: float  # largest |probability difference| over all images and classes
+    accuracy: float  # the artifact's accuracy (fraction)
+    keras_accuracy: float
+    accuracy_drop: float  # (keras_accuracy - accuracy) in percentage points
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def keras_probabilities(model: Any, pixels: np.ndarray) -> np.ndarray:
+    out = [
+        np.asarray(model(pixels[i : i + BATCH].astype(np.float32), training=False))
+        for i in range(0, len(pixels), BATCH)
+    ]
+    return np.concatenate(out).astype(np.float32)
+
+
+def artifact_probabilities(path: str | Path, pixels: np.ndarray) -> tuple[np.ndarray, Classifier]:
+    classifier = Classifier.load(path)
+    out = [classifier.predict_proba(pixels[i : i + BATCH]) for i in range(0, len(pixels), BATCH)]
+    return np.concatenate(out), classifier
+
+
+def compare(probs: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> Parity:
+    if probs.shape != reference.shape:
+        raise ValueError(f"artifact output shape {probs.shape} differs from the Keras model's {reference.shape}")
+    accuracy = float(np.mean(probs.argmax(axis=1) == labels))
+    keras_accuracy = float(np.mean(reference.argmax(axis=1) == labels))
+    return Parity(
+        images=int(len(labels)),
+        top1_agreement=float(np.mean(probs.argmax(axis=1) == reference.argmax(axis=1))),
+        max_abs_diff=float(np.max(np.abs(probs - reference))),
+        accuracy=accuracy,
+        keras_accuracy=keras_accuracy,
+        accuracy_drop=(keras_accuracy - accuracy) * 100.0,
+    )
+
+
+def check_budget(parity: Parity, budget: float) -> str | None:
+    """None if the accuracy drop is within ``budget`` points, else the failure message."""
+    if parity.accuracy_drop <= budget + 1e-9:
+        return None
+    return (
+        f"accuracy {parity.accuracy:.2%} is {parity.accuracy_drop:.2f} points below the Keras model's "
+        f"{parity.keras_accuracy:.2%} on {parity.images} validation images, over the budget of {budget:g} "
+        f"point(s) (export.accuracy_budget)"
+    )

@@ -1,0 +1,148 @@
+"""Export a trained run folder: every requested format, checked against the Keras model, then the records.
+
+``export_run(run, config)`` is the library call (the ``export`` command and the ``build`` pipeline use it).
+A format that fails (converter exception, artifact that does not run, accuracy drop over the budget) is
+marked failed and the others continue. Every file is written atomically and the manifest last, after
+the previous export's manifest was removed first: an interrupted export leaves no finished-looking
+artifact and no manifest claiming one.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from pathlib import Path
+from typing import Callable
+
+from edge_export.atomic import atomic_path, write_json, write_text
+from edge_export.config import Config, ExportConfig, load_config
+from edge_export.export.context import ExportContext
+from edge_export.export.formats import FormatSpec, resolve_formats
+from edge_export.export.manifest import ArtifactResult, build_manifest, build_model_card, render_table, sha256_of
+from edge_export.export.parity import artifact_probabilities, check_budget, compare, keras_probabilities
+from edge_export.run_folder import RunFolder
+
+Echo = Callable[[str], None]
+
+
+def export_run(
+    run: RunFolder | str | Path,
+    config: ExportConfig | None = None,
+    *,
+    run_config: Config | None = None,
+    formats: list[str] | str | None = None,
+    echo: Echo | None = print,
+    debug: bool = False,
+) -> dict:
+    """Export ``run`` to ``run/export/`` and return the manifest (``manifest["ok"]`` is False if any failed).
+
+    ``config`` defaults to the run's own export settings; ``run_config`` (the run's config.yaml by
+    default) says where the training data is; ``formats`` overrides ``config.formats``.
+    Raises EdgeExportError before writing anything when the run folder or the data cannot be used.
+    """
+    started = time.perf_counter()
+    run = run if isinstance(run, RunFolder) else RunFolder(run)
+    echo = echo or (lambda line: None)
+    run.require_model()
+    if run_config is None:
+        run_config = load_config(run.config if run.config.is_file() else None)
+    config = config or run_config.export
+    specs = resolve_formats(formats if formats is not None else config.formats)
+
+    ctx = ExportContext(run, config, run_config, echo)
+    try:
+        ctx.model  # a missing or corrupt model.keras fails here, before the export folder is touched
+        ctx.dataset
+        ctx.folder.clear()
+        write_text(ctx.folder.labels, "\n".join(ctx.labels) + "\n")
+
+        images = ctx.parity_images()
+        reference = keras_probabilities(ctx.model, images.pixels)
+        keras_info = {
+            "accuracy": float((reference.argmax(axis=1) == images.labels).mean()),
+            "images": len(images),
+            "split": images.split,
+            "sampled": config.parity_images is not None and len(images) < len(ctx.dataset.splits[images.split].files),
+        }
+        results = [
+            export_one(ctx, fmt, images, reference, f"[{i}/{len(specs)}]", debug)
+            for i, fmt in enumerate(specs, 1)
+        ]
+        manifest = build_manifest(
+            ctx=ctx,
+            formats=[f.name for f in specs],
+            results=results,
+            keras=keras_info,
+            seconds=time.perf_counter() - started,
+        )
+        write_json(ctx.folder.model_card, build_model_card(ctx, manifest))
+        write_json(ctx.folder.manifest, manifest)  # last
+    finally:
+        ctx.close()
+    return manifest
+
+
+def export_one(ctx: ExportContext, fmt: FormatSpec, images, reference, step: str, debug: bool = False) -> ArtifactResult:
+    """Convert one format to its file, then check it with the runtime. Exceptions become a failed result;
+    KeyboardInterrupt and other BaseExceptions propagate (after the temporary file is removed)."""
+    echo = ctx.echo
+    result = ArtifactResult(fmt.name, fmt.family, fmt.precision)
+    echo(f"{step} {fmt.name}: converting ...")
+    started = time.perf_counter()
+    path = ctx.folder.artifact(fmt)
+    try:
+        with atomic_path(path) as tmp:
+            result.details = fmt.load_converter()(ctx, fmt, tmp) or {}
+    except Exception as exc:
+        result.fail(f"conversion failed: {_message(exc)}")
+        if debug:
+            echo(traceback.format_exc())
+    else:
+        result.path = ctx.folder.relative(path)
+        result.size_bytes = path.stat().st_size
+        result.sha256 = sha256_of(path)
+        _check(ctx, result, path, images, reference, debug)
+    result.seconds = round(time.perf_counter() - started, 2)
+    echo(f"{step} {fmt.name}: {_summary(result)} in {result.seconds:.1f}s")
+    return result
+
+
+def _check(ctx: ExportContext, result: ArtifactResult, path: Path, images, reference, debug: bool) -> None:
+    try:
+        probs, classifier = artifact_probabilities(path, images.pixels)
+        parity = compare(probs, reference, images.labels)
+    except Exception as exc:
+        result.fail(f"the exported file does not run in the runtime: {_message(exc)}")
+        if debug:
+            ctx.echo(traceback.format_exc())
+        return
+    spec = classifier.backend.input_spec
+    result.input = {"dtype": spec.dtype.name, "scale": spec.scale, "zero_point": spec.zero_point}
+    result.parity = parity.to_dict()
+    over = check_budget(parity, ctx.config.accuracy_budget)
+    if over:
+        result.fail(over)
+
+
+def _summary(result: ArtifactResult) -> str:
+    if result.status != "ok" and result.parity is None:
+        return f"FAILED: {result.error}"
+    p = result.parity or {}
+    size = f"{result.size_bytes / 1e6:.2f} MB" if result.size_bytes else "-"
+    text = f"{size}, accuracy {p['accuracy']:.2%} (drop {p['accuracy_drop']:+.2f} points), agreement {p['top1_agreement']:.2%}"
+    return text if result.status == "ok" else f"FAILED: {result.error} [{text}]"
+
+
+def _message(exc: BaseException) -> str:
+    text = getattr(exc, "message", None) or str(exc).strip() or type(exc).__name__
+    lines = [line for line in text.splitlines() if line.strip()]
+    short = " | ".join(lines[:3])
+    if len(short) > 600:
+        short = short[:600] + " ..."
+    if not isinstance(getattr(exc, "message", None), str):
+        short = f"{type(exc).__name__}: {short}"
+    return short
+
+
+def print_table(manifest: dict, echo: Echo = print) -> None:
+    echo(render_table(manifest))

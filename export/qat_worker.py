@@ -1,0 +1,211 @@
+"""The quantization-aware training worker: ``python -m edge_export.export.qat_worker JOB_DIR``.
+
+Runs in its own process with ``TF_USE_LEGACY_KERAS=1`` (tensorflow-model-optimization needs tf_keras).
+Steps: rebuild the architecture on tf_keras, copy the Keras 3 weights by layer name, swap the
+Normalization layer for an equal 1x1 depthwise convolution (tfmot cannot quantize Normalization, and
+left float it would keep float SUB/MUL ops in the "integer" model), freeze BatchNormalization (inference
+statistics; tfmot folds it into the convolutions), ``quantize_apply``, a short fine-tune, then a
+full-integer TFLite conversion. Progress lines go to stdout; the job protocol is in ``export.qat``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_export.export.qat import ERROR, JOB, MODEL, RESULT, TRAIN_X, TRAIN_Y, WEIGHTS
+from edge_export.trainer.model import NORMALIZE, ModelSpec, build_classifier
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m edge_export.export.qat_worker JOB_DIR", file=sys.stderr)
+        return 2
+    job_dir = Path(argv[0])
+    try:
+        if "tensorflow" in sys.modules and os.environ.get("TF_USE_LEGACY_KERAS") != "1":
+            raise RuntimeError("TensorFlow was imported before TF_USE_LEGACY_KERAS=1 was set")
+        os.environ["TF_USE_LEGACY_KERAS"] = "1"
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        result = run_job(job_dir)
+    except Exception as exc:  # reported to the parent through error.json
+        message = f"{type(exc).__name__}: {exc}".strip()
+        (job_dir / ERROR).write_text(json.dumps({"message": message[:2000], "traceback": traceback.format_exc()}))
+        traceback.print_exc()
+        return 1
+    (job_dir / RESULT).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def run_job(job_dir: Path) -> dict:
+    import tensorflow as tf
+    import tensorflow_model_optimization as tfmot
+    import tf_keras
+
+    tf.get_logger().setLevel("ERROR")
+    if not tf.keras.__name__.startswith("tf_keras"):
+        raise RuntimeError(f"tf.keras is {tf.keras.__name__}, not tf_keras: TF_USE_LEGACY_KERAS=1 did not take effect")
+    job = json.loads((job_dir / JOB).read_text())
+    tf_keras.utils.set_random_seed(int(job["seed"]))
+
+    spec = ModelSpec(**job["spec"])
+    model = build_classifier(tf_keras, spec, weights="none")
+    with np.load(job_dir / WEIGHTS) as weights:
+        copy_weights(model, {k: weights[k] for k in weights.files})
+    qat_model = quantize(model, job.get("normalization"), tf_keras, tfmot)
+
+    pixels = np.load(job_dir / TRAIN_X, mmap_mode="r")
+    labels = np.load(job_dir / TRAIN_Y)
+    epochs, batch_size = int(job["epochs"]), int(job["batch_size"])
+    print(f"qat: {len(labels)} training images, {epochs} epoch(s), batch {batch_size}, lr {job['learning_rate']}")
+    qat_model.compile(
+        optimizer=tf_keras.optimizers.Adam(float(job["learning_rate"])),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    t = time.perf_counter()
+    history = qat_model.fit(
+        _Batches(tf_keras, pixels, labels, batch_size, int(job["seed"])),
+        epochs=epochs,
+        verbose=0,
+        callbacks=[_EpochPrinter(tf_keras, epochs)],
+    )
+    train_seconds = time.perf_counter() - t
+    losses = history.history.get("loss", [])
+    if not losses or not all(np.isfinite(losses)):
+        raise RuntimeError(f"quantization-aware training diverged (loss {losses})")
+
+    t = time.perf_counter()
+    converter = tf.lite.TFLiteConverter.from_keras_model(qat_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    from edge_export.export.tflite import float_tensors, set_integer_io
+
+    set_integer_io(converter, job["int8_io"], integer_ops_only=False)
+    data = converter.convert()
+    left = float_tensors(data)
+    if left:
+        raise RuntimeError(f"the converted model is not full-integer; float tensors: {', '.join(left[:5])}")
+    tmp = job_dir / (MODEL + ".partial")
+    tmp.write_bytes(data)
+    os.replace(tmp, job_dir / MODEL)
+    print(f"qat: converted to full-integer TFLite ({len(data) / 1e6:.2f} MB) in {time.perf_counter() - t:.0f}s")
+    return {
+        "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+        "train_seconds": round(train_seconds, 2),
+    }
+
+
+def copy_weights(model: Any, weights: dict[str, np.ndarray]) -> None:
+    """Set each layer's weights from ``<layer>/<index>`` arrays; every weight must be matched exactly."""
+    by_layer: dict[str, dict[int, np.ndarray]] = {}
+    for key, value in weights.items():
+        name, _, index = key.rpartition("/")
+        by_layer.setdefault(name, {})[int(index)] = value
+    used = set()
+    for layer in model.layers:
+        current = layer.get_weights()
+        if not current:
+            continue
+        source = by_layer.get(layer.name)
+        if source is None or len(source) != len(current):
+            raise RuntimeError(f"layer {layer.name!r}: the Keras 3 model has no matching weights")
+        new = [source[i] for i in range(len(current))]
+        for i, (a, b) in enumerate(zip(current, new)):
+            if a.shape != b.shape:
+                raise RuntimeError(f"layer {layer.name!r} weight {i}: shape {b.shape}, expected {a.shape}")
+        layer.set_weights(new)
+        used.add(layer.name)
+    unused = sorted(set(by_layer) - used)
+    if unused:
+        raise RuntimeError(f"weights of layer(s) {unused} have no place in the tf_keras model")
+
+
+def quantize(model: Any, normalization: dict | None, tf_keras: Any, tfmot: Any) -> Any:
+    """The quantization-aware model: a flat functional model where every layer is annotated for tfmot."""
+    qk = tfmot.quantization.keras
+    layers = tf_keras.layers
+
+    def annotate(layer: Any) -> Any:
+        if isinstance(layer, layers.InputLayer):
+            return layer
+        if isinstance(layer, layers.BatchNormalization):
+            layer.trainable = False  # inference statistics while fine-tuning; folded at conversion
+        if layer.name == NORMALIZE and isinstance(layer, layers.Normalization):
+            layer = layers.DepthwiseConv2D(1, use_bias=True, name=NORMALIZE, trainable=False)
+        return qk.quantize_annotate_layer(layer)
+
+    annotated = tf_keras.models.clone_model(model, clone_function=annotate)
+    for wrapper in annotated.layers:
+        inner = getattr(wrapper, "layer", None)
+        if inner is not None and inner.name == NORMALIZE and isinstance(inner, layers.DepthwiseConv2D):
+            if normalization is None:
+                raise RuntimeError("the model has a normalization layer but the job has no mean/std")
+            mean = np.asarray(normalization["mean"], np.float32)
+            std = np.asarray(normalization["std"], np.float32)
+            inner.set_weights([(1.0 / std).reshape(1, 1, -1, 1), -mean / std])
+    quantized = qk.quantize_apply(annotated)
+    _fix_input_range(quantized, 0.0, 255.0)
+    return quantized
+
+
+def _fix_input_range(model: Any, low: float, high: float) -> None:
+    """Start the input quantizer's tracked range at the full pixel range, so the integer model's input
+    is raw pixels (scale 1) whatever the training images' extremes, as in the post-training int8 model."""
+    (layer,) = [layer for layer in model.layers if type(layer).__name__ == "QuantizeLayer"]
+    ranges = {w.name.rsplit("/", 1)[-1].split(":")[0]: w for w in layer.weights}
+    mins = [w for n, w in ranges.items() if n.endswith("_min")]
+    maxs = [w for n, w in ranges.items() if n.endswith("_max")]
+    if len(mins) != 1 or len(maxs) != 1:
+        raise RuntimeError(f"unexpected input quantizer weights: {sorted(ranges)}")
+    mins[0].assign(low)
+    maxs[0].assign(high)
+
+
+class _EpochPrinter:
+    def __new__(cls, tf_keras: Any, epochs: int):
+        class Printer(tf_keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self._t = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                logs = logs or {}
+                print(
+                    f"qat: epoch {epoch + 1}/{epochs} loss {logs.get('loss', float('nan')):.4f} "
+                    f"accuracy {logs.get('accuracy', float('nan')):.4f} ({time.perf_counter() - self._t:.0f}s)"
+                )
+
+        return Printer()
+
+
+class _Batches:
+    """Shuffled float32 batches from uint8 pixels (a tf_keras Sequence, built lazily on the tf_keras module)."""
+
+    def __new__(cls, tf_keras: Any, pixels: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
+        class Batches(tf_keras.utils.Sequence):
+            def __init__(self):
+                super().__init__()
+                self._rng = np.random.default_rng(seed)
+                self._order = self._rng.permutation(len(labels))
+
+            def __len__(self):
+                return max(1, -(-len(labels) // batch_size))
+
+            def __getitem__(self, i):
+                index = np.sort(self._order[i * batch_size : (i + 1) * batch_size])
+                return np.asarray(pixels[index], np.float32), labels[index]
+
+            def on_epoch_end(self):
+                self._order = self._rng.permutation(len(labels))
+
+        return Batches()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
