@@ -18,6 +18,7 @@ COMMANDS = {
     "train": "edge_export.commands.train:train",
     "backbones": "edge_export.commands.backbones:backbones",
     "predict": "edge_export.commands.predict:predict",
+    "bench": "edge_export.commands.bench:bench",
     "export": "edge_export.commands.export:export",
 }
 

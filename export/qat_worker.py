@@ -59,11 +59,16 @@ def run_job(job_dir: Path) -> dict:
     model = build_classifier(tf_keras, spec, weights="none")
     with np.load(job_dir / WEIGHTS) as weights:
         copy_weights(model, {k: weights[k] for k in weights.files})
+    decay = _controllable_ema_decay(tf, tfmot)
     qat_model = quantize(model, job.get("normalization"), tf_keras, tfmot)
 
     pixels = np.load(job_dir / TRAIN_X, mmap_mode="r")
     labels = np.load(job_dir / TRAIN_Y)
     epochs, batch_size = int(job["epochs"]), int(job["batch_size"])
+    batches = _Batches(tf_keras, pixels, labels, batch_size, int(job["seed"]))
+    t = time.perf_counter()
+    n = calibrate_ranges(tf, qat_model, batches, decay, max_batches=max(1, CALIBRATION_IMAGES // batch_size))
+    print(f"qat: activation ranges calibrated on {n} image(s) in {time.perf_counter() - t:.0f}s")
     print(f"qat: {len(labels)} training images, {epochs} epoch(s), batch {batch_size}, lr {job['learning_rate']}")
     qat_model.compile(
         optimizer=tf_keras.optimizers.Adam(float(job["learning_rate"])),
@@ -72,7 +77,7 @@ def run_job(job_dir: Path) -> dict:
     )
     t = time.perf_counter()
     history = qat_model.fit(
-        _Batches(tf_keras, pixels, labels, batch_size, int(job["seed"])),
+        batches,
         epochs=epochs,
         verbose=0,
         callbacks=[_EpochPrinter(tf_keras, epochs)],
@@ -100,6 +105,50 @@ def run_job(job_dir: Path) -> dict:
         "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
         "train_seconds": round(train_seconds, 2),
     }
+
+
+CALIBRATION_IMAGES = 512
+EMA_DECAY = 0.999  # tfmot's MovingAverageQuantizer default
+
+
+def _controllable_ema_decay(tf: Any, tfmot: Any) -> Any:
+    """Make the EMA decay of tfmot's activation range trackers a variable we can set.
+
+    tfmot starts every activation range at [-6, 6] and moves it with decay 0.999 per training step, so a
+    short fine-tune (tens of steps) would quantize with ranges that are still mostly the initial guess
+    (clipping e.g. the linear bottleneck outputs of EfficientNet). ``calibrate_ranges`` first sets the
+    ranges to the running average of the observed batch ranges, then training continues at 0.999.
+    """
+    from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
+
+    decay = tf.Variable(EMA_DECAY, trainable=False, dtype=tf.float32, name="qat_range_ema_decay")
+    original = getattr(quant_ops.MovingAvgQuantize, "__wrapped__", quant_ops.MovingAvgQuantize)
+
+    def moving_avg_quantize(*args: Any, **kwargs: Any) -> Any:
+        kwargs["ema_decay"] = decay
+        return original(*args, **kwargs)
+
+    moving_avg_quantize.__wrapped__ = original
+    quant_ops.MovingAvgQuantize = moving_avg_quantize
+    return decay
+
+
+def calibrate_ranges(tf: Any, model: Any, batches: Any, decay: Any, max_batches: int) -> int:
+    """Forward passes in training mode (range tracking on, no weight updates) with decay k/(k+1) at batch k:
+    each range ends as the mean of the per-batch ranges. Returns the number of images used."""
+
+    @tf.function
+    def forward(x):
+        model(x, training=True)
+
+    seen = 0
+    for k in range(min(max_batches, len(batches))):
+        x, _ = batches[k]
+        decay.assign(k / (k + 1))
+        forward(tf.constant(x))
+        seen += len(x)
+    decay.assign(EMA_DECAY)
+    return seen
 
 
 def copy_weights(model: Any, weights: dict[str, np.ndarray]) -> None:

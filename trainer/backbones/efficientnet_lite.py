@@ -169,7 +169,9 @@ def _load_weights(model, weights: str) -> None:
 
 register(BackboneSpec(
     name="efficientnet_lite0",
-    default_size=224,
+    # Trained at 224 on ImageNet; 288 gave the lowest validation loss on cats vs dogs
+    # (224: 0.0202, 256: 0.0205, 288: 0.0188) at 1.65x the compute. --image-size 224 for speed.
+    default_size=288,
     build=_build,
     unit_pattern=r"^(stem|block\d+|head)_",
     mean=(127.0, 127.0, 127.0),

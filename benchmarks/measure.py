@@ -1,0 +1,239 @@
+"""Measure one model in this process: predictions on the test pixels, latency, throughput, peak memory.
+
+A request is a plain dict (it crosses a process boundary as JSON, see ``worker``):
+
+    kind         "model" (.tflite/.onnx through the runtime ``Classifier``) or "keras" (model.keras)
+    path         the model file
+    labels       label list for the model (None: its embedded metadata)
+    preprocessing  (keras only) Preprocessing.to_dict() of the model input
+    pixels       .npy of the test images, already resized to this model's input (``testset.save_pixels``)
+    image        one test image file: the end-to-end and decode timings start from it
+    threads      [[requested, used], ...]  (0 requested = all cores)
+    warmup, runs, batch_size
+    accuracy     whether to predict the whole test set
+
+What is timed, per thread count (each on ONE image, the first test image):
+    latency_ms        the bare backend call on an input already preprocessed (and quantized)
+    predict_proba_ms  ``Classifier.predict_proba`` on the preloaded uint8 image: + normalize,
+                      quantize, dequantize and checks (overhead_pct = its p50 over the bare p50)
+    e2e_ms            ``Classifier.predict(path)``: + decode and resize (e2e_overhead_pct likewise)
+    throughput        images/s of the bare call on ``batch_size`` images: one batched call when the
+                      model's batch dimension is dynamic, else ``batch_size`` sequential calls
+and once: decode_ms (decode + resize of the image with the runtime's decoder).
+
+Memory: ``ru_maxrss`` (the process's peak resident set) after load, after the single-image
+measurements (``peak_rss_mb``: what a device running one image at a time needs, plus the Python
+process), and at the end (``peak_rss_total_mb``, including batched accuracy and throughput runs).
+It is per model only when each model runs in its own process (the ``worker``).
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from edge_export.benchmarks.latency import measure, overhead_pct, throughput
+from edge_export.benchmarks.testset import iter_pixels, pixel_count, read_pixels
+from edge_export.errors import EdgeExportError
+from edge_export.runtime.images import load_image
+from edge_export.runtime.preprocessing import Preprocessing
+
+ACCURACY_BATCH = 32
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size so far, in MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)
+
+
+def measure_request(request: dict[str, Any]) -> dict[str, Any]:
+    kind = request.get("kind")
+    if kind == "model":
+        return measure_model(request)
+    if kind == "keras":
+        return measure_keras(request)
+    raise ValueError(f"unknown measurement kind {kind!r}")
+
+
+# ----------------------------------------------------------------------------- .tflite / .onnx
+
+
+def measure_model(req: dict[str, Any]) -> dict[str, Any]:
+    from edge_export.runtime.classifier import Classifier
+    from edge_export.runtime.quantization import quantize
+
+    started = time.perf_counter()
+    memory = {"baseline_rss_mb": peak_rss_mb()}
+    runs, warmup = int(req["runs"]), int(req["warmup"])
+
+    def load(threads: int) -> Classifier:
+        return Classifier.load(req["path"], labels=req.get("labels"), threads=threads)
+
+    def prepared(clf: Classifier, pixels: np.ndarray) -> np.ndarray:
+        return quantize(clf.preprocessing.normalize(pixels), clf.backend.input_spec)
+
+    first = read_pixels(req["pixels"], 0, 1)
+    image = req["image"]
+    by_threads: list[dict[str, Any]] = []
+    info: dict[str, Any] = {}
+    for requested, used in req["threads"]:
+        clf = load(used)
+        if not info:
+            memory["after_load_rss_mb"] = peak_rss_mb()
+            spec = clf.backend.input_spec
+            info = {
+                "backend": clf.backend.name,
+                "input": {
+                    "shape": list(spec.shape), "dtype": str(spec.dtype), "scale": spec.scale, "zero_point": spec.zero_point,
+                },
+                "dynamic_batch": bool(spec.shape and spec.shape[0] is None),
+                "preprocessing": clf.preprocessing.to_dict(),
+            }
+            prep = clf.preprocessing
+        x = prepared(clf, first)
+        bare = measure(lambda: clf.backend.run(x), runs=runs, warmup=warmup)
+        proba = measure(lambda: clf.predict_proba(first), runs=runs, warmup=warmup)
+        e2e = measure(lambda: clf.predict(image, top_k=1), runs=runs, warmup=warmup)
+        by_threads.append(_latency_entry(requested, used, bare, proba, e2e))
+        del clf
+    decode = measure(lambda: load_image(image, tuple(prep.size), prep.resize), runs=runs, warmup=min(warmup, 3))
+    memory["peak_rss_mb"] = peak_rss_mb()
+
+    predictions = None
+    if req.get("accuracy", True):
+        clf = load(req["threads"][0][1])
+        predictions = []
+        for chunk in iter_pixels(req["pixels"], ACCURACY_BATCH):
+            predictions += clf.predict_proba(chunk).argmax(axis=1).tolist()
+        del clf
+
+    batch = _batch(req["pixels"], int(req["batch_size"]))
+    repeats = max(3, runs // max(1, int(req["batch_size"])))
+    for entry in by_threads:
+        clf = load(entry["threads"])
+        xb = prepared(clf, batch)
+        entry["throughput"] = throughput(lambda: clf.backend.run(xb), len(batch), repeats=repeats, warmup=min(max(warmup, 1), 3))
+        entry["throughput"]["mode"] = "batch" if info["dynamic_batch"] else "sequential"
+        del clf
+    memory["peak_rss_total_mb"] = peak_rss_mb()
+    memory["scope"] = "process"
+    return {
+        **info,
+        "predictions": predictions,
+        "by_threads": by_threads,
+        "decode_ms": decode,
+        "memory": memory,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+# ----------------------------------------------------------------------------- Keras reference
+
+
+def measure_keras(req: dict[str, Any]) -> dict[str, Any]:
+    """The Keras model, timed like the artifacts (a ``tf.function`` call stands in for the bare call).
+
+    TensorFlow fixes its thread pools at start-up: only the first thread count of a process applies
+    (``threads_applied``), so the suite runs one process per thread count.
+    """
+    from edge_export.tf_env import import_keras
+
+    started = time.perf_counter()
+    memory = {"baseline_rss_mb": peak_rss_mb()}
+    keras = import_keras()
+    import tensorflow as tf
+
+    runs, warmup = int(req["runs"]), int(req["warmup"])
+    prep = Preprocessing.from_dict(req["preprocessing"])
+    applied = []
+    for _, used in req["threads"]:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(used)
+            tf.config.threading.set_inter_op_parallelism_threads(used)
+            applied.append(True)
+        except RuntimeError:  # the runtime is initialized: the pools are fixed now
+            applied.append(False)
+    memory["baseline_rss_mb"] = peak_rss_mb()
+    try:
+        model = keras.models.load_model(req["path"], compile=False)
+    except Exception as exc:  # zipfile, h5, deserialization errors
+        raise EdgeExportError(f"cannot load the Keras model ({type(exc).__name__}: {exc})", path=req["path"]) from None
+    memory["after_load_rss_mb"] = peak_rss_mb()
+    call_graph = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+
+    def call(x: np.ndarray) -> np.ndarray:
+        return call_graph(tf.constant(x)).numpy()
+
+    def proba(pixels: np.ndarray) -> np.ndarray:
+        return call(prep.normalize(pixels))
+
+    first = read_pixels(req["pixels"], 0, 1)
+    image = req["image"]
+    x = prep.normalize(first)
+    by_threads = []
+    for (requested, used), ok in zip(req["threads"], applied):
+        bare = measure(lambda: call(x), runs=runs, warmup=max(warmup, 2))
+        probs = measure(lambda: proba(first), runs=runs, warmup=warmup)
+        e2e = measure(lambda: proba(load_image(image, tuple(prep.size), prep.resize)[None]), runs=runs, warmup=warmup)
+        entry = _latency_entry(requested, used, bare, probs, e2e)
+        entry["threads_applied"] = ok
+        by_threads.append(entry)
+    decode = measure(lambda: load_image(image, tuple(prep.size), prep.resize), runs=runs, warmup=min(warmup, 3))
+    memory["peak_rss_mb"] = peak_rss_mb()
+
+    predictions = None
+    if req.get("accuracy", True):
+        predictions = []
+        for chunk in iter_pixels(req["pixels"], ACCURACY_BATCH):
+            predictions += proba(chunk).argmax(axis=1).tolist()
+
+    batch = _batch(req["pixels"], int(req["batch_size"]))
+    xb = prep.normalize(batch)
+    repeats = max(3, runs // max(1, int(req["batch_size"])))
+    for entry in by_threads:
+        entry["throughput"] = throughput(lambda: call(xb), len(batch), repeats=repeats, warmup=2)
+        entry["throughput"]["mode"] = "batch"
+    memory["peak_rss_total_mb"] = peak_rss_mb()
+    memory["scope"] = "process"
+    return {
+        "backend": f"tensorflow {tf.__version__} (tf.function)",
+        "input": {"shape": [None, *prep.size, 3], "dtype": "float32", "scale": 0.0, "zero_point": 0},
+        "dynamic_batch": True,
+        "preprocessing": prep.to_dict(),
+        "predictions": predictions,
+        "by_threads": by_threads,
+        "decode_ms": decode,
+        "memory": memory,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _latency_entry(requested: int, used: int, bare: dict, proba: dict, e2e: dict) -> dict[str, Any]:
+    return {
+        "threads_requested": int(requested),
+        "threads": int(used),
+        "latency_ms": bare,
+        "predict_proba_ms": proba,
+        "e2e_ms": e2e,
+        "e2e_p50": e2e["p50"],
+        "overhead_pct": overhead_pct(proba["p50"], bare["p50"]),
+        "e2e_overhead_pct": overhead_pct(e2e["p50"], bare["p50"]),
+    }
+
+
+def _batch(pixels_path: str, batch_size: int) -> np.ndarray:
+    """The first ``batch_size`` test images (repeated when the test set is smaller)."""
+    n = pixel_count(pixels_path)
+    batch = read_pixels(pixels_path, 0, batch_size)
+    if n < batch_size:
+        batch = np.concatenate([batch] * (batch_size // n + 1))[:batch_size]
+    return batch
+

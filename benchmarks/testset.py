@@ -1,0 +1,193 @@
+"""The test images of a benchmark: a folder of ``<class>/<image>`` files, decoded once per input size.
+
+TF-free (numpy, Pillow via the runtime's one decoder). ``TEST_DIR`` is either the class folders
+themselves or a dataset root holding ``test/`` (then ``test/`` is used). Class names map onto a model's
+labels by name; a class the model does not know is an error naming it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from edge_export.errors import EdgeExportError
+from edge_export.runtime.images import ImageDecodeError, is_image_file, load_image
+
+log = logging.getLogger(__name__)
+
+SPLIT_NAMES = ("train", "validation", "test")
+
+
+@dataclass
+class TestSet:
+    root: Path  # the folder holding the class folders
+    class_names: list[str]  # sorted folder names that hold at least one image
+    files: list[Path]
+    labels: np.ndarray  # class index per file
+    skipped: list[Path] = field(default_factory=list)  # unreadable images, left out everywhere
+
+    __test__ = False  # not a pytest class
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counts = np.bincount(self.labels, minlength=len(self.class_names)).tolist() if len(self.labels) else []
+        return dict(zip(self.class_names, counts))
+
+    def summary(self) -> dict:
+        return {
+            "path": str(self.root),
+            "classes": self.class_names,
+            "counts": self.counts,
+            "images": len(self.files),
+            "skipped": [str(p) for p in self.skipped],
+        }
+
+    def drop(self, bad: Sequence[Path]) -> None:
+        """Leave out files that could not be decoded (for every model alike)."""
+        bad_set = set(bad)
+        if not bad_set:
+            return
+        keep = [i for i, f in enumerate(self.files) if f not in bad_set]
+        self.skipped += [f for f in self.files if f in bad_set]
+        self.files = [self.files[i] for i in keep]
+        self.labels = self.labels[keep]
+        if not self.files:
+            raise EdgeExportError("no readable test images", path=self.root, hint="check the image files")
+
+
+def scan_test_folder(path: str | Path) -> TestSet:
+    """``path/<class>/*`` (or ``path/test/<class>/*``) -> the files and their class indices."""
+    path = Path(path)
+    if not path.exists():
+        raise EdgeExportError("test data folder not found", path=path, hint="pass --data DIR with <class>/ image folders")
+    if not path.is_dir():
+        raise EdgeExportError("test data is not a folder", path=path, hint="pass --data DIR with <class>/ image folders")
+    root = path
+    if (path / "test").is_dir():
+        root = path / "test"
+    else:
+        subdirs = {p.name for p in path.iterdir() if p.is_dir()}
+        if subdirs and subdirs <= set(SPLIT_NAMES):
+            raise EdgeExportError(
+                "dataset folder has no test/ split",
+                path=path,
+                hint="benchmark on held-out images: pass DIR/test, or a folder of <class>/ images",
+            )
+    class_names, files, labels = [], [], []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        images = sorted(f for f in folder.rglob("*") if f.is_file() and is_image_file(f))
+        if not images:
+            continue
+        class_names.append(folder.name)
+        files += images
+        labels += [len(class_names) - 1] * len(images)
+    if not files:
+        raise EdgeExportError(
+            "no images in class folders",
+            path=root,
+            hint="lay the test data out as DIR/<class>/*.jpg (supported: .jpg .jpeg .png .bmp .gif .webp)",
+        )
+    return TestSet(root, class_names, files, np.asarray(labels, dtype=np.int64))
+
+
+def map_classes(class_names: Sequence[str], model_labels: Sequence[str], model: str | Path) -> list[int]:
+    """Index into ``model_labels`` of each test class, matched by name (exact, else ignoring case/spaces)."""
+    exact = {label: i for i, label in enumerate(model_labels)}
+    loose: dict[str, int] = {}
+    for i, label in enumerate(model_labels):
+        loose.setdefault(_loose(label), i)
+    mapping, missing = [], []
+    for name in class_names:
+        index = exact.get(name, loose.get(_loose(name)))
+        if index is None:
+            missing.append(name)
+        else:
+            mapping.append(index)
+    if missing:
+        shown = ", ".join(repr(m) for m in missing[:10])
+        known = ", ".join(repr(label) for label in list(model_labels)[:10])
+        more = ", ..." if len(model_labels) > 10 else ""
+        raise EdgeExportError(
+            f"test class(es) {shown} are not among the model's labels ({known}{more})",
+            path=model,
+            hint="name the test class folders like the model's labels, or pass the right --labels file",
+        )
+    if len(set(mapping)) != len(mapping):
+        raise EdgeExportError(f"two test classes map onto the same model label: {list(class_names)}", path=model)
+    return mapping
+
+
+def _loose(name: str) -> str:
+    return " ".join(name.replace("_", " ").split()).casefold()
+
+
+def decode_all(files: Sequence[Path], size: tuple[int, int], method: str) -> tuple[np.ndarray, list[Path]]:
+    """Decode and resize every file (threads): (uint8 N x H x W x 3 of the readable ones, unreadable files)."""
+    workers = min(8, (os.cpu_count() or 1) * 2)
+
+    def decode(path: Path) -> np.ndarray | None:
+        try:
+            return load_image(path, size, method)
+        except ImageDecodeError:
+            return None
+
+    with ThreadPoolExecutor(workers) as pool:
+        images = list(pool.map(decode, files))
+    bad = [f for f, im in zip(files, images) if im is None]
+    good = [im for im in images if im is not None]
+    if bad:
+        shown = "\n  ".join(str(p) for p in bad[:20])
+        log.warning("skipped %d unreadable test image(s):\n  %s", len(bad), shown)
+    pixels = np.stack(good) if good else np.zeros((0, *size, 3), np.uint8)
+    return pixels, bad
+
+
+# ----------------------------------------------------------------------------- pixels on disk
+# The parent decodes once per input size and saves a .npy; a measuring process reads it in chunks
+# (plain reads, no mmap) so the test set never sits whole in its memory and its peak RSS stays the model's.
+
+
+def save_pixels(path: Path, pixels: np.ndarray) -> Path:
+    np.save(path, np.ascontiguousarray(pixels, dtype=np.uint8), allow_pickle=False)
+    return path
+
+
+def pixel_count(path: str | Path) -> int:
+    with open(path, "rb") as f:
+        shape, _ = _header(f)
+    return int(shape[0])
+
+
+def read_pixels(path: str | Path, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Images ``start:stop`` of a .npy written by ``save_pixels``."""
+    with open(path, "rb") as f:
+        shape, offset = _header(f)
+        n = shape[0]
+        stop = n if stop is None else min(stop, n)
+        per = int(np.prod(shape[1:]))
+        f.seek(offset + start * per)
+        data = np.fromfile(f, dtype=np.uint8, count=max(0, stop - start) * per)
+    return data.reshape(-1, *shape[1:])
+
+
+def iter_pixels(path: str | Path, chunk: int) -> Iterator[np.ndarray]:
+    n = pixel_count(path)
+    for start in range(0, n, chunk):
+        yield read_pixels(path, start, start + chunk)
+
+
+def _header(f) -> tuple[tuple[int, ...], int]:
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+    else:
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+    if dtype != np.uint8 or fortran:
+        raise ValueError("pixel file must hold C-ordered uint8 images")
+    return tuple(shape), f.tell()
