@@ -106,7 +106,7 @@ def measure_model(req: dict[str, Any]) -> dict[str, Any]:
 
     predictions = None
     if req.get("accuracy", True):
-        clf = load(req["threads"][0][1])
+        clf = load(max(used for _, used in req["threads"]))  # accuracy does not depend on threads: use the most
         predictions = []
         for chunk in iter_pixels(req["pixels"], ACCURACY_BATCH):
             predictions += clf.predict_proba(chunk).argmax(axis=1).tolist()
@@ -144,7 +144,6 @@ def measure_keras(req: dict[str, Any]) -> dict[str, Any]:
     from edge_export.tf_env import import_keras
 
     started = time.perf_counter()
-    memory = {"baseline_rss_mb": peak_rss_mb()}
     keras = import_keras()
     import tensorflow as tf
 
@@ -158,7 +157,7 @@ def measure_keras(req: dict[str, Any]) -> dict[str, Any]:
             applied.append(True)
         except RuntimeError:  # the runtime is initialized: the pools are fixed now
             applied.append(False)
-    memory["baseline_rss_mb"] = peak_rss_mb()
+    memory = {"baseline_rss_mb": peak_rss_mb()}  # with TensorFlow imported
     try:
         model = keras.models.load_model(req["path"], compile=False)
     except Exception as exc:  # zipfile, h5, deserialization errors

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from edge_export.atomic import atomic_path
+from edge_export.benchmarks.report import size_text
 
 FORMAT_COLORS = {"tflite": "tab:blue", "onnx": "tab:orange", "keras": "tab:green"}
 
@@ -37,11 +38,12 @@ def plot_accuracy_latency(report: dict[str, Any], path: Path) -> Path:
     ax = fig.add_subplot(1, 1, 1)
     sizes = np.array([a.get("size_bytes") or 0 for a in measured], dtype=np.float64)
     biggest = sizes.max() if len(sizes) and sizes.max() > 0 else 1.0
-    for a, size in zip(measured, sizes):
+    for i, (a, size) in enumerate(zip(measured, sizes)):
         x, y = a["latency_ms"]["p50"], a["accuracy"] * 100
         area = 30 + 1500 * size / biggest
         ax.scatter([x], [y], s=area, alpha=0.55, color=FORMAT_COLORS.get(a["format"], "tab:gray"), edgecolors="black", linewidths=0.5)
-        ax.annotate(f"{a['name']}\n{size / 1e6:.2f} MB", (x, y), textcoords="offset points", xytext=(8, 6), fontsize=8)
+        offset = (8, 6) if i % 2 == 0 else (8, -22)  # alternate so neighbours' labels do not overlap
+        ax.annotate(f"{a['name']}\n{size_text(int(size))}", (x, y), textcoords="offset points", xytext=offset, fontsize=8)
     latencies = [a["latency_ms"]["p50"] for a in measured]
     if latencies and min(latencies) > 0 and max(latencies) / min(latencies) > 20:
         ax.set_xscale("log")

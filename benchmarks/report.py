@@ -67,10 +67,10 @@ def table_rows(report: dict[str, Any]) -> list[list[str]]:
                 size_text(a.get("size_bytes")),
                 _pct(a.get("accuracy")),
                 _pct(a.get("top1_agreement")),
-                *[_num(by.get(t, {}).get("latency_ms", {}).get("p50")) for t in threads],
-                _num(a.get("fps"), 1),
-                _num(a.get("throughput_ips"), 1),
-                _num(a.get("e2e_p50")),
+                *[_ms(by.get(t, {}).get("latency_ms", {}).get("p50")) for t in threads],
+                _rate(a.get("fps")),
+                _rate(a.get("throughput_ips")),
+                _ms(a.get("e2e_p50")),
                 f"{a['overhead_pct']:+.0f}%" if a.get("overhead_pct") is not None else "-",
                 _num((a.get("memory") or {}).get("peak_rss_mb"), 0),
             ]
@@ -144,12 +144,12 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str] | None = None)
         for e in a.get("by_threads") or []:
             l = e["latency_ms"]
             lat.append([
-                a["name"], str(e["threads"]), _num(l["p50"]), _num(l["p90"]), _num(l["p99"]), _num(l["mean"]),
-                _num(l["std"]), _num(e["predict_proba_ms"]["p50"]), _num(e["e2e_p50"]),
-                _num((a.get("decode_ms") or {}).get("p50")),
+                a["name"], str(e["threads"]), _ms(l["p50"]), _ms(l["p90"]), _ms(l["p99"]), _ms(l["mean"]),
+                _ms(l["std"]), _ms(e["predict_proba_ms"]["p50"]), _ms(e["e2e_p50"]),
+                _ms((a.get("decode_ms") or {}).get("p50")),
                 f"{e['overhead_pct']:+.1f}%" if e.get("overhead_pct") is not None else "-",
                 f"{e['e2e_overhead_pct']:+.1f}%" if e.get("e2e_overhead_pct") is not None else "-",
-                _num((e.get("throughput") or {}).get("images_per_s"), 1),
+                _rate((e.get("throughput") or {}).get("images_per_s")),
             ])
     out += [_md_table(lat), "", "All times in ms.", ""]
     out += ["## Per-class metrics", ""]
@@ -193,6 +193,19 @@ def size_text(n: int | None) -> str:
 
 def _pct(x: float | None) -> str:
     return f"{x:.2%}" if x is not None else "-"
+
+
+def _ms(x: float | None) -> str:
+    """Milliseconds with about 3 significant digits (sub-millisecond models stay readable)."""
+    if x is None:
+        return "-"
+    return f"{x:.0f}" if x >= 100 else f"{x:.1f}" if x >= 10 else f"{x:.2f}" if x >= 1 else f"{x:.3f}"
+
+
+def _rate(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.0f}" if x >= 100 else f"{x:.1f}"
 
 
 def _num(x: float | None, digits: int = 2) -> str:

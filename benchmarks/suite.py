@@ -197,7 +197,7 @@ def _read_labels(path: str | Path) -> list[str]:
     return read_labels(path)
 
 
-def _read_manifest(run: RunFolder) -> list[dict[str, Any]]:
+def read_manifest(run: RunFolder) -> list[dict[str, Any]]:
     path = run.export_dir / MANIFEST
     if not path.is_file():
         raise EdgeExportError(
@@ -220,7 +220,7 @@ def _manifest_targets(
 ) -> tuple[list[Target], list[dict[str, Any]]]:
     targets: list[Target] = []
     skipped: list[dict[str, Any]] = []
-    for entry in _read_manifest(run):
+    for entry in read_manifest(run):
         name = str(entry.get("name") or entry.get("path") or "?")
         if entry.get("status") != "ok":
             skipped.append({"name": name, "reason": f"export status {entry.get('status')!r}: {entry.get('error', '')}".rstrip(": ")})

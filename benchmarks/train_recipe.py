@@ -1,6 +1,6 @@
 """Benchmark: `edge-export train` with default settings, several seeds; wall time and accuracy.
 
-    python -m edge_export.benchmarks.train_recipe --data ../shared/data/cats_vs_dogs_small --seeds 1 2 3
+    python -m edge_export.benchmarks.train_recipe --data ../shared/data/cats_vs_dogs_small --seeds 1,2,3
 
 Each seed runs the real command in a fresh process (so import and start-up time count, as for a user).
 Writes ``results.json`` and ``results.md`` in ``--out`` with per-seed numbers and the medians.
@@ -20,13 +20,13 @@ import click
 
 @click.command()
 @click.option("--data", required=True, help="Dataset folder.")
-@click.option("--seeds", type=int, multiple=True, default=(1, 2, 3), show_default=True)
+@click.option("--seeds", default="1,2,3", show_default=True, help="Comma-separated seeds.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/bench-train"), show_default=True)
 @click.argument("overrides", nargs=-1)
-def main(data: str, seeds: tuple[int, ...], out: Path, overrides: tuple[str, ...]) -> None:
+def main(data: str, seeds: str, out: Path, overrides: tuple[str, ...]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for seed in seeds:
+    for seed in [int(s) for s in seeds.split(",")]:
         run_dir = out / f"seed{seed}"
         cmd = [sys.executable, "-m", "edge_export.cli", "train", "--data", data, "--out", str(run_dir), "--seed", str(seed), *overrides]
         click.echo(f"$ {' '.join(cmd[2:])}")

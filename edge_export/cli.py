@@ -17,6 +17,8 @@ from edge_export.errors import EdgeExportError
 COMMANDS = {
     "train": "edge_export.commands.train:train",
     "backbones": "edge_export.commands.backbones:backbones",
+    "build": "edge_export.commands.build:build",
+    "config": "edge_export.commands.build:config_command",
     "predict": "edge_export.commands.predict:predict",
     "bench": "edge_export.commands.bench:bench",
     "export": "edge_export.commands.export:export",

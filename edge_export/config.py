@@ -145,12 +145,27 @@ class BenchConfig:
 
 
 @dataclass
+class BuildConfig:
+    stages: list = field(default_factory=lambda: ["train", "export", "bench"])
+    accuracy_budget: float = 1.0  # recommendation: at most this many points below the Keras model
+    max_size_mb: Optional[float] = None  # recommendation: artifact size limit
+    test_data: Optional[str] = None  # folder to benchmark on; default: the dataset's test/ (else validation/)
+
+    def validate(self) -> None:
+        known = ("train", "export", "bench")
+        _check(bool(self.stages) and all(s in known for s in self.stages), "build.stages", f"a list from {', '.join(known)}")
+        _check(self.accuracy_budget >= 0, "build.accuracy_budget", ">= 0 (points)")
+        _check(self.max_size_mb is None or self.max_size_mb > 0, "build.max_size_mb", "> 0")
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
+    build: BuildConfig = field(default_factory=BuildConfig)
     # where each dotted key got its value: "default", a config file path, or "override"
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 

@@ -55,7 +55,7 @@ def split_arguments(items: tuple[str, ...]) -> tuple[Path | None, list[Path], li
 @click.option("--runs", type=int, help="Timed single-image runs per model and thread count [100].")
 @click.option("--warmup", type=int, help="Untimed runs before timing [10].")
 @click.option("--batch-size", type=int, help="Images per call for throughput [8].")
-@click.option("--min-accuracy", type=float, help="Exit 1 if any artifact's accuracy (fraction) is below this.")
+@click.option("--min-accuracy", type=float, help="Exit 1 if any artifact's accuracy (fraction, e.g. 0.985) is below this (the Keras reference is not gated).")
 @click.option("--labels", "labels_file", type=click.Path(path_type=Path, dir_okay=False), help="labels.txt for every model (overrides theirs).")
 @click.option("--keras/--no-keras", default=None, help="Measure the run's model.keras too [when TensorFlow is installed].")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML config file (its bench: section).")
