@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import platform
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -81,7 +82,7 @@ def build_manifest(
         "edge_export": __version__,
         "created": now(),
         "model": {
-            "path": str(ctx.run.model),
+            "path": os.path.relpath(ctx.run.model, ctx.folder.root),  # relative to the export folder
             "sha256": sha256_of(ctx.run.model),
             "backbone": ctx.spec.backbone,
             "image_size": ctx.spec.image_size,

@@ -34,7 +34,7 @@ LOSS = "sparse_categorical_crossentropy"
 
 @dataclass
 class SplitArrays:
-    pixels: np.ndarray  # uint8 N x H x W x 3
+    pixels: np.ndarray  # uint8 N x H x W x 3 (Keras casts each batch to float32 at the input)
     labels: np.ndarray
 
 
@@ -73,10 +73,10 @@ def train_two_stages(
         source = cut if cut is not None else model.get_layer(POOL).input
         log.info("caching frozen-base activations (%s) for %s", _shape(source), ", ".join(data))
         bottom = keras.Model(model.input, source)
-        acts = {name: bottom.predict(_float(d.pixels), batch_size=cfg.batch_size, verbose=verbose) for name, d in data.items()}
+        acts = {name: bottom.predict(d.pixels, batch_size=cfg.batch_size, verbose=verbose) for name, d in data.items()}
         if cfg.cache_flipped:  # mirror images as extra training examples: exact, not an approximation
             log.info("caching activations of mirrored training images")
-            mirrored = bottom.predict(_float(data["train"].pixels[:, :, ::-1]), batch_size=cfg.batch_size, verbose=verbose)
+            mirrored = bottom.predict(data["train"].pixels[:, :, ::-1], batch_size=cfg.batch_size, verbose=verbose)
             acts["train"] = np.concatenate([acts["train"], mirrored])
             train_labels = np.concatenate([data["train"].labels, data["train"].labels])
     cache_seconds = time.perf_counter() - t0
@@ -125,7 +125,7 @@ def train_two_stages(
         top = keras.Model(cut if cut is not None else model.get_layer(POOL).input, model.output)
         probabilities = {n: top.predict(a[: len(data[n].labels)], batch_size=256, verbose=0) for n, a in acts.items()}
     else:
-        probabilities = {n: model.predict(_float(d.pixels), batch_size=cfg.batch_size, verbose=0) for n, d in data.items()}
+        probabilities = {n: model.predict(d.pixels, batch_size=cfg.batch_size, verbose=0) for n, d in data.items()}
     return TrainingOutcome(stages=stages, probabilities=probabilities, cache_seconds=cache_seconds)
 
 
@@ -135,8 +135,6 @@ def _fit(
     baseline: float = math.inf,
 ) -> StageResult:
     trained.compile(optimizer=keras.optimizers.Adam(lr), loss=LOSS, metrics=["accuracy"])
-    if x_train.dtype == np.uint8:
-        x_train, x_val = _float(x_train), _float(x_val)
     if math.isfinite(baseline):  # never end a stage worse than it started
         baseline = float(trained.evaluate(x_val, y_val, batch_size=256, verbose=0)[0])
     checkpoint = BestCheckpoint(full_model, run.checkpoints / f"{name}_best.keras", baseline=baseline)
@@ -194,10 +192,6 @@ def _cut_tensor(model: Any, top_layers: list[Any]) -> Any:
         log.info("cannot cache below %s; fine-tuning with the whole base in the loop", first.name)
         return None
     return cut
-
-
-def _float(pixels: np.ndarray) -> np.ndarray:
-    return pixels.astype(np.float32) if pixels.dtype != np.float32 else pixels
 
 
 def _shape(tensor: Any) -> str:

@@ -44,7 +44,10 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 def export(ctx: click.Context, run_dir: Path, formats: str | None, config_path: Path | None, overrides: tuple[str, ...]) -> None:
     """Export the model in RUN_DIR to RUN_DIR/export/. OVERRIDES are key=value, e.g. export.int8_io=int8.
 
-    Formats: tflite-fp32, tflite-fp16, tflite-dynamic, tflite-int8, tflite-qat-int8, onnx-fp32, onnx-int8.
+    \b
+    Formats: tflite-fp32, tflite-fp16, tflite-dynamic, tflite-int8, tflite-qat-int8,
+             onnx-fp32, onnx-int8.
+
     Exit code 1 when any artifact failed (conversion error or accuracy drop over export.accuracy_budget).
     """
     run = RunFolder(run_dir)
