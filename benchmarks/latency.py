@@ -34,6 +34,24 @@ def time_calls(fn: Callable[[], Any], *, runs: int, warmup: int = 0) -> list[int
     return durations
 
 
+def time_interleaved(
+    fns: dict[str, Callable[[], Any]], *, runs: int, warmup: int = 0, block: int = 10
+) -> dict[str, list[int]]:
+    """Time several calls in alternating blocks of ``block`` runs (order reversed every round), ``runs``
+    each: on a shared machine, load that comes and goes then hits all of them alike, so their ratios hold."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    out: dict[str, list[int]] = {name: [] for name in fns}
+    names, done, round_ = list(fns), 0, 0
+    while done < runs:
+        n = min(block, runs - done)
+        for name in names if round_ % 2 == 0 else names[::-1]:
+            out[name] += time_calls(fns[name], runs=n)
+        done, round_ = done + n, round_ + 1
+    return out
+
+
 def summarize(durations_ns: Sequence[int]) -> dict[str, float]:
     """p50/p90/p99/mean/std/min/max in ms (linear-interpolated percentiles, so p50 <= p90 <= p99)."""
     if len(durations_ns) == 0:

@@ -12,7 +12,8 @@ A request is a plain dict (it crosses a process boundary as JSON, see ``worker``
     warmup, runs, batch_size
     accuracy     whether to predict the whole test set
 
-What is timed, per thread count (each on ONE image, the first test image):
+What is timed, per thread count (each on ONE image, the first test image; the three calls in
+interleaved blocks, so drifting load on a shared machine does not bias their ratios):
     latency_ms        the bare backend call on an input already preprocessed (and quantized)
     predict_proba_ms  ``Classifier.predict_proba`` on the preloaded uint8 image: + normalize,
                       quantize, dequantize and checks (overhead_pct = its p50 over the bare p50)
@@ -21,9 +22,10 @@ What is timed, per thread count (each on ONE image, the first test image):
                       model's batch dimension is dynamic, else ``batch_size`` sequential calls
 and once: decode_ms (decode + resize of the image with the runtime's decoder).
 
-Memory: ``ru_maxrss`` (the process's peak resident set) after load, after the single-image
-measurements (``peak_rss_mb``: what a device running one image at a time needs, plus the Python
-process), and at the end (``peak_rss_total_mb``, including batched accuracy and throughput runs).
+Memory: the process's peak resident set (``peak_rss_mb()``: VmHWM, else ``ru_maxrss``) after load,
+after the single-image measurements (``peak_rss_mb``: what a device running one image at a time
+needs, plus the Python process), and at the end (``peak_rss_total_mb``, including batched accuracy
+and throughput runs).
 It is per model only when each model runs in its own process (the ``worker``).
 """
 
@@ -36,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_export.benchmarks.latency import measure, overhead_pct, throughput
+from edge_export.benchmarks.latency import measure, overhead_pct, summarize, throughput, time_interleaved
 from edge_export.benchmarks.testset import iter_pixels, pixel_count, read_pixels
 from edge_export.errors import EdgeExportError
 from edge_export.runtime.images import load_image
@@ -46,9 +48,20 @@ ACCURACY_BATCH = 32
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set size so far, in MiB."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)
+    """This process's peak resident set size so far, in MiB.
+
+    Linux: ``VmHWM`` of /proc/self/status, the high-water mark of this process's own memory.
+    ``ru_maxrss`` is the fallback only: on Linux a child inherits its parent's peak through fork and
+    exec, so a fresh worker started by a parent holding the decoded test set would report the parent's.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return _ru_maxrss_mb()
 
 
 def measure_request(request: dict[str, Any]) -> dict[str, Any]:
@@ -96,10 +109,16 @@ def measure_model(req: dict[str, Any]) -> dict[str, Any]:
             }
             prep = clf.preprocessing
         x = prepared(clf, first)
-        bare = measure(lambda: clf.backend.run(x), runs=runs, warmup=warmup)
-        proba = measure(lambda: clf.predict_proba(first), runs=runs, warmup=warmup)
-        e2e = measure(lambda: clf.predict(image, top_k=1), runs=runs, warmup=warmup)
-        by_threads.append(_latency_entry(requested, used, bare, proba, e2e))
+        timed = time_interleaved(
+            {
+                "bare": lambda: clf.backend.run(x),
+                "proba": lambda: clf.predict_proba(first),
+                "e2e": lambda: clf.predict(image, top_k=1),
+            },
+            runs=runs,
+            warmup=warmup,
+        )
+        by_threads.append(_latency_entry(requested, used, timed))
         del clf
     decode = measure(lambda: load_image(image, tuple(prep.size), prep.resize), runs=runs, warmup=min(warmup, 3))
     memory["peak_rss_mb"] = peak_rss_mb()
@@ -122,6 +141,7 @@ def measure_model(req: dict[str, Any]) -> dict[str, Any]:
         del clf
     memory["peak_rss_total_mb"] = peak_rss_mb()
     memory["scope"] = "process"
+    memory["ru_maxrss_mb"] = _ru_maxrss_mb()
     return {
         **info,
         "predictions": predictions,
@@ -176,10 +196,16 @@ def measure_keras(req: dict[str, Any]) -> dict[str, Any]:
     x = prep.normalize(first)
     by_threads = []
     for (requested, used), ok in zip(req["threads"], applied):
-        bare = measure(lambda: call(x), runs=runs, warmup=max(warmup, 2))
-        probs = measure(lambda: proba(first), runs=runs, warmup=warmup)
-        e2e = measure(lambda: proba(load_image(image, tuple(prep.size), prep.resize)[None]), runs=runs, warmup=warmup)
-        entry = _latency_entry(requested, used, bare, probs, e2e)
+        timed = time_interleaved(
+            {
+                "bare": lambda: call(x),
+                "proba": lambda: proba(first),
+                "e2e": lambda: proba(load_image(image, tuple(prep.size), prep.resize)[None]),
+            },
+            runs=runs,
+            warmup=max(warmup, 2),
+        )
+        entry = _latency_entry(requested, used, timed)
         entry["threads_applied"] = ok
         by_threads.append(entry)
     decode = measure(lambda: load_image(image, tuple(prep.size), prep.resize), runs=runs, warmup=min(warmup, 3))
@@ -199,6 +225,7 @@ def measure_keras(req: dict[str, Any]) -> dict[str, Any]:
         entry["throughput"]["mode"] = "batch"
     memory["peak_rss_total_mb"] = peak_rss_mb()
     memory["scope"] = "process"
+    memory["ru_maxrss_mb"] = _ru_maxrss_mb()
     return {
         "backend": f"tensorflow {tf.__version__} (tf.function)",
         "input": {"shape": [None, *prep.size, 3], "dtype": "float32", "scale": 0.0, "zero_point": 0},
@@ -215,7 +242,8 @@ def measure_keras(req: dict[str, Any]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- helpers
 
 
-def _latency_entry(requested: int, used: int, bare: dict, proba: dict, e2e: dict) -> dict[str, Any]:
+def _latency_entry(requested: int, used: int, timed: dict[str, list[int]]) -> dict[str, Any]:
+    bare, proba, e2e = (summarize(timed[k]) for k in ("bare", "proba", "e2e"))
     return {
         "threads_requested": int(requested),
         "threads": int(used),
@@ -236,3 +264,7 @@ def _batch(pixels_path: str, batch_size: int) -> np.ndarray:
         batch = np.concatenate([batch] * (batch_size // n + 1))[:batch_size]
     return batch
 
+
+def _ru_maxrss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)

@@ -34,15 +34,18 @@ def _save(fig, path: Path) -> Path:
 def plot_accuracy_latency(report: dict[str, Any], path: Path) -> Path:
     """Accuracy (y) against p50 latency at the first thread count (x); marker area proportional to size."""
     measured = [a for a in report["artifacts"] if a["status"] == "ok" and a.get("latency_ms")]
-    fig = _figure(7, 5)
+    fig = _figure(8, 5)
     ax = fig.add_subplot(1, 1, 1)
     sizes = np.array([a.get("size_bytes") or 0 for a in measured], dtype=np.float64)
     biggest = sizes.max() if len(sizes) and sizes.max() > 0 else 1.0
-    for i, (a, size) in enumerate(zip(measured, sizes)):
+    rank = {id(a): r for r, a in enumerate(sorted(measured, key=lambda a: a["latency_ms"]["p50"]))}
+    for a, size in zip(measured, sizes):
         x, y = a["latency_ms"]["p50"], a["accuracy"] * 100
         area = 30 + 1500 * size / biggest
         ax.scatter([x], [y], s=area, alpha=0.55, color=FORMAT_COLORS.get(a["format"], "tab:gray"), edgecolors="black", linewidths=0.5)
-        offset = (8, 6) if i % 2 == 0 else (8, -22)  # alternate so neighbours' labels do not overlap
+        # beside the marker; above/below alternating along the x axis so neighbours' labels do not collide
+        radius = area**0.5 / 2
+        offset = (radius * 0.7 + 3, radius * 0.7 + 2) if rank[id(a)] % 2 == 0 else (radius * 0.7 + 3, -radius * 0.7 - 22)
         ax.annotate(f"{a['name']}\n{size_text(int(size))}", (x, y), textcoords="offset points", xytext=offset, fontsize=8)
     latencies = [a["latency_ms"]["p50"] for a in measured]
     if latencies and min(latencies) > 0 and max(latencies) / min(latencies) > 20:
@@ -55,7 +58,7 @@ def plot_accuracy_latency(report: dict[str, Any], path: Path) -> Path:
         if any(a["format"] == fmt for a in measured):
             ax.scatter([], [], color=color, label=fmt, s=40)
     if measured:
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never over a label
         ax.margins(x=0.25, y=0.25)
     ax.grid(True, alpha=0.3)
     fig.tight_layout()

@@ -326,7 +326,7 @@ def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
         return float(value)
     if hint is list:
         if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
+            value = [yaml.safe_load(v.strip()) for v in value.split(",") if v.strip()]
         if not isinstance(value, list):
             raise bad
         return value

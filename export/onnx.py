@@ -61,7 +61,36 @@ def _convert(ctx: ExportContext) -> Any:
     if unsupported:  # tf2onnx continues past ops it cannot convert
         raise EdgeExportError(f"tf2onnx left unconverted ops: {', '.join(unsupported)}")
     onnx.checker.check_model(proto)
+    _canonicalize(proto)
     return proto
+
+
+def _canonicalize(proto: Any) -> None:
+    """Make the same model always give the same bytes. tf2onnx makes up numbered names (`Relu6_min__10`) and
+    shares equal constants under whichever name it met first, walking sets, so both vary with PYTHONHASHSEED.
+    Rename every made-up tensor after the first node (in graph order) that uses or makes it, then sort the
+    initializers (their order carries no meaning in ONNX)."""
+    import re
+
+    generated = re.compile(r"^(.*)__\d+$")
+    renamed: dict[str, str] = {}
+    graph = proto.graph
+    for node in graph.node:
+        match = generated.match(node.name)
+        if match:
+            node.name = f"{match.group(1)}__n{len(renamed)}"
+            renamed[node.name] = node.name
+        for field, role in ((node.input, "in"), (node.output, "out")):
+            for i, name in enumerate(field):
+                if generated.match(name) and name not in renamed:
+                    renamed[name] = f"{node.name}/{role}{i}"
+            field[:] = [renamed.get(n, n) for n in field]
+    for tensor in list(graph.initializer) + list(graph.value_info) + list(graph.input) + list(graph.output):
+        tensor.name = renamed.get(tensor.name, tensor.name)
+    for field in ("initializer", "value_info"):
+        items = sorted(getattr(graph, field), key=lambda t: t.name)
+        del getattr(graph, field)[:]
+        getattr(graph, field).extend(items)
 
 
 def _save(proto: Any, out: Path) -> None:

@@ -8,6 +8,7 @@ files in a temporary job folder:
 - ``job.json``: the model spec, training settings, normalization constants, int8_io
 - ``weights.npz``: the Keras 3 model's weights by layer name (``<layer>/<index>``)
 - ``train_x.npy`` / ``train_y.npy``: uint8 training pixels and labels
+- ``val_x.npy`` / ``val_y.npy``: validation images, to keep the best epoch (epoch 0: calibration only)
 - back: ``model.tflite`` (no metadata yet) and ``result.json``, or ``error.json``
 """
 
@@ -30,12 +31,14 @@ from edge_export.trainer.model import NORMALIZE
 
 WORKER = "edge_export.export.qat_worker"
 JOB, WEIGHTS, TRAIN_X, TRAIN_Y = "job.json", "weights.npz", "train_x.npy", "train_y.npy"
+VAL_X, VAL_Y = "val_x.npy", "val_y.npy"
 RESULT, ERROR, MODEL, LOG = "result.json", "error.json", "model.tflite", "worker.log"
 
 
 def convert_qat_int8(ctx: ExportContext, fmt: FormatSpec, out: Path) -> dict:
     settings = ctx.config.qat
     images = ctx.training_images(settings.max_images)
+    validation = ctx.parity_images()
     job_dir = ctx.workdir / "qat"
     write_job(
         job_dir,
@@ -43,6 +46,8 @@ def convert_qat_int8(ctx: ExportContext, fmt: FormatSpec, out: Path) -> dict:
         spec=ctx.spec,
         pixels=images.pixels,
         labels=images.labels,
+        validation=(validation.pixels, validation.labels),
+        trainable_layers=trainable_layers(ctx.model, ctx.spec, ctx.run_config.train.fine_tune),
         epochs=settings.epochs,
         learning_rate=settings.learning_rate,
         batch_size=ctx.run_config.train.batch_size,
@@ -54,11 +59,12 @@ def convert_qat_int8(ctx: ExportContext, fmt: FormatSpec, out: Path) -> dict:
         "images": int(len(images)),
         "epochs": settings.epochs,
         "learning_rate": settings.learning_rate,
-        "train_accuracy": result.get("history", {}).get("accuracy", [None])[-1],
+        "trained_weights": result.get("trained_weights"),
+        "best_epoch": result.get("best_epoch"),
         "train_seconds": result.get("train_seconds"),
     }
     write_tflite(ctx, fmt, (job_dir / MODEL).read_bytes(), out, qat=info)
-    return {"qat": {**info, "history": result.get("history", {})}}
+    return {"qat": {**info, "history": result.get("history", {}), "validation": result.get("validation", [])}}
 
 
 def write_job(
@@ -68,6 +74,8 @@ def write_job(
     spec: Any,
     pixels: np.ndarray,
     labels: np.ndarray,
+    validation: tuple[np.ndarray, np.ndarray],
+    trainable_layers: list[str] | None,
     epochs: int,
     learning_rate: float,
     batch_size: int,
@@ -81,6 +89,8 @@ def write_job(
     np.savez(job_dir / WEIGHTS, **weights)
     np.save(job_dir / TRAIN_X, pixels)
     np.save(job_dir / TRAIN_Y, labels.astype(np.int64))
+    np.save(job_dir / VAL_X, validation[0])
+    np.save(job_dir / VAL_Y, validation[1].astype(np.int64))
     job = {
         "spec": {
             "backbone": spec.backbone,
@@ -89,6 +99,7 @@ def write_job(
             "dropout": spec.dropout,
         },
         "normalization": normalization_of(model),
+        "trainable_layers": trainable_layers,
         "epochs": epochs,
         "learning_rate": learning_rate,
         "batch_size": batch_size,
@@ -96,6 +107,22 @@ def write_job(
         "int8_io": int8_io,
     }
     (job_dir / JOB).write_text(json.dumps(job, indent=2))
+
+
+def trainable_layers(model: Any, spec: Any, fine_tune: Any) -> list[str]:
+    """The layers training updated: the head, plus the top of the base that fine-tuning unfroze (as in
+    ``trainer.stages``). QAT fine-tunes only these; the rest keeps its weights (BatchNormalization never
+    trains). Updating the whole ImageNet base on a small dataset cost accuracy (1 point on cats vs dogs)."""
+    from edge_export.trainer.model import HEAD_LAYERS, base_layers, base_units
+
+    chosen = [layer for layer in model.layers if layer.name in HEAD_LAYERS]
+    if fine_tune.enabled:
+        if fine_tune.unfreeze_layers is not None:
+            chosen += base_layers(model)[-fine_tune.unfreeze_layers :]
+        else:
+            units = base_units(model, spec.backbone_spec)
+            chosen += [layer for _, unit in units[-fine_tune.unfreeze_blocks :] for layer in unit]
+    return [layer.name for layer in chosen if layer.weights and type(layer).__name__ != "BatchNormalization"]
 
 
 def normalization_of(model: Any) -> dict | None:

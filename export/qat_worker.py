@@ -4,8 +4,10 @@ Runs in its own process with ``TF_USE_LEGACY_KERAS=1`` (tensorflow-model-optimiz
 Steps: rebuild the architecture on tf_keras, copy the Keras 3 weights by layer name, swap the
 Normalization layer for an equal 1x1 depthwise convolution (tfmot cannot quantize Normalization, and
 left float it would keep float SUB/MUL ops in the "integer" model), freeze BatchNormalization (inference
-statistics; tfmot folds it into the convolutions), ``quantize_apply``, a short fine-tune, then a
-full-integer TFLite conversion. Progress lines go to stdout; the job protocol is in ``export.qat``.
+statistics; folded into the convolutions at conversion), ``quantize_apply``, calibrate the activation
+ranges, a short fine-tune of the layers training updated (head and fine-tuned top blocks), keeping the
+epoch (0 = calibration only) with the best validation accuracy, then a full-integer TFLite conversion.
+Progress lines go to stdout; the job protocol is in ``export.qat``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_export.export.qat import ERROR, JOB, MODEL, RESULT, TRAIN_X, TRAIN_Y, WEIGHTS
+from edge_export.export.qat import ERROR, JOB, MODEL, RESULT, TRAIN_X, TRAIN_Y, VAL_X, VAL_Y, WEIGHTS
 from edge_export.trainer.model import NORMALIZE, ModelSpec, build_classifier
 
 
@@ -60,32 +62,31 @@ def run_job(job_dir: Path) -> dict:
     with np.load(job_dir / WEIGHTS) as weights:
         copy_weights(model, {k: weights[k] for k in weights.files})
     decay = _controllable_ema_decay(tf, tfmot)
-    qat_model = quantize(model, job.get("normalization"), tf_keras, tfmot)
+    trainable = job.get("trainable_layers")
+    qat_model = quantize(model, job.get("normalization"), tf_keras, tfmot, trainable)
 
     pixels = np.load(job_dir / TRAIN_X, mmap_mode="r")
     labels = np.load(job_dir / TRAIN_Y)
+    val_x, val_y = np.load(job_dir / VAL_X, mmap_mode="r"), np.load(job_dir / VAL_Y)
     epochs, batch_size = int(job["epochs"]), int(job["batch_size"])
     batches = _Batches(tf_keras, pixels, labels, batch_size, int(job["seed"]))
     t = time.perf_counter()
     n = calibrate_ranges(tf, qat_model, batches, decay, max_batches=max(1, CALIBRATION_IMAGES // batch_size))
     print(f"qat: activation ranges calibrated on {n} image(s) in {time.perf_counter() - t:.0f}s")
-    print(f"qat: {len(labels)} training images, {epochs} epoch(s), batch {batch_size}, lr {job['learning_rate']}")
-    qat_model.compile(
-        optimizer=tf_keras.optimizers.Adam(float(job["learning_rate"])),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+    variables = trained_variables(qat_model, trainable)
+    keeper = _BestEpoch(tf, qat_model, val_x, val_y, batch_size, epochs)
+    keeper.check(0)
+    print(
+        f"qat: {len(labels)} training images, {epochs} epoch(s), batch {batch_size}, lr {job['learning_rate']}, "
+        f"training {len(variables)} weight tensor(s)"
     )
     t = time.perf_counter()
-    history = qat_model.fit(
-        batches,
-        epochs=epochs,
-        verbose=0,
-        callbacks=[_EpochPrinter(tf_keras, epochs)],
-    )
+    history = fine_tune(tf, tf_keras, qat_model, batches, variables, float(job["learning_rate"]), epochs, keeper)
     train_seconds = time.perf_counter() - t
-    losses = history.history.get("loss", [])
-    if not losses or not all(np.isfinite(losses)):
-        raise RuntimeError(f"quantization-aware training diverged (loss {losses})")
+    if not all(np.isfinite(history["loss"])):
+        raise RuntimeError(f"quantization-aware training diverged (loss {history['loss']})")
+    best = keeper.restore_best()
+    print(f"qat: keeping epoch {best} (validation accuracy {keeper.scores[best][0]:.4f})")
 
     t = time.perf_counter()
     converter = tf.lite.TFLiteConverter.from_keras_model(qat_model)
@@ -102,7 +103,10 @@ def run_job(job_dir: Path) -> dict:
     os.replace(tmp, job_dir / MODEL)
     print(f"qat: converted to full-integer TFLite ({len(data) / 1e6:.2f} MB) in {time.perf_counter() - t:.0f}s")
     return {
-        "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+        "history": {k: [float(v) for v in vs] for k, vs in history.items()},
+        "validation": [{"epoch": e, "accuracy": a, "loss": -negloss} for e, (a, negloss) in enumerate(keeper.scores)],
+        "best_epoch": best,
+        "trained_weights": len(variables),
         "train_seconds": round(train_seconds, 2),
     }
 
@@ -176,10 +180,14 @@ def copy_weights(model: Any, weights: dict[str, np.ndarray]) -> None:
         raise RuntimeError(f"weights of layer(s) {unused} have no place in the tf_keras model")
 
 
-def quantize(model: Any, normalization: dict | None, tf_keras: Any, tfmot: Any) -> Any:
+def quantize(model: Any, normalization: dict | None, tf_keras: Any, tfmot: Any, trainable: list[str] | None = None) -> Any:
     """The quantization-aware model: a flat functional model where every layer is annotated for tfmot."""
     qk = tfmot.quantization.keras
     layers = tf_keras.layers
+    if trainable is not None:
+        unknown = sorted(set(trainable) - {layer.name for layer in model.layers})
+        if unknown:
+            raise RuntimeError(f"trainable layer(s) {unknown} are not in the tf_keras model")
 
     def annotate(layer: Any) -> Any:
         if isinstance(layer, layers.InputLayer):
@@ -204,6 +212,58 @@ def quantize(model: Any, normalization: dict | None, tf_keras: Any, tfmot: Any) 
     return quantized
 
 
+def trained_variables(model: Any, trainable: list[str] | None) -> list[Any]:
+    """The float weights to fine-tune: those of the layers named in ``trainable`` (all when None).
+
+    Chosen explicitly because a tfmot QuantizeWrapper lists its layer's quantized weights as trainable
+    even when the layer is frozen. BatchNormalization layers are frozen (never in the list)."""
+    chosen, seen = [], set()
+    for wrapper in model.layers:
+        inner = getattr(wrapper, "layer", wrapper)
+        if trainable is not None and inner.name not in trainable:
+            continue
+        if type(inner).__name__ == "BatchNormalization":
+            continue
+        for variable in wrapper.trainable_weights:
+            if id(variable) not in seen:
+                seen.add(id(variable))
+                chosen.append(variable)
+    if not chosen:
+        raise RuntimeError(f"no weights to fine-tune in layers {trainable}")
+    return chosen
+
+
+def fine_tune(tf: Any, tf_keras: Any, model: Any, batches: Any, variables: list[Any], learning_rate: float, epochs: int, keeper: Any) -> dict:
+    """A plain training loop (Adam, cross-entropy) over ``variables`` only; ``keeper`` scores each epoch."""
+    optimizer = tf_keras.optimizers.Adam(learning_rate)
+    loss_fn = tf_keras.losses.SparseCategoricalCrossentropy()
+
+    @tf.function
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            probs = model(x, training=True)
+            loss = loss_fn(y, probs)
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probs, axis=1, output_type=tf.int64), y), tf.float32))
+        return loss, correct
+
+    history: dict[str, list[float]] = {"loss": [], "accuracy": []}
+    for epoch in range(epochs):
+        keeper.start()
+        total_loss, total_correct, count = 0.0, 0.0, 0
+        for i in range(len(batches)):
+            x, y = batches[i]
+            loss, correct = step(tf.constant(x), tf.constant(y))
+            total_loss += float(loss) * len(y)
+            total_correct += float(correct)
+            count += len(y)
+        batches.on_epoch_end()
+        history["loss"].append(total_loss / count)
+        history["accuracy"].append(total_correct / count)
+        keeper.check(epoch + 1, history["loss"][-1])
+    return history
+
+
 def _fix_input_range(model: Any, low: float, high: float) -> None:
     """Start the input quantizer's tracked range at the full pixel range, so the integer model's input
     is raw pixels (scale 1) whatever the training images' extremes, as in the post-training int8 model."""
@@ -217,20 +277,43 @@ def _fix_input_range(model: Any, low: float, high: float) -> None:
     maxs[0].assign(high)
 
 
-class _EpochPrinter:
-    def __new__(cls, tf_keras: Any, epochs: int):
-        class Printer(tf_keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                self._t = time.perf_counter()
+class _BestEpoch:
+    """Scores the model on the validation images after calibration (epoch 0) and after each epoch, prints
+    a line per epoch, and restores the best weights (accuracy, then loss), quantizer ranges included."""
 
-            def on_epoch_end(self, epoch, logs=None):
-                logs = logs or {}
-                print(
-                    f"qat: epoch {epoch + 1}/{epochs} loss {logs.get('loss', float('nan')):.4f} "
-                    f"accuracy {logs.get('accuracy', float('nan')):.4f} ({time.perf_counter() - self._t:.0f}s)"
-                )
+    def __init__(self, tf: Any, model: Any, val_x: np.ndarray, val_y: np.ndarray, batch_size: int, epochs: int):
+        self.model, self.val_x, self.val_y = model, val_x, val_y
+        self.batch_size, self.epochs = batch_size, epochs
+        self.scores: list[tuple[float, float]] = []  # (accuracy, -loss) per epoch, 0 = before training
+        self.best = 0
+        self._best_weights = None
+        self._forward = tf.function(lambda x: model(x, training=False))
+        self.start()
 
-        return Printer()
+    def start(self) -> None:
+        self._t = time.perf_counter()
+
+    def check(self, epoch: int, train_loss: float | None = None) -> None:
+        val_x, val_y = self.val_x, self.val_y
+        probs = np.concatenate([
+            self._forward(np.asarray(val_x[i : i + self.batch_size], np.float32)).numpy()
+            for i in range(0, len(val_y), self.batch_size)
+        ])
+        accuracy = float(np.mean(probs.argmax(axis=1) == val_y))
+        loss = float(np.mean(-np.log(np.clip(probs[np.arange(len(val_y)), val_y], 1e-7, 1.0))))
+        self.scores.append((accuracy, -loss))
+        if self._best_weights is None or self.scores[-1] > self.scores[self.best]:
+            self.best = epoch
+            self._best_weights = [w.copy() for w in self.model.get_weights()]
+        train = f"train loss {train_loss:.4f}, " if train_loss is not None else ""
+        print(
+            f"qat: epoch {epoch}/{self.epochs} {train}validation accuracy {accuracy:.4f} loss {loss:.4f} "
+            f"({time.perf_counter() - self._t:.0f}s)"
+        )
+
+    def restore_best(self) -> int:
+        self.model.set_weights(self._best_weights)
+        return self.best
 
 
 class _Batches:

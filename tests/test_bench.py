@@ -15,7 +15,7 @@ from PIL import Image
 
 from conftest import write_image_folder
 from edge_export.benchmarks.classification import classification_metrics, confusion_matrix, top1_agreement
-from edge_export.benchmarks.latency import measure, summarize, time_calls
+from edge_export.benchmarks.latency import measure, summarize, time_calls, time_interleaved
 from edge_export.config import BenchConfig
 from edge_export.errors import EdgeExportError
 
@@ -146,6 +146,8 @@ def test_bench_json_schema(tiny_run, tmp_path):
         assert sum(map(sum, a["confusion"]["matrix"])) == 12 and a["images"] == 12
         assert [e["threads"] for e in a["by_threads"]] == [1] and a["by_threads"][0]["latency_ms"] == lat
     assert by_name["keras"]["top1_agreement"] == 1.0
+    # each model is measured in its own process: a LiteRT worker's peak is its own, not TensorFlow's
+    assert by_name["tflite-int8"]["peak_rss_mb"] < by_name["keras"]["peak_rss_mb"] / 2
     assert by_name["tflite-int8"]["throughput"]["mode"] == "batch"  # converted from Keras: dynamic batch
     assert by_name["tflite-int8"]["input"]["dtype"] == "uint8"
     assert by_name["tflite-int8"]["size_bytes"] < by_name["tflite-fp32"]["size_bytes"]
@@ -245,6 +247,10 @@ def test_latency_percentiles_are_ordered_and_positive():
     calls = []
     durations = time_calls(lambda: calls.append(sum(range(2000))), runs=20, warmup=3)
     assert len(durations) == 20 and len(calls) == 23 and all(d > 0 for d in durations)
+    order: list[str] = []
+    timed = time_interleaved({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, runs=5, warmup=1, block=2)
+    assert {k: len(v) for k, v in timed.items()} == {"a": 5, "b": 5}
+    assert "".join(order) == "ab" + "aabb" + "bbaa" + "ab"  # warm-up, then blocks of 2 in alternating order
     real = measure(lambda: np.linalg.svd(np.ones((40, 40))), runs=15, warmup=2)
     assert 0 < real["p50"] <= real["p90"] <= real["p99"] and real["std"] >= 0
 

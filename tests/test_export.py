@@ -186,6 +186,28 @@ def test_metadata_round_trips(exported):
         assert meta.get("int8_io") == ("uint8" if fmt.integer_io else None)
 
 
+def test_qat_reports_its_epochs_and_keeps_the_best(exported):
+    _, manifest, _ = exported
+    (qat,) = [a["qat"] for a in manifest["artifacts"] if a["name"] == "tflite-qat-int8"]
+    assert [v["epoch"] for v in qat["validation"]] == [0, 1]  # 0: calibrated ranges, before training
+    best = max(qat["validation"], key=lambda v: (v["accuracy"], -v["loss"]))
+    assert qat["best_epoch"] == best["epoch"]
+    assert qat["images"] == 32 and qat["trained_weights"] == 5
+
+
+@pytest.mark.parametrize("blocks, expected", [(3, ["block0_conv", "block1_conv", "block2_conv", "classifier"]), (1, ["block2_conv", "classifier"])])
+def test_qat_fine_tunes_only_what_training_fine_tuned(trained, validation, blocks, expected):
+    from edge_export.export.qat import trainable_layers
+    from edge_export.tf_env import import_keras
+    from edge_export.trainer.model import ModelSpec
+
+    model = import_keras().models.load_model(trained.model, compile=False)
+    fine_tune = load_config(trained.config, [f"train.fine_tune.unfreeze_blocks={blocks}"]).train.fine_tune
+    assert sorted(trainable_layers(model, ModelSpec("tiny_cnn", 32, 2), fine_tune)) == expected
+    fine_tune.enabled = False
+    assert trainable_layers(model, ModelSpec("tiny_cnn", 32, 2), fine_tune) == ["classifier"]
+
+
 def test_qat_subprocess_leaves_this_process_on_keras_3(exported):
     import keras
 
