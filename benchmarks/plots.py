@@ -12,6 +12,7 @@ import numpy as np
 
 from edge_export.atomic import atomic_path
 from edge_export.benchmarks.report import size_text
+from edge_export.benchmarks.targets import row_id
 
 FORMAT_COLORS = {"tflite": "tab:blue", "onnx": "tab:orange", "keras": "tab:green"}
 
@@ -31,6 +32,24 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _overlapping(points: list[tuple[float, float]], fraction: float = 0.04) -> list[list[int]]:
+    """Indices of points grouped when they lie within ``fraction`` of the data range of each other."""
+    if not points:
+        return []
+    xs, ys = np.array([p[0] for p in points]), np.array([p[1] for p in points])
+    dx, dy = max(np.ptp(xs), 1e-9) * fraction, max(np.ptp(ys), 1e-9) * fraction
+    groups: list[list[int]] = []
+    for i, (x, y) in enumerate(points):
+        for group in groups:
+            gx, gy = points[group[0]]
+            if abs(x - gx) <= dx and abs(y - gy) <= dy:
+                group.append(i)
+                break
+        else:
+            groups.append([i])
+    return groups
+
+
 def plot_accuracy_latency(report: dict[str, Any], path: Path) -> Path:
     """Accuracy (y) against p50 latency at the first thread count (x); marker area proportional to size."""
     measured = [a for a in report["artifacts"] if a["status"] == "ok" and a.get("latency_ms")]
@@ -38,15 +57,10 @@ def plot_accuracy_latency(report: dict[str, Any], path: Path) -> Path:
     ax = fig.add_subplot(1, 1, 1)
     sizes = np.array([a.get("size_bytes") or 0 for a in measured], dtype=np.float64)
     biggest = sizes.max() if len(sizes) and sizes.max() > 0 else 1.0
-    rank = {id(a): r for r, a in enumerate(sorted(measured, key=lambda a: a["latency_ms"]["p50"]))}
-    for a, size in zip(measured, sizes):
-        x, y = a["latency_ms"]["p50"], a["accuracy"] * 100
+    points = [(a["latency_ms"]["p50"], a["accuracy"] * 100) for a in measured]
+    for a, size, (x, y) in zip(measured, sizes, points):
         area = 30 + 1500 * size / biggest
         ax.scatter([x], [y], s=area, alpha=0.55, color=FORMAT_COLORS.get(a["format"], "tab:gray"), edgecolors="black", linewidths=0.5)
-        # beside the marker; above/below alternating along the x axis so neighbours' labels do not collide
-        radius = area**0.5 / 2
-        offset = (radius * 0.7 + 3, radius * 0.7 + 2) if rank[id(a)] % 2 == 0 else (radius * 0.7 + 3, -radius * 0.7 - 22)
-        ax.annotate(f"{a['name']}\n{size_text(int(size))}", (x, y), textcoords="offset points", xytext=offset, fontsize=8)
     latencies = [a["latency_ms"]["p50"] for a in measured]
     if latencies and min(latencies) > 0 and max(latencies) / min(latencies) > 20:
         ax.set_xscale("log")
@@ -62,6 +76,28 @@ def plot_accuracy_latency(report: dict[str, Any], path: Path) -> Path:
         ax.margins(x=0.25, y=0.25)
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
+    # One label per group of markers that sit on top of each other (e.g. float32 TFLite and ONNX), beside
+    # the group's largest marker: above it, or below where that would cover a label already placed.
+    fig.canvas.draw()  # final limits and layout, so label boxes can be compared
+    renderer = fig.canvas.get_renderer()
+    placed: list[Any] = []
+    for group in sorted(_overlapping(points), key=lambda g: points[g[0]][0]):
+        lead = max(group, key=lambda i: sizes[i])
+        radius = (30 + 1500 * sizes[lead] / biggest) ** 0.5 / 2
+        lines = [f"{row_id(measured[i])} {size_text(int(sizes[i]))}" for i in group]
+        right_edge = ax.get_window_extent(renderer).x1
+        for dy in (radius * 0.7 + 2, -radius * 0.7 - 11 * len(lines)):
+            dx = radius * 0.7 + 3
+            label = ax.annotate("\n".join(lines), points[lead], textcoords="offset points", xytext=(dx, dy), fontsize=8)
+            box = label.get_window_extent(renderer)
+            if box.x1 > right_edge:  # a long label near the right edge: put it left of the marker
+                label.remove()
+                label = ax.annotate("\n".join(lines), points[lead], textcoords="offset points", xytext=(-dx, dy), fontsize=8, ha="right")
+                box = label.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed) or dy < 0:
+                placed.append(box)
+                break
+            label.remove()
     return _save(fig, path)
 
 
@@ -91,7 +127,7 @@ def plot_confusions(report: dict[str, Any], path: Path) -> Path:
             ax.set_yticks(range(len(conf["rows"])), conf["rows"], fontsize=7)
         ax.set_xlabel("predicted", fontsize=8)
         ax.set_ylabel("true", fontsize=8)
-        ax.set_title(f"{a['name']} ({a['accuracy']:.1%})", fontsize=9)
+        ax.set_title(f"{row_id(a)} ({a['accuracy']:.1%})", fontsize=9)
     if not measured:
         fig.text(0.5, 0.5, "no model measured", ha="center")
     fig.tight_layout()

@@ -2,7 +2,8 @@
 
 ``bench.json`` holds one entry per measured model under ``artifacts`` (the Keras reference, when
 measured, is the entry with format "keras"); each entry's top-level ``threads`` / ``latency_ms`` are
-those of the FIRST thread count, and ``by_threads`` has them all.
+those of the FIRST thread count, and ``by_threads`` has them all. Each entry has a ``target`` (the
+machine it was measured on, "local" here; see ``targets``) and ``targets`` maps each target to its machine.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from edge_export import __version__
 from edge_export.benchmarks.machine import describe
+from edge_export.benchmarks.targets import LOCAL, is_multi_target, row_id
 
 BENCH_VERSION = 1
 
@@ -42,6 +44,7 @@ def build_report(
         "below_min_accuracy": below,
         "ok": not failed and not below,
         "machine": machine,
+        "targets": {LOCAL: machine},
         "seconds": round(seconds, 1),
     }
 
@@ -50,18 +53,23 @@ def build_report(
 
 
 def table_rows(report: dict[str, Any]) -> list[list[str]]:
-    threads = report["settings"]["threads_used"]
+    """One row per measured model. With several targets (machines) a target column follows the name and
+    the latency columns are the REQUESTED thread counts (0 = all cores differs between machines)."""
+    multi = is_multi_target(report)
+    key = "threads_requested" if multi else "threads"
+    threads = report["settings"]["threads"] if multi else report["settings"]["threads_used"]
     batch = report["settings"]["batch_size"]
-    header = ["artifact", "format", "status", "size", "accuracy", "agree"]
-    header += [f"p50 ms @{t}t" for t in threads]
+    header = ["artifact", *(["target"] if multi else []), "format", "status", "size", "accuracy", "agree"]
+    header += [f"p50 ms @{t}t" if t else "p50 ms @all" for t in threads]
     header += ["FPS", f"img/s @{batch}", "e2e ms", "overhead", "RSS MB"]
     rows = [header]
     for a in report["artifacts"]:
-        by = {e["threads"]: e for e in a.get("by_threads") or []}
+        by = {e.get(key): e for e in a.get("by_threads") or []}
         status = a["status"] if not a.get("below_min_accuracy") else "below-min"
         rows.append(
             [
                 a["name"],
+                *([a.get("target") or LOCAL] if multi else []),
                 f"{a['format']}/{a.get('precision') or '?'}",
                 status,
                 size_text(a.get("size_bytes")),
@@ -81,8 +89,9 @@ def table_rows(report: dict[str, Any]) -> list[list[str]]:
 def render_table(report: dict[str, Any]) -> str:
     rows = table_rows(report)
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    left = 4 if is_multi_target(report) else 3  # name, (target,) format, status: left-aligned
     lines = [
-        "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows
+        "  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows
     ]
     lines += _footer(report)
     return "\n".join(lines)
@@ -97,14 +106,18 @@ def _footer(report: dict[str, Any]) -> list[str]:
     ]
     for a in report["artifacts"]:
         if a["status"] != "ok":
-            lines.append(f"FAILED {a['name']}: {a.get('error')}")
+            lines.append(f"FAILED {row_id(a)}: {a.get('error')}")
     for sk in report.get("skipped") or []:
         lines.append(f"skipped {sk['name']}: {sk['reason']}")
     if report["below_min_accuracy"]:
         lines.append(
             f"below --min-accuracy {s['min_accuracy']:.2%}: "
-            + ", ".join(f"{a['name']} ({a['accuracy']:.2%})" for a in report["artifacts"] if a.get("below_min_accuracy"))
+            + ", ".join(f"{row_id(a)} ({a['accuracy']:.2%})" for a in report["artifacts"] if a.get("below_min_accuracy"))
         )
+    if is_multi_target(report):
+        lines += [f"target {name}: {describe(info) if info.get('cpu') else '?'}" for name, info in report["targets"].items()]
+    for name, message in (report.get("target_errors") or {}).items():
+        lines.append(f"FAILED target {name}: {message}")
     return lines
 
 
@@ -117,7 +130,10 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str] | None = None)
     out = [
         "# Benchmark",
         "",
-        f"- machine: {describe(report['machine'])}",
+        *(
+            [f"- target {name}: {describe(info) if info.get('cpu') else '?'}" for name, info in report["targets"].items()]
+            if is_multi_target(report) else [f"- machine: {describe(report['machine'])}"]
+        ),
         f"- data: {d['path']}: {d['images']} images, classes {', '.join(d['classes'])}"
         + (f" ({len(d['skipped'])} unreadable skipped)" if d.get("skipped") else ""),
         f"- latency: one image, {s['runs']} timed runs after {s['warmup']} warm-up; threads {s['threads_used']}"
@@ -135,7 +151,9 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str] | None = None)
         out.append(f"- skipped {sk['name']}: {sk['reason']}")
     for a in report["artifacts"]:
         if a["status"] != "ok":
-            out.append(f"- FAILED {a['name']}: {a.get('error')}")
+            out.append(f"- FAILED {row_id(a)}: {a.get('error')}")
+    for name, message in (report.get("target_errors") or {}).items():
+        out.append(f"- FAILED target {name}: {message}")
     if report["below_min_accuracy"]:
         out.append(f"- below min accuracy {s['min_accuracy']:.2%}: {', '.join(report['below_min_accuracy'])}")
     out += ["", "## Latency by thread count", ""]
@@ -144,8 +162,8 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str] | None = None)
         for e in a.get("by_threads") or []:
             l = e["latency_ms"]
             lat.append([
-                a["name"], str(e["threads"]), _ms(l["p50"]), _ms(l["p90"]), _ms(l["p99"]), _ms(l["mean"]),
-                _ms(l["std"]), _ms(e["predict_proba_ms"]["p50"]), _ms(e["e2e_p50"]),
+                row_id(a), str(e["threads"]), _ms(l["p50"]), _ms(l["p90"]), _ms(l["p99"]), _ms(l["mean"]),
+                _ms(l["std"]), _ms((e.get("predict_proba_ms") or {}).get("p50")), _ms(e.get("e2e_p50")),
                 _ms((a.get("decode_ms") or {}).get("p50")),
                 f"{e['overhead_pct']:+.1f}%" if e.get("overhead_pct") is not None else "-",
                 f"{e['e2e_overhead_pct']:+.1f}%" if e.get("e2e_overhead_pct") is not None else "-",
@@ -156,7 +174,7 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str] | None = None)
     for a in report["artifacts"]:
         if a["status"] != "ok":
             continue
-        out += [f"### {a['name']}", "", f"accuracy {a['accuracy']:.2%}, macro F1 {a['macro_f1']:.4f}", ""]
+        out += [f"### {row_id(a)}", "", f"accuracy {a['accuracy']:.2%}, macro F1 {a['macro_f1']:.4f}", ""]
         pc = [["class", "precision", "recall", "F1", "support"]]
         for c in a["per_class"]:
             pc.append([c["label"], f"{c['precision']:.4f}", f"{c['recall']:.4f}", f"{c['f1']:.4f}", str(c["support"])])

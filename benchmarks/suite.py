@@ -22,6 +22,7 @@ from edge_export.benchmarks.classification import classification_metrics, top1_a
 from edge_export.benchmarks.machine import machine_info, resolve_threads
 from edge_export.benchmarks.plots import plot_accuracy_latency, plot_confusions
 from edge_export.benchmarks.report import build_report, render_markdown, render_table
+from edge_export.benchmarks.targets import LOCAL
 from edge_export.benchmarks.testset import TestSet, decode_all, map_classes, save_pixels, scan_test_folder
 from edge_export.benchmarks.worker import measure_safely, run_worker
 from edge_export.config import BenchConfig
@@ -176,7 +177,7 @@ def bench_run(
         run_dir=str(run.root) if run is not None else None,
         seconds=time.perf_counter() - started,
     )
-    return _write_outputs(report, out_dir, echo)
+    return write_outputs(report, out_dir, echo)
 
 
 # ----------------------------------------------------------------------------- targets
@@ -363,15 +364,18 @@ def _measure(request: dict[str, Any], target: Target, workdir: Path, isolate: bo
         return measure_safely(request)
     if target.kind != "keras" or len(request["threads"]) == 1:
         return run_worker(request, workdir, f"{index}-{target.name}")
-    # TensorFlow fixes its thread pools at start-up: one process per thread count, accuracy in the first
+    # TensorFlow fixes its thread pools at start-up: one process per thread count, accuracy in the one
+    # with the most threads (predictions do not depend on threads)
     merged: dict[str, Any] | None = None
+    most = max(range(len(request["threads"])), key=lambda j: request["threads"][j][1])
     for j, pair in enumerate(request["threads"]):
-        part = run_worker({**request, "threads": [pair], "accuracy": j == 0}, workdir, f"{index}-{target.name}-{j}")
+        part = run_worker({**request, "threads": [pair], "accuracy": j == most}, workdir, f"{index}-{target.name}-{j}")
         if "error" in part:
             return part
         if merged is None:
             merged = part
         else:
+            merged["predictions"] = merged.get("predictions") or part.get("predictions")
             merged["by_threads"] += part["by_threads"]
             merged["seconds"] = round(merged["seconds"] + part["seconds"], 2)
             for key, value in part["memory"].items():
@@ -383,6 +387,7 @@ def _measure(request: dict[str, Any], target: Target, workdir: Path, isolate: bo
 def _record(target: Target, result: dict[str, Any], testset: TestSet, config: BenchConfig) -> dict[str, Any]:
     base = {
         "name": target.name,
+        "target": LOCAL,
         "format": target.format,
         "precision": target.precision,
         "path": str(target.path),
@@ -452,16 +457,24 @@ def _add_agreement(records: list[dict[str, Any]], targets: list[Target]) -> None
 # ----------------------------------------------------------------------------- outputs
 
 
-def _write_outputs(report: dict[str, Any], out_dir: Path, echo: Echo) -> BenchOutcome:
+def write_outputs(report: dict[str, Any], out_dir: Path, echo: Echo | None = print) -> BenchOutcome:
+    """bench.md, plots (when matplotlib is installed: a device may not have it) and bench.json, last."""
+    echo = echo or (lambda line: None)
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = {
-        "accuracy_vs_latency": plot_accuracy_latency(report, out_dir / PLOT_ACCURACY),
-        "confusion_matrices": plot_confusions(report, out_dir / PLOT_CONFUSION),
-    }
-    plots = {"accuracy vs latency": PLOT_ACCURACY, "confusion matrices": PLOT_CONFUSION}
+    files: dict[str, Path] = {}
+    plots: dict[str, str] = {}
+    try:
+        files["accuracy_vs_latency"] = plot_accuracy_latency(report, out_dir / PLOT_ACCURACY)
+        files["confusion_matrices"] = plot_confusions(report, out_dir / PLOT_CONFUSION)
+        plots = {"accuracy vs latency": PLOT_ACCURACY, "confusion matrices": PLOT_CONFUSION}
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] != "matplotlib":
+            raise
     files["md"] = write_text(out_dir / BENCH_MD, render_markdown(report, plots))
     files["json"] = write_json(out_dir / BENCH_JSON, report)  # last: its presence means a finished benchmark
     table = render_table(report)
     echo(table)
-    echo(f"wrote {files['json']}, {files['md']} and plots in {out_dir}")
+    extra = " and plots" if plots else " (no plots: matplotlib is not installed)"
+    echo(f"wrote {files['json']}, {files['md']}{extra} in {out_dir}")
     return BenchOutcome(report=report, out_dir=out_dir, files=files, table=table)

@@ -22,6 +22,7 @@ COMMANDS = {
     "predict": "edge_export.commands.predict:predict",
     "bench": "edge_export.commands.bench:bench",
     "export": "edge_export.commands.export:export",
+    "package": "edge_export.commands.package:package",
 }
 
 

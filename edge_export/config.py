@@ -100,12 +100,19 @@ class TrainConfig:
 
 @dataclass
 class QATConfig:
-    epochs: int = 2  # short fine-tune of the quantization-aware model
+    # A short fine-tune of the quantization-aware model; the epoch with the best validation loss is kept
+    # (epoch 0 = calibrated, not trained). On cats vs dogs at 288 px, epochs 1-2 over the whole training
+    # split never beat epoch 0 on validation and cost 3 minutes each on 2 cores: one epoch on 500 images.
+    epochs: int = 1
     learning_rate: float = 1e-5
-    max_images: Optional[int] = None  # None: the whole training split
+    max_images: Optional[int] = 500  # None: the whole training split
+    validation_images: Optional[int] = 500  # seeded sample of the validation split that picks the epoch
 
     def validate(self) -> None:
         _check(self.epochs >= 1, "export.qat.epochs", ">= 1")
+        for key in ("max_images", "validation_images"):
+            value = getattr(self, key)
+            _check(value is None or value >= 1, f"export.qat.{key}", ">= 1 or null")
         _check(0 < self.learning_rate < 1, "export.qat.learning_rate", "between 0 and 1")
 
 

@@ -74,6 +74,18 @@ class RunFolder:
     def bench_dir(self) -> Path:
         return self.root / "bench"
 
+    @property
+    def report_json(self) -> Path:  # the build report (pipeline/report.py), with its recommendation
+        return self.root / "report.json"
+
+    @property
+    def deploy_dir(self) -> Path:  # the recommended artifact, copied by `build`
+        return self.root / "deploy"
+
+    @property
+    def package_dir(self) -> Path:  # bundles written by `edge-export package`
+        return self.root / "package"
+
     def read_labels(self) -> list[str]:
         if not self.labels.is_file():
             raise EdgeExportError("labels.txt is missing", path=self.labels, hint="re-run `edge-export train`")

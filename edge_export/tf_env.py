@@ -2,41 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-import tempfile
-from typing import Any, Iterator
+from typing import Any
 
-
-@contextlib.contextmanager
-def _native_stderr_captured() -> Iterator[None]:
-    """Hide the C++ start-up chatter TensorFlow writes to fd 2 (CUDA probes etc.); replay it on failure."""
-    try:
-        saved = os.dup(2)
-    except OSError:  # no real stderr (e.g. some embedded interpreters)
-        yield
-        return
-    with tempfile.TemporaryFile() as capture:
-        sys.stderr.flush()
-        os.dup2(capture.fileno(), 2)
-        try:
-            yield
-        except BaseException:
-            os.dup2(saved, 2)
-            capture.seek(0)
-            sys.stderr.write(capture.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+from edge_export.native_stderr import native_stderr_captured
 
 
 def import_keras() -> Any:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     if "tensorflow" not in sys.modules:
-        with _native_stderr_captured():
+        with native_stderr_captured():
             import tensorflow  # noqa: F401
     import keras
     import tensorflow as tf

@@ -107,6 +107,12 @@ class ExportContext:
             "parity", lambda: self._load("validation", self.config.parity_images, self.config.representative_seed)
         )
 
+    def validation_images(self, max_images: int | None) -> Images:
+        """A seeded sample of at most ``max_images`` of the validation split (all of it for None)."""
+        return self.memo(
+            f"validation-{max_images}", lambda: self._load("validation", max_images, self.config.representative_seed)
+        )
+
     def training_images(self, max_images: int | None) -> Images:
         return self.memo(
             f"train-{max_images}", lambda: self._load("train", max_images, self.config.representative_seed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ def keras_probabilities(model: Any, pixels: np.ndarray) -> np.ndarray:
 
 
 def artifact_probabilities(path: str | Path, pixels: np.ndarray) -> tuple[np.ndarray, Classifier]:
-    classifier = Classifier.load(path)
+    classifier = Classifier.load(path, threads=os.cpu_count())  # accuracy does not depend on threads: use all
     out = [classifier.predict_proba(pixels[i : i + BATCH]) for i in range(0, len(pixels), BATCH)]
     return np.concatenate(out), classifier
 

@@ -20,6 +20,7 @@ from edge_export.export.context import ExportContext
 from edge_export.export.formats import FormatSpec, resolve_formats
 from edge_export.export.manifest import ArtifactResult, build_manifest, build_model_card, render_table, sha256_of
 from edge_export.export.parity import artifact_probabilities, check_budget, compare, keras_probabilities
+from edge_export.native_stderr import native_stderr_captured
 from edge_export.run_folder import RunFolder
 
 Echo = Callable[[str], None]
@@ -91,7 +92,7 @@ def export_one(ctx: ExportContext, fmt: FormatSpec, images, reference, step: str
     started = time.perf_counter()
     path = ctx.folder.artifact(fmt)
     try:
-        with atomic_path(path) as tmp:
+        with atomic_path(path) as tmp, native_stderr_captured():  # converter/delegate chatter; replayed on failure
             result.details = fmt.load_converter()(ctx, fmt, tmp) or {}
     except Exception as exc:
         result.fail(f"conversion failed: {_message(exc)}")
@@ -109,7 +110,8 @@ def export_one(ctx: ExportContext, fmt: FormatSpec, images, reference, step: str
 
 def _check(ctx: ExportContext, result: ArtifactResult, path: Path, images, reference, debug: bool) -> None:
     try:
-        probs, classifier = artifact_probabilities(path, images.pixels)
+        with native_stderr_captured():
+            probs, classifier = artifact_probabilities(path, images.pixels)
         parity = compare(probs, reference, images.labels)
     except Exception as exc:
         result.fail(f"the exported file does not run in the runtime: {_message(exc)}")

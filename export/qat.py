@@ -38,7 +38,7 @@ RESULT, ERROR, MODEL, LOG = "result.json", "error.json", "model.tflite", "worker
 def convert_qat_int8(ctx: ExportContext, fmt: FormatSpec, out: Path) -> dict:
     settings = ctx.config.qat
     images = ctx.training_images(settings.max_images)
-    validation = ctx.parity_images()
+    validation = ctx.validation_images(settings.validation_images)
     job_dir = ctx.workdir / "qat"
     write_job(
         job_dir,

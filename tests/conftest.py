@@ -39,3 +39,63 @@ def shared() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"shared folder not found at {SHARED} (set EDGE_EXPORT_SHARED)")
     return SHARED
+
+
+# ----------------------------------------------------------------------------- a tiny exported run, a device without TensorFlow
+
+TINY_TRAIN = [
+    "model.backbone=tiny_cnn",
+    "model.weights=none",
+    "train.batch_size=8",
+    "train.feature_extraction.epochs=4",
+    "train.feature_extraction.learning_rate=0.05",
+    "train.fine_tune.epochs=1",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory) -> dict[str, Path]:
+    """A trained tiny_cnn run with a real export (tflite-int8, onnx-fp32: manifest, labels, model card) and its data."""
+    from edge_export.config import load_config
+    from edge_export.export.pipeline import export_run
+    from edge_export.run_folder import RunFolder
+    from edge_export.trainer.run import train_run
+
+    base = tmp_path_factory.mktemp("tiny_export")
+    data = write_image_folder(base / "data", {"train": 12, "validation": 6, "test": 6})
+    run = RunFolder(base / "run")
+    config = load_config(None, [f"data.path={data}", *TINY_TRAIN])
+    train_run(config, run)
+    manifest = export_run(run, config.export, run_config=config, formats="tflite-int8,onnx-fp32", echo=None)
+    assert manifest["ok"], [(a["name"], a.get("error")) for a in manifest["artifacts"]]
+    return {"run": run.root, "data": data, "base": base}
+
+
+BLOCKED = ("tensorflow", "keras", "tf_keras", "onnx")  # a device has none of them
+
+
+def device_env(folder: Path) -> tuple[dict[str, str], list[str], Path]:
+    """Environment and interpreter arguments for a process that sees a device's packages only.
+
+    ``python -S`` (no site: no edge-export install, no .pth finders) with PYTHONPATH = stand-ins that
+    refuse ``import tensorflow`` & co. (logging the attempt) and matplotlib, then site-packages
+    (numpy, Pillow, LiteRT, ONNX Runtime...). edge_export itself must come from elsewhere (a bundle's
+    wheel). Child processes inherit PYTHONPATH (they have site, but the stand-ins come first).
+    Returns (env, [python, -S], the log of blocked import attempts).
+    """
+    import site
+    import sys
+
+    blockers = folder / "blockers"
+    log = folder / "blocked-imports.log"
+    for name in (*BLOCKED, "matplotlib"):
+        pkg = blockers / name
+        pkg.mkdir(parents=True, exist_ok=True)
+        record = "" if name == "matplotlib" else f"open({str(log)!r}, 'a').write(__name__ + '\\n')\n"
+        (pkg / "__init__.py").write_text(
+            record + f"raise ModuleNotFoundError({f'No module named {name!r} (blocked: not on the device)'!r}, name={name!r})\n"
+        )
+    paths = [str(blockers), *site.getsitepackages()]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    env.pop("PYTHONHOME", None)
+    return env, [sys.executable, "-S"], log

@@ -32,9 +32,6 @@ def train_run(config: Config, run: RunFolder, dataset: Dataset | None = None) ->
     from edge_export.trainer.stages import SplitArrays, train_two_stages
 
     dataset = dataset or prepare_dataset(config)
-    run.create()
-    write_text(run.config, config.to_yaml())
-    seed_everything(config.train.seed)
 
     backbone_name = config.model.backbone
     from edge_export.trainer.backbones import get_backbone
@@ -47,6 +44,9 @@ def train_run(config: Config, run: RunFolder, dataset: Dataset | None = None) ->
         dropout=config.model.dropout,
     )
     backbone.check_size(spec.image_size, config.model.weights)
+    run.create()  # only once the settings are known to be usable: a failed start leaves no empty run folder
+    write_text(run.config, config.to_yaml())
+    seed_everything(config.train.seed)
 
     t = time.perf_counter()
     data, skipped = {}, []

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from edge_export.benchmarks.targets import LOCAL, row_id
 from edge_export.config import load_config, parse_overrides
 from edge_export.errors import EdgeExportError
 
@@ -59,15 +60,34 @@ def split_arguments(items: tuple[str, ...]) -> tuple[Path | None, list[Path], li
 @click.option("--labels", "labels_file", type=click.Path(path_type=Path, dir_okay=False), help="labels.txt for every model (overrides theirs).")
 @click.option("--keras/--no-keras", default=None, help="Measure the run's model.keras too [when TensorFlow is installed].")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML config file (its bench: section).")
-def bench(targets, data, out, labels_file, keras, config_path, **flags) -> None:
+@click.option("--target", "devices", multiple=True, metavar="local|ssh://[USER@]HOST[:PORT]",
+              help="Also measure on this device over SSH (repeatable; the local machine is always measured).")
+@click.option("--ssh-option", "ssh_options", multiple=True, metavar="KEY=VALUE", envvar="EDGE_EXPORT_SSH_OPTIONS",
+              help="ssh -o option for --target devices, e.g. IdentityFile=~/.ssh/pi or UserKnownHostsFile=FILE (repeatable).")
+@click.option("--remote-python", default="python3", show_default=True, help="Python command on the devices.")
+@click.option("--remote-dir", default=".cache/edge-export", show_default=True, help="Working folder on the devices (relative to home).")
+@click.option("--setup", is_flag=True, help="Create REMOTE_DIR/venv on the devices with the bundle's pinned runtime (needs PyPI there) and use it.")
+@click.option("--system-site-packages", is_flag=True, help="With --setup: the venv also sees the device's system packages.")
+def bench(targets, data, out, labels_file, keras, config_path, devices, ssh_options, remote_python, remote_dir, setup, system_site_packages, **flags) -> None:
     """Benchmark RUN_DIR's exported artifacts and/or MODEL files on the test images in --data.
 
     Also takes key=value overrides, e.g. bench.runs=50. Writes bench.json, bench.md and plots.
+    With --target ssh://..., the artifacts are bundled (see `edge-export package`), copied with the test
+    images to each device, benchmarked there without TensorFlow, and merged in as more targets.
     """
     run, models, overrides = split_arguments(targets)
     merged = parse_overrides(overrides)
     merged.update({FLAG_KEYS[k]: v for k, v in flags.items() if v is not None})
     config = load_config(config_path, merged).bench
+    remote = _remote_devices(devices)
+    if remote:
+        from edge_export.deploy.remote import RemoteSettings
+        from edge_export.deploy.ssh import parse_options
+
+        settings = RemoteSettings(
+            ssh_options=parse_options(ssh_options), python=remote_python, remote_dir=remote_dir,
+            setup=setup, system_site_packages=system_site_packages,
+        )
 
     from edge_export.benchmarks.suite import bench_run
 
@@ -81,14 +101,36 @@ def bench(targets, data, out, labels_file, keras, config_path, **flags) -> None:
         keras=keras,
         echo=lambda line: click.echo(line),
     )
+    if remote:
+        from edge_export.deploy.remote import bench_on_devices
+
+        outcome = bench_on_devices(
+            outcome, remote, data=data, config=config, settings=settings, labels=labels_file, run=run,
+            echo=lambda line: click.echo(line),
+        )
     problems = []
     if outcome.failed:
         problems.append(f"could not measure: {', '.join(outcome.failed)}")
     if outcome.below_min_accuracy:
-        worst = {a["name"]: a["accuracy"] for a in outcome.report["artifacts"]}
+        worst = {row_id(a): a["accuracy"] for a in outcome.report["artifacts"]}
         names = ", ".join(f"{n} ({worst[n]:.2%})" for n in outcome.below_min_accuracy)
         problems.append(f"below --min-accuracy {config.min_accuracy:.2%}: {names}")
     if problems:
         for line in problems:
             click.secho(f"error: {line}", fg="red", err=True)
         sys.exit(1)
+
+
+def _remote_devices(values: tuple[str, ...]) -> list:
+    """--target values -> the SSH devices (``local`` is always measured); checked before any work."""
+    from edge_export.deploy.ssh import SshTarget
+
+    devices = []
+    for value in values:
+        if value.strip() == LOCAL:
+            continue
+        device = SshTarget.parse(value.strip())
+        if device.name in {d.name for d in devices}:
+            raise EdgeExportError(f"--target {value} is given twice")
+        devices.append(device)
+    return devices

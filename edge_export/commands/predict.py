@@ -49,18 +49,20 @@ def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def predict(model, images, top_k, labels_file, mean, std, size, threads, providers, as_json) -> None:
     """Classify IMAGE files with MODEL (.tflite or .onnx)."""
+    from edge_export.native_stderr import native_stderr_captured
     from edge_export.runtime.classifier import Classifier
 
-    classifier = Classifier.load(
-        model,
-        labels=labels_file,
-        mean=mean,
-        std=std,
-        size=size,
-        threads=threads,
-        providers=list(providers) or None,
-    )
-    results = classifier.predict(list(images), top_k=top_k)
+    with native_stderr_captured():  # LiteRT's delegate notice; replayed if loading or predicting fails
+        classifier = Classifier.load(
+            model,
+            labels=labels_file,
+            mean=mean,
+            std=std,
+            size=size,
+            threads=threads,
+            providers=list(providers) or None,
+        )
+        results = classifier.predict(list(images), top_k=top_k)
     if as_json:
         payload = [
             {"image": image, "predictions": [p._asdict() for p in predictions]}

@@ -10,7 +10,8 @@ def recommend(bench: dict[str, Any], accuracy_budget: float, max_size_mb: float 
 
     Returns ``{"artifact": NAME or None, "why": text, "target": ..., "candidates": [...]}``.
     """
-    entries = [a for a in bench.get("artifacts", []) if a.get("status", "ok") == "ok"]
+    # rows measured on other machines (bench --target ssh://...) are not candidates for this one
+    entries = [a for a in bench.get("artifacts", []) if a.get("status", "ok") == "ok" and a.get("target", "local") == "local"]
     keras = next((a for a in entries if a.get("format") == "keras"), None)
     artifacts = [a for a in entries if a.get("format") != "keras" and a.get("accuracy") is not None]
     if not artifacts:
@@ -24,7 +25,7 @@ def recommend(bench: dict[str, Any], accuracy_budget: float, max_size_mb: float 
     for a in artifacts:
         reasons = []
         if a["accuracy"] < floor - 1e-12:
-            reasons.append(f"accuracy {a['accuracy']:.2%} < {floor:.2%} ({accuracy_budget:g} points below {reference_name})")
+            reasons.append(f"accuracy {a['accuracy']:.2%} < {floor:.2%} ({accuracy_budget:g} point(s) below {reference_name})")
         if limit is not None and a.get("size_bytes", 0) > limit:
             reasons.append(f"size {a['size_bytes'] / 1e6:.2f} MB > {max_size_mb:g} MB")
         candidates.append({"name": a["name"], "p50_ms": _p50(a), "accuracy": a["accuracy"], "size_bytes": a.get("size_bytes"), "rejected": reasons})
@@ -39,7 +40,7 @@ def recommend(bench: dict[str, Any], accuracy_budget: float, max_size_mb: float 
     best = min(ok, key=lambda c: c["p50_ms"])
     why = (
         f"fastest within the budget on {target}: p50 {best['p50_ms']:.2f} ms, accuracy {best['accuracy']:.2%} "
-        f"(>= {floor:.2%}: {accuracy_budget:g} points below {reference_name} at {reference:.2%})"
+        f"(>= {floor:.2%}: {accuracy_budget:g} point(s) below {reference_name} at {reference:.2%})"
         + (f", size {best['size_bytes'] / 1e6:.2f} MB <= {max_size_mb:g} MB" if limit else f", size {best['size_bytes'] / 1e6:.2f} MB")
     )
     return {"artifact": best["name"], "why": why, "target": target, "candidates": candidates}

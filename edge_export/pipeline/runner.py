@@ -84,7 +84,6 @@ def build(
         bench = json.loads(bench_path.read_text())
         result.recommendation = recommend(bench, config.build.accuracy_budget, config.build.max_size_mb)
         _deploy(run, result.recommendation)
-        echo(f"recommended: {result.recommendation['artifact'] or 'none'} ({result.recommendation['why']})")
         if result.recommendation["artifact"] is None:
             result.failures.append(f"no recommendation: {result.recommendation['why']}")
     report = gather(run, dataset.summary(), result.recommendation, command)

@@ -1,0 +1,202 @@
+"""``edge-export package``: a bundle's contents, and that it predicts and benchmarks with TensorFlow blocked."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+import pytest
+
+from conftest import device_env
+from edge_export.errors import EdgeExportError
+from edge_export.export.manifest import sha256_of
+
+BUNDLE_FILES = {
+    "README.md", "bundle.json", "run.py", "requirements.txt", "labels.txt", "model_card.json",
+    "models/tflite-int8.tflite", "wheels/edge_export-0.1.0-py3-none-any.whl",
+}
+
+
+def _cli(*args: str):
+    from click.testing import CliRunner
+
+    from edge_export.cli import cli
+
+    return CliRunner().invoke(cli, list(args))
+
+
+def _files(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+
+
+def _pins(*names: str) -> list[str]:
+    return [f"{n}=={importlib_metadata.version(n)}" for n in names]
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_export, tmp_path_factory) -> Path:
+    """The default package of the tiny run: tflite-int8 (no build recommendation) for a Raspberry Pi, at the default place."""
+    run = tmp_path_factory.mktemp("pkg") / "run"
+    shutil.copytree(tiny_export["run"], run)
+    result = _cli("package", str(run), "--target", "rpi")
+    assert result.exit_code == 0, result.output
+    assert "packaging tflite-int8 (default: no build recommendation) for rpi" in result.output
+    return run / "package" / "tflite-int8-rpi"
+
+
+def test_bundle_folder_and_archive(bundle):
+    run = bundle.parents[1]
+    assert _files(bundle) == BUNDLE_FILES
+    archive = bundle.with_name("tflite-int8-rpi.tar.gz")
+    with tarfile.open(archive) as tar:
+        members = {m.name for m in tar.getmembers() if m.isfile()}
+        assert members == {f"tflite-int8-rpi/{f}" for f in BUNDLE_FILES}
+        assert tar.extractfile("tflite-int8-rpi/models/tflite-int8.tflite").read() == (bundle / "models/tflite-int8.tflite").read_bytes()
+        assert tar.getmember("tflite-int8-rpi/run.py").mode & 0o111
+    assert not list(bundle.parent.glob(".*partial*"))  # written under temporary names, then renamed
+
+    info = json.loads((bundle / "bundle.json").read_text())
+    manifest = json.loads((run / "export/manifest.json").read_text())
+    exported = next(a for a in manifest["artifacts"] if a["name"] == "tflite-int8")
+    (model,) = info["artifacts"]
+    assert model == {
+        "name": "tflite-int8", "path": "models/tflite-int8.tflite", "format": "tflite", "precision": "int8",
+        "size_bytes": exported["size_bytes"], "sha256": exported["sha256"],
+    }
+    assert sha256_of(bundle / model["path"]) == exported["sha256"]
+    assert info["target"] == "rpi" and info["wheel"] == "wheels/edge_export-0.1.0-py3-none-any.whl"
+    assert (bundle / "labels.txt").read_text() == (run / "export/labels.txt").read_text()
+    assert json.loads((bundle / "model_card.json").read_text()) == json.loads((run / "export/model_card.json").read_text())
+
+    # pinned to what is installed here; TF-free
+    pins = [line for line in (bundle / "requirements.txt").read_text().splitlines() if line and not line.startswith("#")]
+    assert pins == _pins("numpy", "Pillow", "click", "PyYAML", "ai-edge-litert") == info["pinned"]
+    assert "64-bit" in (bundle / "README.md").read_text()
+
+    with zipfile.ZipFile(bundle / info["wheel"]) as whl:
+        names = set(whl.namelist())
+        meta = whl.read("edge_export-0.1.0.dist-info/METADATA").decode()
+    assert {"edge_export/runtime/classifier.py", "edge_export/benchmarks/suite.py", "edge_export/cli.py", "edge_export/deploy/bundle_main.py"} <= names
+    base = [line for line in meta.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line]
+    assert base and not any("tensorflow" in line or "keras" in line for line in base)
+
+
+def test_recommended_onnx_artifact_for_jetson(tiny_export, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_export["run"], run, ignore=shutil.ignore_patterns("package"))
+    (run / "report.json").write_text(json.dumps({"recommendation": {"artifact": "onnx-fp32", "why": "fastest"}}))
+    result = _cli("package", str(run), "--target", "jetson", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert "packaging onnx-fp32 (the build's recommendation) for jetson" in result.output
+    folder = tmp_path / "out" / "onnx-fp32-jetson"
+    assert (tmp_path / "out" / "onnx-fp32-jetson.tar.gz").is_file() and (folder / "models/onnx-fp32.onnx").is_file()
+    pins = [line for line in (folder / "requirements.txt").read_text().splitlines() if not line.startswith("#")]
+    assert pins == _pins("numpy", "Pillow", "click", "PyYAML", "onnxruntime")
+    readme = (folder / "README.md").read_text()
+    assert "onnxruntime-gpu" in readme and "--provider tensorrt" in readme and "TensorRT" in readme
+
+    # without report.json: what `build` copied to deploy/
+    (run / "report.json").unlink()
+    (run / "deploy").mkdir()
+    shutil.copy(run / "export/onnx-fp32.onnx", run / "deploy/onnx-fp32.onnx")
+    result = _cli("package", str(run), "--out", str(tmp_path / "out2"))
+    assert result.exit_code == 0 and "onnx-fp32 (the build's recommendation) for cpu" in result.output
+
+
+def test_package_errors_leave_nothing_behind(tiny_export, tmp_path):
+    from edge_export.deploy.bundle import package_run
+
+    with pytest.raises(EdgeExportError, match="no finished export"):
+        package_run(tmp_path, echo=None)
+    with pytest.raises(EdgeExportError, match=r"no exported artifact 'tflite-fp16' in this run \(exported ok: tflite-int8, onnx-fp32\)"):
+        package_run(tiny_export["run"], artifact="tflite-fp16", out=tmp_path / "o", echo=None)
+    with pytest.raises(EdgeExportError, match="unknown device target 'pi'"):
+        package_run(tiny_export["run"], target="pi", out=tmp_path / "o", echo=None)
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_export["run"], run, ignore=shutil.ignore_patterns("package"))
+    (run / "report.json").write_text(json.dumps({"recommendation": {"artifact": "onnx-int8"}}))
+    with pytest.raises(EdgeExportError, match="recommends 'onnx-int8' but the export has no such artifact"):
+        package_run(run, out=tmp_path / "o", echo=None)
+    (run / "report.json").unlink()
+    with open(run / "export/tflite-int8.tflite", "ab") as f:
+        f.write(b"changed")
+    with pytest.raises(EdgeExportError, match="does not match the sha256 in the export manifest"):
+        package_run(run, out=tmp_path / "o", wheel=None, echo=None)
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+    result = _cli("package", str(tmp_path / "nope"))
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_bundle_predicts_and_benchmarks_with_tensorflow_blocked(bundle, tiny_export, tmp_path):
+    """A device: no TensorFlow, no matplotlib, no edge-export installed: only the bundle and numpy/Pillow/LiteRT."""
+    from edge_export.benchmarks.suite import bench_run
+    from edge_export.config import BenchConfig
+    from edge_export.runtime.classifier import Classifier
+
+    env, python, log = device_env(tmp_path)
+    device = tmp_path / "device"
+    with tarfile.open(bundle.with_name("tflite-int8-rpi.tar.gz")) as tar:
+        tar.extractall(device)
+    run_py = device / "tflite-int8-rpi" / "run.py"
+    nowhere = subprocess.run([*python, "-c", "import edge_export"], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert nowhere.returncode != 0 and "No module named 'edge_export'" in nowhere.stderr  # only the bundle has it
+
+    images = sorted((tiny_export["data"] / "test").rglob("*.png"))[:3]
+    proc = subprocess.run([*python, str(run_py), "predict", *map(str, images), "--json", "--top-k", "2"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    answers = json.loads(proc.stdout)
+    expected = Classifier.load(bundle / "models/tflite-int8.tflite").predict([str(p) for p in images], top_k=2)
+    assert [a["image"] for a in answers] == [str(p) for p in images]
+    for answer, predictions in zip(answers, expected):
+        assert [p["label"] for p in answer["predictions"]] == [p.label for p in predictions]
+        assert [p["probability"] for p in answer["predictions"]] == pytest.approx([p.probability for p in predictions], abs=1e-6)
+
+    out = tmp_path / "bench"
+    proc = subprocess.run([*python, str(run_py), "bench", "--data", str(tiny_export["data"]), "--out", str(out),
+                           "--threads", "1", "--runs", "5", "--warmup", "1"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "no plots: matplotlib is not installed" in proc.stdout
+    report = json.loads((out / "bench.json").read_text())
+    (row,) = report["artifacts"]
+    assert row["name"] == "tflite-int8" and row["status"] == "ok" and row["backend"] == "litert" and row["target"] == "local"
+    assert row["latency_ms"]["p50"] > 0 and row["images"] == 12
+    machine = report["machine"]
+    assert isinstance(machine["cpu"], str) and machine["cpu"] and isinstance(machine["cores"], int) and machine["os"]
+    assert machine["libraries"]["ai-edge-litert"] == importlib_metadata.version("ai-edge-litert")
+    assert (out / "bench.md").is_file() and not list(out.glob("*.png"))
+    assert not log.exists(), f"tried to import: {log.read_text()}"
+
+    here = bench_run(models=[bundle / "models/tflite-int8.tflite"], data=tiny_export["data"], labels=bundle / "labels.txt",
+                     config=BenchConfig(threads=[1], runs=5, warmup=1), out=tmp_path / "here", isolate=False, echo=None)
+    assert row["accuracy"] == here.report["artifacts"][0]["accuracy"]
+    assert row["confusion"] == here.report["artifacts"][0]["confusion"]
+
+
+def test_wheel_from_an_installed_copy(bundle, tmp_path):
+    """Without a source tree, the installed files are packed into a wheel again: the same modules."""
+    from edge_export.deploy.wheel import _repack_installed
+
+    original = bundle / "wheels/edge_export-0.1.0-py3-none-any.whl"
+    target = tmp_path / "site"
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--disable-pip-version-check",
+                           "-q", "--target", str(target), str(original)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    dist = importlib_metadata.PathDistribution(target / "edge_export-0.1.0.dist-info")
+    (tmp_path / "w").mkdir()
+    repacked = _repack_installed(dist, tmp_path / "w")
+    with zipfile.ZipFile(original) as a, zipfile.ZipFile(repacked) as b:
+        code = lambda z: {n: z.read(n) for n in z.namelist() if n.startswith("edge_export/")}  # noqa: E731
+        assert code(a) == code(b) and len(code(a)) > 50
+        assert b.read("edge_export-0.1.0.dist-info/METADATA") == a.read("edge_export-0.1.0.dist-info/METADATA")
+        record = b.read("edge_export-0.1.0.dist-info/RECORD").decode().splitlines()
+        assert len(record) == len(b.namelist()) and all(line.count(",") == 2 for line in record)

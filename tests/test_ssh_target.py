@@ -1,0 +1,202 @@
+"""``edge-export bench --target ssh://...`` through a real OpenSSH server on 127.0.0.1, started here.
+
+The "device" is this machine reached over ssh: a throwaway host key and user key, a known_hosts file
+that trusts only that host key, and a Python that sees no TensorFlow and no installed edge-export
+(``device_env``), so the bundle's wheel and run.py are what runs there.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import device_env
+from edge_export.errors import EdgeExportError
+
+SSHD = Path("/usr/sbin/sshd")
+FAST = ["--threads", "1", "--runs", "5", "--warmup", "1", "--no-keras"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    if not SSHD.is_file() or shutil.which("ssh") is None or shutil.which("ssh-keygen") is None:
+        pytest.skip(f"OpenSSH server/client not installed ({SSHD}, ssh, ssh-keygen): apt-get install openssh-server openssh-client")
+    privsep = Path("/run/sshd")
+    if not privsep.is_dir():
+        try:
+            privsep.mkdir(mode=0o755, parents=True)
+        except OSError as exc:
+            pytest.skip(f"sshd needs {privsep} and it cannot be created here ({exc})")
+    folder = tmp_path_factory.mktemp("sshd")
+    for name in ("host_key", "user_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(folder / name)], check=True)
+    shutil.copy(folder / "user_key.pub", folder / "authorized_keys")
+    port = _free_port()
+    user = getpass.getuser()
+    config = folder / "sshd_config"
+    config.write_text(
+        "ListenAddress 127.0.0.1\n"
+        f"HostKey {folder / 'host_key'}\n"
+        f"PidFile {folder / 'sshd.pid'}\n"
+        f"AuthorizedKeysFile {folder / 'authorized_keys'}\n"
+        f"AllowUsers {user}\n"
+        "PermitRootLogin prohibit-password\n"
+        "PubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        "UsePAM no\nStrictModes no\nLogLevel ERROR\n"
+    )
+    host_key = " ".join((folder / "host_key.pub").read_text().split()[:2])
+    known_hosts = folder / "known_hosts"
+    known_hosts.write_text(f"[127.0.0.1]:{port} {host_key}\n")
+    log = open(folder / "sshd.log", "w")
+    proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config), "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    options = [
+        f"UserKnownHostsFile={known_hosts}", "GlobalKnownHostsFile=/dev/null",
+        f"IdentityFile={folder / 'user_key'}", "IdentitiesOnly=yes",
+    ]
+    ssh = ["ssh", *(x for o in options for x in ("-o", o)), "-o", "BatchMode=yes", "-p", str(port), f"{user}@127.0.0.1", "true"]
+    deadline = time.monotonic() + 15
+    while subprocess.run(ssh, capture_output=True).returncode != 0:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"sshd did not come up: {(folder / 'sshd.log').read_text()}")
+        time.sleep(0.2)
+    yield {"url": f"ssh://{user}@127.0.0.1:{port}", "name": f"{user}@127.0.0.1:{port}", "port": port, "options": options, "folder": folder}
+    proc.terminate()
+    proc.wait(timeout=10)
+    log.close()
+
+
+def _ssh_args(sshd, options=None) -> list[str]:
+    return [x for o in (options or sshd["options"]) for x in ("--ssh-option", o)]
+
+
+def _bench(*args: str):
+    from click.testing import CliRunner
+
+    from edge_export.cli import cli
+
+    return CliRunner().invoke(cli, ["bench", *args])
+
+
+@pytest.fixture(scope="module")
+def device_python(tmp_path_factory) -> tuple[str, Path]:
+    """--remote-python for a device without TensorFlow or edge-export, and its blocked-import log."""
+    env, python, log = device_env(tmp_path_factory.mktemp("device"))
+    command = shlex.join(["env", f"PYTHONPATH={env['PYTHONPATH']}", *python])
+    return command, log
+
+
+def test_bench_on_a_device_over_ssh(tiny_export, sshd, device_python, tmp_path):
+    remote_python, blocked_log = device_python
+    out, remote_dir = tmp_path / "out", tmp_path / "device-home"
+    result = _bench(
+        str(tiny_export["run"]), "--data", str(tiny_export["data"]), "--out", str(out), *FAST,
+        "--target", sshd["url"], *_ssh_args(sshd), "--remote-python", remote_python, "--remote-dir", str(remote_dir),
+    )
+    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+    report = json.loads((out / "bench.json").read_text())
+    name = sshd["name"]
+    assert set(report["targets"]) == {"local", name} and not report.get("target_errors")
+    device = report["targets"][name]
+    assert isinstance(device["cpu"], str) and isinstance(device["cores"], int) and device["os"] and device["python"]
+    assert device["libraries"]["ai-edge-litert"] and device["libraries"]["onnxruntime"]
+    rows = {(a["name"], a["target"]): a for a in report["artifacts"]}
+    assert set(rows) == {(n, t) for n in ("tflite-int8", "onnx-fp32") for t in ("local", name)}
+    for artifact in ("tflite-int8", "onnx-fp32"):
+        local, remote = rows[(artifact, "local")], rows[(artifact, name)]
+        assert remote["status"] == "ok", remote.get("error")
+        assert remote["accuracy"] == local["accuracy"] and remote["confusion"] == local["confusion"]  # same runtime, same images
+        assert (remote["format"], remote["precision"], remote["size_bytes"]) == (local["format"], local["precision"], local["size_bytes"])
+        assert remote["latency_ms"]["p50"] > 0 and remote["by_threads"][0]["threads_requested"] == 1
+    assert report["ok"] and report["failed"] == []
+    assert report["target_runs"][name]["images"] == 12
+    # the table shows both machines; the device's own report is kept
+    lines = result.output.splitlines()
+    assert any(line.startswith("tflite-int8") and f" {name} " in line for line in lines) and "p50 ms @1t" in result.output
+    assert json.loads((out / "targets" / name.replace(":", "_") / "bench.json").read_text())["machine"] == device
+    md = (out / "bench.md").read_text()
+    assert f"- target {name}:" in md and f"### tflite-int8@{name}" in md
+    assert not list(remote_dir.glob("bench-*"))  # the device's working folder is removed
+    assert not blocked_log.exists(), f"the device tried to import: {blocked_log.read_text()}"
+
+
+def test_unknown_host_key_is_refused_and_local_results_stay(tiny_export, sshd, device_python, tmp_path):
+    remote_python, _ = device_python
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    options = [o if not o.startswith("UserKnownHostsFile=") else f"UserKnownHostsFile={empty}" for o in sshd["options"]]
+    model = tiny_export["run"] / "export" / "tflite-int8.tflite"
+    out = tmp_path / "out"
+    result = _bench(str(model), "--data", str(tiny_export["data"]), "--out", str(out), *FAST, "--target", sshd["url"],
+                    *_ssh_args(sshd, options), "--remote-python", remote_python, "--remote-dir", str(tmp_path / "home"))
+    assert isinstance(result.exception, EdgeExportError), result.output
+    text = str(result.exception)
+    assert "host key is not trusted, refusing to connect" in text and "Host key verification failed" in text
+    assert "UserKnownHostsFile" in text and "the local results are in" in text
+    assert empty.read_text() == ""  # nothing was accepted into known_hosts
+    _assert_local_intact(out, sshd["name"], "host key")
+
+
+def test_device_without_python_is_a_clear_error(tiny_export, sshd, tmp_path):
+    model = tiny_export["run"] / "export" / "tflite-int8.tflite"
+    out = tmp_path / "out"
+    result = _bench(str(model), "--data", str(tiny_export["data"]), "--out", str(out), *FAST, "--target", sshd["url"],
+                    *_ssh_args(sshd), "--remote-python", "/nonexistent/bin/python3", "--remote-dir", str(tmp_path / "home"))
+    assert isinstance(result.exception, EdgeExportError), result.output
+    assert f"{sshd['name']}: no Python at '/nonexistent/bin/python3' on the device" in str(result.exception)
+    assert "--remote-python" in result.exception.hint
+    _assert_local_intact(out, sshd["name"], "no Python")
+    assert not (tmp_path / "home").exists()  # nothing was copied
+
+
+def test_setup_makes_a_venv_on_the_device(tiny_export, sshd, tmp_path):
+    """--setup: venv + pinned requirements + the wheel on the device (system site packages: no network here)."""
+    model = tiny_export["run"] / "export" / "onnx-fp32.onnx"
+    out, home = tmp_path / "out", tmp_path / "home"
+    result = _bench(str(model), "--data", str(tiny_export["data"]), "--out", str(out), *FAST, "--target", sshd["url"],
+                    *_ssh_args(sshd), "--remote-python", sys.executable,
+                    "--remote-dir", str(home), "--setup", "--system-site-packages")
+    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+    assert "setting up" in result.output
+    venv_python = home / "venv" / "bin" / "python"
+    assert venv_python.exists()
+    shown = subprocess.run([str(venv_python), "-c", "import edge_export; print(edge_export.__file__)"], capture_output=True, text=True, cwd=tmp_path)
+    assert str(home / "venv") in shown.stdout  # edge-export installed from the bundle's wheel into the venv
+    report = json.loads((out / "bench.json").read_text())
+    remote = [a for a in report["artifacts"] if a["target"] == sshd["name"]]
+    assert [a["name"] for a in remote] == ["onnx-fp32"] and remote[0]["status"] == "ok"
+    assert remote[0]["backend"] == "onnxruntime"
+
+
+def test_bad_targets_are_rejected_before_any_work(tmp_path, image_folder):
+    model = tmp_path / "m.tflite"
+    for bad, message in (("pi@host", "not an ssh target"), ("ssh://host:notaport", "bad ssh target"), ("ssh://", "bad ssh target")):
+        result = _bench(str(model), "--data", str(image_folder), "--out", str(tmp_path / "o"), "--target", bad)
+        assert isinstance(result.exception, EdgeExportError) and message in str(result.exception), (bad, result.output)
+    result = _bench(str(model), "--data", str(image_folder), "--target", "ssh://h", "--ssh-option", "NoEquals")
+    assert isinstance(result.exception, EdgeExportError) and "bad ssh option 'NoEquals'" in str(result.exception)
+    assert not (tmp_path / "o").exists()
+
+
+def _assert_local_intact(out: Path, name: str, why: str) -> None:
+    report = json.loads((out / "bench.json").read_text())
+    (row,) = report["artifacts"]
+    assert row["name"] == "tflite-int8" and row["target"] == "local" and row["status"] == "ok" and row["accuracy"] is not None
+    assert set(report["targets"]) == {"local"} and name in report["target_errors"], why
+    assert report["ok"] is False
+    assert f"FAILED target {name}" in (out / "bench.md").read_text()
