@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import os
 import platform
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 
-from edge_export import __version__
+from edge_export.versions import installed_versions
 
 LIBRARIES = ("numpy", "Pillow", "ai-edge-litert", "tflite-runtime", "onnxruntime", "tensorflow", "keras")
 
@@ -57,13 +56,7 @@ def memory_total_mb() -> float | None:
 
 
 def library_versions() -> dict[str, str | None]:
-    found: dict[str, str | None] = {"edge_export": __version__}
-    for name in LIBRARIES:
-        try:
-            found[name] = importlib_metadata.version(name)
-        except importlib_metadata.PackageNotFoundError:
-            found[name] = None
-    return found
+    return installed_versions(LIBRARIES)
 
 
 def machine_info() -> dict:

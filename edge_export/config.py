@@ -198,7 +198,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | list
         if not isinstance(loaded, dict):
             raise EdgeExportError("a config file must be a mapping of sections", path=path)
         raw = loaded
-        for key in _flatten(loaded):
+        for key in flatten(loaded):
             sources[key] = str(path)
     for key, value in parse_overrides(overrides).items():
         _set_dotted(raw, key, value)
@@ -239,13 +239,14 @@ def _dotted_keys(cls: type, prefix: str = "") -> list[str]:
     return keys
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> list[str]:
-    out = []
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested sections as dotted keys: ``{"export": {"qat": {"epochs": 1}}}`` -> ``{"export.qat.epochs": 1}``."""
+    out: dict[str, Any] = {}
     for k, v in d.items():
         if isinstance(v, dict):
-            out += _flatten(v, f"{prefix}{k}.")
+            out.update(flatten(v, f"{prefix}{k}."))
         else:
-            out.append(f"{prefix}{k}")
+            out[f"{prefix}{k}"] = v
     return out
 
 

@@ -10,11 +10,11 @@ import os
 import platform
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
 from edge_export import __version__
+from edge_export.versions import installed_versions
 
 MANIFEST_VERSION = 1
 LIBRARIES = (
@@ -58,13 +58,7 @@ def sha256_of(path: str | Path) -> str:
 
 
 def versions() -> dict[str, str | None]:
-    found: dict[str, str | None] = {"edge_export": __version__, "python": platform.python_version()}
-    for name in LIBRARIES:
-        try:
-            found[name] = importlib_metadata.version(name)
-        except importlib_metadata.PackageNotFoundError:
-            found[name] = None
-    return found
+    return {**installed_versions(LIBRARIES), "python": platform.python_version()}
 
 
 def now() -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from edge_export.config import load_config, parse_overrides
+from edge_export.config import flatten, load_config, parse_overrides
 from edge_export.run_folder import RunFolder
 
 FLAG_KEYS = {
@@ -79,17 +79,7 @@ def build(ctx: click.Context, config_path, out: Path, force: bool, quiet: bool, 
 def config_command(config_path: Path | None, show: bool, overrides: tuple[str, ...]) -> None:
     """Print the resolved config (defaults < file < key=value) and where each value came from."""
     config = load_config(config_path, list(overrides))
-    flat = _flatten(config.to_dict())
+    flat = flatten(config.to_dict())
     width = max(len(k) for k in flat)
     for key, value in flat.items():
         click.echo(f"{key:<{width}}  {json.dumps(value):<24}  # {config.sources.get(key, 'default')}")
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out

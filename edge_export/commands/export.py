@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from edge_export.config import load_config, parse_overrides
+from edge_export.config import flatten, load_config, parse_overrides
 from edge_export.errors import EdgeExportError
 from edge_export.run_folder import RunFolder
 
@@ -17,7 +17,7 @@ def resolve_export_config(run: RunFolder, config_path: Path | None, overrides: l
     merged: dict = {}
     if config_path is not None:
         file_config = load_config(config_path)
-        flat = _flatten(file_config.to_dict())
+        flat = flatten(file_config.to_dict())
         merged.update({k: v for k, v in flat.items() if file_config.sources.get(k) == str(config_path)})
     merged.update(parse_overrides(overrides))
     if formats is not None:
@@ -25,14 +25,6 @@ def resolve_export_config(run: RunFolder, config_path: Path | None, overrides: l
     return load_config(run.config if run.config.is_file() else None, merged)
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 @click.command()
