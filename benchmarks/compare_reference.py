@@ -23,9 +23,9 @@ import numpy as np
 from edge_export.atomic import write_json
 from edge_export.benchmarks.latency import overhead_pct, summarize, time_calls
 from edge_export.benchmarks.machine import describe, machine_info
-from edge_export.benchmarks.suite import read_manifest
 from edge_export.benchmarks.testset import scan_test_folder
 from edge_export.errors import EdgeExportError
+from edge_export.export.manifest import read_manifest
 from edge_export.run_folder import RunFolder
 
 REFERENCE_NAME = "mobilenet_v2_1.0_224_quant.tflite"

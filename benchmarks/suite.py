@@ -27,6 +27,7 @@ from edge_export.benchmarks.testset import TestSet, decode_all, map_classes, sav
 from edge_export.benchmarks.worker import measure_safely, run_worker
 from edge_export.config import BenchConfig
 from edge_export.errors import EdgeExportError
+from edge_export.export.manifest import read_manifest
 from edge_export.run_folder import RunFolder
 from edge_export.runtime.backends import SUFFIXES
 from edge_export.runtime.preprocessing import Preprocessing
@@ -198,30 +199,12 @@ def _read_labels(path: str | Path) -> list[str]:
     return read_labels(path)
 
 
-def read_manifest(run: RunFolder) -> list[dict[str, Any]]:
-    path = run.export_dir / MANIFEST
-    if not path.is_file():
-        raise EdgeExportError(
-            "the run folder has no finished export (export/manifest.json is missing)",
-            path=run.root,
-            hint="run `edge-export export` on it first, or pass model files",
-        )
-    try:
-        manifest = json.loads(path.read_text())
-        artifacts = manifest["artifacts"]
-        if not isinstance(artifacts, list):
-            raise TypeError("artifacts is not a list")
-    except (ValueError, KeyError, TypeError) as exc:
-        raise EdgeExportError(f"malformed manifest ({exc})", path=path, hint="re-run `edge-export export`") from None
-    return artifacts
-
-
 def _manifest_targets(
     run: RunFolder, testset: TestSet, labels_arg: list[str] | None, run_labels: list[str] | None
 ) -> tuple[list[Target], list[dict[str, Any]]]:
     targets: list[Target] = []
     skipped: list[dict[str, Any]] = []
-    for entry in read_manifest(run):
+    for entry in read_manifest(run, hint="run `edge-export export` on it first, or pass model files"):
         name = str(entry.get("name") or entry.get("path") or "?")
         if entry.get("status") != "ok":
             skipped.append({"name": name, "reason": f"export status {entry.get('status')!r}: {entry.get('error', '')}".rstrip(": ")})

@@ -8,12 +8,14 @@ from typing import Iterable
 from edge_export import __version__
 
 
+def installed_version(distribution: str) -> str | None:
+    """The installed version of ``distribution``, or None when it is not installed."""
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def installed_versions(names: Iterable[str]) -> dict[str, str | None]:
     """``{"edge_export": ..., name: version or None (not installed)}``."""
-    found: dict[str, str | None] = {"edge_export": __version__}
-    for name in names:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = None
-    return found
+    return {"edge_export": __version__, **{name: installed_version(name) for name in names}}

@@ -103,9 +103,7 @@ class ExportContext:
 
     def parity_images(self) -> Images:
         """The validation split, or a seeded sample of export.parity_images of it."""
-        return self.memo(
-            "parity", lambda: self._load("validation", self.config.parity_images, self.config.representative_seed)
-        )
+        return self.validation_images(self.config.parity_images)
 
     def validation_images(self, max_images: int | None) -> Images:
         """A seeded sample of at most ``max_images`` of the validation split (all of it for None)."""

@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from edge_export import __version__
+from edge_export.errors import EdgeExportError
+from edge_export.export.layout import ExportFolder
+from edge_export.run_folder import RunFolder
 from edge_export.versions import installed_versions
 
 MANIFEST_VERSION = 1
@@ -55,6 +58,22 @@ def sha256_of(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def read_manifest(run: RunFolder, hint: str = "run `edge-export export` on it first") -> list[dict[str, Any]]:
+    """The artifact entries of RUN_DIR/export/manifest.json; a clear error when it is missing or malformed."""
+    path = ExportFolder(run).manifest
+    if not path.is_file():
+        raise EdgeExportError(
+            "the run folder has no finished export (export/manifest.json is missing)", path=run.root, hint=hint
+        )
+    try:
+        artifacts = json.loads(path.read_text())["artifacts"]
+        if not isinstance(artifacts, list):
+            raise TypeError("artifacts is not a list")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise EdgeExportError(f"malformed manifest ({exc})", path=path, hint="re-run `edge-export export`") from None
+    return artifacts
 
 
 def versions() -> dict[str, str | None]:

@@ -113,15 +113,12 @@ def trainable_layers(model: Any, spec: Any, fine_tune: Any) -> list[str]:
     """The layers training updated: the head, plus the top of the base that fine-tuning unfroze (as in
     ``trainer.stages``). QAT fine-tunes only these; the rest keeps its weights (BatchNormalization never
     trains). Updating the whole ImageNet base on a small dataset cost accuracy (1 point on cats vs dogs)."""
-    from edge_export.trainer.model import HEAD_LAYERS, base_layers, base_units
+    from edge_export.trainer.model import HEAD_LAYERS
+    from edge_export.trainer.stages import top_layers
 
     chosen = [layer for layer in model.layers if layer.name in HEAD_LAYERS]
     if fine_tune.enabled:
-        if fine_tune.unfreeze_layers is not None:
-            chosen += base_layers(model)[-fine_tune.unfreeze_layers :]
-        else:
-            units = base_units(model, spec.backbone_spec)
-            chosen += [layer for _, unit in units[-fine_tune.unfreeze_blocks :] for layer in unit]
+        chosen += top_layers(model, spec.backbone_spec, fine_tune.unfreeze_blocks, fine_tune.unfreeze_layers)
     return [layer.name for layer in chosen if layer.weights and type(layer).__name__ != "BatchNormalization"]
 
 

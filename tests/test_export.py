@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import write_image_folder
+from conftest import TINY_TRAIN, write_image_folder
 from edge_export.config import load_config
 from edge_export.errors import EdgeExportError
 from edge_export.export.formats import FORMATS, resolve_formats
@@ -20,14 +20,6 @@ from edge_export.run_folder import RunFolder
 from edge_export.runtime.classifier import Classifier
 from edge_export.runtime.metadata import read_metadata
 
-TINY_TRAIN = [
-    "model.backbone=tiny_cnn",
-    "model.weights=none",
-    "train.batch_size=8",
-    "train.feature_extraction.epochs=4",
-    "train.feature_extraction.learning_rate=0.05",
-    "train.fine_tune.epochs=1",
-]
 QUICK_QAT = ["export.qat.epochs=1"]
 
 

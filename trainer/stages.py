@@ -60,12 +60,12 @@ def train_two_stages(
     for layer in base_layers(model):
         layer.trainable = False
     fine = cfg.fine_tune
-    top_layers = _top_layers(model, backbone, fine.unfreeze_blocks, fine.unfreeze_layers) if fine.enabled else []
+    top = top_layers(model, backbone, fine.unfreeze_blocks, fine.unfreeze_layers) if fine.enabled else []
     stages: list[StageResult] = []
     verbose = 1 if sys.stdout.isatty() else 2
 
     # What the frozen part computes once, if anything: the input of the first fine-tuned layer.
-    cut = _cut_tensor(model, top_layers) if fine.enabled and not fine.augment else None
+    cut = _cut_tensor(model, top) if fine.enabled and not fine.augment else None
     t0 = time.perf_counter()
     acts: dict[str, np.ndarray] = {}
     train_labels = data["train"].labels  # labels of the cached training activations
@@ -102,7 +102,7 @@ def train_two_stages(
 
     if fine.enabled:
         t = time.perf_counter()
-        for layer in top_layers:
+        for layer in top:
             layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
         if cut is not None:
             trained = keras.Model(cut, model.output)
@@ -164,7 +164,8 @@ def _augmented(model: Any, aug: AugmentConfig, input_shape: Any) -> Any:
     return keras.Model(inputs, model(x))
 
 
-def _top_layers(model: Any, backbone: BackboneSpec, blocks: int, layers: int | None) -> list[Any]:
+def top_layers(model: Any, backbone: BackboneSpec, blocks: int, layers: int | None) -> list[Any]:
+    """The top of the base that fine-tuning unfreezes: the last ``layers`` layers, else the last ``blocks`` blocks."""
     if layers is not None:
         chosen = base_layers(model)[-layers:]
     else:
@@ -180,9 +181,9 @@ def _top_layers(model: Any, backbone: BackboneSpec, blocks: int, layers: int | N
     return chosen
 
 
-def _cut_tensor(model: Any, top_layers: list[Any]) -> Any:
+def _cut_tensor(model: Any, unfrozen: list[Any]) -> Any:
     """The single tensor feeding the fine-tuned part, if the graph allows one (else None: run in the loop)."""
-    first = top_layers[0]
+    first = unfrozen[0]
     cut = first.input
     if isinstance(cut, (list, tuple)):
         return None

@@ -31,7 +31,7 @@ from edge_export.deploy.targets import get_target, pinned_requirements
 from edge_export.deploy.wheel import build_wheel
 from edge_export.errors import EdgeExportError
 from edge_export.export.layout import ExportFolder
-from edge_export.export.manifest import sha256_of
+from edge_export.export.manifest import read_manifest, sha256_of
 from edge_export.run_folder import RunFolder
 
 Echo = Callable[[str], None]
@@ -149,7 +149,7 @@ def package_run(
     run = run if isinstance(run, RunFolder) else RunFolder(run)
     get_target(target)
     export = ExportFolder(run)
-    entries = _manifest_artifacts(run, export)
+    entries = _manifest_artifacts(run)
     name, reason = choose_artifact(run, entries, artifact)
     entry = entries[name]
     model = BundleModel(name, export.root / entry["path"], entry.get("precision"), entry.get("sha256"))
@@ -171,17 +171,10 @@ def package_run(
     return PackageResult(folder=folder, archive=archive, info=info, reason=reason)
 
 
-def _manifest_artifacts(run: RunFolder, export: ExportFolder) -> dict[str, dict[str, Any]]:
-    if not export.manifest.is_file():
-        raise EdgeExportError(
-            "the run folder has no finished export (export/manifest.json is missing)",
-            path=run.root, hint="run `edge-export export` (or `edge-export build`) on it first",
-        )
-    try:
-        artifacts = json.loads(export.manifest.read_text())["artifacts"]
-        return {a["name"]: a for a in artifacts if a.get("status") == "ok" and a.get("path")}
-    except (ValueError, KeyError, TypeError) as exc:
-        raise EdgeExportError(f"malformed manifest ({exc})", path=export.manifest, hint="re-run `edge-export export`") from None
+def _manifest_artifacts(run: RunFolder) -> dict[str, dict[str, Any]]:
+    """The exported artifacts that passed, by name."""
+    artifacts = read_manifest(run, hint="run `edge-export export` (or `edge-export build`) on it first")
+    return {a["name"]: a for a in artifacts if a.get("status") == "ok" and a.get("path")}
 
 
 def choose_artifact(run: RunFolder, entries: dict[str, dict[str, Any]], requested: str | None) -> tuple[str, str]:

@@ -7,10 +7,10 @@ the same. Requirements are pinned to the versions installed HERE, the ones the e
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import metadata as importlib_metadata
 from typing import Iterable
 
 from edge_export.errors import EdgeExportError
+from edge_export.versions import installed_version
 
 # What every device needs (the base install of edge-export, TensorFlow-free), then one runtime per family.
 BASE_REQUIREMENTS = ("numpy", "Pillow", "click", "PyYAML")
@@ -68,13 +68,6 @@ def get_target(name: str) -> DeviceTarget:
         return TARGETS[name]
     except KeyError:
         raise EdgeExportError(f"unknown device target {name!r}", hint=f"use one of: {', '.join(TARGETS)}") from None
-
-
-def installed_version(distribution: str) -> str | None:
-    try:
-        return importlib_metadata.version(distribution)
-    except importlib_metadata.PackageNotFoundError:
-        return None
 
 
 def pinned_requirements(families: Iterable[str]) -> list[str]:
