@@ -20,6 +20,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from edge_export.atomic import write_json
 from edge_export.benchmarks.suite import bench_run
 from edge_export.config import BenchConfig
 from edge_export.errors import EdgeExportError
+from edge_export.untrusted import printable, safe_name
 
 
 def unpack(bundle: Path, dest: Path) -> Path:
@@ -37,15 +39,25 @@ def unpack(bundle: Path, dest: Path) -> Path:
         return bundle
     if not tarfile.is_tarfile(bundle):
         raise EdgeExportError("not a bundle folder or .tar.gz", path=bundle, hint="pass what `edge-export package` wrote")
-    with tarfile.open(bundle) as tar:
-        tops = {Path(m.name).parts[0] for m in tar.getmembers()}
-        if hasattr(tarfile, "data_filter"):
-            tar.extractall(dest, filter="data")
-        else:  # pragma: no cover - Python < 3.11.4
-            tar.extractall(dest)
-    if len(tops) != 1:
-        raise EdgeExportError(f"expected one folder in the archive, found {sorted(tops)}", path=bundle)
-    return dest / tops.pop()
+    if not hasattr(tarfile, "data_filter"):  # pragma: no cover - Python < 3.11.4
+        raise EdgeExportError("unpacking a bundle safely needs Python 3.11.4 or newer (tarfile filters)", path=bundle,
+                              hint="unpack it yourself and pass the folder")
+    try:
+        with tarfile.open(bundle) as tar:
+            members = tar.getmembers()
+            tops = {Path(m.name).parts[0] if Path(m.name).parts else "" for m in members}
+            if len(tops) != 1:
+                raise EdgeExportError(f"expected one folder in the archive, found {printable(sorted(tops))}", path=bundle,
+                                      hint="pass what `edge-export package` wrote")
+            top = safe_name(tops.pop(), what="the archive's top folder", source=bundle)
+            tar.extractall(dest, members=members, filter="data")  # refuses '..', absolute paths and links out
+    except tarfile.FilterError as exc:
+        raise EdgeExportError(f"refused to unpack: {printable(str(exc))}", path=bundle,
+                              hint="the archive has a member outside its folder (or a link out): not a bundle `edge-export package` wrote") from None
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        raise EdgeExportError(f"cannot unpack the archive ({printable(str(exc))})", path=bundle,
+                              hint="a corrupt or truncated copy? copy the bundle again") from None
+    return dest / top
 
 
 def _run(cmd: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:

@@ -11,7 +11,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from edge_export.untrusted import finite_array
+
 OTHER = "(other)"
+
+
+def top1_indices(probabilities: Any, what: str = "model outputs") -> list[int]:
+    """The predicted class of each row; a non-finite output is an error (a failure), never a score."""
+    return finite_array(probabilities, what=what).argmax(axis=1).tolist()
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_export.benchmarks.classification import top1_indices
 from edge_export.benchmarks.latency import measure, overhead_pct, summarize, throughput, time_interleaved
 from edge_export.benchmarks.testset import iter_pixels, pixel_count, read_pixels
 from edge_export.errors import EdgeExportError
@@ -86,7 +87,7 @@ def measure_model(req: dict[str, Any]) -> dict[str, Any]:
     runs, warmup = int(req["runs"]), int(req["warmup"])
 
     def load(threads: int) -> Classifier:
-        return Classifier.load(req["path"], labels=req.get("labels"), threads=threads)
+        return Classifier.load(req["path"], labels=req.get("labels"), threads=threads, max_pixels=req.get("max_pixels"))
 
     def prepared(clf: Classifier, pixels: np.ndarray) -> np.ndarray:
         return quantize(clf.preprocessing.normalize(pixels), clf.backend.input_spec)
@@ -116,7 +117,7 @@ def measure_model(req: dict[str, Any]) -> dict[str, Any]:
         timed = time_interleaved(calls, runs=runs, warmup=warmup)
         by_threads.append(_latency_entry(requested, used, timed))
         del clf
-    decode = measure(lambda: load_image(image, tuple(prep.size), prep.resize), runs=runs, warmup=min(warmup, 3))
+    decode = measure(lambda: load_image(image, tuple(prep.size), prep.resize, req.get("max_pixels")), runs=runs, warmup=min(warmup, 3))
     memory["peak_rss_mb"] = peak_rss_mb()
 
     predictions = None
@@ -124,7 +125,7 @@ def measure_model(req: dict[str, Any]) -> dict[str, Any]:
         clf = load(max(used for _, used in req["threads"]))  # accuracy does not depend on threads: use the most
         predictions = []
         for chunk in iter_pixels(req["pixels"], ACCURACY_BATCH):
-            predictions += clf.predict_proba(chunk).argmax(axis=1).tolist()
+            predictions += top1_indices(clf.predict_proba(chunk))
         del clf
 
     batch = _batch(req["pixels"], int(req["batch_size"]))
@@ -197,14 +198,14 @@ def measure_keras(req: dict[str, Any]) -> dict[str, Any]:
         entry = _latency_entry(requested, used, timed)
         entry["threads_applied"] = ok
         by_threads.append(entry)
-    decode = measure(lambda: load_image(image, tuple(prep.size), prep.resize), runs=runs, warmup=min(warmup, 3))
+    decode = measure(lambda: load_image(image, tuple(prep.size), prep.resize, req.get("max_pixels")), runs=runs, warmup=min(warmup, 3))
     memory["peak_rss_mb"] = peak_rss_mb()
 
     predictions = None
     if req.get("accuracy", True):
         predictions = []
         for chunk in iter_pixels(req["pixels"], ACCURACY_BATCH):
-            predictions += proba(chunk).argmax(axis=1).tolist()
+            predictions += top1_indices(proba(chunk))
 
     batch = _batch(req["pixels"], int(req["batch_size"]))
     xb = prep.normalize(batch)

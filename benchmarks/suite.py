@@ -27,10 +27,12 @@ from edge_export.benchmarks.testset import TestSet, decode_all, map_classes, sav
 from edge_export.benchmarks.worker import measure_safely, run_worker
 from edge_export.config import BenchConfig
 from edge_export.errors import EdgeExportError
-from edge_export.export.manifest import read_manifest
+from edge_export.export.manifest import check_made_from, read_manifest, sha256_of
+from edge_export.pause import pause_point
 from edge_export.run_folder import RunFolder
 from edge_export.runtime.backends import SUFFIXES
 from edge_export.runtime.preprocessing import Preprocessing
+from edge_export.untrusted import printable
 
 Echo = Callable[[str], None]
 
@@ -91,11 +93,13 @@ def bench_run(
     keras: bool | None = None,
     isolate: bool = True,
     echo: Echo | None = print,
+    max_image_pixels: int | None = None,
 ) -> BenchOutcome:
     """Measure a run folder's exported artifacts (manifest status ok) and/or ``models`` on ``data``.
 
     ``keras``: None measures the run's model.keras when TensorFlow is installed; True requires it.
-    ``labels`` (a labels.txt) overrides every model's own labels. ``out`` defaults to ``RUN_DIR/bench``,
+    ``max_image_pixels`` (the setting data.max_image_pixels; None: the default) refuses larger test images
+    like unreadable ones. ``labels`` (a labels.txt) overrides every model's own labels. ``out`` defaults to ``RUN_DIR/bench``,
     or ``./bench`` when only model files are given. ``isolate`` measures each model in a fresh process.
     Returns the outcome (``outcome.ok`` is False when a model failed or is below ``config.min_accuracy``);
     raises EdgeExportError, before measuring anything, when an input cannot be used.
@@ -112,7 +116,7 @@ def bench_run(
         _check_model_file(model)
     if run is not None and not run.root.is_dir():
         raise EdgeExportError("run folder not found", path=run.root, hint="pass a run folder or model files")
-    testset = scan_test_folder(data)
+    testset = scan_test_folder(data, max_image_pixels)
     labels_arg = _read_labels(labels) if labels is not None else None
 
     targets: list[Target] = []
@@ -135,10 +139,11 @@ def bench_run(
     out_dir = Path(out) if out is not None else (run.bench_dir if run is not None else Path("bench"))
     thread_pairs = resolve_threads(list(config.threads))
 
+    # in RUN/.tmp when the command holds the run folder (run_lock), where a killed benchmark's leftovers are cleaned
     with tempfile.TemporaryDirectory(prefix="edge-export-bench-") as tmp:
         workdir = Path(tmp)
         pixel_files = _decode_groups(targets, testset, workdir, echo)
-        echo(f"test data: {testset.root} ({len(testset.files)} images, classes {', '.join(testset.class_names)})")
+        echo(f"test data: {testset.root} ({len(testset.files)} images, classes {', '.join(printable(c, 60) for c in testset.class_names)})")
         records = []
         for i, target in enumerate(targets, 1):
             echo(f"[{i}/{len(targets)}] measuring {target.name} ({target.path.name})")
@@ -150,6 +155,7 @@ def bench_run(
                 "preprocessing": target.preprocessing.to_dict(),
                 "pixels": str(pixel_files[key]),
                 "image": str(testset.files[0]),
+                "max_pixels": testset.max_pixels,
                 "threads": [list(p) for p in thread_pairs],
                 "warmup": config.warmup,
                 "runs": config.runs,
@@ -158,6 +164,7 @@ def bench_run(
             }
             result = _measure(request, target, workdir, isolate, i)
             records.append(_record(target, result, testset, config))
+            pause_point(f"bench.measured.{target.name}")  # tests: kill or resume mid-benchmark here
     _add_agreement(records, targets)
 
     report = build_report(
@@ -204,7 +211,10 @@ def _manifest_targets(
 ) -> tuple[list[Target], list[dict[str, Any]]]:
     targets: list[Target] = []
     skipped: list[dict[str, Any]] = []
-    for entry in read_manifest(run, hint="run `edge-export export` on it first, or pass model files"):
+    entries = read_manifest(run, hint="run `edge-export export` on it first, or pass model files")
+    # one train's model, labels and spec (run.json), and an export of that model.keras: else a clear error
+    check_made_from(run, run.verify())
+    for entry in entries:
         name = str(entry.get("name") or entry.get("path") or "?")
         if entry.get("status") != "ok":
             skipped.append({"name": name, "reason": f"export status {entry.get('status')!r}: {entry.get('error', '')}".rstrip(": ")})
@@ -332,7 +342,7 @@ def _decode_groups(targets: list[Target], testset: TestSet, workdir: Path, echo:
     files: dict[tuple, Path] = {}
     for i, (size, method) in enumerate(keys):
         started = time.perf_counter()
-        pixels, bad = decode_all(testset.files, size, method)
+        pixels, bad = decode_all(testset.files, size, method, testset.max_pixels)
         if bad:
             testset.drop(bad)
             if i > 0:  # cannot happen (decoding does not depend on the size), but keep groups aligned
@@ -376,6 +386,7 @@ def _record(target: Target, result: dict[str, Any], testset: TestSet, config: Be
         "path": str(target.path),
         "source": target.source,
         "size_bytes": target.size_bytes,
+        "sha256": sha256_of(target.path),  # what was measured: a later export or train makes this row stale
     }
     predictions = result.get("predictions")
     if "error" not in result and (predictions is None or len(predictions) != len(testset.files)):

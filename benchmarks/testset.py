@@ -2,7 +2,9 @@
 
 TF-free (numpy, Pillow via the runtime's one decoder). ``TEST_DIR`` is either the class folders
 themselves or a dataset root holding ``test/`` (then ``test/`` is used). Class names map onto a model's
-labels by name; a class the model does not know is an error naming it.
+labels by name; a class the model does not know is an error naming it. Which files count is the
+dataset rule (``runtime.images.find_images``: sub-folders count as their class; hidden names and
+non-regular files are left out); images over ``max_pixels`` are unreadable ones.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from edge_export.errors import EdgeExportError
-from edge_export.runtime.images import ImageDecodeError, is_image_file, load_image
+from edge_export.runtime.images import ImageDecodeError, find_images, load_image, max_pixels_value
+from edge_export.untrusted import printable
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,7 @@ class TestSet:
     files: list[Path]
     labels: np.ndarray  # class index per file
     skipped: list[Path] = field(default_factory=list)  # unreadable images, left out everywhere
+    max_pixels: int | None = None  # images larger than this are unreadable ones (None: the default limit)
 
     __test__ = False  # not a pytest class
 
@@ -61,8 +65,9 @@ class TestSet:
             raise EdgeExportError("no readable test images", path=self.root, hint="check the image files")
 
 
-def scan_test_folder(path: str | Path) -> TestSet:
+def scan_test_folder(path: str | Path, max_pixels: int | None = None) -> TestSet:
     """``path/<class>/*`` (or ``path/test/<class>/*``) -> the files and their class indices."""
+    max_pixels_value(max_pixels)  # a bad limit is an error before any work
     path = Path(path)
     if not path.exists():
         raise EdgeExportError("test data folder not found", path=path, hint="pass --data DIR with <class>/ image folders")
@@ -81,7 +86,7 @@ def scan_test_folder(path: str | Path) -> TestSet:
             )
     class_names, files, labels = [], [], []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        images = sorted(f for f in folder.rglob("*") if f.is_file() and is_image_file(f))
+        images = find_images(folder).files
         if not images:
             continue
         class_names.append(folder.name)
@@ -93,7 +98,7 @@ def scan_test_folder(path: str | Path) -> TestSet:
             path=root,
             hint="lay the test data out as DIR/<class>/*.jpg (supported: .jpg .jpeg .png .bmp .gif .webp)",
         )
-    return TestSet(root, class_names, files, np.asarray(labels, dtype=np.int64))
+    return TestSet(root, class_names, files, np.asarray(labels, dtype=np.int64), max_pixels=max_pixels)
 
 
 def map_classes(class_names: Sequence[str], model_labels: Sequence[str], model: str | Path) -> list[int]:
@@ -127,14 +132,20 @@ def _loose(name: str) -> str:
     return " ".join(name.replace("_", " ").split()).casefold()
 
 
-def decode_all(files: Sequence[Path], size: tuple[int, int], method: str) -> tuple[np.ndarray, list[Path]]:
-    """Decode and resize every file (threads): (uint8 N x H x W x 3 of the readable ones, unreadable files)."""
+def decode_all(
+    files: Sequence[Path], size: tuple[int, int], method: str, max_pixels: int | None = None
+) -> tuple[np.ndarray, list[Path]]:
+    """Decode and resize every file (threads): (uint8 N x H x W x 3 of the readable ones, unreadable files).
+
+    Images over ``max_pixels`` (width x height, from the header) are unreadable ones, never decoded."""
     workers = min(8, (os.cpu_count() or 1) * 2)
+    errors: dict[Path, str] = {}
 
     def decode(path: Path) -> np.ndarray | None:
         try:
-            return load_image(path, size, method)
-        except ImageDecodeError:
+            return load_image(path, size, method, max_pixels)
+        except ImageDecodeError as exc:
+            errors[path] = exc.message
             return None
 
     with ThreadPoolExecutor(workers) as pool:
@@ -142,8 +153,9 @@ def decode_all(files: Sequence[Path], size: tuple[int, int], method: str) -> tup
     bad = [f for f, im in zip(files, images) if im is None]
     good = [im for im in images if im is not None]
     if bad:
-        shown = "\n  ".join(str(p) for p in bad[:20])
-        log.warning("skipped %d unreadable test image(s):\n  %s", len(bad), shown)
+        shown = "\n  ".join(f"{printable(p)}: {printable(errors.get(p, ''), 200)}" for p in bad[:20])
+        more = f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
+        log.warning("skipped %d unreadable test image(s):\n  %s%s", len(bad), shown, more)
     pixels = np.stack(good) if good else np.zeros((0, *size, 3), np.uint8)
     return pixels, bad
 

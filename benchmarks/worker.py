@@ -18,6 +18,8 @@ from typing import Any
 
 from edge_export.atomic import write_json
 from edge_export.errors import EdgeExportError
+from edge_export.pause import pause_point
+from edge_export.process import child_popen_kwargs
 
 
 def run_worker(request: dict[str, Any], workdir: Path, name: str) -> dict[str, Any]:
@@ -26,18 +28,27 @@ def run_worker(request: dict[str, Any], workdir: Path, name: str) -> dict[str, A
     write_json(req_path, request)
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    proc = subprocess.run(
+    with subprocess.Popen(
         [sys.executable, "-m", "edge_export.benchmarks.worker", str(req_path), str(res_path)],
-        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env=env,
-    )
+        **child_popen_kwargs(),  # dies with this process: a killed benchmark leaves no worker measuring on
+    ) as proc:
+        try:
+            pause_point("bench.worker_started", child=proc.pid)
+            stdout, stderr = proc.communicate()
+        except BaseException:  # Ctrl-C: do not leave it measuring
+            proc.kill()
+            raise
     if res_path.is_file():
         try:
             return json.loads(res_path.read_text())
         except ValueError:
             pass
-    tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-5:]
+    tail = (stderr or stdout or "").strip().splitlines()[-5:]
     return {"error": f"measuring process exited with status {proc.returncode}: " + " | ".join(tail)}
 
 
@@ -60,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 2:
         print("usage: python -m edge_export.benchmarks.worker REQUEST.json RESULT.json", file=sys.stderr)
         return 2
+    pause_point("bench.worker")
     request = json.loads(Path(argv[0]).read_text())
     write_json(argv[1], measure_safely(request))
     return 0

@@ -37,8 +37,10 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         _remove(tmp)
+        if isinstance(exc, OSError) and (not exc.filename or os.fsdecode(exc.filename) == str(tmp)):
+            exc.filename = str(path)  # e.g. ENOSPC from a write names no file: name the one being written
         raise
 
 

@@ -7,6 +7,7 @@ are errors before any work starts. Every value remembers where it came from (``s
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -16,15 +17,22 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 from edge_export.errors import EdgeExportError
+from edge_export.untrusted import read_yaml
+
+MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's seeds are unsigned 32-bit
 
 
 @dataclass
 class DataConfig:
     path: str = "cats_vs_dogs"  # a folder, or the name of a known dataset
     validation_split: float = 0.2  # used only when the data has no validation/ folder
+    # images larger than this (width x height, read from the header) are refused before decoding, like any
+    # unreadable image (a decompression bomb: a 109 KB PNG can declare 30000 x 30000 pixels)
+    max_image_pixels: int = 64_000_000
 
     def validate(self) -> None:
         _check(0.0 < self.validation_split < 1.0, "data.validation_split", "a fraction between 0 and 1")
+        _check(self.max_image_pixels >= 1, "data.max_image_pixels", "a positive number of pixels (width x height)")
 
 
 @dataclass
@@ -90,6 +98,7 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def validate(self) -> None:
+        _check(0 <= self.seed <= MAX_SEED, "train.seed", f"an integer 0..{MAX_SEED}")
         _check(self.batch_size >= 1, "train.batch_size", ">= 1")
         _check(
             self.feature_extraction.enabled or self.fine_tune.enabled,
@@ -135,6 +144,7 @@ class ExportConfig:
 
     def validate(self) -> None:
         _check(self.representative_images >= 1, "export.representative_images", ">= 1")
+        _check(0 <= self.representative_seed <= MAX_SEED, "export.representative_seed", f"an integer 0..{MAX_SEED}")
         _check(7 <= self.onnx_opset <= 21, "export.onnx_opset", "7..21")
         _check(self.accuracy_budget >= 0, "export.accuracy_budget", ">= 0 (points)")
         _check(self.parity_images is None or self.parity_images >= 1, "export.parity_images", ">= 1")
@@ -197,10 +207,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | list
         path = Path(path)
         if not path.is_file():
             raise EdgeExportError("config file not found", path=path, hint="check the --config path")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise EdgeExportError(f"invalid YAML: {exc}", path=path) from None
+        loaded = read_yaml(path) or {}  # bounded: size, nesting, no aliases ("billion laughs")
         if not isinstance(loaded, dict):
             raise EdgeExportError("a config file must be a mapping of sections", path=path)
         raw = loaded
@@ -268,7 +275,7 @@ def parse_overrides(overrides: dict[str, Any] | list[str] | None) -> dict[str, A
             raise EdgeExportError(f"override {item!r} is not key=value", hint="write e.g. train.batch_size=16")
         try:
             parsed[key.strip()] = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError:
+        except (yaml.YAMLError, ValueError):  # ValueError: e.g. a bad date such as 2024-02-30
             parsed[key.strip()] = text
     return parsed
 
@@ -321,6 +328,8 @@ def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
             raise EdgeExportError(f"bad config value {value!r} for {key}{where}", hint=f"use one of: {', '.join(map(str, args))}")
         return value
     bad = EdgeExportError(f"bad config value {value!r} for {key}{where}: expected {getattr(hint, '__name__', hint)}")
+    if isinstance(value, float) and not math.isfinite(value) and hint in (int, float):
+        raise EdgeExportError(f"bad config value {value!r} for {key}{where}: expected a finite number", hint=f"set {key} to a number")
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -332,15 +341,21 @@ def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
     if hint is float:
         if isinstance(value, str):
             try:
-                return float(value)  # YAML 1.1 reads "1e-5" as a string
+                number = float(value)  # YAML 1.1 reads "1e-5" as a string
             except ValueError:
                 raise bad from None
+            return _coerce(number, hint, key, where)  # "nan", "inf" 
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad
         return float(value)
     if hint is list:
         if isinstance(value, str):
-            value = [yaml.safe_load(v.strip()) for v in value.split(",") if v.strip()]
+            try:
+                value = [yaml.safe_load(v.strip()) for v in value.split(",") if v.strip()]
+            except (yaml.YAMLError, ValueError):  # e.g. "2024-02-30" parses as a bad date (found by fuzzing)
+                raise bad from None
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]  # bench.threads=1 means [1]
         if not isinstance(value, list):
             raise bad
         return value

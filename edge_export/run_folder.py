@@ -17,6 +17,10 @@ class RunFolder:
     CURVES = "learning_curves.png"
     DATASET = "dataset.json"
     MODEL_SPEC = "model_spec.json"
+    RUN_RECORD = "run.json"  # written last by train: the sha256 of every file below (edge_export/run_record.py)
+    RECORDED = (MODEL, LABELS, CONFIG, MODEL_SPEC, DATASET, METRICS, HISTORY)  # the files one train writes as a unit
+    LOCK = ".lock"  # held (flock) by the one command writing this folder: edge_export/run_lock.py
+    TMP = ".tmp"  # that command's temporary files; emptied when a command takes the lock
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -85,6 +89,26 @@ class RunFolder:
     @property
     def package_dir(self) -> Path:  # bundles written by `edge-export package`
         return self.root / "package"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / self.LOCK
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.root / self.TMP
+
+    @property
+    def run_record(self) -> Path:
+        return self.root / self.RUN_RECORD
+
+    def verify(self):
+        """The run record (``RunRecord``) after checking that every file train wrote belongs to one run;
+        a clear EdgeExportError when the record is missing or a file does not match (an interrupted train).
+        Every reader that pairs the model with its labels, config or spec calls this first."""
+        from edge_export.run_record import verify_run
+
+        return verify_run(self)
 
     def read_labels(self) -> list[str]:
         if not self.labels.is_file():

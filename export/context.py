@@ -22,15 +22,18 @@ from edge_export.export.formats import FormatSpec
 from edge_export.export.layout import ExportFolder
 from edge_export.export.metadata import build_metadata
 from edge_export.run_folder import RunFolder
+from edge_export.run_record import RunRecord
 from edge_export.runtime.preprocessing import Preprocessing
 from edge_export.trainer.model import ModelSpec
 
 
 class ExportContext:
     def __init__(
-        self, run: RunFolder, config: ExportConfig, run_config: Config, echo: Callable[[str], None] | None = None
+        self, run: RunFolder, config: ExportConfig, run_config: Config, echo: Callable[[str], None] | None = None,
+        record: RunRecord | None = None,
     ):
         self.run = run
+        self.record = record or run.verify()  # every file read below belongs to the run that made model.keras
         self.echo = echo or (lambda line: None)  # progress lines (e.g. the QAT worker's epochs)
         self.config = config
         self.run_config = run_config
@@ -63,6 +66,7 @@ class ExportContext:
     @property
     def workdir(self) -> Path:
         if self._workdir is None:
+            # the temp folder of the command holding the run folder (RUN/.tmp, see run_lock), else the system's
             self._workdir = Path(tempfile.mkdtemp(prefix="edge-export-"))
         return self._workdir
 
@@ -90,7 +94,8 @@ class ExportContext:
 
     def _load(self, split_name: str, count: int | None, seed: int) -> Images:
         split = self.dataset.splits[split_name]
-        return load_images(sample(split, count, seed), tuple(self.preprocessing.size), self.preprocessing.resize)
+        return load_images(sample(split, count, seed), tuple(self.preprocessing.size), self.preprocessing.resize,
+                           self.run_config.data.max_image_pixels)
 
     def representative(self) -> np.ndarray:
         """uint8 calibration images from the training split (seeded, export.representative_images)."""

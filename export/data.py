@@ -51,8 +51,9 @@ def sample(split: Split, count: int | None, seed: int) -> Split:
     return Split(split.name, [split.files[i] for i in index], split.labels[index])
 
 
-def load_images(split: Split, size: tuple[int, int], resize: str) -> Images:
-    pixels, labels, _ = load_pixels(split, size, resize)
+def load_images(split: Split, size: tuple[int, int], resize: str, max_pixels: int | None = None) -> Images:
+    """Decode ``split`` (unreadable or over-``max_pixels`` images skipped with a warning naming them)."""
+    pixels, labels, _ = load_pixels(split, size, resize, max_pixels=max_pixels)
     return Images(pixels, labels, split.name)
 
 

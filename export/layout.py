@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import Iterable
 
 from edge_export.atomic import remove_partials
 from edge_export.export.formats import FORMATS, FormatSpec
@@ -37,15 +38,18 @@ class ExportFolder:
     def relative(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
 
-    def clear(self) -> None:
-        """Start a fresh export: the manifest goes first (so nothing claims the files), then everything we own.
+    def clear(self, keep: Iterable[Path] = ()) -> None:
+        """Remove every file we own except the artifacts in ``keep`` (those an earlier export of this same
+        model.keras made, that this export does not replace), and leftovers of interrupted writes.
 
-        The folder always holds one export; formats not requested this time are not left over from an
-        earlier one (they could belong to an older model.keras).
+        The caller first removes or rewrites the manifest (so it never claims a file removed here); files
+        of formats not kept are not left over (they could belong to an older model.keras).
         """
         self.root.mkdir(parents=True, exist_ok=True)
-        owned = [self.manifest, self.model_card, self.labels, *(self.artifact(f) for f in FORMATS.values())]
+        kept = {Path(p) for p in keep}
+        owned = [self.model_card, self.labels, *(self.artifact(f) for f in FORMATS.values())]
         for path in owned:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+            if path not in kept:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
         remove_partials(self.root)

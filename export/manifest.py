@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,8 +16,10 @@ from typing import Any
 
 from edge_export import __version__
 from edge_export.errors import EdgeExportError
+from edge_export.export.formats import FORMATS
 from edge_export.export.layout import ExportFolder
 from edge_export.run_folder import RunFolder
+from edge_export.untrusted import path_inside, printable, read_json, safe_name
 from edge_export.versions import installed_versions
 
 MANIFEST_VERSION = 1
@@ -61,19 +64,56 @@ def sha256_of(path: str | Path) -> str:
 
 
 def read_manifest(run: RunFolder, hint: str = "run `edge-export export` on it first") -> list[dict[str, Any]]:
-    """The artifact entries of RUN_DIR/export/manifest.json; a clear error when it is missing or malformed."""
-    path = ExportFolder(run).manifest
+    """The artifact entries of RUN_DIR/export/manifest.json, checked; a clear error when missing or malformed.
+
+    The one reader of the manifest: every entry's ``name`` is a safe name (unique), its ``path`` (when
+    set) stays inside the export folder, ``sha256`` is 64 hex digits and ``size_bytes`` a non-negative
+    integer. ``run.export_dir / entry["path"]`` is then safe to open, copy or replace.
+    """
+    folder = ExportFolder(run)
+    path = folder.manifest
     if not path.is_file():
         raise EdgeExportError(
             "the run folder has no finished export (export/manifest.json is missing)", path=run.root, hint=hint
         )
-    try:
-        artifacts = json.loads(path.read_text())["artifacts"]
-        if not isinstance(artifacts, list):
-            raise TypeError("artifacts is not a list")
-    except (ValueError, KeyError, TypeError) as exc:
-        raise EdgeExportError(f"malformed manifest ({exc})", path=path, hint="re-run `edge-export export`") from None
+    document = read_json(path, what="export manifest")
+    artifacts = document.get("artifacts") if isinstance(document, dict) else None
+    if not isinstance(artifacts, list):
+        raise EdgeExportError("malformed manifest (no list of artifacts)", path=path, hint="re-run `edge-export export`")
+    names: set[str] = set()
+    for entry in artifacts:
+        check_artifact_entry(entry, folder.root, path)
+        if entry["name"] in names:
+            raise EdgeExportError(f"malformed manifest: artifact {entry['name']!r} is listed twice", path=path,
+                                  hint="re-run `edge-export export`")
+        names.add(entry["name"])
     return artifacts
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_artifact_entry(entry: Any, folder: Path, source: Path) -> dict[str, Any]:
+    """One artifact entry (a manifest's or a bundle.json's): safe name, path inside ``folder``, sane checks."""
+    if not isinstance(entry, dict):
+        raise EdgeExportError("malformed artifact entry (not an object)", path=source,
+                              hint="the file was edited or comes from elsewhere: re-create it with edge-export")
+    name = safe_name(entry.get("name"), what="artifact name", source=source)
+    if entry.get("path") is not None:
+        path_inside(folder, entry["path"], what=f"path of artifact {name}", source=source)
+    sha = entry.get("sha256")
+    if sha is not None and not (isinstance(sha, str) and _SHA256.match(sha)):
+        raise EdgeExportError(f"artifact {name}: sha256 {printable(repr(sha), 80)} is not 64 hex digits", path=source,
+                              hint="the file was edited or comes from elsewhere: re-create it with edge-export")
+    size = entry.get("size_bytes")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+        raise EdgeExportError(f"artifact {name}: size_bytes {printable(repr(size), 80)} is not a non-negative integer",
+                              path=source, hint="the file was edited or comes from elsewhere: re-create it with edge-export")
+    for key in ("status", "format", "precision"):
+        if entry.get(key) is not None and not isinstance(entry[key], str):
+            raise EdgeExportError(f"artifact {name}: {key} is not a string", path=source,
+                                  hint="the file was edited or comes from elsewhere: re-create it with edge-export")
+    return entry
 
 
 def versions() -> dict[str, str | None]:
@@ -85,30 +125,53 @@ def now() -> str:
 
 
 def build_manifest(
-    *, ctx: Any, formats: list[str], results: list[ArtifactResult], keras: dict[str, Any], seconds: float
+    *, ctx: Any, formats: list[str], results: list[ArtifactResult], keras: dict[str, Any], seconds: float,
+    kept: list[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    failed = [r.name for r in results if r.status != "ok"]
+    """The manifest of this export's ``results`` merged with ``kept``: entries an earlier export of the same
+    model.keras made for other formats. ``settings.formats`` are the formats this export made; each entry
+    records the settings it was made with."""
     settings = dataclasses.asdict(ctx.config)
-    settings["formats"] = formats
+    made = [{**r.to_dict(), "settings": settings} for r in results]
+    order = list(FORMATS)
+    artifacts = sorted([*kept, *made], key=lambda a: order.index(a["name"]) if a["name"] in order else len(order))
+    failed = [a["name"] for a in artifacts if a.get("status") != "ok"]
     return {
         "manifest_version": MANIFEST_VERSION,
         "edge_export": __version__,
         "created": now(),
         "model": {
             "path": os.path.relpath(ctx.run.model, ctx.folder.root),  # relative to the export folder
-            "sha256": sha256_of(ctx.run.model),
+            "sha256": ctx.record.model_sha256,  # the run record's: checked against model.keras when the export began
+            "run_id": ctx.record.run_id,
             "backbone": ctx.spec.backbone,
             "image_size": ctx.spec.image_size,
             "num_classes": ctx.spec.num_classes,
         },
         "labels": ctx.folder.relative(ctx.folder.labels),
-        "settings": settings,
+        "settings": {**settings, "formats": formats},
         "keras": keras,
-        "artifacts": [r.to_dict() for r in results],
+        "artifacts": artifacts,
         "ok": not failed,
         "failed": failed,
         "seconds": round(seconds, 2),
     }
+
+
+def made_from(run: RunFolder) -> dict[str, Any]:
+    """The manifest's ``model`` section: the sha256 and run id of the model.keras the export was made from."""
+    document = read_json(ExportFolder(run).manifest, what="export manifest")
+    model = document.get("model") if isinstance(document, dict) else None
+    return model if isinstance(model, dict) else {}
+
+
+def check_made_from(run: RunFolder, record: Any) -> None:
+    """Refuse an export made from another model.keras than the run's (``record``: ``run.verify()``)."""
+    if made_from(run).get("sha256") != record.model_sha256:
+        raise EdgeExportError(
+            "export/ was made from another model.keras (an earlier train): its artifacts do not belong to this run",
+            path=ExportFolder(run).manifest, hint=f"re-run `edge-export export {printable(run.root)}`",
+        )
 
 
 def build_model_card(ctx: Any, manifest: dict[str, Any]) -> dict[str, Any]:

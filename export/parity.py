@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from edge_export.runtime.classifier import Classifier
+from edge_export.untrusted import finite_array
 
 BATCH = 32
 
@@ -44,6 +45,8 @@ def artifact_probabilities(path: str | Path, pixels: np.ndarray) -> tuple[np.nda
 def compare(probs: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> Parity:
     if probs.shape != reference.shape:
         raise ValueError(f"artifact output shape {probs.shape} differs from the Keras model's {reference.shape}")
+    finite_array(reference, what="the Keras model's outputs")
+    finite_array(probs, what="the artifact's outputs")  # a nan is a failed artifact, never a score
     accuracy = float(np.mean(probs.argmax(axis=1) == labels))
     keras_accuracy = float(np.mean(reference.argmax(axis=1) == labels))
     return Parity(

@@ -2,9 +2,15 @@
 
 ``export_run(run, config)`` is the library call (the ``export`` command and the ``build`` pipeline use it).
 A format that fails (converter exception, artifact that does not run, accuracy drop over the budget) is
-marked failed and the others continue. Every file is written atomically and the manifest last, after
-the previous export's manifest was removed first: an interrupted export leaves no finished-looking
-artifact and no manifest claiming one.
+marked failed and the others continue.
+
+Exporting some formats adds or replaces those formats only: the earlier export's other artifacts stay
+when it was made from the same model.keras (the run record's sha256 in its manifest); when the model
+changed they belong to an older model and are all removed (and the export says so). Every file is
+written atomically and the manifest last; before any file is replaced, the manifest is rewritten to
+claim only the artifacts that stay (or removed): an interrupted export never leaves a manifest claiming
+a file that is not there, or not the one it lists. What was made from replaced artifacts (bench/,
+deploy/, package/) is reported stale (export/dependents.py).
 """
 
 from __future__ import annotations
@@ -18,9 +24,15 @@ from edge_export.atomic import atomic_path, write_json, write_text
 from edge_export.config import Config, ExportConfig, load_config
 from edge_export.export.context import ExportContext
 from edge_export.export.formats import FormatSpec, resolve_formats
-from edge_export.export.manifest import ArtifactResult, build_manifest, build_model_card, render_table, sha256_of
+from edge_export.errors import EdgeExportError
+from edge_export.export.dependents import stale_dependents
+from edge_export.export.formats import FORMATS
+from edge_export.export.manifest import (
+    ArtifactResult, build_manifest, build_model_card, made_from, read_manifest, render_table, sha256_of,
+)
 from edge_export.export.parity import artifact_probabilities, check_budget, compare, keras_probabilities
 from edge_export.native_stderr import native_stderr_captured
+from edge_export.pause import pause_point
 from edge_export.run_folder import RunFolder
 
 Echo = Callable[[str], None]
@@ -44,17 +56,17 @@ def export_run(
     started = time.perf_counter()
     run = run if isinstance(run, RunFolder) else RunFolder(run)
     echo = echo or (lambda line: None)
-    run.require_model()
+    record = run.verify()  # model.keras, labels.txt, config.yaml ... all from one train
     if run_config is None:
         run_config = load_config(run.config if run.config.is_file() else None)
     config = config or run_config.export
     specs = resolve_formats(formats if formats is not None else config.formats)
 
-    ctx = ExportContext(run, config, run_config, echo)
+    ctx = ExportContext(run, config, run_config, echo, record)
     try:
         ctx.model  # a missing or corrupt model.keras fails here, before the export folder is touched
         ctx.dataset
-        ctx.folder.clear()
+        kept = _start(ctx, specs)
         write_text(ctx.folder.labels, "\n".join(ctx.labels) + "\n")
 
         images = ctx.parity_images()
@@ -75,12 +87,65 @@ def export_run(
             results=results,
             keras=keras_info,
             seconds=time.perf_counter() - started,
+            kept=kept,
         )
         write_json(ctx.folder.model_card, build_model_card(ctx, manifest))
         write_json(ctx.folder.manifest, manifest)  # last
     finally:
         ctx.close()
+    for line in stale_dependents(run):
+        echo(f"stale: {line}")
     return manifest
+
+
+def _start(ctx: ExportContext, specs: list[FormatSpec]) -> list[dict]:
+    """Make room for this export; return the earlier export's entries that stay (other formats, same model).
+
+    The manifest changes first (rewritten to claim only what stays, or removed), then files go.
+    """
+    folder = ctx.folder
+    kept = _earlier_entries(ctx, {f.name for f in specs})
+    if kept:
+        ctx.echo(f"export/: keeping {', '.join(a['name'] for a in kept)} (exported earlier from this same model.keras)")
+        interim = build_manifest(ctx=ctx, formats=[], results=[], keras={}, seconds=0.0, kept=kept)
+        write_json(folder.model_card, build_model_card(ctx, interim))
+        write_json(folder.manifest, interim)
+    else:
+        folder.manifest.unlink(missing_ok=True)
+    stays = [folder.root / a["path"] for a in kept if a.get("path")]
+    folder.clear(keep=[*stays, folder.labels, folder.model_card] if kept else ())
+    return kept
+
+
+def _earlier_entries(ctx: ExportContext, requested: set[str]) -> list[dict]:
+    """The earlier manifest's entries of formats not requested now, when it was made from this model.keras
+    and their files are still the ones it lists. Says what goes, and why."""
+    folder, echo = ctx.folder, ctx.echo
+    if not folder.manifest.is_file():
+        return []
+    try:
+        entries = read_manifest(ctx.run)
+        source = made_from(ctx.run)
+    except EdgeExportError as exc:
+        echo(f"export/: the earlier manifest is unusable ({exc.message}); its artifacts are removed")
+        return []
+    others = [a for a in entries if a["name"] not in requested]
+    if source.get("sha256") != ctx.record.model_sha256:
+        if entries:
+            echo(f"export/: removing the earlier export ({', '.join(a['name'] for a in entries)}): "
+                 "it was made from an older model.keras")
+        return []
+    kept = []
+    for entry in others:
+        fmt = FORMATS.get(entry["name"])
+        path = folder.artifact(fmt) if fmt is not None else None
+        if fmt is None or (entry.get("path") is not None and entry["path"] != fmt.filename):
+            echo(f"export/: removing {entry['name']}: not an artifact this export makes")
+        elif entry.get("path") is not None and (not path.is_file() or sha256_of(path) != entry.get("sha256")):
+            echo(f"export/: removing {entry['name']}: its file is missing or changed since it was exported")
+        else:
+            kept.append(entry)
+    return kept
 
 
 def export_one(ctx: ExportContext, fmt: FormatSpec, images, reference, step: str, debug: bool = False) -> ArtifactResult:
@@ -105,6 +170,7 @@ def export_one(ctx: ExportContext, fmt: FormatSpec, images, reference, step: str
         _check(ctx, result, path, images, reference, debug)
     result.seconds = round(time.perf_counter() - started, 2)
     echo(f"{step} {fmt.name}: {_summary(result)} in {result.seconds:.1f}s")
+    pause_point(f"export.artifact.{fmt.name}")  # tests: kill or resume after an artifact, before the manifest
     return result
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from edge_export.errors import EdgeExportError
+from edge_export.process import child_popen_kwargs
 from edge_export.export.context import ExportContext
 from edge_export.export.formats import FormatSpec
 from edge_export.export.tflite import write_tflite
@@ -149,6 +150,7 @@ def run_worker(job_dir: Path, echo=None) -> dict:
             stdin=subprocess.DEVNULL,
             env=env,
             text=True,
+            **child_popen_kwargs(),  # dies with this process: a killed export leaves no worker training on
         )
         try:
             for line in proc.stdout:

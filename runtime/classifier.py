@@ -15,10 +15,11 @@ import numpy as np
 
 from edge_export.errors import EdgeExportError
 from edge_export.runtime.backends import Backend, load_backend
-from edge_export.runtime.images import ImageInput, load_image
+from edge_export.runtime.images import ImageInput, load_image, max_pixels_value
 from edge_export.runtime.metadata import parse_metadata
 from edge_export.runtime.preprocessing import Preprocessing
 from edge_export.runtime.quantization import dequantize, quantize, raw_pixel_mean_std
+from edge_export.untrusted import finite_array, is_regular_file
 
 Triple = Union[float, Sequence[float]]
 
@@ -38,12 +39,14 @@ class Classifier:
         labels: list[str] | None,
         preprocessing: Preprocessing,
         metadata: dict[str, Any] | None = None,
+        max_pixels: int | None = None,
     ):
         self.backend = backend
         self.path = backend.path
         self._labels = labels
         self._preprocessing = preprocessing
         self._metadata = metadata
+        self.max_pixels = max_pixels_value(max_pixels)  # image files larger than this are refused, not decoded
 
     @classmethod
     def load(
@@ -57,8 +60,14 @@ class Classifier:
         size: int | Sequence[int] | None = None,
         threads: int | None = None,
         providers: Sequence[str] | None = None,
+        max_pixels: int | None = None,
     ) -> "Classifier":
-        """Open ``path`` (.tflite or .onnx); ``labels`` is a list or a labels.txt path."""
+        """Open ``path`` (.tflite or .onnx); ``labels`` is a list or a labels.txt path.
+
+        ``max_pixels``: image files (and PIL images) larger than this many pixels (width x height, from the
+        header) are refused before decoding; default ``runtime.images.DEFAULT_MAX_PIXELS`` (64 megapixels).
+        """
+        max_pixels = max_pixels_value(max_pixels)
         backend = load_backend(path, threads=threads, providers=providers)
         path = backend.path
         metadata = parse_metadata(backend.metadata_text(), path)
@@ -75,7 +84,7 @@ class Classifier:
             )
         if names is None and classes is not None:
             names = [str(i) for i in range(classes)]
-        return cls(backend, names, prep, metadata)
+        return cls(backend, names, prep, metadata, max_pixels)
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -99,16 +108,37 @@ class Classifier:
         return f"Classifier({str(self.path)!r}, backend={self.backend.name}, input_size={self.input_size})"
 
     def predict(self, images: Any, top_k: int = 5, batch_size: int = 32) -> list[list[Prediction]]:
-        """Images (path, PIL image, uint8 array, a list of them, or an NxHxWx3 batch) -> top-k per image."""
+        """Images (path, PIL image, uint8 array, a list of them, or an NxHxWx3 batch) -> top-k per image.
+
+        An image that cannot be used raises its EdgeExportError (see ``predict_each`` to go on past it)."""
+        return self._predict(images, top_k, batch_size, keep_errors=False)
+
+    def predict_each(
+        self, images: Any, top_k: int = 5, batch_size: int = 32
+    ) -> list[list[Prediction] | EdgeExportError]:
+        """Like ``predict``, but an image that cannot be used (unreadable, not a regular file, over the
+        pixel limit, a bad array) gives its EdgeExportError in its place; the others are still predicted."""
+        return self._predict(images, top_k, batch_size, keep_errors=True)
+
+    def _predict(self, images: Any, top_k: int, batch_size: int, keep_errors: bool) -> list:
         if not isinstance(top_k, int) or top_k < 1:
             raise EdgeExportError(f"top_k must be a positive integer, got {top_k!r}")
         items = _as_list(images)
-        results: list[list[Prediction]] = []
-        size, method = self.input_size, self._preprocessing.resize
-        for start in range(0, len(items), max(1, batch_size)):
-            chunk = items[start : start + max(1, batch_size)]
-            pixels = np.stack([load_image(item, size, method) for item in chunk])
-            results.extend(self._top_k(row, top_k) for row in self.predict_proba(pixels))
+        results: list = [None] * len(items)
+        size, method, step = self.input_size, self._preprocessing.resize, max(1, batch_size)
+        for start in range(0, len(items), step):
+            decoded: dict[int, np.ndarray] = {}
+            for i in range(start, min(start + step, len(items))):
+                try:
+                    decoded[i] = load_image(items[i], size, method, self.max_pixels)
+                except EdgeExportError as exc:
+                    if not keep_errors:
+                        raise
+                    results[i] = exc
+            if decoded:
+                rows = self.predict_proba(np.stack(list(decoded.values())))
+                for i, row in zip(decoded, rows):
+                    results[i] = self._top_k(row, top_k)
         return results
 
     def predict_proba(self, pixels: np.ndarray) -> np.ndarray:
@@ -116,6 +146,7 @@ class Classifier:
         pixels = self._check_pixels(pixels)
         x = quantize(self._preprocessing.normalize(pixels), self.backend.input_spec)
         out = dequantize(self.backend.run(x), self.backend.output_spec)
+        out = finite_array(out, what="model output", source=self.path)  # a nan is never a score
         return out.reshape(out.shape[0], -1).astype(np.float32, copy=False)
 
     def _top_k(self, row: np.ndarray, k: int) -> list[Prediction]:
@@ -238,6 +269,9 @@ def _choose_labels(labels: Any, metadata: dict[str, Any] | None, path: Path) -> 
 def read_labels(path: str | Path) -> list[str]:
     """A labels.txt: one label per line (surrounding spaces and trailing blank lines dropped)."""
     path = Path(path)
+    if path.exists() and not is_regular_file(path):  # a FIFO or device would block or never end
+        raise EdgeExportError("labels file is not a regular file (a FIFO, device or folder): not read", path=path,
+                              hint="pass a labels.txt file")
     try:
         lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
     except FileNotFoundError:

@@ -3,17 +3,40 @@
 Any file Pillow reads (JPEG, PNG, BMP, GIF's first frame, WebP, ...) in any mode (grayscale, palette,
 RGBA, CMYK, 16-bit) and any EXIF orientation comes out as upright 8-bit RGB. Resizing squashes the
 whole image to the target size (no crop), like ``image_dataset_from_directory``.
+
+Files are untrusted: only regular files are opened (a FIFO or a device is refused, never waited on), and
+an image whose header declares more than ``max_pixels`` (width x height; default ``DEFAULT_MAX_PIXELS``,
+the setting ``data.max_image_pixels`` / ``--max-image-pixels``) is refused before any pixel is decoded.
+Every failure is an :class:`ImageDecodeError` naming the file.
 """
 
 from __future__ import annotations
 
+import io
+import os
+import re
+import stat
+import struct
 from pathlib import Path
-from typing import Union
+from typing import NamedTuple, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from edge_export.errors import EdgeExportError
+from edge_export.untrusted import is_regular_file, printable
+
+# Images larger than this (width x height, from the header) are refused before decoding: a 109 KB PNG can
+# declare 30000 x 30000 pixels (2.7 GB as RGB). 64 megapixels is e.g. 8000 x 8000, or a 9248 x 6936 photo.
+DEFAULT_MAX_PIXELS = 64_000_000
+PIXEL_LIMIT_SETTING = "data.max_image_pixels (build/train/export/bench), --max-image-pixels (predict), max_pixels= (Classifier)"
+
+# What Pillow raises on malformed files besides OSError (its plugins parse with struct, index into
+# tables, divide by header fields, ...): any of these means "this file is not a usable image".
+_DECODE_ERRORS = (
+    UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError,
+    TypeError, ZeroDivisionError, MemoryError, Image.DecompressionBombError,
+)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 
@@ -35,6 +58,87 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
+def max_pixels_value(value: object = None) -> int:
+    """The pixel limit to apply: ``value`` (a positive integer) or the default for None."""
+    if value is None:
+        return DEFAULT_MAX_PIXELS
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise EdgeExportError(
+            f"the image pixel limit must be a positive integer (width x height), got {printable(repr(value), 80)}",
+            hint=f"set {PIXEL_LIMIT_SETTING}",
+        )
+    return value
+
+
+def check_pixel_limit(image: Image.Image, max_pixels: int | None, path: str | Path | None = None) -> None:
+    """Refuse an opened (not yet decoded) image whose declared size is over the limit."""
+    limit = max_pixels_value(max_pixels)
+    width, height = image.size
+    if width * height > limit:
+        raise _too_large(f"{width}x{height} = ", width * height, limit, path)
+
+
+def _too_large(size: str, pixels: int, limit: int, path: str | Path | None) -> ImageDecodeError:
+    return ImageDecodeError(
+        f"image is {size}{_amount(pixels)}, over the limit of {_amount(limit)} "
+        "(a decompression bomb, or a very large photo): not decoded",
+        path=path,
+        hint=f"shrink the image, or raise the limit: {PIXEL_LIMIT_SETTING}",
+    )
+
+
+def _amount(pixels: int) -> str:
+    return f"{pixels / 1e6:.4g} megapixels" if pixels >= 1_000_000 else f"{pixels} pixels"
+
+
+class ImageScan(NamedTuple):
+    """The image files below a folder, and what was left out (hidden, or not a regular file)."""
+
+    files: list[Path]  # sorted
+    hidden: list[Path]  # hidden files and folders (a name starting with '.'), not looked into
+    irregular: list[Path]  # image-named FIFOs, devices, sockets, broken links: never opened
+
+
+def find_images(folder: Path) -> ImageScan:
+    """Image files anywhere below ``folder``, following links; hidden names and non-regular files are left out.
+
+    Folder links are followed, but every real folder is visited once (a link loop or a second link to
+    the same folder adds nothing).
+    """
+    files, hidden, irregular = [], [], []
+    seen: set[tuple[int, int]] = set()
+    stack = [Path(folder)]
+    while stack:  # iterative: a deep tree cannot exhaust the call stack
+        directory = stack.pop()
+        try:
+            st = os.stat(directory)
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            with os.scandir(directory) as it:
+                entries = list(it)
+        except OSError:
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.name.startswith("."):
+                if _is_dir(entry) or path.suffix.lower() in IMAGE_EXTENSIONS:
+                    hidden.append(path)
+            elif _is_dir(entry):
+                stack.append(path)
+            elif is_image_file(path):
+                (files if is_regular_file(path) else irregular).append(path)
+    # hidden names below a hidden folder are never seen: the folder itself is reported
+    return ImageScan(sorted(files), sorted(hidden), sorted(irregular))
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()  # follows links
+    except OSError:
+        return False
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
     """Upright RGB: apply EXIF rotation, take the first frame, flatten alpha on white."""
     if getattr(image, "is_animated", False):
@@ -54,19 +158,66 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def open_rgb(path: str | Path) -> Image.Image:
-    """Decode a file fully into an upright RGB image, or raise ImageDecodeError naming the file."""
+def open_rgb(path: str | Path, max_pixels: int | None = None) -> Image.Image:
+    """Decode a file fully into an upright RGB image, or raise ImageDecodeError naming the file.
+
+    Only a regular file is read (a FIFO or device is refused at once); an image over ``max_pixels``
+    (default ``DEFAULT_MAX_PIXELS``) is refused from its header, before decoding.
+    """
     path = Path(path)
+    limit = max_pixels_value(max_pixels)
     try:
-        with Image.open(path) as image:
+        with _open_regular(path) as file, Image.open(file) as image:
+            check_pixel_limit(image, limit, path)
             image.load()  # force a full decode: truncated files fail here, not later
             return to_rgb(image)
+    except ImageDecodeError:
+        raise
     except FileNotFoundError:
         raise ImageDecodeError("image file not found", path=path, hint="check the path") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageDecodeError(
-            f"cannot decode image ({exc})", path=path, hint="re-save it as JPEG/PNG or remove it"
+    except Image.DecompressionBombError as exc:  # Pillow's own check ran first, in Image.open
+        declared = re.search(r"\((\d+) pixels\)", str(exc))
+        if declared and int(declared.group(1)) > limit:
+            raise _too_large("", int(declared.group(1)), limit, path) from None
+        raise ImageDecodeError(  # over Pillow's own limit (2 x PIL.Image.MAX_IMAGE_PIXELS), within ours
+            f"image is too large to decode safely ({printable(str(exc), 160)})", path=path,
+            hint="shrink the image; a limit above Pillow's own needs PIL.Image.MAX_IMAGE_PIXELS raised too",
         ) from None
+    except _DECODE_ERRORS as exc:
+        raise ImageDecodeError(
+            f"cannot decode image ({type(exc).__name__}: {printable(str(exc), 160)})", path=path,
+            hint="re-save it as JPEG/PNG or remove it",
+        ) from None
+
+
+def _open_regular(path: Path):
+    """A binary file object for ``path`` if it is a regular file; never blocks on a FIFO."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO, device or socket"
+            raise ImageDecodeError(f"not a regular file ({kind}): not read", path=path, hint="pass an image file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return _CappedReader(io.FileIO(fd, "rb"), os.fstat(fd).st_size)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+class _CappedReader(io.BufferedReader):
+    """Reads never ask for more than the file holds: Pillow sizes some reads by a length field in the
+    file (a PNG chunk declaring 2 GB), and Python allocates the whole request before reading."""
+
+    def __init__(self, raw: io.FileIO, size: int):
+        super().__init__(raw)
+        self._size = size
+
+    def read(self, n: int | None = -1) -> bytes:
+        if n is not None and n > 0:
+            n = min(n, max(1, self._size - self.tell()))
+        return super().read(n)
 
 
 def resize(image: Image.Image, size: tuple[int, int], method: str = "bilinear") -> np.ndarray:
@@ -77,11 +228,17 @@ def resize(image: Image.Image, size: tuple[int, int], method: str = "bilinear") 
     return np.asarray(image, dtype=np.uint8)
 
 
-def load_image(source: ImageInput, size: tuple[int, int], method: str = "bilinear") -> np.ndarray:
-    """Any supported input (path, PIL image, uint8 HxWx3/HxW array) -> HxWx3 uint8 at ``size``."""
+def load_image(
+    source: ImageInput, size: tuple[int, int], method: str = "bilinear", max_pixels: int | None = None
+) -> np.ndarray:
+    """Any supported input (path, PIL image, uint8 HxWx3/HxW array) -> HxWx3 uint8 at ``size``.
+
+    Files and PIL images over ``max_pixels`` (default ``DEFAULT_MAX_PIXELS``) are refused before decoding.
+    """
     if isinstance(source, (str, Path)):
-        image = open_rgb(source)
+        image = open_rgb(source, max_pixels)
     elif isinstance(source, Image.Image):
+        check_pixel_limit(source, max_pixels, getattr(source, "filename", None) or None)
         image = to_rgb(source)
     elif isinstance(source, np.ndarray):
         image = _array_to_image(source)

@@ -7,16 +7,19 @@ The writers live in ``edge_export.export.metadata``.
 
 from __future__ import annotations
 
-import json
 import struct
 from pathlib import Path
 from typing import Any
 
 from edge_export.errors import EdgeExportError
+from edge_export.runtime.preprocessing import Preprocessing
+from edge_export.untrusted import loads_json
 
 METADATA_NAME = "edge_export"
 FORMAT_VERSION = 1
 TFLITE_IDENTIFIER = b"TFL3"
+MAX_METADATA_BYTES = 16 * 1024 * 1024  # labels of 100k classes take about 2 MB
+MAX_LABELS = 100_000
 
 # TFLite schema: vtable slot of field N is 4 + 2 * N.
 _MODEL_BUFFERS, _MODEL_METADATA = 4, 6
@@ -41,18 +44,23 @@ def read_metadata(path: str | Path) -> dict[str, Any] | None:
     return parse_metadata(text, path)
 
 
-def parse_metadata(text: str | None, path: str | Path | None = None) -> dict[str, Any] | None:
-    """Decode and check the JSON document (None stays None)."""
+def parse_metadata(text: str | bytes | None, path: str | Path | None = None) -> dict[str, Any] | None:
+    """Decode and check the JSON document (None stays None).
+
+    The document comes from a model file made anywhere: bounded size and nesting, labels a list of at most
+    ``MAX_LABELS`` strings (returned as stored: print them with ``untrusted.printable``), preprocessing
+    checked value by value (finite mean, std clearly above zero, a sane size) right here.
+    """
     if text is None:
         return None
-    try:
-        meta = json.loads(text)
-    except ValueError as exc:
-        raise EdgeExportError(f"malformed {METADATA_NAME} metadata: {exc}", path=path) from None
+    if len(text) > MAX_METADATA_BYTES:
+        raise EdgeExportError(f"{METADATA_NAME} metadata is {len(text)} bytes, over the {MAX_METADATA_BYTES} limit",
+                              path=path, hint="the model was not made by edge-export, or is damaged")
+    meta = loads_json(text, what=f"{METADATA_NAME} metadata", source=path)
     if not isinstance(meta, dict):
         raise EdgeExportError(f"malformed {METADATA_NAME} metadata: not a JSON object", path=path)
     version = meta.get("format_version")
-    if not isinstance(version, int) or version < 1:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise EdgeExportError(f"{METADATA_NAME} metadata has no valid format_version", path=path)
     if version > FORMAT_VERSION:
         raise EdgeExportError(
@@ -63,8 +71,16 @@ def parse_metadata(text: str | None, path: str | Path | None = None) -> dict[str
     labels = meta.get("labels")
     if labels is not None and not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
         raise EdgeExportError(f"{METADATA_NAME} metadata: labels must be a list of strings", path=path)
-    if "preprocessing" in meta and not isinstance(meta["preprocessing"], dict):
-        raise EdgeExportError(f"{METADATA_NAME} metadata: preprocessing must be an object", path=path)
+    if labels is not None and not 0 < len(labels) <= MAX_LABELS:
+        raise EdgeExportError(f"{METADATA_NAME} metadata: {len(labels)} labels (expected 1 to {MAX_LABELS})", path=path)
+    if "preprocessing" in meta:
+        if not isinstance(meta["preprocessing"], dict):
+            raise EdgeExportError(f"{METADATA_NAME} metadata: preprocessing must be an object", path=path)
+        try:
+            Preprocessing.from_dict(meta["preprocessing"])
+        except EdgeExportError as exc:
+            raise EdgeExportError(f"{METADATA_NAME} metadata: {exc.message}", path=path,
+                                  hint="the model's metadata is damaged or not edge-export's: re-export the model") from None
     return meta
 
 

@@ -13,7 +13,13 @@ from typing import Any
 import numpy as np
 
 from edge_export.errors import EdgeExportError
+from edge_export.runtime.backends.base import MAX_INPUT_SIDE
 from edge_export.runtime.images import RESIZE_METHODS
+from edge_export.untrusted import finite_number, printable
+
+# (x - mean) / std on pixels 0-255: a std below this (or any value beyond MAX_NORMALIZATION) is degenerate.
+MIN_STD = 1e-3
+MAX_NORMALIZATION = 1e6
 
 
 @dataclass(frozen=True)
@@ -27,14 +33,32 @@ class Preprocessing:
     input_range: tuple[float, float] = field(default=(0.0, 255.0))
 
     def __post_init__(self) -> None:
+        """Every value is checked here, wherever it came from (model metadata, flags, a dict): non-finite,
+        degenerate or absurd values are errors, never nan scores."""
         if self.resize not in RESIZE_METHODS:
             raise EdgeExportError(
-                f"unknown resize method {self.resize!r}", hint=f"use one of {sorted(RESIZE_METHODS)}"
+                f"unknown resize method {printable(repr(self.resize), 80)}", hint=f"use one of {sorted(RESIZE_METHODS)}"
             )
-        if len(self.size) != 2 or min(self.size) < 8:
-            raise EdgeExportError(f"bad input size {self.size}", hint="give (height, width), each >= 8")
-        if any(s == 0 for s in self.std):
-            raise EdgeExportError("std must not contain 0")
+        if self.color != "RGB":
+            raise EdgeExportError(f"unknown color {printable(repr(self.color), 80)}", hint="use 'RGB'")
+        if (len(self.size) != 2 or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in self.size)
+                or min(self.size) < 8 or max(self.size) > MAX_INPUT_SIDE):
+            raise EdgeExportError(f"bad input size {printable(self.size, 80)}",
+                                  hint=f"give (height, width), integers from 8 to {MAX_INPUT_SIDE}")
+        for name, values, low in (("mean", self.mean, None), ("std", self.std, MIN_STD)):
+            if len(values) != 3:
+                raise EdgeExportError(f"{name} must have 3 values (R, G, B), got {printable(values, 80)}")
+            for channel, value in zip("RGB", values):
+                number = finite_number(value, what=f"{name} ({channel})")
+                if abs(number) > MAX_NORMALIZATION or (low is not None and number < low):
+                    raise EdgeExportError(
+                        f"{name} ({channel}) is {number!r}: outside {low if low is not None else -MAX_NORMALIZATION:g}"
+                        f"..{MAX_NORMALIZATION:g}",
+                        hint="mean and std are in pixel units (0-255); a std near zero blows the image up to infinity",
+                    )
+        low, high = (finite_number(v, what="input_range") for v in self.input_range) if len(self.input_range) == 2 else (0, 0)
+        if not low < high:
+            raise EdgeExportError(f"input_range must be (low, high) with low < high, got {printable(self.input_range, 80)}")
 
     @property
     def is_identity(self) -> bool:
@@ -59,12 +83,20 @@ class Preprocessing:
     def from_dict(cls, d: dict[str, Any]) -> "Preprocessing":
         try:
             return cls(
-                size=tuple(int(v) for v in d["size"]),
+                size=tuple(_integer(v) for v in d["size"]),
                 resize=d.get("resize", "bilinear"),
                 color=d.get("color", "RGB"),
                 mean=tuple(float(v) for v in d.get("mean", (0, 0, 0))),
                 std=tuple(float(v) for v in d.get("std", (1, 1, 1))),
                 input_range=tuple(float(v) for v in d.get("input_range", (0, 255))),
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise EdgeExportError(f"malformed preprocessing description {d!r}: {exc}") from None
+        except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
+            raise EdgeExportError(f"malformed preprocessing description {printable(repr(d), 200)}: "
+                                  f"{printable(str(exc), 200)}") from None
+
+
+def _integer(value: Any) -> int:
+    """An integer from a document (224 or 224.0); a fraction, a bool or text is an error, never truncated."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer)) or not float(value).is_integer():
+        raise ValueError(f"{printable(repr(value), 40)} is not a whole number")
+    return int(value)

@@ -99,3 +99,90 @@ def device_env(folder: Path) -> tuple[dict[str, str], list[str], Path]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     env.pop("PYTHONHOME", None)
     return env, [sys.executable, "-S"], log
+
+
+# ----------------------------------------------------------------------------- a tiny build, paused at a known point
+
+BUILD_FAST = [
+    "model.backbone=tiny_cnn", "model.weights=none", "train.batch_size=8",
+    "train.feature_extraction.epochs=3", "train.fine_tune.epochs=2",
+    "export.formats=tflite-fp32,tflite-int8,onnx-fp32", "export.representative_images=16",
+    "export.accuracy_budget=100", "bench.runs=5", "bench.warmup=1", "bench.threads=[1]",
+    "build.accuracy_budget=100",
+]
+
+
+def build_cmd(data: Path, out: Path, *extra: str) -> list[str]:
+    """``edge-export build --json`` of a tiny tiny_cnn run (seconds): JSON events on stdout."""
+    import sys
+
+    return [sys.executable, "-m", "edge_export.cli", "build", "--data", str(data), "--out", str(out), "--json", *BUILD_FAST, *extra]
+
+
+def start_paused(cmd: list[str], point: str, env: dict | None = None):
+    """Start ``cmd`` with the pause point(s) ``point`` (edge_export/pause.py) and read its JSON events up
+    to the ``paused`` one: (process, stopped there; its events). Kill it with SIGKILL or go on with SIGCONT."""
+    import json
+    import subprocess
+
+    env = {**os.environ, **(env or {}), "EDGE_EXPORT_PAUSE_AT": point}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    events = []
+    for line in proc.stdout:
+        if line.startswith("{"):
+            events.append(json.loads(line))
+            if events[-1]["event"] == "paused":
+                # the line comes just before the process stops itself: a SIGCONT sent earlier would be lost
+                wait_until(lambda: process_state(proc.pid) in ("T", None), f"pid {proc.pid} to stop at {point}")
+                return proc, events
+    proc.wait(timeout=60)
+    pytest.fail(f"exited with status {proc.returncode} before reaching pause point {point}; events: {events}")
+
+
+def process_state(pid: int) -> str | None:
+    """The state letter of ``pid`` in /proc (R, S, T stopped, Z zombie...), None when there is no such process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def process_alive(pid: int) -> bool:
+    """Running or stopped (a zombie, dead but not yet reaped, is not alive)."""
+    return process_state(pid) not in (None, "Z")
+
+
+def resume(proc, timeout: float = 600) -> str:
+    """SIGCONT a process stopped by ``start_paused``; the rest of its stdout once it ended (killed on timeout)."""
+    import signal
+    import subprocess
+
+    proc.send_signal(signal.SIGCONT)
+    try:
+        return proc.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+
+
+def wait_until(condition, what: str, deadline_s: float = 120.0) -> None:
+    """Poll ``condition()`` until true; fail naming ``what`` after a generous deadline (never a fixed wait)."""
+    import time
+
+    end = time.monotonic() + deadline_s
+    while not condition():
+        if time.monotonic() > end:
+            pytest.fail(f"timed out after {deadline_s:.0f}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def cli_main(capsys, *args: str) -> tuple[int, str]:
+    """`edge-export ARGS` as the console script runs it: (exit status, everything printed)."""
+    from edge_export.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+        raise SystemExit(0)
+    out = capsys.readouterr()
+    return info.value.code, out.out + out.err

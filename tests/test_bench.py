@@ -97,7 +97,8 @@ def tiny_run(tmp_path_factory) -> dict[str, Path]:
             "size_bytes": path.stat().st_size, "sha256": "0" * 64, "status": "ok", "parity": {},
         })
     artifacts.append({"name": "onnx-fp32", "path": None, "format": "onnx", "precision": "fp32", "status": "failed", "error": "no tf2onnx"})
-    (export / "manifest.json").write_text(json.dumps({"artifacts": artifacts}))
+    made_from = {"sha256": run.verify().model_sha256}  # an export of this run's model (bench checks it)
+    (export / "manifest.json").write_text(json.dumps({"model": made_from, "artifacts": artifacts}))
     return {"run": run.root, "data": data, "base": base}
 
 

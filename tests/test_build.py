@@ -1,4 +1,7 @@
-"""`edge-export build`: one resumable pipeline. Killed (kill -9) during each stage, it resumes correctly."""
+"""`edge-export build`: one resumable pipeline. Killed (kill -9) during each stage, it resumes correctly.
+
+Kills happen at pause points the build announces (edge_export/pause.py), never after a guessed delay.
+"""
 
 from __future__ import annotations
 
@@ -7,45 +10,32 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import write_image_folder
-
-FAST = [
-    "model.backbone=tiny_cnn", "model.weights=none", "train.batch_size=8",
-    "train.feature_extraction.epochs=3", "train.fine_tune.epochs=2",
-    "export.formats=tflite-fp32,tflite-int8,onnx-fp32", "export.representative_images=16",
-    "export.accuracy_budget=100", "bench.runs=5", "bench.warmup=1", "bench.threads=[1]",
-    "build.accuracy_budget=100",
-]
-
-
-def _cmd(data: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "edge_export.cli", "build", "--data", str(data), "--out", str(out), "--json", *FAST, *extra]
+from conftest import build_cmd as _cmd
+from conftest import process_alive, resume, start_paused, wait_until, write_image_folder
 
 
 def _events(stdout: str) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
 
 
-def _kill_during(data: Path, out: Path, stage: str, delay: float) -> None:
-    proc = subprocess.Popen(_cmd(data, out), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+def _kill_at(data: Path, out: Path, point: str, stage: str, env: dict | None = None) -> list[dict]:
+    """Run the build until pause point ``point`` inside ``stage``, SIGKILL it there; its events."""
+    proc, events = start_paused(_cmd(data, out), point, env)
     try:
-        for line in proc.stdout:
-            if line.startswith("{") and json.loads(line) == {"event": "stage_started", "stage": stage}:
-                time.sleep(delay)
-                break
-        else:
-            pytest.fail(f"build ended before stage {stage} started")
-        proc.send_signal(signal.SIGKILL)
+        assert {"event": "stage_started", "stage": stage} in events
+        assert not [e for e in events if e["event"] == "stage_finished" and e["stage"] == stage]
+        assert not (out / ".build" / f"{stage}.json").exists()  # stopped mid-stage: not recorded as done
     finally:
+        proc.kill()
         proc.wait(timeout=60)
-    assert not (out / ".build" / f"{stage}.json").exists(), f"{stage} finished before the kill; the test proves nothing"
+        proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+    return events
 
 
 def _artifact_digests(out: Path) -> dict[str, str]:
@@ -102,11 +92,16 @@ def test_changed_setting_redoes_only_what_depends_on_it(reference_build, data, t
 
 def test_killed_during_each_stage_resumes_to_the_same_artifacts(reference_build, data, tmp_path):
     out = tmp_path / "run"
-    _kill_during(data, out, "train", 1.0)
-    _kill_during(data, out, "export", 2.0)
+    # training: after the first fine-tuning epoch (feature extraction done, its checkpoint saved)
+    _kill_at(data, out, "train.fine_tune.epoch.1", "train")
+    assert (out / "checkpoints" / "feature_extraction_best.keras").is_file() and not (out / "model.keras").exists()
+    # export: after the first of three artifacts was written, before the manifest
+    _kill_at(data, out, "export.artifact.tflite-fp32", "export")
     assert (out / ".build" / "train.json").is_file()
-    _kill_during(data, out, "bench", 1.0)
-    assert (out / ".build" / "export.json").is_file()
+    assert (out / "export" / "tflite-fp32.tflite").is_file() and not (out / "export" / "manifest.json").exists()
+    # bench: after the first measured model, before bench.json
+    _kill_at(data, out, "bench.measured.keras", "bench")
+    assert (out / ".build" / "export.json").is_file() and not (out / "bench" / "bench.json").exists()
 
     result = subprocess.run(_cmd(data, out), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -125,3 +120,44 @@ def test_killed_during_each_stage_resumes_to_the_same_artifacts(reference_build,
     b = keras.models.load_model(reference_build / "model.keras").get_weights()
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_kill_during_bench_leaves_no_worker_and_no_temp_files(reference_build, data, tmp_path):
+    """kill -9 while a measuring worker is alive: the worker dies with the build; temporary files were in
+    the run folder's own RUN/.tmp (never the system's temp folder), which the next command cleans first."""
+    out, system_tmp = tmp_path / "run", tmp_path / "system-tmp"
+    shutil.copytree(reference_build, out)
+    system_tmp.mkdir()
+    env = {"TMPDIR": str(system_tmp)}
+    # the build stops right after starting a worker; the worker stops before measuring: alive until killed
+    proc, events = start_paused(_cmd(data, out, "bench.runs=6"), "bench.worker_started,bench.worker", env)
+    worker = events[-1]["child"]
+    try:
+        assert events[-1]["at"] == "bench.worker_started" and {"event": "stage_started", "stage": "bench"} in events
+        assert process_alive(worker) and _parent(worker) == proc.pid
+        assert list((out / ".tmp").glob("edge-export-bench-*"))  # the benchmark's work folder is in the run folder
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+        proc.stdout.close()
+    try:
+        wait_until(lambda: not process_alive(worker), f"worker {worker} to die with the killed build")
+    finally:
+        if process_alive(worker):
+            os.kill(worker, signal.SIGKILL)
+    assert list(system_tmp.iterdir()) == []
+    assert list((out / ".tmp").iterdir())  # what the killed build left, in its own run folder
+
+    # the next command on the run folder empties RUN/.tmp as soon as it holds the lock, before any work
+    proc, events = start_paused(_cmd(data, out, "bench.runs=6"), "lock.acquired", env)
+    try:
+        assert (out / ".tmp").is_dir() and list((out / ".tmp").iterdir()) == []
+    finally:
+        rest = resume(proc)
+    assert proc.returncode == 0
+    assert [e["stage"] for e in _events(rest) if e["event"] == "stage_finished"] == ["bench"]
+    assert not (out / ".tmp").exists() and list(system_tmp.iterdir()) == []

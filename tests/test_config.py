@@ -42,6 +42,23 @@ def test_round_trip_through_yaml(tmp_path):
         (["model.dropout=true"], "model.dropout"),
         (["noequals"], "not key=value"),
         (["train.feature_extraction.enabled=false", "train.fine_tune.enabled=false"], "at least one"),
+        # seeds NumPy/TensorFlow accept: unsigned 32-bit (a bad one used to fail after config.yaml was written)
+        (["train.seed=-5"], "train.seed: expected an integer 0..4294967295"),
+        (["train.seed=4294967296"], "train.seed: expected an integer 0..4294967295"),
+        (["export.representative_seed=-1"], "export.representative_seed"),
+        # YAML's non-finite floats: a traceback (int(inf)) or silently accepted before
+        (["train.batch_size=.inf"], "bad config value inf for train.batch_size: expected a finite number"),
+        (["train.batch_size=.nan"], "bad config value nan for train.batch_size: expected a finite number"),
+        (["train.feature_extraction.learning_rate=.nan"], "train.feature_extraction.learning_rate: expected a finite"),
+        (["train.fine_tune.learning_rate=nan"], "train.fine_tune.learning_rate: expected a finite"),
+        (["export.accuracy_budget=.inf"], "export.accuracy_budget: expected a finite"),
+        (["build.accuracy_budget=-.inf"], "build.accuracy_budget: expected a finite"),
+        (["build.max_size_mb=.inf"], "build.max_size_mb: expected a finite"),
+        (["bench.min_accuracy=.nan"], "bench.min_accuracy: expected a finite"),
+        (["model.dropout=.nan"], "model.dropout: expected a finite"),
+        (["data.validation_split=.nan"], "data.validation_split: expected a finite"),
+        (["train.augment.zoom=.nan"], "train.augment.zoom: expected a finite"),
+        (["bench.threads=.nan"], "bench.threads"),
     ],
 )
 def test_bad_values_are_clear_errors(overrides, message):
@@ -60,3 +77,36 @@ def test_bad_files(tmp_path):
     listy.write_text("- a\n- b\n")
     with pytest.raises(EdgeExportError, match="mapping"):
         load_config(listy)
+
+
+def test_every_float_setting_rejects_non_finite_values():
+    from edge_export.config import flatten
+
+    floats = [k for k, v in flatten(load_config().to_dict()).items() if isinstance(v, float)]
+    floats += ["bench.min_accuracy", "build.max_size_mb"]  # optional floats (default None)
+    assert len(floats) >= 10
+    for key in floats:
+        for text in (".nan", ".inf", "-.inf", "nan", "inf"):
+            with pytest.raises(EdgeExportError, match=f"{key}.*expected a finite number"):
+                load_config(None, [f"{key}={text}"])
+
+
+def test_seed_bounds_are_inclusive():
+    assert load_config(None, ["train.seed=0"]).train.seed == 0
+    assert load_config(None, ["train.seed=4294967295"]).train.seed == 2**32 - 1
+
+
+def test_a_scalar_is_a_one_element_list():
+    assert load_config(None, ["bench.threads=1"]).bench.threads == [1]
+    assert load_config(None, {"bench.threads": 0}).bench.threads == [0]
+    assert load_config(None, ["bench.threads=1,0"]).bench.threads == [1, 0]
+    assert load_config(None, ["export.formats=tflite-int8"]).export.formats == ["tflite-int8"]
+    assert load_config(None, ["build.stages=train"]).build.stages == ["train"]
+    with pytest.raises(EdgeExportError, match="bench.threads"):
+        load_config(None, ["bench.threads=true"])
+
+
+def test_scalar_list_in_a_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("bench:\n  threads: 2\n")
+    assert load_config(path).bench.threads == [2]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -333,7 +335,8 @@ def test_corrupt_model_is_a_clear_cli_error(trained, tmp_path, capsys):
     run.model.write_bytes(run.model.read_bytes()[:500])  # truncated
     assert cli("export", str(run.root), "--formats", "tflite-fp32") == 2
     err = capsys.readouterr().err
-    assert str(run.model) in err and "corrupt or truncated" in err and "re-run `edge-export train`" in err
+    assert str(run.model) in err and "corrupt, truncated or replaced" in err  # its sha256 is not run.json's
+    assert f"re-run `edge-export train --out {run.root}`" in err
     assert "Traceback" not in err
     assert not run.export_dir.exists()
 
@@ -350,3 +353,125 @@ def test_unknown_format_is_a_clear_cli_error(trained, tmp_path, capsys):
     run = copy_run(trained, tmp_path / "run")
     assert cli("export", str(run.root), "--formats", "tflite-int4") == 2
     assert "unknown export format 'tflite-int4'" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- exporting some formats
+
+
+def _files(run: RunFolder) -> dict[str, tuple[int, str]]:
+    """Each artifact file: (mtime_ns, sha256)."""
+    return {p.name: (p.stat().st_mtime_ns, sha256_of(p)) for p in run.export_dir.iterdir() if p.suffix in (".tflite", ".onnx")}
+
+
+def test_exporting_some_formats_adds_or_replaces_only_those(trained, tmp_path, capsys):
+    from edge_export.export.pipeline import export_run
+
+    run = copy_run(trained, tmp_path / "run")
+    first = export_run(run, formats="tflite-fp32,tflite-int8,onnx-fp32", echo=None)
+    before = _files(run)
+    lines: list[str] = []
+    manifest = export_run(run, formats="tflite-fp16,tflite-int8", echo=lines.append)
+
+    assert [a["name"] for a in manifest["artifacts"]] == ["tflite-fp32", "tflite-fp16", "tflite-int8", "onnx-fp32"]
+    assert manifest["ok"] and manifest["settings"]["formats"] == ["tflite-fp16", "tflite-int8"]
+    old = {a["name"]: a for a in first["artifacts"]}
+    new = {a["name"]: a for a in manifest["artifacts"]}
+    for name in ("tflite-fp32", "onnx-fp32"):  # kept: the same entry, the same untouched file
+        assert new[name] == old[name]
+        assert _files(run)[FORMATS[name].filename] == before[FORMATS[name].filename]
+    assert _files(run)["tflite-int8.tflite"][0] != before["tflite-int8.tflite"][0]  # replaced
+    assert all(a["settings"]["int8_io"] == "uint8" for a in manifest["artifacts"])  # each entry: its settings
+    assert "export/: keeping tflite-fp32, onnx-fp32 (exported earlier from this same model.keras)" in lines
+    card = json.loads(ExportFolder(run).model_card.read_text())
+    assert [a["name"] for a in card["artifacts"]] == [a["name"] for a in manifest["artifacts"]]
+    assert json.loads(ExportFolder(run).manifest.read_text()) == json.loads(json.dumps(manifest))
+
+    # the command exits 0 on its own formats, and prints the whole table
+    from edge_export.cli import main
+
+    main(["export", str(run.root), "--formats", "tflite-fp32"])  # returns: exit status 0
+    out = capsys.readouterr().out
+    assert all(re.search(rf"^{name} +ok ", out, re.M) for name in new), out
+
+
+def test_a_new_model_removes_the_older_models_artifacts(trained, tmp_path):
+    from edge_export.export.pipeline import export_run
+    from edge_export.trainer.run import train_run
+
+    run = copy_run(trained, tmp_path / "run")
+    export_run(run, formats="tflite-fp32,onnx-fp32", echo=None)
+    train_run(load_config(run.config), run)  # a new model.keras (and run record)
+    lines: list[str] = []
+    manifest = export_run(run, formats="tflite-fp16", echo=lines.append)
+    assert [a["name"] for a in manifest["artifacts"]] == ["tflite-fp16"]
+    assert sorted(p.name for p in run.export_dir.iterdir()) == ["labels.txt", "manifest.json", "model_card.json", "tflite-fp16.tflite"]
+    assert "export/: removing the earlier export (tflite-fp32, onnx-fp32): it was made from an older model.keras" in lines
+    assert manifest["model"]["sha256"] == sha256_of(run.model) and manifest["model"]["run_id"] == run.verify().run_id
+
+
+def test_an_interrupted_partial_export_keeps_a_true_manifest(trained, tmp_path, monkeypatch):
+    from edge_export.export import tflite
+    from edge_export.export.pipeline import export_run
+
+    run = copy_run(trained, tmp_path / "run")
+    folder = ExportFolder(run)
+    export_run(run, formats="tflite-fp32,tflite-fp16", echo=None)
+    real = tflite.convert_fp16
+
+    def interrupted(ctx, fmt, out):
+        out.write_bytes(b"TFL3" * 1000)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tflite, "convert_fp16", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_run(run, formats="tflite-fp16", echo=None)
+    manifest = json.loads(folder.manifest.read_text())  # still there: it claims only what stayed
+    assert [a["name"] for a in manifest["artifacts"]] == ["tflite-fp32"] and manifest["settings"]["formats"] == []
+    for a in manifest["artifacts"]:
+        assert sha256_of(folder.root / a["path"]) == a["sha256"]
+    assert not (folder.root / "tflite-fp16.tflite").exists() and not partials(folder.root)
+    assert [a["name"] for a in json.loads(folder.model_card.read_text())["artifacts"]] == ["tflite-fp32"]
+
+    monkeypatch.setattr(tflite, "convert_fp16", real)
+    manifest = export_run(run, formats="tflite-fp16", echo=None)
+    assert [a["name"] for a in manifest["artifacts"]] == ["tflite-fp32", "tflite-fp16"] and manifest["ok"]
+
+
+def test_what_was_made_from_a_replaced_artifact_is_stale(trained, tmp_path):
+    """bench/, deploy/ and package/ record the sha256 of what they used: a re-export that changes an
+    artifact makes them stale (reported by export, refused by package), the others stay current."""
+    from edge_export.benchmarks.suite import bench_run
+    from edge_export.config import BenchConfig
+    from edge_export.deploy.bundle import package_run
+    from edge_export.export.dependents import stale_bench, stale_dependents
+    from edge_export.export.pipeline import export_run
+    from edge_export.pipeline import stages
+
+    run = copy_run(trained, tmp_path / "run")
+    config = run_config(run)
+    data = Path(config.data.path) / "validation"
+    export_run(run, formats="tflite-fp32,tflite-int8", echo=None)
+    bench_run(run, data=data, config=BenchConfig(threads=[1], runs=5, warmup=0, batch_size=2), isolate=False, echo=None)
+    ctx = SimpleNamespace(run=run, config=config, test_dir=data)
+    bench_fingerprint = stages._bench_fingerprint(ctx)
+    int8 = next(a for a in json.loads(ExportFolder(run).manifest.read_text())["artifacts"] if a["name"] == "tflite-int8")
+    # what build and package record (deploy/recommendation.json, package/*/bundle.json): the artifact's sha256
+    (run.deploy_dir).mkdir()
+    (run.deploy_dir / "recommendation.json").write_text(json.dumps({"artifact": "tflite-int8", "sha256": int8["sha256"]}))
+    (run.package_dir / "tflite-int8-cpu").mkdir(parents=True)
+    (run.package_dir / "tflite-int8-cpu" / "bundle.json").write_text(json.dumps(
+        {"source": {"artifact": "tflite-int8"}, "artifacts": [{"name": "tflite-int8", "sha256": int8["sha256"]}]}))
+    (run.root / "report.json").write_text(json.dumps({"recommendation": {"artifact": "tflite-int8"}}))
+    assert stale_dependents(run) == [] and stale_bench(run) == []
+
+    lines: list[str] = []
+    other = run_config(run, "export.int8_io=int8")  # a different tflite-int8
+    export_run(run, other.export, run_config=other, formats="tflite-int8", echo=lines.append)
+    assert stale_bench(run) == ["tflite-int8"]  # tflite-fp32 and the Keras model are unchanged: still current
+    stale = [line for line in lines if line.startswith("stale: ")]
+    assert len(stale) == 3, lines
+    assert "bench/bench.json measured tflite-int8" in stale[0] and "re-run bench" in stale[0]
+    assert "deploy/ holds tflite-int8" in stale[1] and "package/tflite-int8-cpu bundles tflite-int8" in stale[2]
+    assert stages._bench_fingerprint(ctx) != bench_fingerprint  # the build re-runs bench
+    with pytest.raises(EdgeExportError, match="stale: the build recommended tflite-int8 from bench numbers measured before"):
+        package_run(run, out=tmp_path / "out", echo=None)

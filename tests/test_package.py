@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import device_env
+from conftest import cli_main, device_env
 from edge_export.errors import EdgeExportError
 from edge_export.export.manifest import sha256_of
 
@@ -200,3 +200,127 @@ def test_wheel_from_an_installed_copy(bundle, tmp_path):
         assert b.read("edge_export-0.1.0.dist-info/METADATA") == a.read("edge_export-0.1.0.dist-info/METADATA")
         record = b.read("edge_export-0.1.0.dist-info/RECORD").decode().splitlines()
         assert len(record) == len(b.namelist()) and all(line.count(",") == 2 for line in record)
+
+
+# ----------------------------------------------------------------------------- names and paths from files are data
+
+
+def _run_copy(tiny_export, tmp_path) -> Path:
+    run = tmp_path / "work" / "run"
+    shutil.copytree(tiny_export["run"], run, ignore=shutil.ignore_patterns("package"))
+    return run
+
+
+def _edit_manifest(run: Path, **changes) -> None:
+    path = run / "export/manifest.json"
+    manifest = json.loads(path.read_text())
+    entry = next(a for a in manifest["artifacts"] if a["name"] == "tflite-int8")
+    entry.update(changes)
+    path.write_text(json.dumps(manifest))
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    """Every file below ``folder`` with its bytes (a run folder's lock file aside)."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.name.startswith(".lock")}
+
+
+@pytest.mark.parametrize("how", ["name", "path", "recommendation"])
+def test_package_refuses_names_and_paths_that_leave_the_run_folder(tiny_export, tmp_path, capsys, how):
+    """A manifest (or report.json) naming `../../victim`: a one-line error; nothing outside the run is touched."""
+    run = _run_copy(tiny_export, tmp_path)
+    victim = tmp_path / "victim-cpu"  # where RUN/package/../../victim-cpu lands
+    victim.mkdir()
+    (victim / "precious.txt").write_text("keep me")
+    (tmp_path / "victim.tflite").write_bytes((run / "export/tflite-int8.tflite").read_bytes())
+    if how == "name":
+        _edit_manifest(run, name="../../victim")
+        args = ["--artifact", "../../victim"]
+    elif how == "path":
+        _edit_manifest(run, path="../../victim.tflite")
+        args = ["--artifact", "tflite-int8"]
+    else:
+        (run / "report.json").write_text(json.dumps({"recommendation": {"artifact": "../../victim"}}))
+        args = []
+    before = _tree(tmp_path)
+    code, output = cli_main(capsys, "package", str(run), *args)
+    assert code == 2, output
+    assert output.startswith("error: ") and "../../victim" in output, output
+    assert "not a safe name" in output or "points outside" in output
+    assert _tree(tmp_path) == before  # nothing written or replaced anywhere, the run folder included
+    assert not (run / "package").exists()
+
+
+def test_deploy_refuses_a_manifest_path_outside_the_export(tiny_export, tmp_path):
+    from edge_export.pipeline.runner import _deploy
+    from edge_export.run_folder import RunFolder
+
+    run = _run_copy(tiny_export, tmp_path)
+    (tmp_path / "work" / "secret.tflite").write_bytes(b"not for the deploy folder")
+    _edit_manifest(run, path="../../secret.tflite")
+    with pytest.raises(EdgeExportError, match="points outside"):
+        _deploy(RunFolder(run), {"artifact": "tflite-int8", "why": "test"})
+    assert not list((run / "deploy").glob("*.tflite")) if (run / "deploy").exists() else True
+
+
+@pytest.mark.parametrize("key, value", [
+    ("wheel", "../outside"),
+    ("artifact_path", "../../outside/model.tflite"),
+    ("artifact_path", "/etc/passwd"),
+    ("labels", "../outside/labels.txt"),
+])
+def test_bundle_json_paths_outside_the_bundle_are_refused_on_the_device(bundle, tmp_path, key, value):
+    """run.py checks bundle.json before it imports anything from the paths it names."""
+    device = tmp_path / "device"
+    copy = device / "b"
+    shutil.copytree(bundle, copy)
+    outside = device / "outside"
+    (outside / "edge_export").mkdir(parents=True)
+    marker = tmp_path / "imported-from-outside"
+    (outside / "edge_export" / "__init__.py").write_text(f"open({str(marker)!r}, 'w').write('pwned')\n")
+    info = json.loads((copy / "bundle.json").read_text())
+    if key == "artifact_path":
+        info["artifacts"][0]["path"] = value
+    else:
+        info[key] = value
+    (copy / "bundle.json").write_text(json.dumps(info))
+    image = tmp_path / "x.png"
+    image.write_bytes(b"")
+    proc = subprocess.run([sys.executable, str(copy / "run.py"), "predict", str(image)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: bundle.json") and "outside the bundle" in lines[0], proc.stderr
+    assert not marker.exists()
+
+    # the development side reads bundle.json with the same rules
+    from edge_export.deploy.bundle import BundleLayout
+
+    with pytest.raises(EdgeExportError, match="points outside"):
+        BundleLayout(copy).read_info()
+
+
+def test_bundle_check_refuses_a_tar_with_dotdot_members(tmp_path):
+    import io
+
+    from edge_export.benchmarks import bundle_check
+
+    archive = tmp_path / "evil.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name in ("b/bundle.json", "b/../../escaped.txt"):
+            data = b"{}"
+            member = tarfile.TarInfo(name)
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    with pytest.raises(EdgeExportError, match="refused to unpack"):
+        bundle_check.unpack(archive, tmp_path / "dest")
+    assert not (tmp_path / "escaped.txt").exists()
+
+    from click.testing import CliRunner
+
+    data = tmp_path / "data"
+    data.mkdir()
+    result = CliRunner().invoke(bundle_check.main, [str(archive), "--data", str(data), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "refused to unpack" in result.output
+    assert not list(tmp_path.rglob("escaped.txt"))

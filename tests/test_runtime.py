@@ -530,6 +530,69 @@ def test_predict_cli_options_and_errors(models, image_files, tmp_path):
     assert str(broken) in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_predict_each_keeps_going_past_bad_images(models, image_files, tmp_path):
+    from test_bad_images import write_bomb_png
+
+    from edge_export.runtime.images import ImageDecodeError
+
+    clf = Classifier.load(models["onnx"])
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    bomb = write_bomb_png(tmp_path / "bomb.png", 30000, 30000)
+    expected = clf.predict(image_files[:2], top_k=2)
+    results = clf.predict_each([image_files[0], broken, bomb, image_files[1]], top_k=2, batch_size=3)
+    assert results[0] == expected[0] and results[3] == expected[1]
+    assert isinstance(results[1], ImageDecodeError) and results[1].path == broken
+    assert isinstance(results[2], ImageDecodeError) and "over the limit" in results[2].message
+    with pytest.raises(ImageDecodeError, match="over the limit"):
+        clf.predict([image_files[0], bomb])
+    small = Classifier.load(models["onnx"], max_pixels=100)  # the images are at most 41 x 30
+    assert small.max_pixels == 100
+    with pytest.raises(ImageDecodeError, match="over the limit of 100 pixels"):
+        small.predict(image_files[0])
+    with pytest.raises(EdgeExportError, match="positive integer"):
+        Classifier.load(models["onnx"], max_pixels=-1)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_predict_cli_prints_every_result_and_an_error_per_bad_image(models, image_files, tmp_path):
+    from test_bad_images import write_bomb_png
+
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff garbage")
+    bomb = write_bomb_png(tmp_path / "bomb.png", 30000, 30000)
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    bad = [str(broken), str(bomb), str(fifo), "/dev/zero", str(tmp_path), str(tmp_path / "missing.png")]
+    good = [str(image_files[0]), str(image_files[1])]
+    command = [sys.executable, "-c", "from edge_export.cli import main; main()", "predict", str(models["onnx"]),
+               good[0], *bad, good[1], "--top-k", "2"]
+    # a safety net only: a refused FIFO returns at once; one waited on would never return
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == good[0] and lines[3] == good[1] and len(lines) == 6
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert [e.split(": ")[1] for e in errors] == bad
+    assert "over the limit of 64 megapixels" in errors[1] and "not a regular file" in errors[2]
+    assert "not a regular file" in errors[3] and "(a folder)" in errors[4] and "not found" in errors[5]
+    assert "6 of 8 image(s) failed" in proc.stderr
+
+    proc = subprocess.run([*command, "--json", "--max-image-pixels", "1000"], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert proc.returncode == 1
+    payload = json.loads(proc.stdout)
+    assert [item["image"] for item in payload] == [good[0], *bad, good[1]]
+    assert "predictions" in payload[0] and len(payload[-1]["predictions"]) == 2  # test images: under 1000 pixels
+    assert "900 megapixels, over the limit of 1000 pixels" in payload[2]["error"]
+    assert all("error" in item for item in payload[1:-1])
+
+    proc = subprocess.run([*command[:5], good[0], "--labels", str(fifo)], capture_output=True, text=True, timeout=300,
+                          cwd=ROOT)  # a labels "file" that is a FIFO is refused, not waited on
+    assert proc.returncode == 2 and "not a regular file" in proc.stderr and "Traceback" not in proc.stderr
+
+
 # ----------------------------------------------------------------------------- helpers
 
 

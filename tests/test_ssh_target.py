@@ -69,7 +69,7 @@ def sshd(tmp_path_factory):
         f"IdentityFile={folder / 'user_key'}", "IdentitiesOnly=yes",
     ]
     ssh = ["ssh", *(x for o in options for x in ("-o", o)), "-o", "BatchMode=yes", "-p", str(port), f"{user}@127.0.0.1", "true"]
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 60  # a poll for sshd to answer, with a generous overall deadline (never a fixed wait)
     while subprocess.run(ssh, capture_output=True).returncode != 0:
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
@@ -135,7 +135,7 @@ def test_bench_on_a_device_over_ssh(tiny_export, sshd, device_python, tmp_path):
     assert not blocked_log.exists(), f"the device tried to import: {blocked_log.read_text()}"
 
 
-def test_unknown_host_key_is_refused_and_local_results_stay(tiny_export, sshd, device_python, tmp_path):
+def test_unknown_host_key_is_refused_before_any_local_work(tiny_export, sshd, device_python, tmp_path):
     remote_python, _ = device_python
     empty = tmp_path / "known_hosts"
     empty.write_text("")
@@ -147,9 +147,9 @@ def test_unknown_host_key_is_refused_and_local_results_stay(tiny_export, sshd, d
     assert isinstance(result.exception, EdgeExportError), result.output
     text = str(result.exception)
     assert "host key is not trusted, refusing to connect" in text and "Host key verification failed" in text
-    assert "UserKnownHostsFile" in text and "the local results are in" in text
+    assert "UserKnownHostsFile" in text and "nothing was measured" in text
     assert empty.read_text() == ""  # nothing was accepted into known_hosts
-    _assert_local_intact(out, sshd["name"], "host key")
+    _assert_nothing_measured(out, result.output)
 
 
 def test_device_without_python_is_a_clear_error(tiny_export, sshd, tmp_path):
@@ -160,8 +160,43 @@ def test_device_without_python_is_a_clear_error(tiny_export, sshd, tmp_path):
     assert isinstance(result.exception, EdgeExportError), result.output
     assert f"{sshd['name']}: no Python at '/nonexistent/bin/python3' on the device" in str(result.exception)
     assert "--remote-python" in result.exception.hint
-    _assert_local_intact(out, sshd["name"], "no Python")
+    _assert_nothing_measured(out, result.output)
     assert not (tmp_path / "home").exists()  # nothing was copied
+
+
+def test_unknown_host_fails_first_and_once(tiny_export, tmp_path, capsys):
+    """A host name that does not resolve (.invalid never does) is found before the local benchmark, and said once."""
+    from edge_export.cli import main
+
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as info:
+        main(["bench", str(tiny_export["run"]), "--data", str(tiny_export["data"]), "--out", str(out), *FAST,
+              "--target", "ssh://nobody@does-not-exist.invalid"])
+    stdout, stderr = capsys.readouterr()
+    assert info.value.code == 2
+    assert (stdout + stderr).count("does-not-exist.invalid does not resolve") == 1, stdout + stderr
+    assert stderr.startswith("error: nobody@does-not-exist.invalid: the host name does-not-exist.invalid does not resolve")
+    assert "nothing was measured" in stderr and "fix: check the name in --target" in stderr
+    _assert_nothing_measured(out, stdout)
+
+
+def test_a_device_that_fails_after_the_check_keeps_the_local_results(tiny_export, sshd, device_python, tmp_path, capsys):
+    """The device answers, but its --remote-dir cannot be made: local results are written, the failure said once."""
+    from edge_export.cli import main
+
+    remote_python, _ = device_python
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    model = tiny_export["run"] / "export" / "tflite-int8.tflite"
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as info:
+        main(["bench", str(model), "--data", str(tiny_export["data"]), "--out", str(out), *FAST, "--target", sshd["url"],
+              *_ssh_args(sshd), "--remote-python", remote_python, "--remote-dir", str(blocker / "home")])
+    stdout, stderr = capsys.readouterr()
+    assert info.value.code == 1
+    assert (stdout + stderr).count("could not unpack") == 1, stdout + stderr
+    assert f"error: could not measure on {sshd['name']} (see FAILED target above)" in stderr
+    _assert_local_intact(out, sshd["name"], "could not unpack")
 
 
 def test_setup_makes_a_venv_on_the_device(tiny_export, sshd, tmp_path):
@@ -191,6 +226,11 @@ def test_bad_targets_are_rejected_before_any_work(tmp_path, image_folder):
     result = _bench(str(model), "--data", str(image_folder), "--target", "ssh://h", "--ssh-option", "NoEquals")
     assert isinstance(result.exception, EdgeExportError) and "bad ssh option 'NoEquals'" in str(result.exception)
     assert not (tmp_path / "o").exists()
+
+
+def _assert_nothing_measured(out: Path, output: str) -> None:
+    assert not out.exists(), sorted(out.rglob("*"))  # no bench.json, no bench.md: the local benchmark never ran
+    assert "test data:" not in output and "p50" not in output
 
 
 def _assert_local_intact(out: Path, name: str, why: str) -> None:

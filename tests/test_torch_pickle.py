@@ -205,3 +205,81 @@ def test_real_efficientnet_lite0_checkpoint():
     assert stem.shape == (32, 3, 3, 3) and stem.dtype == np.float32
     assert state["_fc.weight"].shape == (1000, 1280)
     assert all(np.isfinite(v).all() for v in state.values())
+
+
+# ----------------------------------------------------------------------------- sizes from the file are checked first
+
+
+def _peak_mb(function) -> float:
+    """Peak Python-allocated memory (MB) while ``function`` runs (numpy and bytes buffers included)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        function()
+    except EdgeExportError:
+        pass
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak / 1e6
+
+
+@pytest.mark.parametrize("attack", [
+    b"\x80\x02]r\xf0\xff\xff\x7f.",  # LONG_BINPUT at index 2**31: the C unpickler sizes its memo table by it
+    b"\x80\x02X\x00\x00\x00\xf0abc.",  # a 4 GB string in a file of a few bytes
+    b"\x80\x05\x96" + struct.pack("<Q", 1 << 40) + b".",  # BYTEARRAY8 of 1 TB: allocated before it is read
+], ids=["memo-index", "huge-string", "bytearray8"])
+def test_pickle_opcodes_cannot_make_the_reader_allocate(tmp_path, attack):
+    """Refused from what the file holds, not by running out of memory (a MemoryError is no defence: without
+    a memory limit the allocation succeeds, or the kernel kills the process)."""
+    path = tmp_path / "attack.pth"
+    write_legacy(path, None, [], main_pickle=attack)
+    assert _peak_mb(lambda: load_torch_state_dict(path)) < 50
+    with pytest.raises(EdgeExportError) as info:
+        load_torch_state_dict(path)
+    assert str(path) in str(info.value) and "MemoryError" not in str(info.value)
+
+
+def test_storage_sizes_are_checked_against_the_file(tmp_path):
+    floats = FakeStorage("1", np.arange(4, dtype=np.float32))
+    path = tmp_path / "big.pth"
+    write_legacy(path, {"w": FakeTensor(floats, 0, (4,), (1,))}, [floats])
+    data = bytearray(path.read_bytes())
+    header = struct.pack("<q", 4)
+    at = data.rindex(header)
+    data[at : at + 8] = struct.pack("<q", 2**40)  # the storage claims 4 TB
+    path.write_bytes(bytes(data))
+    assert _peak_mb(lambda: load_torch_state_dict(path)) < 50
+    with pytest.raises(EdgeExportError, match="more than the file holds"):
+        load_torch_state_dict(path)
+
+
+def test_a_stride_zero_view_cannot_expand_a_storage(tmp_path):
+    one = FakeStorage("1", np.ones(1, dtype=np.float32))
+    path = tmp_path / "expand.pt"
+    write_zip(path, {"w": FakeTensor(one, 0, (1 << 20, 1 << 12), (0, 0))}, [one])  # 4 bytes -> 16 GB
+    assert _peak_mb(lambda: load_torch_state_dict(path)) < 50
+    with pytest.raises(EdgeExportError, match="exceeds storage"):
+        load_torch_state_dict(path)
+    for size, stride in [((2, -1), (1, 1)), (("2",), (1,)), ((1.5,), (1,)), ((2, 2), (1,))]:
+        write_zip(path, {"w": FakeTensor(one, 0, size, stride)}, [one])
+        with pytest.raises(EdgeExportError):
+            load_torch_state_dict(path)
+
+
+def test_a_zip_bomb_is_refused_before_inflating(tmp_path):
+    big = FakeStorage("1", np.zeros(1, dtype=np.float32))
+    buffer = io.BytesIO()
+    TorchPickler(buffer, legacy=False).dump({"w": FakeTensor(big, 0, (1,), (1,))})
+    path = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("archive/data.pkl", buffer.getvalue())
+        with archive.open("archive/data/1", "w", force_zip64=True) as member:
+            chunk = bytes(1 << 20)
+            for _ in range(400):  # 400 MB of zeros: about 400 KB deflated
+                member.write(chunk)
+    assert path.stat().st_size < 2_000_000
+    assert _peak_mb(lambda: load_torch_state_dict(path)) < 50
+    with pytest.raises(EdgeExportError, match="zip bomb"):
+        load_torch_state_dict(path)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_export.atomic import atomic_path
+from edge_export.pause import pause_point
 from edge_export.tf_env import import_keras
 
 keras = import_keras()
@@ -19,8 +20,9 @@ class BestCheckpoint(keras.callbacks.Callback):
     than ``baseline`` (the val_loss it started from).
     """
 
-    def __init__(self, full_model: Any, path: Path | None, baseline: float = math.inf):
+    def __init__(self, full_model: Any, path: Path | None, baseline: float = math.inf, stage: str = "train"):
         super().__init__()
+        self.stage = stage
         self.full_model = full_model
         self.path = path
         self.best = baseline
@@ -30,13 +32,13 @@ class BestCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         val_loss = (logs or {}).get("val_loss")
-        if val_loss is None or not val_loss < self.best:
-            return
-        self.best, self.best_epoch = float(val_loss), epoch
-        self._best_weights = self.full_model.get_weights()
-        if self.path is not None:
-            with atomic_path(self.path) as tmp:
-                self.full_model.save(tmp)
+        if val_loss is not None and val_loss < self.best:
+            self.best, self.best_epoch = float(val_loss), epoch
+            self._best_weights = self.full_model.get_weights()
+            if self.path is not None:
+                with atomic_path(self.path) as tmp:
+                    self.full_model.save(tmp)
+        pause_point(f"train.{self.stage}.epoch.{epoch + 1}")  # tests: kill or resume mid-training here
 
     def on_train_end(self, logs: dict | None = None) -> None:
         self.full_model.set_weights(self._best_weights if self._best_weights is not None else self._initial)

@@ -3,7 +3,12 @@
 Class names and their order come from ``train/`` (sorted folder names, as ``image_dataset_from_directory``
 does). Without ``validation/``, a seeded, stratified split of ``train/`` is used. Images are decoded with the
 runtime's decoder (one implementation for training and inference); unreadable files are skipped with one
-warning that lists them.
+warning that lists them, and the counts are of the images actually used.
+
+Which files count (``runtime.images.find_images``): image files anywhere below a class folder, sub-folders
+included as that class (counted and reported: ``nested_folders``; a sub-folder named like another class is
+warned about). Hidden files and folders (a name starting with '.') are left out, and so is anything that is
+not a regular file (a FIFO or device is never opened). Folder links are followed, each real folder once.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from edge_export.errors import EdgeExportError
-from edge_export.runtime.images import ImageDecodeError, is_image_file, load_image
+from edge_export.runtime.images import ImageDecodeError, find_images, load_image
+from edge_export.untrusted import printable
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +34,32 @@ SPLITS = ("train", "validation", "test")
 @dataclass
 class Split:
     name: str
-    files: list[Path]
+    files: list[Path]  # as found (the fingerprint's input: decoding does not change it)
     labels: np.ndarray  # int class index per file
+    skipped: list[Path] = field(default_factory=list)  # files that could not be decoded (set by decoding)
+
+    def used_labels(self) -> np.ndarray:
+        """The labels of the images used: all files minus the skipped ones."""
+        if not self.skipped:
+            return self.labels
+        bad = set(self.skipped)
+        return self.labels[[f not in bad for f in self.files]] if len(self.files) else self.labels
 
     def counts(self, num_classes: int) -> list[int]:
-        return np.bincount(self.labels, minlength=num_classes).tolist() if len(self.labels) else [0] * num_classes
+        """Images used per class (after decoding: the readable ones)."""
+        return _bincount(self.used_labels(), num_classes)
+
+    def skipped_by_class(self, class_names: list[str]) -> dict[str, list[Path]]:
+        bad = set(self.skipped)
+        out: dict[str, list[Path]] = {}
+        for f, y in zip(self.files, self.labels):
+            if f in bad:
+                out.setdefault(class_names[y], []).append(f)
+        return out
+
+
+def _bincount(labels: np.ndarray, n: int) -> list[int]:
+    return np.bincount(labels, minlength=n).tolist() if len(labels) else [0] * n
 
 
 @dataclass
@@ -41,31 +68,84 @@ class Dataset:
     class_names: list[str]
     splits: dict[str, Split]
     validation_from_train: bool = False
-    skipped: list[Path] = field(default_factory=list)
+    hidden: list[Path] = field(default_factory=list)  # hidden files/folders below class folders: not used
+    irregular: list[Path] = field(default_factory=list)  # image-named FIFOs, devices, broken links: not used
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def skipped(self) -> list[Path]:
+        """Every file that could not be decoded (empty before decoding)."""
+        return [f for s in self.splits.values() for f in s.skipped]
+
+    def nested_folders(self) -> dict[str, int]:
+        """Sub-folders below class folders (``train/cats/dogs``) -> images used from them (as that class)."""
+        counts: dict[str, int] = {}
+        for split in self.splits.values():
+            bad = set(split.skipped)
+            for f in split.files:
+                parts = f.relative_to(self.root).parts  # split/class/.../file
+                if len(parts) > 3 and f not in bad:
+                    key = "/".join(parts[:-1])
+                    counts[key] = counts.get(key, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def misfiled(self) -> list[str]:
+        """Nested folders named like another class (``train/cats/dogs`` with a class ``dogs``)."""
+        found = []
+        for folder in self.nested_folders():
+            _, cls, *below = folder.split("/")
+            if any(name in self.class_names and name != cls for name in below):
+                found.append(folder)
+        return found
+
     def counts_table(self) -> str:
-        """Images per class per split, as a plain-text table."""
+        """Images used per class per split, as a plain-text table, with notes on what else was found."""
         names = [s for s in SPLITS if s in self.splits]
-        width = max(8, *(len(c) for c in self.class_names))
+        shown = [printable(c, 60) for c in self.class_names]
+        width = max(8, *(len(c) for c in shown))
         lines = [f"{'class':<{width}}" + "".join(f"{n:>12}" for n in names)]
         per_split = {n: self.splits[n].counts(self.num_classes) for n in names}
-        for i, c in enumerate(self.class_names):
+        for i, c in enumerate(shown):
             lines.append(f"{c:<{width}}" + "".join(f"{per_split[n][i]:>12}" for n in names))
         lines.append(f"{'total':<{width}}" + "".join(f"{sum(per_split[n]):>12}" for n in names))
         if self.validation_from_train:
             lines.append("(validation: a seeded split of train/)")
+        for n in names:
+            for c, files in self.splits[n].skipped_by_class(self.class_names).items():
+                lines.append(f"(not used: {len(files)} {n} image(s) of {printable(c, 60)} that could not be decoded)")
+        nested = self.nested_folders()
+        for i, c in enumerate(self.class_names):
+            mine = {k: v for k, v in nested.items() if k.split("/")[1] == c}
+            if mine:
+                where = ", ".join(f"{printable(k, 80)}/ ({v})" for k, v in mine.items())
+                lines.append(f"({printable(c, 60)}: {sum(mine.values())} image(s) in sub-folders, counted as {printable(c, 60)}: {where})")
+        for folder in self.misfiled():
+            lines.append(f"(warning: {printable(folder, 80)}/ is named like another class: misfiled?)")
+        if self.hidden:
+            lines.append(f"(not used: {len(self.hidden)} hidden file(s)/folder(s), e.g. {printable(self.hidden[0].relative_to(self.root), 80)})")
+        if self.irregular:
+            lines.append(f"(not used: {len(self.irregular)} image name(s) that are not regular files, e.g. {printable(self.irregular[0].relative_to(self.root), 80)})")
         return "\n".join(lines)
 
     def summary(self) -> dict:
+        rel = lambda p: str(p.relative_to(self.root))  # noqa: E731
         return {
             "root": str(self.root),
             "classes": self.class_names,
             "counts": {n: dict(zip(self.class_names, s.counts(self.num_classes))) for n, s in self.splits.items()},
             "validation_from_train": self.validation_from_train,
+            # files that could not be decoded, per split and class (not in counts)
+            "skipped": {
+                n: {c: [rel(f) for f in files] for c, files in s.skipped_by_class(self.class_names).items()}
+                for n, s in self.splits.items() if s.skipped
+            },
+            "nested_folders": self.nested_folders(),  # used as their class folder's class (in counts)
+            "misfiled_folders": self.misfiled(),
+            "hidden": [rel(p) for p in self.hidden],  # not used
+            "not_regular_files": [rel(p) for p in self.irregular],  # not used
         }
 
     def listing(self) -> list[str]:
@@ -94,7 +174,8 @@ def scan_dataset(root: str | Path, validation_split: float = 0.2, seed: int = 13
             path=train_dir,
             hint="make one sub-folder per class, each holding its images",
         )
-    splits = {"train": _scan_split(train_dir, "train", class_names)}
+    left_out: dict[str, list[Path]] = {"hidden": [], "irregular": []}
+    splits = {"train": _scan_split(train_dir, "train", class_names, left_out)}
     for name in ("validation", "test"):
         split_dir = root / name
         if split_dir.is_dir():
@@ -107,7 +188,7 @@ def scan_dataset(root: str | Path, validation_split: float = 0.2, seed: int = 13
                     path=split_dir,
                     hint="every split needs the same class folders as train/",
                 )
-            splits[name] = _scan_split(split_dir, name, class_names)
+            splits[name] = _scan_split(split_dir, name, class_names, left_out)
     validation_from_train = "validation" not in splits
     if validation_from_train:
         splits["train"], splits["validation"] = _stratified_split(splits["train"], validation_split, seed)
@@ -117,32 +198,100 @@ def scan_dataset(root: str | Path, validation_split: float = 0.2, seed: int = 13
             raise EdgeExportError(
                 f"train split has no images for class(es) {empty}", path=train_dir, hint="add images or remove the empty folders"
             )
-    return Dataset(root=root, class_names=class_names, splits=splits, validation_from_train=validation_from_train)
+    dataset = Dataset(root=root, class_names=class_names, splits=splits, validation_from_train=validation_from_train,
+                      hidden=left_out["hidden"], irregular=left_out["irregular"])
+    for folder in dataset.misfiled():
+        log.warning("%s/ is a sub-folder named like another class: its images count as %s (misfiled?)",
+                    printable(root / folder), printable(folder.split("/")[1], 60))
+    if dataset.irregular:
+        log.warning("not used: %d image name(s) that are not regular files (FIFO, device, broken link), e.g. %s",
+                    len(dataset.irregular), printable(dataset.irregular[0]))
+    return dataset
 
 
 def load_pixels(
-    split: Split, size: tuple[int, int], method: str = "bilinear", workers: int | None = None
+    split: Split,
+    size: tuple[int, int],
+    method: str = "bilinear",
+    workers: int | None = None,
+    max_pixels: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[Path]]:
-    """Decode and resize a split: (uint8 N x H x W x 3, labels, skipped files). Bad files are skipped."""
-    workers = workers or min(8, (os.cpu_count() or 1) * 2)
+    """Decode and resize a split: (uint8 N x H x W x 3, labels, skipped files). Bad files are skipped.
 
-    def decode(path: Path) -> np.ndarray | None:
+    ``max_pixels``: images larger than this (from their header) are bad files too (see runtime.images).
+    """
+    pixels, labels, skipped = _decode(split, size, method, workers, max_pixels)
+    if not len(labels):
+        raise EdgeExportError(f"no readable images in the {split.name} split", hint="check the image files")
+    return pixels, labels, skipped
+
+
+def decode_splits(
+    dataset: Dataset, size: tuple[int, int], method: str = "bilinear", max_pixels: int | None = None
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Decode every split: {split: (pixels, labels)} of the images used; each split's ``skipped`` is set.
+
+    A class left with no image in train or validation because all of its files there were unreadable is
+    an error naming the class and those files (a class that never had validation images is not).
+    """
+    arrays = {}
+    for name in sorted(dataset.splits, key=SPLITS.index):
+        split = dataset.splits[name]
+        pixels, labels, split.skipped = _decode(split, size, method, None, max_pixels)
+        if name in ("train", "validation"):
+            _check_no_class_lost(dataset, split)
+        if not len(labels):
+            raise EdgeExportError(f"no readable images in the {name} split", path=dataset.root / name,
+                                  hint="check the image files")
+        arrays[name] = (pixels, labels)
+    if dataset.skipped:
+        log.info("images used after decoding:\n%s", dataset.counts_table())
+    return arrays
+
+
+def _check_no_class_lost(dataset: Dataset, split: Split) -> None:
+    found = _bincount(split.labels, dataset.num_classes)
+    used = split.counts(dataset.num_classes)
+    lost = [c for i, c in enumerate(dataset.class_names) if found[i] and not used[i]]
+    if not lost:
+        return
+    skipped = split.skipped_by_class(dataset.class_names)
+    parts = []
+    for c in lost:
+        files = skipped[c]
+        shown = ", ".join(printable(f.relative_to(dataset.root), 120) for f in files[:5])
+        more = f", ... ({len(files) - 5} more)" if len(files) > 5 else ""
+        parts.append(f"class {printable(repr(c), 60)}: all {len(files)} file(s) skipped ({shown}{more})")
+    raise EdgeExportError(
+        f"no usable {split.name} image left for {len(lost)} class(es) after decoding: " + "; ".join(parts),
+        path=dataset.root,
+        hint="the warning above says why each was skipped (unreadable, or over data.max_image_pixels): "
+             "replace or re-save them, or remove the class folder",
+    )
+
+
+def _decode(
+    split: Split, size: tuple[int, int], method: str, workers: int | None, max_pixels: int | None
+) -> tuple[np.ndarray, np.ndarray, list[Path]]:
+    workers = workers or min(8, (os.cpu_count() or 1) * 2)
+    errors: dict[int, str] = {}
+
+    def decode(index: int) -> np.ndarray | None:
         try:
-            return load_image(path, size, method)
-        except ImageDecodeError:
+            return load_image(split.files[index], size, method, max_pixels)
+        except ImageDecodeError as exc:
+            errors[index] = exc.message
             return None
 
     with ThreadPoolExecutor(workers) as pool:
-        images = list(pool.map(decode, split.files))
+        images = list(pool.map(decode, range(len(split.files))))
     keep = [i for i, im in enumerate(images) if im is not None]
-    skipped = [split.files[i] for i, im in enumerate(images) if im is None]
+    skipped = [split.files[i] for i in sorted(errors)]
     if skipped:
-        shown = "\n  ".join(str(p) for p in skipped[:20])
+        shown = "\n  ".join(f"{printable(split.files[i])}: {printable(errors[i], 200)}" for i in sorted(errors)[:20])
         more = f"\n  ... and {len(skipped) - 20} more" if len(skipped) > 20 else ""
         log.warning("skipped %d unreadable image(s) in %s:\n  %s%s", len(skipped), split.name, shown, more)
-    if not keep:
-        raise EdgeExportError(f"no readable images in the {split.name} split", hint="check the image files")
-    pixels = np.stack([images[i] for i in keep])
+    pixels = np.stack([images[i] for i in keep]) if keep else np.zeros((0, *size, 3), np.uint8)
     return pixels, split.labels[keep], skipped
 
 
@@ -150,13 +299,14 @@ def _class_folders(split_dir: Path) -> list[str]:
     return sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _scan_split(split_dir: Path, name: str, class_names: list[str]) -> Split:
+def _scan_split(split_dir: Path, name: str, class_names: list[str], left_out: dict[str, list[Path]]) -> Split:
     files, labels = [], []
     for index, class_name in enumerate(class_names):
-        for path in sorted((split_dir / class_name).rglob("*")):
-            if path.is_file() and is_image_file(path):
-                files.append(path)
-                labels.append(index)
+        scan = find_images(split_dir / class_name)
+        files += scan.files
+        labels += [index] * len(scan.files)
+        left_out["hidden"] += scan.hidden
+        left_out["irregular"] += scan.irregular
     if not files:
         raise EdgeExportError(
             f"no images in {name}/", path=split_dir, hint="supported: .jpg .jpeg .png .bmp .gif .webp"

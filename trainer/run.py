@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import logging
+import os
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -12,10 +15,11 @@ from edge_export import __version__
 from edge_export.atomic import atomic_path, write_json, write_text
 from edge_export.config import Config
 from edge_export.run_folder import RunFolder
+from edge_export.run_record import forget_record, write_record
 from edge_export.tf_env import import_keras, seed_everything
-from edge_export.trainer.datasets import Dataset, load_pixels, scan_dataset
+from edge_export.trainer.datasets import Dataset, decode_splits, scan_dataset
 from edge_export.trainer.model import ModelSpec, build_classifier
-from edge_export.trainer.named_datasets import resolve_data
+from edge_export.trainer.named_datasets import KNOWN, resolve_data
 
 log = logging.getLogger(__name__)
 
@@ -43,19 +47,15 @@ def train_run(config: Config, run: RunFolder, dataset: Dataset | None = None) ->
         dropout=config.model.dropout,
     )
     backbone.check_size(spec.image_size, config.model.weights)
-    run.create()  # only once the settings are known to be usable: a failed start leaves no empty run folder
-    write_text(run.config, config.to_yaml())
-    seed_everything(config.train.seed)
-
-    t = time.perf_counter()
-    data, skipped = {}, []
-    for name, split in dataset.splits.items():
-        pixels, labels, bad = load_pixels(split, (spec.image_size, spec.image_size))
-        data[name] = SplitArrays(pixels, labels)
-        skipped += bad
+    t = time.perf_counter()  # decoded first: an unusable dataset (a class left with no readable image) writes nothing
+    decoded = decode_splits(dataset, (spec.image_size, spec.image_size), max_pixels=config.data.max_image_pixels)
+    data = {name: SplitArrays(pixels, labels) for name, (pixels, labels) in decoded.items()}
     decode_seconds = time.perf_counter() - t
-    dataset.skipped = skipped
     log.info("decoded %d images in %.1fs", sum(len(d.labels) for d in data.values()), decode_seconds)
+    run.create()  # only once the settings are known to be usable: a failed start leaves no empty run folder
+    forget_record(run)  # first: until the new record is written last, no reader pairs old and new files
+    write_text(run.config, recorded_config(config).to_yaml())
+    seed_everything(config.train.seed)
 
     model = build_classifier(keras, spec, weights=config.model.weights)
     outcome = train_two_stages(model, backbone, config.train, data, run)
@@ -76,7 +76,7 @@ def train_run(config: Config, run: RunFolder, dataset: Dataset | None = None) ->
     from edge_export.trainer.curves import plot_learning_curves
 
     write_text(run.labels, "\n".join(dataset.class_names) + "\n")
-    write_json(run.dataset, {**dataset.summary(), "skipped": [str(p) for p in skipped]})
+    write_json(run.dataset, dataset.summary())  # counts of the images used; skipped ones per split and class
     write_json(run.history, {s.name: {**s.history, "best_epoch": s.best_epoch, "best_val_loss": s.best_val_loss} for s in outcome.stages})
     plot_learning_curves(outcome.stages, run.curves)
     write_json(run.model_spec, {
@@ -86,6 +86,19 @@ def train_run(config: Config, run: RunFolder, dataset: Dataset | None = None) ->
         "python": platform.python_version(),
     })
     write_json(run.metrics, metrics)
-    with atomic_path(run.model) as tmp:  # last: a model.keras on disk means a finished run
+    with atomic_path(run.model) as tmp:
         model.save(tmp)
+    write_record(run)  # last: run.json with the sha256 of every file above means one finished run
     return metrics
+
+
+def recorded_config(config: Config) -> Config:
+    """``config`` as config.yaml records it: data.path and build.test_data as absolute paths (a known
+    dataset's name stays a name), so the run folder works from any working directory."""
+    recorded = copy.deepcopy(config)
+    path = config.data.path
+    if Path(path).expanduser().exists() or path not in KNOWN:
+        recorded.data.path = os.path.abspath(Path(path).expanduser())
+    if config.build.test_data:
+        recorded.build.test_data = os.path.abspath(Path(config.build.test_data).expanduser())
+    return recorded

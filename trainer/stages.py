@@ -137,7 +137,7 @@ def _fit(
     trained.compile(optimizer=keras.optimizers.Adam(lr), loss=LOSS, metrics=["accuracy"])
     if math.isfinite(baseline):  # never end a stage worse than it started
         baseline = float(trained.evaluate(x_val, y_val, batch_size=256, verbose=0)[0])
-    checkpoint = BestCheckpoint(full_model, run.checkpoints / f"{name}_best.keras", baseline=baseline)
+    checkpoint = BestCheckpoint(full_model, run.checkpoints / f"{name}_best.keras", baseline=baseline, stage=name)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience)
     log.info("stage %s: %d trainable weights, lr %g, up to %d epochs", name, len(trained.trainable_weights), lr, epochs)
     history = trained.fit(

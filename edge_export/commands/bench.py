@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
 import click
 
 from edge_export.benchmarks.targets import LOCAL, row_id
+from edge_export.commands.out_folder import check_out_folder
 from edge_export.config import load_config, parse_overrides
 from edge_export.errors import EdgeExportError
+from edge_export.run_folder import RunFolder
 
 FLAG_KEYS = {
     "threads": "bench.threads",
@@ -78,39 +81,49 @@ def bench(targets, data, out, labels_file, keras, config_path, devices, ssh_opti
     run, models, overrides = split_arguments(targets)
     merged = parse_overrides(overrides)
     merged.update({FLAG_KEYS[k]: v for k, v in flags.items() if v is not None})
-    config = load_config(config_path, merged).bench
+    full_config = load_config(config_path, merged)
+    config = full_config.bench
+    if out is not None:
+        check_out_folder(out)
     remote = _remote_devices(devices)
-    if remote:
-        from edge_export.deploy.remote import RemoteSettings
+    if remote:  # every device answers (ssh, login, Python) before any local work
+        from edge_export.deploy.remote import RemoteSettings, connect_devices
         from edge_export.deploy.ssh import parse_options
 
         settings = RemoteSettings(
             ssh_options=parse_options(ssh_options), python=remote_python, remote_dir=remote_dir,
             setup=setup, system_site_packages=system_site_packages,
         )
+        remote = connect_devices(remote, settings)
 
     from edge_export.benchmarks.suite import bench_run
+    from edge_export.run_lock import locked_run
 
-    outcome = bench_run(
-        run,
-        models=models,
-        data=data,
-        config=config,
-        out=out,
-        labels=labels_file,
-        keras=keras,
-        echo=lambda line: click.echo(line),
-    )
-    if remote:
-        from edge_export.deploy.remote import bench_on_devices
-
-        outcome = bench_on_devices(
-            outcome, remote, data=data, config=config, settings=settings, labels=labels_file, run=run,
+    # writing RUN/bench: one writer per run folder (a run folder only read, with --out elsewhere, is not locked)
+    with locked_run(RunFolder(run)) if run is not None and out is None else contextlib.nullcontext():
+        outcome = bench_run(
+            run,
+            models=models,
+            data=data,
+            config=config,
+            out=out,
+            labels=labels_file,
+            keras=keras,
             echo=lambda line: click.echo(line),
+            max_image_pixels=full_config.data.max_image_pixels,  # data.max_image_pixels=N
         )
+        if remote:
+            from edge_export.deploy.remote import bench_on_devices
+
+            outcome = bench_on_devices(
+                outcome, remote, data=data, config=config, settings=settings, labels=labels_file, run=run,
+                echo=lambda line: click.echo(line),
+            )
     problems = []
     if outcome.failed:
         problems.append(f"could not measure: {', '.join(outcome.failed)}")
+    if outcome.report.get("target_errors"):
+        problems.append(f"could not measure on {', '.join(outcome.report['target_errors'])} (see FAILED target above)")
     if outcome.below_min_accuracy:
         worst = {row_id(a): a["accuracy"] for a in outcome.report["artifacts"]}
         names = ", ".join(f"{n} ({worst[n]:.2%})" for n in outcome.below_min_accuracy)

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import click
 
+from edge_export.commands.out_folder import check_out_folder
 from edge_export.config import flatten, load_config, parse_overrides
 from edge_export.run_folder import RunFolder
+from edge_export.tf_env import require_tensorflow
 
 FLAG_KEYS = {
     "data": "data.path",
@@ -45,6 +47,9 @@ def resolve(config_path: Path | None, overrides: tuple[str, ...], flags: dict):
 def build(ctx: click.Context, config_path, out: Path, force: bool, quiet: bool, as_json: bool, overrides, **flags) -> None:
     """Train, export and benchmark in one resumable pipeline. OVERRIDES are key=value (any stage's setting)."""
     config = resolve(config_path, overrides, flags)
+    check_out_folder(out)
+    if {"train", "export"} & set(config.build.stages):
+        require_tensorflow("build")
     import logging
 
     logging.basicConfig(level=logging.WARNING if (quiet or as_json) else logging.INFO, format="%(message)s")
@@ -56,9 +61,12 @@ def build(ctx: click.Context, config_path, out: Path, force: bool, quiet: bool, 
     silent = quiet or as_json
     sink = io.StringIO() if silent else None
     debug = bool((ctx.find_root().obj or {}).get("debug"))
-    with contextlib.redirect_stdout(sink) if silent else contextlib.nullcontext():
+    from edge_export.run_lock import locked_run
+
+    with locked_run(RunFolder(out), command) as run, \
+            contextlib.redirect_stdout(sink) if silent else contextlib.nullcontext():
         result = run_build(
-            config, RunFolder(out), force=force, command=command,
+            config, run, force=force, command=command,
             echo=(lambda line: None) if silent else click.echo, event=emit, debug=debug,
         )
     if not as_json:

@@ -10,6 +10,7 @@ import click
 from edge_export.config import flatten, load_config, parse_overrides
 from edge_export.errors import EdgeExportError
 from edge_export.run_folder import RunFolder
+from edge_export.tf_env import require_tensorflow
 
 
 def resolve_export_config(run: RunFolder, config_path: Path | None, overrides: list[str], formats: str | None):
@@ -25,8 +26,6 @@ def resolve_export_config(run: RunFolder, config_path: Path | None, overrides: l
     return load_config(run.config if run.config.is_file() else None, merged)
 
 
-
-
 @click.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--formats", help="Comma-separated formats, a family (tflite, onnx) or all [export.formats].")
@@ -40,24 +39,34 @@ def export(ctx: click.Context, run_dir: Path, formats: str | None, config_path: 
     Formats: tflite-fp32, tflite-fp16, tflite-dynamic, tflite-int8, tflite-qat-int8,
              onnx-fp32, onnx-int8.
 
-    Exit code 1 when any artifact failed (conversion error or accuracy drop over export.accuracy_budget).
+    Exporting some formats adds or replaces those only: the other artifacts of an earlier export of the
+    same model.keras stay (of an older model.keras, they are removed). bench/, deploy/ and package/ made
+    from a replaced artifact are reported stale.
+
+    Exit code 1 when any artifact of this export failed (conversion error or accuracy drop over
+    export.accuracy_budget).
     """
     run = RunFolder(run_dir)
     if not run.root.is_dir():
         raise EdgeExportError("run folder not found", path=run.root, hint="pass the folder `edge-export train` wrote")
-    run.require_model()
+    run.verify()  # before its config.yaml is read: model.keras and every file beside it are from one train
+    require_tensorflow("export")  # before any work: nothing below runs without it
     config = resolve_export_config(run, config_path, list(overrides), formats)
 
     from edge_export.export.pipeline import export_run, print_table
 
     debug = bool((ctx.find_root().obj or {}).get("debug"))
     click.echo(f"exporting {run.model} -> {run.export_dir}")
-    manifest = export_run(run, config.export, run_config=config, echo=click.echo, debug=debug)
+    from edge_export.run_lock import locked_run
+
+    with locked_run(run):
+        manifest = export_run(run, config.export, run_config=config, echo=click.echo, debug=debug)
     click.echo("")
     print_table(manifest, click.echo)
-    for artifact in manifest["artifacts"]:
-        if artifact["status"] != "ok":
-            click.secho(f"FAILED {artifact['name']}: {artifact.get('error')}", fg="red", err=True)
+    made = set(manifest["settings"]["formats"])  # this export's formats (the manifest may keep earlier ones)
+    failed = [a for a in manifest["artifacts"] if a["name"] in made and a["status"] != "ok"]
+    for artifact in failed:
+        click.secho(f"FAILED {artifact['name']}: {artifact.get('error')}", fg="red", err=True)
     click.echo(f"manifest: {run.export_dir / 'manifest.json'}")
-    if not manifest["ok"]:
+    if failed:
         sys.exit(1)

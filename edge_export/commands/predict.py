@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
@@ -46,11 +47,19 @@ def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
 @click.option("--size", callback=_size, help="Input size HxW (models without a fixed size).")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for the interpreter.")
 @click.option("--provider", "providers", multiple=True, help="ONNX Runtime provider (cpu, cuda, tensorrt); repeatable.")
+@click.option("--max-image-pixels", type=click.IntRange(min=1), metavar="N",
+              help="Refuse images larger than N pixels (width x height) before decoding [default: 64000000].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def predict(model, images, top_k, labels_file, mean, std, size, threads, providers, as_json) -> None:
-    """Classify IMAGE files with MODEL (.tflite or .onnx)."""
+def predict(model, images, top_k, labels_file, mean, std, size, threads, providers, max_image_pixels, as_json) -> None:
+    """Classify IMAGE files with MODEL (.tflite or .onnx).
+
+    Every image gets its result; an image that cannot be used (unreadable, not a regular file, over the
+    pixel limit) gets an error line naming it instead, and the exit status is then 1.
+    """
+    from edge_export.errors import EdgeExportError
     from edge_export.native_stderr import native_stderr_captured
     from edge_export.runtime.classifier import Classifier
+    from edge_export.untrusted import printable
 
     with native_stderr_captured():  # LiteRT's delegate notice; replayed if loading or predicting fails
         classifier = Classifier.load(
@@ -61,18 +70,27 @@ def predict(model, images, top_k, labels_file, mean, std, size, threads, provide
             size=size,
             threads=threads,
             providers=list(providers) or None,
+            max_pixels=max_image_pixels,
         )
-        results = classifier.predict(list(images), top_k=top_k)
+        results = classifier.predict_each(list(images), top_k=top_k)  # a bad image does not stop the others
+    failed = [(image, r) for image, r in zip(images, results) if isinstance(r, EdgeExportError)]
     if as_json:
         payload = [
-            {"image": image, "predictions": [p._asdict() for p in predictions]}
-            for image, predictions in zip(images, results)
+            {"image": image, "error": r.message} if isinstance(r, EdgeExportError)
+            else {"image": image, "predictions": [p._asdict() for p in r]}
+            for image, r in zip(images, results)
         ]
         click.echo(json.dumps(payload, indent=2))
-        return
-    for image, predictions in zip(images, results):
-        click.echo(image)
-        width = max(len(p.label) for p in predictions)
-        for p in predictions:
-            click.echo(f"  {p.label:<{width}}  {p.probability:.4f}")
+    for image, r in zip(images, results):  # in order: a result on stdout, or an error line on stderr
+        if isinstance(r, EdgeExportError):
+            click.secho(f"error: {printable(image, 1000)}: {printable(r.message, 500)}", fg="red", err=True)
+        elif not as_json:
+            click.echo(printable(image, 1000))
+            labels = [printable(p.label, 80) for p in r]
+            width = max(len(label) for label in labels)
+            for label, p in zip(labels, r):
+                click.echo(f"  {label:<{width}}  {p.probability:.4f}")
+    if failed:
+        click.secho(f"{len(failed)} of {len(images)} image(s) failed", fg="red", err=True)
+        sys.exit(1)
 

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import click
 
+from edge_export.commands.out_folder import check_out_folder
 from edge_export.config import load_config, parse_overrides
 from edge_export.run_folder import RunFolder
+from edge_export.tf_env import require_tensorflow
 
 FLAG_KEYS = {
     "data": "data.path",
@@ -41,6 +43,9 @@ def train(out: Path | None, config_path: Path | None, overrides: tuple[str, ...]
     merged = parse_overrides(list(overrides))
     merged.update({FLAG_KEYS[k]: v for k, v in flags.items() if v is not None})
     config = load_config(config_path, merged)
+    run = RunFolder(out) if out else RunFolder.new_default()
+    check_out_folder(run.root)
+    require_tensorflow("train")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     from edge_export.trainer.run import prepare_dataset, train_run
@@ -48,9 +53,11 @@ def train(out: Path | None, config_path: Path | None, overrides: tuple[str, ...]
     dataset = prepare_dataset(config)
     click.echo(f"dataset: {dataset.root}")
     click.echo(dataset.counts_table())
-    run = RunFolder(out) if out else RunFolder.new_default()
     click.echo(f"run folder: {run.root}")
-    metrics = train_run(config, run, dataset)
+    from edge_export.run_lock import locked_run
+
+    with locked_run(run):
+        metrics = train_run(config, run, dataset)
     click.echo(f"validation accuracy {metrics['validation']['accuracy']:.4f}  loss {metrics['validation']['loss']:.4f}")
     if "test" in metrics:
         click.echo(f"test accuracy {metrics['test']['accuracy']:.4f}")

@@ -30,9 +30,11 @@ from edge_export.atomic import atomic_path, copy_file
 from edge_export.deploy.targets import get_target, pinned_requirements
 from edge_export.deploy.wheel import build_wheel
 from edge_export.errors import EdgeExportError
+from edge_export.export.dependents import stale_recommendation
 from edge_export.export.layout import ExportFolder
-from edge_export.export.manifest import read_manifest, sha256_of
+from edge_export.export.manifest import check_artifact_entry, check_made_from, read_manifest, sha256_of
 from edge_export.run_folder import RunFolder
+from edge_export.untrusted import path_inside, read_json, safe_name
 
 Echo = Callable[[str], None]
 BUNDLE_VERSION = 1
@@ -94,10 +96,23 @@ class BundleLayout:
         return path.relative_to(self.root).as_posix()
 
     def read_info(self) -> dict[str, Any]:
-        try:
-            return json.loads(self.info.read_text())
-        except (OSError, ValueError) as exc:
-            raise EdgeExportError(f"not an edge-export bundle ({exc})", path=self.info, hint="pass a folder made by `edge-export package`") from None
+        """bundle.json, checked: every artifact's name and every path in it stay inside the bundle."""
+        if not self.info.is_file():
+            raise EdgeExportError("not an edge-export bundle (no bundle.json)", path=self.info,
+                                  hint="pass a folder made by `edge-export package`")
+        info = read_json(self.info, what="bundle.json")
+        artifacts = info.get("artifacts") if isinstance(info, dict) else None
+        if not isinstance(artifacts, list) or not artifacts:
+            raise EdgeExportError("not an edge-export bundle (no list of artifacts)", path=self.info,
+                                  hint="pass a folder made by `edge-export package`")
+        for entry in artifacts:
+            check_artifact_entry(entry, self.root, self.info)
+            if entry.get("path") is None:
+                raise EdgeExportError(f"artifact {entry['name']} has no path", path=self.info)
+        for key in ("wheel", "requirements", "labels", "model_card"):
+            if info.get(key) is not None or key in ("wheel", "requirements"):
+                path_inside(self.root, info.get(key), what=key, source=self.info)
+        return info
 
 
 @dataclass(frozen=True)
@@ -174,6 +189,7 @@ def package_run(
 def _manifest_artifacts(run: RunFolder) -> dict[str, dict[str, Any]]:
     """The exported artifacts that passed, by name."""
     artifacts = read_manifest(run, hint="run `edge-export export` (or `edge-export build`) on it first")
+    check_made_from(run, run.verify())  # one train's files, and an export of that train's model.keras
     return {a["name"]: a for a in artifacts if a.get("status") == "ok" and a.get("path")}
 
 
@@ -190,6 +206,10 @@ def choose_artifact(run: RunFolder, entries: dict[str, dict[str, Any]], requeste
     recommended = _recommended(run)
     if recommended is not None:
         if recommended in entries:
+            stale = stale_recommendation(run, recommended)
+            if stale:
+                raise EdgeExportError(f"stale: {stale}", path=run.bench_dir,
+                                      hint="re-run bench (`edge-export build`), or pass --artifact NAME")
             return recommended, "the build's recommendation"
         raise EdgeExportError(
             f"the build recommends {recommended!r} but the export has no such artifact (exported ok: {available})",
@@ -206,13 +226,15 @@ def choose_artifact(run: RunFolder, entries: dict[str, dict[str, Any]], requeste
 def _recommended(run: RunFolder) -> str | None:
     """report.json's recommendation, else what ``build`` copied to deploy/."""
     for path in (run.report_json, run.deploy_dir / "recommendation.json"):
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
+        if not path.is_file():
             continue
+        try:
+            data = read_json(path)
+        except EdgeExportError:
+            continue  # unreadable: as if absent (the manifest decides what can be packaged)
         rec = data.get("recommendation", data) if isinstance(data, dict) else None
         if isinstance(rec, dict) and rec.get("artifact"):
-            return str(rec["artifact"])
+            return safe_name(rec["artifact"], what="recommended artifact", source=path)
     deploy = run.deploy_dir
     models = sorted(p.stem for p in deploy.glob("*") if p.suffix in FAMILIES) if deploy.is_dir() else []
     return models[0] if len(models) == 1 else None
@@ -237,6 +259,7 @@ def build_bundle(
     if not models:
         raise EdgeExportError("nothing to bundle", hint="pass at least one model")
     for m in models:
+        safe_name(m.name, what="model name")
         if not m.path.is_file():
             raise EdgeExportError("model file not found", path=m.path, hint="re-run `edge-export export`")
         if m.path.suffix.lower() not in FAMILIES:

@@ -22,6 +22,45 @@ HERE = Path(__file__).resolve().parent
 MISSING_PACKAGES = 3  # exit status when a runtime package is not installed
 
 
+class BadBundle(Exception):
+    """bundle.json is damaged or names a file outside the bundle."""
+
+
+def _inside(relative, what):
+    """HERE / relative when it stays inside the bundle: no absolute path, no '..', no link out.
+
+    A copy of edge_export.untrusted.path_inside in miniature: this script runs before edge_export can be
+    imported (the wheel's own path comes from bundle.json).
+    """
+    if not isinstance(relative, str) or not relative or "\x00" in relative:
+        raise BadBundle("bundle.json: %s %r is not a relative path" % (what, relative))
+    parts = relative.replace("\\", "/").split("/")
+    path = (HERE / relative).resolve()
+    if relative.startswith(("/", "\\")) or ".." in parts or ":" in parts[0] or (path != HERE and HERE not in path.parents):
+        raise BadBundle("bundle.json: %s %r points outside the bundle %s" % (what, relative, HERE))
+    return path
+
+
+def read_info():
+    """bundle.json, with every path in it checked to stay inside the bundle (HERE / path is then safe)."""
+    try:
+        info = json.loads((HERE / "bundle.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise BadBundle("cannot read %s: %s" % (HERE / "bundle.json", str(exc)[:200]))
+    artifacts = info.get("artifacts") if isinstance(info, dict) else None
+    if not isinstance(artifacts, list) or not artifacts or not all(isinstance(a, dict) for a in artifacts):
+        raise BadBundle("bundle.json has no list of artifacts: not an edge-export bundle")
+    for a in artifacts:
+        name = a.get("name")
+        if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", ".."):
+            raise BadBundle("bundle.json: artifact name %r is not a safe name" % (name,))
+        _inside(a.get("path"), "path of artifact %s" % name)
+    for key in ("wheel", "requirements", "labels"):
+        if info.get(key) is not None or key in ("wheel", "requirements"):
+            _inside(info.get(key), key)
+    return info
+
+
 def _use_bundled_wheel(info):
     """Import edge_export from the bundled wheel, here and in the benchmark's measuring subprocesses."""
     wheel = str(HERE / info["wheel"])
@@ -36,11 +75,11 @@ def _pick_model(info, argv):
     if "--model" in argv:
         i = argv.index("--model")
         if i + 1 >= len(argv):
-            raise SystemExit("--model needs a name: " + ", ".join(a["name"] for a in artifacts))
+            raise SystemExit("--model needs a name: " + ", ".join(repr(a["name"]) for a in artifacts))
         name, argv = argv[i + 1], argv[:i] + argv[i + 2:]
         chosen = [a for a in artifacts if a["name"] == name]
         if not chosen:
-            raise SystemExit("no model %r in this bundle (it has: %s)" % (name, ", ".join(a["name"] for a in artifacts)))
+            raise SystemExit("no model %r in this bundle (it has: %s)" % (name, ", ".join(repr(a["name"]) for a in artifacts)))
         return str(HERE / chosen[0]["path"]), argv
     return str(HERE / artifacts[0]["path"]), argv
 
@@ -50,7 +89,11 @@ def main(argv=None):
     if sys.version_info < (3, 10):
         sys.stderr.write("error: this bundle needs Python 3.10 or newer (this is %s)\n" % sys.version.split()[0])
         return 2
-    info = json.loads((HERE / "bundle.json").read_text())
+    try:
+        info = read_info()
+    except BadBundle as exc:
+        sys.stderr.write("error: %s\n" % str(exc).encode("ascii", "backslashreplace").decode())
+        return 2
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(__doc__)
         return 0

@@ -2,9 +2,11 @@
 test images go to each device, the bundle's own ``run.py bench`` measures them there, and the device's
 bench.json is merged into the local report as another target.
 
-The local results are written first (``bench_run``) and are rewritten only with the merged report, so
-a device that cannot be reached, has no Python or loses the connection never costs them; its error is
-recorded under ``target_errors`` and raised (EdgeExportError) after the outputs are written.
+Every device is checked first (``connect_devices``: ssh, host key, login, Python), before any local
+work: one that cannot be reached is one error and nothing is measured. The local results are then written
+(``bench_run``) and rewritten only with the merged report, so a device that fails later (e.g. loses the
+connection) never costs them; its error is recorded under ``target_errors`` (the report's FAILED target
+line) and the outcome is not ok.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ Echo = Callable[[str], None]
 BUNDLE, TESTS, RESULTS = "bundle", "test", "out"
 MISSING_PACKAGES = 3  # run.py's exit status when the runtime is not installed
 MIN_PYTHON = (3, 10)
+CHECK_TIMEOUT_S = 120  # connecting (ssh's ConnectTimeout) and starting Python on a slow device
 _VERSION = "import sys; print('%d.%d.%d' % sys.version_info[:3])"
 
 
@@ -48,9 +51,36 @@ class RemoteSettings:
     system_site_packages: bool = False  # ... letting it see the device's system packages
 
 
+@dataclass
+class Device:
+    """A device that answered: its connection and the version of its Python."""
+
+    target: SshTarget
+    conn: SshConnection
+    python_version: str
+
+
+def connect_devices(devices: Sequence[SshTarget], settings: RemoteSettings) -> list[Device]:
+    """Check every device (resolve, connect, host key, login, Python) with one cheap ssh call each.
+
+    Done before any local work; any failure is one EdgeExportError naming every device that failed.
+    """
+    checked: list[Device] = []
+    errors: list[EdgeExportError] = []
+    for device in devices:
+        try:
+            conn = SshConnection(device, list(settings.ssh_options))
+            checked.append(Device(device, conn, check_python(conn, _python_command(settings.python), settings.python)))
+        except EdgeExportError as exc:
+            errors.append(exc)
+    if errors:
+        raise EdgeExportError("; ".join(e.message for e in errors) + " (nothing was measured)", hint=errors[0].hint)
+    return checked
+
+
 def bench_on_devices(
     outcome: BenchOutcome,
-    devices: Sequence[SshTarget],
+    devices: Sequence[Device],
     *,
     data: str | Path,
     config: BenchConfig,
@@ -59,27 +89,14 @@ def bench_on_devices(
     run: RunFolder | str | Path | None = None,
     echo: Echo | None = print,
 ) -> BenchOutcome:
-    """Measure the models of a finished local benchmark on each device; merged outputs replace the local ones."""
+    """Measure the models of a finished local benchmark on each device (checked by ``connect_devices``);
+    merged outputs replace the local ones. A device that fails now is recorded in ``target_errors``."""
     echo = echo or (lambda line: None)
     report = outcome.report
     rows = [a for a in report["artifacts"] if a["format"] != "keras" and Path(a["path"]).is_file()]
     if not rows:
         raise EdgeExportError("no model to benchmark on a device (the Keras model needs TensorFlow; devices run exported artifacts)")
-    errors: list[EdgeExportError] = []
-
-    def failed(device: SshTarget, exc: EdgeExportError) -> None:
-        echo(f"[{device.name}] FAILED: {exc.message}")
-        record_target_error(report, device.name, exc.message)
-        errors.append(exc)
-
-    reachable: list[tuple[SshTarget, SshConnection, str]] = []
-    for device in devices:  # first the cheap checks: connection, host key, login, Python
-        try:
-            conn = SshConnection(device, list(settings.ssh_options))
-            reachable.append((device, conn, check_python(conn, _python_command(settings.python), settings.python)))
-        except EdgeExportError as exc:
-            failed(device, exc)
-    if reachable:
+    if devices:
         with tempfile.TemporaryDirectory(prefix="edge-export-remote-") as tmp:
             tmp_dir = Path(tmp)
             info = build_bundle(
@@ -91,21 +108,17 @@ def bench_on_devices(
             )
             bundle_archive = write_archive(tmp_dir / BUNDLE)
             tests_archive = _test_archive(data, tmp_dir / f"{TESTS}.tar.gz")
-            for device, conn, version in reachable:
+            for device in devices:
+                name = device.target.name
                 try:
-                    remote = bench_on_device(conn, version, bundle_archive, tests_archive, info, config, settings, echo)
+                    remote = bench_on_device(device.conn, device.python_version, bundle_archive, tests_archive, info, config, settings, echo)
                 except EdgeExportError as exc:
-                    failed(device, exc)
+                    fix = f" (fix: {exc.hint})" if exc.hint else ""
+                    record_target_error(report, name, exc.message + fix)  # shown once: the table's FAILED target line
                     continue
-                write_json(outcome.out_dir / "targets" / _safe(device.name) / "bench.json", remote)
-                merge_target(report, device.name, remote, config.min_accuracy)
-    merged = write_outputs(report, outcome.out_dir, echo)
-    if errors:
-        raise EdgeExportError(
-            "; ".join(e.message for e in errors) + f" (the local results are in {merged.files['json']})",
-            hint=errors[0].hint,
-        )
-    return merged
+                write_json(outcome.out_dir / "targets" / _safe(name) / "bench.json", remote)
+                merge_target(report, name, remote, config.min_accuracy)
+    return write_outputs(report, outcome.out_dir, echo)
 
 
 def bench_on_device(
@@ -173,7 +186,7 @@ def remote_base(remote_dir: str) -> str:
 
 def check_python(conn: SshConnection, python: str, shown: str) -> str:
     """The device's Python version; EdgeExportError when there is none (or it is too old)."""
-    proc = conn.run(f"{python} -c {shlex.quote(_VERSION)}", doing="looking for Python")
+    proc = conn.run(f"{python} -c {shlex.quote(_VERSION)}", doing="looking for Python", timeout=CHECK_TIMEOUT_S)
     out = proc.stdout.decode(errors="replace").strip()
     hint = "install Python 3.10+ on the device (Debian/Raspberry Pi OS: sudo apt install python3 python3-venv), or pass --remote-python PATH"
     if proc.returncode != 0 or not re.fullmatch(r"\d+\.\d+\.\d+", out):

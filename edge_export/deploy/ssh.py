@@ -20,6 +20,7 @@ from typing import Sequence
 from urllib.parse import urlsplit
 
 from edge_export.errors import EdgeExportError
+from edge_export.process import child_popen_kwargs
 
 SCHEME = "ssh://"
 CONNECT_TIMEOUT_S = 20
@@ -92,7 +93,8 @@ class SshConnection:
         """Run a shell command on the device; ssh's own failures (255) become EdgeExportError naming ``doing``."""
         try:
             with open(stdin, "rb") if stdin is not None else contextlib.nullcontext(subprocess.DEVNULL) as source:
-                proc = subprocess.run(self.command(remote_command), stdin=source, capture_output=True, timeout=timeout)
+                proc = subprocess.run(self.command(remote_command), stdin=source, capture_output=True, timeout=timeout,
+                                      **child_popen_kwargs())  # dies with us: no ssh left behind by a kill
         except subprocess.TimeoutExpired:
             raise EdgeExportError(f"{self.target.name}: no answer within {timeout:.0f}s while {doing}") from None
         if proc.returncode == SSH_FAILED:
@@ -128,6 +130,11 @@ class SshConnection:
             return EdgeExportError(
                 f"{name}: ssh login refused: {text}",
                 hint="load the key into your agent (ssh-add) or pass --ssh-option IdentityFile=KEY",
+            )
+        if "could not resolve hostname" in stderr.lower():
+            return EdgeExportError(
+                f"{name}: the host name {self.target.host} does not resolve: {text}",
+                hint="check the name in --target (or use the device's IP address), and the network",
             )
         if any(s in stderr.lower() for s in ("connection refused", "could not resolve", "timed out", "no route to host", "network is unreachable")):
             return EdgeExportError(f"{name}: cannot connect while {doing}: {text}", hint=f"check that the device is on and that `ssh{port} {self.target.destination}` works")

@@ -12,11 +12,12 @@ from typing import Any
 from edge_export import __version__
 from edge_export.atomic import write_json, write_text
 from edge_export.run_folder import RunFolder
+from edge_export.untrusted import read_json
 
 
 def gather(run: RunFolder, dataset_summary: dict, recommendation: dict | None, command: str) -> dict[str, Any]:
-    def read(path: Path) -> Any:
-        return json.loads(path.read_text()) if path.is_file() else None
+    def read(path: Path) -> Any:  # bounded, and a damaged file is an error naming it, not a traceback
+        return read_json(path) if path.is_file() else None
 
     bench = read(run.bench_dir / "bench.json")
     if bench:  # keep report.json readable: drop per-image predictions

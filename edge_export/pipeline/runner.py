@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -11,6 +10,8 @@ from typing import Callable
 
 from edge_export.atomic import copy_file, remove_partials, write_json
 from edge_export.config import Config
+from edge_export.export.dependents import stale_bench
+from edge_export.export.manifest import read_manifest  # checked names and paths: nothing lands outside deploy/
 from edge_export.pipeline.recommend import recommend
 from edge_export.pipeline.report import gather, write_reports
 from edge_export.pipeline.stages import BuildContext, get_stages
@@ -18,6 +19,7 @@ from edge_export.pipeline.state import StageState
 from edge_export.run_folder import RunFolder
 from edge_export.trainer.datasets import scan_dataset
 from edge_export.trainer.named_datasets import resolve_data
+from edge_export.untrusted import read_json
 
 
 @dataclass
@@ -81,8 +83,14 @@ def build(
     result.failures += _gates(run, config)
     bench_path = run.bench_dir / "bench.json"
     if bench_path.is_file():
-        bench = json.loads(bench_path.read_text())
-        result.recommendation = recommend(bench, config.build.accuracy_budget, config.build.max_size_mb)
+        bench = read_json(bench_path)
+        stale = stale_bench(run, bench)  # measured files that an export or a train replaced since
+        if stale:
+            result.recommendation = {"artifact": None, "candidates": [], "why": (
+                f"stale: bench/bench.json measured {', '.join(stale)} as it was before (changed or removed since): "
+                "re-run bench (`edge-export build --stages bench`)")}
+        else:
+            result.recommendation = recommend(bench, config.build.accuracy_budget, config.build.max_size_mb)
         _deploy(run, result.recommendation)
         if result.recommendation["artifact"] is None:
             result.failures.append(f"no recommendation: {result.recommendation['why']}")
@@ -95,14 +103,13 @@ def build(
 
 def _gates(run: RunFolder, config: Config) -> list[str]:
     failures = []
-    manifest_path = run.export_dir / "manifest.json"
-    if manifest_path.is_file():
-        for a in json.loads(manifest_path.read_text()).get("artifacts", []):
+    if (run.export_dir / "manifest.json").is_file():
+        for a in read_manifest(run):
             if a.get("status") != "ok":
                 failures.append(f"export {a['name']}: {a.get('error', 'failed')}")
     bench_path = run.bench_dir / "bench.json"
     if bench_path.is_file() and config.bench.min_accuracy is not None:
-        for a in json.loads(bench_path.read_text()).get("artifacts", []):
+        for a in read_json(bench_path).get("artifacts", []):
             if a.get("format") != "keras" and (a.get("accuracy") is None or a["accuracy"] < config.bench.min_accuracy):
                 failures.append(f"bench {a['name']}: accuracy {a.get('accuracy')} below --min-accuracy {config.bench.min_accuracy}")
     return failures
@@ -116,13 +123,13 @@ def _deploy(run: RunFolder, recommendation: dict) -> None:
         shutil.rmtree(deploy)
     if not name:
         return
-    manifest = json.loads((run.export_dir / "manifest.json").read_text())
-    entry = next((a for a in manifest["artifacts"] if a["name"] == name), None)
-    if entry is None:
+    entry = next((a for a in read_manifest(run) if a["name"] == name), None)
+    if entry is None or not entry.get("path"):
         return
     deploy.mkdir()
     copy_file(run.export_dir / entry["path"], deploy / Path(entry["path"]).name)
     copy_file(run.export_dir / "labels.txt", deploy / "labels.txt")
     if (run.export_dir / "model_card.json").is_file():
         copy_file(run.export_dir / "model_card.json", deploy / "model_card.json")
+    recommendation["sha256"] = entry.get("sha256")  # what was recommended: readers notice a re-export
     write_json(deploy / "recommendation.json", recommendation)

@@ -5,7 +5,6 @@ Adding a stage is adding one ``Stage`` entry to ``STAGES``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -66,16 +65,15 @@ def _train(ctx: BuildContext) -> dict:
 
 def _train_outputs(ctx: BuildContext) -> list[Path]:
     r = ctx.run
-    return [r.model, r.labels, r.metrics, r.history, r.model_spec, r.config]
+    return [r.run_record, *(r.root / name for name in r.RECORDED)]
 
 
 # --------------------------------------------------------------------------------------------- export
 
 
 def _export_fingerprint(ctx: BuildContext) -> str:
-    model = ctx.run.model
-    digest = sha256_file(model) if model.is_file() else None
-    return fingerprint("export", __version__, ctx.config.to_dict()["export"], digest)
+    record = ctx.run.verify()  # the model and the files beside it are from one train (else a clear error)
+    return fingerprint("export", __version__, ctx.config.to_dict()["export"], record.model_sha256, record.run_id)
 
 
 def _export(ctx: BuildContext) -> dict:
@@ -89,9 +87,10 @@ def _export_outputs(ctx: BuildContext) -> list[Path]:
     manifest_path = ctx.run.export_dir / "manifest.json"
     if not manifest_path.is_file():
         return []
-    manifest = json.loads(manifest_path.read_text())
+    from edge_export.export.manifest import read_manifest
+
     files = [manifest_path, ctx.run.export_dir / "model_card.json", ctx.run.export_dir / "labels.txt"]
-    files += [ctx.run.export_dir / a["path"] for a in manifest["artifacts"] if a.get("path") and a.get("status") == "ok"]
+    files += [ctx.run.export_dir / a["path"] for a in read_manifest(ctx.run) if a.get("path") and a.get("status") == "ok"]
     return files
 
 
@@ -100,19 +99,21 @@ def _export_outputs(ctx: BuildContext) -> list[Path]:
 
 def _bench_fingerprint(ctx: BuildContext) -> str:
     manifest_path = ctx.run.export_dir / "manifest.json"
-    manifest = sha256_file(manifest_path) if manifest_path.is_file() else None
-    model = sha256_file(ctx.run.model) if ctx.run.model.is_file() else None
+    manifest = sha256_file(manifest_path) if manifest_path.is_file() else None  # any re-export changes it
+    record = ctx.run.verify()
+    model = (record.model_sha256, record.run_id)
     test_dir = ctx.test_dir
     listing = sorted(
         f"{p.relative_to(test_dir)}\t{p.stat().st_size}" for p in test_dir.rglob("*") if p.is_file()
     )
-    return fingerprint("bench", __version__, ctx.config.to_dict()["bench"], manifest, model, listing)
+    return fingerprint("bench", __version__, ctx.config.to_dict()["bench"], ctx.config.data.max_image_pixels, manifest, model, listing)
 
 
 def _bench(ctx: BuildContext) -> dict:
     from edge_export.benchmarks.suite import bench_run
 
-    outcome = bench_run(ctx.run, data=ctx.test_dir, config=ctx.config.bench, echo=ctx.echo)
+    outcome = bench_run(ctx.run, data=ctx.test_dir, config=ctx.config.bench, echo=ctx.echo,
+                        max_image_pixels=ctx.config.data.max_image_pixels)
     return outcome.report
 
 

@@ -8,8 +8,9 @@ from typing import Sequence
 import numpy as np
 
 from edge_export.errors import EdgeExportError
-from edge_export.runtime.backends.base import Backend, TensorSpec
+from edge_export.runtime.backends.base import Backend, TensorSpec, check_shape
 from edge_export.runtime.metadata import TFLITE_IDENTIFIER, read_tflite_metadata_text
+from edge_export.untrusted import printable
 
 
 def interpreter_class():
@@ -62,6 +63,9 @@ class LiteRTBackend(Backend):
                 raise EdgeExportError(
                     f"expected a model with 1 input and 1 output, found {len(inputs)} and {len(outputs)}", path=path
                 )
+            check_shape(list(inputs[0]["shape"]), "input", path)  # before allocate_tensors: shapes are the file's word
+            for tensor in interpreter.get_tensor_details():
+                check_shape(list(tensor["shape"]), f"tensor {printable(tensor['name'], 80)!r}", path)
             interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise EdgeExportError(

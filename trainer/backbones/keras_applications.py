@@ -6,10 +6,13 @@ Weights: ``imagenet`` (Keras's own download and cache in ``$KERAS_HOME/models``)
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Any
 
 from edge_export.errors import EdgeExportError
+from edge_export.untrusted import printable
 from edge_export.trainer.backbones.registry import BackboneSpec, register
 
 
@@ -18,15 +21,32 @@ def _application(constructor: str, **kwargs: Any):
         local = weights not in ("imagenet", "none")
         if local and not Path(weights).is_file():
             raise EdgeExportError("weights file not found", path=weights, hint="pass imagenet, none, or an existing .h5 file")
-        base = getattr(keras.applications, constructor)(
-            include_top=False,
-            weights=None if weights == "none" else weights,
-            input_tensor=x,
-            **kwargs,
-        )
+        try:
+            base = getattr(keras.applications, constructor)(
+                include_top=False,
+                weights=None if weights == "none" else weights,
+                input_tensor=x,
+                **kwargs,
+            )
+        except Exception as exc:  # keras.utils.get_file raises a bare Exception("URL fetch failure on URL: ...")
+            if "URL fetch failure" not in str(exc):
+                raise
+            raise _download_failed(str(exc)) from None
         return base.output
 
     return build
+
+
+def _download_failed(message: str) -> EdgeExportError:
+    match = re.search(r"URL fetch failure on (\S+?):? ", message)
+    url = match.group(1) if match else "the ImageNet weights"
+    file = url.rsplit("/", 1)[-1] if match else "the weights file"
+    cache = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "models"
+    return EdgeExportError(
+        f"could not download the ImageNet weights {printable(url)}: {printable(message.split(' -- ', 1)[-1])}",
+        hint=f"download {printable(file)} elsewhere and copy it into {printable(cache)}, or pass model.weights=PATH "
+        "(a local .h5 file), or model.weights=none (no pretrained weights)",
+    )
 
 
 def _bgr_first_conv(layer_name: str):
