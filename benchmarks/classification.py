@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edge_export.untrusted import finite_array
+from edge_export.core.untrusted import finite_array
 
 OTHER = "(other)"
 

@@ -42,7 +42,7 @@ import numpy as np
 from edge_export.benchmarks.classification import top1_indices
 from edge_export.benchmarks.latency import measure, overhead_pct, summarize, throughput, time_interleaved
 from edge_export.benchmarks.testset import iter_pixels, pixel_count, read_pixels
-from edge_export.errors import EdgeExportError
+from edge_export.core.errors import EdgeExportError
 from edge_export.runtime.images import load_image
 from edge_export.runtime.preprocessing import Preprocessing
 
@@ -158,7 +158,7 @@ def measure_keras(req: dict[str, Any]) -> dict[str, Any]:
     TensorFlow fixes its thread pools at start-up: only the first thread count of a process applies
     (``threads_applied``), so the suite runs one process per thread count.
     """
-    from edge_export.tf_env import import_keras
+    from edge_export.core.tf_env import import_keras
 
     started = time.perf_counter()
     keras = import_keras()

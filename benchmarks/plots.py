@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_export.atomic import atomic_path
+from edge_export.core.atomic import atomic_path
 from edge_export.benchmarks.report import size_text
 from edge_export.benchmarks.targets import row_id
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from edge_export import __version__
+from edge_export.core import __version__
 from edge_export.benchmarks.machine import describe
 from edge_export.benchmarks.targets import LOCAL, is_multi_target, row_id
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from edge_export.atomic import write_json, write_text
+from edge_export.core.atomic import write_json, write_text
 from edge_export.benchmarks.classification import classification_metrics, top1_agreement
 from edge_export.benchmarks.machine import machine_info, resolve_threads
 from edge_export.benchmarks.plots import plot_accuracy_latency, plot_confusions
@@ -25,14 +25,15 @@ from edge_export.benchmarks.report import build_report, render_markdown, render_
 from edge_export.benchmarks.targets import LOCAL
 from edge_export.benchmarks.testset import TestSet, decode_all, map_classes, save_pixels, scan_test_folder
 from edge_export.benchmarks.worker import measure_safely, run_worker
-from edge_export.config import BenchConfig
-from edge_export.errors import EdgeExportError
-from edge_export.export.manifest import check_made_from, read_manifest, sha256_of
-from edge_export.pause import pause_point
-from edge_export.run_folder import RunFolder
+from edge_export.core.config import BenchConfig
+from edge_export.core.hashing import sha256_file
+from edge_export.core.errors import EdgeExportError
+from edge_export.export.manifest import check_made_from, read_manifest
+from edge_export.core.pause import pause_point
+from edge_export.core.run_folder import RunFolder
 from edge_export.runtime.backends import SUFFIXES
 from edge_export.runtime.preprocessing import Preprocessing
-from edge_export.untrusted import printable
+from edge_export.core.untrusted import printable
 
 Echo = Callable[[str], None]
 
@@ -386,7 +387,7 @@ def _record(target: Target, result: dict[str, Any], testset: TestSet, config: Be
         "path": str(target.path),
         "source": target.source,
         "size_bytes": target.size_bytes,
-        "sha256": sha256_of(target.path),  # what was measured: a later export or train makes this row stale
+        "sha256": sha256_file(target.path),  # what was measured: a later export or train makes this row stale
     }
     predictions = result.get("predictions")
     if "error" not in result and (predictions is None or len(predictions) != len(testset.files)):

@@ -18,9 +18,9 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from edge_export.errors import EdgeExportError
+from edge_export.core.errors import EdgeExportError
 from edge_export.runtime.images import ImageDecodeError, find_images, load_image, max_pixels_value
-from edge_export.untrusted import printable
+from edge_export.core.untrusted import printable
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from edge_export.atomic import write_json
-from edge_export.errors import EdgeExportError
-from edge_export.pause import pause_point
-from edge_export.process import child_popen_kwargs
+from edge_export.core.atomic import write_json
+from edge_export.core.errors import EdgeExportError
+from edge_export.core.pause import pause_point
+from edge_export.core.process import child_popen_kwargs, python_module_command
 
 
 def run_worker(request: dict[str, Any], workdir: Path, name: str) -> dict[str, Any]:
@@ -29,7 +29,7 @@ def run_worker(request: dict[str, Any], workdir: Path, name: str) -> dict[str, A
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with subprocess.Popen(
-        [sys.executable, "-m", "edge_export.benchmarks.worker", str(req_path), str(res_path)],
+        python_module_command("edge_export.benchmarks.worker", str(req_path), str(res_path)),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

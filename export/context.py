@@ -14,15 +14,15 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edge_export import __version__
-from edge_export.config import Config, ExportConfig
-from edge_export.errors import EdgeExportError
+from edge_export.core import __version__
+from edge_export.core.config import Config, ExportConfig
+from edge_export.core.errors import EdgeExportError
 from edge_export.export.data import Images, load_images, open_dataset, representative_pixels, sample
 from edge_export.export.formats import FormatSpec
 from edge_export.export.layout import ExportFolder
 from edge_export.export.metadata import build_metadata
-from edge_export.run_folder import RunFolder
-from edge_export.run_record import RunRecord
+from edge_export.core.run_folder import RunFolder
+from edge_export.core.run_record import RunRecord
 from edge_export.runtime.preprocessing import Preprocessing
 from edge_export.trainer.model import ModelSpec
 
@@ -152,7 +152,7 @@ def read_model_spec(run: RunFolder) -> dict[str, Any]:
 def load_keras_model(run: RunFolder, spec: ModelSpec) -> Any:
     """The run's model.keras, or an EdgeExportError naming the file and what to do."""
     path = run.require_model()
-    from edge_export.tf_env import import_keras
+    from edge_export.core.tf_env import import_keras
 
     keras = import_keras()
     try:

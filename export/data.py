@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_export.errors import EdgeExportError
+from edge_export.core.errors import EdgeExportError
 from edge_export.trainer.datasets import Dataset, Split, load_pixels, scan_dataset
 from edge_export.trainer.named_datasets import resolve_data
 

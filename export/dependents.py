@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge_export.errors import EdgeExportError
+from edge_export.core.errors import EdgeExportError
 from edge_export.export.manifest import read_manifest
-from edge_export.pipeline.fingerprint import sha256_file
-from edge_export.run_folder import RunFolder
-from edge_export.untrusted import printable, read_json
+from edge_export.core.hashing import sha256_file
+from edge_export.core.run_folder import RunFolder
+from edge_export.core.untrusted import printable, read_json
 
 KERAS = "keras"  # bench.json's name for the run's model.keras
 MEASURED_FROM_RUN = ("manifest", "run")  # bench.json row sources that are files of the run folder

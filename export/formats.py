@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
-from edge_export.errors import EdgeExportError
+from edge_export.core.errors import EdgeExportError
 
 if TYPE_CHECKING:  # pragma: no cover
     from edge_export.export.context import ExportContext

@@ -6,15 +6,15 @@ import contextlib
 from pathlib import Path
 from typing import Iterable
 
-from edge_export.atomic import remove_partials
+from edge_export.core.atomic import remove_partials
 from edge_export.export.formats import FORMATS, FormatSpec
-from edge_export.run_folder import RunFolder
+from edge_export.core.run_folder import ExportFiles, RunFolder
 
 
 class ExportFolder:
-    MANIFEST = "manifest.json"  # written last: its presence means a finished export
-    MODEL_CARD = "model_card.json"
-    LABELS = "labels.txt"
+    MANIFEST = ExportFiles.MANIFEST  # written last: its presence means a finished export
+    MODEL_CARD = ExportFiles.MODEL_CARD
+    LABELS = ExportFiles.LABELS
 
     def __init__(self, run: RunFolder):
         self.run = run

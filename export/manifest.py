@@ -4,7 +4,6 @@ the model is, what it was trained on, how it scores, which tools made it) and th
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import platform
@@ -14,13 +13,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edge_export import __version__
-from edge_export.errors import EdgeExportError
+from edge_export.core import __version__
+from edge_export.core.errors import EdgeExportError
 from edge_export.export.formats import FORMATS
 from edge_export.export.layout import ExportFolder
-from edge_export.run_folder import RunFolder
-from edge_export.untrusted import path_inside, printable, read_json, safe_name
-from edge_export.versions import installed_versions
+from edge_export.core.run_folder import RunFolder
+from edge_export.core.untrusted import path_inside, printable, read_json, safe_name
+from edge_export.core.versions import installed_versions
 
 MANIFEST_VERSION = 1
 LIBRARIES = (
@@ -53,14 +52,6 @@ class ArtifactResult:
         if d["error"] is None:
             d.pop("error")
         return {**d, **extras}
-
-
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_manifest(run: RunFolder, hint: str = "run `edge-export export` on it first") -> list[dict[str, Any]]:

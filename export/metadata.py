@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import flatbuffers
 import numpy as np
 
-from edge_export.errors import EdgeExportError
+from edge_export.core.errors import EdgeExportError
 from edge_export.runtime.metadata import FORMAT_VERSION, METADATA_NAME, TFLITE_IDENTIFIER
 from edge_export.runtime.preprocessing import Preprocessing
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_export.errors import EdgeExportError
+from edge_export.core.errors import EdgeExportError
 from edge_export.export.context import ExportContext
 from edge_export.export.formats import FormatSpec
 from edge_export.export.metadata import embed_onnx_metadata

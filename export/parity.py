@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from edge_export.runtime.classifier import Classifier
-from edge_export.untrusted import finite_array
+from edge_export.core.untrusted import finite_array
 
 BATCH = 32
 

@@ -20,20 +20,21 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from edge_export.atomic import atomic_path, write_json, write_text
-from edge_export.config import Config, ExportConfig, load_config
+from edge_export.core.atomic import atomic_path, write_json, write_text
+from edge_export.core.config import Config, ExportConfig, load_config
 from edge_export.export.context import ExportContext
 from edge_export.export.formats import FormatSpec, resolve_formats
-from edge_export.errors import EdgeExportError
+from edge_export.core.hashing import sha256_file
+from edge_export.core.errors import EdgeExportError
 from edge_export.export.dependents import stale_dependents
 from edge_export.export.formats import FORMATS
 from edge_export.export.manifest import (
-    ArtifactResult, build_manifest, build_model_card, made_from, read_manifest, render_table, sha256_of,
+    ArtifactResult, build_manifest, build_model_card, made_from, read_manifest, render_table,
 )
 from edge_export.export.parity import artifact_probabilities, check_budget, compare, keras_probabilities
-from edge_export.native_stderr import native_stderr_captured
-from edge_export.pause import pause_point
-from edge_export.run_folder import RunFolder
+from edge_export.core.native_stderr import native_stderr_captured
+from edge_export.core.pause import pause_point
+from edge_export.core.run_folder import RunFolder
 
 Echo = Callable[[str], None]
 
@@ -141,7 +142,7 @@ def _earlier_entries(ctx: ExportContext, requested: set[str]) -> list[dict]:
         path = folder.artifact(fmt) if fmt is not None else None
         if fmt is None or (entry.get("path") is not None and entry["path"] != fmt.filename):
             echo(f"export/: removing {entry['name']}: not an artifact this export makes")
-        elif entry.get("path") is not None and (not path.is_file() or sha256_of(path) != entry.get("sha256")):
+        elif entry.get("path") is not None and (not path.is_file() or sha256_file(path) != entry.get("sha256")):
             echo(f"export/: removing {entry['name']}: its file is missing or changed since it was exported")
         else:
             kept.append(entry)
@@ -166,7 +167,7 @@ def export_one(ctx: ExportContext, fmt: FormatSpec, images, reference, step: str
     else:
         result.path = ctx.folder.relative(path)
         result.size_bytes = path.stat().st_size
-        result.sha256 = sha256_of(path)
+        result.sha256 = sha256_file(path)
         _check(ctx, result, path, images, reference, debug)
     result.seconds = round(time.perf_counter() - started, 2)
     echo(f"{step} {fmt.name}: {_summary(result)} in {result.seconds:.1f}s")

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_export.errors import EdgeExportError
-from edge_export.process import child_popen_kwargs
+from edge_export.core.errors import EdgeExportError
+from edge_export.core.process import child_popen_kwargs, python_module_command
 from edge_export.export.context import ExportContext
 from edge_export.export.formats import FormatSpec
 from edge_export.export.tflite import write_tflite
@@ -144,7 +144,7 @@ def run_worker(job_dir: Path, echo=None) -> dict:
         (job_dir / name).unlink(missing_ok=True)
     with open(job_dir / LOG, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", WORKER, str(job_dir)],
+            python_module_command(WORKER, str(job_dir)),
             stdout=subprocess.PIPE,
             stderr=log,
             stdin=subprocess.DEVNULL,

@@ -13,13 +13,13 @@ from typing import Any, NamedTuple, Sequence, Union
 
 import numpy as np
 
-from edge_export.errors import EdgeExportError
+from edge_export.core.errors import EdgeExportError
 from edge_export.runtime.backends import Backend, load_backend
 from edge_export.runtime.images import ImageInput, load_image, max_pixels_value
 from edge_export.runtime.metadata import parse_metadata
 from edge_export.runtime.preprocessing import Preprocessing
 from edge_export.runtime.quantization import dequantize, quantize, raw_pixel_mean_std
-from edge_export.untrusted import finite_array, is_regular_file
+from edge_export.core.untrusted import finite_array, is_regular_file
 
 Triple = Union[float, Sequence[float]]
 

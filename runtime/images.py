@@ -23,8 +23,8 @@ from typing import NamedTuple, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from edge_export.errors import EdgeExportError
-from edge_export.untrusted import is_regular_file, printable
+from edge_export.core.errors import EdgeExportError
+from edge_export.core.untrusted import is_regular_file, printable
 
 # Images larger than this (width x height, from the header) are refused before decoding: a 109 KB PNG can
 # declare 30000 x 30000 pixels (2.7 GB as RGB). 64 megapixels is e.g. 8000 x 8000, or a 9248 x 6936 photo.

@@ -1,7 +1,7 @@
 """Read the ``edge_export`` metadata document (labels, preprocessing) from a .tflite or .onnx file.
 
 TF-free: TFLite files are parsed with the ``flatbuffers`` package's low-level Table API (a dependency
-of both ai-edge-litert and onnxruntime); ONNX files with ``onnx`` when installed, else onnxruntime.
+of both ai-edge-litert and onnxruntime); ONNX files with onnxruntime.
 The writers live in ``edge_export.export.metadata``.
 """
 
@@ -11,9 +11,9 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from edge_export.errors import EdgeExportError
+from edge_export.core.errors import EdgeExportError
 from edge_export.runtime.preprocessing import Preprocessing
-from edge_export.untrusted import loads_json
+from edge_export.core.untrusted import loads_json
 
 METADATA_NAME = "edge_export"
 FORMAT_VERSION = 1
@@ -152,20 +152,7 @@ def _buffer_bytes(buffer: Any, data: bytes) -> bytes:
 
 
 def _read_onnx_metadata_text(path: Path) -> str | None:
-    try:
-        import onnx
-    except ImportError:
-        onnx = None
-    if onnx is not None:
-        try:
-            model = onnx.load(str(path), load_external_data=False)
-        except Exception as exc:  # protobuf DecodeError and friends
-            raise EdgeExportError(
-                f"corrupt or truncated ONNX model ({exc})", path=path, hint="re-export the model"
-            ) from None
-        if not model.HasField("graph"):
-            raise EdgeExportError("corrupt or empty ONNX model (no graph)", path=path, hint="re-export the model")
-        return next((p.value for p in model.metadata_props if p.key == METADATA_NAME), None)
+    """The metadata entry as ONNX Runtime reads it (the runtime never needs the onnx package)."""
     from edge_export.runtime.backends import load_backend
 
     return load_backend(path).metadata_text()

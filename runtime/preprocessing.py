@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from edge_export.errors import EdgeExportError
+from edge_export.core.errors import EdgeExportError
 from edge_export.runtime.backends.base import MAX_INPUT_SIDE
 from edge_export.runtime.images import RESIZE_METHODS
-from edge_export.untrusted import finite_number, printable
+from edge_export.core.untrusted import finite_number, printable
 
 # (x - mean) / std on pixels 0-255: a std below this (or any value beyond MAX_NORMALIZATION) is degenerate.
 MIN_STD = 1e-3

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_export.errors import EdgeExportError
+from edge_export.core.errors import EdgeExportError
 from edge_export.runtime.backends.base import TensorSpec
 
 

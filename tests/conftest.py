@@ -56,9 +56,9 @@ TINY_TRAIN = [
 @pytest.fixture(scope="session")
 def tiny_export(tmp_path_factory) -> dict[str, Path]:
     """A trained tiny_cnn run with a real export (tflite-int8, onnx-fp32: manifest, labels, model card) and its data."""
-    from edge_export.config import load_config
+    from edge_export.core.config import load_config
     from edge_export.export.pipeline import export_run
-    from edge_export.run_folder import RunFolder
+    from edge_export.core.run_folder import RunFolder
     from edge_export.trainer.run import train_run
 
     base = tmp_path_factory.mktemp("tiny_export")
@@ -186,3 +186,16 @@ def cli_main(capsys, *args: str) -> tuple[int, str]:
         raise SystemExit(0)
     out = capsys.readouterr()
     return info.value.code, out.out + out.err
+
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "benchmarks" / "scripts"
+
+
+def load_script(name: str):
+    """A script behind the README's numbers (benchmarks/scripts/NAME.py, not installed), imported by path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"benchmark_script_{name}", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from edge_export.errors import EdgeExportError
-from edge_export.tf_env import import_keras
+from edge_export.core.errors import EdgeExportError
+from edge_export.core.tf_env import import_keras
 from edge_export.trainer.backbones import get_backbone, list_backbones
 from edge_export.trainer.model import ModelSpec, base_units, build_classifier
 

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from conftest import TINY_TRAIN, write_image_folder
-from edge_export.errors import EdgeExportError
+from edge_export.core.errors import EdgeExportError
 from edge_export.runtime.images import DEFAULT_MAX_PIXELS, ImageDecodeError, find_images, load_image
 from edge_export.trainer.datasets import decode_splits, load_pixels, scan_dataset
 
@@ -96,7 +96,7 @@ def test_pixel_limit_is_ours_not_pillows(tmp_path, monkeypatch):
 
 
 def test_config_setting_default_and_validation():
-    from edge_export.config import load_config
+    from edge_export.core.config import load_config
 
     assert load_config().data.max_image_pixels == DEFAULT_MAX_PIXELS
     assert load_config(None, ["data.max_image_pixels=1000"]).data.max_image_pixels == 1000
@@ -140,7 +140,7 @@ def test_pixel_limit_reaches_export_and_bench_decoding(tmp_path):
 
 def test_bench_skips_a_bomb_and_names_it(tiny_export, tmp_path):
     from edge_export.benchmarks.suite import bench_run
-    from edge_export.config import BenchConfig
+    from edge_export.core.config import BenchConfig
 
     test = tmp_path / "test"
     shutil.copytree(tiny_export["data"] / "test", test)
@@ -237,8 +237,8 @@ def test_a_class_without_validation_images_to_begin_with_is_fine(tmp_path):
 
 
 def test_train_refuses_an_all_unreadable_class_before_writing_anything(tmp_path):
-    from edge_export.config import load_config
-    from edge_export.run_folder import RunFolder
+    from edge_export.core.config import load_config
+    from edge_export.core.run_folder import RunFolder
     from edge_export.trainer.run import train_run
 
     root = write_image_folder(tmp_path / "d", {"train": 3, "validation": 2})
@@ -252,8 +252,8 @@ def test_train_refuses_an_all_unreadable_class_before_writing_anything(tmp_path)
 
 
 def test_train_records_the_images_used_nested_and_skipped(tmp_path):
-    from edge_export.config import load_config
-    from edge_export.run_folder import RunFolder
+    from edge_export.core.config import load_config
+    from edge_export.core.run_folder import RunFolder
     from edge_export.trainer.run import train_run
 
     root = write_image_folder(tmp_path / "d", {"train": 4, "validation": 2})

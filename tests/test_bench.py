@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import write_image_folder
+from conftest import load_script, write_image_folder
 from edge_export.benchmarks.classification import classification_metrics, confusion_matrix, top1_agreement
 from edge_export.benchmarks.latency import measure, summarize, time_calls, time_interleaved
-from edge_export.config import BenchConfig
-from edge_export.errors import EdgeExportError
+from edge_export.core.config import BenchConfig
+from edge_export.core.errors import EdgeExportError
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--threads", "1", "--runs", "5", "--warmup", "1"]
@@ -48,9 +48,9 @@ def _main(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> dict[str, Path]:
     """A trained tiny_cnn run with export/manifest.json: tflite-fp32 and tflite-int8 (uint8 io) made here."""
-    from edge_export.config import load_config
+    from edge_export.core.config import load_config
     from edge_export.export.metadata import build_metadata, embed_tflite_metadata
-    from edge_export.run_folder import RunFolder
+    from edge_export.core.run_folder import RunFolder
     from edge_export.runtime.preprocessing import Preprocessing
     from edge_export.trainer.run import train_run
 
@@ -323,7 +323,8 @@ def test_data_root_without_test_split_and_empty_run_folder_are_errors(tmp_path):
 
 
 def test_compare_reference_times_both_models_interleaved(tiny_run, shared, tmp_path):
-    from edge_export.benchmarks.compare_reference import compare_reference, render
+    script = load_script("compare_reference")
+    compare_reference, render = script.compare_reference, script.render
 
     reference = shared / "reference-models" / "mobilenet_v2_1.0_224_quant.tflite"
     if not reference.is_file():
@@ -343,7 +344,7 @@ def test_compare_reference_times_both_models_interleaved(tiny_run, shared, tmp_p
 
 def test_benchmark_modules_do_not_import_tensorflow():
     code = (
-        "import sys, edge_export.benchmarks.suite, edge_export.benchmarks.worker, edge_export.benchmarks.compare_reference, "
+        "import sys, edge_export.benchmarks.suite, edge_export.benchmarks.worker, "
         "edge_export.commands.bench; print(sorted(m for m in ('tensorflow', 'keras', 'matplotlib') if m in sys.modules))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

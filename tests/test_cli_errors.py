@@ -97,7 +97,7 @@ def test_disk_full_is_one_line_naming_the_file(tmp_path, data, capsys, monkeypat
     """Every file goes through atomic writes; their data here lands on /dev/full (the kernel's ENOSPC)."""
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full")
-    from edge_export import atomic
+    from edge_export.core import atomic
 
     def write_bytes_on_a_full_disk(path, data_bytes):
         with atomic.atomic_path(path) as tmp:
@@ -224,7 +224,7 @@ def test_commands_that_need_tensorflow_say_which_extra(no_tensorflow, tmp_path, 
 
 def test_imagenet_weights_without_network(tmp_path, data, capsys, monkeypatch):
     """keras.utils.get_file's bare `Exception: URL fetch failure` becomes an error naming the file and the fixes."""
-    from edge_export.tf_env import import_keras
+    from edge_export.core.tf_env import import_keras
 
     import_keras()
     from keras.src.backend import config as keras_config

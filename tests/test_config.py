@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from edge_export.config import load_config
-from edge_export.errors import EdgeExportError
+from edge_export.core.config import load_config
+from edge_export.core.errors import EdgeExportError
 
 
 def test_precedence_and_sources(tmp_path):
@@ -80,7 +80,7 @@ def test_bad_files(tmp_path):
 
 
 def test_every_float_setting_rejects_non_finite_values():
-    from edge_export.config import flatten
+    from edge_export.core.config import flatten
 
     floats = [k for k, v in flatten(load_config().to_dict()).items() if isinstance(v, float)]
     floats += ["bench.min_accuracy", "build.max_size_mb"]  # optional floats (default None)

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from conftest import write_image_folder
-from edge_export.errors import EdgeExportError
+from edge_export.core.errors import EdgeExportError
 from edge_export.trainer.datasets import load_pixels, scan_dataset
 from edge_export.trainer.named_datasets import resolve_data
 

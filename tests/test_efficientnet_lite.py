@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_export.errors import EdgeExportError
+from edge_export.core.errors import EdgeExportError
 from edge_export.runtime.images import load_image
 from edge_export.trainer.backbones.efficientnet_lite import (
     BLOCK_PREFIXES,

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from conftest import TINY_TRAIN, write_image_folder
-from edge_export.config import load_config
-from edge_export.errors import EdgeExportError
+from edge_export.core.config import load_config
+from edge_export.core.errors import EdgeExportError
 from edge_export.export.formats import FORMATS, resolve_formats
 from edge_export.export.layout import ExportFolder
-from edge_export.export.manifest import sha256_of
-from edge_export.run_folder import RunFolder
+from edge_export.core.hashing import sha256_file as sha256_of
+from edge_export.core.run_folder import RunFolder
 from edge_export.runtime.classifier import Classifier
 from edge_export.runtime.metadata import read_metadata
 
@@ -64,7 +64,7 @@ def exported(trained, tmp_path_factory) -> tuple[RunFolder, dict]:
 @pytest.fixture(scope="module")
 def validation(trained):
     """The validation pixels and labels, and the Keras model's probabilities for them."""
-    from edge_export.tf_env import import_keras
+    from edge_export.core.tf_env import import_keras
     from edge_export.trainer.datasets import load_pixels, scan_dataset
 
     config = load_config(trained.config)
@@ -192,7 +192,7 @@ def test_qat_reports_its_epochs_and_keeps_the_best(exported):
 @pytest.mark.parametrize("blocks, expected", [(3, ["block0_conv", "block1_conv", "block2_conv", "classifier"]), (1, ["block2_conv", "classifier"])])
 def test_qat_fine_tunes_only_what_training_fine_tuned(trained, validation, blocks, expected):
     from edge_export.export.qat import trainable_layers
-    from edge_export.tf_env import import_keras
+    from edge_export.core.tf_env import import_keras
     from edge_export.trainer.model import ModelSpec
 
     model = import_keras().models.load_model(trained.model, compile=False)
@@ -265,7 +265,7 @@ def test_accuracy_budget_fails_that_artifact_with_exit_1(trained, tmp_path, monk
 
 
 def test_budget_from_config_applies(trained, tmp_path):
-    from edge_export.config import ExportConfig
+    from edge_export.core.config import ExportConfig
     from edge_export.export.pipeline import export_run
 
     run = copy_run(trained, tmp_path / "run")
@@ -441,7 +441,7 @@ def test_what_was_made_from_a_replaced_artifact_is_stale(trained, tmp_path):
     """bench/, deploy/ and package/ record the sha256 of what they used: a re-export that changes an
     artifact makes them stale (reported by export, refused by package), the others stay current."""
     from edge_export.benchmarks.suite import bench_run
-    from edge_export.config import BenchConfig
+    from edge_export.core.config import BenchConfig
     from edge_export.deploy.bundle import package_run
     from edge_export.export.dependents import stale_bench, stale_dependents
     from edge_export.export.pipeline import export_run

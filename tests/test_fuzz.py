@@ -29,7 +29,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_export.errors import EdgeExportError
+from edge_export.core.errors import EdgeExportError
 
 CHILD = os.environ.get("EDGE_EXPORT_FUZZ_CHILD") == "1"
 MODELS = os.environ.get("EDGE_EXPORT_FUZZ_MODELS")  # the tiny run's export folder, from the parent test
@@ -214,8 +214,8 @@ def _manifests():
 @given(text=_manifests())
 def test_fuzz_manifest(work, text):
     from edge_export.export.manifest import read_manifest
-    from edge_export.run_folder import RunFolder
-    from edge_export.untrusted import SAFE_NAME
+    from edge_export.core.run_folder import RunFolder
+    from edge_export.core.untrusted import SAFE_NAME
 
     run = RunFolder(work / "run")
     export = run.export_dir
@@ -294,7 +294,7 @@ YAML_TEXT = st.lists(st.sampled_from(list("{}[]:,-&*!|>'\"#?%@` \n\tabc019.eE+_"
 
 
 def _configs():
-    from edge_export.config import Config
+    from edge_export.core.config import Config
 
     sections = {"data": ["path", "validation_split", "max_image_pixels"], "train": ["seed", "batch_size", "backbone", "epochs"],
                 "bench": ["threads", "runs", "warmup"], "export": ["formats", "accuracy_budget"], "build": ["stages"]}
@@ -317,7 +317,7 @@ def _configs():
 @FUZZ
 @given(text=_configs())
 def test_fuzz_config_yaml(work, text):
-    from edge_export.config import Config, load_config
+    from edge_export.core.config import Config, load_config
 
     path = _write(work / "config.yaml", text.encode("utf-8", "surrogatepass"))
     try:

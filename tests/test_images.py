@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge_export.errors import EdgeExportError
+from edge_export.core.errors import EdgeExportError
 from edge_export.runtime.images import ImageDecodeError, load_image, open_rgb
 
 

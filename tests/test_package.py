@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli_main, device_env
-from edge_export.errors import EdgeExportError
-from edge_export.export.manifest import sha256_of
+from conftest import cli_main, device_env, load_script
+from edge_export.core.errors import EdgeExportError
+from edge_export.core.hashing import sha256_file as sha256_of
 
 BUNDLE_FILES = {
     "README.md", "bundle.json", "run.py", "requirements.txt", "labels.txt", "model_card.json",
@@ -138,7 +138,7 @@ def test_package_errors_leave_nothing_behind(tiny_export, tmp_path):
 def test_bundle_predicts_and_benchmarks_with_tensorflow_blocked(bundle, tiny_export, tmp_path):
     """A device: no TensorFlow, no matplotlib, no edge-export installed: only the bundle and numpy/Pillow/LiteRT."""
     from edge_export.benchmarks.suite import bench_run
-    from edge_export.config import BenchConfig
+    from edge_export.core.config import BenchConfig
     from edge_export.runtime.classifier import Classifier
 
     env, python, log = device_env(tmp_path)
@@ -253,7 +253,7 @@ def test_package_refuses_names_and_paths_that_leave_the_run_folder(tiny_export, 
 
 def test_deploy_refuses_a_manifest_path_outside_the_export(tiny_export, tmp_path):
     from edge_export.pipeline.runner import _deploy
-    from edge_export.run_folder import RunFolder
+    from edge_export.core.run_folder import RunFolder
 
     run = _run_copy(tiny_export, tmp_path)
     (tmp_path / "work" / "secret.tflite").write_bytes(b"not for the deploy folder")
@@ -303,7 +303,7 @@ def test_bundle_json_paths_outside_the_bundle_are_refused_on_the_device(bundle, 
 def test_bundle_check_refuses_a_tar_with_dotdot_members(tmp_path):
     import io
 
-    from edge_export.benchmarks import bundle_check
+    bundle_check = load_script("bundle_check")
 
     archive = tmp_path / "evil.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:

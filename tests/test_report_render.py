@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from edge_export.pipeline.report import write_reports
-from edge_export.run_folder import RunFolder
+from edge_export.core.run_folder import RunFolder
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 

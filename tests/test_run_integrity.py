@@ -15,10 +15,10 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import start_paused, write_image_folder
-from edge_export.config import load_config
-from edge_export.errors import EdgeExportError
-from edge_export.export.manifest import sha256_of
-from edge_export.run_folder import RunFolder
+from edge_export.core.config import load_config
+from edge_export.core.errors import EdgeExportError
+from edge_export.core.hashing import sha256_file as sha256_of
+from edge_export.core.run_folder import RunFolder
 
 FAST = [
     "model.backbone=tiny_cnn", "model.weights=none", "train.batch_size=8",
@@ -158,7 +158,7 @@ def test_interrupted_train_is_refused_until_a_retrain(trained, tmp_path):
 
 
 def test_train_removes_the_old_record_before_writing_anything(trained, tmp_path, monkeypatch):
-    from edge_export import atomic
+    from edge_export.core import atomic
     from edge_export.trainer import run as trainer_run
 
     run = copy_run(trained["run"], tmp_path / "run")

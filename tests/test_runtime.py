@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge_export.errors import EdgeExportError
+from edge_export.core.errors import EdgeExportError
 from edge_export.export.metadata import build_metadata, embed_onnx_metadata, embed_tflite_metadata
 from edge_export.runtime.backends import TensorSpec, load_backend
 from edge_export.runtime.classifier import Classifier, Prediction

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import device_env
-from edge_export.errors import EdgeExportError
+from edge_export.core.errors import EdgeExportError
 
 SSHD = Path("/usr/sbin/sshd")
 FAST = ["--threads", "1", "--runs", "5", "--warmup", "1", "--no-keras"]

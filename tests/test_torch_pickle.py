@@ -13,7 +13,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from edge_export.errors import EdgeExportError
+from edge_export.core.errors import EdgeExportError
 from edge_export.trainer.weights.torch_pickle import LEGACY_MAGIC, LEGACY_PROTOCOL, load_torch_state_dict
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import cli_main
-from edge_export.errors import EdgeExportError
+from edge_export.core.errors import EdgeExportError
 
 NAN = float("nan")
 
@@ -21,7 +21,7 @@ NAN = float("nan")
 
 
 def _manifest_run(tmp_path: Path, **entry) -> "RunFolder":  # noqa: F821
-    from edge_export.run_folder import RunFolder
+    from edge_export.core.run_folder import RunFolder
 
     run = RunFolder(tmp_path / "run")
     (run.export_dir).mkdir(parents=True)
@@ -107,7 +107,7 @@ NESTED_MAPPINGS = "".join(f"k{i}: &k{i} {{" + ", ".join(f"x{j}: *k{i - 1}" for j
     ("train: !!python/object/apply:os.system ['true']\n", "invalid YAML"),
 ], ids=["billion-laughs", "nested-mapping-aliases", "deep-nesting", "bad-date", "python-tag"])
 def test_config_yaml_bombs_and_oddities_are_clean_errors(tmp_path, text, message):
-    from edge_export.config import load_config
+    from edge_export.core.config import load_config
 
     path = tmp_path / "config.yaml"
     path.write_text(text)
@@ -117,8 +117,8 @@ def test_config_yaml_bombs_and_oddities_are_clean_errors(tmp_path, text, message
 
 
 def test_config_file_size_and_encoding_are_bounded(tmp_path):
-    from edge_export.config import load_config
-    from edge_export.untrusted import MAX_YAML_BYTES
+    from edge_export.core.config import load_config
+    from edge_export.core.untrusted import MAX_YAML_BYTES
 
     big = tmp_path / "big.yaml"
     big.write_text("# " + "x" * MAX_YAML_BYTES + "\n")
@@ -260,7 +260,7 @@ def test_non_finite_outputs_fail_in_bench_and_parity(tmp_path):
     from conftest import write_image_folder
     from edge_export.benchmarks.classification import top1_indices
     from edge_export.benchmarks.suite import bench_run
-    from edge_export.config import BenchConfig
+    from edge_export.core.config import BenchConfig
     from edge_export.export.parity import compare
 
     assert top1_indices(np.array([[0.2, 0.8], [0.9, 0.1]])) == [1, 0]

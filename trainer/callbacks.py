@@ -6,9 +6,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from edge_export.atomic import atomic_path
-from edge_export.pause import pause_point
-from edge_export.tf_env import import_keras
+from edge_export.core.atomic import atomic_path
+from edge_export.core.pause import pause_point
+from edge_export.core.tf_env import import_keras
 
 keras = import_keras()
 

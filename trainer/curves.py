@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge_export.atomic import atomic_path
+from edge_export.core.atomic import atomic_path
 
 
 def plot_learning_curves(stages: list, path: Path) -> None:

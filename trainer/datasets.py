@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_export.errors import EdgeExportError
+from edge_export.core.errors import EdgeExportError
 from edge_export.runtime.images import ImageDecodeError, find_images, load_image
-from edge_export.untrusted import printable
+from edge_export.core.untrusted import printable
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from edge_export.errors import EdgeExportError
+from edge_export.core.errors import EdgeExportError
 
 
 @dataclass(frozen=True)

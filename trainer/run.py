@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_export import __version__
-from edge_export.atomic import atomic_path, write_json, write_text
-from edge_export.config import Config
-from edge_export.run_folder import RunFolder
-from edge_export.run_record import forget_record, write_record
-from edge_export.tf_env import import_keras, seed_everything
+from edge_export.core import __version__
+from edge_export.core.atomic import atomic_path, write_json, write_text
+from edge_export.core.config import Config
+from edge_export.core.run_folder import RunFolder
+from edge_export.core.run_record import forget_record, write_record
+from edge_export.core.tf_env import import_keras, seed_everything
 from edge_export.trainer.datasets import Dataset, decode_splits, scan_dataset
 from edge_export.trainer.model import ModelSpec, build_classifier
 from edge_export.trainer.named_datasets import KNOWN, resolve_data

@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from edge_export.config import AugmentConfig, TrainConfig
-from edge_export.errors import EdgeExportError
-from edge_export.run_folder import RunFolder
-from edge_export.tf_env import import_keras
+from edge_export.core.config import AugmentConfig, TrainConfig
+from edge_export.core.errors import EdgeExportError
+from edge_export.core.run_folder import RunFolder
+from edge_export.core.tf_env import import_keras
 from edge_export.trainer.backbones import BackboneSpec
 from edge_export.trainer.callbacks import BestCheckpoint
 from edge_export.trainer.model import CLASSIFIER, DROPOUT, POOL, base_layers, base_units

@@ -6,7 +6,7 @@ import importlib
 from pathlib import Path
 from typing import Sequence
 
-from edge_export.errors import EdgeExportError
+from edge_export.core.errors import EdgeExportError
 from edge_export.runtime.backends.base import Backend, TensorSpec
 
 # backend name -> "module:class"; adding a runtime is adding a module and one entry here.

@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from edge_export.errors import EdgeExportError
+from edge_export.core.errors import EdgeExportError
 
 # What a model file may declare for its input before anything is allocated: an image side (pixels) and
 # the elements of one input tensor (2**28 float32 = 1 GiB). Real classifiers are far below both.

@@ -7,26 +7,23 @@ from typing import Sequence
 
 import numpy as np
 
-from edge_export.errors import EdgeExportError
+from edge_export.core.errors import EdgeExportError
 from edge_export.runtime.backends.base import Backend, TensorSpec, check_shape
 from edge_export.runtime.metadata import TFLITE_IDENTIFIER, read_tflite_metadata_text
-from edge_export.untrusted import printable
+from edge_export.core.untrusted import printable
 
 
 def interpreter_class():
-    """The first TFLite interpreter available (TensorFlow only as the last resort)."""
+    """LiteRT's interpreter, else tflite_runtime's (never TensorFlow's: the runtime is TF-free)."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         try:
             from tflite_runtime.interpreter import Interpreter
         except ImportError:
-            try:
-                from tensorflow.lite import Interpreter
-            except ImportError:
-                raise EdgeExportError(
-                    "no TFLite interpreter installed", hint="pip install 'edge-export[tflite]' (ai-edge-litert)"
-                ) from None
+            raise EdgeExportError(
+                "no TFLite interpreter installed", hint="pip install 'edge-export[tflite]' (ai-edge-litert)"
+            ) from None
     return Interpreter
 
 

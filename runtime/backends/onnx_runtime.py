@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from edge_export.errors import EdgeExportError
+from edge_export.core.errors import EdgeExportError
 from edge_export.runtime.backends.base import Backend, TensorSpec
 from edge_export.runtime.metadata import METADATA_NAME
 

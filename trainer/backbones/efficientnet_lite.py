@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 
-from edge_export.errors import EdgeExportError
+from edge_export.core.errors import EdgeExportError
 from edge_export.trainer.backbones.registry import BackboneSpec, register
 from edge_export.trainer.weights.torch_pickle import load_torch_state_dict
 

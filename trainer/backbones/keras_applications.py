@@ -11,8 +11,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from edge_export.errors import EdgeExportError
-from edge_export.untrusted import printable
+from edge_export.core.errors import EdgeExportError
+from edge_export.core.untrusted import printable
 from edge_export.trainer.backbones.registry import BackboneSpec, register
 
 

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from edge_export.errors import EdgeExportError
+from edge_export.core.errors import EdgeExportError
 
 
 @dataclass(frozen=True)

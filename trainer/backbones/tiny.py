@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge_export.errors import EdgeExportError
+from edge_export.core.errors import EdgeExportError
 from edge_export.trainer.backbones.registry import BackboneSpec, register
 
 

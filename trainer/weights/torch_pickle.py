@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_export.errors import EdgeExportError
-from edge_export.untrusted import printable
+from edge_export.core.errors import EdgeExportError
+from edge_export.core.untrusted import printable
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 

@@ -1,0 +1,96 @@
+"""``edge-export predict MODEL IMAGE...``: classify images with the TF-free runtime."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+
+def _floats3(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        values = tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected R,G,B numbers, got {value!r}") from None
+    if len(values) == 1:
+        values *= 3
+    if len(values) != 3:
+        raise click.BadParameter(f"expected 1 or 3 comma-separated numbers, got {value!r}")
+    return values
+
+
+def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    parts = value.lower().split("x")
+    try:
+        values = tuple(int(v) for v in parts)
+    except ValueError:
+        raise click.BadParameter(f"expected HxW (e.g. 224x224) or one number, got {value!r}") from None
+    if len(values) == 1:
+        values *= 2
+    if len(values) != 2:
+        raise click.BadParameter(f"expected HxW, got {value!r}")
+    return values
+
+
+@click.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=1), help="Predictions per image.")
+@click.option("--labels", "labels_file", type=click.Path(dir_okay=False), help="labels.txt (overrides the model's).")
+@click.option("--mean", callback=_floats3, help="Per-channel mean R,G,B subtracted from 0-255 pixels.")
+@click.option("--std", callback=_floats3, help="Per-channel std R,G,B the pixels are divided by.")
+@click.option("--size", callback=_size, help="Input size HxW (models without a fixed size).")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for the interpreter.")
+@click.option("--provider", "providers", multiple=True, help="ONNX Runtime provider (cpu, cuda, tensorrt); repeatable.")
+@click.option("--max-image-pixels", type=click.IntRange(min=1), metavar="N",
+              help="Refuse images larger than N pixels (width x height) before decoding [default: 64000000].")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def predict(model, images, top_k, labels_file, mean, std, size, threads, providers, max_image_pixels, as_json) -> None:
+    """Classify IMAGE files with MODEL (.tflite or .onnx).
+
+    Every image gets its result; an image that cannot be used (unreadable, not a regular file, over the
+    pixel limit) gets an error line naming it instead, and the exit status is then 1.
+    """
+    from edge_export.core.errors import EdgeExportError
+    from edge_export.core.native_stderr import native_stderr_captured
+    from edge_export.runtime.classifier import Classifier
+    from edge_export.core.untrusted import printable
+
+    with native_stderr_captured():  # LiteRT's delegate notice; replayed if loading or predicting fails
+        classifier = Classifier.load(
+            model,
+            labels=labels_file,
+            mean=mean,
+            std=std,
+            size=size,
+            threads=threads,
+            providers=list(providers) or None,
+            max_pixels=max_image_pixels,
+        )
+        results = classifier.predict_each(list(images), top_k=top_k)  # a bad image does not stop the others
+    failed = [(image, r) for image, r in zip(images, results) if isinstance(r, EdgeExportError)]
+    if as_json:
+        payload = [
+            {"image": image, "error": r.message} if isinstance(r, EdgeExportError)
+            else {"image": image, "predictions": [p._asdict() for p in r]}
+            for image, r in zip(images, results)
+        ]
+        click.echo(json.dumps(payload, indent=2))
+    for image, r in zip(images, results):  # in order: a result on stdout, or an error line on stderr
+        if isinstance(r, EdgeExportError):
+            click.secho(f"error: {printable(image, 1000)}: {printable(r.message, 500)}", fg="red", err=True)
+        elif not as_json:
+            click.echo(printable(image, 1000))
+            labels = [printable(p.label, 80) for p in r]
+            width = max(len(label) for label in labels)
+            for label, p in zip(labels, r):
+                click.echo(f"  {label:<{width}}  {p.probability:.4f}")
+    if failed:
+        click.secho(f"{len(failed)} of {len(images)} image(s) failed", fg="red", err=True)
+        sys.exit(1)
+

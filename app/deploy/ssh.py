@@ -1,0 +1,147 @@
+"""A device reached with the system's OpenSSH client (``ssh``): run commands, send and fetch files.
+
+Host keys are checked as the user's ssh configuration says (an unknown or changed host key is refused,
+never accepted silently), keys come from the user's agent and ~/.ssh/config, and ``BatchMode`` keeps
+ssh from prompting. ``options`` (``KEY=VALUE``, passed as ``-o KEY=VALUE`` before ours, so they win)
+select e.g. ``UserKnownHostsFile`` or ``IdentityFile``. Files travel through the ssh channel itself
+(``tar``/``cat`` on the device), so the device needs no scp/sftp server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+from urllib.parse import urlsplit
+
+from edge_export.core.errors import EdgeExportError
+from edge_export.core.process import child_popen_kwargs
+
+SCHEME = "ssh://"
+CONNECT_TIMEOUT_S = 20
+# a dead link is noticed after ServerAliveInterval * ServerAliveCountMax seconds without an answer
+KEEPALIVE = ("ServerAliveInterval=15", "ServerAliveCountMax=4")
+SSH_FAILED = 255  # ssh's own exit status for connection and authentication failures
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    host: str
+    user: str | None = None
+    port: int | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> "SshTarget":
+        """``ssh://[user@]host[:port]``."""
+        if not url.startswith(SCHEME):
+            raise EdgeExportError(f"not an ssh target: {url!r}", hint="use ssh://[user@]host[:port], or local")
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        host = parts.hostname or ""
+        if not host or host.startswith("-") or port == -1 or parts.path not in ("", "/") or parts.query or parts.fragment or parts.password:
+            raise EdgeExportError(f"bad ssh target {url!r}", hint="use ssh://[user@]host[:port], e.g. ssh://pi@raspberrypi.local:22")
+        return cls(host=host, user=parts.username, port=port)
+
+    @property
+    def destination(self) -> str:
+        return f"{self.user}@{self.host}" if self.user else self.host
+
+    @property
+    def name(self) -> str:
+        """How the target appears in tables and bench.json: ``user@host[:port]``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return (f"{self.user}@" if self.user else "") + host + (f":{self.port}" if self.port else "")
+
+
+def parse_options(options: Sequence[str]) -> list[str]:
+    """``KEY=VALUE`` strings (an ssh_config keyword and its value), checked."""
+    out = []
+    for item in options:
+        key, sep, value = item.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", key) or not value:
+            raise EdgeExportError(f"bad ssh option {item!r}", hint="use KEY=VALUE, e.g. --ssh-option IdentityFile=~/.ssh/pi_ed25519")
+        out.append(f"{key}={value}")
+    return out
+
+
+@dataclass
+class SshConnection:
+    target: SshTarget
+    options: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if shutil.which("ssh") is None:
+            raise EdgeExportError("the OpenSSH client (ssh) is not installed", hint="install openssh-client")
+
+    def command(self, remote_command: str) -> list[str]:
+        args = ["ssh"]
+        for option in (*self.options, "BatchMode=yes", f"ConnectTimeout={CONNECT_TIMEOUT_S}", *KEEPALIVE):
+            args += ["-o", option]
+        if self.target.port:
+            args += ["-p", str(self.target.port)]
+        return [*args, self.target.destination, remote_command]
+
+    def run(self, remote_command: str, *, doing: str, stdin: Path | None = None, timeout: float | None = None) -> subprocess.CompletedProcess:
+        """Run a shell command on the device; ssh's own failures (255) become EdgeExportError naming ``doing``."""
+        try:
+            with open(stdin, "rb") if stdin is not None else contextlib.nullcontext(subprocess.DEVNULL) as source:
+                proc = subprocess.run(self.command(remote_command), stdin=source, capture_output=True, timeout=timeout,
+                                      **child_popen_kwargs())  # dies with us: no ssh left behind by a kill
+        except subprocess.TimeoutExpired:
+            raise EdgeExportError(f"{self.target.name}: no answer within {timeout:.0f}s while {doing}") from None
+        if proc.returncode == SSH_FAILED:
+            raise self._ssh_error(proc.stderr.decode(errors="replace"), doing)
+        return proc
+
+    def send_archive(self, archive: Path, remote_dir: str) -> None:
+        """Unpack a local .tar.gz into ``remote_dir`` on the device."""
+        q = shlex.quote(remote_dir)
+        proc = self.run(f"mkdir -p {q} && tar -xzf - -C {q}", doing=f"copying {archive.name}", stdin=archive)
+        if proc.returncode != 0:
+            raise EdgeExportError(
+                f"{self.target.name}: could not unpack {archive.name} into {remote_dir}: {tail(proc)}",
+                hint="the device needs tar and a writable --remote-dir",
+            )
+
+    def read_file(self, remote_path: str, doing: str) -> bytes:
+        proc = self.run(f"cat {shlex.quote(remote_path)}", doing=doing)
+        if proc.returncode != 0:
+            raise EdgeExportError(f"{self.target.name}: cannot read {remote_path} ({tail(proc)})")
+        return proc.stdout
+
+    def _ssh_error(self, stderr: str, doing: str) -> EdgeExportError:
+        name, text = self.target.name, " | ".join(stderr.strip().splitlines()[-3:]) or "no message"
+        port = f" -p {self.target.port}" if self.target.port else ""
+        if "host key verification failed" in stderr.lower() or "host identification has changed" in stderr.lower():
+            return EdgeExportError(
+                f"{name}: the device's host key is not trusted, refusing to connect (host-key checking is on): {text}",
+                hint=f"check the key's fingerprint and accept it once with `ssh{port} {self.target.destination}`, "
+                "or point at a known_hosts file with --ssh-option UserKnownHostsFile=FILE",
+            )
+        if "permission denied" in stderr.lower():
+            return EdgeExportError(
+                f"{name}: ssh login refused: {text}",
+                hint="load the key into your agent (ssh-add) or pass --ssh-option IdentityFile=KEY",
+            )
+        if "could not resolve hostname" in stderr.lower():
+            return EdgeExportError(
+                f"{name}: the host name {self.target.host} does not resolve: {text}",
+                hint="check the name in --target (or use the device's IP address), and the network",
+            )
+        if any(s in stderr.lower() for s in ("connection refused", "could not resolve", "timed out", "no route to host", "network is unreachable")):
+            return EdgeExportError(f"{name}: cannot connect while {doing}: {text}", hint=f"check that the device is on and that `ssh{port} {self.target.destination}` works")
+        return EdgeExportError(f"{name}: lost the ssh connection while {doing}: {text}", hint="check the network and the device, then run again")
+
+
+def tail(proc: subprocess.CompletedProcess, lines: int = 4) -> str:
+    err = proc.stderr.decode(errors="replace") if isinstance(proc.stderr, bytes) else (proc.stderr or "")
+    out = proc.stdout.decode(errors="replace") if isinstance(proc.stdout, bytes) else (proc.stdout or "")
+    return " | ".join((err.strip() or out.strip()).splitlines()[-lines:]) or f"exit status {proc.returncode}"

@@ -1,0 +1,137 @@
+"""The build's stages, in order. Each knows what it depends on (its fingerprint), how to run, and its outputs.
+
+Adding a stage is adding one ``Stage`` entry to ``STAGES``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from edge_export.core import __version__
+from edge_export.core.config import Config
+from edge_export.core.errors import EdgeExportError
+from edge_export.core.hashing import fingerprint, sha256_file
+from edge_export.core.run_folder import RunFolder
+from edge_export.trainer.datasets import Dataset
+
+Echo = Callable[[str], None]
+
+
+@dataclass
+class BuildContext:
+    config: Config
+    run: RunFolder
+    dataset: Dataset
+    echo: Echo
+    debug: bool = False
+    results: dict | None = None  # per stage: what it returned (manifest, bench report...)
+
+    @property
+    def test_dir(self) -> Path:
+        if self.config.build.test_data:
+            return Path(self.config.build.test_data)
+        for split in ("test", "validation"):
+            if (self.dataset.root / split).is_dir():
+                return self.dataset.root / split
+        raise EdgeExportError(
+            "no test/ or validation/ folder to benchmark on", path=self.dataset.root,
+            hint="add a test/ split or set build.test_data",
+        )
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    fingerprint: Callable[[BuildContext], str]
+    run: Callable[[BuildContext], dict]
+    outputs: Callable[[BuildContext], list[Path]]
+
+
+# ---------------------------------------------------------------------------------------------- train
+
+
+def _train_fingerprint(ctx: BuildContext) -> str:
+    c = ctx.config.to_dict()
+    return fingerprint("train", __version__, c["data"], c["model"], c["train"], ctx.dataset.listing())
+
+
+def _train(ctx: BuildContext) -> dict:
+    from edge_export.trainer.run import train_run
+
+    return train_run(ctx.config, ctx.run, ctx.dataset)
+
+
+def _train_outputs(ctx: BuildContext) -> list[Path]:
+    r = ctx.run
+    return [r.run_record, *(r.root / name for name in r.RECORDED)]
+
+
+# --------------------------------------------------------------------------------------------- export
+
+
+def _export_fingerprint(ctx: BuildContext) -> str:
+    record = ctx.run.verify()  # the model and the files beside it are from one train (else a clear error)
+    return fingerprint("export", __version__, ctx.config.to_dict()["export"], record.model_sha256, record.run_id)
+
+
+def _export(ctx: BuildContext) -> dict:
+    from edge_export.export.pipeline import export_run
+
+    manifest = export_run(ctx.run, ctx.config.export, run_config=ctx.config, echo=ctx.echo, debug=ctx.debug)
+    return manifest
+
+
+def _export_outputs(ctx: BuildContext) -> list[Path]:
+    manifest_path = ctx.run.export_dir / "manifest.json"
+    if not manifest_path.is_file():
+        return []
+    from edge_export.export.manifest import read_manifest
+
+    files = [manifest_path, ctx.run.export_dir / "model_card.json", ctx.run.export_dir / "labels.txt"]
+    files += [ctx.run.export_dir / a["path"] for a in read_manifest(ctx.run) if a.get("path") and a.get("status") == "ok"]
+    return files
+
+
+# ---------------------------------------------------------------------------------------------- bench
+
+
+def _bench_fingerprint(ctx: BuildContext) -> str:
+    manifest_path = ctx.run.export_dir / "manifest.json"
+    manifest = sha256_file(manifest_path) if manifest_path.is_file() else None  # any re-export changes it
+    record = ctx.run.verify()
+    model = (record.model_sha256, record.run_id)
+    test_dir = ctx.test_dir
+    listing = sorted(
+        f"{p.relative_to(test_dir)}\t{p.stat().st_size}" for p in test_dir.rglob("*") if p.is_file()
+    )
+    return fingerprint("bench", __version__, ctx.config.to_dict()["bench"], ctx.config.data.max_image_pixels, manifest, model, listing)
+
+
+def _bench(ctx: BuildContext) -> dict:
+    from edge_export.benchmarks.suite import bench_run
+
+    outcome = bench_run(ctx.run, data=ctx.test_dir, config=ctx.config.bench, echo=ctx.echo,
+                        max_image_pixels=ctx.config.data.max_image_pixels)
+    return outcome.report
+
+
+def _bench_outputs(ctx: BuildContext) -> list[Path]:
+    folder = ctx.run.bench_dir
+    return [p for p in (folder / "bench.json", folder / "bench.md") if p.is_file()]
+
+
+STAGES: list[Stage] = [
+    Stage("train", _train_fingerprint, _train, _train_outputs),
+    Stage("export", _export_fingerprint, _export, _export_outputs),
+    Stage("bench", _bench_fingerprint, _bench, _bench_outputs),
+]
+
+
+def get_stages(names: list[str]) -> list[Stage]:
+    known = {s.name: s for s in STAGES}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise EdgeExportError(f"unknown stage(s) {unknown}", hint=f"choose from {', '.join(known)}")
+    return [s for s in STAGES if s.name in names]

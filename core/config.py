@@ -1,0 +1,375 @@
+"""The configuration: one typed, validated object per stage, loaded from YAML plus overrides in one place.
+
+Precedence: defaults < config file < ``key=value`` overrides and CLI flags. Unknown keys and bad values
+are errors before any work starts. Every value remembers where it came from (``sources``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+from edge_export.core.errors import EdgeExportError
+from edge_export.core.untrusted import read_yaml
+
+MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's seeds are unsigned 32-bit
+
+
+@dataclass
+class DataConfig:
+    path: str = "cats_vs_dogs"  # a folder, or the name of a known dataset
+    validation_split: float = 0.2  # used only when the data has no validation/ folder
+    # images larger than this (width x height, read from the header) are refused before decoding, like any
+    # unreadable image (a decompression bomb: a 109 KB PNG can declare 30000 x 30000 pixels)
+    max_image_pixels: int = 64_000_000
+
+    def validate(self) -> None:
+        _check(0.0 < self.validation_split < 1.0, "data.validation_split", "a fraction between 0 and 1")
+        _check(self.max_image_pixels >= 1, "data.max_image_pixels", "a positive number of pixels (width x height)")
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "efficientnet_lite0"
+    image_size: Optional[int] = None  # None: the backbone's default
+    weights: str = "imagenet"  # "imagenet", "none", or a path to a weights file
+    dropout: float = 0.2
+
+    def validate(self) -> None:
+        _check(0.0 <= self.dropout < 1.0, "model.dropout", "a fraction in [0, 1)")
+        _check(self.image_size is None or 32 <= self.image_size <= 1024, "model.image_size", "32..1024")
+
+
+@dataclass
+class FeatureExtractionConfig:
+    enabled: bool = True
+    mode: Literal["cached", "augmented"] = "cached"
+    epochs: int = 30
+    learning_rate: float = 1e-3
+    patience: int = 5
+
+    def validate(self) -> None:
+        _check(self.epochs >= 1, "train.feature_extraction.epochs", ">= 1")
+        _check(self.learning_rate > 0, "train.feature_extraction.learning_rate", "> 0")
+
+
+@dataclass
+class FineTuneConfig:
+    enabled: bool = True
+    unfreeze_blocks: int = 3  # top blocks of the base to train (the backbone defines its blocks)
+    unfreeze_layers: Optional[int] = None  # alternatively, the top N layers of the base
+    epochs: int = 10
+    learning_rate: float = 1e-5
+    patience: int = 3
+    augment: bool = False  # False: the frozen bottom of the base runs once and is cached
+
+    def validate(self) -> None:
+        _check(self.unfreeze_blocks >= 1, "train.fine_tune.unfreeze_blocks", ">= 1")
+        _check(self.unfreeze_layers is None or self.unfreeze_layers >= 1, "train.fine_tune.unfreeze_layers", ">= 1")
+        _check(self.epochs >= 1, "train.fine_tune.epochs", ">= 1")
+        _check(0 < self.learning_rate < 1, "train.fine_tune.learning_rate", "between 0 and 1")
+
+
+@dataclass
+class AugmentConfig:
+    flip: bool = True
+    rotation: float = 0.1  # fraction of a full turn
+    zoom: float = 0.2
+
+    def validate(self) -> None:
+        _check(0 <= self.rotation <= 0.5, "train.augment.rotation", "0..0.5")
+        _check(0 <= self.zoom < 1, "train.augment.zoom", "0..1")
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 1337
+    batch_size: int = 32
+    cache_flipped: bool = False  # cached modes: add mirrored training images (one more pass of the base)
+    feature_extraction: FeatureExtractionConfig = field(default_factory=FeatureExtractionConfig)
+    fine_tune: FineTuneConfig = field(default_factory=FineTuneConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def validate(self) -> None:
+        _check(0 <= self.seed <= MAX_SEED, "train.seed", f"an integer 0..{MAX_SEED}")
+        _check(self.batch_size >= 1, "train.batch_size", ">= 1")
+        _check(
+            self.feature_extraction.enabled or self.fine_tune.enabled,
+            "train",
+            "at least one of feature_extraction.enabled / fine_tune.enabled",
+        )
+
+
+@dataclass
+class QATConfig:
+    # A short fine-tune of the quantization-aware model; the epoch with the best validation loss is kept
+    # (epoch 0 = calibrated, not trained). On cats vs dogs at 288 px, epochs 1-2 over the whole training
+    # split never beat epoch 0 on validation and cost 3 minutes each on 2 cores: one epoch on 500 images.
+    epochs: int = 1
+    learning_rate: float = 1e-5
+    max_images: Optional[int] = 500  # None: the whole training split
+    validation_images: Optional[int] = 500  # seeded sample of the validation split that picks the epoch
+
+    def validate(self) -> None:
+        _check(self.epochs >= 1, "export.qat.epochs", ">= 1")
+        for key in ("max_images", "validation_images"):
+            value = getattr(self, key)
+            _check(value is None or value >= 1, f"export.qat.{key}", ">= 1 or null")
+        _check(0 < self.learning_rate < 1, "export.qat.learning_rate", "between 0 and 1")
+
+
+@dataclass
+class ExportConfig:
+    # Names from the format registry, families (tflite, onnx) or "all". The default leaves out
+    # tflite-qat-int8: it costs about 4 of a build's minutes on 2 cores and, on cats vs dogs, matched the
+    # post-training tflite-int8 (99.1% validation accuracy, 99.9% agreement, both); ask for it (or "all")
+    # when post-training quantization loses too much accuracy.
+    formats: list = field(
+        default_factory=lambda: ["tflite-fp32", "tflite-fp16", "tflite-dynamic", "tflite-int8", "onnx-fp32", "onnx-int8"]
+    )
+    int8_io: Literal["uint8", "int8"] = "uint8"  # input/output type of full-integer TFLite models
+    representative_images: int = 200  # calibration set drawn from the training split
+    representative_seed: int = 0
+    onnx_opset: int = 17
+    accuracy_budget: float = 1.0  # max drop in validation accuracy (points) before an artifact fails
+    parity_images: Optional[int] = None  # None: the whole validation split; else a seeded sample
+    qat: QATConfig = field(default_factory=QATConfig)
+
+    def validate(self) -> None:
+        _check(self.representative_images >= 1, "export.representative_images", ">= 1")
+        _check(0 <= self.representative_seed <= MAX_SEED, "export.representative_seed", f"an integer 0..{MAX_SEED}")
+        _check(7 <= self.onnx_opset <= 21, "export.onnx_opset", "7..21")
+        _check(self.accuracy_budget >= 0, "export.accuracy_budget", ">= 0 (points)")
+        _check(self.parity_images is None or self.parity_images >= 1, "export.parity_images", ">= 1")
+        _check(bool(self.formats) and all(isinstance(f, str) for f in self.formats), "export.formats", "a list of format names")
+
+
+@dataclass
+class BenchConfig:
+    threads: list = field(default_factory=lambda: [1, 0])  # 0: all cores
+    warmup: int = 10
+    runs: int = 100  # timed single-image runs per artifact and thread count
+    batch_size: int = 8  # for throughput
+    min_accuracy: Optional[float] = None  # fail the run if any artifact is below (fraction, e.g. 0.985)
+
+    def validate(self) -> None:
+        _check(bool(self.threads) and all(isinstance(t, int) and t >= 0 for t in self.threads), "bench.threads", "a list of thread counts (0 = all cores)")
+        _check(self.runs >= 5, "bench.runs", ">= 5")
+        _check(self.warmup >= 0, "bench.warmup", ">= 0")
+        _check(self.batch_size >= 1, "bench.batch_size", ">= 1")
+        _check(self.min_accuracy is None or 0 <= self.min_accuracy <= 1, "bench.min_accuracy", "a fraction 0..1")
+
+
+@dataclass
+class BuildConfig:
+    stages: list = field(default_factory=lambda: ["train", "export", "bench"])
+    accuracy_budget: float = 1.0  # recommendation: at most this many points below the Keras model
+    max_size_mb: Optional[float] = None  # recommendation: artifact size limit
+    test_data: Optional[str] = None  # folder to benchmark on; default: the dataset's test/ (else validation/)
+
+    def validate(self) -> None:
+        known = ("train", "export", "bench")
+        _check(bool(self.stages) and all(s in known for s in self.stages), "build.stages", f"a list from {', '.join(known)}")
+        _check(self.accuracy_budget >= 0, "build.accuracy_budget", ">= 0 (points)")
+        _check(self.max_size_mb is None or self.max_size_mb > 0, "build.max_size_mb", "> 0")
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
+    build: BuildConfig = field(default_factory=BuildConfig)
+    # where each dotted key got its value: "default", a config file path, or "override"
+    sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _as_plain(getattr(self, f.name)) for f in _fields(self)}
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | list[str] | None = None) -> Config:
+    """Defaults, then the YAML file at ``path``, then ``overrides`` (dotted keys or ``key=value`` strings)."""
+    raw: dict[str, Any] = {}
+    sources = {key: "default" for key in _dotted_keys(Config)}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise EdgeExportError("config file not found", path=path, hint="check the --config path")
+        loaded = read_yaml(path) or {}  # bounded: size, nesting, no aliases ("billion laughs")
+        if not isinstance(loaded, dict):
+            raise EdgeExportError("a config file must be a mapping of sections", path=path)
+        raw = loaded
+        for key in flatten(loaded):
+            sources[key] = str(path)
+    for key, value in parse_overrides(overrides).items():
+        _set_dotted(raw, key, value)
+        sources[key] = "override"
+    config = _build(Config, raw, "", path)
+    config.sources = sources
+    _validate(config)
+    return config
+
+
+# ---------------------------------------------------------------- internals
+
+
+def _check(ok: bool, key: str, expected: str) -> None:
+    if not ok:
+        raise EdgeExportError(f"bad config value for {key}: expected {expected}", hint=f"set {key} in the config or with {key}=VALUE")
+
+
+def _fields(obj_or_cls: Any) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(obj_or_cls) if f.name != "sources"]
+
+
+def _as_plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return {f.name: _as_plain(getattr(value, f.name)) for f in _fields(value)}
+    return value
+
+
+def _dotted_keys(cls: type, prefix: str = "") -> list[str]:
+    keys = []
+    hints = typing.get_type_hints(cls)
+    for f in _fields(cls):
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            keys += _dotted_keys(hint, f"{prefix}{f.name}.")
+        else:
+            keys.append(f"{prefix}{f.name}")
+    return keys
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested sections as dotted keys: ``{"export": {"qat": {"epochs": 1}}}`` -> ``{"export.qat.epochs": 1}``."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def parse_overrides(overrides: dict[str, Any] | list[str] | None) -> dict[str, Any]:
+    if not overrides:
+        return {}
+    if isinstance(overrides, dict):
+        return {k: v for k, v in overrides.items() if v is not None}
+    parsed = {}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise EdgeExportError(f"override {item!r} is not key=value", hint="write e.g. train.batch_size=16")
+        try:
+            parsed[key.strip()] = yaml.safe_load(text) if text.strip() else None
+        except (yaml.YAMLError, ValueError):  # ValueError: e.g. a bad date such as 2024-02-30
+            parsed[key.strip()] = text
+    return parsed
+
+
+def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = raw
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise EdgeExportError(f"cannot set {key}: {part} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _build(cls: type, raw: Any, prefix: str, path: Path | None) -> Any:
+    where = f" in {path}" if path else ""
+    if not isinstance(raw, dict):
+        raise EdgeExportError(f"config section {prefix.rstrip('.') or 'top level'} must be a mapping{where}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in _fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        name = f"{prefix}{unknown[0]}"
+        raise EdgeExportError(
+            f"unknown config key {name!r}{where}",
+            hint=f"known keys under {prefix.rstrip('.') or 'the top level'}: {', '.join(sorted(known))}",
+        )
+    kwargs = {}
+    for key, value in raw.items():
+        hint = hints[key]
+        dotted = f"{prefix}{key}"
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value or {}, f"{dotted}.", path)
+        else:
+            kwargs[key] = _coerce(value, hint, dotted, where)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(value, inner, key, where)
+    if origin is Literal:
+        if value not in args:
+            raise EdgeExportError(f"bad config value {value!r} for {key}{where}", hint=f"use one of: {', '.join(map(str, args))}")
+        return value
+    bad = EdgeExportError(f"bad config value {value!r} for {key}{where}: expected {getattr(hint, '__name__', hint)}")
+    if isinstance(value, float) and not math.isfinite(value) and hint in (int, float):
+        raise EdgeExportError(f"bad config value {value!r} for {key}{where}: expected a finite number", hint=f"set {key} to a number")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise bad
+        return int(value)
+    if hint is float:
+        if isinstance(value, str):
+            try:
+                number = float(value)  # YAML 1.1 reads "1e-5" as a string
+            except ValueError:
+                raise bad from None
+            return _coerce(number, hint, key, where)  # "nan", "inf" 
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if hint is list:
+        if isinstance(value, str):
+            try:
+                value = [yaml.safe_load(v.strip()) for v in value.split(",") if v.strip()]
+            except (yaml.YAMLError, ValueError):  # e.g. "2024-02-30" parses as a bad date (found by fuzzing)
+                raise bad from None
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]  # bench.threads=1 means [1]
+        if not isinstance(value, list):
+            raise bad
+        return value
+    if hint is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise bad
+    return value
+
+
+def _validate(obj: Any) -> None:
+    for f in _fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            _validate(value)
+    if hasattr(obj, "validate"):
+        obj.validate()

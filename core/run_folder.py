@@ -1,0 +1,196 @@
+"""The run folder: the one owner of every file name in it and in its sub-folders.
+
+Nobody else spells these names: code asks ``RunFolder`` (and ``ExportFiles``, ``BenchFiles``,
+``DeployFiles`` for the sub-folders' names) for paths.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from edge_export.core.errors import EdgeExportError
+
+
+class ExportFiles:
+    """File names in ``RUN/export/`` (artifact file names come from the format registry)."""
+
+    MANIFEST = "manifest.json"  # written last: its presence means a finished export
+    MODEL_CARD = "model_card.json"
+    LABELS = "labels.txt"
+
+
+class BenchFiles:
+    """File names in ``RUN/bench/`` (or a bench ``--out`` folder)."""
+
+    JSON = "bench.json"
+    MARKDOWN = "bench.md"
+    DEVICES = "devices"  # one sub-folder per remote device, holding that device's bench.json
+
+
+class DeployFiles:
+    """File names in ``RUN/deploy/`` (the recommended artifact keeps its export file name)."""
+
+    RECOMMENDATION = "recommendation.json"
+    LABELS = ExportFiles.LABELS
+    MODEL_CARD = ExportFiles.MODEL_CARD
+
+
+class RunFolder:
+    MODEL = "model.keras"
+    LABELS = "labels.txt"
+    CONFIG = "config.yaml"
+    HISTORY = "history.json"
+    METRICS = "metrics.json"
+    CURVES = "learning_curves.png"
+    DATASET = "dataset.json"
+    MODEL_SPEC = "model_spec.json"
+    RUN_RECORD = "run.json"  # written last by train: the sha256 of every file below (edge_export/run_record.py)
+    RECORDED = (MODEL, LABELS, CONFIG, MODEL_SPEC, DATASET, METRICS, HISTORY)  # the files one train writes as a unit
+    LOCK = ".lock"  # held (flock) by the one command writing this folder: edge_export/run_lock.py
+    TMP = ".tmp"  # that command's temporary files; emptied when a command takes the lock
+    CHECKPOINTS = "checkpoints"
+    EXPORT = "export"
+    BENCH = "bench"
+    DEPLOY = "deploy"
+    PACKAGE = "package"
+    BUILD_STATE = ".build"  # the build's stage fingerprints
+    REPORT_JSON, REPORT_MD, REPORT_HTML = "report.json", "report.md", "report.html"
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    @classmethod
+    def new_default(cls, base: str | Path = "runs") -> "RunFolder":
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        return cls(Path(base) / f"train-{stamp}")
+
+    def create(self) -> "RunFolder":
+        self.root.mkdir(parents=True, exist_ok=True)
+        return self
+
+    @property
+    def model(self) -> Path:
+        return self.root / self.MODEL
+
+    @property
+    def labels(self) -> Path:
+        return self.root / self.LABELS
+
+    @property
+    def config(self) -> Path:
+        return self.root / self.CONFIG
+
+    @property
+    def history(self) -> Path:
+        return self.root / self.HISTORY
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / self.METRICS
+
+    @property
+    def curves(self) -> Path:
+        return self.root / self.CURVES
+
+    @property
+    def dataset(self) -> Path:
+        return self.root / self.DATASET
+
+    @property
+    def model_spec(self) -> Path:
+        return self.root / self.MODEL_SPEC
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / self.CHECKPOINTS
+
+    @property
+    def export_dir(self) -> Path:
+        return self.root / self.EXPORT
+
+    @property
+    def export_manifest(self) -> Path:
+        return self.export_dir / ExportFiles.MANIFEST
+
+    @property
+    def export_model_card(self) -> Path:
+        return self.export_dir / ExportFiles.MODEL_CARD
+
+    @property
+    def export_labels(self) -> Path:
+        return self.export_dir / ExportFiles.LABELS
+
+    @property
+    def bench_dir(self) -> Path:
+        return self.root / self.BENCH
+
+    @property
+    def bench_json(self) -> Path:
+        return self.bench_dir / BenchFiles.JSON
+
+    @property
+    def bench_md(self) -> Path:
+        return self.bench_dir / BenchFiles.MARKDOWN
+
+    @property
+    def build_state_dir(self) -> Path:
+        return self.root / self.BUILD_STATE
+
+    @property
+    def report_json(self) -> Path:  # the build report, with its recommendation
+        return self.root / self.REPORT_JSON
+
+    @property
+    def report_md(self) -> Path:
+        return self.root / self.REPORT_MD
+
+    @property
+    def report_html(self) -> Path:
+        return self.root / self.REPORT_HTML
+
+    @property
+    def deploy_dir(self) -> Path:  # the recommended artifact, copied by `build`
+        return self.root / self.DEPLOY
+
+    @property
+    def deploy_recommendation(self) -> Path:
+        return self.deploy_dir / DeployFiles.RECOMMENDATION
+
+    @property
+    def package_dir(self) -> Path:  # bundles written by `edge-export package`
+        return self.root / self.PACKAGE
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / self.LOCK
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.root / self.TMP
+
+    @property
+    def run_record(self) -> Path:
+        return self.root / self.RUN_RECORD
+
+    def verify(self):
+        """The run record (``RunRecord``) after checking that every file train wrote belongs to one run;
+        a clear EdgeExportError when the record is missing or a file does not match (an interrupted train).
+        Every reader that pairs the model with its labels, config or spec calls this first."""
+        from edge_export.core.run_record import verify_run
+
+        return verify_run(self)
+
+    def read_labels(self) -> list[str]:
+        if not self.labels.is_file():
+            raise EdgeExportError("labels.txt is missing", path=self.labels, hint="re-run `edge-export train`")
+        return [line for line in self.labels.read_text().splitlines() if line.strip()]
+
+    def require_model(self) -> Path:
+        if not self.model.is_file():
+            raise EdgeExportError(
+                "no trained model in this run folder",
+                path=self.model,
+                hint="run `edge-export train --out RUN_DIR` first, or point at a finished run",
+            )
+        return self.model
