@@ -54,7 +54,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
-    from edge_export.commands.out_folder import CHECKED
+    from edge_export.core.out_folder import CHECKED
 
     CHECKED.clear()
     try:
@@ -91,7 +91,7 @@ _NO_FILE_NAMED = (errno.ENOSPC, errno.EDQUOT)  # a write() names no file; atomic
 
 def _user_error(exc: BaseException) -> EdgeExportError | None:
     """A one-line error for a full disk, a read-only or forbidden place, or a missing [train] extra; None: a bug."""
-    from edge_export.commands.out_folder import CHECKED
+    from edge_export.core.out_folder import CHECKED
     from edge_export.core.tf_env import missing_train_extra
     from edge_export.core.untrusted import printable
 

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from edge_export.core.atomic import atomic_path
-from edge_export.benchmarks.report import size_text
-from edge_export.benchmarks.targets import row_id
+from edge_export.core.formatting import size_text
+from edge_export.core.records.bench import BenchResult
 
 FORMAT_COLORS = {"tflite": "tab:blue", "onnx": "tab:orange", "keras": "tab:green"}
 
@@ -50,26 +50,26 @@ def _overlapping(points: list[tuple[float, float]], fraction: float = 0.04) -> l
     return groups
 
 
-def plot_accuracy_latency(report: dict[str, Any], path: Path) -> Path:
+def plot_accuracy_latency(result: BenchResult, path: Path) -> Path:
     """Accuracy (y) against p50 latency at the first thread count (x); marker area proportional to size."""
-    measured = [a for a in report["artifacts"] if a["status"] == "ok" and a.get("latency_ms")]
+    measured = [r for r in result.rows if r.ok and r.p50_ms is not None]
     fig = _figure(8, 5)
     ax = fig.add_subplot(1, 1, 1)
-    sizes = np.array([a.get("size_bytes") or 0 for a in measured], dtype=np.float64)
+    sizes = np.array([r.size_bytes or 0 for r in measured], dtype=np.float64)
     biggest = sizes.max() if len(sizes) and sizes.max() > 0 else 1.0
-    points = [(a["latency_ms"]["p50"], a["accuracy"] * 100) for a in measured]
-    for a, size, (x, y) in zip(measured, sizes, points):
+    points = [(r.p50_ms, (r.accuracy or 0.0) * 100) for r in measured]
+    for r, size, (x, y) in zip(measured, sizes, points):
         area = 30 + 1500 * size / biggest
-        ax.scatter([x], [y], s=area, alpha=0.55, color=FORMAT_COLORS.get(a["format"], "tab:gray"), edgecolors="black", linewidths=0.5)
-    latencies = [a["latency_ms"]["p50"] for a in measured]
+        ax.scatter([x], [y], s=area, alpha=0.55, color=FORMAT_COLORS.get(r.format, "tab:gray"), edgecolors="black", linewidths=0.5)
+    latencies = [r.p50_ms for r in measured]
     if latencies and min(latencies) > 0 and max(latencies) / min(latencies) > 20:
         ax.set_xscale("log")
-    threads = report["settings"]["threads_used"][0]
+    threads = result.settings["threads_used"][0]
     ax.set_xlabel(f"p50 latency, one image, {threads} thread(s) (ms)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title("accuracy vs latency (marker area ~ model size)")
     for fmt, color in FORMAT_COLORS.items():
-        if any(a["format"] == fmt for a in measured):
+        if any(r.format == fmt for r in measured):
             ax.scatter([], [], color=color, label=fmt, s=40)
     if measured:
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never over a label
@@ -84,7 +84,7 @@ def plot_accuracy_latency(report: dict[str, Any], path: Path) -> Path:
     for group in sorted(_overlapping(points), key=lambda g: points[g[0]][0]):
         lead = max(group, key=lambda i: sizes[i])
         radius = (30 + 1500 * sizes[lead] / biggest) ** 0.5 / 2
-        lines = [f"{row_id(measured[i])} {size_text(int(sizes[i]))}" for i in group]
+        lines = [f"{measured[i].id} {size_text(int(sizes[i]))}" for i in group]
         right_edge = ax.get_window_extent(renderer).x1
         for dy in (radius * 0.7 + 2, -radius * 0.7 - 11 * len(lines)):
             dx = radius * 0.7 + 3
@@ -101,20 +101,20 @@ def plot_accuracy_latency(report: dict[str, Any], path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_confusions(report: dict[str, Any], path: Path) -> Path:
+def plot_confusions(result: BenchResult, path: Path) -> Path:
     """One panel per measured model: row-normalized colours, counts written in the cells."""
-    measured = [a for a in report["artifacts"] if a["status"] == "ok" and a.get("confusion")]
+    measured = [r for r in result.rows if r.ok and r.confusion]
     n = max(1, len(measured))
     cols = min(n, 3)
     rows = (n + cols - 1) // cols
-    k = max((len(a["confusion"]["columns"]) for a in measured), default=2)
+    k = max((len(r.confusion["columns"]) for r in measured), default=2)
     cell = 0.45 if k > 6 else 1.0
     width = max(3.6, 1.6 + cell * k) * cols
     height = max(3.2, 1.4 + cell * k) * rows
     fig = _figure(width, height)
-    for i, a in enumerate(measured):
+    for i, row in enumerate(measured):
         ax = fig.add_subplot(rows, cols, i + 1)
-        conf = a["confusion"]
+        conf = row.confusion
         matrix = np.asarray(conf["matrix"], dtype=np.float64)
         totals = matrix.sum(axis=1, keepdims=True)
         norm = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
@@ -127,7 +127,7 @@ def plot_confusions(report: dict[str, Any], path: Path) -> Path:
             ax.set_yticks(range(len(conf["rows"])), conf["rows"], fontsize=7)
         ax.set_xlabel("predicted", fontsize=8)
         ax.set_ylabel("true", fontsize=8)
-        ax.set_title(f"{row_id(a)} ({a['accuracy']:.1%})", fontsize=9)
+        ax.set_title(f"{row.id} ({row.accuracy or 0.0:.1%})", fontsize=9)
     if not measured:
         fig.text(0.5, 0.5, "no model measured", ha="center")
     fig.tight_layout()

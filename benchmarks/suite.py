@@ -10,19 +10,17 @@ plots. A model that fails while being measured is recorded as failed; the others
 from __future__ import annotations
 
 import importlib.util
-import json
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from edge_export.core.atomic import write_json, write_text
 from edge_export.benchmarks.classification import classification_metrics, top1_agreement
 from edge_export.benchmarks.machine import machine_info, resolve_threads
 from edge_export.benchmarks.plots import plot_accuracy_latency, plot_confusions
 from edge_export.benchmarks.report import build_report, render_markdown, render_table
-from edge_export.benchmarks.targets import LOCAL
 from edge_export.benchmarks.testset import TestSet, decode_all, map_classes, save_pixels, scan_test_folder
 from edge_export.benchmarks.worker import measure_safely, run_worker
 from edge_export.core.config import BenchConfig
@@ -30,22 +28,20 @@ from edge_export.core.hashing import sha256_file
 from edge_export.core.errors import EdgeExportError
 from edge_export.export.manifest import check_made_from, read_manifest
 from edge_export.core.pause import pause_point
-from edge_export.core.run_folder import RunFolder
+from edge_export.core.records.model_spec import ModelSpec
+from edge_export.core.records.bench import KERAS, BenchResult, BenchRow
+from edge_export.core.run_folder import BenchFiles, RunFolder
 from edge_export.runtime.backends import SUFFIXES
 from edge_export.runtime.preprocessing import Preprocessing
 from edge_export.core.untrusted import printable
 
-Echo = Callable[[str], None]
+from edge_export.core.echo import Echo  # noqa: E402  (the one Echo type)
 
-BENCH_JSON, BENCH_MD = "bench.json", "bench.md"
-PLOT_ACCURACY, PLOT_CONFUSION = "accuracy_vs_latency.png", "confusion_matrices.png"
-MANIFEST = "manifest.json"
-FAMILY = {".tflite": "tflite", ".onnx": "onnx"}
 
 
 @dataclass
-class Target:
-    """One model to measure."""
+class BenchModel:
+    """One model to measure (an exported artifact, a model file, or the run's model.keras)."""
 
     name: str
     kind: str  # "model" | "keras"
@@ -65,22 +61,27 @@ class Target:
 
 @dataclass
 class BenchOutcome:
-    report: dict[str, Any]
+    result: BenchResult
     out_dir: Path
     files: dict[str, Path] = field(default_factory=dict)
     table: str = ""
 
     @property
+    def report(self) -> dict[str, Any]:
+        """bench.json's content (``result.to_dict()``)."""
+        return self.result.to_dict()
+
+    @property
     def failed(self) -> list[str]:
-        return self.report["failed"]
+        return self.result.failed
 
     @property
     def below_min_accuracy(self) -> list[str]:
-        return self.report["below_min_accuracy"]
+        return self.result.below_min_accuracy
 
     @property
     def ok(self) -> bool:
-        return self.report["ok"]
+        return self.result.ok
 
 
 def bench_run(
@@ -120,21 +121,21 @@ def bench_run(
     testset = scan_test_folder(data, max_image_pixels)
     labels_arg = _read_labels(labels) if labels is not None else None
 
-    targets: list[Target] = []
+    to_measure: list[BenchModel] = []
     skipped: list[dict[str, Any]] = []
     if run is not None:
         run_labels = run.read_labels() if run.labels.is_file() else None
-        manifest_targets, skipped = _manifest_targets(run, testset, labels_arg, run_labels)
-        targets += manifest_targets
+        manifest_models, skipped = _manifest_models(run, testset, labels_arg, run_labels)
+        to_measure += manifest_models
     for model in models:
-        targets.append(_model_target(model, _unique(model.stem, targets), testset, labels_arg, None, "argument", None, None))
-    keras_target = _keras_target(run, keras, testset, targets)
-    if keras_target is not None:
-        targets.insert(0, keras_target)
-    if not targets:
+        to_measure.append(_file_model(model, _unique(model.stem, to_measure), testset, labels_arg, None, "argument", None, None))
+    keras_model = _keras_model(run, keras, testset, to_measure)
+    if keras_model is not None:
+        to_measure.insert(0, keras_model)
+    if not to_measure:
         raise EdgeExportError(
             "no artifact to benchmark: every artifact in the manifest failed to export",
-            path=run.export_dir / MANIFEST if run else None,
+            path=run.export_manifest if run else None,
             hint="fix the export (see its manifest) or pass model files",
         )
     out_dir = Path(out) if out is not None else (run.bench_dir if run is not None else Path("bench"))
@@ -143,17 +144,18 @@ def bench_run(
     # in RUN/.tmp when the command holds the run folder (run_lock), where a killed benchmark's leftovers are cleaned
     with tempfile.TemporaryDirectory(prefix="edge-export-bench-") as tmp:
         workdir = Path(tmp)
-        pixel_files = _decode_groups(targets, testset, workdir, echo)
+        pixel_files = _decode_groups(to_measure, testset, workdir, echo)
         echo(f"test data: {testset.root} ({len(testset.files)} images, classes {', '.join(printable(c, 60) for c in testset.class_names)})")
-        records = []
-        for i, target in enumerate(targets, 1):
-            echo(f"[{i}/{len(targets)}] measuring {target.name} ({target.path.name})")
-            key = (tuple(target.preprocessing.size), target.preprocessing.resize)
+        rows: list[BenchRow] = []
+        predicted: list[list[str] | None] = []
+        for i, model in enumerate(to_measure, 1):
+            echo(f"[{i}/{len(to_measure)}] measuring {model.name} ({model.path.name})")
+            key = (tuple(model.preprocessing.size), model.preprocessing.resize)
             request = {
-                "kind": target.kind,
-                "path": str(target.path),
-                "labels": target.labels_arg,
-                "preprocessing": target.preprocessing.to_dict(),
+                "kind": model.kind,
+                "path": str(model.path),
+                "labels": model.labels_arg,
+                "preprocessing": model.preprocessing.to_dict(),
                 "pixels": str(pixel_files[key]),
                 "image": str(testset.files[0]),
                 "max_pixels": testset.max_pixels,
@@ -163,13 +165,15 @@ def bench_run(
                 "batch_size": config.batch_size,
                 "accuracy": True,
             }
-            result = _measure(request, target, workdir, isolate, i)
-            records.append(_record(target, result, testset, config))
-            pause_point(f"bench.measured.{target.name}")  # tests: kill or resume mid-benchmark here
-    _add_agreement(records, targets)
+            result = _measure(request, model, workdir, isolate, i)
+            row, labels_predicted = _record(model, result, testset, config)
+            rows.append(row)
+            predicted.append(labels_predicted)
+            pause_point(f"bench.measured.{model.name}")  # tests: kill or resume mid-benchmark here
+    _add_agreement(rows, predicted)
 
     report = build_report(
-        artifacts=records,
+        rows=rows,
         skipped=skipped,
         data=testset.summary(),
         settings={
@@ -189,7 +193,7 @@ def bench_run(
     return write_outputs(report, out_dir, echo)
 
 
-# ----------------------------------------------------------------------------- targets
+# ----------------------------------------------------------------------------- models to measure
 
 
 def _check_model_file(path: Path) -> None:
@@ -207,35 +211,35 @@ def _read_labels(path: str | Path) -> list[str]:
     return read_labels(path)
 
 
-def _manifest_targets(
+def _manifest_models(
     run: RunFolder, testset: TestSet, labels_arg: list[str] | None, run_labels: list[str] | None
-) -> tuple[list[Target], list[dict[str, Any]]]:
-    targets: list[Target] = []
+) -> tuple[list[BenchModel], list[dict[str, Any]]]:
+    to_measure: list[BenchModel] = []
     skipped: list[dict[str, Any]] = []
-    entries = read_manifest(run, hint="run `edge-export export` on it first, or pass model files")
+    manifest = read_manifest(run, hint="run `edge-export export` on it first, or pass model files")
     # one train's model, labels and spec (run.json), and an export of that model.keras: else a clear error
-    check_made_from(run, run.verify())
-    for entry in entries:
-        name = str(entry.get("name") or entry.get("path") or "?")
-        if entry.get("status") != "ok":
-            skipped.append({"name": name, "reason": f"export status {entry.get('status')!r}: {entry.get('error', '')}".rstrip(": ")})
+    check_made_from(run, run.verify(), manifest)
+    for entry in manifest.artifacts:
+        name = entry.name
+        if not entry.ok:
+            skipped.append({"name": name, "reason": f"export status {entry.status!r}: {entry.error or ''}".rstrip(": ")})
             continue
-        if not entry.get("path"):
-            raise EdgeExportError(f"manifest entry {name!r} has no path", path=run.export_dir / MANIFEST)
-        path = run.export_dir / entry["path"]
+        if not entry.path:
+            raise EdgeExportError(f"manifest entry {name!r} has no path", path=run.export_manifest)
+        path = run.export_dir / entry.path
         if not path.is_file():
             raise EdgeExportError(
                 f"artifact {name!r} is listed in the manifest but its file is missing",
                 path=path,
                 hint="re-run `edge-export export`",
             )
-        targets.append(
-            _model_target(path, _unique(name, targets), testset, labels_arg, run_labels, "manifest", entry.get("format"), entry.get("precision"))
+        to_measure.append(
+            _file_model(path, _unique(name, to_measure), testset, labels_arg, run_labels, "manifest", entry.format, entry.precision)
         )
-    return targets, skipped
+    return to_measure, skipped
 
 
-def _model_target(
+def _file_model(
     path: Path,
     name: str,
     testset: TestSet,
@@ -244,14 +248,14 @@ def _model_target(
     source: str,
     family: str | None,
     precision: str | None,
-) -> Target:
+) -> BenchModel:
     """Open the model once here: its labels, input size and class mapping are checked before measuring."""
     from edge_export.runtime.classifier import Classifier
 
     passed = labels_arg
     clf = Classifier.load(path, labels=passed, threads=1)
-    meta = clf.metadata or {}
-    if passed is None and not meta.get("labels"):
+    meta = clf.model_metadata
+    if passed is None and not (meta is not None and meta.labels):
         if fallback_labels is None:
             raise EdgeExportError(
                 "the model has no labels of its own (no edge_export metadata)",
@@ -262,11 +266,11 @@ def _model_target(
         clf = Classifier.load(path, labels=passed, threads=1)
     mapping = map_classes(testset.class_names, clf.labels, path)
     if precision is None:
-        precision = meta.get("precision") or ("int8" if clf.backend.input_spec.is_integer else "float")
-    target = Target(
+        precision = (meta.precision if meta is not None else None) or ("int8" if clf.backend.input_spec.is_integer else "float")
+    model = BenchModel(
         name=name,
         kind="model",
-        format=family or FAMILY[path.suffix.lower()],
+        format=family or path.suffix.lower().lstrip("."),  # .tflite -> tflite, .onnx -> onnx
         precision=precision,
         path=path,
         labels=clf.labels,
@@ -276,10 +280,10 @@ def _model_target(
         source=source,
     )
     del clf
-    return target
+    return model
 
 
-def _keras_target(run: RunFolder | None, want: bool | None, testset: TestSet, targets: list[Target]) -> Target | None:
+def _keras_model(run: RunFolder | None, want: bool | None, testset: TestSet, to_measure: list[BenchModel]) -> BenchModel | None:
     if want is False:
         return None
     if run is None:
@@ -295,15 +299,15 @@ def _keras_target(run: RunFolder | None, want: bool | None, testset: TestSet, ta
             run.require_model()
         return None
     labels = run.read_labels()
-    preprocessing = _keras_preprocessing(run, targets)
+    preprocessing = _keras_preprocessing(run, to_measure)
     if preprocessing is None:
         if want:
             raise EdgeExportError("cannot tell the Keras model's input size (no model_spec.json)", path=run.model_spec)
         return None
-    return Target(
-        name="keras",
+    return BenchModel(
+        name=KERAS,
         kind="keras",
-        format="keras",
+        format=KERAS,
         precision="fp32",
         path=run.model,
         labels=labels,
@@ -314,20 +318,20 @@ def _keras_target(run: RunFolder | None, want: bool | None, testset: TestSet, ta
     )
 
 
-def _keras_preprocessing(run: RunFolder, targets: list[Target]) -> Preprocessing | None:
+def _keras_preprocessing(run: RunFolder, to_measure: list[BenchModel]) -> Preprocessing | None:
     try:
-        spec = json.loads(run.model_spec.read_text())
-        if spec.get("preprocessing"):
-            return Preprocessing.from_dict(spec["preprocessing"])
-        return Preprocessing(size=(int(spec["image_size"]), int(spec["image_size"])))
-    except (OSError, ValueError, KeyError, TypeError, EdgeExportError):
+        spec = ModelSpec.read(run.model_spec)
+        if spec.preprocessing:
+            return Preprocessing.from_dict(spec.preprocessing)
+        return Preprocessing(size=(spec.image_size, spec.image_size))
+    except EdgeExportError:
         pass
-    manifest_targets = [t for t in targets if t.source == "manifest"]
-    return manifest_targets[0].preprocessing if manifest_targets else None
+    manifest_models = [t for t in to_measure if t.source == "manifest"]
+    return manifest_models[0].preprocessing if manifest_models else None
 
 
-def _unique(name: str, targets: list[Target]) -> str:
-    taken = {t.name for t in targets}
+def _unique(name: str, to_measure: list[BenchModel]) -> str:
+    taken = {t.name for t in to_measure}
     candidate, i = name, 2
     while candidate in taken:
         candidate, i = f"{name}-{i}", i + 1
@@ -337,9 +341,9 @@ def _unique(name: str, targets: list[Target]) -> str:
 # ----------------------------------------------------------------------------- measuring
 
 
-def _decode_groups(targets: list[Target], testset: TestSet, workdir: Path, echo: Echo) -> dict[tuple, Path]:
+def _decode_groups(to_measure: list[BenchModel], testset: TestSet, workdir: Path, echo: Echo) -> dict[tuple, Path]:
     """Decode the test images once per (input size, resize method); unreadable files are dropped for all."""
-    keys = list(dict.fromkeys((tuple(t.preprocessing.size), t.preprocessing.resize) for t in targets))
+    keys = list(dict.fromkeys((tuple(t.preprocessing.size), t.preprocessing.resize) for t in to_measure))
     files: dict[tuple, Path] = {}
     for i, (size, method) in enumerate(keys):
         started = time.perf_counter()
@@ -353,17 +357,17 @@ def _decode_groups(targets: list[Target], testset: TestSet, workdir: Path, echo:
     return files
 
 
-def _measure(request: dict[str, Any], target: Target, workdir: Path, isolate: bool, index: int) -> dict[str, Any]:
+def _measure(request: dict[str, Any], model: BenchModel, workdir: Path, isolate: bool, index: int) -> dict[str, Any]:
     if not isolate:
         return measure_safely(request)
-    if target.kind != "keras" or len(request["threads"]) == 1:
-        return run_worker(request, workdir, f"{index}-{target.name}")
+    if model.kind != "keras" or len(request["threads"]) == 1:
+        return run_worker(request, workdir, f"{index}-{model.name}")
     # TensorFlow fixes its thread pools at start-up: one process per thread count, accuracy in the one
     # with the most threads (predictions do not depend on threads)
     merged: dict[str, Any] | None = None
     most = max(range(len(request["threads"])), key=lambda j: request["threads"][j][1])
     for j, pair in enumerate(request["threads"]):
-        part = run_worker({**request, "threads": [pair], "accuracy": j == most}, workdir, f"{index}-{target.name}-{j}")
+        part = run_worker({**request, "threads": [pair], "accuracy": j == most}, workdir, f"{index}-{model.name}-{j}")
         if "error" in part:
             return part
         if merged is None:
@@ -378,81 +382,64 @@ def _measure(request: dict[str, Any], target: Target, workdir: Path, isolate: bo
     return merged or {"error": "nothing measured"}
 
 
-def _record(target: Target, result: dict[str, Any], testset: TestSet, config: BenchConfig) -> dict[str, Any]:
-    base = {
-        "name": target.name,
-        "target": LOCAL,
-        "format": target.format,
-        "precision": target.precision,
-        "path": str(target.path),
-        "source": target.source,
-        "size_bytes": target.size_bytes,
-        "sha256": sha256_file(target.path),  # what was measured: a later export or train makes this row stale
-    }
+# BenchRow fields taken as they are from classification_metrics, from the first thread count's measurement
+# and from the worker's result
+METRIC_KEYS = ("accuracy", "images", "correct", "macro_f1", "macro_precision", "macro_recall", "per_class", "confusion")
+FIRST_THREAD_KEYS = ("threads", "latency_ms", "e2e_p50", "overhead_pct", "e2e_overhead_pct", "predict_proba_ms", "e2e_ms",
+                     "throughput")
+WORKER_KEYS = ("decode_ms", "memory", "backend", "input", "dynamic_batch", "by_threads", "seconds")
+
+
+def _record(model: BenchModel, result: dict[str, Any], testset: TestSet, config: BenchConfig) -> tuple[BenchRow, list[str] | None]:
+    """The row of one measured model, and the labels it predicted (for the agreement; not kept)."""
+    base = dict(
+        name=model.name,
+        format=model.format,
+        precision=model.precision,
+        path=str(model.path),
+        source=model.source,
+        size_bytes=model.size_bytes,
+        sha256=sha256_file(model.path),  # what was measured: a later export or train makes this row stale
+    )
     predictions = result.get("predictions")
     if "error" not in result and (predictions is None or len(predictions) != len(testset.files)):
         result = {"error": f"got {0 if predictions is None else len(predictions)} predictions for {len(testset.files)} images"}
     if "error" in result:
-        return {
-            **base, "status": "failed", "error": result["error"], "accuracy": None, "top1_agreement": None,
-            "threads": None, "latency_ms": None, "below_min_accuracy": False,
-        }
-    inverse = {model_index: test_index for test_index, model_index in enumerate(target.mapping)}
+        return BenchRow(**base, status="failed", error=result["error"]), None
+    inverse = {model_index: test_index for test_index, model_index in enumerate(model.mapping)}
     y_pred = [inverse.get(int(p), -1) for p in predictions]
     metrics = classification_metrics(testset.labels, y_pred, testset.class_names)
     first = result["by_threads"][0]
     p50 = first["latency_ms"]["p50"]
-    accuracy = metrics["accuracy"]
-    below = config.min_accuracy is not None and target.kind != "keras" and accuracy < config.min_accuracy
-    return {
+    row = BenchRow(
         **base,
-        "status": "ok",
-        "accuracy": accuracy,
-        "top1_agreement": None,
-        "threads": first["threads"],
-        "latency_ms": first["latency_ms"],
-        "fps": 1000.0 / p50 if p50 > 0 else None,
-        "e2e_p50": first["e2e_p50"],
-        "overhead_pct": first["overhead_pct"],
-        "e2e_overhead_pct": first["e2e_overhead_pct"],
-        "predict_proba_ms": first["predict_proba_ms"],
-        "e2e_ms": first["e2e_ms"],
-        "decode_ms": result["decode_ms"],
-        "throughput_ips": first["throughput"]["images_per_s"],
-        "throughput": first["throughput"],
-        "peak_rss_mb": result["memory"].get("peak_rss_mb"),
-        "memory": result["memory"],
-        "backend": result.get("backend"),
-        "input": result.get("input"),
-        "dynamic_batch": result.get("dynamic_batch"),
-        "images": metrics["images"],
-        "correct": metrics["correct"],
-        "macro_f1": metrics["macro_f1"],
-        "macro_precision": metrics["macro_precision"],
-        "macro_recall": metrics["macro_recall"],
-        "per_class": metrics["per_class"],
-        "confusion": metrics["confusion"],
-        "by_threads": result["by_threads"],
-        "below_min_accuracy": below,
-        "seconds": result.get("seconds"),
-        "predicted_labels": [target.labels[int(p)] if 0 <= int(p) < len(target.labels) else str(p) for p in predictions],
-    }
+        status="ok",
+        **{key: metrics[key] for key in METRIC_KEYS},
+        **{key: first[key] for key in FIRST_THREAD_KEYS},  # the first thread count's; by_threads has them all
+        **{key: result.get(key) for key in WORKER_KEYS},
+        fps=1000.0 / p50 if p50 > 0 else None,
+        throughput_ips=first["throughput"]["images_per_s"],
+        peak_rss_mb=result["memory"].get("peak_rss_mb"),
+    )
+    row.below_min_accuracy = row.below(config.min_accuracy)  # the one rule (the build's gate uses it too)
+    labels = [model.labels[int(p)] if 0 <= int(p) < len(model.labels) else str(p) for p in predictions]
+    return row, labels
 
 
-def _add_agreement(records: list[dict[str, Any]], targets: list[Target]) -> None:
-    """Top-1 agreement with the Keras model (by label name), when it was measured; drops the predictions."""
-    reference = next((r for r, t in zip(records, targets) if t.kind == "keras" and r["status"] == "ok"), None)
-    for record in records:
-        if reference is not None and record["status"] == "ok":
-            record["top1_agreement"] = top1_agreement(record["predicted_labels"], reference["predicted_labels"])
-    for record in records:
-        record.pop("predicted_labels", None)
+def _add_agreement(rows: list[BenchRow], predicted: list[list[str] | None]) -> None:
+    """Top-1 agreement with the Keras model (by label name), when it was measured."""
+    reference = next((labels for row, labels in zip(rows, predicted) if row.is_reference and row.ok), None)
+    if reference is None:
+        return
+    for row, labels in zip(rows, predicted):
+        if row.ok and labels is not None:
+            row.top1_agreement = top1_agreement(labels, reference)
 
 
 # ----------------------------------------------------------------------------- outputs
 
 
-def write_outputs(report: dict[str, Any], out_dir: Path, echo: Echo | None = print) -> BenchOutcome:
+def write_outputs(result: BenchResult, out_dir: Path, echo: Echo | None = print) -> BenchOutcome:
     """bench.md, plots (when matplotlib is installed: a device may not have it) and bench.json, last."""
     echo = echo or (lambda line: None)
     out_dir = Path(out_dir)
@@ -460,16 +447,16 @@ def write_outputs(report: dict[str, Any], out_dir: Path, echo: Echo | None = pri
     files: dict[str, Path] = {}
     plots: dict[str, str] = {}
     try:
-        files["accuracy_vs_latency"] = plot_accuracy_latency(report, out_dir / PLOT_ACCURACY)
-        files["confusion_matrices"] = plot_confusions(report, out_dir / PLOT_CONFUSION)
-        plots = {"accuracy vs latency": PLOT_ACCURACY, "confusion matrices": PLOT_CONFUSION}
+        files["accuracy_vs_latency"] = plot_accuracy_latency(result, out_dir / BenchFiles.PLOT_ACCURACY)
+        files["confusion_matrices"] = plot_confusions(result, out_dir / BenchFiles.PLOT_CONFUSION)
+        plots = {"accuracy vs latency": BenchFiles.PLOT_ACCURACY, "confusion matrices": BenchFiles.PLOT_CONFUSION}
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] != "matplotlib":
             raise
-    files["md"] = write_text(out_dir / BENCH_MD, render_markdown(report, plots))
-    files["json"] = write_json(out_dir / BENCH_JSON, report)  # last: its presence means a finished benchmark
-    table = render_table(report)
+    files["md"] = write_text(out_dir / BenchFiles.MARKDOWN, render_markdown(result, plots))
+    files["json"] = write_json(out_dir / BenchFiles.JSON, result.to_dict())  # last: its presence means a finished benchmark
+    table = render_table(result)
     echo(table)
     extra = " and plots" if plots else " (no plots: matplotlib is not installed)"
     echo(f"wrote {files['json']}, {files['md']}{extra} in {out_dir}")
-    return BenchOutcome(report=report, out_dir=out_dir, files=files, table=table)
+    return BenchOutcome(result=result, out_dir=out_dir, files=files, table=table)

@@ -127,7 +127,8 @@ class QATConfig:
 
 @dataclass
 class ExportConfig:
-    # Names from the format registry, families (tflite, onnx) or "all". The default leaves out
+    # Names from the format registry (export/formats.py: checked against it before any work, by the
+    # application), families (tflite, onnx) or "all". The default leaves out
     # tflite-qat-int8: it costs about 4 of a build's minutes on 2 cores and, on cats vs dogs, matched the
     # post-training tflite-int8 (99.1% validation accuracy, 99.9% agreement, both); ask for it (or "all")
     # when post-training quantization loses too much accuracy.
@@ -175,8 +176,8 @@ class BuildConfig:
     test_data: Optional[str] = None  # folder to benchmark on; default: the dataset's test/ (else validation/)
 
     def validate(self) -> None:
-        known = ("train", "export", "bench")
-        _check(bool(self.stages) and all(s in known for s in self.stages), "build.stages", f"a list from {', '.join(known)}")
+        # the stage names are the build's (app/pipeline/stages.py): checked there, before any work
+        _check(bool(self.stages) and all(isinstance(s, str) for s in self.stages), "build.stages", "a list of stage names")
         _check(self.accuracy_budget >= 0, "build.accuracy_budget", ">= 0 (points)")
         _check(self.max_size_mb is None or self.max_size_mb > 0, "build.max_size_mb", "> 0")
 
@@ -198,12 +199,44 @@ class Config:
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
+    def to_annotated_yaml(self) -> str:
+        """A valid config file (``--config`` reads it back) with each value's source as a YAML comment."""
+        rows: list[tuple[str, str | None]] = []  # (YAML line, source comment)
 
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | list[str] | None = None) -> Config:
-    """Defaults, then the YAML file at ``path``, then ``overrides`` (dotted keys or ``key=value`` strings)."""
+        def section(d: dict[str, Any], prefix: str, depth: int) -> None:
+            for key, value in d.items():
+                indent = "  " * depth
+                if isinstance(value, dict):
+                    rows.append((f"{indent}{key}:", None))
+                    section(value, f"{prefix}{key}.", depth + 1)
+                else:
+                    rows.append((f"{indent}{key}: {_yaml_scalar(value)}", self.sources.get(prefix + key, "default")))
+
+        section(self.to_dict(), "", 0)
+        width = min(56, max(len(text) for text, _ in rows))
+        lines = ["# edge-export config (defaults < config file < key=value); after '#': where each value came from"]
+        lines += [text if source is None else f"{text:<{width}}  # {source}" for text, source in rows]
+        return "\n".join(lines) + "\n"
+
+
+def _yaml_scalar(value: Any) -> str:
+    """One value as YAML flow text on one line (lists as [a, b]), read back as the same value."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=2**20).strip()
+    if text.endswith("\n..."):
+        text = text[: -len("\n...")]
+    return text
+
+
+def load_config(path: "str | Path | Config | None" = None, overrides: dict[str, Any] | list[str] | None = None) -> Config:
+    """Defaults, then the YAML file at ``path`` (or a ``Config`` to start from), then ``overrides``
+    (dotted keys or ``key=value`` strings)."""
     raw: dict[str, Any] = {}
     sources = {key: "default" for key in _dotted_keys(Config)}
-    if path is not None:
+    if isinstance(path, Config):
+        raw = path.to_dict()
+        sources.update(path.sources)
+        path = None
+    elif path is not None:
         path = Path(path)
         if not path.is_file():
             raise EdgeExportError("config file not found", path=path, hint="check the --config path")

@@ -26,6 +26,8 @@ class BenchFiles:
     JSON = "bench.json"
     MARKDOWN = "bench.md"
     DEVICES = "devices"  # one sub-folder per remote device, holding that device's bench.json
+    PLOT_ACCURACY = "accuracy_vs_latency.png"
+    PLOT_CONFUSION = "confusion_matrices.png"
 
 
 class DeployFiles:
@@ -132,6 +134,14 @@ class RunFolder:
     @property
     def bench_md(self) -> Path:
         return self.bench_dir / BenchFiles.MARKDOWN
+
+    @property
+    def bench_plot_accuracy(self) -> Path:
+        return self.bench_dir / BenchFiles.PLOT_ACCURACY
+
+    @property
+    def bench_plot_confusion(self) -> Path:
+        return self.bench_dir / BenchFiles.PLOT_CONFUSION
 
     @property
     def build_state_dir(self) -> Path:

@@ -5,7 +5,6 @@ Expensive things (the SavedModel, decoded images, the ONNX graph) are made once,
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from functools import cached_property
@@ -20,11 +19,12 @@ from edge_export.core.errors import EdgeExportError
 from edge_export.export.data import Images, load_images, open_dataset, representative_pixels, sample
 from edge_export.export.formats import FormatSpec
 from edge_export.export.layout import ExportFolder
-from edge_export.export.metadata import build_metadata
 from edge_export.core.run_folder import RunFolder
 from edge_export.core.run_record import RunRecord
+from edge_export.runtime.metadata import ModelMetadata
 from edge_export.runtime.preprocessing import Preprocessing
-from edge_export.trainer.model import ModelSpec
+from edge_export.core.records.model_spec import ModelSpec
+from edge_export.trainer.model import model_preprocessing
 
 
 class ExportContext:
@@ -39,15 +39,9 @@ class ExportContext:
         self.run_config = run_config
         self.folder = ExportFolder(run)
         self.labels = run.read_labels()
-        self.model_spec_data = read_model_spec(run)
-        self.spec = ModelSpec(
-            backbone=self.model_spec_data["backbone"],
-            image_size=int(self.model_spec_data["image_size"]),
-            num_classes=int(self.model_spec_data["num_classes"]),
-            dropout=float(self.model_spec_data.get("dropout", 0.2)),
-        )
-        prep = self.model_spec_data.get("preprocessing")
-        self.preprocessing = Preprocessing.from_dict(prep) if prep else self.spec.preprocessing()
+        self.spec = ModelSpec.read(run.model_spec)
+        prep = self.spec.preprocessing
+        self.preprocessing = Preprocessing.from_dict(prep) if prep else model_preprocessing(self.spec)
         if len(self.labels) != self.spec.num_classes:
             raise EdgeExportError(
                 f"labels.txt has {len(self.labels)} labels but the model has {self.spec.num_classes} classes",
@@ -123,30 +117,21 @@ class ExportContext:
 
     # ------------------------------------------------------------------ metadata
 
-    def metadata(self, fmt: FormatSpec, **extra: Any) -> dict[str, Any]:
-        """The ``edge_export`` document embedded in every artifact."""
-        info: dict[str, Any] = {
-            "backbone": self.spec.backbone,
-            "format": fmt.name,
-            "precision": fmt.precision,
-        }
-        if fmt.integer_io:
-            info["int8_io"] = self.config.int8_io
-        info["edge_export"] = __version__
-        return build_metadata(self.labels, self.preprocessing, **info, **extra)
-
-
-def read_model_spec(run: RunFolder) -> dict[str, Any]:
-    path = run.model_spec
-    if not path.is_file():
-        raise EdgeExportError("model_spec.json is missing", path=path, hint="re-run `edge-export train` for this run")
-    try:
-        data = json.loads(path.read_text())
-        for key in ("backbone", "image_size", "num_classes"):
-            data[key]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise EdgeExportError(f"model_spec.json is malformed ({exc})", path=path, hint="re-run `edge-export train`") from None
-    return data
+    def metadata(self, fmt: FormatSpec, *, opset: int | None = None, calibration_images: int | None = None,
+                 qat: dict[str, Any] | None = None) -> ModelMetadata:
+        """The ``edge_export`` metadata embedded in every artifact (the runtime's record, filled here)."""
+        return ModelMetadata(
+            labels=tuple(self.labels),
+            preprocessing=self.preprocessing,
+            backbone=self.spec.backbone,
+            format=fmt.name,
+            precision=fmt.precision,
+            int8_io=self.config.int8_io if fmt.integer_io else None,
+            edge_export=__version__,
+            opset=opset,
+            calibration_images=calibration_images,
+            qat=qat,
+        )
 
 
 def load_keras_model(run: RunFolder, spec: ModelSpec) -> Any:

@@ -12,21 +12,22 @@ from __future__ import annotations
 from typing import Any
 
 from edge_export.core.errors import EdgeExportError
+from edge_export.core.records.bench import KERAS, LOCAL, BenchResult
+from edge_export.core.records.recommendation import Recommendation
 from edge_export.export.manifest import read_manifest
 from edge_export.core.hashing import sha256_file
 from edge_export.core.run_folder import RunFolder
 from edge_export.core.untrusted import printable, read_json
 
-KERAS = "keras"  # bench.json's name for the run's model.keras
 MEASURED_FROM_RUN = ("manifest", "run")  # bench.json row sources that are files of the run folder
 
 
 def current_digests(run: RunFolder) -> dict[str, str]:
     """name -> sha256 of what the run holds now: each exported artifact (manifest) and ``keras``."""
     digests: dict[str, str] = {}
-    if (run.export_dir / "manifest.json").is_file():
+    if run.export_manifest.is_file():
         try:
-            digests = {a["name"]: a["sha256"] for a in read_manifest(run) if a.get("path") and a.get("sha256")}
+            digests = {a.name: a.sha256 for a in read_manifest(run).artifacts if a.path and a.sha256}
         except EdgeExportError:
             pass  # an unreadable manifest: nothing exported counts as current
     if run.model.is_file():
@@ -34,21 +35,19 @@ def current_digests(run: RunFolder) -> dict[str, str]:
     return digests
 
 
-def stale_bench(run: RunFolder, bench: dict[str, Any] | None = None, digests: dict[str, str] | None = None) -> list[str]:
+def stale_bench(run: RunFolder, bench: BenchResult | None = None, digests: dict[str, str] | None = None) -> list[str]:
     """Names of the run's files that ``bench`` (default bench/bench.json) measured and that changed or went since."""
     if bench is None:
-        bench = _read(run.bench_dir / "bench.json")
-    rows = bench.get("artifacts") if isinstance(bench, dict) else None
-    if not isinstance(rows, list):
+        bench = _read(run.bench_json, BenchResult.from_dict)
+    if bench is None:
         return []
     digests = current_digests(run) if digests is None else digests
     stale = []
-    for row in rows:
-        if not isinstance(row, dict) or row.get("source") not in MEASURED_FROM_RUN or row.get("target", "local") != "local":
+    for row in bench.rows:
+        if row.source not in MEASURED_FROM_RUN or row.device != LOCAL:
             continue
-        name = str(row.get("name"))
-        if row.get("sha256") is None or digests.get(name) != row.get("sha256"):
-            stale.append(name)
+        if row.sha256 is None or digests.get(row.name) != row.sha256:
+            stale.append(row.name)
     return list(dict.fromkeys(stale))
 
 
@@ -61,9 +60,9 @@ def stale_dependents(run: RunFolder) -> list[str]:
     if names:
         lines.append(f"bench/bench.json measured {', '.join(names)} as it was before (changed or removed since): "
                      f"re-run bench (`edge-export bench {where} --data TEST_DIR`, or `edge-export build`)")
-    rec = _read(run.deploy_dir / "recommendation.json")
-    if isinstance(rec, dict) and rec.get("artifact") and digests.get(str(rec["artifact"])) != rec.get("sha256"):
-        lines.append(f"deploy/ holds {printable(rec['artifact'])} as it was before: re-run `edge-export build`")
+    rec = _read(run.deploy_recommendation, Recommendation.from_dict)
+    if rec is not None and rec.artifact and digests.get(rec.artifact) != rec.sha256:
+        lines.append(f"deploy/ holds {printable(rec.artifact)} as it was before: re-run `edge-export build`")
     if run.package_dir.is_dir():
         for info_path in sorted(run.package_dir.glob("*/bundle.json")):
             info = _read(info_path)
@@ -82,17 +81,19 @@ def stale_recommendation(run: RunFolder, name: str) -> str | None:
     file), or None when it is current."""
     if name in stale_bench(run):
         return f"the build recommended {name} from bench numbers measured before it was re-exported"
-    rec = _read(run.deploy_dir / "recommendation.json")
-    if isinstance(rec, dict) and rec.get("artifact") == name and rec.get("sha256") is not None:
-        if current_digests(run).get(name) != rec["sha256"]:
+    rec = _read(run.deploy_recommendation, Recommendation.from_dict)
+    if rec is not None and rec.artifact == name and rec.sha256 is not None:
+        if current_digests(run).get(name) != rec.sha256:
             return f"the build recommended {name} as it was before it was re-exported"
     return None
 
 
-def _read(path) -> Any:
+def _read(path, reader=None) -> Any:
+    """The file through ``reader`` (a record's ``from_dict``), or None when it is missing or unreadable."""
     if not path.is_file():
         return None
     try:
-        return read_json(path)
+        data = read_json(path)
+        return reader(data, source=path) if reader is not None else data
     except EdgeExportError:
         return None

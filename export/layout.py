@@ -1,4 +1,5 @@
-"""The export folder (``RUN_DIR/export/``): the one owner of the file names in it."""
+"""The export folder (``RUN_DIR/export/``): its files (names from ``core.run_folder``; artifact names from the
+format registry) and clearing it for a new export."""
 
 from __future__ import annotations
 
@@ -22,15 +23,15 @@ class ExportFolder:
 
     @property
     def manifest(self) -> Path:
-        return self.root / self.MANIFEST
+        return self.run.export_manifest
 
     @property
     def model_card(self) -> Path:
-        return self.root / self.MODEL_CARD
+        return self.run.export_model_card
 
     @property
     def labels(self) -> Path:
-        return self.root / self.LABELS
+        return self.run.export_labels
 
     def artifact(self, fmt: FormatSpec) -> Path:
         return self.root / fmt.filename

@@ -1,4 +1,5 @@
-"""Embed the ``edge_export`` metadata document into exported models (read back by runtime.metadata)."""
+"""Embed the ``edge_export`` metadata (``runtime.metadata.ModelMetadata``, which export fills) into
+exported models; the runtime reads it back with ``runtime.metadata.read_model_metadata``."""
 
 from __future__ import annotations
 
@@ -9,25 +10,22 @@ import flatbuffers
 import numpy as np
 
 from edge_export.core.errors import EdgeExportError
-from edge_export.runtime.metadata import FORMAT_VERSION, METADATA_NAME, TFLITE_IDENTIFIER
+from edge_export.runtime.metadata import FORMAT_VERSION, METADATA_NAME, TFLITE_IDENTIFIER, ModelMetadata
 from edge_export.runtime.preprocessing import Preprocessing
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
 
 
-def build_metadata(labels: Sequence[str], preprocessing: Preprocessing, **extra: Any) -> dict[str, Any]:
-    """The metadata document: format_version, labels, preprocessing, then any extra keys."""
-    return {
-        "format_version": FORMAT_VERSION,
-        "labels": [str(label) for label in labels],
-        "preprocessing": preprocessing.to_dict(),
-        **extra,
-    }
+def build_metadata(labels: Sequence[str], preprocessing: Preprocessing, **values: Any) -> dict[str, Any]:
+    """The metadata document of ``ModelMetadata.create(labels, preprocessing, **values)``, as a dict."""
+    return ModelMetadata.create(labels, preprocessing, **values).to_dict()
 
 
-def metadata_json(meta: dict[str, Any]) -> str:
-    """Validated compact JSON for ``meta`` (format_version added when missing)."""
+def metadata_json(meta: ModelMetadata | dict[str, Any]) -> str:
+    """Compact JSON for ``meta``: a ``ModelMetadata``, or a document as is (format_version added when missing)."""
+    if isinstance(meta, ModelMetadata):
+        meta = meta.to_dict()
     if not isinstance(meta, dict):
         raise EdgeExportError(f"metadata must be a dict, got {type(meta).__name__}")
     meta = {"format_version": FORMAT_VERSION, **meta}
@@ -37,7 +35,7 @@ def metadata_json(meta: dict[str, Any]) -> str:
         raise EdgeExportError(f"metadata is not JSON serializable: {exc}") from None
 
 
-def embed_tflite_metadata(model_bytes: bytes, meta: dict[str, Any]) -> bytes:
+def embed_tflite_metadata(model_bytes: bytes, meta: ModelMetadata | dict[str, Any]) -> bytes:
     """A copy of the TFLite flatbuffer with its ``edge_export`` metadata entry set (replaced if present)."""
     schema = _tflite_schema()
     data = metadata_json(meta).encode("utf-8")
@@ -71,7 +69,7 @@ def embed_tflite_metadata(model_bytes: bytes, meta: dict[str, Any]) -> bytes:
     return bytes(builder.Output())
 
 
-def embed_onnx_metadata(model: "onnx.ModelProto", meta: dict[str, Any]) -> None:
+def embed_onnx_metadata(model: "onnx.ModelProto", meta: ModelMetadata | dict[str, Any]) -> None:
     """Set ``model.metadata_props[edge_export]`` in place (replacing an existing entry)."""
     text = metadata_json(meta)
     props = [p for p in model.metadata_props if p.key != METADATA_NAME]

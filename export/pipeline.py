@@ -18,7 +18,6 @@ from __future__ import annotations
 import time
 import traceback
 from pathlib import Path
-from typing import Callable
 
 from edge_export.core.atomic import atomic_path, write_json, write_text
 from edge_export.core.config import Config, ExportConfig, load_config
@@ -28,15 +27,14 @@ from edge_export.core.hashing import sha256_file
 from edge_export.core.errors import EdgeExportError
 from edge_export.export.dependents import stale_dependents
 from edge_export.export.formats import FORMATS
-from edge_export.export.manifest import (
-    ArtifactResult, build_manifest, build_model_card, made_from, read_manifest, render_table,
-)
+from edge_export.core.records.manifest import ArtifactRecord, Manifest
+from edge_export.export.manifest import build_manifest, build_model_card, read_manifest, render_table
 from edge_export.export.parity import artifact_probabilities, check_budget, compare, keras_probabilities
 from edge_export.core.native_stderr import native_stderr_captured
 from edge_export.core.pause import pause_point
 from edge_export.core.run_folder import RunFolder
 
-Echo = Callable[[str], None]
+from edge_export.core.echo import Echo  # noqa: E402  (the one Echo type)
 
 
 def export_run(
@@ -47,8 +45,8 @@ def export_run(
     formats: list[str] | str | None = None,
     echo: Echo | None = print,
     debug: bool = False,
-) -> dict:
-    """Export ``run`` to ``run/export/`` and return the manifest (``manifest["ok"]`` is False if any failed).
+) -> Manifest:
+    """Export ``run`` to ``run/export/`` and return the manifest (``manifest.ok`` is False if any failed).
 
     ``config`` defaults to the run's own export settings; ``run_config`` (the run's config.yaml by
     default) says where the training data is; ``formats`` overrides ``config.formats``.
@@ -91,7 +89,7 @@ def export_run(
             kept=kept,
         )
         write_json(ctx.folder.model_card, build_model_card(ctx, manifest))
-        write_json(ctx.folder.manifest, manifest)  # last
+        write_json(ctx.folder.manifest, manifest.to_dict())  # last
     finally:
         ctx.close()
     for line in stale_dependents(run):
@@ -99,7 +97,7 @@ def export_run(
     return manifest
 
 
-def _start(ctx: ExportContext, specs: list[FormatSpec]) -> list[dict]:
+def _start(ctx: ExportContext, specs: list[FormatSpec]) -> list[ArtifactRecord]:
     """Make room for this export; return the earlier export's entries that stay (other formats, same model).
 
     The manifest changes first (rewritten to claim only what stays, or removed), then files go.
@@ -107,53 +105,52 @@ def _start(ctx: ExportContext, specs: list[FormatSpec]) -> list[dict]:
     folder = ctx.folder
     kept = _earlier_entries(ctx, {f.name for f in specs})
     if kept:
-        ctx.echo(f"export/: keeping {', '.join(a['name'] for a in kept)} (exported earlier from this same model.keras)")
+        ctx.echo(f"export/: keeping {', '.join(a.name for a in kept)} (exported earlier from this same model.keras)")
         interim = build_manifest(ctx=ctx, formats=[], results=[], keras={}, seconds=0.0, kept=kept)
         write_json(folder.model_card, build_model_card(ctx, interim))
-        write_json(folder.manifest, interim)
+        write_json(folder.manifest, interim.to_dict())
     else:
         folder.manifest.unlink(missing_ok=True)
-    stays = [folder.root / a["path"] for a in kept if a.get("path")]
+    stays = [folder.root / a.path for a in kept if a.path]
     folder.clear(keep=[*stays, folder.labels, folder.model_card] if kept else ())
     return kept
 
 
-def _earlier_entries(ctx: ExportContext, requested: set[str]) -> list[dict]:
+def _earlier_entries(ctx: ExportContext, requested: set[str]) -> list[ArtifactRecord]:
     """The earlier manifest's entries of formats not requested now, when it was made from this model.keras
     and their files are still the ones it lists. Says what goes, and why."""
     folder, echo = ctx.folder, ctx.echo
     if not folder.manifest.is_file():
         return []
     try:
-        entries = read_manifest(ctx.run)
-        source = made_from(ctx.run)
+        earlier = read_manifest(ctx.run)
     except EdgeExportError as exc:
         echo(f"export/: the earlier manifest is unusable ({exc.message}); its artifacts are removed")
         return []
-    others = [a for a in entries if a["name"] not in requested]
-    if source.get("sha256") != ctx.record.model_sha256:
-        if entries:
-            echo(f"export/: removing the earlier export ({', '.join(a['name'] for a in entries)}): "
+    others = [a for a in earlier.artifacts if a.name not in requested]
+    if earlier.model.sha256 != ctx.record.model_sha256:
+        if earlier.artifacts:
+            echo(f"export/: removing the earlier export ({', '.join(a.name for a in earlier.artifacts)}): "
                  "it was made from an older model.keras")
         return []
     kept = []
     for entry in others:
-        fmt = FORMATS.get(entry["name"])
+        fmt = FORMATS.get(entry.name)
         path = folder.artifact(fmt) if fmt is not None else None
-        if fmt is None or (entry.get("path") is not None and entry["path"] != fmt.filename):
-            echo(f"export/: removing {entry['name']}: not an artifact this export makes")
-        elif entry.get("path") is not None and (not path.is_file() or sha256_file(path) != entry.get("sha256")):
-            echo(f"export/: removing {entry['name']}: its file is missing or changed since it was exported")
+        if fmt is None or (entry.path is not None and entry.path != fmt.filename):
+            echo(f"export/: removing {entry.name}: not an artifact this export makes")
+        elif entry.path is not None and (not path.is_file() or sha256_file(path) != entry.sha256):
+            echo(f"export/: removing {entry.name}: its file is missing or changed since it was exported")
         else:
             kept.append(entry)
     return kept
 
 
-def export_one(ctx: ExportContext, fmt: FormatSpec, images, reference, step: str, debug: bool = False) -> ArtifactResult:
+def export_one(ctx: ExportContext, fmt: FormatSpec, images, reference, step: str, debug: bool = False) -> ArtifactRecord:
     """Convert one format to its file, then check it with the runtime. Exceptions become a failed result;
     KeyboardInterrupt and other BaseExceptions propagate (after the temporary file is removed)."""
     echo = ctx.echo
-    result = ArtifactResult(fmt.name, fmt.family, fmt.precision)
+    result = ArtifactRecord(fmt.name, fmt.family, fmt.precision)
     echo(f"{step} {fmt.name}: converting ...")
     started = time.perf_counter()
     path = ctx.folder.artifact(fmt)
@@ -175,7 +172,7 @@ def export_one(ctx: ExportContext, fmt: FormatSpec, images, reference, step: str
     return result
 
 
-def _check(ctx: ExportContext, result: ArtifactResult, path: Path, images, reference, debug: bool) -> None:
+def _check(ctx: ExportContext, result: ArtifactRecord, path: Path, images, reference, debug: bool) -> None:
     try:
         with native_stderr_captured():
             probs, classifier = artifact_probabilities(path, images.pixels)
@@ -193,7 +190,7 @@ def _check(ctx: ExportContext, result: ArtifactResult, path: Path, images, refer
         result.fail(over)
 
 
-def _summary(result: ArtifactResult) -> str:
+def _summary(result: ArtifactRecord) -> str:
     if result.status != "ok" and result.parity is None:
         return f"FAILED: {result.error}"
     p = result.parity or {}
@@ -213,5 +210,5 @@ def _message(exc: BaseException) -> str:
     return short
 
 
-def print_table(manifest: dict, echo: Echo = print) -> None:
+def print_table(manifest: Manifest, echo: Echo = print) -> None:
     echo(render_table(manifest))

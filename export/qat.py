@@ -93,12 +93,7 @@ def write_job(
     np.save(job_dir / VAL_X, validation[0])
     np.save(job_dir / VAL_Y, validation[1].astype(np.int64))
     job = {
-        "spec": {
-            "backbone": spec.backbone,
-            "image_size": spec.image_size,
-            "num_classes": spec.num_classes,
-            "dropout": spec.dropout,
-        },
+        "spec": spec.architecture(),
         "normalization": normalization_of(model),
         "trainable_layers": trainable_layers,
         "epochs": epochs,
@@ -114,12 +109,13 @@ def trainable_layers(model: Any, spec: Any, fine_tune: Any) -> list[str]:
     """The layers training updated: the head, plus the top of the base that fine-tuning unfroze (as in
     ``trainer.stages``). QAT fine-tunes only these; the rest keeps its weights (BatchNormalization never
     trains). Updating the whole ImageNet base on a small dataset cost accuracy (1 point on cats vs dogs)."""
+    from edge_export.trainer.backbones import get_backbone
     from edge_export.trainer.model import HEAD_LAYERS
     from edge_export.trainer.stages import top_layers
 
     chosen = [layer for layer in model.layers if layer.name in HEAD_LAYERS]
     if fine_tune.enabled:
-        chosen += top_layers(model, spec.backbone_spec, fine_tune.unfreeze_blocks, fine_tune.unfreeze_layers)
+        chosen += top_layers(model, get_backbone(spec.backbone), fine_tune.unfreeze_blocks, fine_tune.unfreeze_layers)
     return [layer.name for layer in chosen if layer.weights and type(layer).__name__ != "BatchNormalization"]
 
 

@@ -31,9 +31,10 @@ def _converter(ctx: ExportContext) -> Any:
     return tf.lite.TFLiteConverter.from_saved_model(str(saved_model(ctx)))
 
 
-def write_tflite(ctx: ExportContext, fmt: FormatSpec, data: bytes, out: Path, **extra: Any) -> None:
+def write_tflite(ctx: ExportContext, fmt: FormatSpec, data: bytes, out: Path, *, calibration_images: int | None = None,
+                 qat: dict[str, Any] | None = None) -> None:
     """Embed the metadata and write the flatbuffer to ``out`` (the pipeline's temporary path)."""
-    out.write_bytes(embed_tflite_metadata(data, ctx.metadata(fmt, **extra)))
+    out.write_bytes(embed_tflite_metadata(data, ctx.metadata(fmt, calibration_images=calibration_images, qat=qat)))
 
 
 def convert_fp32(ctx: ExportContext, fmt: FormatSpec, out: Path) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 from edge_export.core.errors import EdgeExportError
 from edge_export.runtime.backends import Backend, load_backend
 from edge_export.runtime.images import ImageInput, load_image, max_pixels_value
-from edge_export.runtime.metadata import parse_metadata
+from edge_export.runtime.metadata import ModelMetadata, parse_model_metadata
 from edge_export.runtime.preprocessing import Preprocessing
 from edge_export.runtime.quantization import dequantize, quantize, raw_pixel_mean_std
 from edge_export.core.untrusted import finite_array, is_regular_file
@@ -38,7 +38,7 @@ class Classifier:
         backend: Backend,
         labels: list[str] | None,
         preprocessing: Preprocessing,
-        metadata: dict[str, Any] | None = None,
+        metadata: ModelMetadata | None = None,
         max_pixels: int | None = None,
     ):
         self.backend = backend
@@ -70,7 +70,7 @@ class Classifier:
         max_pixels = max_pixels_value(max_pixels)
         backend = load_backend(path, threads=threads, providers=providers)
         path = backend.path
-        metadata = parse_metadata(backend.metadata_text(), path)
+        metadata = parse_model_metadata(backend.metadata_text(), path)
         prep = _choose_preprocessing(backend, metadata, preprocessing, mean, std, size)
         _check_input(backend, prep)
         names = _choose_labels(labels, metadata, path)
@@ -101,8 +101,13 @@ class Classifier:
 
     @property
     def metadata(self) -> dict[str, Any] | None:
-        """The model's embedded ``edge_export`` metadata (None for models without it)."""
-        return None if self._metadata is None else dict(self._metadata)
+        """The model's embedded ``edge_export`` metadata document (None for models without it)."""
+        return None if self._metadata is None else self._metadata.to_dict()
+
+    @property
+    def model_metadata(self) -> ModelMetadata | None:
+        """The model's embedded ``edge_export`` metadata as a typed record (None for models without it)."""
+        return self._metadata
 
     def __repr__(self) -> str:
         return f"Classifier({str(self.path)!r}, backend={self.backend.name}, input_size={self.input_size})"
@@ -196,7 +201,7 @@ def _as_list(images: Any) -> list[ImageInput]:
 
 def _choose_preprocessing(
     backend: Backend,
-    metadata: dict[str, Any] | None,
+    metadata: ModelMetadata | None,
     preprocessing: Preprocessing | dict[str, Any] | None,
     mean: Triple | None,
     std: Triple | None,
@@ -212,8 +217,8 @@ def _choose_preprocessing(
         overrides["std"] = _triple(std, "std")
     if isinstance(preprocessing, dict):
         preprocessing = Preprocessing.from_dict(preprocessing)
-    if preprocessing is None and metadata and "preprocessing" in metadata:
-        preprocessing = Preprocessing.from_dict(metadata["preprocessing"])
+    if preprocessing is None and metadata is not None:
+        preprocessing = metadata.preprocessing
     if preprocessing is None:
         preprocessing = _default_preprocessing(backend, overrides.get("size"))
     try:
@@ -256,13 +261,13 @@ def _check_input(backend: Backend, prep: Preprocessing) -> None:
         )
 
 
-def _choose_labels(labels: Any, metadata: dict[str, Any] | None, path: Path) -> list[str] | None:
+def _choose_labels(labels: Any, metadata: ModelMetadata | None, path: Path) -> list[str] | None:
     if isinstance(labels, (str, Path)):
         return read_labels(labels)
     if labels is not None:
         return [str(label) for label in labels]
-    if metadata and metadata.get("labels") is not None:
-        return list(metadata["labels"])
+    if metadata is not None and metadata.labels is not None:
+        return list(metadata.labels)
     return None
 
 

@@ -3,11 +3,15 @@
 Models built by edge-export take RGB pixel values 0-255 at ``size`` (normalization is inside the
 model), so their spec has mean 0 and std 1. Models made elsewhere (e.g. a float MobileNet that
 expects (x - 127.5) / 127.5) carry other values; the runtime applies them before the model.
+
+Every field is read: ``size`` and ``resize`` by the image loader, ``mean``/``std`` by ``normalize``. Older
+artifacts also carry ``color`` (always "RGB") and ``input_range``, which nothing read: they are no longer
+written, and still checked when present (a model that asks for BGR is refused, not silently mispredicted).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,11 +30,8 @@ MAX_NORMALIZATION = 1e6
 class Preprocessing:
     size: tuple[int, int]  # (height, width)
     resize: str = "bilinear"
-    color: str = "RGB"
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    # what the model's input expects after normalization: float pixels
-    input_range: tuple[float, float] = field(default=(0.0, 255.0))
 
     def __post_init__(self) -> None:
         """Every value is checked here, wherever it came from (model metadata, flags, a dict): non-finite,
@@ -39,8 +40,6 @@ class Preprocessing:
             raise EdgeExportError(
                 f"unknown resize method {printable(repr(self.resize), 80)}", hint=f"use one of {sorted(RESIZE_METHODS)}"
             )
-        if self.color != "RGB":
-            raise EdgeExportError(f"unknown color {printable(repr(self.color), 80)}", hint="use 'RGB'")
         if (len(self.size) != 2 or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in self.size)
                 or min(self.size) < 8 or max(self.size) > MAX_INPUT_SIDE):
             raise EdgeExportError(f"bad input size {printable(self.size, 80)}",
@@ -56,9 +55,6 @@ class Preprocessing:
                         f"..{MAX_NORMALIZATION:g}",
                         hint="mean and std are in pixel units (0-255); a std near zero blows the image up to infinity",
                     )
-        low, high = (finite_number(v, what="input_range") for v in self.input_range) if len(self.input_range) == 2 else (0, 0)
-        if not low < high:
-            raise EdgeExportError(f"input_range must be (low, high) with low < high, got {printable(self.input_range, 80)}")
 
     @property
     def is_identity(self) -> bool:
@@ -72,27 +68,30 @@ class Preprocessing:
         return x
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["size"] = list(self.size)
-        d["mean"] = list(self.mean)
-        d["std"] = list(self.std)
-        d["input_range"] = list(self.input_range)
-        return d
+        return {"size": list(self.size), "resize": self.resize, "mean": list(self.mean), "std": list(self.std)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Preprocessing":
         try:
+            _check_legacy(d.get("color", "RGB"), tuple(float(v) for v in d.get("input_range", (0, 255))))
             return cls(
                 size=tuple(_integer(v) for v in d["size"]),
                 resize=d.get("resize", "bilinear"),
-                color=d.get("color", "RGB"),
                 mean=tuple(float(v) for v in d.get("mean", (0, 0, 0))),
                 std=tuple(float(v) for v in d.get("std", (1, 1, 1))),
-                input_range=tuple(float(v) for v in d.get("input_range", (0, 255))),
             )
         except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
             raise EdgeExportError(f"malformed preprocessing description {printable(repr(d), 200)}: "
                                   f"{printable(str(exc), 200)}") from None
+
+
+def _check_legacy(color: Any, input_range: tuple[float, ...]) -> None:
+    """The two fields older artifacts carry: the runtime feeds RGB 0-255 pixels, so only those are accepted."""
+    if color != "RGB":
+        raise EdgeExportError(f"unknown color {printable(repr(color), 80)}", hint="use 'RGB'")
+    low, high = (finite_number(v, what="input_range") for v in input_range) if len(input_range) == 2 else (0, 0)
+    if not low < high:
+        raise EdgeExportError(f"input_range must be (low, high) with low < high, got {printable(input_range, 80)}")
 
 
 def _integer(value: Any) -> int:

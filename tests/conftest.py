@@ -67,7 +67,7 @@ def tiny_export(tmp_path_factory) -> dict[str, Path]:
     config = load_config(None, [f"data.path={data}", *TINY_TRAIN])
     train_run(config, run)
     manifest = export_run(run, config.export, run_config=config, formats="tflite-int8,onnx-fp32", echo=None)
-    assert manifest["ok"], [(a["name"], a.get("error")) for a in manifest["artifacts"]]
+    assert manifest.ok, [(a.name, a.error) for a in manifest.artifacts]
     return {"run": run.root, "data": data, "base": base}
 
 

@@ -170,6 +170,10 @@ def test_min_accuracy_fails_after_writing_outputs(tiny_run, tmp_path):
     assert "below --min-accuracy 75.00%" in result.output and "tflite-int8 (50.00%)" in result.output
     report = json.loads((out / "bench.json").read_text())
     assert report["ok"] is False and sorted(report["below_min_accuracy"]) == ["tflite-fp32", "tflite-int8"]
+    from edge_export.core.records.bench import BenchResult
+
+    gate = BenchResult.read(out / "bench.json").problems(0.75)  # what the build's gate says of the same bench.json
+    assert sorted(p.split(":")[0] for p in gate) == ["tflite-fp32", "tflite-int8"]
     assert all(a["accuracy"] == 0.5 and a["top1_agreement"] is None for a in report["artifacts"])
     assert (out / "bench.md").is_file() and (out / "confusion_matrices.png").is_file()
 

@@ -18,6 +18,7 @@ from edge_export.core.errors import EdgeExportError
 from edge_export.export.formats import FORMATS, resolve_formats
 from edge_export.export.layout import ExportFolder
 from edge_export.core.hashing import sha256_file as sha256_of
+from edge_export.core.records.manifest import Manifest
 from edge_export.core.run_folder import RunFolder
 from edge_export.runtime.classifier import Classifier
 from edge_export.runtime.metadata import read_metadata
@@ -51,7 +52,7 @@ def run_config(run: RunFolder, *overrides: str):
 
 
 @pytest.fixture(scope="module")
-def exported(trained, tmp_path_factory) -> tuple[RunFolder, dict]:
+def exported(trained, tmp_path_factory) -> tuple[RunFolder, "Manifest", list[str]]:
     from edge_export.export.pipeline import export_run
 
     run = copy_run(trained, tmp_path_factory.mktemp("exported") / "run")
@@ -117,19 +118,19 @@ def test_export_settings_precedence(trained, tmp_path):
 def test_every_format_converts_runs_and_agrees_with_keras(exported, validation):
     run, manifest, _ = exported
     pixels, labels, keras_probs = validation
-    assert manifest["ok"], [(a["name"], a.get("error")) for a in manifest["artifacts"]]
-    assert [a["name"] for a in manifest["artifacts"]] == list(FORMATS)
+    assert manifest.ok, [(a.name, a.error) for a in manifest.artifacts]
+    assert [a.name for a in manifest.artifacts] == list(FORMATS)
     tolerance = {"fp32": 1e-4, "fp16": 1e-2, "dynamic-int8": 0.1, "int8": 0.1}
-    for artifact in manifest["artifacts"]:
-        fmt = FORMATS[artifact["name"]]
-        classifier = Classifier.load(run.export_dir / artifact["path"])  # labels + preprocessing from metadata
+    for artifact in manifest.artifacts:
+        fmt = FORMATS[artifact.name]
+        classifier = Classifier.load(run.export_dir / artifact.path)  # labels + preprocessing from metadata
         assert classifier.backend.name == {"tflite": "litert", "onnx": "onnxruntime"}[fmt.family]
         probs = classifier.predict_proba(pixels)
         diff = float(np.abs(probs - keras_probs).max())
         assert diff < tolerance[fmt.precision], (fmt.name, diff)
         assert (probs.argmax(1) == keras_probs.argmax(1)).all(), fmt.name
-        assert artifact["parity"]["max_abs_diff"] == pytest.approx(diff, abs=1e-5)
-        assert artifact["parity"]["accuracy"] == pytest.approx(float((probs.argmax(1) == labels).mean()))
+        assert artifact.parity["max_abs_diff"] == pytest.approx(diff, abs=1e-5)
+        assert artifact.accuracy == pytest.approx(float((probs.argmax(1) == labels).mean()))
 
 
 def test_onnx_input_is_named_image_and_nhwc(exported):
@@ -143,7 +144,8 @@ def test_manifest_is_complete_and_true(exported, trained):
     run, manifest, lines = exported
     folder = ExportFolder(run)
     on_disk = json.loads(folder.manifest.read_text())
-    assert on_disk == json.loads(json.dumps(manifest))
+    assert on_disk == json.loads(json.dumps(manifest.to_dict()))
+    assert Manifest.from_dict(on_disk, folder=folder.root).to_dict() == on_disk  # the record round-trips the file
     assert on_disk["keras"]["images"] == 16 and on_disk["keras"]["split"] == "validation"
     assert on_disk["model"]["sha256"] == sha256_of(run.model)
     for artifact in on_disk["artifacts"]:
@@ -169,20 +171,27 @@ def test_manifest_is_complete_and_true(exported, trained):
 
 
 def test_metadata_round_trips(exported):
+    from edge_export.core.records.model_spec import ModelSpec
+    from edge_export.runtime.metadata import read_model_metadata
+
     run, _, _ = exported
-    spec = json.loads(run.model_spec.read_text())
+    spec = ModelSpec.read(run.model_spec)
     for fmt in FORMATS.values():
-        meta = read_metadata(run.export_dir / fmt.filename)
-        assert meta["labels"] == ["blue", "red"]
-        assert meta["preprocessing"] == spec["preprocessing"]
-        assert (meta["format"], meta["precision"], meta["backbone"]) == (fmt.name, fmt.precision, "tiny_cnn")
-        assert meta["edge_export"]
-        assert meta.get("int8_io") == ("uint8" if fmt.integer_io else None)
+        meta = read_model_metadata(run.export_dir / fmt.filename)
+        assert meta.labels == ("blue", "red")
+        assert meta.preprocessing.to_dict() == spec.preprocessing
+        assert (meta.format, meta.precision, meta.backbone) == (fmt.name, fmt.precision, "tiny_cnn")
+        assert meta.edge_export and not meta.extra  # every key export writes is a declared field
+        assert meta.int8_io == ("uint8" if fmt.integer_io else None)
+        assert read_metadata(run.export_dir / fmt.filename) == meta.to_dict()  # the document view: same keys
+        assert "color" not in meta.to_dict()["preprocessing"]  # written and never read: no longer written
+    qat = read_model_metadata(run.export_dir / FORMATS["tflite-qat-int8"].filename).qat
+    assert qat["epochs"] == 1 and qat["images"] == 32
 
 
 def test_qat_reports_its_epochs_and_keeps_the_best(exported):
     _, manifest, _ = exported
-    (qat,) = [a["qat"] for a in manifest["artifacts"] if a["name"] == "tflite-qat-int8"]
+    qat = manifest.artifact("tflite-qat-int8").details["qat"]
     assert [v["epoch"] for v in qat["validation"]] == [0, 1]  # 0: calibrated ranges, before training
     best = max(qat["validation"], key=lambda v: (v["accuracy"], -v["loss"]))
     assert qat["best_epoch"] == best["epoch"]
@@ -223,7 +232,7 @@ def test_integer_io_type(exported, trained, validation, tmp_path, io_type, dtype
         run = copy_run(trained, tmp_path / "run")
         config = run_config(run, f"export.int8_io={io_type}", *QUICK_QAT)
         manifest = export_run(run, config.export, run_config=config, formats=names, echo=None)
-        assert manifest["ok"], manifest["failed"]
+        assert manifest.ok, manifest.failed
     pixels, _, keras_probs = validation
     for name in names:
         classifier = Classifier.load(run.export_dir / FORMATS[name].filename)
@@ -270,8 +279,8 @@ def test_budget_from_config_applies(trained, tmp_path):
 
     run = copy_run(trained, tmp_path / "run")
     manifest = export_run(run, ExportConfig(accuracy_budget=-1.0), formats="tflite-fp32", echo=None)
-    (artifact,) = manifest["artifacts"]
-    assert artifact["status"] == "failed" and "budget of -1 point" in artifact["error"]
+    (artifact,) = manifest.artifacts
+    assert artifact.status == "failed" and "budget of -1 point" in artifact.error
 
 
 def test_converter_exception_fails_only_that_format(trained, tmp_path, monkeypatch, capsys):
@@ -302,7 +311,7 @@ def test_interrupted_export_leaves_nothing_that_looks_finished(trained, tmp_path
 
     run = copy_run(trained, tmp_path / "run")
     folder = ExportFolder(run)
-    assert export_run(run, formats="tflite-fp32,tflite-fp16", echo=None)["ok"]  # an earlier, finished export
+    assert export_run(run, formats="tflite-fp32,tflite-fp16", echo=None).ok  # an earlier, finished export
     assert folder.manifest.is_file()
 
     def interrupted(ctx, fmt, out):
@@ -372,19 +381,19 @@ def test_exporting_some_formats_adds_or_replaces_only_those(trained, tmp_path, c
     lines: list[str] = []
     manifest = export_run(run, formats="tflite-fp16,tflite-int8", echo=lines.append)
 
-    assert [a["name"] for a in manifest["artifacts"]] == ["tflite-fp32", "tflite-fp16", "tflite-int8", "onnx-fp32"]
-    assert manifest["ok"] and manifest["settings"]["formats"] == ["tflite-fp16", "tflite-int8"]
-    old = {a["name"]: a for a in first["artifacts"]}
-    new = {a["name"]: a for a in manifest["artifacts"]}
+    assert [a.name for a in manifest.artifacts] == ["tflite-fp32", "tflite-fp16", "tflite-int8", "onnx-fp32"]
+    assert manifest.ok and manifest.formats == ["tflite-fp16", "tflite-int8"]
+    old = {a.name: a.to_dict() for a in first.artifacts}
+    new = {a.name: a.to_dict() for a in manifest.artifacts}
     for name in ("tflite-fp32", "onnx-fp32"):  # kept: the same entry, the same untouched file
         assert new[name] == old[name]
         assert _files(run)[FORMATS[name].filename] == before[FORMATS[name].filename]
     assert _files(run)["tflite-int8.tflite"][0] != before["tflite-int8.tflite"][0]  # replaced
-    assert all(a["settings"]["int8_io"] == "uint8" for a in manifest["artifacts"])  # each entry: its settings
+    assert all(a.details["settings"]["int8_io"] == "uint8" for a in manifest.artifacts)  # each entry: its settings
     assert "export/: keeping tflite-fp32, onnx-fp32 (exported earlier from this same model.keras)" in lines
     card = json.loads(ExportFolder(run).model_card.read_text())
-    assert [a["name"] for a in card["artifacts"]] == [a["name"] for a in manifest["artifacts"]]
-    assert json.loads(ExportFolder(run).manifest.read_text()) == json.loads(json.dumps(manifest))
+    assert [a["name"] for a in card["artifacts"]] == [a.name for a in manifest.artifacts]
+    assert json.loads(ExportFolder(run).manifest.read_text()) == json.loads(json.dumps(manifest.to_dict()))
 
     # the command exits 0 on its own formats, and prints the whole table
     from edge_export.cli import main
@@ -403,10 +412,10 @@ def test_a_new_model_removes_the_older_models_artifacts(trained, tmp_path):
     train_run(load_config(run.config), run)  # a new model.keras (and run record)
     lines: list[str] = []
     manifest = export_run(run, formats="tflite-fp16", echo=lines.append)
-    assert [a["name"] for a in manifest["artifacts"]] == ["tflite-fp16"]
+    assert [a.name for a in manifest.artifacts] == ["tflite-fp16"]
     assert sorted(p.name for p in run.export_dir.iterdir()) == ["labels.txt", "manifest.json", "model_card.json", "tflite-fp16.tflite"]
     assert "export/: removing the earlier export (tflite-fp32, onnx-fp32): it was made from an older model.keras" in lines
-    assert manifest["model"]["sha256"] == sha256_of(run.model) and manifest["model"]["run_id"] == run.verify().run_id
+    assert manifest.model.sha256 == sha256_of(run.model) and manifest.model.run_id == run.verify().run_id
 
 
 def test_an_interrupted_partial_export_keeps_a_true_manifest(trained, tmp_path, monkeypatch):
@@ -434,7 +443,7 @@ def test_an_interrupted_partial_export_keeps_a_true_manifest(trained, tmp_path, 
 
     monkeypatch.setattr(tflite, "convert_fp16", real)
     manifest = export_run(run, formats="tflite-fp16", echo=None)
-    assert [a["name"] for a in manifest["artifacts"]] == ["tflite-fp32", "tflite-fp16"] and manifest["ok"]
+    assert [a.name for a in manifest.artifacts] == ["tflite-fp32", "tflite-fp16"] and manifest.ok
 
 
 def test_what_was_made_from_a_replaced_artifact_is_stale(trained, tmp_path):

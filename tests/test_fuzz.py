@@ -231,10 +231,10 @@ def test_fuzz_manifest(work, text):
         _clean(exc)
         return
     root = export.resolve()
-    for entry in entries:
-        assert SAFE_NAME.match(entry["name"]), entry
-        if entry.get("path") is not None:
-            target = (export / entry["path"]).resolve()
+    for entry in entries.artifacts:
+        assert SAFE_NAME.match(entry.name), entry
+        if entry.path is not None:
+            target = (export / entry.path).resolve()
             assert root in target.parents, entry
 
 

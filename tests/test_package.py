@@ -116,7 +116,7 @@ def test_package_errors_leave_nothing_behind(tiny_export, tmp_path):
         package_run(tmp_path, echo=None)
     with pytest.raises(EdgeExportError, match=r"no exported artifact 'tflite-fp16' in this run \(exported ok: tflite-int8, onnx-fp32\)"):
         package_run(tiny_export["run"], artifact="tflite-fp16", out=tmp_path / "o", echo=None)
-    with pytest.raises(EdgeExportError, match="unknown device target 'pi'"):
+    with pytest.raises(EdgeExportError, match="unknown bundle flavour 'pi'"):
         package_run(tiny_export["run"], target="pi", out=tmp_path / "o", echo=None)
 
     run = tmp_path / "run"
@@ -253,13 +253,14 @@ def test_package_refuses_names_and_paths_that_leave_the_run_folder(tiny_export, 
 
 def test_deploy_refuses_a_manifest_path_outside_the_export(tiny_export, tmp_path):
     from edge_export.pipeline.runner import _deploy
+    from edge_export.core.records.recommendation import Recommendation
     from edge_export.core.run_folder import RunFolder
 
     run = _run_copy(tiny_export, tmp_path)
     (tmp_path / "work" / "secret.tflite").write_bytes(b"not for the deploy folder")
     _edit_manifest(run, path="../../secret.tflite")
     with pytest.raises(EdgeExportError, match="points outside"):
-        _deploy(RunFolder(run), {"artifact": "tflite-int8", "why": "test"})
+        _deploy(RunFolder(run), Recommendation("tflite-int8", "test"))
     assert not list((run / "deploy").glob("*.tflite")) if (run / "deploy").exists() else True
 
 

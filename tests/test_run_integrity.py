@@ -106,7 +106,7 @@ def test_labels_of_another_run_are_refused_by_every_reader(trained, tmp_path, ca
     from edge_export.pipeline import stages
 
     run = copy_run(trained["run"], tmp_path / "run")
-    assert export_run(run, formats="tflite-fp32", echo=None)["ok"]
+    assert export_run(run, formats="tflite-fp32", echo=None).ok
     run.labels.write_text("blue\ngreen\n")  # the class "red" was renamed "green" in the data
     export_before = {p.name: p.read_bytes() for p in run.export_dir.iterdir()}
     expected = "holds files from different runs (labels.txt does not match model.keras's run; train was interrupted?)"
@@ -218,16 +218,16 @@ def test_build_does_not_recommend_from_a_stale_bench_and_re_runs_it(trained, tmp
     run = RunFolder(tmp_path / "run")
     config = load_config(None, settings)
     first = build(config, run, echo=lambda line: None)
-    assert first.ok and first.recommendation["artifact"] in ("tflite-fp32", "tflite-int8")
+    assert first.ok and first.recommendation.artifact in ("tflite-fp32", "tflite-int8")
     deployed = json.loads((run.deploy_dir / "recommendation.json").read_text())
     assert deployed["sha256"] == sha256_of(run.export_dir / f"{deployed['artifact']}.tflite")
 
     other = load_config(run.config, ["export.int8_io=int8"])  # a different tflite-int8 for the same model
     export_run(run, other.export, run_config=other, formats="tflite-int8", echo=None)
     only_train = build(config, run, stages=["train"], echo=lambda line: None)
-    assert only_train.recommendation["artifact"] is None
-    assert only_train.recommendation["why"].startswith("stale: bench/bench.json measured tflite-int8")
+    assert only_train.recommendation.artifact is None
+    assert only_train.recommendation.why.startswith("stale: bench/bench.json measured tflite-int8")
     assert any("re-run bench" in f for f in only_train.failures) and not run.deploy_dir.exists()
 
     again = build(config, run, echo=lambda line: None)
-    assert "bench" in again.ran and again.ok and again.recommendation["artifact"]
+    assert "bench" in again.ran and again.ok and again.recommendation.artifact

@@ -1,4 +1,4 @@
-"""``edge-export bench --target ssh://...`` through a real OpenSSH server on 127.0.0.1, started here.
+"""``edge-export bench --device ssh://...`` (old name ``--target``) through a real OpenSSH server on 127.0.0.1, started here.
 
 The "device" is this machine reached over ssh: a throwaway host key and user key, a known_hosts file
 that trusts only that host key, and a Python that sees no TensorFlow and no installed edge-export
@@ -21,6 +21,7 @@ import pytest
 
 from conftest import device_env
 from edge_export.core.errors import EdgeExportError
+from edge_export.core.run_folder import BenchFiles
 
 SSHD = Path("/usr/sbin/sshd")
 FAST = ["--threads", "1", "--runs", "5", "--warmup", "1", "--no-keras"]
@@ -106,8 +107,8 @@ def test_bench_on_a_device_over_ssh(tiny_export, sshd, device_python, tmp_path):
     out, remote_dir = tmp_path / "out", tmp_path / "device-home"
     result = _bench(
         str(tiny_export["run"]), "--data", str(tiny_export["data"]), "--out", str(out), *FAST,
-        "--target", sshd["url"], *_ssh_args(sshd), "--remote-python", remote_python, "--remote-dir", str(remote_dir),
-    )
+        "--device", sshd["url"], *_ssh_args(sshd), "--remote-python", remote_python, "--remote-dir", str(remote_dir),
+    )  # the other tests pass the old name, --target
     assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
     report = json.loads((out / "bench.json").read_text())
     name = sshd["name"]
@@ -128,9 +129,9 @@ def test_bench_on_a_device_over_ssh(tiny_export, sshd, device_python, tmp_path):
     # the table shows both machines; the device's own report is kept
     lines = result.output.splitlines()
     assert any(line.startswith("tflite-int8") and f" {name} " in line for line in lines) and "p50 ms @1t" in result.output
-    assert json.loads((out / "targets" / name.replace(":", "_") / "bench.json").read_text())["machine"] == device
+    assert json.loads((out / BenchFiles.DEVICES / name.replace(":", "_") / BenchFiles.JSON).read_text())["machine"] == device
     md = (out / "bench.md").read_text()
-    assert f"- target {name}:" in md and f"### tflite-int8@{name}" in md
+    assert f"- device {name}:" in md and f"### tflite-int8@{name}" in md
     assert not list(remote_dir.glob("bench-*"))  # the device's working folder is removed
     assert not blocked_log.exists(), f"the device tried to import: {blocked_log.read_text()}"
 
@@ -176,7 +177,7 @@ def test_unknown_host_fails_first_and_once(tiny_export, tmp_path, capsys):
     assert info.value.code == 2
     assert (stdout + stderr).count("does-not-exist.invalid does not resolve") == 1, stdout + stderr
     assert stderr.startswith("error: nobody@does-not-exist.invalid: the host name does-not-exist.invalid does not resolve")
-    assert "nothing was measured" in stderr and "fix: check the name in --target" in stderr
+    assert "nothing was measured" in stderr and "fix: check the name in --device" in stderr
     _assert_nothing_measured(out, stdout)
 
 
@@ -195,7 +196,7 @@ def test_a_device_that_fails_after_the_check_keeps_the_local_results(tiny_export
     stdout, stderr = capsys.readouterr()
     assert info.value.code == 1
     assert (stdout + stderr).count("could not unpack") == 1, stdout + stderr
-    assert f"error: could not measure on {sshd['name']} (see FAILED target above)" in stderr
+    assert f"error: could not measure on {sshd['name']} (see FAILED" in stderr
     _assert_local_intact(out, sshd["name"], "could not unpack")
 
 
@@ -220,7 +221,7 @@ def test_setup_makes_a_venv_on_the_device(tiny_export, sshd, tmp_path):
 
 def test_bad_targets_are_rejected_before_any_work(tmp_path, image_folder):
     model = tmp_path / "m.tflite"
-    for bad, message in (("pi@host", "not an ssh target"), ("ssh://host:notaport", "bad ssh target"), ("ssh://", "bad ssh target")):
+    for bad, message in (("pi@host", "not an ssh device"), ("ssh://host:notaport", "bad ssh device"), ("ssh://", "bad ssh device")):
         result = _bench(str(model), "--data", str(image_folder), "--out", str(tmp_path / "o"), "--target", bad)
         assert isinstance(result.exception, EdgeExportError) and message in str(result.exception), (bad, result.output)
     result = _bench(str(model), "--data", str(image_folder), "--target", "ssh://h", "--ssh-option", "NoEquals")
@@ -239,4 +240,4 @@ def _assert_local_intact(out: Path, name: str, why: str) -> None:
     assert row["name"] == "tflite-int8" and row["target"] == "local" and row["status"] == "ok" and row["accuracy"] is not None
     assert set(report["targets"]) == {"local"} and name in report["target_errors"], why
     assert report["ok"] is False
-    assert f"FAILED target {name}" in (out / "bench.md").read_text()
+    assert f"FAILED device {name}" in (out / "bench.md").read_text()

@@ -76,6 +76,15 @@ def test_run_folder_contract(image_folder, tmp_path):
     assert set(saved["validation"]) >= {"accuracy", "loss"} and "accuracy" in saved["test"]
     assert load_config(run.config).model.backbone == "tiny_cnn"
     assert not list(run.root.glob(".*partial*"))
+    # model_spec.json: the typed record, read back by its one reader (the same keys as before, plus its version)
+    from edge_export.core.records.model_spec import DEFAULT_DROPOUT, ModelSpec
+
+    on_disk = json.loads(run.model_spec.read_text())
+    spec = ModelSpec.read(run.model_spec)
+    assert (spec.backbone, spec.image_size, spec.num_classes, spec.dropout) == ("tiny_cnn", 32, 2, DEFAULT_DROPOUT)
+    assert spec.weights == on_disk["weights"] and spec.preprocessing == on_disk["preprocessing"]
+    assert spec.to_dict() == on_disk and on_disk["format_version"] == 1
+    assert list(on_disk)[:4] == ["backbone", "image_size", "num_classes", "dropout"]
 
     # The model contract: 0-255 RGB at the input size in, softmax N x C out (two classes: N x 2).
     model = keras.models.load_model(run.model)

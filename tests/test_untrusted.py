@@ -35,10 +35,10 @@ def _manifest_run(tmp_path: Path, **entry) -> "RunFolder":  # noqa: F821
 def test_read_manifest_accepts_what_export_writes(tmp_path):
     from edge_export.export.manifest import read_manifest
 
-    (entry,) = read_manifest(_manifest_run(tmp_path))
-    assert entry["name"] == "tflite-int8" and entry["path"] == "tflite-int8.tflite"
-    (entry,) = read_manifest(_manifest_run(tmp_path / "failed", status="failed", path=None, sha256=None, size_bytes=None))
-    assert entry["status"] == "failed"
+    (entry,) = read_manifest(_manifest_run(tmp_path)).artifacts
+    assert entry.name == "tflite-int8" and entry.path == "tflite-int8.tflite" and entry.ok
+    (entry,) = read_manifest(_manifest_run(tmp_path / "failed", status="failed", path=None, sha256=None, size_bytes=None)).artifacts
+    assert entry.status == "failed" and not entry.ok
 
 
 @pytest.mark.parametrize("entry, message", [
@@ -80,6 +80,72 @@ def test_read_manifest_refuses_a_link_out_and_bad_documents(tmp_path):
     (run.export_dir / "manifest.json").write_text(json.dumps({"artifacts": [twice, twice]}))
     with pytest.raises(EdgeExportError, match="listed twice"):
         read_manifest(run)
+
+
+def test_manifest_record_round_trips_the_document_and_keeps_unknown_keys(tmp_path):
+    from edge_export.core.records.manifest import ArtifactRecord, Manifest
+
+    entry = {"name": "tflite-int8", "format": "tflite", "precision": "int8", "path": "tflite-int8.tflite",
+             "size_bytes": 5, "sha256": "ab" * 32, "status": "ok", "parity": {"accuracy": 0.5}, "input": None,
+             "seconds": 1.5, "calibration_images": 8, "settings": {"int8_io": "uint8"}}
+    document = {"manifest_version": 1, "edge_export": "0.1", "created": "now",
+                "model": {"path": "../model.keras", "sha256": "cd" * 32, "run_id": "r", "backbone": "tiny_cnn",
+                          "image_size": 32, "num_classes": 2},
+                "labels": "labels.txt", "settings": {"formats": ["tflite-int8"]}, "keras": {"accuracy": 1.0},
+                "artifacts": [entry, {"name": "onnx-fp32", "status": "failed", "error": "boom"}],
+                "ok": False, "failed": ["onnx-fp32"], "seconds": 2.0}
+    manifest = Manifest.from_dict(document, folder=tmp_path)
+    assert manifest.artifact("tflite-int8").details == {"calibration_images": 8, "settings": {"int8_io": "uint8"}}
+    assert manifest.artifact("tflite-int8").accuracy == 0.5 and manifest.failed == ["onnx-fp32"] and not manifest.ok
+    assert manifest.model.sha256 == "cd" * 32 and manifest.formats == ["tflite-int8"]
+    failed = document["artifacts"][1]
+    assert manifest.to_dict()["artifacts"][0] == entry and list(manifest.to_dict()["artifacts"][0]) == list(entry)
+    assert {k: v for k, v in manifest.to_dict()["artifacts"][1].items() if v is not None or k in failed} == failed
+    assert list(manifest.to_dict()) == list(document)
+    with pytest.raises(EdgeExportError, match="format version 2"):
+        Manifest.from_dict({**document, "manifest_version": 2}, folder=tmp_path)
+    with pytest.raises(EdgeExportError, match="model is not an object"):
+        Manifest.from_dict({**document, "model": []}, folder=tmp_path)
+    with pytest.raises(EdgeExportError, match="not 64 hex digits"):
+        Manifest.from_dict({**document, "model": {"sha256": "x"}}, folder=tmp_path)
+    with pytest.raises(EdgeExportError, match="parity is not an object"):
+        ArtifactRecord.from_dict({**entry, "parity": [1]}, folder=tmp_path)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"backbone": "../x"}, "not a safe name"),
+    ({"image_size": 32.5}, "image_size"),
+    ({"image_size": True}, "image_size"),
+    ({"num_classes": 0}, "num_classes"),
+    ({"dropout": 1.5}, "dropout"),
+    ({"preprocessing": [1]}, "preprocessing"),
+    ({"format_version": 9}, "format version 9"),
+])
+def test_model_spec_reader_refuses_malformed_files(tmp_path, change, message):
+    from edge_export.core.records.model_spec import DEFAULT_DROPOUT, ModelSpec
+
+    path = tmp_path / "model_spec.json"
+    good = {"backbone": "tiny_cnn", "image_size": 32, "num_classes": 2}
+    path.write_text(json.dumps(good))
+    assert ModelSpec.read(path) == ModelSpec("tiny_cnn", 32, 2) and ModelSpec.read(path).dropout == DEFAULT_DROPOUT
+    path.write_text(json.dumps({**good, **change}))
+    with pytest.raises(EdgeExportError, match=message) as info:
+        ModelSpec.read(path)
+    assert "model_spec.json" in str(info.value)
+    with pytest.raises(EdgeExportError, match="missing"):
+        ModelSpec.read(tmp_path / "nothing.json")
+
+
+def test_model_metadata_checks_each_declared_field():
+    from edge_export.runtime.metadata import parse_model_metadata
+
+    base = {"format_version": 1, "labels": ["a", "b"], "preprocessing": {"size": [32, 32]}}
+    meta = parse_model_metadata(json.dumps({**base, "precision": "int8", "opset": 13, "future_key": 1}))
+    assert meta.precision == "int8" and meta.opset == 13 and meta.extra == {"future_key": 1}
+    assert meta.to_dict()["future_key"] == 1  # kept as it was
+    for key, value in (("precision", 8), ("format", ["x"]), ("opset", -1), ("calibration_images", True), ("qat", "x")):
+        with pytest.raises(EdgeExportError, match=key):
+            parse_model_metadata(json.dumps({**base, key: value}), "m.tflite")
 
 
 # ----------------------------------------------------------------------------- config YAML (item 2)
@@ -151,10 +217,11 @@ def test_config_file_size_and_encoding_are_bounded(tmp_path):
 def test_preprocessing_refuses_non_finite_and_degenerate_values(field, value, message):
     from edge_export.runtime.preprocessing import Preprocessing
 
-    with pytest.raises(EdgeExportError, match=message):
-        Preprocessing(**{"size": (32, 32), field: value})
+    if field not in ("input_range", "color"):  # those two are only read from older documents (no longer fields)
+        with pytest.raises(EdgeExportError, match=message):
+            Preprocessing(**{"size": (32, 32), field: value})
     d = {**Preprocessing(size=(32, 32)).to_dict(), field: list(value) if isinstance(value, tuple) else value}
-    with pytest.raises(EdgeExportError):
+    with pytest.raises(EdgeExportError, match=message):
         Preprocessing.from_dict(d)
     with pytest.raises(EdgeExportError):
         Preprocessing.from_dict({"size": [1e400, 3]})

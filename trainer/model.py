@@ -7,9 +7,9 @@ The same function builds on Keras 3 and on tf_keras (pass the module), with the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from edge_export.core.records.model_spec import ModelSpec
 from edge_export.runtime.preprocessing import Preprocessing
 from edge_export.trainer.backbones import BackboneSpec, get_backbone
 
@@ -18,27 +18,16 @@ NORMALIZE = "normalize"
 POOL, DROPOUT, CLASSIFIER = "classifier_pool", "classifier_dropout", "classifier"
 HEAD_LAYERS = (POOL, DROPOUT, CLASSIFIER)
 
+__all__ = ["ModelSpec", "build_classifier", "model_preprocessing", "base_layers", "base_units"]
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """Everything needed to rebuild the same architecture (e.g. on tf_keras for QAT)."""
 
-    backbone: str
-    image_size: int
-    num_classes: int
-    dropout: float = 0.2
-
-    @property
-    def backbone_spec(self) -> BackboneSpec:
-        return get_backbone(self.backbone)
-
-    def preprocessing(self) -> Preprocessing:
-        # normalization is inside the model: the artifact's own input is plain 0-255 RGB
-        return Preprocessing(size=(self.image_size, self.image_size))
+def model_preprocessing(spec: ModelSpec) -> Preprocessing:
+    """What the model's input expects: normalization is inside the model, so plain 0-255 RGB at its size."""
+    return Preprocessing(size=(spec.image_size, spec.image_size))
 
 
 def build_classifier(keras: Any, spec: ModelSpec, weights: str = "imagenet") -> Any:
-    backbone = spec.backbone_spec
+    backbone = get_backbone(spec.backbone)
     backbone.check_size(spec.image_size, weights)
     inputs = keras.Input((spec.image_size, spec.image_size, 3), name=INPUT_NAME)
     x = inputs

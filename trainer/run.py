@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import os
 import platform
@@ -18,7 +19,7 @@ from edge_export.core.run_folder import RunFolder
 from edge_export.core.run_record import forget_record, write_record
 from edge_export.core.tf_env import import_keras, seed_everything
 from edge_export.trainer.datasets import Dataset, decode_splits, scan_dataset
-from edge_export.trainer.model import ModelSpec, build_classifier
+from edge_export.trainer.model import ModelSpec, build_classifier, model_preprocessing
 from edge_export.trainer.named_datasets import KNOWN, resolve_data
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ def train_run(config: Config, run: RunFolder, dataset: Dataset | None = None) ->
         image_size=config.model.image_size or backbone.default_size,
         num_classes=dataset.num_classes,
         dropout=config.model.dropout,
+        weights=config.model.weights,
     )
     backbone.check_size(spec.image_size, config.model.weights)
     t = time.perf_counter()  # decoded first: an unusable dataset (a class left with no readable image) writes nothing
@@ -79,12 +81,11 @@ def train_run(config: Config, run: RunFolder, dataset: Dataset | None = None) ->
     write_json(run.dataset, dataset.summary())  # counts of the images used; skipped ones per split and class
     write_json(run.history, {s.name: {**s.history, "best_epoch": s.best_epoch, "best_val_loss": s.best_val_loss} for s in outcome.stages})
     plot_learning_curves(outcome.stages, run.curves)
-    write_json(run.model_spec, {
-        "backbone": spec.backbone, "image_size": spec.image_size, "num_classes": spec.num_classes,
-        "dropout": spec.dropout, "preprocessing": spec.preprocessing().to_dict(),
-        "weights": config.model.weights, "edge_export": __version__, "keras": keras.__version__,
-        "python": platform.python_version(),
-    })
+    recorded = dataclasses.replace(
+        spec, preprocessing=model_preprocessing(spec).to_dict(),
+        versions={"edge_export": __version__, "keras": keras.__version__, "python": platform.python_version()},
+    )
+    write_json(run.model_spec, recorded.to_dict())
     write_json(run.metrics, metrics)
     with atomic_path(run.model) as tmp:
         model.save(tmp)

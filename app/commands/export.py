@@ -1,4 +1,4 @@
-"""``edge-export export RUN_DIR``: convert a trained run to TFLite/ONNX formats, checked against Keras."""
+"""``edge-export export RUN_DIR``: TFLite and ONNX formats, checked against Keras (wraps ``edge_export.api.export``)."""
 
 from __future__ import annotations
 
@@ -7,32 +7,25 @@ from pathlib import Path
 
 import click
 
-from edge_export.core.config import flatten, load_config, parse_overrides
-from edge_export.core.errors import EdgeExportError
+from edge_export.api import EXPORT_FLAGS
+from edge_export.commands.options import setting_options
 from edge_export.core.run_folder import RunFolder
-from edge_export.core.tf_env import require_tensorflow
 
 
 def resolve_export_config(run: RunFolder, config_path: Path | None, overrides: list[str], formats: str | None):
     """defaults < the run's config.yaml < --config FILE < key=value overrides < --formats."""
-    merged: dict = {}
-    if config_path is not None:
-        file_config = load_config(config_path)
-        flat = flatten(file_config.to_dict())
-        merged.update({k: v for k, v in flat.items() if file_config.sources.get(k) == str(config_path)})
-    merged.update(parse_overrides(overrides))
-    if formats is not None:
-        merged["export.formats"] = formats
-    return load_config(run.config if run.config.is_file() else None, merged)
+    from edge_export import api
+
+    return api.export_config(run, config_path, overrides, formats=formats)
 
 
 @click.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--formats", help="Comma-separated formats, a family (tflite, onnx) or all [export.formats].")
+@setting_options(EXPORT_FLAGS)
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML config file (export: section).")
 @click.argument("overrides", nargs=-1)
 @click.pass_context
-def export(ctx: click.Context, run_dir: Path, formats: str | None, config_path: Path | None, overrides: tuple[str, ...]) -> None:
+def export(ctx: click.Context, run_dir: Path, config_path: Path | None, overrides: tuple[str, ...], **flags) -> None:
     """Export the model in RUN_DIR to RUN_DIR/export/. OVERRIDES are key=value, e.g. export.int8_io=int8.
 
     \b
@@ -46,27 +39,16 @@ def export(ctx: click.Context, run_dir: Path, formats: str | None, config_path: 
     Exit code 1 when any artifact of this export failed (conversion error or accuracy drop over
     export.accuracy_budget).
     """
-    run = RunFolder(run_dir)
-    if not run.root.is_dir():
-        raise EdgeExportError("run folder not found", path=run.root, hint="pass the folder `edge-export train` wrote")
-    run.verify()  # before its config.yaml is read: model.keras and every file beside it are from one train
-    require_tensorflow("export")  # before any work: nothing below runs without it
-    config = resolve_export_config(run, config_path, list(overrides), formats)
-
-    from edge_export.export.pipeline import export_run, print_table
+    from edge_export import api
+    from edge_export.export.pipeline import print_table
 
     debug = bool((ctx.find_root().obj or {}).get("debug"))
-    click.echo(f"exporting {run.model} -> {run.export_dir}")
-    from edge_export.core.run_lock import locked_run
-
-    with locked_run(run):
-        manifest = export_run(run, config.export, run_config=config, echo=click.echo, debug=debug)
+    with api.cli_spelling():
+        result = api.export(run_dir, config_path, overrides=list(overrides), echo=click.echo, debug=debug, **flags)
     click.echo("")
-    print_table(manifest, click.echo)
-    made = set(manifest["settings"]["formats"])  # this export's formats (the manifest may keep earlier ones)
-    failed = [a for a in manifest["artifacts"] if a["name"] in made and a["status"] != "ok"]
-    for artifact in failed:
-        click.secho(f"FAILED {artifact['name']}: {artifact.get('error')}", fg="red", err=True)
-    click.echo(f"manifest: {run.export_dir / 'manifest.json'}")
-    if failed:
+    print_table(result.manifest, click.echo)
+    for artifact in result.failed:
+        click.secho(f"FAILED {artifact.name}: {artifact.error}", fg="red", err=True)
+    click.echo(f"manifest: {result.run.export_manifest}")
+    if result.failed:
         sys.exit(1)

@@ -61,6 +61,10 @@ def predict(model, images, top_k, labels_file, mean, std, size, threads, provide
     from edge_export.runtime.classifier import Classifier
     from edge_export.core.untrusted import printable
 
+    if providers:  # a name ONNX Runtime does not offer: an error naming the ones it does, before any work
+        from edge_export.api import check_providers
+
+        check_providers(providers)
     with native_stderr_captured():  # LiteRT's delegate notice; replayed if loading or predicting fails
         classifier = Classifier.load(
             model,

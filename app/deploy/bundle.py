@@ -23,21 +23,23 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from edge_export.core import __version__
 from edge_export.core.atomic import atomic_path, copy_file
-from edge_export.deploy.targets import get_target, pinned_requirements
+from edge_export.deploy.flavours import get_flavour, pinned_requirements
 from edge_export.deploy.wheel import build_wheel
 from edge_export.core.hashing import sha256_file
 from edge_export.core.errors import EdgeExportError
 from edge_export.export.dependents import stale_recommendation
 from edge_export.export.layout import ExportFolder
-from edge_export.export.manifest import check_artifact_entry, check_made_from, read_manifest
+from edge_export.core.records.manifest import ArtifactRecord
+from edge_export.core.records.recommendation import read_recommendation
+from edge_export.export.manifest import check_made_from, read_manifest
 from edge_export.core.run_folder import RunFolder
 from edge_export.core.untrusted import path_inside, read_json, safe_name
 
-Echo = Callable[[str], None]
+from edge_export.core.echo import Echo  # noqa: E402  (the one Echo type)
 BUNDLE_VERSION = 1
 DEFAULT_ARTIFACT = "tflite-int8"
 FAMILIES = {".tflite": "tflite", ".onnx": "onnx"}
@@ -107,9 +109,9 @@ class BundleLayout:
             raise EdgeExportError("not an edge-export bundle (no list of artifacts)", path=self.info,
                                   hint="pass a folder made by `edge-export package`")
         for entry in artifacts:
-            check_artifact_entry(entry, self.root, self.info)
-            if entry.get("path") is None:
-                raise EdgeExportError(f"artifact {entry['name']} has no path", path=self.info)
+            record = ArtifactRecord.from_dict(entry, folder=self.root, source=self.info)
+            if record.path is None:
+                raise EdgeExportError(f"artifact {record.name} has no path", path=self.info)
         for key in ("wheel", "requirements", "labels", "model_card"):
             if info.get(key) is not None or key in ("wheel", "requirements"):
                 path_inside(self.root, info.get(key), what=key, source=self.info)
@@ -163,12 +165,12 @@ def package_run(
     """
     echo = echo or (lambda line: None)
     run = run if isinstance(run, RunFolder) else RunFolder(run)
-    get_target(target)
+    get_flavour(target)
     export = ExportFolder(run)
     entries = _manifest_artifacts(run)
     name, reason = choose_artifact(run, entries, artifact)
     entry = entries[name]
-    model = BundleModel(name, export.root / entry["path"], entry.get("precision"), entry.get("sha256"))
+    model = BundleModel(name, export.root / entry.path, entry.precision, entry.sha256)
     labels = export.labels if export.labels.is_file() else run.labels
     if not labels.is_file():
         raise EdgeExportError("labels.txt is missing", path=export.labels, hint="re-run `edge-export export`")
@@ -187,21 +189,21 @@ def package_run(
     return PackageResult(folder=folder, archive=archive, info=info, reason=reason)
 
 
-def _manifest_artifacts(run: RunFolder) -> dict[str, dict[str, Any]]:
+def _manifest_artifacts(run: RunFolder) -> dict[str, ArtifactRecord]:
     """The exported artifacts that passed, by name."""
-    artifacts = read_manifest(run, hint="run `edge-export export` (or `edge-export build`) on it first")
-    check_made_from(run, run.verify())  # one train's files, and an export of that train's model.keras
-    return {a["name"]: a for a in artifacts if a.get("status") == "ok" and a.get("path")}
+    manifest = read_manifest(run, hint="run `edge-export export` (or `edge-export build`) on it first")
+    check_made_from(run, run.verify(), manifest)  # one train's files, and an export of that train's model.keras
+    return {a.name: a for a in manifest.artifacts if a.ok and a.path}
 
 
-def choose_artifact(run: RunFolder, entries: dict[str, dict[str, Any]], requested: str | None) -> tuple[str, str]:
+def choose_artifact(run: RunFolder, entries: dict[str, ArtifactRecord], requested: str | None) -> tuple[str, str]:
     """(artifact name, why): the requested one, else the build's recommendation, else tflite-int8."""
     available = ", ".join(entries) or "none"
     if requested is not None:
         if requested not in entries:
             raise EdgeExportError(
                 f"no exported artifact {requested!r} in this run (exported ok: {available})",
-                path=run.export_dir / ExportFolder.MANIFEST, hint="pass --artifact with one of those names",
+                path=run.export_manifest, hint="pass --artifact with one of those names",
             )
         return requested, "--artifact"
     recommended = _recommended(run)
@@ -214,7 +216,7 @@ def choose_artifact(run: RunFolder, entries: dict[str, dict[str, Any]], requeste
             return recommended, "the build's recommendation"
         raise EdgeExportError(
             f"the build recommends {recommended!r} but the export has no such artifact (exported ok: {available})",
-            path=run.export_dir / ExportFolder.MANIFEST, hint="re-run `edge-export build`, or pass --artifact NAME",
+            path=run.export_manifest, hint="re-run `edge-export build`, or pass --artifact NAME",
         )
     if DEFAULT_ARTIFACT in entries:
         return DEFAULT_ARTIFACT, "default: no build recommendation"
@@ -226,16 +228,9 @@ def choose_artifact(run: RunFolder, entries: dict[str, dict[str, Any]], requeste
 
 def _recommended(run: RunFolder) -> str | None:
     """report.json's recommendation, else what ``build`` copied to deploy/."""
-    for path in (run.report_json, run.deploy_dir / "recommendation.json"):
-        if not path.is_file():
-            continue
-        try:
-            data = read_json(path)
-        except EdgeExportError:
-            continue  # unreadable: as if absent (the manifest decides what can be packaged)
-        rec = data.get("recommendation", data) if isinstance(data, dict) else None
-        if isinstance(rec, dict) and rec.get("artifact"):
-            return safe_name(rec["artifact"], what="recommended artifact", source=path)
+    recommendation = read_recommendation(run)  # the one reader; an unreadable file counts as absent
+    if recommendation is not None:
+        return recommendation.artifact
     deploy = run.deploy_dir
     models = sorted(p.stem for p in deploy.glob("*") if p.suffix in FAMILIES) if deploy.is_dir() else []
     return models[0] if len(models) == 1 else None
@@ -256,7 +251,7 @@ def build_bundle(
 ) -> dict[str, Any]:
     """Write the bundle folder (atomically, replacing an old one) and return its bundle.json contents."""
     folder = Path(folder)
-    device = get_target(target)
+    device = get_flavour(target)
     if not models:
         raise EdgeExportError("nothing to bundle", hint="pass at least one model")
     for m in models:

@@ -1,18 +1,17 @@
 """The benchmark on devices over SSH: the local benchmark's models go into one bundle, the bundle and the
 test images go to each device, the bundle's own ``run.py bench`` measures them there, and the device's
-bench.json is merged into the local report as another target.
+bench.json is merged into the local result as another device (``merge_device``).
 
 Every device is checked first (``connect_devices``: ssh, host key, login, Python), before any local
 work: one that cannot be reached is one error and nothing is measured. The local results are then written
 (``bench_run``) and rewritten only with the merged report, so a device that fails later (e.g. loses the
-connection) never costs them; its error is recorded under ``target_errors`` (the report's FAILED target
-line) and the outcome is not ok.
+connection) never costs them; its error is recorded in ``BenchResult.device_errors`` (the report's FAILED
+device line) and the outcome is not ok.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shlex
@@ -21,20 +20,22 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from edge_export.core.atomic import write_json
 from edge_export.benchmarks.suite import BenchOutcome, write_outputs
-from edge_export.benchmarks.targets import merge_target, record_target_error
+from edge_export.benchmarks.devices import merge_device, record_device_error
 from edge_export.benchmarks.testset import scan_test_folder
 from edge_export.core.config import BenchConfig
 from edge_export.deploy.bundle import BundleModel, build_bundle, write_archive
-from edge_export.deploy.ssh import SshConnection, SshTarget, tail
+from edge_export.deploy.ssh import SshConnection, SshDevice, tail
 from edge_export.core.errors import EdgeExportError
 from edge_export.export.layout import ExportFolder
-from edge_export.core.run_folder import RunFolder
+from edge_export.core.records.bench import BenchResult, BenchRow
+from edge_export.core.run_folder import BenchFiles, RunFolder
+from edge_export.core.untrusted import loads_json
 
-Echo = Callable[[str], None]
+from edge_export.core.echo import Echo  # noqa: E402  (the one Echo type)
 BUNDLE, TESTS, RESULTS = "bundle", "test", "out"
 MISSING_PACKAGES = 3  # run.py's exit status when the runtime is not installed
 MIN_PYTHON = (3, 10)
@@ -55,12 +56,12 @@ class RemoteSettings:
 class Device:
     """A device that answered: its connection and the version of its Python."""
 
-    target: SshTarget
+    address: SshDevice
     conn: SshConnection
     python_version: str
 
 
-def connect_devices(devices: Sequence[SshTarget], settings: RemoteSettings) -> list[Device]:
+def connect_devices(devices: Sequence[SshDevice], settings: RemoteSettings) -> list[Device]:
     """Check every device (resolve, connect, host key, login, Python) with one cheap ssh call each.
 
     Done before any local work; any failure is one EdgeExportError naming every device that failed.
@@ -90,10 +91,10 @@ def bench_on_devices(
     echo: Echo | None = print,
 ) -> BenchOutcome:
     """Measure the models of a finished local benchmark on each device (checked by ``connect_devices``);
-    merged outputs replace the local ones. A device that fails now is recorded in ``target_errors``."""
+    merged outputs replace the local ones. A device that fails now is recorded in ``device_errors``."""
     echo = echo or (lambda line: None)
-    report = outcome.report
-    rows = [a for a in report["artifacts"] if a["format"] != "keras" and Path(a["path"]).is_file()]
+    result = outcome.result
+    rows = [r for r in result.rows if not r.is_reference and r.path and Path(r.path).is_file()]
     if not rows:
         raise EdgeExportError("no model to benchmark on a device (the Keras model needs TensorFlow; devices run exported artifacts)")
     if devices:
@@ -101,7 +102,7 @@ def bench_on_devices(
             tmp_dir = Path(tmp)
             info = build_bundle(
                 tmp_dir / BUNDLE,
-                [BundleModel(a["name"], Path(a["path"]), a.get("precision")) for a in rows],
+                [BundleModel(r.name, Path(r.path), r.precision) for r in rows],
                 target="cpu",
                 labels=_bundle_labels(labels, run, rows),
                 source={"bench": str(outcome.out_dir)},
@@ -109,16 +110,16 @@ def bench_on_devices(
             bundle_archive = write_archive(tmp_dir / BUNDLE)
             tests_archive = _test_archive(data, tmp_dir / f"{TESTS}.tar.gz")
             for device in devices:
-                name = device.target.name
+                name = device.address.name
                 try:
                     remote = bench_on_device(device.conn, device.python_version, bundle_archive, tests_archive, info, config, settings, echo)
                 except EdgeExportError as exc:
                     fix = f" (fix: {exc.hint})" if exc.hint else ""
-                    record_target_error(report, name, exc.message + fix)  # shown once: the table's FAILED target line
+                    record_device_error(result, name, exc.message + fix)  # shown once: the table's FAILED device line
                     continue
-                write_json(outcome.out_dir / "targets" / _safe(name) / "bench.json", remote)
-                merge_target(report, name, remote, config.min_accuracy)
-    return write_outputs(report, outcome.out_dir, echo)
+                write_json(outcome.out_dir / BenchFiles.DEVICES / _safe(name) / BenchFiles.JSON, remote.to_dict())
+                merge_device(result, name, remote, config.min_accuracy)
+    return write_outputs(result, outcome.out_dir, echo)
 
 
 def bench_on_device(
@@ -130,9 +131,9 @@ def bench_on_device(
     config: BenchConfig,
     settings: RemoteSettings,
     echo: Echo,
-) -> dict[str, Any]:
-    """Copy, (set up,) run ``run.py bench`` on the device and return its bench.json."""
-    device = conn.target
+) -> BenchResult:
+    """Copy, (set up,) run ``run.py bench`` on the device and return its bench.json (read by ``BenchResult``)."""
+    device = conn.device
     say = lambda line: echo(f"[{device.name}] {line}")  # noqa: E731
     base = remote_base(settings.remote_dir)
     work = f"{base}/bench-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
@@ -161,12 +162,10 @@ def bench_on_device(
             )
         if proc.returncode not in (0, 1):  # 1: a model failed or missed a gate; bench.json is written
             raise EdgeExportError(f"{device.name}: the benchmark failed on the device (exit status {proc.returncode}): {tail(proc)}")
-        raw = conn.read_file(f"{work}/{RESULTS}/bench.json", doing="fetching bench.json")
-        try:
-            remote = json.loads(raw)
-        except ValueError:
-            raise EdgeExportError(f"{device.name}: the device's bench.json is not JSON") from None
-        say(f"measured in {time.perf_counter() - started:.0f}s on {remote.get('machine', {}).get('cpu', '?')}")
+        raw = conn.read_file(f"{work}/{RESULTS}/{BenchFiles.JSON}", doing=f"fetching {BenchFiles.JSON}")
+        source = f"{device.name}:{work}/{RESULTS}/{BenchFiles.JSON}"
+        remote = BenchResult.from_dict(loads_json(raw, what=f"{device.name}'s {BenchFiles.JSON}", source=source), source=source)
+        say(f"measured in {time.perf_counter() - started:.0f}s on {remote.machine.get('cpu', '?')}")
         return remote
     finally:
         with contextlib.suppress(EdgeExportError):
@@ -190,9 +189,9 @@ def check_python(conn: SshConnection, python: str, shown: str) -> str:
     out = proc.stdout.decode(errors="replace").strip()
     hint = "install Python 3.10+ on the device (Debian/Raspberry Pi OS: sudo apt install python3 python3-venv), or pass --remote-python PATH"
     if proc.returncode != 0 or not re.fullmatch(r"\d+\.\d+\.\d+", out):
-        raise EdgeExportError(f"{conn.target.name}: no Python at {shown!r} on the device ({tail(proc, 2)})", hint=hint)
+        raise EdgeExportError(f"{conn.device.name}: no Python at {shown!r} on the device ({tail(proc, 2)})", hint=hint)
     if tuple(int(v) for v in out.split(".")[:2]) < MIN_PYTHON:
-        raise EdgeExportError(f"{conn.target.name}: Python {out} at {shown!r} is too old (3.10+ needed)", hint=hint)
+        raise EdgeExportError(f"{conn.device.name}: Python {out} at {shown!r} is too old (3.10+ needed)", hint=hint)
     return out
 
 
@@ -212,17 +211,17 @@ def setup_runtime(
     )
     if proc.returncode != 0:
         raise EdgeExportError(
-            f"{conn.target.name}: setting up the runtime in {venv} failed: {tail(proc)}",
+            f"{conn.device.name}: setting up the runtime in {venv} failed: {tail(proc)}",
             hint="the device needs python3-venv and access to PyPI (or an index via PIP_INDEX_URL in its environment)",
         )
     return vpy
 
 
-def _bundle_labels(labels: str | Path | None, run: RunFolder | str | Path | None, rows: list[dict[str, Any]]) -> Path | None:
+def _bundle_labels(labels: str | Path | None, run: RunFolder | str | Path | None, rows: list[BenchRow]) -> Path | None:
     """The labels the local benchmark used: --labels, else the run's (for its own artifacts only)."""
     if labels is not None:
         return Path(labels)
-    if run is None or any(a.get("source") != "manifest" for a in rows):
+    if run is None or any(r.source != "manifest" for r in rows):
         return None  # model files carry their labels in their metadata
     run = run if isinstance(run, RunFolder) else RunFolder(run)
     for path in (ExportFolder(run).labels, run.labels):

@@ -30,16 +30,18 @@ SSH_FAILED = 255  # ssh's own exit status for connection and authentication fail
 
 
 @dataclass(frozen=True)
-class SshTarget:
+class SshDevice:
+    """A device to reach over SSH: ``ssh://[user@]host[:port]``."""
+
     host: str
     user: str | None = None
     port: int | None = None
 
     @classmethod
-    def parse(cls, url: str) -> "SshTarget":
+    def parse(cls, url: str) -> "SshDevice":
         """``ssh://[user@]host[:port]``."""
         if not url.startswith(SCHEME):
-            raise EdgeExportError(f"not an ssh target: {url!r}", hint="use ssh://[user@]host[:port], or local")
+            raise EdgeExportError(f"not an ssh device: {url!r}", hint="use ssh://[user@]host[:port], or local")
         parts = urlsplit(url)
         try:
             port = parts.port
@@ -47,7 +49,7 @@ class SshTarget:
             port = -1
         host = parts.hostname or ""
         if not host or host.startswith("-") or port == -1 or parts.path not in ("", "/") or parts.query or parts.fragment or parts.password:
-            raise EdgeExportError(f"bad ssh target {url!r}", hint="use ssh://[user@]host[:port], e.g. ssh://pi@raspberrypi.local:22")
+            raise EdgeExportError(f"bad ssh device {url!r}", hint="use ssh://[user@]host[:port], e.g. ssh://pi@raspberrypi.local:22")
         return cls(host=host, user=parts.username, port=port)
 
     @property
@@ -56,7 +58,7 @@ class SshTarget:
 
     @property
     def name(self) -> str:
-        """How the target appears in tables and bench.json: ``user@host[:port]``."""
+        """How the device appears in tables and bench.json: ``user@host[:port]``."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return (f"{self.user}@" if self.user else "") + host + (f":{self.port}" if self.port else "")
 
@@ -74,7 +76,7 @@ def parse_options(options: Sequence[str]) -> list[str]:
 
 @dataclass
 class SshConnection:
-    target: SshTarget
+    device: SshDevice
     options: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -85,9 +87,9 @@ class SshConnection:
         args = ["ssh"]
         for option in (*self.options, "BatchMode=yes", f"ConnectTimeout={CONNECT_TIMEOUT_S}", *KEEPALIVE):
             args += ["-o", option]
-        if self.target.port:
-            args += ["-p", str(self.target.port)]
-        return [*args, self.target.destination, remote_command]
+        if self.device.port:
+            args += ["-p", str(self.device.port)]
+        return [*args, self.device.destination, remote_command]
 
     def run(self, remote_command: str, *, doing: str, stdin: Path | None = None, timeout: float | None = None) -> subprocess.CompletedProcess:
         """Run a shell command on the device; ssh's own failures (255) become EdgeExportError naming ``doing``."""
@@ -96,7 +98,7 @@ class SshConnection:
                 proc = subprocess.run(self.command(remote_command), stdin=source, capture_output=True, timeout=timeout,
                                       **child_popen_kwargs())  # dies with us: no ssh left behind by a kill
         except subprocess.TimeoutExpired:
-            raise EdgeExportError(f"{self.target.name}: no answer within {timeout:.0f}s while {doing}") from None
+            raise EdgeExportError(f"{self.device.name}: no answer within {timeout:.0f}s while {doing}") from None
         if proc.returncode == SSH_FAILED:
             raise self._ssh_error(proc.stderr.decode(errors="replace"), doing)
         return proc
@@ -107,23 +109,23 @@ class SshConnection:
         proc = self.run(f"mkdir -p {q} && tar -xzf - -C {q}", doing=f"copying {archive.name}", stdin=archive)
         if proc.returncode != 0:
             raise EdgeExportError(
-                f"{self.target.name}: could not unpack {archive.name} into {remote_dir}: {tail(proc)}",
+                f"{self.device.name}: could not unpack {archive.name} into {remote_dir}: {tail(proc)}",
                 hint="the device needs tar and a writable --remote-dir",
             )
 
     def read_file(self, remote_path: str, doing: str) -> bytes:
         proc = self.run(f"cat {shlex.quote(remote_path)}", doing=doing)
         if proc.returncode != 0:
-            raise EdgeExportError(f"{self.target.name}: cannot read {remote_path} ({tail(proc)})")
+            raise EdgeExportError(f"{self.device.name}: cannot read {remote_path} ({tail(proc)})")
         return proc.stdout
 
     def _ssh_error(self, stderr: str, doing: str) -> EdgeExportError:
-        name, text = self.target.name, " | ".join(stderr.strip().splitlines()[-3:]) or "no message"
-        port = f" -p {self.target.port}" if self.target.port else ""
+        name, text = self.device.name, " | ".join(stderr.strip().splitlines()[-3:]) or "no message"
+        port = f" -p {self.device.port}" if self.device.port else ""
         if "host key verification failed" in stderr.lower() or "host identification has changed" in stderr.lower():
             return EdgeExportError(
                 f"{name}: the device's host key is not trusted, refusing to connect (host-key checking is on): {text}",
-                hint=f"check the key's fingerprint and accept it once with `ssh{port} {self.target.destination}`, "
+                hint=f"check the key's fingerprint and accept it once with `ssh{port} {self.device.destination}`, "
                 "or point at a known_hosts file with --ssh-option UserKnownHostsFile=FILE",
             )
         if "permission denied" in stderr.lower():
@@ -133,11 +135,11 @@ class SshConnection:
             )
         if "could not resolve hostname" in stderr.lower():
             return EdgeExportError(
-                f"{name}: the host name {self.target.host} does not resolve: {text}",
-                hint="check the name in --target (or use the device's IP address), and the network",
+                f"{name}: the host name {self.device.host} does not resolve: {text}",
+                hint="check the name in --device (or use the device's IP address), and the network",
             )
         if any(s in stderr.lower() for s in ("connection refused", "could not resolve", "timed out", "no route to host", "network is unreachable")):
-            return EdgeExportError(f"{name}: cannot connect while {doing}: {text}", hint=f"check that the device is on and that `ssh{port} {self.target.destination}` works")
+            return EdgeExportError(f"{name}: cannot connect while {doing}: {text}", hint=f"check that the device is on and that `ssh{port} {self.device.destination}` works")
         return EdgeExportError(f"{name}: lost the ssh connection while {doing}: {text}", hint="check the network and the device, then run again")
 
 

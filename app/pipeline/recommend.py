@@ -1,51 +1,61 @@
-"""The recommendation: the fastest artifact within the accuracy budget and size limit, per measured target."""
+"""The recommendation rule: the fastest exported artifact within the accuracy budget and the size limit.
+
+Pure records in, a ``Recommendation`` out (no TensorFlow, no files): tests/test_recommend.py.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from edge_export.core.records.bench import BenchResult
+from edge_export.core.records.recommendation import Candidate, Recommendation
+
+ACCURACY, SIZE = "the accuracy budget", "the size limit"
 
 
-def recommend(bench: dict[str, Any], accuracy_budget: float, max_size_mb: float | None) -> dict[str, Any]:
-    """Pick from ``bench["artifacts"]`` (exported artifacts; the Keras model is the reference).
+def recommend(bench: BenchResult, accuracy_budget: float, max_size_mb: float | None,
+              stale: list[str] | None = None) -> Recommendation:
+    """Pick from the rows measured on this machine (rows of other devices are not candidates for it).
 
-    Returns ``{"artifact": NAME or None, "why": text, "target": ..., "candidates": [...]}``.
+    The reference is the Keras model's accuracy (else the most accurate artifact); a candidate may be
+    ``accuracy_budget`` points below it and at most ``max_size_mb``; the fastest p50 wins, and of equal
+    p50s the first in bench order. Failed rows are never candidates. ``stale`` (names whose bench numbers
+    are of files that changed since) means no recommendation at all: the numbers are not of these files.
     """
-    # rows measured on other machines (bench --target ssh://...) are not candidates for this one
-    entries = [a for a in bench.get("artifacts", []) if a.get("status", "ok") == "ok" and a.get("target", "local") == "local"]
-    keras = next((a for a in entries if a.get("format") == "keras"), None)
-    artifacts = [a for a in entries if a.get("format") != "keras" and a.get("accuracy") is not None]
+    settings = dict(accuracy_budget=accuracy_budget, max_size_mb=max_size_mb)
+    if stale:
+        return Recommendation(None, (
+            f"stale: bench/bench.json measured {', '.join(stale)} as it was before (changed or removed since): "
+            "re-run bench (`edge-export build --stages bench`)"), **settings)
+    rows = [r for r in bench.local_rows() if r.ok]
+    keras = next((r for r in rows if r.is_reference and r.accuracy is not None), None)
+    artifacts = [r for r in rows if not r.is_reference and r.accuracy is not None]
     if not artifacts:
-        return {"artifact": None, "why": "no artifact was measured successfully", "candidates": []}
-    reference = keras["accuracy"] if keras else max(a["accuracy"] for a in artifacts)
+        return Recommendation(None, "no artifact was measured successfully", **settings)
+    reference = keras.accuracy if keras else max(r.accuracy for r in artifacts)
     reference_name = "the Keras model" if keras else "the most accurate artifact"
     floor = reference - accuracy_budget / 100.0
     limit = max_size_mb * 1e6 if max_size_mb else None
 
     candidates = []
-    for a in artifacts:
+    for r in artifacts:
         reasons = []
-        if a["accuracy"] < floor - 1e-12:
-            reasons.append(f"accuracy {a['accuracy']:.2%} < {floor:.2%} ({accuracy_budget:g} point(s) below {reference_name})")
-        if limit is not None and a.get("size_bytes", 0) > limit:
-            reasons.append(f"size {a['size_bytes'] / 1e6:.2f} MB > {max_size_mb:g} MB")
-        candidates.append({"name": a["name"], "p50_ms": _p50(a), "accuracy": a["accuracy"], "size_bytes": a.get("size_bytes"), "rejected": reasons})
+        if r.accuracy < floor - 1e-12:
+            reasons.append(f"accuracy {r.accuracy:.2%} < {floor:.2%} ({accuracy_budget:g} point(s) below {reference_name})")
+        if limit is not None and (r.size_bytes or 0) > limit:
+            reasons.append(f"size {r.size_bytes / 1e6:.2f} MB > {max_size_mb:g} MB")
+        candidates.append(Candidate(r.name, r.p50_ms, r.accuracy, r.size_bytes, reasons))
 
-    ok = [c for c in candidates if not c["rejected"] and c["p50_ms"] is not None]
-    target = bench.get("machine", {}).get("cpu", "this machine")
+    device = bench.machine.get("cpu") or "this machine"
+    ok = [c for c in candidates if not c.rejected and c.p50_ms is not None]
     if not ok:
-        failed_accuracy = all(any("accuracy" in r for r in c["rejected"]) for c in candidates)
-        failed_size = all(any("size" in r for r in c["rejected"]) for c in candidates)
-        which = " and ".join(n for n, f in (("the accuracy budget", failed_accuracy), ("the size limit", failed_size)) if f) or "the accuracy budget or the size limit"
-        return {"artifact": None, "why": f"no artifact meets {which}", "target": target, "candidates": candidates}
-    best = min(ok, key=lambda c: c["p50_ms"])
+        failed = [what for what, word in ((ACCURACY, "accuracy"), (SIZE, "size"))
+                  if all(any(reason.startswith(word) for reason in c.rejected) for c in candidates)]
+        which = " and ".join(failed) or f"{ACCURACY} or {SIZE}"
+        return Recommendation(None, f"no artifact meets {which}", candidates, device, **settings)
+    best = min(ok, key=lambda c: c.p50_ms)  # min keeps the first of equal p50s
+    size = best.size_bytes / 1e6 if best.size_bytes is not None else 0.0
     why = (
-        f"fastest within the budget on {target}: p50 {best['p50_ms']:.2f} ms, accuracy {best['accuracy']:.2%} "
+        f"fastest within the budget on {device}: p50 {best.p50_ms:.2f} ms, accuracy {best.accuracy:.2%} "
         f"(>= {floor:.2%}: {accuracy_budget:g} point(s) below {reference_name} at {reference:.2%})"
-        + (f", size {best['size_bytes'] / 1e6:.2f} MB <= {max_size_mb:g} MB" if limit else f", size {best['size_bytes'] / 1e6:.2f} MB")
+        + (f", size {size:.2f} MB <= {max_size_mb:g} MB" if limit else f", size {size:.2f} MB")
     )
-    return {"artifact": best["name"], "why": why, "target": target, "candidates": candidates}
-
-
-def _p50(entry: dict[str, Any]) -> float | None:
-    latency = entry.get("latency_ms") or {}
-    return latency.get("p50")
+    return Recommendation(best.name, why, candidates, device, **settings)

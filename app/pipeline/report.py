@@ -11,24 +11,27 @@ from typing import Any
 
 from edge_export.core import __version__
 from edge_export.core.atomic import write_json, write_text
+from edge_export.core.formatting import html_table, markdown_table, number, percent, size_text
+from edge_export.core.records.bench import BenchResult
+from edge_export.core.records.manifest import Manifest
+from edge_export.core.records.recommendation import Recommendation
 from edge_export.core.run_folder import RunFolder
 from edge_export.core.untrusted import read_json
 
 
-def gather(run: RunFolder, dataset_summary: dict, recommendation: dict | None, command: str) -> dict[str, Any]:
+def gather(run: RunFolder, dataset_summary: dict, recommendation: Recommendation | None, command: str) -> dict[str, Any]:
+    """report.json's content: what each stage recorded (bench.json through its one reader, ``BenchResult``)."""
     def read(path: Path) -> Any:  # bounded, and a damaged file is an error naming it, not a traceback
         return read_json(path) if path.is_file() else None
 
-    bench = read(run.bench_dir / "bench.json")
-    if bench:  # keep report.json readable: drop per-image predictions
-        bench = {**bench, "artifacts": [{k: v for k, v in a.items() if k != "predicted_labels"} for a in bench.get("artifacts", [])]}
+    bench = BenchResult.read(run.bench_json) if run.bench_json.is_file() else None
     return {
         "dataset": dataset_summary,
         "train": {"metrics": read(run.metrics), "history": read(run.history), "model": read(run.model_spec)},
-        "export": read(run.export_dir / "manifest.json"),
-        "bench": bench,
-        "recommendation": recommendation,
-        "machine": (bench or {}).get("machine") or {"python": platform.python_version(), "platform": platform.platform()},
+        "export": read(run.export_manifest),
+        "bench": bench.to_dict() if bench else None,
+        "recommendation": recommendation.to_dict() if recommendation else None,
+        "machine": (bench.machine if bench else None) or {"python": platform.python_version(), "platform": platform.platform()},
         "edge_export": __version__,
         "command": command,
     }
@@ -37,20 +40,20 @@ def gather(run: RunFolder, dataset_summary: dict, recommendation: dict | None, c
 def write_reports(run: RunFolder, report: dict[str, Any]) -> dict[str, Path]:
     images = {
         "Learning curves": run.curves,
-        "Accuracy vs latency": run.bench_dir / "accuracy_vs_latency.png",
-        "Confusion matrices": run.bench_dir / "confusion_matrices.png",
+        "Accuracy vs latency": run.bench_plot_accuracy,
+        "Confusion matrices": run.bench_plot_confusion,
     }
     images = {title: path for title, path in images.items() if path.is_file()}
-    sections = _sections(report)
+    sections = _sections(report, run)
     md = [f"# edge-export build report\n"]
     for title, rows in sections:
-        md += [f"## {title}\n", _md_table(rows) if isinstance(rows, list) else rows, ""]
+        md += [f"## {title}\n", markdown_table(rows) if isinstance(rows, list) else rows, ""]
     for title, path in images.items():
         md += [f"## {title}\n", f"![{title}]({path.relative_to(run.root)})", ""]
     html_parts = [f"<h1>edge-export build report</h1>"]
     for title, rows in sections:
         html_parts.append(f"<h2>{html.escape(title)}</h2>")
-        html_parts.append(_html_table(rows) if isinstance(rows, list) else f"<pre>{html.escape(rows)}</pre>")
+        html_parts.append(html_table(rows) if isinstance(rows, list) else f"<pre>{html.escape(rows)}</pre>")
     for title, path in images.items():
         data = base64.b64encode(path.read_bytes()).decode()
         html_parts.append(f'<h2>{html.escape(title)}</h2><img alt="{html.escape(title)}" src="data:image/png;base64,{data}">')
@@ -62,17 +65,18 @@ def write_reports(run: RunFolder, report: dict[str, Any]) -> dict[str, Path]:
         "</style></head><body>" + "\n".join(html_parts) + "</body></html>\n"
     )
     return {
-        "json": write_json(run.root / "report.json", report),
-        "md": write_text(run.root / "report.md", "\n".join(md) + "\n"),
-        "html": write_text(run.root / "report.html", page),
+        "json": write_json(run.report_json, report),
+        "md": write_text(run.report_md, "\n".join(md) + "\n"),
+        "html": write_text(run.report_html, page),
     }
 
 
-def _sections(report: dict[str, Any]) -> list[tuple[str, Any]]:
+def _sections(report: dict[str, Any], run: RunFolder) -> list[tuple[str, Any]]:
+    """report.json's records, each read back through its one reader, as titled tables (or text)."""
     sections: list[tuple[str, Any]] = []
-    rec = report.get("recommendation")
-    if rec:
-        sections.append(("Recommendation", f"{rec.get('artifact') or 'none'}: {rec.get('why')}"))
+    if report.get("recommendation"):
+        rec = Recommendation.from_dict(report["recommendation"], source=run.report_json)
+        sections.append(("Recommendation", f"{rec.artifact or 'none'}: {rec.why}"))
     ds = report.get("dataset") or {}
     if ds.get("counts"):
         splits = list(ds["counts"])
@@ -83,24 +87,24 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, Any]]:
         rows = [["split", "accuracy", "loss", "images"]]
         rows += [[s, f"{m['accuracy']:.2%}", f"{m['loss']:.4f}", str(m.get("images", ""))] for s, m in metrics.items() if isinstance(m, dict) and "accuracy" in m]
         sections.append(("Training (Keras model)", rows))
-    manifest = report.get("export")
-    if manifest:
+    if report.get("export"):
+        manifest = Manifest.from_dict(report["export"], folder=run.export_dir, source=run.report_json)
         rows = [["artifact", "status", "size", "val accuracy", "drop (pts)", "agreement", "max |Δp|"]]
-        for a in manifest.get("artifacts", []):
-            p = a.get("parity") or {}
+        for a in manifest.artifacts:
+            parity = a.parity or {}
             rows.append([
-                a["name"], a.get("status", ""), _size(a.get("size_bytes")), _pct(p.get("accuracy")),
-                _num(p.get("accuracy_drop")), _pct(p.get("top1_agreement")), _num(p.get("max_abs_diff"), 4),
+                a.name, a.status, size_text(a.size_bytes, ""), percent(a.accuracy, ""), number(a.accuracy_drop, missing=""),
+                percent(parity.get("top1_agreement"), ""), number(parity.get("max_abs_diff"), 4, missing=""),
             ])
         sections.append(("Export and parity (validation split)", rows))
-    bench = report.get("bench")
-    if bench:
+    if report.get("bench"):
+        bench = BenchResult.from_dict(report["bench"], source=run.report_json)
         rows = [["artifact", "status", "size", "test accuracy", "agreement", "p50 ms", "p90 ms", "FPS", "threads"]]
-        for a in bench.get("artifacts", []):
-            lat = a.get("latency_ms") or {}
+        for r in bench.rows:
+            lat = r.latency_ms or {}
             rows.append([
-                a["name"], a.get("status", ""), _size(a.get("size_bytes")), _pct(a.get("accuracy")),
-                _pct(a.get("top1_agreement")), _num(lat.get("p50")), _num(lat.get("p90")), _num(a.get("fps"), 1), str(a.get("threads", "")),
+                r.id, r.status, size_text(r.size_bytes, ""), percent(r.accuracy, ""), percent(r.top1_agreement, ""),
+                number(lat.get("p50"), missing=""), number(lat.get("p90"), missing=""), number(r.fps, 1, missing=""), "" if r.threads is None else str(r.threads),
             ])
         sections.append(("Benchmark (test split)", rows))
     machine = report.get("machine") or {}
@@ -109,27 +113,3 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, Any]]:
         sections.append(("Machine and libraries", rows))
     sections.append(("Reproduce", report.get("command", "")))
     return sections
-
-
-def _md_table(rows: list[list[str]]) -> str:
-    out = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
-    return "\n".join(out)
-
-
-def _html_table(rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows[1:])
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _size(n: int | None) -> str:
-    return "" if n is None else f"{n / 1e6:.2f} MB"
-
-
-def _pct(x: float | None) -> str:
-    return "" if x is None else f"{x:.2%}"
-
-
-def _num(x: float | None, digits: int = 2) -> str:
-    return "" if x is None else f"{x:.{digits}f}"

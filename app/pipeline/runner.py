@@ -16,10 +16,11 @@ from edge_export.pipeline.recommend import recommend
 from edge_export.pipeline.report import gather, write_reports
 from edge_export.pipeline.stages import BuildContext, get_stages
 from edge_export.pipeline.state import StageState
-from edge_export.core.run_folder import RunFolder
+from edge_export.core.records.bench import BenchResult
+from edge_export.core.records.recommendation import Recommendation
+from edge_export.core.run_folder import DeployFiles, RunFolder
 from edge_export.trainer.datasets import scan_dataset
 from edge_export.trainer.named_datasets import resolve_data
-from edge_export.core.untrusted import read_json
 
 
 @dataclass
@@ -27,7 +28,7 @@ class BuildResult:
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)  # gates that failed (non-zero exit)
-    recommendation: dict | None = None
+    recommendation: Recommendation | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     reports: dict[str, Path] = field(default_factory=dict)
 
@@ -80,56 +81,50 @@ def build(
         event({"event": "stage_finished", "stage": stage.name, "seconds": round(seconds, 1)})
         echo(f"== {stage.name}: done in {seconds:.0f}s")
 
-    result.failures += _gates(run, config)
-    bench_path = run.bench_dir / "bench.json"
-    if bench_path.is_file():
-        bench = read_json(bench_path)
+    bench = BenchResult.read(run.bench_json) if run.bench_json.is_file() else None
+    result.failures += _gates(run, config, bench)
+    if bench is not None:
         stale = stale_bench(run, bench)  # measured files that an export or a train replaced since
-        if stale:
-            result.recommendation = {"artifact": None, "candidates": [], "why": (
-                f"stale: bench/bench.json measured {', '.join(stale)} as it was before (changed or removed since): "
-                "re-run bench (`edge-export build --stages bench`)")}
-        else:
-            result.recommendation = recommend(bench, config.build.accuracy_budget, config.build.max_size_mb)
+        result.recommendation = recommend(bench, config.build.accuracy_budget, config.build.max_size_mb, stale=stale)
         _deploy(run, result.recommendation)
-        if result.recommendation["artifact"] is None:
-            result.failures.append(f"no recommendation: {result.recommendation['why']}")
+        if result.recommendation.artifact is None:
+            result.failures.append(f"no recommendation: {result.recommendation.why}")
     report = gather(run, dataset.summary(), result.recommendation, command)
     result.reports = write_reports(run, report)
     event({"event": "build_finished", "ok": result.ok, "failures": result.failures,
-           "recommendation": (result.recommendation or {}).get("artifact"), "report": str(result.reports["html"])})
+           "recommendation": result.recommendation.artifact if result.recommendation else None,
+           "report": str(result.reports["html"])})
     return result
 
 
-def _gates(run: RunFolder, config: Config) -> list[str]:
+def _gates(run: RunFolder, config: Config, bench: BenchResult | None) -> list[str]:
+    """Export entries that failed; bench rows that failed or are below bench.min_accuracy, by the same
+    rule as bench's own verdict (``BenchResult.problems``, ``BenchRow.below``)."""
     failures = []
-    if (run.export_dir / "manifest.json").is_file():
-        for a in read_manifest(run):
-            if a.get("status") != "ok":
-                failures.append(f"export {a['name']}: {a.get('error', 'failed')}")
-    bench_path = run.bench_dir / "bench.json"
-    if bench_path.is_file() and config.bench.min_accuracy is not None:
-        for a in read_json(bench_path).get("artifacts", []):
-            if a.get("format") != "keras" and (a.get("accuracy") is None or a["accuracy"] < config.bench.min_accuracy):
-                failures.append(f"bench {a['name']}: accuracy {a.get('accuracy')} below --min-accuracy {config.bench.min_accuracy}")
+    if run.export_manifest.is_file():
+        for a in read_manifest(run).artifacts:
+            if not a.ok:
+                failures.append(f"export {a.name}: {a.error or 'failed'}")
+    if bench is not None:
+        failures += [f"bench: {problem}" for problem in bench.problems(config.bench.min_accuracy)]
     return failures
 
 
-def _deploy(run: RunFolder, recommendation: dict) -> None:
+def _deploy(run: RunFolder, recommendation: Recommendation) -> None:
     """Copy the recommended artifact with its labels and model card to RUN_DIR/deploy/ (replacing the old)."""
-    deploy = run.root / "deploy"
-    name = recommendation.get("artifact")
+    deploy = run.deploy_dir
+    name = recommendation.artifact
     if deploy.exists():
         shutil.rmtree(deploy)
     if not name:
         return
-    entry = next((a for a in read_manifest(run) if a["name"] == name), None)
-    if entry is None or not entry.get("path"):
+    entry = read_manifest(run).artifact(name)
+    if entry is None or not entry.path:
         return
     deploy.mkdir()
-    copy_file(run.export_dir / entry["path"], deploy / Path(entry["path"]).name)
-    copy_file(run.export_dir / "labels.txt", deploy / "labels.txt")
-    if (run.export_dir / "model_card.json").is_file():
-        copy_file(run.export_dir / "model_card.json", deploy / "model_card.json")
-    recommendation["sha256"] = entry.get("sha256")  # what was recommended: readers notice a re-export
-    write_json(deploy / "recommendation.json", recommendation)
+    copy_file(run.export_dir / entry.path, deploy / Path(entry.path).name)
+    copy_file(run.export_labels, deploy / DeployFiles.LABELS)
+    if run.export_model_card.is_file():
+        copy_file(run.export_model_card, deploy / DeployFiles.MODEL_CARD)
+    recommendation.sha256 = entry.sha256  # what was recommended: readers notice a re-export
+    write_json(run.deploy_recommendation, recommendation.to_dict())

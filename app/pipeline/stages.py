@@ -16,7 +16,7 @@ from edge_export.core.hashing import fingerprint, sha256_file
 from edge_export.core.run_folder import RunFolder
 from edge_export.trainer.datasets import Dataset
 
-Echo = Callable[[str], None]
+from edge_export.core.echo import Echo  # noqa: E402  (the one Echo type)
 
 
 @dataclass
@@ -84,13 +84,13 @@ def _export(ctx: BuildContext) -> dict:
 
 
 def _export_outputs(ctx: BuildContext) -> list[Path]:
-    manifest_path = ctx.run.export_dir / "manifest.json"
+    manifest_path = ctx.run.export_manifest
     if not manifest_path.is_file():
         return []
     from edge_export.export.manifest import read_manifest
 
-    files = [manifest_path, ctx.run.export_dir / "model_card.json", ctx.run.export_dir / "labels.txt"]
-    files += [ctx.run.export_dir / a["path"] for a in read_manifest(ctx.run) if a.get("path") and a.get("status") == "ok"]
+    files = [manifest_path, ctx.run.export_model_card, ctx.run.export_labels]
+    files += [ctx.run.export_dir / a.path for a in read_manifest(ctx.run).artifacts if a.path and a.ok]
     return files
 
 
@@ -118,8 +118,7 @@ def _bench(ctx: BuildContext) -> dict:
 
 
 def _bench_outputs(ctx: BuildContext) -> list[Path]:
-    folder = ctx.run.bench_dir
-    return [p for p in (folder / "bench.json", folder / "bench.md") if p.is_file()]
+    return [p for p in (ctx.run.bench_json, ctx.run.bench_md) if p.is_file()]
 
 
 STAGES: list[Stage] = [

@@ -14,7 +14,6 @@ benchmarks' outputs (OUT/device/, OUT/local/); exits 1 when TensorFlow is import
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import tarfile
@@ -30,6 +29,8 @@ from edge_export.core.atomic import write_json
 from edge_export.benchmarks.suite import bench_run
 from edge_export.core.config import BenchConfig
 from edge_export.core.errors import EdgeExportError
+from edge_export.core.records.bench import BenchResult
+from edge_export.core.run_folder import BenchFiles
 from edge_export.core.untrusted import printable, safe_name
 
 
@@ -101,30 +102,31 @@ def check_bundle(bundle: Path, data: Path, out: Path, config: BenchConfig, echo=
              "--runs", str(config.runs), "--warmup", str(config.warmup), "--batch-size", str(config.batch_size)],
             "the bundle's bench in the clean venv",
         )
-        device = json.loads((device_out / "bench.json").read_text())
+        device = BenchResult.read(device_out / BenchFiles.JSON)
 
         echo("the same models benchmarked here")
         models = [layout.root / a["path"] for a in info["artifacts"]]
         labels = layout.root / info["labels"] if info.get("labels") else None
-        local = bench_run(models=models, data=data, config=config, out=out / "local", labels=labels, keras=False, echo=None).report
+        local = bench_run(models=models, data=data, config=config, out=out / "local", labels=labels, keras=False, echo=None).result
 
     rows = []
-    for d in device["artifacts"]:
-        here = next((a for a in local["artifacts"] if a["name"] == d["name"]), {})
+    for d in device.rows:
+        here = next((r for r in local.rows if r.name == d.name), None)
+        local_accuracy = here.accuracy if here else None
         rows.append({
-            "name": d["name"],
-            "device_accuracy": d.get("accuracy"),
-            "local_accuracy": here.get("accuracy"),
-            "same_accuracy": d.get("accuracy") is not None and d.get("accuracy") == here.get("accuracy"),
-            "device_p50_ms": (d.get("latency_ms") or {}).get("p50"),
-            "local_p50_ms": (here.get("latency_ms") or {}).get("p50"),
+            "name": d.name,
+            "device_accuracy": d.accuracy,
+            "local_accuracy": local_accuracy,
+            "same_accuracy": d.accuracy is not None and d.accuracy == local_accuracy,
+            "device_p50_ms": d.p50_ms,
+            "local_p50_ms": here.p50_ms if here else None,
         })
     result = {
         "bundle": str(bundle),
         "data": str(data),
         "venv": {"system_site_packages": False, "install_seconds": round(install_s, 1), "packages": packages},
         "tensorflow_importable": tf_importable,
-        "device_machine": device.get("machine"),
+        "device_machine": device.machine,
         "artifacts": rows,
         "ok": not tf_importable and bool(rows) and all(r["same_accuracy"] for r in rows),
     }

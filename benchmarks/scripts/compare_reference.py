@@ -46,15 +46,15 @@ def default_reference() -> Path:
 
 
 def artifact_path(run: RunFolder, name: str) -> Path:
-    for entry in read_manifest(run):
-        if entry.get("name") == name:
-            if entry.get("status") != "ok" or not entry.get("path"):
-                raise EdgeExportError(f"artifact {name!r} failed to export", path=run.export_dir, hint="see export/manifest.json")
-            path = run.export_dir / entry["path"]
-            if not path.is_file():
-                raise EdgeExportError(f"artifact {name!r} is missing", path=path, hint="re-run `edge-export export`")
-            return path
-    raise EdgeExportError(f"the run's export has no artifact {name!r}", path=run.export_dir / "manifest.json")
+    entry = read_manifest(run).artifact(name)
+    if entry is None:
+        raise EdgeExportError(f"the run's export has no artifact {name!r}", path=run.export_manifest)
+    if not entry.ok or not entry.path:
+        raise EdgeExportError(f"artifact {name!r} failed to export", path=run.export_manifest, hint="see its error there")
+    path = run.export_dir / entry.path
+    if not path.is_file():
+        raise EdgeExportError(f"artifact {name!r} is missing", path=path, hint="re-run `edge-export export`")
+    return path
 
 
 def _timers(path: Path, image: Path) -> dict[str, Callable[[], Any]]:

@@ -156,8 +156,10 @@ def listing(folder: Path) -> list[str]:
 
 
 def artifact_digests(run: Path) -> dict[str, str]:
-    manifest = json.loads((run / "export" / "manifest.json").read_text())
-    return {a["name"]: a["sha256"] for a in manifest["artifacts"]}
+    from edge_export.core.run_folder import RunFolder
+    from edge_export.export.manifest import read_manifest
+
+    return {a.name: a.sha256 for a in read_manifest(RunFolder(run)).artifacts}
 
 
 def weights(run: Path) -> list[np.ndarray]:

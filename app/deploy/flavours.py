@@ -1,6 +1,6 @@
-"""Device targets a bundle is made for, and the pinned runtime requirements each one installs.
+"""Bundle flavours (the kind of device a bundle is made for), and the pinned runtime requirements each installs.
 
-A target only changes what the bundle tells the device (requirements notes, README); the model file is
+A flavour only changes what the bundle tells the device (requirements notes, README); the model file is
 the same. Requirements are pinned to the versions installed HERE, the ones the export was checked with.
 """
 
@@ -18,21 +18,21 @@ FAMILY_REQUIREMENTS = {"tflite": "ai-edge-litert", "onnx": "onnxruntime"}
 
 
 @dataclass(frozen=True)
-class DeviceTarget:
+class Flavour:
     name: str
     description: str
     notes: str  # markdown for the bundle's README
 
 
-TARGETS: dict[str, DeviceTarget] = {
+FLAVOURS: dict[str, Flavour] = {
     t.name: t
     for t in (
-        DeviceTarget(
+        Flavour(
             "cpu",
             "any Linux, macOS or Windows machine with Python 3.10+",
             "Runs on the CPU. `--threads` in `run.py bench` sets the thread counts measured (0 = all cores).",
         ),
-        DeviceTarget(
+        Flavour(
             "rpi",
             "Raspberry Pi 4/5 with 64-bit Raspberry Pi OS (aarch64), Python 3.10+",
             "- Use the 64-bit OS: LiteRT and ONNX Runtime publish aarch64 wheels only (no 32-bit armv7 wheels).\n"
@@ -42,7 +42,7 @@ TARGETS: dict[str, DeviceTarget] = {
             "  bench accuracy with the one in `model_card.json`.\n"
             "- Int8 TFLite models are usually fastest on the Pi's Cortex-A CPU; measure with `run.py bench`.",
         ),
-        DeviceTarget(
+        Flavour(
             "jetson",
             "NVIDIA Jetson (Orin / Xavier, JetPack, aarch64), Python 3.10+",
             "- `requirements.txt` pins the CPU builds (PyPI's `onnxruntime`, `ai-edge-litert`): they run on the\n"
@@ -63,11 +63,11 @@ TARGETS: dict[str, DeviceTarget] = {
 }
 
 
-def get_target(name: str) -> DeviceTarget:
+def get_flavour(name: str) -> Flavour:
     try:
-        return TARGETS[name]
+        return FLAVOURS[name]
     except KeyError:
-        raise EdgeExportError(f"unknown device target {name!r}", hint=f"use one of: {', '.join(TARGETS)}") from None
+        raise EdgeExportError(f"unknown bundle flavour {name!r}", hint=f"use one of: {', '.join(FLAVOURS)}") from None
 
 
 def pinned_requirements(families: Iterable[str]) -> list[str]:

@@ -1,0 +1,85 @@
+"""``ModelSpec``: everything needed to rebuild a trained model's architecture (``RUN/model_spec.json``).
+
+Written by ``trainer/run.py``; read (``ModelSpec.read`` / ``from_dict``, the one reader) by export, the
+QAT worker, bench and the build report. The builder is ``trainer/model.py``; the preprocessing stored
+here is the runtime's ``Preprocessing.to_dict()`` of the model's input (checked by the runtime where used).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge_export.core.config import ModelConfig
+from edge_export.core.errors import EdgeExportError
+from edge_export.core.records import check_format_version
+from edge_export.core.untrusted import read_json, safe_name
+
+MODEL_SPEC_VERSION = 1
+DEFAULT_DROPOUT: float = ModelConfig.dropout  # the one default (the model.dropout setting's)
+_REMADE = "re-run `edge-export train` for this run"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    backbone: str
+    image_size: int
+    num_classes: int
+    dropout: float = DEFAULT_DROPOUT
+    # what model_spec.json records beside the architecture (None when built in memory)
+    preprocessing: dict[str, Any] | None = field(default=None, compare=False, hash=False)
+    weights: str | None = field(default=None, compare=False)  # "imagenet", "none" or a weights file
+    versions: dict[str, str] | None = field(default=None, compare=False, hash=False)  # edge_export, keras, python
+
+    def architecture(self) -> dict[str, Any]:
+        """The four values that rebuild the same architecture (e.g. the QAT worker's job)."""
+        return {"backbone": self.backbone, "image_size": self.image_size, "num_classes": self.num_classes,
+                "dropout": self.dropout}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.architecture(),
+            "preprocessing": self.preprocessing,
+            "weights": self.weights,
+            **(self.versions or {}),
+            "format_version": MODEL_SPEC_VERSION,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str | Path | None = None) -> "ModelSpec":
+        check_format_version(data, "format_version", MODEL_SPEC_VERSION, what="model_spec.json", source=source)
+
+        def bad(message: str) -> EdgeExportError:
+            return EdgeExportError(f"model_spec.json is malformed ({message})", path=source, hint=_REMADE)
+
+        for key in ("backbone", "image_size", "num_classes"):
+            if key not in data:
+                raise bad(f"no {key}")
+        backbone = safe_name(data["backbone"], what="backbone", source=source)
+        sizes = {}
+        for key, low in (("image_size", 8), ("num_classes", 1)):
+            value = data[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < low:
+                raise bad(f"{key} {value!r} is not an integer >= {low}")
+            sizes[key] = int(value)
+        dropout = data.get("dropout", DEFAULT_DROPOUT)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+            raise bad(f"dropout {dropout!r} is not a fraction in [0, 1)")
+        preprocessing = data.get("preprocessing")
+        if preprocessing is not None and not isinstance(preprocessing, dict):
+            raise bad("preprocessing is not an object")
+        weights = data.get("weights")
+        if weights is not None and not isinstance(weights, str):
+            raise bad("weights is not a string")
+        versions = {k: data[k] for k in ("edge_export", "keras", "python") if isinstance(data.get(k), str)}
+        return cls(backbone=backbone, dropout=float(dropout), preprocessing=preprocessing, weights=weights,
+                   versions=versions or None, **sizes)
+
+    @classmethod
+    def read(cls, path: str | Path) -> "ModelSpec":
+        """The run's model_spec.json; a clear error when it is missing or malformed."""
+        path = Path(path)
+        if not path.is_file():
+            raise EdgeExportError("model_spec.json is missing", path=path, hint=_REMADE)
+        return cls.from_dict(read_json(path, what="model_spec.json"), source=path)
