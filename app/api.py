@@ -279,16 +279,19 @@ def export(run: str | Path | RunFolder, config: ConfigLike = None, *, overrides:
 def bench(run: str | Path | RunFolder | None = None, models: Sequence[str | Path] = (), *, data: str | Path,
           config: ConfigLike = None, out: str | Path | None = None, labels: str | Path | None = None,
           keras: bool | None = None, devices: Sequence[str] = (), remote: Any = None,
-          overrides: Overrides = None, echo: Echo | None = print, **settings: Any):
+          providers: Sequence[str] = (), overrides: Overrides = None, echo: Echo | None = print, **settings: Any):
     """Benchmark a run folder's exported artifacts and/or model files on the test images in ``data``.
 
     ``devices``: ``ssh://[USER@]HOST[:PORT]`` to measure on too (``remote``: a RemoteSettings for them).
+    ``providers``: ONNX Runtime execution providers (cpu, cuda, tensorrt) for the .onnx models, checked first.
     Returns the bench outcome: ``.result`` (the typed ``BenchResult``: rows, devices...), ``.ok``, ``.out_dir``.
     """
     echo = echo or silent
     resolved = resolve_config(config, overrides, flags=BENCH_FLAGS, **settings)
     if out is not None:
         check_out_folder(out)
+    if providers:
+        check_providers(providers)
     ssh_devices = parse_devices(devices)
     if ssh_devices:  # every device answers (ssh, login, Python) before any local work
         from edge_export.deploy.remote import RemoteSettings, connect_devices
@@ -302,7 +305,8 @@ def bench(run: str | Path | RunFolder | None = None, models: Sequence[str | Path
     # writing RUN/bench: one writer per run folder (a run folder only read, with --out elsewhere, is not locked)
     with locked_run(folder) if folder is not None and out is None else contextlib.nullcontext():
         outcome = bench_run(folder, models=list(models), data=data, config=resolved.bench, out=out, labels=labels,
-                            keras=keras, echo=echo, max_image_pixels=resolved.data.max_image_pixels)
+                            keras=keras, echo=echo, max_image_pixels=resolved.data.max_image_pixels,
+                            providers=list(providers) or None)
         if ssh_devices:
             from edge_export.deploy.remote import bench_on_devices
 
@@ -362,7 +366,7 @@ def package(run: str | Path | RunFolder, *, artifact: str | None = None, flavour
         raise EdgeExportError("run folder not found", path=folder.root, hint="pass a folder `edge-export build` wrote")
     # writing RUN/package: one writer per run folder (with --out elsewhere the run folder is only read)
     with locked_run(folder) if out is None else contextlib.nullcontext():
-        return package_run(folder, artifact=artifact, target=flavour, out=out, echo=echo)
+        return package_run(folder, artifact=artifact, flavour=flavour, out=out, echo=echo)
 
 
 def quiet_logging(quiet: bool) -> None:

@@ -87,7 +87,8 @@ def measure_model(req: dict[str, Any]) -> dict[str, Any]:
     runs, warmup = int(req["runs"]), int(req["warmup"])
 
     def load(threads: int) -> Classifier:
-        return Classifier.load(req["path"], labels=req.get("labels"), threads=threads, max_pixels=req.get("max_pixels"))
+        return Classifier.load(req["path"], labels=req.get("labels"), threads=threads, max_pixels=req.get("max_pixels"),
+                               providers=req.get("providers"))
 
     def prepared(clf: Classifier, pixels: np.ndarray) -> np.ndarray:
         return quantize(clf.preprocessing.normalize(pixels), clf.backend.input_spec)

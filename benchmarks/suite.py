@@ -31,7 +31,7 @@ from edge_export.core.pause import pause_point
 from edge_export.core.records.model_spec import ModelSpec
 from edge_export.core.records.bench import KERAS, BenchResult, BenchRow
 from edge_export.core.run_folder import BenchFiles, RunFolder
-from edge_export.runtime.backends import SUFFIXES
+from edge_export.runtime.backends import FAMILIES, SUFFIXES
 from edge_export.runtime.preprocessing import Preprocessing
 from edge_export.core.untrusted import printable
 
@@ -96,12 +96,14 @@ def bench_run(
     isolate: bool = True,
     echo: Echo | None = print,
     max_image_pixels: int | None = None,
+    providers: Sequence[str] | None = None,
 ) -> BenchOutcome:
     """Measure a run folder's exported artifacts (manifest status ok) and/or ``models`` on ``data``.
 
     ``keras``: None measures the run's model.keras when TensorFlow is installed; True requires it.
     ``max_image_pixels`` (the setting data.max_image_pixels; None: the default) refuses larger test images
-    like unreadable ones. ``labels`` (a labels.txt) overrides every model's own labels. ``out`` defaults to ``RUN_DIR/bench``,
+    like unreadable ones. ``providers``: ONNX Runtime execution providers for .onnx models (TFLite models
+    ignore them). ``labels`` (a labels.txt) overrides every model's own labels. ``out`` defaults to ``RUN_DIR/bench``,
     or ``./bench`` when only model files are given. ``isolate`` measures each model in a fresh process.
     Returns the outcome (``outcome.ok`` is False when a model failed or is below ``config.min_accuracy``);
     raises EdgeExportError, before measuring anything, when an input cannot be used.
@@ -159,6 +161,7 @@ def bench_run(
                 "pixels": str(pixel_files[key]),
                 "image": str(testset.files[0]),
                 "max_pixels": testset.max_pixels,
+                "providers": list(providers) if providers and model.path.suffix.lower() == ".onnx" else None,
                 "threads": [list(p) for p in thread_pairs],
                 "warmup": config.warmup,
                 "runs": config.runs,
@@ -270,7 +273,7 @@ def _file_model(
     model = BenchModel(
         name=name,
         kind="model",
-        format=family or path.suffix.lower().lstrip("."),  # .tflite -> tflite, .onnx -> onnx
+        format=family or FAMILIES[path.suffix.lower()],
         precision=precision,
         path=path,
         labels=clf.labels,

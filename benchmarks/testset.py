@@ -10,8 +10,6 @@ non-regular files are left out); images over ``max_pixels`` are unreadable ones.
 from __future__ import annotations
 
 import logging
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -19,7 +17,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from edge_export.core.errors import EdgeExportError
-from edge_export.runtime.images import ImageDecodeError, find_images, load_image, max_pixels_value
+from edge_export.runtime.images import decode_many, find_images, max_pixels_value, skipped_text
 from edge_export.core.untrusted import printable
 
 log = logging.getLogger(__name__)
@@ -138,26 +136,10 @@ def decode_all(
     """Decode and resize every file (threads): (uint8 N x H x W x 3 of the readable ones, unreadable files).
 
     Images over ``max_pixels`` (width x height, from the header) are unreadable ones, never decoded."""
-    workers = min(8, (os.cpu_count() or 1) * 2)
-    errors: dict[Path, str] = {}
-
-    def decode(path: Path) -> np.ndarray | None:
-        try:
-            return load_image(path, size, method, max_pixels)
-        except ImageDecodeError as exc:
-            errors[path] = exc.message
-            return None
-
-    with ThreadPoolExecutor(workers) as pool:
-        images = list(pool.map(decode, files))
-    bad = [f for f, im in zip(files, images) if im is None]
-    good = [im for im in images if im is not None]
-    if bad:
-        shown = "\n  ".join(f"{printable(p)}: {printable(errors.get(p, ''), 200)}" for p in bad[:20])
-        more = f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
-        log.warning("skipped %d unreadable test image(s):\n  %s%s", len(bad), shown, more)
-    pixels = np.stack(good) if good else np.zeros((0, *size, 3), np.uint8)
-    return pixels, bad
+    decoded = decode_many(list(files), size, method, max_pixels)
+    if decoded.errors:
+        log.warning("skipped %d unreadable test image(s):\n%s", len(decoded.errors), skipped_text(list(files), decoded.errors))
+    return decoded.pixels, [files[i] for i in decoded.errors]
 
 
 # ----------------------------------------------------------------------------- pixels on disk

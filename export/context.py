@@ -15,6 +15,7 @@ import numpy as np
 
 from edge_export.core import __version__
 from edge_export.core.config import Config, ExportConfig
+from edge_export.core.echo import Echo
 from edge_export.core.errors import EdgeExportError
 from edge_export.export.data import Images, load_images, open_dataset, representative_pixels, sample
 from edge_export.export.formats import FormatSpec
@@ -29,7 +30,7 @@ from edge_export.trainer.model import model_preprocessing
 
 class ExportContext:
     def __init__(
-        self, run: RunFolder, config: ExportConfig, run_config: Config, echo: Callable[[str], None] | None = None,
+        self, run: RunFolder, config: ExportConfig, run_config: Config, echo: Echo | None = None,
         record: RunRecord | None = None,
     ):
         self.run = run

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_export.core import __version__
+from edge_export.core.formatting import size_text
 from edge_export.core.errors import EdgeExportError
 from edge_export.export.formats import FORMATS
 from edge_export.core.run_folder import RunFolder
@@ -143,7 +144,7 @@ def render_table(manifest: Manifest) -> str:
         rows.append((
             a.name,
             a.status,
-            _size(a.size_bytes),
+            size_text(a.size_bytes),
             f"{p['accuracy']:.2%}" if "accuracy" in p else "-",
             f"{p['accuracy_drop']:+.2f}" if "accuracy_drop" in p else "-",
             f"{p['top1_agreement']:.2%}" if "top1_agreement" in p else "-",
@@ -156,14 +157,6 @@ def render_table(manifest: Manifest) -> str:
     if "accuracy" in keras:
         lines.append(f"keras model: accuracy {keras['accuracy']:.2%} on {keras['images']} {keras['split']} images")
     return "\n".join(lines)
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    if n >= 1e6:
-        return f"{n / 1e6:.2f} MB"
-    return f"{n / 1e3:.1f} KB"
 
 
 def _read_json(path: Path) -> Any:

@@ -19,6 +19,8 @@ _PUBLIC = {
     "read_labels": "edge_export.runtime.classifier",
     "Preprocessing": "edge_export.runtime.preprocessing",
     "read_metadata": "edge_export.runtime.metadata",
+    "ModelMetadata": "edge_export.runtime.metadata",
+    "read_model_metadata": "edge_export.runtime.metadata",
     "load_backend": "edge_export.runtime.backends",
 }
 

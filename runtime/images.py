@@ -250,6 +250,45 @@ def load_image(
     return resize(image, size, method)
 
 
+class Decoded(NamedTuple):
+    pixels: np.ndarray  # uint8 N x H x W x 3, the readable files in order
+    kept: list[int]  # their indices in the input
+    errors: dict[int, str]  # index of each unreadable file -> why
+
+
+def decode_many(
+    files: "list[Path] | tuple[Path, ...]", size: tuple[int, int], method: str = "bilinear",
+    max_pixels: int | None = None, workers: int | None = None,
+) -> Decoded:
+    """Decode and resize many files on threads (Pillow releases the GIL): the one batch decoder that
+    training, export checks and bench share. Unreadable files (and those over ``max_pixels``) are skipped,
+    each with the reason."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = workers or min(8, (os.cpu_count() or 1) * 2)
+    errors: dict[int, str] = {}
+
+    def decode(index: int) -> np.ndarray | None:
+        try:
+            return load_image(files[index], size, method, max_pixels)
+        except ImageDecodeError as exc:
+            errors[index] = exc.message
+            return None
+
+    with ThreadPoolExecutor(workers) as pool:
+        images = list(pool.map(decode, range(len(files))))
+    kept = [i for i, im in enumerate(images) if im is not None]
+    pixels = np.stack([images[i] for i in kept]) if kept else np.zeros((0, *size, 3), np.uint8)
+    return Decoded(pixels, kept, dict(sorted(errors.items())))
+
+
+def skipped_text(files: "list[Path] | tuple[Path, ...]", errors: dict[int, str], limit: int = 20) -> str:
+    """The list of skipped files with their reasons, for one warning (bounded, printable)."""
+    shown = "\n  ".join(f"{printable(files[i])}: {printable(why, 200)}" for i, why in list(errors.items())[:limit])
+    more = f"\n  ... and {len(errors) - limit} more" if len(errors) > limit else ""
+    return f"  {shown}{more}"
+
+
 def _array_to_image(array: np.ndarray) -> Image.Image:
     if array.dtype != np.uint8:
         raise EdgeExportError(

@@ -427,3 +427,30 @@ def test_a_model_that_fails_while_measured_is_recorded_and_the_rest_go_on(tmp_pa
     assert "interpreter crashed" in by_name["bad"]["error"] and by_name["bad"]["latency_ms"] is None
     assert "FAILED bad: RuntimeError: interpreter crashed" in outcome.table
     assert json.loads(outcome.files["json"].read_text())["failed"] == ["bad"]
+
+
+def test_provider_reaches_onnx_models_only_and_a_bad_one_fails_first(tiny_export, tmp_path, monkeypatch):
+    """`bench --provider` as `predict --provider`: checked before any work, passed to ONNX models only."""
+    from edge_export.benchmarks.suite import bench_run
+    from edge_export.runtime.classifier import Classifier
+
+    export = tiny_export["run"] / "export"
+    models = [export / "onnx-fp32.onnx", export / "tflite-int8.tflite"]
+    seen: dict[str, object] = {}
+    real_load = Classifier.load.__func__
+
+    def recording_load(cls, path, *args, **kwargs):
+        seen[Path(path).suffix] = kwargs.get("providers")
+        return real_load(cls, path, *args, **kwargs)
+
+    monkeypatch.setattr(Classifier, "load", classmethod(recording_load))
+    config = BenchConfig(threads=[1], runs=5, warmup=1, batch_size=2)
+    outcome = bench_run(models=models, data=tiny_export["data"] / "test", config=config, out=tmp_path / "o",
+                        isolate=False, echo=None, providers=["cpu"])
+    assert outcome.ok
+    assert seen == {".onnx": ["cpu"], ".tflite": None}
+
+    out = tmp_path / "bad"
+    proc = _main("bench", str(models[0]), "--data", str(tiny_export["data"] / "test"), "--out", str(out), "--provider", "nope")
+    assert proc.returncode == 2 and "--provider" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not out.exists()

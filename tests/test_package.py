@@ -117,7 +117,7 @@ def test_package_errors_leave_nothing_behind(tiny_export, tmp_path):
     with pytest.raises(EdgeExportError, match=r"no exported artifact 'tflite-fp16' in this run \(exported ok: tflite-int8, onnx-fp32\)"):
         package_run(tiny_export["run"], artifact="tflite-fp16", out=tmp_path / "o", echo=None)
     with pytest.raises(EdgeExportError, match="unknown bundle flavour 'pi'"):
-        package_run(tiny_export["run"], target="pi", out=tmp_path / "o", echo=None)
+        package_run(tiny_export["run"], flavour="pi", out=tmp_path / "o", echo=None)
 
     run = tmp_path / "run"
     shutil.copytree(tiny_export["run"], run, ignore=shutil.ignore_patterns("package"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -10,10 +11,21 @@ from edge_export.core.atomic import atomic_path
 from edge_export.core.pause import pause_point
 from edge_export.core.tf_env import import_keras
 
-keras = import_keras()
+
+def BestCheckpoint(full_model: Any, path: Path | None, baseline: float = math.inf, stage: str = "train") -> Any:
+    """A ``_BestCheckpoint`` on the Keras this process uses (chosen when training starts, not at import)."""
+    return _best_checkpoint_class(import_keras())(full_model, path, baseline, stage)
 
 
-class BestCheckpoint(keras.callbacks.Callback):
+@functools.lru_cache(maxsize=None)
+def _best_checkpoint_class(keras: Any) -> type:
+    class _BestCheckpoint(_BestCheckpointLogic, keras.callbacks.Callback):  # our methods first
+        pass
+
+    return _BestCheckpoint
+
+
+class _BestCheckpointLogic:
     """Track the lowest val_loss; save ``full_model`` (not the trained sub-model) on each improvement.
 
     At the end of training the best weights are restored, so a stage never leaves the model worse

@@ -14,16 +14,14 @@ not a regular file (a FIFO or device is never opened). Folder links are followed
 from __future__ import annotations
 
 import logging
-import os
 import random
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from edge_export.core.errors import EdgeExportError
-from edge_export.runtime.images import ImageDecodeError, find_images, load_image
+from edge_export.runtime.images import decode_many, find_images, skipped_text
 from edge_export.core.untrusted import printable
 
 log = logging.getLogger(__name__)
@@ -273,26 +271,11 @@ def _check_no_class_lost(dataset: Dataset, split: Split) -> None:
 def _decode(
     split: Split, size: tuple[int, int], method: str, workers: int | None, max_pixels: int | None
 ) -> tuple[np.ndarray, np.ndarray, list[Path]]:
-    workers = workers or min(8, (os.cpu_count() or 1) * 2)
-    errors: dict[int, str] = {}
-
-    def decode(index: int) -> np.ndarray | None:
-        try:
-            return load_image(split.files[index], size, method, max_pixels)
-        except ImageDecodeError as exc:
-            errors[index] = exc.message
-            return None
-
-    with ThreadPoolExecutor(workers) as pool:
-        images = list(pool.map(decode, range(len(split.files))))
-    keep = [i for i, im in enumerate(images) if im is not None]
-    skipped = [split.files[i] for i in sorted(errors)]
-    if skipped:
-        shown = "\n  ".join(f"{printable(split.files[i])}: {printable(errors[i], 200)}" for i in sorted(errors)[:20])
-        more = f"\n  ... and {len(skipped) - 20} more" if len(skipped) > 20 else ""
-        log.warning("skipped %d unreadable image(s) in %s:\n  %s%s", len(skipped), split.name, shown, more)
-    pixels = np.stack([images[i] for i in keep]) if keep else np.zeros((0, *size, 3), np.uint8)
-    return pixels, split.labels[keep], skipped
+    decoded = decode_many(split.files, size, method, max_pixels, workers)
+    if decoded.errors:
+        log.warning("skipped %d unreadable image(s) in %s:\n%s", len(decoded.errors), split.name,
+                    skipped_text(split.files, decoded.errors))
+    return decoded.pixels, split.labels[decoded.kept], [split.files[i] for i in decoded.errors]
 
 
 def _class_folders(split_dir: Path) -> list[str]:

@@ -26,7 +26,6 @@ from edge_export.trainer.backbones import BackboneSpec
 from edge_export.trainer.callbacks import BestCheckpoint
 from edge_export.trainer.model import CLASSIFIER, DROPOUT, POOL, base_layers, base_units
 
-keras = import_keras()
 log = logging.getLogger(__name__)
 
 LOSS = "sparse_categorical_crossentropy"
@@ -57,6 +56,7 @@ class TrainingOutcome:
 def train_two_stages(
     model: Any, backbone: BackboneSpec, cfg: TrainConfig, data: dict[str, SplitArrays], run: RunFolder
 ) -> TrainingOutcome:
+    keras = import_keras()
     for layer in base_layers(model):
         layer.trainable = False
     fine = cfg.fine_tune
@@ -134,6 +134,7 @@ def _fit(
     y_val: np.ndarray, lr: float, epochs: int, patience: int, cfg: TrainConfig, run: RunFolder, verbose: int,
     baseline: float = math.inf,
 ) -> StageResult:
+    keras = import_keras()
     trained.compile(optimizer=keras.optimizers.Adam(lr), loss=LOSS, metrics=["accuracy"])
     if math.isfinite(baseline):  # never end a stage worse than it started
         baseline = float(trained.evaluate(x_val, y_val, batch_size=256, verbose=0)[0])
@@ -153,6 +154,7 @@ def _fit(
 
 
 def _augmented(model: Any, aug: AugmentConfig, input_shape: Any) -> Any:
+    keras = import_keras()
     inputs = keras.Input(input_shape, name="pixels")
     x = inputs
     if aug.flip:
@@ -188,7 +190,7 @@ def _cut_tensor(model: Any, unfrozen: list[Any]) -> Any:
     if isinstance(cut, (list, tuple)):
         return None
     try:
-        keras.Model(cut, model.output)
+        import_keras().Model(cut, model.output)
     except Exception:  # the top depends on more than this tensor (e.g. a skip connection across the cut)
         log.info("cannot cache below %s; fine-tuning with the whole base in the loop", first.name)
         return None

@@ -34,6 +34,7 @@ def split_arguments(items: tuple[str, ...]) -> tuple[Path | None, list[Path], li
 @click.option("--out", type=click.Path(path_type=Path), help="Output folder [RUN_DIR/bench, or ./bench for model files].")
 @setting_options(BENCH_FLAGS)
 @click.option("--labels", "labels_file", type=click.Path(path_type=Path, dir_okay=False), help="labels.txt for every model (overrides theirs).")
+@click.option("--provider", "providers", multiple=True, help="ONNX Runtime provider for .onnx models (cpu, cuda, tensorrt); repeatable.")
 @click.option("--keras/--no-keras", default=None, help="Measure the run's model.keras too [when TensorFlow is installed].")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML config file (its bench: section).")
 @click.option("--device", "devices", multiple=True, metavar="local|ssh://[USER@]HOST[:PORT]",
@@ -45,7 +46,7 @@ def split_arguments(items: tuple[str, ...]) -> tuple[Path | None, list[Path], li
 @click.option("--remote-dir", default=".cache/edge-export", show_default=True, help="Working folder on the devices (relative to home).")
 @click.option("--setup", is_flag=True, help="Create REMOTE_DIR/venv on the devices with the bundle's pinned runtime (needs PyPI there) and use it.")
 @click.option("--system-site-packages", is_flag=True, help="With --setup: the venv also sees the device's system packages.")
-def bench(targets, data, out, labels_file, keras, config_path, devices, old_devices, ssh_options, remote_python, remote_dir,
+def bench(targets, data, out, labels_file, providers, keras, config_path, devices, old_devices, ssh_options, remote_python, remote_dir,
           setup, system_site_packages, **flags) -> None:
     """Benchmark RUN_DIR's exported artifacts and/or MODEL files on the test images in --data.
 
@@ -69,14 +70,14 @@ def bench(targets, data, out, labels_file, keras, config_path, devices, old_devi
     with api.cli_spelling():
         outcome = api.bench(
             run, models, data=data, config=config_path, out=out, labels=labels_file, keras=keras,
-            devices=list(devices) + list(old_devices), remote=remote, overrides=overrides, echo=click.echo, **flags,
+            devices=list(devices) + list(old_devices), remote=remote, providers=providers, overrides=overrides, echo=click.echo, **flags,
         )
     result = outcome.result  # the typed bench record (core/records/bench.py)
     problems = []
     if result.failed:
         problems.append(f"could not measure: {', '.join(result.failed)}")
     if result.device_errors:
-        problems.append(f"could not measure on {', '.join(result.device_errors)} (see FAILED target above)")
+        problems.append(f"could not measure on {', '.join(result.device_errors)} (see FAILED device above)")
     if result.below_min_accuracy:
         accuracy = {r.id: r.accuracy for r in result.rows}
         names = ", ".join(f"{n} ({accuracy[n]:.2%})" for n in result.below_min_accuracy)

@@ -8,33 +8,27 @@ import sys
 import click
 
 
-def _floats3(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
+def _numbers(value: str | None, sep: str, count: int, cast: type, form: str) -> tuple | None:
+    """``"a<sep>b..."`` or one number (repeated ``count`` times) -> a tuple of ``count`` numbers."""
     if value is None:
         return None
     try:
-        values = tuple(float(v) for v in value.split(","))
+        values = tuple(cast(v) for v in value.lower().split(sep))
     except ValueError:
-        raise click.BadParameter(f"expected R,G,B numbers, got {value!r}") from None
+        raise click.BadParameter(f"expected {form} or one number, got {value!r}") from None
     if len(values) == 1:
-        values *= 3
-    if len(values) != 3:
-        raise click.BadParameter(f"expected 1 or 3 comma-separated numbers, got {value!r}")
+        values *= count
+    if len(values) != count:
+        raise click.BadParameter(f"expected {form} or one number, got {value!r}")
     return values
+
+
+def _floats3(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
+    return _numbers(value, ",", 3, float, "R,G,B numbers")
 
 
 def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    parts = value.lower().split("x")
-    try:
-        values = tuple(int(v) for v in parts)
-    except ValueError:
-        raise click.BadParameter(f"expected HxW (e.g. 224x224) or one number, got {value!r}") from None
-    if len(values) == 1:
-        values *= 2
-    if len(values) != 2:
-        raise click.BadParameter(f"expected HxW, got {value!r}")
-    return values
+    return _numbers(value, "x", 2, int, "HxW (e.g. 224x224)")
 
 
 @click.command()

@@ -1,8 +1,8 @@
 """``edge-export package``: a self-contained bundle for a device, as a folder and a ``.tar.gz`` of it.
 
-    <artifact>-<target>/
-      README.md           how to install and run it on the device (target notes: Pi, Jetson)
-      bundle.json         what is inside: models with sha256, target, versions, entry point
+    <artifact>-<flavour>/
+      README.md           how to install and run it on the device (flavour notes: Pi, Jetson)
+      bundle.json         what is inside: models with sha256, flavour, versions, entry point
       run.py              entry point: ``python run.py predict IMAGE...`` / ``python run.py bench --data DIR``
       requirements.txt    pinned runtime: numpy, Pillow, click, PyYAML + ai-edge-litert or onnxruntime
       labels.txt, model_card.json
@@ -30,6 +30,7 @@ from edge_export.core.atomic import atomic_path, copy_file
 from edge_export.deploy.flavours import get_flavour, pinned_requirements
 from edge_export.deploy.wheel import build_wheel
 from edge_export.core.hashing import sha256_file
+from edge_export.runtime.backends import FAMILIES
 from edge_export.core.errors import EdgeExportError
 from edge_export.export.dependents import stale_recommendation
 from edge_export.export.layout import ExportFolder
@@ -42,7 +43,6 @@ from edge_export.core.untrusted import path_inside, read_json, safe_name
 from edge_export.core.echo import Echo  # noqa: E402  (the one Echo type)
 BUNDLE_VERSION = 1
 DEFAULT_ARTIFACT = "tflite-int8"
-FAMILIES = {".tflite": "tflite", ".onnx": "onnx"}
 
 
 class BundleLayout:
@@ -142,8 +142,8 @@ class PackageResult:
     reason: str  # why this artifact
 
 
-def bundle_name(artifact: str, target: str) -> str:
-    return f"{artifact}-{target}"
+def bundle_name(artifact: str, flavour: str) -> str:
+    return f"{artifact}-{flavour}"
 
 
 # ----------------------------------------------------------------------------- a run folder -> bundle
@@ -153,19 +153,19 @@ def package_run(
     run: RunFolder | str | Path,
     *,
     artifact: str | None = None,
-    target: str = "cpu",
+    flavour: str = "cpu",
     out: str | Path | None = None,
     wheel: str | Path | None = None,
     echo: Echo | None = print,
 ) -> PackageResult:
-    """Bundle one exported artifact of ``run`` for ``target`` into ``out`` (default ``RUN_DIR/package``).
+    """Bundle one exported artifact of ``run`` for ``flavour`` into ``out`` (default ``RUN_DIR/package``).
 
     ``artifact`` defaults to the build's recommendation, else tflite-int8. ``wheel``: an edge-export
     wheel to reuse (default: built now). Raises EdgeExportError before writing when inputs are unusable.
     """
     echo = echo or (lambda line: None)
     run = run if isinstance(run, RunFolder) else RunFolder(run)
-    get_flavour(target)
+    get_flavour(flavour)
     export = ExportFolder(run)
     entries = _manifest_artifacts(run)
     name, reason = choose_artifact(run, entries, artifact)
@@ -178,10 +178,10 @@ def package_run(
     if card is None:
         echo(f"warning: no {export.model_card.name} in {export.root}; the bundle goes without it")
     out_dir = Path(out) if out is not None else run.package_dir
-    folder = out_dir / bundle_name(name, target)
-    echo(f"packaging {name} ({reason}) for {target}")
+    folder = out_dir / bundle_name(name, flavour)
+    echo(f"packaging {name} ({reason}) for {flavour}")
     info = build_bundle(
-        folder, [model], target=target, labels=labels, model_card=card, wheel=wheel,
+        folder, [model], flavour=flavour, labels=labels, model_card=card, wheel=wheel,
         source={"run_dir": str(run.root.resolve()), "artifact": name, "why": reason},
     )
     archive = write_archive(folder)
@@ -243,7 +243,7 @@ def build_bundle(
     folder: str | Path,
     models: Sequence[BundleModel],
     *,
-    target: str = "cpu",
+    flavour: str = "cpu",
     labels: str | Path | None = None,
     model_card: str | Path | None = None,
     wheel: str | Path | None = None,
@@ -251,7 +251,7 @@ def build_bundle(
 ) -> dict[str, Any]:
     """Write the bundle folder (atomically, replacing an old one) and return its bundle.json contents."""
     folder = Path(folder)
-    device = get_flavour(target)
+    spec = get_flavour(flavour)
     if not models:
         raise EdgeExportError("nothing to bundle", hint="pass at least one model")
     for m in models:
@@ -288,15 +288,15 @@ def build_bundle(
             copy_file(labels, layout.labels)
         if model_card is not None:
             copy_file(model_card, layout.model_card)
-        layout.requirements.write_text(_requirements_text(pins, target))
+        layout.requirements.write_text(_requirements_text(pins, flavour))
         layout.run.write_text(resources.files("edge_export.deploy").joinpath("bundle_main.py").read_text())
         layout.run.chmod(layout.run.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
         info = {
             "bundle_version": BUNDLE_VERSION,
             "edge_export": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "target": target,
-            "target_description": device.description,
+            "target": flavour,
+            "target_description": spec.description,
             "artifacts": artifacts,
             "labels": BundleLayout.LABELS if labels is not None else None,
             "model_card": BundleLayout.MODEL_CARD if model_card is not None else None,
@@ -307,7 +307,7 @@ def build_bundle(
             "entry_point": BundleLayout.RUN,
             "source": source or {},
         }
-        layout.readme.write_text(render_readme(info, device.notes, folder.name))
+        layout.readme.write_text(render_readme(info, spec.notes, folder.name))
         layout.info.write_text(json.dumps(info, indent=2) + "\n")  # last: a bundle.json means a whole bundle
     return info
 
@@ -328,9 +328,9 @@ def write_archive(folder: str | Path, archive: str | Path | None = None) -> Path
     return archive
 
 
-def _requirements_text(pins: list[str], target: str) -> str:
+def _requirements_text(pins: list[str], flavour: str) -> str:
     return (
-        f"# edge-export {__version__} runtime for target {target}: pinned to the versions the model was checked with.\n"
+        f"# edge-export {__version__} runtime for flavour {flavour}: pinned to the versions the model was checked with.\n"
         "# No TensorFlow. Install: python -m pip install -r requirements.txt wheels/*.whl\n"
         + "\n".join(pins) + "\n"
     )
@@ -381,7 +381,7 @@ python run.py bench --data TEST_DIR --out bench   # TEST_DIR/<class>/*.jpg
 writes `bench/bench.json` and `bench/bench.md`: accuracy, per-class metrics, latency percentiles at each
 thread count (`--threads 1,0`, 0 = all cores), throughput, peak memory, and the machine it ran on (CPU
 model, cores, OS, Python and library versions). From the development machine, `edge-export bench RUN_DIR
---data TEST_DIR --target ssh://user@device` does all of this over SSH and merges the device's numbers
+--data TEST_DIR --device ssh://user@device` does all of this over SSH and merges the device's numbers
 into the local table.
 
 ## Notes for {info['target']}

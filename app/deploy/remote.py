@@ -103,7 +103,7 @@ def bench_on_devices(
             info = build_bundle(
                 tmp_dir / BUNDLE,
                 [BundleModel(r.name, Path(r.path), r.precision) for r in rows],
-                target="cpu",
+                flavour="cpu",
                 labels=_bundle_labels(labels, run, rows),
                 source={"bench": str(outcome.out_dir)},
             )

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from edge_export.core.atomic import copy_file, remove_partials, write_json
+from edge_export.core.echo import Echo
 from edge_export.core.config import Config
 from edge_export.export.dependents import stale_bench
 from edge_export.export.manifest import read_manifest  # checked names and paths: nothing lands outside deploy/
@@ -47,7 +48,7 @@ def build(
     stages: list[str] | None = None,
     force: bool = False,
     command: str = "",
-    echo: Callable[[str], None] = print,
+    echo: Echo = print,
     event: Event | None = None,
     debug: bool = False,
 ) -> BuildResult:

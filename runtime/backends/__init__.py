@@ -15,8 +15,9 @@ BACKENDS = {
     "onnxruntime": "edge_export.runtime.backends.onnx_runtime:OnnxRuntimeBackend",
 }
 SUFFIXES = {".tflite": "litert", ".onnx": "onnxruntime"}
+FAMILIES = {".tflite": "tflite", ".onnx": "onnx"}  # model file suffix -> format family (as export names them)
 
-__all__ = ["BACKENDS", "SUFFIXES", "Backend", "TensorSpec", "backend_class", "backend_for", "load_backend"]
+__all__ = ["BACKENDS", "FAMILIES", "SUFFIXES", "Backend", "TensorSpec", "backend_class", "backend_for", "load_backend"]
 
 
 def backend_class(name: str) -> type[Backend]:
