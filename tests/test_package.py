@@ -325,3 +325,21 @@ def test_bundle_check_refuses_a_tar_with_dotdot_members(tmp_path):
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output and "refused to unpack" in result.output
     assert not list(tmp_path.rglob("escaped.txt"))
+
+
+def test_bundle_benchmark_from_the_repository_root(bundle, tiny_export, tmp_path):
+    """The working directory never shadows the package: run.py's measuring workers (`python -m
+    edge_export.benchmarks.worker`) started from a checkout of edge-export still import the bundle's copy."""
+    root = Path(__file__).resolve().parents[1]
+    assert (root / "pyproject.toml").is_file()
+    env, python, _ = device_env(tmp_path)
+    device = tmp_path / "device"
+    with tarfile.open(bundle.with_name("tflite-int8-rpi.tar.gz")) as tar:
+        tar.extractall(device)
+    out = tmp_path / "bench"
+    proc = subprocess.run([*python, str(device / "tflite-int8-rpi" / "run.py"), "bench", "--data", str(tiny_export["data"]),
+                           "--out", str(out), "--threads", "1", "--runs", "5", "--warmup", "1"],
+                          env=env, cwd=root, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    (row,) = json.loads((out / "bench.json").read_text())["artifacts"]
+    assert row["status"] == "ok" and row["images"] == 12, row
