@@ -68,7 +68,7 @@
 
 set -euo pipefail
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
 ROOT=${1:-${AARCH64_ROOT:-$(dirname "$REPO")/aarch64-root}}
 read -r -a CPUS <<<"${AARCH64_CPUS:-cortex-a72 cortex-a76 cortex-a57}"
 SUITE=${AARCH64_SUITE:-bookworm}

@@ -37,7 +37,7 @@ def default_reference() -> Path:
     candidates = []
     if os.environ.get("EDGE_EXPORT_SHARED"):
         candidates.append(Path(os.environ["EDGE_EXPORT_SHARED"]))
-    candidates += [Path(__file__).resolve().parents[2] / "shared", Path("../shared")]
+    candidates += [Path(__file__).resolve().parents[3] / "shared", Path("../shared")]
     for shared in candidates:
         path = shared / "reference-models" / REFERENCE_NAME
         if path.is_file():
