@@ -266,7 +266,7 @@ def export(run: str | Path | RunFolder, config: ConfigLike = None, *, overrides:
     resolved = export_config(run, config, overrides, **settings)
     require_tensorflow("export")  # before any work: nothing below runs without it
     from edge_export.core.run_lock import locked_run
-    from edge_export.export.pipeline import export_run
+    from edge_export.export.exporter import export_run
 
     echo(f"exporting {run.model} -> {run.export_dir}")
     with locked_run(run):

@@ -20,7 +20,7 @@ from edge_export.core.atomic import write_json, write_text
 from edge_export.benchmarks.classification import classification_metrics, top1_agreement
 from edge_export.benchmarks.machine import machine_info, resolve_threads
 from edge_export.benchmarks.plots import plot_accuracy_latency, plot_confusions
-from edge_export.benchmarks.report import build_report, render_markdown, render_table
+from edge_export.benchmarks.render import build_report, render_markdown, render_table
 from edge_export.benchmarks.testset import TestSet, decode_all, map_classes, save_pixels, scan_test_folder
 from edge_export.benchmarks.worker import measure_safely, run_worker
 from edge_export.core.config import BenchConfig

@@ -111,7 +111,7 @@ def trainable_layers(model: Any, spec: Any, fine_tune: Any) -> list[str]:
     trains). Updating the whole ImageNet base on a small dataset cost accuracy (1 point on cats vs dogs)."""
     from edge_export.trainer.backbones import get_backbone
     from edge_export.trainer.model import HEAD_LAYERS
-    from edge_export.trainer.stages import top_layers
+    from edge_export.trainer.two_stage import top_layers
 
     chosen = [layer for layer in model.layers if layer.name in HEAD_LAYERS]
     if fine_tune.enabled:

@@ -53,7 +53,7 @@ def run_config(run: RunFolder, *overrides: str):
 
 @pytest.fixture(scope="module")
 def exported(trained, tmp_path_factory) -> tuple[RunFolder, "Manifest", list[str]]:
-    from edge_export.export.pipeline import export_run
+    from edge_export.export.exporter import export_run
 
     run = copy_run(trained, tmp_path_factory.mktemp("exported") / "run")
     config = run_config(run, *QUICK_QAT)
@@ -227,7 +227,7 @@ def test_integer_io_type(exported, trained, validation, tmp_path, io_type, dtype
     if io_type == "uint8":  # the default: already exported
         run = exported[0]
     else:
-        from edge_export.export.pipeline import export_run
+        from edge_export.export.exporter import export_run
 
         run = copy_run(trained, tmp_path / "run")
         config = run_config(run, f"export.int8_io={io_type}", *QUICK_QAT)
@@ -248,15 +248,15 @@ def test_integer_io_type(exported, trained, validation, tmp_path, io_type, dtype
 
 
 def test_accuracy_budget_fails_that_artifact_with_exit_1(trained, tmp_path, monkeypatch, capsys):
-    from edge_export.export import pipeline
+    from edge_export.export import exporter
 
-    real = pipeline.artifact_probabilities
+    real = exporter.artifact_probabilities
 
     def broken_dynamic(path, pixels):  # the dynamic-range model "loses" its accuracy
         probs, classifier = real(path, pixels)
         return (probs[:, ::-1] if "dynamic" in Path(path).name else probs), classifier
 
-    monkeypatch.setattr(pipeline, "artifact_probabilities", broken_dynamic)
+    monkeypatch.setattr(exporter, "artifact_probabilities", broken_dynamic)
     run = copy_run(trained, tmp_path / "run")
     assert cli("export", str(run.root), "--formats", "tflite-fp32,tflite-dynamic,onnx-fp32") == 1
     out, err = capsys.readouterr()
@@ -275,7 +275,7 @@ def test_accuracy_budget_fails_that_artifact_with_exit_1(trained, tmp_path, monk
 
 def test_budget_from_config_applies(trained, tmp_path):
     from edge_export.core.config import ExportConfig
-    from edge_export.export.pipeline import export_run
+    from edge_export.export.exporter import export_run
 
     run = copy_run(trained, tmp_path / "run")
     manifest = export_run(run, ExportConfig(accuracy_budget=-1.0), formats="tflite-fp32", echo=None)
@@ -307,7 +307,7 @@ def test_converter_exception_fails_only_that_format(trained, tmp_path, monkeypat
 
 def test_interrupted_export_leaves_nothing_that_looks_finished(trained, tmp_path, monkeypatch, capsys):
     from edge_export.export import tflite
-    from edge_export.export.pipeline import export_run
+    from edge_export.export.exporter import export_run
 
     run = copy_run(trained, tmp_path / "run")
     folder = ExportFolder(run)
@@ -373,7 +373,7 @@ def _files(run: RunFolder) -> dict[str, tuple[int, str]]:
 
 
 def test_exporting_some_formats_adds_or_replaces_only_those(trained, tmp_path, capsys):
-    from edge_export.export.pipeline import export_run
+    from edge_export.export.exporter import export_run
 
     run = copy_run(trained, tmp_path / "run")
     first = export_run(run, formats="tflite-fp32,tflite-int8,onnx-fp32", echo=None)
@@ -404,7 +404,7 @@ def test_exporting_some_formats_adds_or_replaces_only_those(trained, tmp_path, c
 
 
 def test_a_new_model_removes_the_older_models_artifacts(trained, tmp_path):
-    from edge_export.export.pipeline import export_run
+    from edge_export.export.exporter import export_run
     from edge_export.trainer.run import train_run
 
     run = copy_run(trained, tmp_path / "run")
@@ -420,7 +420,7 @@ def test_a_new_model_removes_the_older_models_artifacts(trained, tmp_path):
 
 def test_an_interrupted_partial_export_keeps_a_true_manifest(trained, tmp_path, monkeypatch):
     from edge_export.export import tflite
-    from edge_export.export.pipeline import export_run
+    from edge_export.export.exporter import export_run
 
     run = copy_run(trained, tmp_path / "run")
     folder = ExportFolder(run)
@@ -453,7 +453,7 @@ def test_what_was_made_from_a_replaced_artifact_is_stale(trained, tmp_path):
     from edge_export.core.config import BenchConfig
     from edge_export.deploy.bundle import package_run
     from edge_export.export.dependents import stale_bench, stale_dependents
-    from edge_export.export.pipeline import export_run
+    from edge_export.export.exporter import export_run
     from edge_export.pipeline import stages
 
     run = copy_run(trained, tmp_path / "run")

@@ -38,7 +38,7 @@ def fresh_run(tiny_export, tmp_path) -> RunFolder:
 @pytest.mark.parametrize("name", _format_params())
 def test_each_format_exports_alone_and_passes_the_runtime_check(name, fresh_run, tiny_export):
     from edge_export.core.config import load_config
-    from edge_export.export.pipeline import export_run
+    from edge_export.export.exporter import export_run
     from edge_export.runtime.classifier import Classifier
     from edge_export.runtime.metadata import read_model_metadata
 

@@ -102,7 +102,7 @@ def test_labels_of_another_run_are_refused_by_every_reader(trained, tmp_path, ca
     from edge_export.benchmarks.suite import bench_run
     from edge_export.cli import main as cli_main
     from edge_export.deploy.bundle import package_run
-    from edge_export.export.pipeline import export_run
+    from edge_export.export.exporter import export_run
     from edge_export.pipeline import stages
 
     run = copy_run(trained["run"], tmp_path / "run")
@@ -208,7 +208,7 @@ def test_export_from_another_working_directory_finds_the_training_data(trained, 
 def test_build_does_not_recommend_from_a_stale_bench_and_re_runs_it(trained, tmp_path):
     """An export that replaces a measured artifact makes bench/bench.json stale: a build without the bench
     stage recommends nothing ("stale: ... re-run bench"); a build with it re-runs bench."""
-    from edge_export.export.pipeline import export_run
+    from edge_export.export.exporter import export_run
     from edge_export.pipeline.runner import build
 
     settings = [

@@ -115,16 +115,16 @@ def test_same_seed_same_model(tmp_path):
 
 
 def test_interrupted_training_leaves_no_model(image_folder, tmp_path, monkeypatch):
-    from edge_export.trainer import stages
+    from edge_export.trainer import two_stage
 
-    real_fit = stages._fit
+    real_fit = two_stage._fit
 
     def interrupted(name, *args, **kwargs):
         if name == "fine_tune":
             raise KeyboardInterrupt
         return real_fit(name, *args, **kwargs)
 
-    monkeypatch.setattr(stages, "_fit", interrupted)
+    monkeypatch.setattr(two_stage, "_fit", interrupted)
     with pytest.raises(KeyboardInterrupt):
         _train(image_folder, tmp_path / "run", "train.feature_extraction.epochs=1")
     run = RunFolder(tmp_path / "run")

@@ -33,7 +33,7 @@ def prepare_dataset(config: Config) -> Dataset:
 def train_run(config: Config, run: RunFolder, dataset: Dataset | None = None) -> dict:
     t_start = time.perf_counter()
     keras = import_keras()
-    from edge_export.trainer.stages import SplitArrays, train_two_stages
+    from edge_export.trainer.two_stage import SplitArrays, train_two_stages
 
     dataset = dataset or prepare_dataset(config)
 

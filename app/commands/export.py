@@ -40,7 +40,7 @@ def export(ctx: click.Context, run_dir: Path, config_path: Path | None, override
     export.accuracy_budget).
     """
     from edge_export import api
-    from edge_export.export.pipeline import print_table
+    from edge_export.export.exporter import print_table
 
     debug = bool((ctx.find_root().obj or {}).get("debug"))
     with api.cli_spelling():

@@ -77,7 +77,7 @@ def _export_fingerprint(ctx: BuildContext) -> str:
 
 
 def _export(ctx: BuildContext) -> dict:
-    from edge_export.export.pipeline import export_run
+    from edge_export.export.exporter import export_run
 
     manifest = export_run(ctx.run, ctx.config.export, run_config=ctx.config, echo=ctx.echo, debug=ctx.debug)
     return manifest
