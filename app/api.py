@@ -149,7 +149,7 @@ def _named(exc: EdgeExportError, names: dict[str, str]) -> EdgeExportError:
     return exc
 
 
-def check_settings(config: Config, *, providers: Sequence[str] | None = None, flavour: str | None = None) -> None:
+def check_settings(config: Config) -> None:
     """Every name a registry owns, asked of that registry, before any work (registries stay the only lists).
 
     Errors name the config key (``resolve_config`` renames it to the flag the user typed).
@@ -172,10 +172,6 @@ def check_settings(config: Config, *, providers: Sequence[str] | None = None, fl
     unknown = [s for s in config.build.stages if s not in known]
     if unknown:
         raise EdgeExportError(f"build.stages: unknown stage {', '.join(map(repr, unknown))}", hint=f"choose from: {', '.join(known)}")
-    if providers:
-        check_providers(providers)
-    if flavour is not None:
-        check_flavour(flavour)
 
 
 def check_providers(providers: Sequence[str]) -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 from edge_export.core.errors import EdgeExportError
-from edge_export.core.untrusted import read_yaml
+from edge_export.core.untrusted import DEFAULT_MAX_IMAGE_PIXELS, read_yaml
 
 MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's seeds are unsigned 32-bit
 
@@ -28,7 +28,7 @@ class DataConfig:
     validation_split: float = 0.2  # used only when the data has no validation/ folder
     # images larger than this (width x height, read from the header) are refused before decoding, like any
     # unreadable image (a decompression bomb: a 109 KB PNG can declare 30000 x 30000 pixels)
-    max_image_pixels: int = 64_000_000
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
 
     def validate(self) -> None:
         _check(0.0 < self.validation_split < 1.0, "data.validation_split", "a fraction between 0 and 1")

@@ -23,6 +23,8 @@ SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # JSON documents of ours are small; anything larger than this is not one of ours.
 MAX_JSON_BYTES = 64 * 1024 * 1024
 MAX_JSON_DEPTH = 64
+# An image whose header declares more pixels than this is refused before decoding (data.max_image_pixels).
+DEFAULT_MAX_IMAGE_PIXELS = 64_000_000
 
 
 def safe_name(value: Any, *, what: str, source: str | Path | None = None) -> str:

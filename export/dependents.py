@@ -79,11 +79,12 @@ def stale_dependents(run: RunFolder) -> list[str]:
 def stale_recommendation(run: RunFolder, name: str) -> str | None:
     """Why the build's recommendation ``name`` is stale (its bench numbers or deployed copy are of an older
     file), or None when it is current."""
-    if name in stale_bench(run):
+    digests = current_digests(run)  # once: it reads the manifest and hashes model.keras
+    if name in stale_bench(run, digests=digests):
         return f"the build recommended {name} from bench numbers measured before it was re-exported"
     rec = _read(run.deploy_recommendation, Recommendation.from_dict)
     if rec is not None and rec.artifact == name and rec.sha256 is not None:
-        if current_digests(run).get(name) != rec.sha256:
+        if digests.get(name) != rec.sha256:
             return f"the build recommended {name} as it was before it was re-exported"
     return None
 

@@ -9,14 +9,10 @@ from typing import Iterable
 
 from edge_export.core.atomic import remove_partials
 from edge_export.export.formats import FORMATS, FormatSpec
-from edge_export.core.run_folder import ExportFiles, RunFolder
+from edge_export.core.run_folder import RunFolder
 
 
 class ExportFolder:
-    MANIFEST = ExportFiles.MANIFEST  # written last: its presence means a finished export
-    MODEL_CARD = ExportFiles.MODEL_CARD
-    LABELS = ExportFiles.LABELS
-
     def __init__(self, run: RunFolder):
         self.run = run
         self.root = run.export_dir

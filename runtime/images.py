@@ -24,11 +24,11 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from edge_export.core.errors import EdgeExportError
-from edge_export.core.untrusted import is_regular_file, printable
+from edge_export.core.untrusted import DEFAULT_MAX_IMAGE_PIXELS, is_regular_file, printable
 
 # Images larger than this (width x height, from the header) are refused before decoding: a 109 KB PNG can
 # declare 30000 x 30000 pixels (2.7 GB as RGB). 64 megapixels is e.g. 8000 x 8000, or a 9248 x 6936 photo.
-DEFAULT_MAX_PIXELS = 64_000_000
+DEFAULT_MAX_PIXELS = DEFAULT_MAX_IMAGE_PIXELS  # the default of the data.max_image_pixels setting
 PIXEL_LIMIT_SETTING = "data.max_image_pixels (build/train/export/bench), --max-image-pixels (predict), max_pixels= (Classifier)"
 
 # What Pillow raises on malformed files besides OSError (its plugins parse with struct, index into

@@ -101,11 +101,11 @@ def test_format_registry_resolves_names_families_and_all():
 
 def test_export_settings_precedence(trained, tmp_path):
     """defaults < the run's config.yaml < --config FILE < key=value < --formats."""
-    from edge_export.commands.export import resolve_export_config
+    from edge_export.api import export_config
 
     config_file = tmp_path / "export.yaml"
     config_file.write_text("export:\n  int8_io: int8\n  onnx_opset: 15\n  formats: [onnx]\n")
-    config = resolve_export_config(trained, config_file, ["export.onnx_opset=16"], "tflite-fp32,onnx-fp32")
+    config = export_config(trained, config_file, ["export.onnx_opset=16"], formats="tflite-fp32,onnx-fp32")
     assert (config.export.int8_io, config.export.onnx_opset) == ("int8", 16)
     assert config.export.formats == ["tflite-fp32", "onnx-fp32"]
     assert config.model.backbone == "tiny_cnn"  # from the run's config.yaml

@@ -12,13 +12,6 @@ from edge_export.commands.options import setting_options
 from edge_export.core.run_folder import RunFolder
 
 
-def resolve_export_config(run: RunFolder, config_path: Path | None, overrides: list[str], formats: str | None):
-    """defaults < the run's config.yaml < --config FILE < key=value overrides < --formats."""
-    from edge_export import api
-
-    return api.export_config(run, config_path, overrides, formats=formats)
-
-
 @click.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @setting_options(EXPORT_FLAGS)

@@ -76,7 +76,7 @@ def build(
         t = time.perf_counter()
         ctx.results[stage.name] = stage.run(ctx)
         seconds = time.perf_counter() - t
-        state.mark_done(stage.name, stage.fingerprint(ctx), run.root, stage.outputs(ctx), seconds)
+        state.mark_done(stage.name, fp, run.root, stage.outputs(ctx), seconds)  # a stage never changes its own inputs
         result.ran.append(stage.name)
         result.seconds[stage.name] = round(seconds, 1)
         event({"event": "stage_finished", "stage": stage.name, "seconds": round(seconds, 1)})

@@ -98,7 +98,7 @@ def _export_outputs(ctx: BuildContext) -> list[Path]:
 
 
 def _bench_fingerprint(ctx: BuildContext) -> str:
-    manifest_path = ctx.run.export_dir / "manifest.json"
+    manifest_path = ctx.run.export_manifest
     manifest = sha256_file(manifest_path) if manifest_path.is_file() else None  # any re-export changes it
     record = ctx.run.verify()
     model = (record.model_sha256, record.run_id)

@@ -13,11 +13,12 @@ from pathlib import Path
 
 from edge_export.core.atomic import write_json
 from edge_export.core.hashing import sha256_file
+from edge_export.core.run_folder import RunFolder
 
 
 class StageState:
     def __init__(self, root: Path):
-        self.folder = root / ".build"
+        self.folder = root / RunFolder.BUILD_STATE
 
     def _path(self, stage: str) -> Path:
         return self.folder / f"{stage}.json"
