@@ -348,6 +348,42 @@ def build(config: ConfigLike = None, *, out: str | Path = "runs/build", force: b
                          echo=echo or silent, event=event, debug=debug)
 
 
+def tune(config: ConfigLike = None, *, out: str | Path = "runs/tune", overrides: Overrides = None,
+         device: str | None = None, max_latency_ms: float | None = None, max_size_mb: float | None = None,
+         min_accuracy: float | None = None, budget_minutes: float | None = None, build_chosen: bool = False,
+         remote: Any = None, measure: Any = None, echo: Echo | None = print, event: Callable[[dict], None] | None = None,
+         **settings: Any):
+    """Search backbones x sizes x fine-tune depths x precisions (the ``tune`` config section) for the fastest
+    model within the limits on ``device`` (local or ssh://), into ``out`` (resumable). ``build_chosen``
+    then builds the chosen config into ``out/build``. Returns the ``TuneResult`` (tune.json); with
+    ``build_chosen``, (the TuneResult, the build result). ``remote``: a RemoteSettings for an ssh:// device.
+    ``measure``: a latency function (backbone, size, precisions) -> records, instead of the device (tests)."""
+    merged = parse_overrides(dict(overrides) if isinstance(overrides, Mapping) else list(overrides or []))
+    for key, value in (("device", device), ("max_latency_ms", max_latency_ms), ("max_size_mb", max_size_mb),
+                       ("min_accuracy", min_accuracy), ("budget_minutes", budget_minutes)):
+        if value is not None:
+            merged[f"tune.{key}"] = value
+    resolved = resolve_config(config, merged, flags=TRAIN_FLAGS, **settings)
+    if resolved.tune.device.strip() != "local":
+        parse_devices([resolved.tune.device], option="--device")  # a bad address fails before any work
+    check_out_folder(out)
+    from edge_export.core.tf_env import require_tensorflow
+
+    require_tensorflow("tune")
+    from edge_export.core.run_folder import TuneFolder
+    from edge_export.core.run_lock import locked_run
+    from edge_export.tune.search import tune as run_tune
+
+    folder = TuneFolder(out)
+    with locked_run(RunFolder(out)):
+        result = run_tune(resolved, folder, measure=measure, echo=echo or silent, event=event, remote=remote)
+    if build_chosen:
+        if result.chosen is None:
+            raise EdgeExportError(f"--build: no candidate was chosen ({result.why})", path=folder.result)
+        return result, build(folder.chosen_config, out=folder.build_dir, echo=echo, event=event)
+    return result
+
+
 def package(run: str | Path | RunFolder, *, artifact: str | None = None, flavour: str = "cpu",
             out: str | Path | None = None, echo: Echo | None = print):
     """Bundle one exported artifact of ``run`` for a device ``flavour`` (cpu, rpi, jetson): folder + .tar.gz."""
@@ -372,5 +408,5 @@ def quiet_logging(quiet: bool) -> None:
 
 __all__ = [
     "FLAGS", "Flag", "ExportResult", "TrainResult", "bench", "build", "check_settings", "export", "package",
-    "resolve_config", "train",
+    "resolve_config", "train", "tune",
 ]

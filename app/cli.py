@@ -25,6 +25,7 @@ COMMANDS = {
     "bench": "edge_export.commands.bench:bench",
     "export": "edge_export.commands.export:export",
     "package": "edge_export.commands.package:package",
+    "tune": "edge_export.commands.tune:tune",
 }
 
 

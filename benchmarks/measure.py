@@ -121,12 +121,16 @@ def measure_model(req: dict[str, Any]) -> dict[str, Any]:
     decode = measure(lambda: load_image(image, tuple(prep.size), prep.resize, req.get("max_pixels")), runs=runs, warmup=min(warmup, 3))
     memory["peak_rss_mb"] = peak_rss_mb()
 
-    predictions = None
+    predictions = confidences = robust = robust_seconds = accuracy_seconds = None
     if req.get("accuracy", True):
         clf = load(max(used for _, used in req["threads"]))  # accuracy does not depend on threads: use the most
-        predictions = []
-        for chunk in iter_pixels(req["pixels"], ACCURACY_BATCH):
-            predictions += top1_indices(clf.predict_proba(chunk))
+        clean_started = time.perf_counter()
+        predictions, confidences = _predict_all(clf.predict_proba, req["pixels"])
+        accuracy_seconds = round(time.perf_counter() - clean_started, 2)
+        if req.get("robust_pixels"):  # the robustness suite's shifted test images (benchmarks/robustness.py)
+            robust_started = time.perf_counter()
+            robust, _ = _predict_all(clf.predict_proba, req["robust_pixels"])
+            robust_seconds = round(time.perf_counter() - robust_started, 2)
         del clf
 
     batch = _batch(req["pixels"], int(req["batch_size"]))
@@ -143,6 +147,10 @@ def measure_model(req: dict[str, Any]) -> dict[str, Any]:
     return {
         **info,
         "predictions": predictions,
+        "confidences": confidences,  # the top-1 probability of each prediction
+        "robust_predictions": robust,
+        "robust_seconds": robust_seconds,  # the time the shifted pass took (the suite's cost in this process)
+        "accuracy_seconds": accuracy_seconds,  # the time the clean pass took
         "by_threads": by_threads,
         "decode_ms": decode,
         "memory": memory,
@@ -202,11 +210,15 @@ def measure_keras(req: dict[str, Any]) -> dict[str, Any]:
     decode = measure(lambda: load_image(image, tuple(prep.size), prep.resize, req.get("max_pixels")), runs=runs, warmup=min(warmup, 3))
     memory["peak_rss_mb"] = peak_rss_mb()
 
-    predictions = None
+    predictions = confidences = robust = robust_seconds = accuracy_seconds = None
     if req.get("accuracy", True):
-        predictions = []
-        for chunk in iter_pixels(req["pixels"], ACCURACY_BATCH):
-            predictions += top1_indices(proba(chunk))
+        clean_started = time.perf_counter()
+        predictions, confidences = _predict_all(proba, req["pixels"])
+        accuracy_seconds = round(time.perf_counter() - clean_started, 2)
+        if req.get("robust_pixels"):
+            robust_started = time.perf_counter()
+            robust, _ = _predict_all(proba, req["robust_pixels"])
+            robust_seconds = round(time.perf_counter() - robust_started, 2)
 
     batch = _batch(req["pixels"], int(req["batch_size"]))
     xb = prep.normalize(batch)
@@ -223,6 +235,10 @@ def measure_keras(req: dict[str, Any]) -> dict[str, Any]:
         "dynamic_batch": True,
         "preprocessing": prep.to_dict(),
         "predictions": predictions,
+        "confidences": confidences,  # the top-1 probability of each prediction
+        "robust_predictions": robust,
+        "robust_seconds": robust_seconds,  # the time the shifted pass took (the suite's cost in this process)
+        "accuracy_seconds": accuracy_seconds,  # the time the clean pass took
         "by_threads": by_threads,
         "decode_ms": decode,
         "memory": memory,
@@ -247,6 +263,18 @@ def _latency_entry(requested: int, used: int, timed: dict[str, list[int]]) -> di
         "overhead_pct": overhead_pct(proba["p50"], bare["p50"]) if proba else None,
         "e2e_overhead_pct": overhead_pct(e2e["p50"], bare["p50"]) if e2e else None,
     }
+
+
+def _predict_all(proba: Any, pixels_path: str) -> tuple[list[int], list[float]]:
+    """Top-1 index and its probability for every image of a pixel file, in chunks."""
+    predictions: list[int] = []
+    confidences: list[float] = []
+    for chunk in iter_pixels(pixels_path, ACCURACY_BATCH):
+        scores = np.asarray(proba(chunk))
+        indices = top1_indices(scores)
+        predictions += indices
+        confidences += [float(scores[i, j]) for i, j in enumerate(indices)]
+    return predictions, confidences
 
 
 def _batch(pixels_path: str, batch_size: int) -> np.ndarray:

@@ -101,16 +101,35 @@ def plot_accuracy_latency(result: BenchResult, path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_confusions(result: BenchResult, path: Path) -> Path:
-    """One panel per measured model: row-normalized colours, counts written in the cells."""
-    measured = [r for r in result.rows if r.ok and r.confusion]
-    n = max(1, len(measured))
-    cols = min(n, 3)
+CONFUSION_MAX_CLASSES = 40  # beyond this many classes no matrix is drawn (bench.md and the report use sorted tables)
+
+
+def _short(name: str, limit: int = 18) -> str:
+    from edge_export.core.untrusted import printable
+
+    name = printable(name, 200)
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
+def plot_confusions(result: BenchResult, path: Path, names: list[str] | None = None) -> Path | None:
+    """One panel per measured model (or those named): row-normalized colours, class names on both axes,
+    counts in the cells up to 20 classes. None (nothing written) when no model has at most
+    ``CONFUSION_MAX_CLASSES`` classes: such a matrix is unreadable, the tables say it instead."""
+    measured = [r for r in result.rows if r.ok and r.confusion and (names is None or r.name in names)
+                and len(r.confusion["rows"]) <= CONFUSION_MAX_CLASSES]
+    if not measured:
+        if path.exists():
+            path.unlink()  # a stale plot of an earlier benchmark would be taken for this one's
+        return None
+    n = len(measured)
+    k = max(len(r.confusion["columns"]) for r in measured)
+    cols = min(n, 3 if k <= 12 else 2)
     rows = (n + cols - 1) // cols
-    k = max((len(r.confusion["columns"]) for r in measured), default=2)
-    cell = 0.45 if k > 6 else 1.0
-    width = max(3.6, 1.6 + cell * k) * cols
-    height = max(3.2, 1.4 + cell * k) * rows
+    cell = 1.0 if k <= 6 else 0.45 if k <= 12 else 0.3 if k <= 24 else 0.22
+    label_room = 1.6 if k <= 6 else 2.4
+    width = max(3.6, label_room + cell * k) * cols
+    height = max(3.2, label_room + cell * k) * rows
+    fontsize = 7 if k <= 24 else 6
     fig = _figure(width, height)
     for i, row in enumerate(measured):
         ax = fig.add_subplot(rows, cols, i + 1)
@@ -119,16 +138,14 @@ def plot_confusions(result: BenchResult, path: Path) -> Path:
         totals = matrix.sum(axis=1, keepdims=True)
         norm = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
         ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-        if matrix.size <= 144:
+        if len(conf["rows"]) <= 20:
             for (r, c), v in np.ndenumerate(matrix):
-                ax.text(c, r, f"{int(v)}", ha="center", va="center", fontsize=8, color="white" if norm[r, c] > 0.6 else "black")
-        if len(conf["columns"]) <= 20:
-            ax.set_xticks(range(len(conf["columns"])), conf["columns"], rotation=45, ha="right", fontsize=7)
-            ax.set_yticks(range(len(conf["rows"])), conf["rows"], fontsize=7)
+                ax.text(c, r, f"{int(v)}", ha="center", va="center", fontsize=fontsize + 1,
+                        color="white" if norm[r, c] > 0.6 else "black")
+        ax.set_xticks(range(len(conf["columns"])), [_short(c) for c in conf["columns"]], rotation=60, ha="right", fontsize=fontsize)
+        ax.set_yticks(range(len(conf["rows"])), [_short(c) for c in conf["rows"]], fontsize=fontsize)
         ax.set_xlabel("predicted", fontsize=8)
         ax.set_ylabel("true", fontsize=8)
         ax.set_title(f"{row.id} ({row.accuracy or 0.0:.1%})", fontsize=9)
-    if not measured:
-        fig.text(0.5, 0.5, "no model measured", ha="center")
     fig.tight_layout()
     return _save(fig, path)

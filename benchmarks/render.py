@@ -15,6 +15,8 @@ from edge_export.core import __version__
 from edge_export.benchmarks.machine import describe
 from edge_export.core.formatting import markdown_table, milliseconds, number, percent, rate, size_text
 from edge_export.core.records.bench import BENCH_VERSION, KERAS, LOCAL, BenchResult, BenchRow
+from edge_export.core.run_folder import BenchFiles
+from edge_export.core.untrusted import printable
 
 
 def build_report(
@@ -52,7 +54,9 @@ def table_rows(result: BenchResult) -> list[list[str]]:
     multi = result.multi_device
     threads = result.settings["threads"] if multi else result.settings["threads_used"]
     batch = result.settings["batch_size"]
-    header = ["artifact", *(["device"] if multi else []), "format", "status", "size", "accuracy", "agree"]
+    robust = any(r.robustness for r in result.rows)
+    header = ["artifact", *(["device"] if multi else []), "format", "status", "size", "accuracy", "agree",
+              *(["shifted"] if robust else [])]
     header += [f"p50 ms @{t}t" if t else "p50 ms @all" for t in threads]
     header += ["FPS", f"img/s @{batch}", "e2e ms", "overhead", "RSS MB"]
     table = [header]
@@ -67,6 +71,7 @@ def table_rows(result: BenchResult) -> list[list[str]]:
                 size_text(r.size_bytes),
                 percent(r.accuracy),
                 percent(r.top1_agreement),
+                *([percent((r.robustness or {}).get("accuracy"))] if robust else []),
                 *[milliseconds(r.latency_at(t, requested=multi)) for t in threads],
                 rate(r.fps),
                 rate(r.throughput_ips),
@@ -96,6 +101,9 @@ def _footer(result: BenchResult) -> list[str]:
         f"{s['warmup']} warm-up, one image, bare backend call; FPS = 1000/p50 at {s['threads_used'][0]} thread(s); "
         f"e2e = Classifier.predict(path); overhead = predict_proba over the bare call",
     ]
+    if any(r.robustness for r in result.rows):
+        lines.append("shifted = accuracy on the test images under camera-like shifts (JPEG, crop, brightness, blur, "
+                     "noise; benchmarks/robustness.py; bench.robustness=false turns it off)")
     for r in result.rows:
         if not r.ok:
             lines.append(f"FAILED {r.id}: {r.error}")
@@ -124,7 +132,7 @@ def render_markdown(result: BenchResult, plots: dict[str, str] | None = None) ->
             [f"- device {name}: {describe(info) if info.get('cpu') else '?'}" for name, info in result.devices.items()]
             if result.multi_device else [f"- machine: {describe(result.machine)}"]
         ),
-        f"- data: {d['path']}: {d['images']} images, classes {', '.join(d['classes'])}"
+        f"- data: {printable(d['path'])}: {d['images']} images, classes {', '.join(printable(c, 80) for c in d['classes'])}"
         + (f" ({len(d['skipped'])} unreadable skipped)" if d.get("skipped") else ""),
         f"- latency: one image, {s['runs']} timed runs after {s['warmup']} warm-up; threads {s['threads_used']}"
         f" (requested {s['threads']}, 0 = all cores); throughput at batch {s['batch_size']}",
@@ -160,22 +168,102 @@ def render_markdown(result: BenchResult, plots: dict[str, str] | None = None) ->
                 rate((e.get("throughput") or {}).get("images_per_s")),
             ])
     out += [markdown_table(lat), "", "All times in ms.", ""]
+    robust = robustness_table(result.rows)
+    if robust:
+        out += ["## Robustness (accuracy under camera-like shifts)", "", suite_text(s), "", markdown_table(robust), ""]
     out += ["## Per-class metrics", ""]
     for r in result.rows:
         if not r.ok:
             continue
         out += [f"### {r.id}", "", f"accuracy {r.accuracy:.2%}, macro F1 {r.macro_f1:.4f}", ""]
-        pc = [["class", "precision", "recall", "F1", "support"]]
-        for c in r.per_class or []:
-            pc.append([c["label"], f"{c['precision']:.4f}", f"{c['recall']:.4f}", f"{c['f1']:.4f}", str(c["support"])])
-        out += [markdown_table(pc), ""]
+        table, note = per_class_table(r)
+        out += [markdown_table(table), *([f"", note] if note else []), ""]
         conf = r.confusion
         if conf and len(conf["columns"]) <= 12:
             cm = [["true \\ predicted", *conf["columns"]]]
             cm += [[name, *map(str, row)] for name, row in zip(conf["rows"], conf["matrix"])]
             out += [markdown_table(cm), ""]
+        elif conf:
+            out += ["Most frequent confusions:", "", markdown_table(top_confusions(r)), ""]
+        wrong = misclassified_table(r, 10)
+        if wrong:
+            total = (r.images or 0) - (r.correct or 0)
+            out += [f"Misclassified ({min(10, len(r.misclassified or []))} of {total}, most confident first; {len(r.misclassified or [])} listed in {BenchFiles.JSON}):",
+                    "", markdown_table(wrong), ""]
     if plots:
         out += ["## Plots", ""]
         out += [f"![{title}]({name})" for title, name in plots.items()]
         out.append("")
     return "\n".join(out)
+
+
+# ----------------------------------------------------------------------------- views shared with the build report
+
+CONFUSION_MAX_CLASSES = 40  # up to this many classes a confusion matrix (with names) is readable; beyond: sorted tables
+PER_CLASS_SHOWN = 40  # beyond CONFUSION_MAX_CLASSES, the per-class table shows the worst this many
+
+
+def per_class_table(row: BenchRow, limit: int = PER_CLASS_SHOWN) -> tuple[list[list[str]], str]:
+    """Per-class precision/recall/F1/support: in class order up to ``CONFUSION_MAX_CLASSES`` classes; beyond,
+    sorted worst first (F1, then recall) and cut at ``limit`` rows. Returns (table, a note or "")."""
+    classes = list(row.per_class or [])
+    note = ""
+    if len(classes) > CONFUSION_MAX_CLASSES:
+        classes.sort(key=lambda c: (c["f1"], c["recall"], c["label"]))
+        if len(classes) > limit:
+            note = f"The {limit} classes with the lowest F1 of {len(classes)} (all in {BenchFiles.JSON})."
+            classes = classes[:limit]
+        else:
+            note = "Sorted by F1, lowest first."
+    table = [["class", "precision", "recall", "F1", "support"]]
+    table += [[c["label"], f"{c['precision']:.4f}", f"{c['recall']:.4f}", f"{c['f1']:.4f}", str(c["support"])] for c in classes]
+    return table, note
+
+
+def top_confusions(row: BenchRow, n: int = 20) -> list[list[str]]:
+    """The ``n`` most frequent (true, predicted) pairs of different classes, with their share of the true class."""
+    conf = row.confusion or {}
+    names, columns, matrix = conf.get("rows") or [], conf.get("columns") or [], conf.get("matrix") or []
+    pairs = [(int(count), t, p) for t, counts in enumerate(matrix) for p, count in enumerate(counts)
+             if count and (p >= len(names) or p != t)]
+    pairs.sort(key=lambda x: (-x[0], x[1], x[2]))
+    table = [["true", "predicted", "images", "share of true class"]]
+    for count, t, p in pairs[:n]:
+        total = sum(matrix[t]) or 1
+        table.append([names[t], columns[p] if p < len(columns) else "?", str(count), percent(count / total)])
+    return table
+
+
+def suite_text(settings: dict[str, Any]) -> str:
+    """One sentence on the robustness suite a benchmark used (its settings, read from a bench.json)."""
+    suite = settings.get("robustness")
+    suite = suite if isinstance(suite, dict) else {}
+    shifts = suite.get("shifts") if isinstance(suite.get("shifts"), dict) else {}
+    listed = "; ".join(f"{printable(name, 40)}: {printable(text, 200)}" for name, text in shifts.items())
+    return (f"Each test image under one shift, chosen (like its random parameters) by a hash of the seed "
+            f"({printable(suite.get('seed'), 40)}) and its path: {listed or 'see benchmarks/robustness.py'}.")
+
+
+def robustness_table(rows: list[BenchRow]) -> list[list[str]]:
+    """One row per model measured under the suite: clean accuracy, shifted accuracy, accuracy per shift."""
+    measured = [r for r in rows if r.ok and r.robustness]
+    if not measured:
+        return []
+    shifts = list(dict.fromkeys(name for r in measured for name in (r.robustness.get("by_shift") or {})))
+    table = [["artifact", "accuracy", "shifted", "drop (pts)", *shifts]]
+    for r in measured:
+        by = r.robustness.get("by_shift") or {}
+        shifted = r.robustness["accuracy"]
+        table.append([r.id, percent(r.accuracy), percent(shifted),
+                      number(None if r.accuracy is None else (r.accuracy - shifted) * 100),
+                      *[percent((by.get(name) or {}).get("accuracy")) for name in shifts]])
+    return table
+
+
+def misclassified_table(row: BenchRow, n: int = 10) -> list[list[str]]:
+    if not row.misclassified:
+        return []
+    table = [["#", "image", "true", "predicted", "confidence"]]
+    for i, m in enumerate(row.misclassified[:n], 1):
+        table.append([str(i), m["path"], m["true"], m["predicted"], percent(m.get("confidence"))])
+    return table

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from edge_export.core.atomic import write_json, write_text
+from edge_export.benchmarks import robustness
 from edge_export.benchmarks.classification import classification_metrics, top1_agreement
 from edge_export.benchmarks.machine import machine_info, resolve_threads
 from edge_export.benchmarks.plots import plot_accuracy_latency, plot_confusions
@@ -147,11 +148,15 @@ def bench_run(
     with tempfile.TemporaryDirectory(prefix="edge-export-bench-") as tmp:
         workdir = Path(tmp)
         pixel_files = _decode_groups(to_measure, testset, workdir, echo)
+        robust_files = _shift_groups(pixel_files, testset, workdir, echo) if config.robustness else {}
         echo(f"test data: {testset.root} ({len(testset.files)} images, classes {', '.join(printable(c, 60) for c in testset.class_names)})")
         rows: list[BenchRow] = []
         predicted: list[list[str] | None] = []
+        measuring_started = time.perf_counter()
         for i, model in enumerate(to_measure, 1):
-            echo(f"[{i}/{len(to_measure)}] measuring {model.name} ({model.path.name})")
+            echo(f"[{i}/{len(to_measure)}] measuring {model.name} ({model.path.name})"
+                 + _progress_times(started, measuring_started, i - 1, len(to_measure)))
+            model_started = time.perf_counter()
             key = (tuple(model.preprocessing.size), model.preprocessing.resize)
             request = {
                 "kind": model.kind,
@@ -159,6 +164,7 @@ def bench_run(
                 "labels": model.labels_arg,
                 "preprocessing": model.preprocessing.to_dict(),
                 "pixels": str(pixel_files[key]),
+                "robust_pixels": str(robust_files[key]) if key in robust_files else None,
                 "image": str(testset.files[0]),
                 "max_pixels": testset.max_pixels,
                 "providers": list(providers) if providers and model.path.suffix.lower() == ".onnx" else None,
@@ -172,6 +178,8 @@ def bench_run(
             row, labels_predicted = _record(model, result, testset, config)
             rows.append(row)
             predicted.append(labels_predicted)
+            echo(f"[{i}/{len(to_measure)}] {model.name}: {_row_summary(row)} in {_duration(time.perf_counter() - model_started)}"
+                 + _progress_times(started, measuring_started, i, len(to_measure)))
             pause_point(f"bench.measured.{model.name}")  # tests: kill or resume mid-benchmark here
     _add_agreement(rows, predicted)
 
@@ -188,6 +196,8 @@ def bench_run(
             "min_accuracy": config.min_accuracy,
             "isolated": isolate,
             "labels": str(labels) if labels is not None else None,
+            "robustness": robustness.describe() if config.robustness else None,
+            "misclassified": config.misclassified,
         },
         machine=machine_info(),
         run_dir=str(run.root) if run is not None else None,
@@ -360,6 +370,63 @@ def _decode_groups(to_measure: list[BenchModel], testset: TestSet, workdir: Path
     return files
 
 
+def image_keys(testset: TestSet) -> list[str]:
+    """A stable name per test image (its path relative to the test folder): what seeds its robustness shift
+    and what bench.json's misclassified list names."""
+    keys = []
+    for f in testset.files:
+        try:
+            keys.append(f.relative_to(testset.root).as_posix())
+        except ValueError:
+            keys.append(f.name)
+    return keys
+
+
+def _shift_groups(pixel_files: dict[tuple, Path], testset: TestSet, workdir: Path, echo: Echo) -> dict[tuple, Path]:
+    """The robustness suite's shifted copy of each decoded group (same images, same order)."""
+    keys = image_keys(testset)
+    files: dict[tuple, Path] = {}
+    for (size, method), path in pixel_files.items():
+        started = time.perf_counter()
+        # in this benchmark's temporary folder (the clean pixels may be the shared decode cache's own file)
+        files[(size, method)] = target = workdir / f"shifted-{size[0]}x{size[1]}-{method}.npy"
+        robustness.write_shifted(path, target, keys)
+        echo(f"robustness suite: shifted {len(keys)} test images at {size[0]}x{size[1]} in {time.perf_counter() - started:.1f}s "
+             f"({', '.join(robustness.SHIFT_NAMES)}; one per image, seed {robustness.SEED})")
+    return files
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def _progress_times(started: float, measuring_started: float, done: int, total: int) -> str:
+    """``; elapsed 1m05s, ETA ~2m10s``: the ETA is the mean time per model measured so far times those left."""
+    now = time.perf_counter()
+    text = f"; elapsed {_duration(now - started)}"
+    if done and done < total:
+        text += f", ETA ~{_duration((now - measuring_started) / done * (total - done))}"
+    return text
+
+
+def _row_summary(row: BenchRow) -> str:
+    if not row.ok:
+        return "FAILED"
+    text = f"accuracy {row.accuracy:.2%}"
+    if row.robustness:
+        text += f", shifted {row.robustness['accuracy']:.2%}"
+    if row.p50_ms is not None:
+        text += f", p50 {row.p50_ms:.2f} ms"
+    return text
+
+
 def _measure(request: dict[str, Any], model: BenchModel, workdir: Path, isolate: bool, index: int) -> dict[str, Any]:
     if not isolate:
         return measure_safely(request)
@@ -376,7 +443,8 @@ def _measure(request: dict[str, Any], model: BenchModel, workdir: Path, isolate:
         if merged is None:
             merged = part
         else:
-            merged["predictions"] = merged.get("predictions") or part.get("predictions")
+            for key in ("predictions", "confidences", "robust_predictions", "robust_seconds", "accuracy_seconds"):
+                merged[key] = merged.get(key) or part.get(key)
             merged["by_threads"] += part["by_threads"]
             merged["seconds"] = round(merged["seconds"] + part["seconds"], 2)
             for key, value in part["memory"].items():
@@ -426,7 +494,35 @@ def _record(model: BenchModel, result: dict[str, Any], testset: TestSet, config:
     )
     row.below_min_accuracy = row.below(config.min_accuracy)  # the one rule (the build's gate uses it too)
     labels = [model.labels[int(p)] if 0 <= int(p) < len(model.labels) else str(p) for p in predictions]
+    row.misclassified = misclassified_list(testset, y_pred, labels, result.get("confidences"), config.misclassified)
+    robust = result.get("robust_predictions")
+    if robust is not None and len(robust) == len(testset.files):
+        keys = image_keys(testset)
+        row.robustness = robustness.summarize(
+            testset.labels, [inverse.get(int(p), -1) for p in robust], [robustness.shift_of(k) for k in keys])
+        # the shifted pass and the clean one, timed in the measuring process: the suite's cost per model
+        row.robustness["seconds"] = result.get("robust_seconds")
+        row.robustness["clean_seconds"] = result.get("accuracy_seconds")
     return row, labels
+
+
+def misclassified_list(testset: TestSet, y_pred: Sequence[int], predicted_labels: Sequence[str],
+                       confidences: Sequence[float] | None, limit: int) -> list[dict[str, Any]]:
+    """The wrongly classified test images, most confident first (the worst errors), at most ``limit``:
+    path (relative to the test folder), true class, predicted label, the prediction's probability."""
+    keys = image_keys(testset)
+    wrong = [i for i, (t, p) in enumerate(zip(testset.labels, y_pred)) if int(t) != int(p)]
+    conf = [float(c) for c in confidences] if confidences is not None and len(confidences) == len(keys) else None
+    wrong.sort(key=lambda i: (-(conf[i] if conf else 0.0), keys[i]))
+    return [
+        {
+            "path": keys[i],
+            "true": testset.class_names[int(testset.labels[i])],
+            "predicted": str(predicted_labels[i]),  # the model's label (a test class, or one it has beyond them)
+            "confidence": round(conf[i], 6) if conf else None,
+        }
+        for i in wrong[:limit]
+    ]
 
 
 def _add_agreement(rows: list[BenchRow], predicted: list[list[str] | None]) -> None:
@@ -451,8 +547,11 @@ def write_outputs(result: BenchResult, out_dir: Path, echo: Echo | None = print)
     plots: dict[str, str] = {}
     try:
         files["accuracy_vs_latency"] = plot_accuracy_latency(result, out_dir / BenchFiles.PLOT_ACCURACY)
-        files["confusion_matrices"] = plot_confusions(result, out_dir / BenchFiles.PLOT_CONFUSION)
-        plots = {"accuracy vs latency": BenchFiles.PLOT_ACCURACY, "confusion matrices": BenchFiles.PLOT_CONFUSION}
+        plots = {"accuracy vs latency": BenchFiles.PLOT_ACCURACY}
+        confusions = plot_confusions(result, out_dir / BenchFiles.PLOT_CONFUSION)  # None beyond 40 classes
+        if confusions is not None:
+            files["confusion_matrices"] = confusions
+            plots["confusion matrices"] = BenchFiles.PLOT_CONFUSION
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] != "matplotlib":
             raise

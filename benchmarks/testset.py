@@ -17,7 +17,8 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from edge_export.core.errors import EdgeExportError
-from edge_export.runtime.images import decode_many, find_images, max_pixels_value, skipped_text
+from edge_export.runtime.images import find_images, max_pixels_value, skipped_text
+from edge_export.runtime.pixel_cache import DiskArray, decoded_pixels
 from edge_export.core.untrusted import printable
 
 log = logging.getLogger(__name__)
@@ -132,22 +133,27 @@ def _loose(name: str) -> str:
 
 def decode_all(
     files: Sequence[Path], size: tuple[int, int], method: str, max_pixels: int | None = None
-) -> tuple[np.ndarray, list[Path]]:
-    """Decode and resize every file (threads): (uint8 N x H x W x 3 of the readable ones, unreadable files).
+) -> tuple[DiskArray, list[Path]]:
+    """Decode and resize every file (threads, in chunks) into the pixel cache (``runtime.pixel_cache``):
+    (uint8 N x H x W x 3 of the readable ones, on disk; unreadable files). A test split that training or an
+    earlier bench decoded at this size is read back, not decoded again.
 
     Images over ``max_pixels`` (width x height, from the header) are unreadable ones, never decoded."""
-    decoded = decode_many(list(files), size, method, max_pixels)
+    decoded = decoded_pixels(list(files), size, method, max_pixels)
     if decoded.errors:
         log.warning("skipped %d unreadable test image(s):\n%s", len(decoded.errors), skipped_text(list(files), decoded.errors))
-    return decoded.pixels, [files[i] for i in decoded.errors]
+    return decoded, [files[i] for i in decoded.errors]
 
 
 # ----------------------------------------------------------------------------- pixels on disk
-# The parent decodes once per input size and saves a .npy; a measuring process reads it in chunks
-# (plain reads, no mmap) so the test set never sits whole in its memory and its peak RSS stays the model's.
+# The parent decodes once per input size into the pixel cache (a .npy); a measuring process reads it in
+# chunks (plain reads, no mmap) so the test set never sits whole in its memory and its peak RSS stays the model's.
 
 
-def save_pixels(path: Path, pixels: np.ndarray) -> Path:
+def save_pixels(path: Path, pixels: "np.ndarray | DiskArray") -> Path:
+    """The .npy holding ``pixels``: the cache's own file for pixels on disk (nothing copied), else ``path``."""
+    if isinstance(pixels, DiskArray):
+        return pixels.path
     np.save(path, np.ascontiguousarray(pixels, dtype=np.uint8), allow_pickle=False)
     return path
 

@@ -96,6 +96,15 @@ class TrainConfig:
     feature_extraction: FeatureExtractionConfig = field(default_factory=FeatureExtractionConfig)
     fine_tune: FineTuneConfig = field(default_factory=FineTuneConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # tf.distribute (trainer/distribute.py): auto = MirroredStrategy when more than one GPU is visible, else
+    # none; multi_worker = MultiWorkerMirroredStrategy from the TF_CONFIG environment variable. batch_size is
+    # per replica: the global batch is batch_size x replicas and the learning rates scale the same way.
+    distribute: Literal["auto", "none", "mirrored", "multi_worker"] = "auto"
+    # auto = mixed_float16 when a GPU is visible, never on CPU (the softmax stays float32; the saved model is float32)
+    mixed_precision: Literal["auto", "off", "mixed_float16"] = "auto"
+    # auto = balanced weights n / (classes x count) when the largest training class has more than
+    # CLASS_IMBALANCE_RATIO (1.5) times the images of the smallest; none = every image weighs 1
+    class_weight: Literal["auto", "none"] = "auto"
 
     def validate(self) -> None:
         _check(0 <= self.seed <= MAX_SEED, "train.seed", f"an integer 0..{MAX_SEED}")
@@ -116,9 +125,14 @@ class QATConfig:
     learning_rate: float = 1e-5
     max_images: Optional[int] = 500  # None: the whole training split
     validation_images: Optional[int] = 500  # seeded sample of the validation split that picks the epoch
+    # tflite-qat-int8:auto (in the default export.formats) runs only when post-training tflite-int8 loses more
+    # than this many points of validation accuracy against the Keras model; the manifest says which and why
+    trigger_points: float = 0.3
 
     def validate(self) -> None:
         _check(self.epochs >= 1, "export.qat.epochs", ">= 1")
+        _check(isinstance(self.trigger_points, (int, float)) and not isinstance(self.trigger_points, bool)
+               and math.isfinite(self.trigger_points), "export.qat.trigger_points", "a number of points")
         for key in ("max_images", "validation_images"):
             value = getattr(self, key)
             _check(value is None or value >= 1, f"export.qat.{key}", ">= 1 or null")
@@ -126,14 +140,35 @@ class QATConfig:
 
 
 @dataclass
+class ExportMetadataConfig:
+    """What every artifact says about the model (the edge_export entry, TFLite's standard TFLITE_METADATA,
+    ONNX metadata_props). None: name "<backbone> classifier", a description of the classes, version =
+    the edge-export version; author and license are left out unless set."""
+
+    name: Optional[str] = None
+    description: Optional[str] = None
+    version: Optional[str] = None
+    author: Optional[str] = None
+    license: Optional[str] = None
+
+    def validate(self) -> None:
+        for key in ("name", "description", "version", "author", "license"):
+            value = getattr(self, key)
+            _check(value is None or (isinstance(value, str) and len(value) <= 10_000 and "\x00" not in value),
+                   f"export.metadata.{key}", "text (at most 10000 characters) or null")
+
+
+@dataclass
 class ExportConfig:
     # Names from the format registry (export/formats.py: checked against it before any work, by the
-    # application), families (tflite, onnx) or "all". The default leaves out
-    # tflite-qat-int8: it costs about 4 of a build's minutes on 2 cores and, on cats vs dogs, matched the
-    # post-training tflite-int8 (99.1% validation accuracy, 99.9% agreement, both); ask for it (or "all")
-    # when post-training quantization loses too much accuracy.
+    # application), families (tflite, onnx), "all", or "tflite-qat-int8:auto". The default has
+    # tflite-qat-int8 in its auto mode: it costs about 4 of a build's minutes on 2 cores and, on cats vs dogs,
+    # matched the post-training tflite-int8 (99.1% validation accuracy, 99.9% agreement, both), so it runs
+    # only when tflite-int8 loses more than export.qat.trigger_points; name it plainly to always run it.
     formats: list = field(
-        default_factory=lambda: ["tflite-fp32", "tflite-fp16", "tflite-dynamic", "tflite-int8", "onnx-fp32", "onnx-int8"]
+        default_factory=lambda: [
+            "tflite-fp32", "tflite-fp16", "tflite-dynamic", "tflite-int8", "onnx-fp32", "onnx-int8", "tflite-qat-int8:auto",
+        ]
     )
     int8_io: Literal["uint8", "int8"] = "uint8"  # input/output type of full-integer TFLite models
     representative_images: int = 200  # calibration set drawn from the training split
@@ -142,6 +177,7 @@ class ExportConfig:
     accuracy_budget: float = 1.0  # max drop in validation accuracy (points) before an artifact fails
     parity_images: Optional[int] = None  # None: the whole validation split; else a seeded sample
     qat: QATConfig = field(default_factory=QATConfig)
+    metadata: ExportMetadataConfig = field(default_factory=ExportMetadataConfig)
 
     def validate(self) -> None:
         _check(self.representative_images >= 1, "export.representative_images", ">= 1")
@@ -159,9 +195,14 @@ class BenchConfig:
     runs: int = 100  # timed single-image runs per artifact and thread count
     batch_size: int = 8  # for throughput
     min_accuracy: Optional[float] = None  # fail the run if any artifact is below (fraction, e.g. 0.985)
+    robustness: bool = True  # accuracy under a seeded suite of camera-like shifts (benchmarks/robustness.py)
+    misclassified: int = 500  # misclassified test images listed per artifact in bench.json (worst first)
 
     def validate(self) -> None:
         _check(bool(self.threads) and all(isinstance(t, int) and t >= 0 for t in self.threads), "bench.threads", "a list of thread counts (0 = all cores)")
+        _check(isinstance(self.robustness, bool), "bench.robustness", "true or false")
+        _check(isinstance(self.misclassified, int) and not isinstance(self.misclassified, bool) and 0 <= self.misclassified <= 100_000,
+               "bench.misclassified", "a whole number 0..100000 (images listed per artifact)")
         _check(self.runs >= 5, "bench.runs", ">= 5")
         _check(self.warmup >= 0, "bench.warmup", ">= 0")
         _check(self.batch_size >= 1, "bench.batch_size", ">= 1")
@@ -183,6 +224,51 @@ class BuildConfig:
 
 
 @dataclass
+class TuneConfig:
+    """``edge-export tune``: the search space, the device's constraints and the search's budget."""
+
+    backbones: list = field(default_factory=list)  # empty: every registered backbone whose weights load offline
+    image_sizes: list = field(default_factory=lambda: [160, 192, 224, 256, 288, 320])
+    fine_tune_blocks: list = field(default_factory=lambda: [0, 1, 2, 3])  # 0: head only (fine_tune.enabled=false)
+    precisions: list = field(default_factory=lambda: ["int8", "fp16"])  # tflite-int8 / tflite-fp16 (also fp32)
+    device: str = "local"  # where latency is measured: local, or ssh://[USER@]HOST[:PORT]
+    max_latency_ms: Optional[float] = None  # p50 at 1 thread on the device
+    max_size_mb: Optional[float] = None
+    min_accuracy: Optional[float] = None  # validation accuracy (fraction); None: the most accurate within the limits
+    budget_minutes: Optional[float] = None  # no new candidate is started after this; None: no limit
+    promote: float = 0.5  # successive halving: fraction of the head-only (backbone, size) pairs fine-tuned
+    quantize_top: int = 4  # trained models near the frontier that are quantized (exported) and measured
+    # what is ranked and limited: "p50" (what bench reports) or "min" (the fastest call: on a busy, shared
+    # machine the uncontended time; p50 there grows with the load, and faster for long calls than short)
+    latency_statistic: Literal["p50", "min"] = "p50"
+    latency_runs: int = 100  # timed runs per random-weight model (after latency_warmup), interleaved
+    latency_warmup: int = 5
+    latency_table: Optional[str] = None  # a JSON latency table measured earlier (instead of measuring)
+    # accuracy under the bench's camera-like shifts (validation images) is measured for every quantized
+    # candidate and breaks ties by default; with a value, it is also a constraint (fraction)
+    min_robustness: Optional[float] = None
+
+    def validate(self) -> None:
+        _check(all(isinstance(b, str) for b in self.backbones), "tune.backbones", "a list of backbone names")
+        _check(bool(self.image_sizes) and all(isinstance(s, int) and not isinstance(s, bool) and 16 <= s <= 1024
+                                                for s in self.image_sizes), "tune.image_sizes", "a list of sizes 16..1024")
+        _check(bool(self.fine_tune_blocks) and all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 50
+                                                     for b in self.fine_tune_blocks), "tune.fine_tune_blocks", "a list of 0..50")
+        _check(bool(self.precisions) and all(p in ("int8", "fp16", "fp32") for p in self.precisions),
+               "tune.precisions", "a list of int8, fp16, fp32")
+        _check(isinstance(self.device, str) and bool(self.device.strip()), "tune.device", "local or ssh://[USER@]HOST[:PORT]")
+        for key in ("max_latency_ms", "max_size_mb", "budget_minutes"):
+            value = getattr(self, key)
+            _check(value is None or (math.isfinite(value) and value > 0), f"tune.{key}", "> 0 or null")
+        _check(self.min_accuracy is None or 0 <= self.min_accuracy <= 1, "tune.min_accuracy", "a fraction 0..1")
+        _check(self.min_robustness is None or 0 <= self.min_robustness <= 1, "tune.min_robustness", "a fraction 0..1")
+        _check(0 < self.promote <= 1, "tune.promote", "a fraction in (0, 1]")
+        _check(self.quantize_top >= 1, "tune.quantize_top", ">= 1")
+        _check(self.latency_runs >= 5, "tune.latency_runs", ">= 5")
+        _check(self.latency_warmup >= 0, "tune.latency_warmup", ">= 0")
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -190,6 +276,7 @@ class Config:
     export: ExportConfig = field(default_factory=ExportConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
     build: BuildConfig = field(default_factory=BuildConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
     # where each dotted key got its value: "default", a config file path, or "override"
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 

@@ -6,7 +6,10 @@
 from __future__ import annotations
 
 import html
+import re
 from typing import Sequence
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")  # as core.untrusted.printable
 
 
 def size_text(n: int | float | None, missing: str = "-") -> str:
@@ -41,9 +44,22 @@ def number(x: float | None, digits: int = 2, missing: str = "-") -> str:
     return f"{x:.{digits}f}" if x is not None else missing
 
 
-def markdown_table(rows: Sequence[Sequence[str]]) -> str:
-    """The first row is the header; a '|' inside a cell is escaped."""
-    cells = [[str(c).replace("|", "\\|") for c in r] for r in rows]
+def markdown_cell(text: object) -> str:
+    """Text (a class name from a folder, a header such as ``max |Δp|``) as one Markdown table cell: '\\',
+    '|' and '<' escaped (no split cell, no HTML tag), line breaks and other control characters written
+    as escapes (a row stays one line)."""
+    text = str(text).replace("\\", "\\\\").replace("|", "\\|").replace("<", "\\<")
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def markdown_table(rows: Sequence[Sequence[str]], raw_columns: Sequence[int] = ()) -> str:
+    """The first row is the header; every cell goes through ``markdown_cell``, except body cells in
+    ``raw_columns`` (Markdown made here, e.g. an image link), whose '|' and line breaks are still escaped."""
+    def raw(text: object) -> str:
+        return _CONTROL.sub(" ", str(text).replace("|", "\\|"))
+
+    cells = [[markdown_cell(c) for c in rows[0]]]
+    cells += [[raw(c) if i in raw_columns else markdown_cell(c) for i, c in enumerate(r)] for r in rows[1:]]
     lines = ["| " + " | ".join(cells[0]) + " |", "|" + "|".join("---" for _ in cells[0]) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in cells[1:]]
     return "\n".join(lines)

@@ -30,12 +30,90 @@ class BenchFiles:
     PLOT_CONFUSION = "confusion_matrices.png"
 
 
+class ReportFiles:
+    """File names in ``RUN/report_files/``: the build report's pictures (report.md links them; report.html
+    embeds them)."""
+
+    CONFUSION = "confusion_matrix.png"  # the recommended artifact's (up to 40 classes)
+    GALLERY_PREFIX = "misclassified-"  # misclassified-01.jpg ...: thumbnails of the worst errors
+
+    @classmethod
+    def gallery(cls, index: int) -> str:
+        return f"{cls.GALLERY_PREFIX}{index:02d}.jpg"
+
+
 class DeployFiles:
     """File names in ``RUN/deploy/`` (the recommended artifact keeps its export file name)."""
 
     RECOMMENDATION = "recommendation.json"
     LABELS = ExportFiles.LABELS
     MODEL_CARD = ExportFiles.MODEL_CARD
+
+
+class TuneFolder:
+    """``edge-export tune --out TUNE_DIR``: every file name in it. The candidates' training runs are run
+    folders under ``runs/`` (``RunFolder``), one per backbone x size x fine-tune depth."""
+
+    RESULT = "tune.json"  # written at the end of every search (also a resumed one)
+    TABLE = "tune.md"
+    PLOT = "pareto.png"  # validation accuracy vs device latency, the chosen candidate marked
+    CHOSEN_CONFIG = "chosen.yaml"  # `edge-export build --config TUNE_DIR/chosen.yaml`
+    LATENCY = "latency"  # one record per backbone x size x precision (+ the random-weight models, bench output)
+    CANDIDATES = "candidates"  # one record per finished candidate, written atomically
+    RUNS = "runs"  # the training run folders
+    IMAGES = "latency/images"  # the few generated images the latency benchmark decodes
+    BUILD = "build"  # --build: the chosen configuration's build
+    DATA = "data"  # the data the candidates train on: links to DATA/train and DATA/validation (never test/)
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    @property
+    def result(self) -> Path:
+        return self.root / self.RESULT
+
+    @property
+    def table(self) -> Path:
+        return self.root / self.TABLE
+
+    @property
+    def plot(self) -> Path:
+        return self.root / self.PLOT
+
+    @property
+    def chosen_config(self) -> Path:
+        return self.root / self.CHOSEN_CONFIG
+
+    @property
+    def latency_dir(self) -> Path:
+        return self.root / self.LATENCY
+
+    def latency_record(self, key: str) -> Path:
+        return self.latency_dir / f"{key}.json"
+
+    def latency_model(self, key: str) -> Path:
+        return self.latency_dir / "models" / f"{key}.tflite"
+
+    def latency_bench(self, key: str) -> Path:
+        return self.latency_dir / "bench" / key
+
+    @property
+    def latency_images(self) -> Path:
+        return self.root / self.IMAGES
+
+    def candidate_record(self, key: str) -> Path:
+        return self.root / self.CANDIDATES / f"{key}.json"
+
+    def run(self, key: str) -> "RunFolder":
+        return RunFolder(self.root / self.RUNS / key)
+
+    @property
+    def build_dir(self) -> Path:
+        return self.root / self.BUILD
+
+    @property
+    def data_view(self) -> Path:
+        return self.root / self.DATA
 
 
 class RunFolder:
@@ -58,6 +136,7 @@ class RunFolder:
     PACKAGE = "package"
     BUILD_STATE = ".build"  # the build's stage fingerprints
     REPORT_JSON, REPORT_MD, REPORT_HTML = "report.json", "report.md", "report.html"
+    REPORT_FILES = "report_files"  # the report's pictures (ReportFiles)
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -158,6 +237,10 @@ class RunFolder:
     @property
     def report_html(self) -> Path:
         return self.root / self.REPORT_HTML
+
+    @property
+    def report_files(self) -> Path:
+        return self.root / self.REPORT_FILES
 
     @property
     def deploy_dir(self) -> Path:  # the recommended artifact, copied by `build`

@@ -1,20 +1,23 @@
 """The images an export needs: a calibration (representative) set and QAT data from the training split,
-parity images from the validation split. Seeded samples; only the chosen files are decoded."""
+parity images from the validation split. Seeded samples; only the chosen files are decoded, into the
+on-disk pixel cache (``runtime.pixel_cache``): the validation split that training decoded is read back, not
+decoded again, and parity reads it in batches."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from edge_export.core.errors import EdgeExportError
-from edge_export.trainer.datasets import Dataset, Split, load_pixels, scan_dataset
+from edge_export.trainer.datasets import Dataset, Split, scan_dataset, stream_pixels
 from edge_export.trainer.named_datasets import resolve_data
 
 
 @dataclass
 class Images:
-    pixels: np.ndarray  # uint8 N x H x W x 3
+    pixels: Any  # uint8 N x H x W x 3: a runtime.pixel_cache.CachedPixels (slices read from disk) or an ndarray
     labels: np.ndarray  # int class indices
     split: str
 
@@ -52,15 +55,16 @@ def sample(split: Split, count: int | None, seed: int) -> Split:
 
 
 def load_images(split: Split, size: tuple[int, int], resize: str, max_pixels: int | None = None) -> Images:
-    """Decode ``split`` (unreadable or over-``max_pixels`` images skipped with a warning naming them)."""
-    pixels, labels, _ = load_pixels(split, size, resize, max_pixels=max_pixels)
+    """Decode ``split`` into the pixel cache, or find it there (unreadable or over-``max_pixels`` images
+    skipped with a warning naming them); the pixels stay on disk and are read in slices."""
+    pixels, labels, _ = stream_pixels(split, size, resize, max_pixels=max_pixels)
     return Images(pixels, labels, split.name)
 
 
 def representative_pixels(images: Images) -> np.ndarray:
     """Calibration images with the full 0..255 input range present, so an integer model's input
     quantization becomes exactly scale 1 (raw pixels) instead of depending on the sample's extremes."""
-    pixels = images.pixels.copy()
+    pixels = np.array(images.pixels, dtype=np.uint8)  # export.representative_images of them: read into memory
     pixels[0, 0, 0, :] = 0
     pixels[0, 0, 1, :] = 255
     return pixels

@@ -22,7 +22,7 @@ from pathlib import Path
 from edge_export.core.atomic import atomic_path, write_json, write_text
 from edge_export.core.config import Config, ExportConfig, load_config
 from edge_export.export.context import ExportContext
-from edge_export.export.formats import FormatSpec, resolve_formats
+from edge_export.export.formats import FormatSpec, auto_formats, resolve_formats
 from edge_export.core.hashing import sha256_file
 from edge_export.core.errors import EdgeExportError
 from edge_export.export.dependents import stale_dependents
@@ -59,7 +59,9 @@ def export_run(
     if run_config is None:
         run_config = load_config(run.config if run.config.is_file() else None)
     config = config or run_config.export
-    specs = resolve_formats(formats if formats is not None else config.formats)
+    requested = formats if formats is not None else config.formats
+    specs = resolve_formats(requested)
+    auto = auto_formats(requested)
 
     ctx = ExportContext(run, config, run_config, echo, record)
     try:
@@ -76,18 +78,29 @@ def export_run(
             "split": images.split,
             "sampled": config.parity_images is not None and len(images) < len(ctx.dataset.splits[images.split].files),
         }
-        results = [
-            export_one(ctx, fmt, images, reference, f"[{i}/{len(specs)}]", debug)
-            for i, fmt in enumerate(specs, 1)
-        ]
+        results: list[ArtifactRecord] = []
+        decisions: dict[str, dict] = {}
+        for i, fmt in enumerate(specs, 1):
+            step = f"[{i}/{len(specs)}]"
+            if fmt.name in auto:
+                decisions[fmt.name] = decision = auto_qat_decision(ctx.config, [*results, *kept])
+                echo(f"{step} {fmt.name}: {'running' if decision['ran'] else 'skipped'} ({fmt.name}:auto): "
+                     f"{decision['reason']}")
+                if not decision["ran"]:
+                    continue
+            result = export_one(ctx, fmt, images, reference, step, debug)
+            if fmt.name in decisions:
+                result.details["auto"] = decisions[fmt.name]
+            results.append(result)
         manifest = build_manifest(
             ctx=ctx,
-            formats=[f.name for f in specs],
+            formats=[r.name for r in results],
             results=results,
             keras=keras_info,
             seconds=time.perf_counter() - started,
             kept=kept,
         )
+        manifest.auto = decisions
         write_json(ctx.folder.model_card, build_model_card(ctx, manifest))
         write_json(ctx.folder.manifest, manifest.to_dict())  # last
     finally:
@@ -95,6 +108,27 @@ def export_run(
     for line in stale_dependents(run):
         echo(f"stale: {line}")
     return manifest
+
+
+def auto_qat_decision(config: ExportConfig, results: list[ArtifactRecord]) -> dict:
+    """Whether ``tflite-qat-int8:auto`` runs: only when post-training ``tflite-int8`` (this export's, or the
+    earlier export's of the same model.keras) loses more than ``export.qat.trigger_points`` of validation
+    accuracy against the Keras model. Without a tflite-int8 result to judge by, it runs."""
+    trigger = float(config.qat.trigger_points)
+    decision: dict = {"mode": "auto", "trigger_points": trigger, "compared_with": "tflite-int8"}
+    int8 = next((r for r in results if r.name == "tflite-int8"), None)
+    parity = (int8.parity or {}) if int8 is not None else {}
+    if "accuracy_drop" not in parity:
+        why = "it was not exported" if int8 is None else f"it failed ({int8.error})"
+        return {**decision, "ran": True, "reason": f"no validation result of post-training tflite-int8 to judge by: {why}"}
+    drop = float(parity["accuracy_drop"])
+    ran = drop > trigger
+    reason = (
+        f"post-training tflite-int8 loses {drop:+.2f} points of validation accuracy on {parity.get('images')} images "
+        f"({'more than' if ran else 'within'} export.qat.trigger_points {trigger:g})"
+    )
+    return {**decision, "ran": ran, "reason": reason, "int8_accuracy_drop": round(drop, 4),
+            "int8_top1_agreement": parity.get("top1_agreement"), "images": parity.get("images")}
 
 
 def _start(ctx: ExportContext, specs: list[FormatSpec]) -> list[ArtifactRecord]:

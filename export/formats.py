@@ -75,24 +75,53 @@ def get_format(name: str) -> FormatSpec:
         ) from None
 
 
-def resolve_formats(requested: Iterable[str] | str | None) -> list[FormatSpec]:
-    """Names, families (``tflite``, ``onnx``) or ``all`` -> format specs in registry order, no duplicates."""
+# ``NAME:auto``: the format runs only when its rule says it pays (export/exporter.py). Only quantization-aware
+# training has one: it runs when post-training tflite-int8 loses more than export.qat.trigger_points.
+AUTO = ":auto"
+AUTO_FORMATS = ("tflite-qat-int8",)
+
+
+def _parts(requested: Iterable[str] | str | None) -> list[tuple[str, bool]]:
+    """(name, family or ``all``; True when spelled ``NAME:auto``), split at commas."""
     if requested is None:
         requested = ["all"]
     if isinstance(requested, str):
         requested = [requested]
-    names: set[str] = set()
+    parts = []
     for item in requested:
         for part in str(item).split(","):
             part = part.strip()
-            if not part:
-                continue
-            if part == "all":
-                names.update(FORMATS)
-            elif part in FAMILIES:
-                names.update(n for n, f in FORMATS.items() if f.family == part)
-            else:
-                names.add(get_format(part).name)
+            if part.endswith(AUTO):
+                name = get_format(part[: -len(AUTO)].strip()).name
+                if name not in AUTO_FORMATS:
+                    raise EdgeExportError(
+                        f"export format {part!r}: {name} has no auto mode",
+                        hint=f"only {', '.join(a + AUTO for a in AUTO_FORMATS)} has one; name {name} plainly",
+                    )
+                parts.append((name, True))
+            elif part:
+                parts.append((part, False))
+    return parts
+
+
+def resolve_formats(requested: Iterable[str] | str | None) -> list[FormatSpec]:
+    """Names, families (``tflite``, ``onnx``), ``all`` or ``NAME:auto`` -> format specs in registry order, no
+    duplicates (whether an auto one runs is decided during the export: ``auto_formats``)."""
+    names: set[str] = set()
+    for part, _ in _parts(requested):
+        if part == "all":
+            names.update(FORMATS)
+        elif part in FAMILIES:
+            names.update(n for n, f in FORMATS.items() if f.family == part)
+        else:
+            names.add(get_format(part).name)
     if not names:
         raise EdgeExportError("no export formats requested", hint=f"use --formats all or some of: {', '.join(FORMATS)}")
     return [f for n, f in FORMATS.items() if n in names]
+
+
+def auto_formats(requested: Iterable[str] | str | None) -> set[str]:
+    """The formats requested only as ``NAME:auto`` (named plainly, by family or by ``all`` too: they always run)."""
+    parts = _parts(requested)
+    plain = [name for name, is_auto in parts if not is_auto]
+    return {name for name, is_auto in parts if is_auto} - ({f.name for f in resolve_formats(plain)} if plain else set())

@@ -102,6 +102,7 @@ def build_model_card(ctx: Any, manifest: Manifest) -> dict[str, Any]:
             "num_classes": ctx.spec.num_classes,
             "labels": ctx.labels,
             "preprocessing": ctx.preprocessing.to_dict(),
+            "input": model_card_input(ctx),
             "weights": ctx.spec.weights,
             "source": manifest.model.to_dict(),
         },
@@ -123,6 +124,7 @@ def build_model_card(ctx: Any, manifest: Manifest) -> dict[str, Any]:
                 "path": a.path,
                 "format": a.format,
                 "precision": a.precision,
+                "input_dtype": _input_dtype(ctx, a.name),
                 "size_bytes": a.size_bytes,
                 "sha256": a.sha256,
                 "status": a.status,
@@ -134,6 +136,32 @@ def build_model_card(ctx: Any, manifest: Manifest) -> dict[str, Any]:
         "versions": versions(),
         "created": manifest.created,
     }
+
+
+def model_card_input(ctx: Any) -> dict[str, Any]:
+    """How to feed every artifact (the layout, dtype, value range and normalization a client needs)."""
+    prep = ctx.preprocessing
+    height, width = prep.size
+    return {
+        "layout": "NHWC",
+        "shape": ["batch", height, width, 3],
+        "color": "RGB",
+        "dtype": "float32, except full-integer TFLite (tflite-int8, tflite-qat-int8): "
+                 f"{ctx.config.int8_io}, quantized with the input tensor's scale and zero point",
+        "value_range": [0, 255],
+        "normalization": "inside the model: feed the resized pixels as they are" if prep.is_identity else
+                         "(pixel - mean) / std per channel, before the model (and before quantizing)",
+        "mean": list(prep.mean),
+        "std": list(prep.std),
+        "resize": f"{prep.resize} as PIL resamples (filtered when shrinking), the whole image to "
+                  f"{height}x{width} (no crop)",
+        "output": "probabilities, batch x classes, in the order of labels",
+    }
+
+
+def _input_dtype(ctx: Any, name: str) -> str:
+    spec = FORMATS.get(name)
+    return ctx.config.int8_io if spec is not None and spec.integer_io else "float32"
 
 
 def render_table(manifest: Manifest) -> str:

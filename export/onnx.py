@@ -1,9 +1,10 @@
 """ONNX converters. fp32: tf2onnx from a frozen ``tf.function`` with a fixed input signature
 (``from_keras`` does not support Keras 3, and ``from_function`` turns captured constants such as the
 normalization's mean into extra graph inputs, so the function is frozen first). int8: ONNX Runtime static
-quantization (QDQ) of the fp32 graph, calibrated on the representative set
-(percentile ranges: plain min/max lost 0.5 points on EfficientNet-Lite0).
-Input ``image`` float32 N x S x S x 3 (NHWC, 0-255), output ``probabilities`` N x C."""
+quantization (QDQ) of the fp32 graph, calibrated on the representative set, with the classifier head (the
+nodes after the last global pooling: Dense and Softmax) left in float (see ``convert_int8``).
+Input ``image`` float32 N x S x S x 3 (NHWC, 0-255), output ``probabilities`` N x C (the same N: one row
+per image; both dimensions are named ``batch`` in the graph)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from edge_export.export.metadata import embed_onnx_metadata
 from edge_export.trainer.model import INPUT_NAME
 
 OUTPUT_NAME = "probabilities"
+BATCH_DIM = "batch"
 
 
 def fp32_model(ctx: ExportContext) -> Any:
@@ -72,7 +74,7 @@ def _canonicalize(proto: Any) -> None:
     initializers (their order carries no meaning in ONNX)."""
     import re
 
-    generated = re.compile(r"^(.*)__\d+$")
+    generated = re.compile(r"^(.*)__\d+(:\d+)?$")  # node `Relu6_min__10`, tensor `mul_1__6:0`
     renamed: dict[str, str] = {}
     graph = proto.graph
     for node in graph.node:
@@ -91,6 +93,17 @@ def _canonicalize(proto: Any) -> None:
         items = sorted(getattr(graph, field), key=lambda t: t.name)
         del getattr(graph, field)[:]
         getattr(graph, field).extend(items)
+    # dimension names are made up too (`unk__26`): the batch dimension of the input and the output is
+    # `batch` (one output row per input image, said in the graph), the others are numbered in graph order
+    symbols: dict[str, str] = {}
+    for value in list(graph.input) + list(graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dims and dims[0].dim_param:
+            symbols[dims[0].dim_param] = BATCH_DIM
+    for value in list(graph.input) + list(graph.value_info) + list(graph.output):
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param:
+                dim.dim_param = symbols.setdefault(dim.dim_param, f"d{len(symbols)}")
 
 
 def _save(proto: Any, out: Path) -> None:
@@ -109,42 +122,110 @@ def convert_fp32(ctx: ExportContext, fmt: FormatSpec, out: Path) -> dict:
     return {"opset": ctx.config.onnx_opset}
 
 
+# How onnx-int8 is quantized (recorded in its manifest entry). Chosen on the validation splits of cats vs
+# dogs and imagenette_small (benchmarks/scripts/onnx_int8_settings.py; numbers in the README). What cost
+# agreement was not a setting but a skipped step: see ``prepare``.
+# - MinMax ranges (as the TFLite converter calibrates), from batches of 16 images: the same agreement as a
+#   99.999 percentile (cats vs dogs 100.0% vs 99.9%, imagenette 99.8% both) in a quarter of the time: the
+#   percentile builds a 2048-bin histogram of every activation of every image, one image per run.
+# - the classifier head (the nodes after the last global pooling: Dense, Softmax) stays float: quantized,
+#   the probabilities came out in uint8 steps of 1/255 (near-ties become ties, which argmax breaks toward
+#   the lower class index; max |dp| is no better for it) and OpenCV DNN 4.x ran the int8 Dense wrongly on
+#   batches while 5.x refused to load the model. It is a few KB of weights and microseconds of compute.
+# - weights int8 per channel, activations uint8 per tensor (ONNX Runtime's CPU defaults), QDQ format.
+INT8_SETTINGS: dict[str, Any] = {
+    "format": "QDQ",
+    "weights": "int8 per channel",
+    "activations": "uint8 per tensor",
+    "calibration": "MinMax",
+    "head": "float",
+    "reduce_range": False,
+}
+
+
 def convert_int8(ctx: ExportContext, fmt: FormatSpec, out: Path) -> dict:
     import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     work = ctx.workdir / "onnx-int8"
     work.mkdir(exist_ok=True)
     source = work / "fp32.onnx"
     _save(fp32_model(ctx), source)
-    prepared = work / "prepared.onnx"
-    try:  # shape inference + graph optimization, as ONNX Runtime recommends before quantizing
-        from onnxruntime.quantization.shape_inference import quant_pre_process
-
-        with _quiet_root_logger():
-            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=False)
-    except Exception:  # optional; quantize the plain graph when it fails
-        prepared = source
     pixels = ctx.representative()
     quantized = work / "int8.onnx"
+    quantize(source, quantized, pixels, work)
+    proto = onnx.load_model(str(quantized))
+    embed_onnx_metadata(proto, ctx.metadata(fmt, opset=ctx.config.onnx_opset, calibration_images=int(len(pixels))))
+    _save(proto, out)
+    return {"opset": ctx.config.onnx_opset, "calibration_images": int(len(pixels)), "quantization": dict(INT8_SETTINGS)}
+
+
+def quantize(source: Path, out: Path, pixels: Any, work: Path, settings: dict[str, Any] | None = None) -> None:
+    """Static int8 quantization of the float graph ``source`` into ``out``, calibrated on ``pixels`` (uint8
+    N x H x W x 3, an array or anything that slices like one). ``settings``: ``INT8_SETTINGS`` by default
+    (benchmarks/scripts/onnx_int8_settings.py passes others to compare them)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    settings = {**INT8_SETTINGS, **(settings or {})}
+    prepared = work / "prepared.onnx"
+    prepare(source, prepared)
+    exclude = head_nodes(onnx.load_model(str(prepared))) if settings["head"] == "float" else []
+    method = settings["calibration"]
+    if method == "MinMax":  # ranges from batches of images in one pass
+        reader, extra = _reader(pixels, batch=_stride(len(pixels))), {}
+    else:  # histograms: one image per call, in strided chunks (memory)
+        reader, extra = _reader(pixels), {"CalibStridedMinMax": _stride(len(pixels))}
+    if method == "Percentile":
+        extra["CalibPercentile"] = float(settings.get("percentile", 99.999))
     # the calibrator prints its progress; the quantizer logs a line per adjusted weight scale on the root logger
     with contextlib.redirect_stdout(io.StringIO()), _quiet_root_logger():
         quantize_static(
             str(prepared),
-            str(quantized),
-            _reader(pixels),
+            str(out),
+            reader,
             quant_format=QuantFormat.QDQ,
             per_channel=True,
+            reduce_range=bool(settings["reduce_range"]),
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.Percentile,  # measured on EfficientNet-Lite0 / cats vs dogs:
-            # accuracy drop 0.2 points, vs 0.5 with MinMax and 0.3 with moving-average MinMax
-            extra_options={"CalibPercentile": 99.999, "CalibStridedMinMax": _stride(len(pixels))},
+            calibrate_method=getattr(CalibrationMethod, method),
+            nodes_to_exclude=exclude,
+            extra_options=extra,
         )
-    proto = onnx.load_model(str(quantized))
-    embed_onnx_metadata(proto, ctx.metadata(fmt, opset=ctx.config.onnx_opset, calibration_images=int(len(pixels))))
-    _save(proto, out)
-    return {"opset": ctx.config.onnx_opset, "calibration_images": int(len(pixels))}
+
+
+def prepare(source: Path, out: Path) -> None:
+    """ONNX Runtime's recommended pre-processing (graph optimization: BatchNorm folded, MatMul + Add fused to
+    Gemm; ONNX shape inference). Symbolic shape inference is skipped: it needs sympy, which onnxruntime no
+    longer installs, and a graph with one dynamic (batch) dimension does not need it. It used to run when
+    sympy happened to be installed and be skipped silently, with the plain graph quantized instead, when it
+    was not: a different artifact (3.81 vs 3.86 MB on the default build) from the same model, and a Dense
+    that OpenCV DNN ran as 2 x 2 for one image. Now a failure is an error, never another graph."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        with _quiet_root_logger():
+            quant_pre_process(str(source), str(out), skip_symbolic_shape=True)
+    except Exception as exc:
+        raise EdgeExportError(
+            f"ONNX Runtime's quantization pre-processing failed: {type(exc).__name__}: {exc}",
+            hint="check the installed onnx / onnxruntime versions (`pip install -e .[train]`)",
+        ) from exc
+
+
+def head_nodes(proto: Any) -> list[str]:
+    """Names of the nodes after the graph's last global pooling (GlobalAveragePool, or ReduceMean over the
+    spatial axes): the classifier head (Squeeze/Reshape, Dense as Gemm or MatMul + Add, Softmax)."""
+    nodes = list(proto.graph.node)  # in topological order
+    pools = [node for node in nodes if node.op_type in ("GlobalAveragePool", "GlobalMaxPool", "ReduceMean")]
+    if not pools:
+        return []
+    reached, head = set(pools[-1].output), []
+    for node in nodes[nodes.index(pools[-1]) + 1 :]:
+        if reached.intersection(node.input):
+            reached.update(node.output)
+            head.append(node.name)
+    return head
 
 
 @contextlib.contextmanager
@@ -163,35 +244,39 @@ CALIBRATION_CHUNK = 16
 
 
 def _stride(count: int) -> int:
-    """Images per calibration chunk. The calibrator keeps every intermediate tensor of every image of a chunk
-    before folding them into its histograms (all 200 images at once held 20+ GB for EfficientNet-Lite0 at
-    288 px), so it is fed in chunks with ONNX Runtime's strided collection."""
+    """Images per calibration chunk. The histogram calibrators (Percentile, Entropy) keep every intermediate
+    tensor of every image of a chunk before folding them into their histograms (all 200 images at once held
+    20+ GB for EfficientNet-Lite0 at 288 px), so they are fed in chunks with ONNX Runtime's strided collection.
+    MinMax keeps two numbers per tensor and run: it gets the images in batches of this size instead."""
     return min(CALIBRATION_CHUNK, count)
 
 
-def _reader(pixels: np.ndarray) -> Any:
-    """An ONNX Runtime CalibrationDataReader: one float32 image per call, then None; ``set_range`` restricts
-    it to a chunk (ONNX Runtime's ``CalibStridedMinMax`` collection, which also serves the histogram methods)."""
+def _reader(pixels: Any, batch: int = 1) -> Any:
+    """An ONNX Runtime CalibrationDataReader: ``batch`` float32 images per call, then None; ``set_range``
+    restricts it to a chunk of calls (ONNX Runtime's ``CalibStridedMinMax`` collection, which also serves the
+    histogram methods). A batch's min and max are those of its images: MinMax ranges do not depend on it."""
     from onnxruntime.quantization import CalibrationDataReader
+
+    calls = -(-len(pixels) // batch)
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self._next, self._end = 0, len(pixels)
+            self._next, self._end = 0, calls
 
         def __len__(self) -> int:  # rounded up to whole chunks, as the strided collection requires; the
-            stride = _stride(len(pixels))  # last chunk is clamped to the images there are (set_range)
-            return -(-len(pixels) // stride) * stride
+            stride = _stride(calls)  # last chunk is clamped to the calls there are (set_range)
+            return -(-calls // stride) * stride
 
         def set_range(self, start_index: int, end_index: int) -> None:
-            self._next, self._end = start_index, min(end_index, len(pixels))
+            self._next, self._end = start_index, min(end_index, calls)
 
         def get_next(self) -> dict | None:
             if self._next >= self._end:
                 return None
             i, self._next = self._next, self._next + 1
-            return {INPUT_NAME: pixels[i : i + 1].astype(np.float32)}
+            return {INPUT_NAME: np.asarray(pixels[i * batch : (i + 1) * batch], dtype=np.float32)}
 
         def rewind(self) -> None:
-            self._next, self._end = 0, len(pixels)
+            self._next, self._end = 0, calls
 
     return Reader()

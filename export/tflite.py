@@ -33,8 +33,11 @@ def _converter(ctx: ExportContext) -> Any:
 
 def write_tflite(ctx: ExportContext, fmt: FormatSpec, data: bytes, out: Path, *, calibration_images: int | None = None,
                  qat: dict[str, Any] | None = None) -> None:
-    """Embed the metadata and write the flatbuffer to ``out`` (the pipeline's temporary path)."""
-    out.write_bytes(embed_tflite_metadata(data, ctx.metadata(fmt, calibration_images=calibration_images, qat=qat)))
+    """Embed the metadata (the ``edge_export`` entry, and the standard ``TFLITE_METADATA`` entry with its
+    labels.txt zipped onto the model: export/tflite_metadata.py) and write the model to ``out`` (the
+    pipeline's temporary path)."""
+    meta = ctx.metadata(fmt, calibration_images=calibration_images, qat=qat)
+    out.write_bytes(embed_tflite_metadata(data, meta, standard=True))
 
 
 def convert_fp32(ctx: ExportContext, fmt: FormatSpec, out: Path) -> None:
@@ -85,8 +88,17 @@ def set_integer_io(converter: Any, io_type: str, integer_ops_only: bool = True) 
 
 
 def representative_batches(pixels: np.ndarray) -> Iterator[list[np.ndarray]]:
+    """The calibration images one by one, then one grey ramp from 0 to 255: it pins the input's range to
+    the pixels' whole range (a calibration set whose brightest value is 254 would make the uint8 input's
+    scale 254/255), so the integer input is exactly the pixel: uint8 scale 1 and zero point 0, int8 the
+    pixel - 128. That is what MediaPipe Tasks and the Task Library feed a quantized input, whatever its
+    scale; our runtime quantizes with the tensor's own parameters, and the two now agree exactly."""
     for i in range(len(pixels)):
         yield [pixels[i : i + 1].astype(np.float32)]
+    if len(pixels):
+        _, height, width, channels = pixels.shape
+        ramp = np.linspace(0.0, 255.0, width, dtype=np.float32)[None, None, :, None]
+        yield [np.ascontiguousarray(np.broadcast_to(ramp, (1, height, width, channels)))]
 
 
 def float_tensors(data: bytes) -> list[str]:

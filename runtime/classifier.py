@@ -1,13 +1,18 @@
 """``Classifier``: load a .tflite/.onnx image classifier and predict labels, TF-free.
 
-Labels and preprocessing come from the model's ``edge_export`` metadata, or from arguments (arguments
-win). Models without metadata take their input size from the model; float ones get identity mean/std,
-integer ones get the raw pixels (see ``quantization.raw_pixel_mean_std``).
+Labels and preprocessing come from arguments (they win), else the model's ``edge_export`` metadata,
+else (a .tflite file) its standard TFLite Model Metadata (``TFLITE_METADATA``: labels file and
+NormalizationOptions, see ``runtime.tflite_metadata``). The input size and quantization come from the
+model's tensors. A model with neither takes its input size from the model; integer ones get the raw
+pixels (see ``quantization.raw_pixel_mean_std``, the convention MediaPipe follows too); float ones get
+pixels 0-255 with a ``NormalizationUnknownWarning`` naming the flags that fix it (never a silent guess).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import warnings
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence, Union
 
@@ -17,11 +22,16 @@ from edge_export.core.errors import EdgeExportError
 from edge_export.runtime.backends import Backend, load_backend
 from edge_export.runtime.images import ImageInput, load_image, max_pixels_value
 from edge_export.runtime.metadata import ModelMetadata, parse_model_metadata
-from edge_export.runtime.preprocessing import Preprocessing
+from edge_export.runtime.preprocessing import Preprocessing, direct_input
 from edge_export.runtime.quantization import dequantize, quantize, raw_pixel_mean_std
+from edge_export.runtime.tflite_metadata import STANDARD_METADATA_NAME, StandardMetadata, read_standard_metadata
 from edge_export.core.untrusted import finite_array, is_regular_file
 
 Triple = Union[float, Sequence[float]]
+
+
+class NormalizationUnknownWarning(UserWarning):
+    """A float model whose input normalization nobody said: no metadata, no mean/std given."""
 
 
 class Prediction(NamedTuple):
@@ -40,12 +50,20 @@ class Classifier:
         preprocessing: Preprocessing,
         metadata: ModelMetadata | None = None,
         max_pixels: int | None = None,
+        standard_metadata: StandardMetadata | None = None,
+        sources: dict[str, str | None] | None = None,
+        notes: Sequence[str] = (),
     ):
         self.backend = backend
         self.path = backend.path
         self._labels = labels
         self._preprocessing = preprocessing
         self._metadata = metadata
+        self._standard = standard_metadata
+        # where the labels and the preprocessing came from: "arguments", "edge_export", "TFLITE_METADATA",
+        # "model" (input size only, or the integer-input convention) or None (labels: class indices)
+        self.sources = dict(sources or {})
+        self.warnings = tuple(notes)  # what load() warned about (also issued as Python warnings)
         self.max_pixels = max_pixels_value(max_pixels)  # image files larger than this are refused, not decoded
 
     @classmethod
@@ -71,12 +89,19 @@ class Classifier:
         backend = load_backend(path, threads=threads, providers=providers)
         path = backend.path
         metadata = parse_model_metadata(backend.metadata_text(), path)
-        prep = _choose_preprocessing(backend, metadata, preprocessing, mean, std, size)
+        standard = _standard_metadata(backend, metadata, labels, preprocessing, mean, std)
+        notes: list[str] = []
+        prep, prep_source = _choose_preprocessing(backend, metadata, standard, preprocessing, mean, std, size, notes)
         _check_input(backend, prep)
-        names = _choose_labels(labels, metadata, path)
+        names, labels_source = _choose_labels(labels, metadata, standard, path)
         classes = backend.output_spec.shape[-1] if backend.output_spec.shape else None
         if names is not None and classes is not None and len(names) != classes:
-            source = f"labels file {labels}" if isinstance(labels, (str, Path)) else "labels"
+            if isinstance(labels, (str, Path)):
+                source = f"labels file {labels}"
+            elif labels_source == STANDARD_METADATA_NAME:
+                source = f"the model's {STANDARD_METADATA_NAME} labels file {standard.labels_file!r}"
+            else:
+                source = "labels"
             raise EdgeExportError(
                 f"{len(names)} labels given ({source}) but the model has {classes} outputs",
                 path=path,
@@ -84,7 +109,10 @@ class Classifier:
             )
         if names is None and classes is not None:
             names = [str(i) for i in range(classes)]
-        return cls(backend, names, prep, metadata, max_pixels)
+        for note in notes:
+            warnings.warn(note, NormalizationUnknownWarning, stacklevel=2)
+        return cls(backend, names, prep, metadata, max_pixels, standard,
+                   {"labels": labels_source, "preprocessing": prep_source}, notes)
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -108,6 +136,12 @@ class Classifier:
     def model_metadata(self) -> ModelMetadata | None:
         """The model's embedded ``edge_export`` metadata as a typed record (None for models without it)."""
         return self._metadata
+
+    @property
+    def standard_metadata(self) -> StandardMetadata | None:
+        """The model's standard TFLite metadata (``TFLITE_METADATA``) when it was read: a .tflite file whose
+        ``edge_export`` entry (or the arguments) left labels or preprocessing open; else None."""
+        return self._standard
 
     def __repr__(self) -> str:
         return f"Classifier({str(self.path)!r}, backend={self.backend.name}, input_size={self.input_size})"
@@ -141,7 +175,8 @@ class Classifier:
                         raise
                     results[i] = exc
             if decoded:
-                rows = self.predict_proba(np.stack(list(decoded.values())))
+                arrays = list(decoded.values())
+                rows = self.predict_proba(arrays[0][np.newaxis] if len(arrays) == 1 else np.stack(arrays))
                 for i, row in zip(decoded, rows):
                     results[i] = self._top_k(row, top_k)
         return results
@@ -149,10 +184,22 @@ class Classifier:
     def predict_proba(self, pixels: np.ndarray) -> np.ndarray:
         """Already resized uint8 pixels, N x H x W x 3 (or one H x W x 3) -> float32 N x classes."""
         pixels = self._check_pixels(pixels)
-        x = quantize(self._preprocessing.normalize(pixels), self.backend.input_spec)
+        x = self._model_input(pixels)
         out = dequantize(self.backend.run(x), self.backend.output_spec)
         out = finite_array(out, what="model output", source=self.path)  # a nan is never a score
         return out.reshape(out.shape[0], -1).astype(np.float32, copy=False)
+
+    @functools.cached_property
+    def _direct_input(self):
+        return direct_input(self._preprocessing, self.backend.input_spec)
+
+    def _model_input(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 pixels -> the backend's input: for an integer input without a float copy (the pixels as they
+        are, minus 128, or a per-model lookup table), else normalize and quantize; the same values either way."""
+        direct = self._direct_input
+        if direct is not None:
+            return direct(pixels)
+        return quantize(self._preprocessing.normalize(pixels), self.backend.input_spec)
 
     def _top_k(self, row: np.ndarray, k: int) -> list[Prediction]:
         order = np.argsort(-row, kind="stable")[:k]
@@ -199,15 +246,31 @@ def _as_list(images: Any) -> list[ImageInput]:
     return [images]
 
 
+def _standard_metadata(backend: Backend, metadata: ModelMetadata | None, labels: Any,
+                       preprocessing: Any, mean: Any, std: Any) -> StandardMetadata | None:
+    """The standard TFLite metadata, read only when the arguments and the edge_export entry leave labels or
+    preprocessing open (the edge_export entry comes first; a model of ours has it complete)."""
+    if backend.path.suffix.lower() != ".tflite":
+        return None
+    need_labels = labels is None and (metadata is None or metadata.labels is None)
+    need_prep = preprocessing is None and (metadata is None or metadata.preprocessing is None) and (mean is None or std is None)
+    if not (need_labels or need_prep):
+        return None
+    return read_standard_metadata(backend.path, labels=need_labels)
+
+
 def _choose_preprocessing(
     backend: Backend,
     metadata: ModelMetadata | None,
+    standard: StandardMetadata | None,
     preprocessing: Preprocessing | dict[str, Any] | None,
     mean: Triple | None,
     std: Triple | None,
     size: int | Sequence[int] | None,
-) -> Preprocessing:
-    """Arguments win over the metadata, which wins over what the model's input implies."""
+    notes: list[str],
+) -> tuple[Preprocessing, str]:
+    """Arguments win over the edge_export metadata, which wins over the standard metadata, which wins over
+    what the model's input implies. Returns the preprocessing and where it came from."""
     overrides: dict[str, Any] = {}
     if size is not None:
         overrides["size"] = _pair(size)
@@ -215,28 +278,78 @@ def _choose_preprocessing(
         overrides["mean"] = _triple(mean, "mean")
     if std is not None:
         overrides["std"] = _triple(std, "std")
+    source = "arguments"
     if isinstance(preprocessing, dict):
         preprocessing = Preprocessing.from_dict(preprocessing)
-    if preprocessing is None and metadata is not None:
-        preprocessing = metadata.preprocessing
+    if preprocessing is None and metadata is not None and metadata.preprocessing is not None:
+        preprocessing, source = metadata.preprocessing, "edge_export"
+    if preprocessing is None and standard is not None and standard.has_normalization:
+        preprocessing, source = _standard_preprocessing(backend, standard, overrides.get("size")), STANDARD_METADATA_NAME
     if preprocessing is None:
-        preprocessing = _default_preprocessing(backend, overrides.get("size"))
+        preprocessing, source = _default_preprocessing(backend, overrides.get("size"), standard), "model"
+        if not backend.input_spec.is_integer and "mean" not in overrides and "std" not in overrides:
+            notes.append(_unknown_normalization(backend, standard))
+    if "mean" in overrides or "std" in overrides:
+        source = "arguments"
     try:
-        return dataclasses.replace(preprocessing, **overrides)
+        return dataclasses.replace(preprocessing, **overrides), source
     except EdgeExportError as exc:
         raise EdgeExportError(exc.message, path=backend.path, hint=exc.hint) from None
 
 
-def _default_preprocessing(backend: Backend, size: tuple[int, int] | None) -> Preprocessing:
+def _unknown_normalization(backend: Backend, standard: StandardMetadata | None) -> str:
+    if standard is not None:
+        has = f"its {STANDARD_METADATA_NAME} has no NormalizationOptions"
+    elif backend.path.suffix.lower() == ".tflite":
+        has = f"it has no edge_export or {STANDARD_METADATA_NAME} metadata"
+    else:
+        has = "it has no edge_export metadata"
+    return (f"{backend.path.name}: the float model's input normalization is unknown ({has}): pixels go in as "
+            "0-255 (mean 0, std 1). If the model expects another range, pass --mean and --std (Classifier.load("
+            "mean=..., std=...)): e.g. --mean 127.5 --std 127.5 for [-1, 1], --mean 0 --std 255 for [0, 1]")
+
+
+def _model_size(backend: Backend, size: tuple[int, int] | None, standard: StandardMetadata | None) -> tuple[int, int]:
+    """The image size: the argument, else the model's input tensor, else the standard metadata's default."""
+    if size is not None:
+        return size
     spec = backend.input_spec
-    if size is None:
-        if len(spec.shape) != 4 or spec.shape[1] is None or spec.shape[2] is None:
-            raise EdgeExportError(
-                f"the model's input shape {_shape_text(spec.shape)} does not fix the image size",
-                path=backend.path,
-                hint="pass size=(height, width) (--size HxW)",
-            )
-        size = (spec.shape[1], spec.shape[2])
+    if len(spec.shape) == 4 and spec.shape[1] is not None and spec.shape[2] is not None:
+        return (spec.shape[1], spec.shape[2])
+    if standard is not None and standard.default_size is not None:
+        return standard.default_size
+    raise EdgeExportError(
+        f"the model's input shape {_shape_text(spec.shape)} does not fix the image size",
+        path=backend.path,
+        hint="pass size=(height, width) (--size HxW)",
+    )
+
+
+def _standard_preprocessing(backend: Backend, standard: StandardMetadata, size: tuple[int, int] | None) -> Preprocessing:
+    """A float input: NormalizationOptions on 0-255 RGB pixels. An integer input: the raw pixels (uint8) or
+    pixels - 128 (int8), as MediaPipe Tasks and the Task Library feed it and as the schema means it ("the
+    image data will be scaled back to [0, 255]" for uint8, "to [-128, 127]" for int8: the normalization and
+    the input's quantization cancel out; applying both literally would be off by one on some pixels)."""
+    if standard.color_space not in (None, "RGB", "UNKNOWN"):
+        raise EdgeExportError(
+            f"the model's {STANDARD_METADATA_NAME} says its input is {standard.color_space}; this runtime feeds RGB images",
+            path=backend.path, hint="use an RGB model")
+    if standard.input_content not in (None, "ImageProperties"):
+        raise EdgeExportError(
+            f"the model's {STANDARD_METADATA_NAME} describes its input as {standard.input_content}, not an image",
+            path=backend.path, hint="this runtime classifies images: use an image model")
+    try:
+        checked = Preprocessing(size=_model_size(backend, size, standard), mean=standard.mean, std=standard.std)
+    except EdgeExportError as exc:
+        raise EdgeExportError(f"{STANDARD_METADATA_NAME} NormalizationOptions: {exc.message}", path=backend.path,
+                              hint="the model's metadata is unusable: pass --mean and --std") from None
+    return _default_preprocessing(backend, checked.size) if backend.input_spec.is_integer else checked
+
+
+def _default_preprocessing(backend: Backend, size: tuple[int, int] | None,
+                           standard: StandardMetadata | None = None) -> Preprocessing:
+    spec = backend.input_spec
+    size = _model_size(backend, size, standard)
     if spec.is_quantized:
         mean, std = raw_pixel_mean_std(spec)
         return Preprocessing(size=size, mean=(mean,) * 3, std=(std,) * 3)
@@ -261,14 +374,18 @@ def _check_input(backend: Backend, prep: Preprocessing) -> None:
         )
 
 
-def _choose_labels(labels: Any, metadata: ModelMetadata | None, path: Path) -> list[str] | None:
+def _choose_labels(labels: Any, metadata: ModelMetadata | None, standard: StandardMetadata | None,
+                   path: Path) -> tuple[list[str] | None, str | None]:
+    """The labels and where they came from: arguments, the edge_export entry, the standard metadata's labels file."""
     if isinstance(labels, (str, Path)):
-        return read_labels(labels)
+        return read_labels(labels), "arguments"
     if labels is not None:
-        return [str(label) for label in labels]
+        return [str(label) for label in labels], "arguments"
     if metadata is not None and metadata.labels is not None:
-        return list(metadata.labels)
-    return None
+        return list(metadata.labels), "edge_export"
+    if standard is not None and standard.labels is not None:
+        return list(standard.labels), STANDARD_METADATA_NAME
+    return None, None
 
 
 def read_labels(path: str | Path) -> list[str]:

@@ -4,6 +4,11 @@ Any file Pillow reads (JPEG, PNG, BMP, GIF's first frame, WebP, ...) in any mode
 RGBA, CMYK, 16-bit) and any EXIF orientation comes out as upright 8-bit RGB. Resizing squashes the
 whole image to the target size (no crop), like ``image_dataset_from_directory``.
 
+Decoding is sized for its use: a JPEG at least twice the target size in both directions is decoded at
+the largest DCT scale (1/2, 1/4, 1/8) that still gives at least the target size (Pillow's draft mode,
+libjpeg's scaled IDCT), then resized as usual; smaller files are decoded in full. Training, export checks,
+bench and the runtime all go through ``load_image``, so they see the same pixels.
+
 Files are untrusted: only regular files are opened (a FIFO or a device is refused, never waited on), and
 an image whose header declares more than ``max_pixels`` (width x height; default ``DEFAULT_MAX_PIXELS``,
 the setting ``data.max_image_pixels`` / ``--max-image-pixels``) is refused before any pixel is decoded.
@@ -139,11 +144,28 @@ def _is_dir(entry: os.DirEntry) -> bool:
         return False
 
 
+# EXIF orientations (tag 0x0112) that need a transpose, and those of them that swap width and height.
+_ORIENTATION_TAG = 0x0112
+_TRANSPOSED = (2, 3, 4, 5, 6, 7, 8)
+_SWAPS_SIDES = (5, 6, 7, 8)
+
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation that needs a transpose (2-8), else 1; 0 for an EXIF block that fails to parse."""
+    try:
+        value = image.getexif().get(_ORIENTATION_TAG, 1)
+    except _DECODE_ERRORS:  # a malformed EXIF block: ImageOps.exif_transpose below reports it like before
+        return 0
+    return value if value in _TRANSPOSED else 1
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
     """Upright RGB: apply EXIF rotation, take the first frame, flatten alpha on white."""
     if getattr(image, "is_animated", False):
         image.seek(0)
-    image = ImageOps.exif_transpose(image)
+    image.load()  # some formats (PNG) keep their EXIF after the pixels
+    if _orientation(image) != 1:  # exif_transpose copies even an upright image: only call it when it turns
+        image = ImageOps.exif_transpose(image)
     if image.mode == "RGB":
         return image
     if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
@@ -158,17 +180,21 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def open_rgb(path: str | Path, max_pixels: int | None = None) -> Image.Image:
+def open_rgb(path: str | Path, max_pixels: int | None = None, size: tuple[int, int] | None = None) -> Image.Image:
     """Decode a file fully into an upright RGB image, or raise ImageDecodeError naming the file.
 
     Only a regular file is read (a FIFO or device is refused at once); an image over ``max_pixels``
-    (default ``DEFAULT_MAX_PIXELS``) is refused from its header, before decoding.
+    (default ``DEFAULT_MAX_PIXELS``) is refused from its header, before decoding. With ``size`` =
+    (height, width), the upright size it will be resized to, a JPEG of at least twice that size is
+    decoded at a reduced DCT scale that still covers it (see the module doc); without, at full size.
     """
     path = Path(path)
     limit = max_pixels_value(max_pixels)
     try:
         with _open_regular(path) as file, Image.open(file) as image:
             check_pixel_limit(image, limit, path)
+            if size is not None and image.format in ("JPEG", "MPO"):  # MPO: a phone's JPEG with extra frames
+                _draft(image, size)
             image.load()  # force a full decode: truncated files fail here, not later
             return to_rgb(image)
     except ImageDecodeError:
@@ -188,6 +214,16 @@ def open_rgb(path: str | Path, max_pixels: int | None = None) -> Image.Image:
             f"cannot decode image ({type(exc).__name__}: {printable(str(exc), 160)})", path=path,
             hint="re-save it as JPEG/PNG or remove it",
         ) from None
+
+
+def _draft(image: Image.Image, size: tuple[int, int]) -> None:
+    """Ask the JPEG decoder for the smallest DCT scale (1, 1/2, 1/4, 1/8) whose result is still at least
+    ``size`` = upright (height, width): never below the target, so resizing still only shrinks."""
+    height, width = size
+    if _orientation(image) in _SWAPS_SIDES:  # stored sideways: the upright height is the stored width
+        height, width = width, height
+    if image.size[0] >= 2 * width and image.size[1] >= 2 * height:
+        image.draft(None, (width, height))
 
 
 def _open_regular(path: Path):
@@ -215,9 +251,12 @@ class _CappedReader(io.BufferedReader):
         self._size = size
 
     def read(self, n: int | None = -1) -> bytes:
-        if n is not None and n > 0:
+        if n is not None and n > _SMALL_READ:  # the many small reads of header parsing need no cap
             n = min(n, max(1, self._size - self.tell()))
         return super().read(n)
+
+
+_SMALL_READ = 1 << 16  # Pillow reads image data in 64 KiB blocks: harmless to allocate
 
 
 def resize(image: Image.Image, size: tuple[int, int], method: str = "bilinear") -> np.ndarray:
@@ -236,7 +275,7 @@ def load_image(
     Files and PIL images over ``max_pixels`` (default ``DEFAULT_MAX_PIXELS``) are refused before decoding.
     """
     if isinstance(source, (str, Path)):
-        image = open_rgb(source, max_pixels)
+        image = open_rgb(source, max_pixels, size)
     elif isinstance(source, Image.Image):
         check_pixel_limit(source, max_pixels, getattr(source, "filename", None) or None)
         image = to_rgb(source)

@@ -28,7 +28,8 @@ _MODEL_BUFFERS, _MODEL_METADATA = 4, 6
 _METADATA_NAME, _METADATA_BUFFER = 0, 1
 _BUFFER_DATA, _BUFFER_OFFSET, _BUFFER_SIZE = 0, 1, 2
 
-_TEXT_FIELDS = ("backbone", "format", "precision", "int8_io", "edge_export")
+_TEXT_FIELDS = ("backbone", "format", "precision", "int8_io", "edge_export", "name", "description", "version", "author",
+                "license")
 _COUNT_FIELDS = ("opset", "calibration_images")
 
 
@@ -49,6 +50,12 @@ class ModelMetadata:
     edge_export: str | None = None  # the version that wrote it
     opset: int | None = None  # ONNX opset
     calibration_images: int | None = None  # images the quantization was calibrated on
+    # what the model is, for people and other tools (config export.metadata; also in TFLITE_METADATA)
+    name: str | None = None
+    description: str | None = None
+    version: str | None = None  # the model's version (default: the edge-export version that made it)
+    author: str | None = None
+    license: str | None = None
     qat: dict[str, Any] | None = field(default=None, compare=False)  # quantization-aware training: images, epochs ...
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
     format_version: int = FORMAT_VERSION
@@ -173,8 +180,21 @@ def parse_metadata(text: str | bytes | None, path: str | Path | None = None) -> 
 
 def read_tflite_metadata_text(data: bytes, path: str | Path | None = None) -> str | None:
     """The UTF-8 text of the ``edge_export`` metadata entry of a TFLite flatbuffer, or None."""
+    blob = tflite_metadata_buffer(data, METADATA_NAME, path)
+    if blob is None:
+        return None
     try:
-        return _tflite_metadata(data, METADATA_NAME)
+        return blob.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EdgeExportError(f"{METADATA_NAME} metadata is not UTF-8 text ({exc})", path=path,
+                              hint="the model's metadata is damaged or not edge-export's: re-export the model") from None
+
+
+def tflite_metadata_buffer(data: bytes, name: str, path: str | Path | None = None) -> bytes | None:
+    """The bytes of the first metadata entry called ``name`` of a TFLite flatbuffer (``edge_export``,
+    ``TFLITE_METADATA`` ...), or None when it has none; a damaged model is an EdgeExportError."""
+    try:
+        return _tflite_metadata(data, name)
     except EdgeExportError:
         raise
     except (struct.error, IndexError, ValueError, TypeError, OverflowError, UnicodeDecodeError) as exc:
@@ -185,7 +205,7 @@ def read_tflite_metadata_text(data: bytes, path: str | Path | None = None) -> st
         ) from None
 
 
-def _tflite_metadata(data: bytes, name: str) -> str | None:
+def _tflite_metadata(data: bytes, name: str) -> bytes | None:
     import flatbuffers  # a dependency of ai-edge-litert and onnxruntime
 
     if len(data) < 8 or data[4:8] != TFLITE_IDENTIFIER:
@@ -195,14 +215,14 @@ def _tflite_metadata(data: bytes, name: str) -> str | None:
     entries = _vector_tables(model, _MODEL_METADATA)
     for entry in entries:
         o = entry.Offset(4 + 2 * _METADATA_NAME)
-        if not o or entry.String(entry.Pos + o).decode("utf-8") != name:
+        if not o or entry.String(entry.Pos + o) != name.encode("utf-8"):
             continue
         o = entry.Offset(4 + 2 * _METADATA_BUFFER)
         index = entry.Get(flatbuffers.number_types.Uint32Flags, entry.Pos + o) if o else 0
         buffers = _vector_tables(model, _MODEL_BUFFERS)
         if index >= len(buffers):
             raise ValueError(f"metadata buffer index {index} out of range")
-        return _buffer_bytes(buffers[index], data).decode("utf-8")
+        return _buffer_bytes(buffers[index], data)
     return None
 
 

@@ -10,6 +10,9 @@ import pytest
 from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# decoded images go to a temporary folder per process (removed at exit), never to ~/.cache; tests of the
+# cache itself point EDGE_EXPORT_PIXEL_CACHE at their tmp_path
+os.environ.setdefault("EDGE_EXPORT_PIXEL_CACHE", "off")
 
 SHARED = Path(os.environ.get("EDGE_EXPORT_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 COLORS = {"red": 0, "green": 1, "blue": 2}

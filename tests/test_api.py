@@ -74,10 +74,10 @@ def test_every_registered_stage_is_accepted(name):
 
 
 def test_config_defaults_are_registered_names():
-    from edge_export.export.formats import FORMATS
+    from edge_export.export.formats import AUTO, FORMATS
 
     defaults = Config()
-    assert set(defaults.export.formats) <= set(FORMATS)
+    assert {f.removesuffix(AUTO) for f in defaults.export.formats} <= set(FORMATS)  # NAME or NAME:auto
     assert set(defaults.build.stages) == set(_stages())
     assert defaults.model.backbone in _backbones()
 

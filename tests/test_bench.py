@@ -326,24 +326,34 @@ def test_data_root_without_test_split_and_empty_run_folder_are_errors(tmp_path):
 # ----------------------------------------------------------------------------- compare_reference, imports
 
 
-def test_compare_reference_times_both_models_interleaved(tiny_run, shared, tmp_path):
+def test_compare_reference_times_the_models_over_photos_interleaved(tiny_run, shared, tmp_path):
     script = load_script("compare_reference")
-    compare_reference, render = script.compare_reference, script.render
-
-    reference = shared / "reference-models" / "mobilenet_v2_1.0_224_quant.tflite"
-    if not reference.is_file():
-        pytest.skip("no reference model")
-    result = compare_reference(tiny_run["run"], tiny_run["data"], reference=reference, runs=3, repeats=2, warmup=1)
+    tf1 = shared / "reference-models" / "mobilenet_v2_1.0_224_quant.tflite"
+    settings = {"input_size": 32, "alpha": 0.35, "classes": 10, "calibration": 2}  # a tiny modern reference
+    reference = script.modern_reference(tmp_path / "cache", **settings)
+    built = reference.stat().st_mtime_ns
+    result = script.compare_reference(
+        tiny_run["run"], tiny_run["data"], cache=tmp_path / "cache", reference_settings=settings,
+        tf1_reference=tf1 if tf1.is_file() else False, every=2, repeats=2, warmup=1,
+    )
+    assert result["models"]["reference"]["path"] == str(reference) and reference.stat().st_mtime_ns == built  # cached
+    assert result["artifact"] == "tflite-int8"  # no recommendation in this run: the default
+    assert len(result["photos"]) == 6 and result["photos"] == [str(p) for p in sorted(
+        (tiny_run["data"] / "test").rglob("*.png"), key=lambda p: (p.parent.name, p.name))][::2]
+    names = ["tflite-int8", "reference"] + (["reference_tf1"] if tf1.is_file() else [])
+    assert list(result["models"]) == names
+    for m in result["models"].values():
+        assert all(len(m["per_photo_ms"][kind]) == 6 for kind in script.KINDS)
+        assert 0 < m["ms"]["bare"]["p50"] <= m["ms"]["bare"]["p90"] and m["ms"]["decode"]["p50"] > 0
+        assert m["e2e_overhead_pct"]["p50"] <= m["e2e_overhead_pct"]["p90"]
     ours, ref = result["models"]["tflite-int8"], result["models"]["reference"]
-    for m in (ours, ref):
-        assert len(m["block_p50_ms"]["bare"]) == 2 and m["p50_ms"]["bare"] > 0
-        assert m["pooled_ms"]["e2e"]["runs"] == 6 and isinstance(m["overhead_pct"], float)
-    assert ours["input"] == "32x32 uint8" and ref["input"] == "224x224 uint8"
-    assert result["bare_ratio"] == pytest.approx(ours["p50_ms"]["bare"] / ref["p50_ms"]["bare"])
-    text = render(result)
+    assert ours["input"] == "32x32 uint8" and ref["input"] == "32x32 uint8" and "modern" in ref["label"]
+    assert result["bare_ratio"] == pytest.approx(ours["ms"]["bare"]["p50"] / ref["ms"]["bare"]["p50"])
+    text = script.render(result)
     assert "runtime overhead of tflite-int8 over the bare interpreter call (1 thread)" in text
+    assert "modern reference:" in text and "over 6 photos (one in 2 of" in text
     with pytest.raises(EdgeExportError, match="no artifact 'onnx-int8'"):
-        compare_reference(tiny_run["run"], tiny_run["data"], reference=reference, artifact="onnx-int8")
+        script.compare_reference(tiny_run["run"], tiny_run["data"], artifact="onnx-int8", reference=reference)
 
 
 def test_benchmark_modules_do_not_import_tensorflow():

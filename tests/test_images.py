@@ -105,3 +105,57 @@ def test_load_image_inputs_agree(tmp_path):
     np.testing.assert_array_equal(from_path, load_image(np.asarray(_base()), (10, 12)))
     with pytest.raises(EdgeExportError, match="dtype"):
         load_image(np.zeros((4, 4, 3), np.float32), (4, 4))
+
+
+# ----------------------------------------------------------------------------- decoding sized for its use (JPEG draft mode)
+
+
+def _photo(width: int, height: int) -> Image.Image:
+    """A smooth, photo-like RGB image (gradients and waves) of any size."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    channels = [255 * x / width, 255 * y / height, 128 + 100 * np.sin(x / 37.0) * np.cos(y / 23.0)]
+    return Image.fromarray(np.stack(channels, axis=-1).astype(np.uint8))
+
+
+def test_a_large_jpeg_is_decoded_at_the_dct_scale_that_still_covers_the_target(tmp_path):
+    path = tmp_path / "big.jpg"
+    _photo(1200, 900).save(path, quality=92)
+    assert open_rgb(path).size == (1200, 900)  # no target size: full decode
+    assert open_rgb(path, size=(64, 64)).size == (150, 113)  # 1/8, still >= 64 x 64
+    assert open_rgb(path, size=(288, 288)).size == (600, 450)  # 1/2: 1/4 would give 300 x 225, under 288
+    full = np.asarray(open_rgb(path).resize((288, 288), Image.Resampling.BILINEAR), np.int16)
+    fast = load_image(path, (288, 288))
+    assert fast.shape == (288, 288, 3) and fast.dtype == np.uint8
+    assert np.abs(full - fast).mean() < 1.5  # the same picture: DCT scaling, then bilinear, ~ bilinear alone
+    mpo = tmp_path / "big.mpo"  # a phone's multi-picture JPEG: its first frame, drafted the same way
+    _photo(1200, 900).save(mpo, save_all=True, append_images=[Image.new("RGB", (1200, 900))], quality=92)
+    assert open_rgb(mpo, size=(64, 64)).size == (150, 113)
+    np.testing.assert_array_equal(load_image(mpo, (288, 288)), load_image(path.with_name("big.jpg"), (288, 288)))
+
+
+def test_a_jpeg_under_twice_the_target_and_other_formats_are_decoded_in_full(tmp_path):
+    jpeg, png = tmp_path / "wide.jpg", tmp_path / "big.png"
+    _photo(1000, 100).save(jpeg, quality=92)
+    _photo(1200, 900).save(png)
+    assert open_rgb(jpeg, size=(64, 64)).size == (1000, 100)  # 100 rows < 2 x 64: no scale keeps 64 rows
+    assert open_rgb(png, size=(64, 64)).size == (1200, 900)
+    for path in (jpeg, png):
+        expected = np.asarray(open_rgb(path).resize((64, 64), Image.Resampling.BILINEAR))
+        np.testing.assert_array_equal(load_image(path, (64, 64)), expected)
+
+
+def test_the_draft_size_follows_the_exif_rotation(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: 1200 wide, 600 high; upright 600 wide, 1200 high
+    path = tmp_path / "sideways.jpg"
+    _photo(1200, 600).save(path, exif=exif.tobytes(), quality=92)
+    out = open_rgb(path, size=(500, 250))  # upright (height, width): 2x fits the upright image, not the stored one
+    assert out.size == (300, 600)  # decoded at 1/2, then turned upright; still covers 250 x 500
+    assert load_image(path, (500, 250)).shape == (500, 250, 3)
+
+
+def test_the_pixel_limit_applies_to_the_declared_size_not_the_drafted_one(tmp_path):
+    path = tmp_path / "big.jpg"
+    _photo(1200, 900).save(path)
+    with pytest.raises(ImageDecodeError, match="over the limit"):
+        load_image(path, (64, 64), max_pixels=100_000)  # 1.08 MP declared, 150 x 113 once drafted

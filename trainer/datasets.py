@@ -2,8 +2,9 @@
 
 Class names and their order come from ``train/`` (sorted folder names, as ``image_dataset_from_directory``
 does). Without ``validation/``, a seeded, stratified split of ``train/`` is used. Images are decoded with the
-runtime's decoder (one implementation for training and inference); unreadable files are skipped with one
-warning that lists them, and the counts are of the images actually used.
+runtime's decoder (one implementation for training and inference) into the on-disk pixel cache
+(``runtime.pixel_cache``: decoded once, reused by later runs and stages, read back in batches); unreadable
+files are skipped with one warning that lists them, and the counts are of the images actually used.
 
 Which files count (``runtime.images.find_images``): image files anywhere below a class folder, sub-folders
 included as that class (counted and reported: ``nested_folders``; a sub-folder named like another class is
@@ -15,13 +16,15 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from edge_export.core.errors import EdgeExportError
-from edge_export.runtime.images import decode_many, find_images, skipped_text
+from edge_export.runtime.images import find_images, skipped_text
+from edge_export.runtime.pixel_cache import CachedPixels, decoded_pixels
 from edge_export.core.untrusted import printable
 
 log = logging.getLogger(__name__)
@@ -214,10 +217,24 @@ def load_pixels(
     workers: int | None = None,
     max_pixels: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[Path]]:
-    """Decode and resize a split: (uint8 N x H x W x 3, labels, skipped files). Bad files are skipped.
+    """Decode and resize a split into memory: (uint8 N x H x W x 3, labels, skipped files). Bad files are
+    skipped. For small sets; :func:`stream_pixels` leaves the pixels on disk (what training and export use).
 
     ``max_pixels``: images larger than this (from their header) are bad files too (see runtime.images).
     """
+    pixels, labels, skipped = stream_pixels(split, size, method, workers, max_pixels)
+    return pixels.read(), labels, skipped
+
+
+def stream_pixels(
+    split: Split,
+    size: tuple[int, int],
+    method: str = "bilinear",
+    workers: int | None = None,
+    max_pixels: int | None = None,
+) -> tuple[CachedPixels, np.ndarray, list[Path]]:
+    """Decode and resize a split into the pixel cache (or find it there): (uint8 N x H x W x 3 on disk, read
+    in batches; labels; skipped files). Bad files are skipped, as in :func:`load_pixels`."""
     pixels, labels, skipped = _decode(split, size, method, workers, max_pixels)
     if not len(labels):
         raise EdgeExportError(f"no readable images in the {split.name} split", hint="check the image files")
@@ -226,8 +243,8 @@ def load_pixels(
 
 def decode_splits(
     dataset: Dataset, size: tuple[int, int], method: str = "bilinear", max_pixels: int | None = None
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Decode every split: {split: (pixels, labels)} of the images used; each split's ``skipped`` is set.
+) -> dict[str, tuple[CachedPixels, np.ndarray]]:
+    """Decode every split: {split: (pixels on disk, labels)} of the images used; each split's ``skipped`` is set.
 
     A class left with no image in train or validation because all of its files there were unreadable is
     an error naming the class and those files (a class that never had validation images is not).
@@ -270,12 +287,16 @@ def _check_no_class_lost(dataset: Dataset, split: Split) -> None:
 
 def _decode(
     split: Split, size: tuple[int, int], method: str, workers: int | None, max_pixels: int | None
-) -> tuple[np.ndarray, np.ndarray, list[Path]]:
-    decoded = decode_many(split.files, size, method, max_pixels, workers)
+) -> tuple[CachedPixels, np.ndarray, list[Path]]:
+    started = time.perf_counter()
+    decoded = decoded_pixels(split.files, size, method, max_pixels, workers)
+    log.info("%s: %d images at %dx%d %s in %.1fs (%s)", split.name, len(decoded), size[0], size[1],
+             "from the pixel cache" if decoded.reused else "decoded", time.perf_counter() - started,
+             printable(decoded.path.parent, 200))
     if decoded.errors:
         log.warning("skipped %d unreadable image(s) in %s:\n%s", len(decoded.errors), split.name,
                     skipped_text(split.files, decoded.errors))
-    return decoded.pixels, split.labels[decoded.kept], [split.files[i] for i in decoded.errors]
+    return decoded, split.labels[decoded.kept], [split.files[i] for i in decoded.errors]
 
 
 def _class_folders(split_dir: Path) -> list[str]:

@@ -38,7 +38,8 @@ def build_classifier(keras: Any, spec: ModelSpec, weights: str = "imagenet") -> 
     features = backbone.build(keras, x, weights)
     x = keras.layers.GlobalAveragePooling2D(name=POOL)(features)
     x = keras.layers.Dropout(spec.dropout, name=DROPOUT)(x)
-    outputs = keras.layers.Dense(spec.num_classes, activation="softmax", name=CLASSIFIER)(x)
+    # float32 even under mixed precision (train.mixed_precision): a float16 softmax saturates and its log underflows
+    outputs = keras.layers.Dense(spec.num_classes, activation="softmax", name=CLASSIFIER, dtype="float32")(x)
     model = keras.Model(inputs, outputs, name=f"{spec.backbone}_classifier")
     if backbone.finish is not None:
         backbone.finish(model, weights)

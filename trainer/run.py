@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import os
 import platform
+import tempfile
 import time
 from pathlib import Path
 
@@ -14,11 +15,12 @@ import numpy as np
 
 from edge_export.core import __version__
 from edge_export.core.atomic import atomic_path, write_json, write_text
-from edge_export.core.config import Config
+from edge_export.core.config import Config, TrainConfig
 from edge_export.core.run_folder import RunFolder
 from edge_export.core.run_record import forget_record, write_record
 from edge_export.core.tf_env import import_keras, seed_everything
 from edge_export.trainer.datasets import Dataset, decode_splits, scan_dataset
+from edge_export.trainer.distribute import Distribution, class_weights, resolve_mixed_precision
 from edge_export.trainer.model import ModelSpec, build_classifier, model_preprocessing
 from edge_export.trainer.named_datasets import KNOWN, resolve_data
 
@@ -31,7 +33,21 @@ def prepare_dataset(config: Config) -> Dataset:
 
 
 def train_run(config: Config, run: RunFolder, dataset: Dataset | None = None) -> dict:
+    """Train into ``run``; under train.distribute=multi_worker only the chief does: another worker trains
+    into a scratch folder, removed at the end, and returns its metrics (its run folder stays untouched)."""
     t_start = time.perf_counter()
+    import_keras()
+    from edge_export.trainer.distribute import make_distribution
+
+    dist = make_distribution(config.train.distribute)  # first: the strategy must exist before any TF operation
+    if dist.is_chief:
+        return _train_run(config, run, dataset, dist, t_start)
+    log.info("%s of %d workers: training into a scratch folder (only the chief writes the run folder)", dist.task, dist.workers)
+    with tempfile.TemporaryDirectory(prefix="edge-export-worker-") as scratch:
+        return _train_run(config, RunFolder(Path(scratch) / "run"), dataset, dist, t_start)
+
+
+def _train_run(config: Config, run: RunFolder, dataset: Dataset | None, dist: Distribution, t_start: float) -> dict:
     keras = import_keras()
     from edge_export.trainer.two_stage import SplitArrays, train_two_stages
 
@@ -59,8 +75,27 @@ def train_run(config: Config, run: RunFolder, dataset: Dataset | None = None) ->
     write_text(run.config, recorded_config(config).to_yaml())
     seed_everything(config.train.seed)
 
-    model = build_classifier(keras, spec, weights=config.model.weights)
-    outcome = train_two_stages(model, backbone, config.train, data, run)
+    weights = class_weights(data["train"].labels, dataset.num_classes, config.train.class_weight)
+    train_cfg = scaled_train_config(config.train, dist)
+    policy = resolve_mixed_precision(config.train.mixed_precision)
+    training = {
+        **dist.record(), "global_batch_size": train_cfg.batch_size,
+        "learning_rates": {"feature_extraction": train_cfg.feature_extraction.learning_rate, "fine_tune": train_cfg.fine_tune.learning_rate},
+        "mixed_precision": policy, "class_weight": config.train.class_weight,
+        "class_weights": {dataset.class_names[i]: round(w, 6) for i, w in weights.items()} if weights else None,
+    }
+    log.info("training: %s", training)
+    previous_policy = keras.mixed_precision.dtype_policy().name
+    keras.mixed_precision.set_dtype_policy(policy)
+    try:
+        with dist.strategy.scope():  # model, optimizers, compile and fit: all under the strategy
+            model = build_classifier(keras, spec, weights=config.model.weights)
+            outcome = train_two_stages(model, backbone, train_cfg, data, run, class_weight=weights)
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous_policy)
+    if policy != "float32":  # the saved model computes in float32 like any other run: same weights, float32 layers
+        trained, model = model, build_classifier(keras, spec, weights="none")
+        model.set_weights(trained.get_weights())
 
     metrics: dict = {}
     for name, d in data.items():
@@ -68,6 +103,7 @@ def train_run(config: Config, run: RunFolder, dataset: Dataset | None = None) ->
         accuracy = float(np.mean(probs.argmax(axis=1) == d.labels))
         loss = float(np.mean(-np.log(np.clip(probs[np.arange(len(d.labels)), d.labels], 1e-7, 1.0))))
         metrics[name] = {"accuracy": accuracy, "loss": loss, "images": int(len(d.labels))}
+    metrics["training"] = training
     metrics["timing_seconds"] = {
         "decode": round(decode_seconds, 2),
         "cache_features": round(outcome.cache_seconds, 2),
@@ -91,6 +127,17 @@ def train_run(config: Config, run: RunFolder, dataset: Dataset | None = None) ->
         model.save(tmp)
     write_record(run)  # last: run.json with the sha256 of every file above means one finished run
     return metrics
+
+
+def scaled_train_config(train: TrainConfig, dist: Distribution) -> TrainConfig:
+    """``train`` with the global batch size and the learning rates for ``dist``'s replicas (unchanged for one)."""
+    batch, fe_lr = dist.scale(train.batch_size, train.feature_extraction.learning_rate)
+    _, ft_lr = dist.scale(train.batch_size, train.fine_tune.learning_rate)
+    return dataclasses.replace(
+        train, batch_size=batch,
+        feature_extraction=dataclasses.replace(train.feature_extraction, learning_rate=fe_lr),
+        fine_tune=dataclasses.replace(train.fine_tune, learning_rate=ft_lr),
+    )
 
 
 def recorded_config(config: Config) -> Config:

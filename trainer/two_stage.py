@@ -25,6 +25,7 @@ from edge_export.core.tf_env import import_keras
 from edge_export.trainer.backbones import BackboneSpec
 from edge_export.trainer.callbacks import BestCheckpoint
 from edge_export.trainer.model import CLASSIFIER, DROPOUT, POOL, base_layers, base_units
+from edge_export.trainer.streaming import ActivationStore, fit_dataset, mirrored, ordered_dataset, predict
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ LOSS = "sparse_categorical_crossentropy"
 
 @dataclass
 class SplitArrays:
-    pixels: np.ndarray  # uint8 N x H x W x 3 (Keras casts each batch to float32 at the input)
+    pixels: Any  # uint8 N x H x W x 3: a DiskArray (the pixel cache) or an ndarray; Keras casts each batch to float32
     labels: np.ndarray
 
 
@@ -54,8 +55,10 @@ class TrainingOutcome:
 
 
 def train_two_stages(
-    model: Any, backbone: BackboneSpec, cfg: TrainConfig, data: dict[str, SplitArrays], run: RunFolder
+    model: Any, backbone: BackboneSpec, cfg: TrainConfig, data: dict[str, SplitArrays], run: RunFolder,
+    class_weight: dict[int, float] | None = None,
 ) -> TrainingOutcome:
+    """Call under the strategy's scope (trainer/distribute.py); ``cfg.batch_size`` is the global batch."""
     keras = import_keras()
     for layer in base_layers(model):
         layer.trainable = False
@@ -67,17 +70,26 @@ def train_two_stages(
     # What the frozen part computes once, if anything: the input of the first fine-tuned layer.
     cut = _cut_tensor(model, top) if fine.enabled and not fine.augment else None
     t0 = time.perf_counter()
-    acts: dict[str, np.ndarray] = {}
+    acts: dict[str, Any] = {}  # frozen-base activations per split, on disk (trainer/streaming.py)
+    store = ActivationStore()
+    try:
+        return _train(model, cfg, data, run, class_weight, keras, top, stages, verbose, cut, t0, acts, store)
+    finally:
+        store.close()
+
+
+def _train(model, cfg, data, run, class_weight, keras, top, stages, verbose, cut, t0, acts, store) -> TrainingOutcome:
+    fine = cfg.fine_tune
     train_labels = data["train"].labels  # labels of the cached training activations
     if cut is not None or (cfg.feature_extraction.enabled and cfg.feature_extraction.mode == "cached"):
         source = cut if cut is not None else model.get_layer(POOL).input
         log.info("caching frozen-base activations (%s) for %s", _shape(source), ", ".join(data))
         bottom = keras.Model(model.input, source)
-        acts = {name: bottom.predict(d.pixels, batch_size=cfg.batch_size, verbose=verbose) for name, d in data.items()}
-        if cfg.cache_flipped:  # mirror images as extra training examples: exact, not an approximation
-            log.info("caching activations of mirrored training images")
-            mirrored = bottom.predict(data["train"].pixels[:, :, ::-1], batch_size=cfg.batch_size, verbose=verbose)
-            acts["train"] = np.concatenate([acts["train"], mirrored])
+        for name, d in data.items():
+            # mirror images as extra training examples (cache_flipped): exact, not an approximation
+            flips = (None, mirrored) if name == "train" and cfg.cache_flipped else (None,)
+            acts[name] = store.compute(name, bottom, d.pixels, cfg.batch_size, flips)
+        if cfg.cache_flipped:
             train_labels = np.concatenate([data["train"].labels, data["train"].labels])
     cache_seconds = time.perf_counter() - t0
 
@@ -86,7 +98,7 @@ def train_two_stages(
         t = time.perf_counter()
         if fe.mode == "cached":
             from_acts = keras.Model(cut if cut is not None else model.get_layer(POOL).input, model.get_layer(POOL).output)
-            pooled = {n: from_acts.predict(a, batch_size=256, verbose=0) for n, a in acts.items()}
+            pooled = {n: store.compute(f"pooled-{n}", from_acts, a, 256) for n, a in acts.items()}
             head_in = keras.Input(pooled["train"].shape[1:], name="pooled_features")
             head = keras.Model(head_in, model.get_layer(CLASSIFIER)(model.get_layer(DROPOUT)(head_in)))
             x_train, y_train, x_val = pooled["train"], train_labels, pooled["validation"]
@@ -95,7 +107,7 @@ def train_two_stages(
             x_train, y_train, x_val = data["train"].pixels, data["train"].labels, data["validation"].pixels
         stage = _fit(
             "feature_extraction", head, model, x_train, y_train, x_val, data["validation"].labels,
-            fe.learning_rate, fe.epochs, fe.patience, cfg, run, verbose,
+            fe.learning_rate, fe.epochs, fe.patience, cfg, run, verbose, class_weight=class_weight,
         )
         stage.seconds = time.perf_counter() - t
         stages.append(stage)
@@ -113,7 +125,7 @@ def train_two_stages(
         baseline = stages[-1].best_val_loss if stages else math.inf
         stage = _fit(
             "fine_tune", trained, model, x_train, y_train, x_val, data["validation"].labels,
-            fine.learning_rate, fine.epochs, fine.patience, cfg, run, verbose, baseline=baseline,
+            fine.learning_rate, fine.epochs, fine.patience, cfg, run, verbose, baseline=baseline, class_weight=class_weight,
         )
         stage.seconds = time.perf_counter() - t
         stages.append(stage)
@@ -123,27 +135,27 @@ def train_two_stages(
     # Predictions of the final model; from the cache where possible (same computation, no second pass).
     if acts and (cut is not None or not fine.enabled):
         top = keras.Model(cut if cut is not None else model.get_layer(POOL).input, model.output)
-        probabilities = {n: top.predict(a[: len(data[n].labels)], batch_size=256, verbose=0) for n, a in acts.items()}
+        probabilities = {n: predict(top, a, 256, rows=len(data[n].labels)) for n, a in acts.items()}
     else:
-        probabilities = {n: model.predict(d.pixels, batch_size=cfg.batch_size, verbose=0) for n, d in data.items()}
+        probabilities = {n: predict(model, d.pixels, cfg.batch_size) for n, d in data.items()}
     return TrainingOutcome(stages=stages, probabilities=probabilities, cache_seconds=cache_seconds)
 
 
 def _fit(
     name: str, trained: Any, full_model: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
     y_val: np.ndarray, lr: float, epochs: int, patience: int, cfg: TrainConfig, run: RunFolder, verbose: int,
-    baseline: float = math.inf,
+    baseline: float = math.inf, class_weight: dict[int, float] | None = None,
 ) -> StageResult:
     keras = import_keras()
     trained.compile(optimizer=keras.optimizers.Adam(lr), loss=LOSS, metrics=["accuracy"])
     if math.isfinite(baseline):  # never end a stage worse than it started
-        baseline = float(trained.evaluate(x_val, y_val, batch_size=256, verbose=0)[0])
+        baseline = float(trained.evaluate(ordered_dataset(x_val, y_val, 256), verbose=0)[0])
     checkpoint = BestCheckpoint(full_model, run.checkpoints / f"{name}_best.keras", baseline=baseline, stage=name)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience)
     log.info("stage %s: %d trainable weights, lr %g, up to %d epochs", name, len(trained.trainable_weights), lr, epochs)
-    history = trained.fit(
-        x_train, y_train, validation_data=(x_val, y_val), epochs=epochs, batch_size=cfg.batch_size,
-        shuffle=True, callbacks=[checkpoint, stop], verbose=verbose,
+    history = trained.fit(  # batches read from disk, in the order fit(x_train, y_train, shuffle=True) would use
+        fit_dataset(x_train, y_train, cfg.batch_size, shuffle=True),
+        validation_data=ordered_dataset(x_val, y_val, cfg.batch_size), epochs=epochs, shuffle=False, callbacks=[checkpoint, stop], verbose=verbose, class_weight=class_weight,
     )
     return StageResult(
         name=name,

@@ -10,8 +10,18 @@ def backbones() -> None:
     """List the backbones that --backbone accepts."""
     from edge_export.trainer.backbones import list_backbones
 
-    rows = [(b.name, str(b.default_size), b.description, b.weights_source) for b in list_backbones()]
+    rows = [(b.name, str(b.default_size), b.description, _weights(b)) for b in list_backbones()]
     widths = [max(len(r[i]) for r in rows + [("name", "size", "", "")]) for i in range(3)]
     click.echo(f"{'name':<{widths[0]}}  {'size':>{widths[1]}}  description / weights")
     for name, size, description, source in rows:
         click.echo(f"{name:<{widths[0]}}  {size:>{widths[1]}}  {description}\n{'':<{widths[0] + widths[1] + 4}}weights: {source}")
+
+
+def _weights(spec) -> str:
+    """The weight source, and whether it loads without a network (what ``edge-export tune`` searches by default)."""
+    if not spec.pretrained:
+        return spec.weights_source
+    sizes = [s for s in (spec.fixed_sizes or (spec.default_size,)) if spec.weights_offline(s)]
+    if not sizes:
+        return f"{spec.weights_source}; not available offline yet"
+    return f"{spec.weights_source}; available offline" + (f" ({', '.join(map(str, sizes))} px)" if spec.fixed_sizes else "")

@@ -36,8 +36,9 @@ def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=1), help="Predictions per image.")
 @click.option("--labels", "labels_file", type=click.Path(dir_okay=False), help="labels.txt (overrides the model's).")
-@click.option("--mean", callback=_floats3, help="Per-channel mean R,G,B subtracted from 0-255 pixels.")
-@click.option("--std", callback=_floats3, help="Per-channel std R,G,B the pixels are divided by.")
+@click.option("--mean", callback=_floats3,
+              help="Per-channel mean R,G,B subtracted from 0-255 pixels [default: the model's metadata].")
+@click.option("--std", callback=_floats3, help="Per-channel std R,G,B the pixels are divided by [default: the model's metadata].")
 @click.option("--size", callback=_size, help="Input size HxW (models without a fixed size).")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for the interpreter.")
 @click.option("--provider", "providers", multiple=True, help="ONNX Runtime provider (cpu, cuda, tensorrt); repeatable.")
@@ -47,12 +48,18 @@ def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
 def predict(model, images, top_k, labels_file, mean, std, size, threads, providers, max_image_pixels, as_json) -> None:
     """Classify IMAGE files with MODEL (.tflite or .onnx).
 
+    Labels and normalization come from the model's edge_export metadata, else (a .tflite file) its
+    standard TFLite metadata (TFLITE_METADATA), else the flags; a float model with none of them is fed
+    0-255 pixels with a warning that names --mean/--std.
+
     Every image gets its result; an image that cannot be used (unreadable, not a regular file, over the
     pixel limit) gets an error line naming it instead, and the exit status is then 1.
     """
+    import warnings
+
     from edge_export.core.errors import EdgeExportError
     from edge_export.core.native_stderr import native_stderr_captured
-    from edge_export.runtime.classifier import Classifier
+    from edge_export.runtime.classifier import Classifier, NormalizationUnknownWarning
     from edge_export.core.untrusted import printable
 
     if providers:  # a name ONNX Runtime does not offer: an error naming the ones it does, before any work
@@ -60,17 +67,21 @@ def predict(model, images, top_k, labels_file, mean, std, size, threads, provide
 
         check_providers(providers)
     with native_stderr_captured():  # LiteRT's delegate notice; replayed if loading or predicting fails
-        classifier = Classifier.load(
-            model,
-            labels=labels_file,
-            mean=mean,
-            std=std,
-            size=size,
-            threads=threads,
-            providers=list(providers) or None,
-            max_pixels=max_image_pixels,
-        )
+        with warnings.catch_warnings():  # printed below as one line each, not as Python warnings
+            warnings.simplefilter("ignore", NormalizationUnknownWarning)
+            classifier = Classifier.load(
+                model,
+                labels=labels_file,
+                mean=mean,
+                std=std,
+                size=size,
+                threads=threads,
+                providers=list(providers) or None,
+                max_pixels=max_image_pixels,
+            )
         results = classifier.predict_each(list(images), top_k=top_k)  # a bad image does not stop the others
+    for note in classifier.warnings:  # e.g. a float model whose normalization nobody said (after the capture)
+        click.secho(f"warning: {printable(note, 1000)}", fg="yellow", err=True)
     failed = [(image, r) for image, r in zip(images, results) if isinstance(r, EdgeExportError)]
     if as_json:
         payload = [

@@ -91,7 +91,7 @@ def _repack_installed(dist: importlib_metadata.Distribution, tmp: Path) -> Path:
     """A wheel from an installed (non-editable) distribution's files, with a fresh RECORD."""
     files = [f for f in (dist.files or []) if not f.name.endswith(".pyc") and "__pycache__" not in f.parts]
     info = next((f.parts[0] for f in files if f.parts[0].endswith(".dist-info")), None)
-    code = [f for f in files if f.parts[0] == "edge_export" and f.suffix == ".py"]
+    code = [f for f in files if f.parts[0] == "edge_export" and f.suffix in (".py", ".fbs")]  # .fbs: package data
     if info is None or not any(f.as_posix() == "edge_export/__init__.py" for f in code):
         raise EdgeExportError(
             "cannot find edge-export's files to build a wheel (an editable install without its source tree?)",

@@ -1,48 +1,132 @@
-"""A run's int8 artifact against the reference MobileNetV2 (quantized, 224x224), side by side, 1 thread:
+"""A run's artifact against the MobileNetV2 reference, over a sample of real photos, 1 thread, one process:
 
-    python benchmarks/scripts/compare_reference.py RUN_DIR --data TEST_DIR [--repeats 7 --runs 20]
+    python benchmarks/scripts/compare_reference.py RUN_DIR --data TEST_DIR [--artifact NAME] [--every 10]
+        [--repeats 5] [--clock wall|cpu] [--cache DIR] [--reference PATH] [--tf1-reference PATH | --no-tf1] [--json OUT]
 
-Both models are loaded in this one process and timed in interleaved blocks (each repeat times a block
-of ``runs`` calls of every model in turn, the order alternating between repeats), and the median over
-repeats of each block's p50 is reported: on a shared, noisy machine, load that comes and goes hits both
-models alike. For each model it reports the bare interpreter call, ``predict_proba`` on a preloaded
-image (the runtime's normalize/quantize/dequantize overhead) and ``predict(path)`` end to end (plus
-decode and resize), and the runtime's overhead over the bare call.
+The reference is the *modern* conversion of MobileNetV2 1.0 at 224 x 224: ``keras.applications.MobileNetV2(
+weights=None, input_shape=(224, 224, 3), classes=1001)`` converted by today's TFLite converter to full-integer
+int8 with uint8 input and output, calibrated on random images. Latency does not depend on the weights, so it
+times the same as a published TF2 post-training-quantized MobileNetV2. It is built once (TensorFlow, about a
+minute) and cached under ``--cache`` (default ``$EDGE_EXPORT_CACHE/reference-models``, else
+``~/.cache/edge-export/reference-models``), its file name keyed by the settings and TensorFlow's version;
+``--reference PATH`` uses a file of your own instead. The shared TF1-era file
+(``shared/reference-models/mobilenet_v2_1.0_224_quant.tflite``, about 2x slower than a current conversion on
+a recent x86 CPU) stays as a second, labelled row when it is there (``--no-tf1`` leaves it out).
+
+Photos: every ``--every``-th file of the test folder (sorted by class, then name), at most ``--images``. For
+each repeat, each photo and each model in turn (the order alternating), one call each of: the bare
+interpreter call on that photo's prepared input, ``predict_proba`` on its preloaded pixels (the runtime
+around the model, no decode), ``predict(path)`` end to end, and decode + resize alone (``load_image``).
+The calls of one photo are adjacent, so load that comes and goes on a shared machine hits them alike. Per
+photo, the median over repeats is kept; the report gives the median and p90 over photos, and the end-to-end
+overhead per photo, e2e / bare - 1 (its median and p90 over photos). ``--clock cpu`` times each call in the
+calling thread's CPU time instead of wall-clock time: at 1 thread LiteRT and ONNX Runtime compute on that
+thread, so on a loaded machine (other processes taking the cores) the numbers stay those of an idle one.
 """
 
 from __future__ import annotations
 
+import gc
 import os
-import statistics
+import time
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 import numpy as np
 
-from edge_export.core.atomic import write_json
-from edge_export.benchmarks.latency import overhead_pct, summarize, time_calls
 from edge_export.benchmarks.machine import describe, machine_info
 from edge_export.benchmarks.testset import scan_test_folder
+from edge_export.core.atomic import write_bytes, write_json
 from edge_export.core.errors import EdgeExportError
-from edge_export.export.manifest import read_manifest
+from edge_export.core.records.recommendation import read_recommendation
 from edge_export.core.run_folder import RunFolder
+from edge_export.export.manifest import read_manifest
 
-REFERENCE_NAME = "mobilenet_v2_1.0_224_quant.tflite"
+TF1_REFERENCE_NAME = "mobilenet_v2_1.0_224_quant.tflite"
 KINDS = ("bare", "predict_proba", "e2e", "decode")
+REFERENCE = "reference"  # the modern MobileNetV2 conversion
+REFERENCE_TF1 = "reference_tf1"  # the shared TF1-era file
+LABELS = {REFERENCE: "MobileNetV2 1.0 224 int8, modern conversion", REFERENCE_TF1: "MobileNetV2 1.0 224 int8, TF1-era file"}
 
 
-def default_reference() -> Path:
+# ----------------------------------------------------------------------------- the models
+
+
+def default_cache() -> Path:
+    base = os.environ.get("EDGE_EXPORT_CACHE")
+    return (Path(base) if base else Path.home() / ".cache" / "edge-export") / "reference-models"
+
+
+def default_tf1_reference() -> Path:
     """``$EDGE_EXPORT_SHARED/reference-models/...``, else the ``shared/`` folder beside the repository."""
     candidates = []
     if os.environ.get("EDGE_EXPORT_SHARED"):
         candidates.append(Path(os.environ["EDGE_EXPORT_SHARED"]))
     candidates += [Path(__file__).resolve().parents[3] / "shared", Path("../shared")]
     for shared in candidates:
-        path = shared / "reference-models" / REFERENCE_NAME
+        path = shared / "reference-models" / TF1_REFERENCE_NAME
         if path.is_file():
             return path
-    return candidates[0] / "reference-models" / REFERENCE_NAME
+    return candidates[0] / "reference-models" / TF1_REFERENCE_NAME
+
+
+def modern_reference(
+    cache: str | Path | None = None, *, input_size: int = 224, alpha: float = 1.0, classes: int = 1001,
+    calibration: int = 16, seed: int = 0, echo: Callable[[str], None] | None = None,
+) -> Path:
+    """The modern MobileNetV2 reference (see the module doc): built with TensorFlow on first use, then read
+    from ``cache``. The settings are for tests (a tiny one converts in seconds); the defaults are the reference."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        tf_version = version("tensorflow")
+    except PackageNotFoundError:
+        tf_version = "unknown"
+    cache = Path(cache) if cache is not None else default_cache()
+    path = cache / f"mobilenet_v2_{alpha:g}_{input_size}_c{classes}_int8_uint8io_cal{calibration}_s{seed}_tf{tf_version}.tflite"
+    if path.is_file():
+        return path
+    if echo:
+        echo(f"building the modern MobileNetV2 reference with TensorFlow {tf_version} (once) -> {path}")
+    write_bytes(path, _convert_mobilenet_v2(input_size, alpha, classes, calibration, seed))
+    return path
+
+
+def _convert_mobilenet_v2(input_size: int, alpha: float, classes: int, calibration: int, seed: int) -> bytes:
+    """keras.applications.MobileNetV2 with random weights -> full-integer TFLite, uint8 in and out, calibrated on
+    random inputs in the model's own range [-1, 1] (SavedModel, then ``from_saved_model``: the path that works
+    for Keras 3)."""
+    import tempfile
+
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    model = keras.applications.MobileNetV2(
+        weights=None, input_shape=(input_size, input_size, 3), alpha=alpha, classes=classes
+    )
+    rng = np.random.default_rng(seed)
+
+    def representative():
+        for _ in range(calibration):
+            yield [rng.uniform(-1.0, 1.0, (1, input_size, input_size, 3)).astype(np.float32)]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model.export(str(Path(tmp) / "saved_model"), format="tf_saved_model", verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(Path(tmp) / "saved_model"))
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8
+        converter.inference_output_type = tf.uint8
+        return converter.convert()
+
+
+def recommended_artifact(run: RunFolder) -> str:
+    """The build's recommended artifact, else ``tflite-int8``."""
+    recommendation = read_recommendation(run)
+    return recommendation.artifact if recommendation is not None and recommendation.artifact else "tflite-int8"
 
 
 def artifact_path(run: RunFolder, name: str) -> Path:
@@ -57,107 +141,185 @@ def artifact_path(run: RunFolder, name: str) -> Path:
     return path
 
 
-def _timers(path: Path, image: Path) -> dict[str, Callable[[], Any]]:
-    """The four timed calls of one model at 1 thread."""
-    from edge_export.runtime.classifier import Classifier
-    from edge_export.runtime.images import load_image
-    from edge_export.runtime.quantization import quantize
+# ----------------------------------------------------------------------------- timing
 
-    clf = Classifier.load(path, threads=1)
-    prep = clf.preprocessing
-    pixels = load_image(image, tuple(prep.size), prep.resize)[np.newaxis]
-    x = quantize(prep.normalize(pixels), clf.backend.input_spec)
-    return {
-        "bare": lambda: clf.backend.run(x),
-        "predict_proba": lambda: clf.predict_proba(pixels),
-        "e2e": lambda: clf.predict(str(image), top_k=1),
-        "decode": lambda: load_image(image, tuple(prep.size), prep.resize),
-        "_info": {"input": f"{prep.size[0]}x{prep.size[1]} {clf.backend.input_spec.dtype}", "size_bytes": path.stat().st_size},
-    }
+
+class _Model:
+    """One model at 1 thread, with each photo's preloaded pixels and prepared input."""
+
+    def __init__(self, path: Path, photos: list[Path]):
+        from edge_export.runtime.classifier import Classifier
+        from edge_export.runtime.images import load_image
+        from edge_export.runtime.quantization import quantize
+
+        self.path = path
+        self.clf = Classifier.load(path, threads=1)
+        self.load_image = load_image
+        prep, spec = self.clf.preprocessing, self.clf.backend.input_spec
+        self.size, self.method = tuple(prep.size), prep.resize
+        self.pixels = [load_image(p, self.size, self.method)[np.newaxis] for p in photos]
+        self.inputs = [quantize(prep.normalize(x), spec) for x in self.pixels]  # what the runtime feeds
+        self.photos = [str(p) for p in photos]
+        self.info = {"input": f"{self.size[0]}x{self.size[1]} {spec.dtype}", "size_bytes": path.stat().st_size}
+
+    def call(self, kind: str, i: int) -> Callable[[], Any]:
+        if kind == "bare":
+            return lambda: self.clf.backend.run(self.inputs[i])
+        if kind == "predict_proba":
+            return lambda: self.clf.predict_proba(self.pixels[i])
+        if kind == "e2e":
+            return lambda: self.clf.predict(self.photos[i], top_k=1)
+        return lambda: self.load_image(self.photos[i], self.size, self.method)
+
+
+CLOCKS = {"wall": time.perf_counter_ns, "cpu": time.thread_time_ns}
+
+
+def _once(fn: Callable[[], Any], clock: Callable[[], int]) -> float:
+    start = clock()
+    fn()
+    return (clock() - start) / 1e6
+
+
+def _spread(values: np.ndarray) -> dict[str, float]:
+    return {"p50": float(np.percentile(values, 50)), "p90": float(np.percentile(values, 90))}
 
 
 def compare_reference(
     run: RunFolder | str | Path,
     data: str | Path,
     *,
+    artifact: str | None = None,
     reference: str | Path | None = None,
-    artifact: str = "tflite-int8",
-    runs: int = 20,
-    repeats: int = 7,
-    warmup: int = 10,
+    tf1_reference: str | Path | None | bool = None,
+    cache: str | Path | None = None,
+    every: int = 10,
+    images: int | None = None,
+    repeats: int = 5,
+    warmup: int = 3,
+    clock: str = "wall",
+    reference_settings: dict[str, Any] | None = None,
+    echo: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Interleaved 1-thread timings of the run's ``artifact`` and the reference model (see the module doc)."""
-    if runs < 1 or repeats < 1:
-        raise EdgeExportError("runs and repeats must be >= 1")
+    """Interleaved 1-thread timings of the run's ``artifact`` (default: the recommended one) and the references
+    over a sample of the test photos (see the module doc). ``reference``: a modern reference file (default:
+    built and cached, with ``reference_settings`` passed to ``modern_reference``); ``tf1_reference``: the TF1-era
+    file (None: the shared one when present; False: none). ``clock``: "wall", or "cpu" (this thread's CPU
+    time: at 1 thread both runtimes compute on the calling thread, so time lost to other processes on a
+    shared machine is left out)."""
+    if clock not in CLOCKS:
+        raise EdgeExportError(f"unknown clock {clock!r}", hint=f"use one of {sorted(CLOCKS)}")
+    if every < 1 or repeats < 1 or warmup < 0 or (images is not None and images < 1):
+        raise EdgeExportError("every, repeats and images must be >= 1 (warmup >= 0)")
     run = run if isinstance(run, RunFolder) else RunFolder(run)
-    reference = Path(reference) if reference is not None else default_reference()
-    if not reference.is_file():
-        raise EdgeExportError("reference model not found", path=reference, hint="pass --reference PATH")
-    image = scan_test_folder(data).files[0]
-    models = {artifact: artifact_path(run, artifact), "reference": reference}
-    timers = {name: _timers(path, image) for name, path in models.items()}
-    for t in timers.values():
+    artifact = artifact or recommended_artifact(run)
+    models = {artifact: artifact_path(run, artifact)}
+    if reference is not None:
+        models[REFERENCE] = Path(reference)
+        if not models[REFERENCE].is_file():
+            raise EdgeExportError("reference model not found", path=reference, hint="pass --reference PATH, or leave it out to build one")
+    else:
+        models[REFERENCE] = modern_reference(cache, echo=echo, **(reference_settings or {}))
+    if tf1_reference is not False:
+        tf1 = Path(tf1_reference) if tf1_reference not in (None, True) else default_tf1_reference()
+        if tf1.is_file():
+            models[REFERENCE_TF1] = tf1
+        elif tf1_reference not in (None, True):
+            raise EdgeExportError("TF1-era reference model not found", path=tf1, hint="pass --tf1-reference PATH or --no-tf1")
+    photos = scan_test_folder(data).files[::every][:images]
+    timed = {name: _Model(path, photos) for name, path in models.items()}
+    names = list(timed)
+    for m in timed.values():
         for kind in KINDS:
-            for _ in range(warmup):
-                t[kind]()
-    blocks: dict[str, dict[str, list[float]]] = {name: {k: [] for k in KINDS} for name in models}
-    pooled: dict[str, dict[str, list[int]]] = {name: {k: [] for k in KINDS} for name in models}
-    order = list(models)
-    for r in range(repeats):
-        for name in order if r % 2 == 0 else order[::-1]:
-            for kind in KINDS:
-                durations = time_calls(timers[name][kind], runs=runs)
-                blocks[name][kind].append(float(np.median(durations)) / 1e6)
-                pooled[name][kind] += durations
+            for i in range(min(warmup, len(photos))):
+                m.call(kind, i)()
+    times = {name: {kind: np.zeros((repeats, len(photos))) for kind in KINDS} for name in names}
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for r in range(repeats):
+            for i in range(len(photos)):
+                for name in names if (r + i) % 2 == 0 else names[::-1]:
+                    for kind in KINDS:
+                        times[name][kind][r, i] = _once(timed[name].call(kind, i), CLOCKS[clock])
+    finally:
+        if enabled:
+            gc.enable()
     results: dict[str, Any] = {}
-    for name, path in models.items():
-        p50 = {kind: statistics.median(blocks[name][kind]) for kind in KINDS}
+    for name, m in timed.items():
+        per_photo = {kind: np.median(times[name][kind], axis=0) for kind in KINDS}  # median over repeats
+        e2e_overhead = (per_photo["e2e"] / per_photo["bare"] - 1.0) * 100.0
+        proba_overhead = (per_photo["predict_proba"] / per_photo["bare"] - 1.0) * 100.0
+        ms = {kind: _spread(per_photo[kind]) for kind in KINDS}
         results[name] = {
-            "path": str(path),
-            **timers[name]["_info"],
-            "p50_ms": p50,
-            "block_p50_ms": blocks[name],
-            "pooled_ms": {kind: summarize(pooled[name][kind]) for kind in KINDS},
-            "overhead_pct": overhead_pct(p50["predict_proba"], p50["bare"]),
-            "e2e_overhead_pct": overhead_pct(p50["e2e"], p50["bare"]),
+            "label": LABELS.get(name, f"{name} (this run)"),
+            "path": str(m.path),
+            **m.info,
+            "ms": ms,
+            "per_photo_ms": {kind: [round(float(v), 4) for v in per_photo[kind]] for kind in KINDS},
+            "e2e_overhead_pct": _spread(e2e_overhead),
+            "overhead_pct": _spread(proba_overhead),
+            "decode_share_pct": 100.0 * ms["decode"]["p50"] / ms["e2e"]["p50"] if ms["e2e"]["p50"] > 0 else None,
         }
-    ours, ref = results[artifact]["p50_ms"]["bare"], results["reference"]["p50_ms"]["bare"]
+    bare = {name: results[name]["ms"]["bare"]["p50"] for name in names}
+    sizes = sorted(_image_size(p) for p in photos)
     return {
         "run_dir": str(run.root),
         "artifact": artifact,
-        "image": str(image),
+        "data": str(data),
+        "photos": [str(p) for p in photos],
+        "every": every,
+        "median_photo_size": list(sizes[len(sizes) // 2]) if sizes else None,
         "threads": 1,
-        "runs_per_block": runs,
+        "clock": clock,
         "repeats": repeats,
         "warmup": warmup,
         "models": results,
-        "bare_ratio": ours / ref if ref > 0 else None,
+        "bare_ratio": bare[artifact] / bare[REFERENCE] if bare[REFERENCE] > 0 else None,
+        "bare_ratio_tf1": bare[artifact] / bare[REFERENCE_TF1] if bare.get(REFERENCE_TF1) else None,
         "machine": machine_info(),
     }
 
 
+def _image_size(path: Path) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.size
+
+
+# ----------------------------------------------------------------------------- report
+
+
 def render(result: dict[str, Any]) -> str:
-    header = ["model", "input", "size", "bare p50", "spread", "predict_proba p50", "e2e p50", "decode p50", "overhead", "e2e overhead"]
+    header = ["model", "input", "size", "bare p50", "p90", "e2e p50", "p90", "decode p50", "p90",
+              "overhead (no decode) p50", "e2e overhead p50", "p90"]
     rows = [header]
     for name, m in result["models"].items():
-        label = f"{name} ({Path(m['path']).name})"
-        bare_blocks = m["block_p50_ms"]["bare"]
+        ms = m["ms"]
         rows.append([
-            label, m["input"], f"{m['size_bytes'] / 1e6:.2f} MB", f"{m['p50_ms']['bare']:.3f}",
-            f"{min(bare_blocks):.3f}-{max(bare_blocks):.3f}", f"{m['p50_ms']['predict_proba']:.3f}",
-            f"{m['p50_ms']['e2e']:.3f}", f"{m['p50_ms']['decode']:.3f}",
-            f"{m['overhead_pct']:+.1f}%", f"{m['e2e_overhead_pct']:+.1f}%",
+            f"{name}: {m['label']}" if name != result["artifact"] else f"{name} ({Path(m['path']).name})",
+            m["input"], f"{m['size_bytes'] / 1e6:.2f} MB",
+            f"{ms['bare']['p50']:.3f}", f"{ms['bare']['p90']:.3f}", f"{ms['e2e']['p50']:.3f}", f"{ms['e2e']['p90']:.3f}",
+            f"{ms['decode']['p50']:.3f}", f"{ms['decode']['p90']:.3f}", f"{m['overhead_pct']['p50']:+.1f}%",
+            f"{m['e2e_overhead_pct']['p50']:+.1f}%", f"{m['e2e_overhead_pct']['p90']:+.1f}%",
         ])
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
-    art = result["models"][result["artifact"]]
+    size = result["median_photo_size"]
+    art, ref = result["models"][result["artifact"]], result["models"][REFERENCE]
     lines += [
-        f"times in ms at 1 thread: median over {result['repeats']} interleaved repeats of the p50 of {result['runs_per_block']} "
-        f"calls (spread = lowest-highest repeat); image {result['image']}",
-        f"bare call: {result['artifact']} takes {result['bare_ratio']:.3g}x the reference's time",
-        f"runtime overhead of {result['artifact']} over the bare interpreter call (1 thread): "
-        f"{art['overhead_pct']:+.1f}% without decode (predict_proba on a preloaded image), "
-        f"{art['e2e_overhead_pct']:+.1f}% end to end (predict(path), decode+resize {art['p50_ms']['decode']:.3f} ms)",
+        f"{'CPU time of the calling thread' if result.get('clock') == 'cpu' else 'wall-clock times'} in ms at 1 thread over {len(result['photos'])} photos (one in {result['every']} of {result['data']}, "
+        f"median photo {size[0]}x{size[1]}): per photo the median of {result['repeats']} interleaved repeats, "
+        "then p50/p90 over photos; overhead per photo = e2e / bare - 1",
+        f"bare call: {result['artifact']} takes {result['bare_ratio']:.3g}x the modern reference's time"
+        + (f" ({result['bare_ratio_tf1']:.3g}x the TF1-era file's)" if result.get("bare_ratio_tf1") else ""),
+        f"runtime overhead of {result['artifact']} over the bare interpreter call (1 thread), predict(path) end to end: "
+        f"{art['e2e_overhead_pct']['p50']:+.1f}% median, {art['e2e_overhead_pct']['p90']:+.1f}% p90 "
+        f"(decode+resize {art['ms']['decode']['p50']:.3f} ms median); without decode (predict_proba): "
+        f"{art['overhead_pct']['p50']:+.1f}%",
+        f"modern reference: {ref['e2e_overhead_pct']['p50']:+.1f}% median, {ref['e2e_overhead_pct']['p90']:+.1f}% p90 "
+        f"end to end (decode+resize {ref['ms']['decode']['p50']:.3f} ms of a {ref['ms']['e2e']['p50']:.3f} ms call)",
         f"machine: {describe(result['machine'])}",
     ]
     return "\n".join(lines)
@@ -165,17 +327,26 @@ def render(result: dict[str, Any]) -> str:
 
 @click.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--data", required=True, type=click.Path(path_type=Path), help="Test folder (its first image is timed).")
-@click.option("--reference", type=click.Path(path_type=Path), help=f"Reference model [shared/reference-models/{REFERENCE_NAME}].")
-@click.option("--artifact", default="tflite-int8", show_default=True, help="Which of the run's artifacts.")
-@click.option("--runs", default=20, show_default=True, type=click.IntRange(min=1), help="Timed calls per block.")
-@click.option("--repeats", default=7, show_default=True, type=click.IntRange(min=1), help="Interleaved blocks per model.")
-@click.option("--warmup", default=10, show_default=True, type=click.IntRange(min=0))
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="Test folder (<class>/ images).")
+@click.option("--artifact", help="Which of the run's artifacts [the build's recommended one, else tflite-int8].")
+@click.option("--every", default=10, show_default=True, type=click.IntRange(min=1), help="Time every Nth photo.")
+@click.option("--images", type=click.IntRange(min=1), help="At most this many photos.")
+@click.option("--repeats", default=5, show_default=True, type=click.IntRange(min=1), help="Interleaved repeats per photo.")
+@click.option("--warmup", default=3, show_default=True, type=click.IntRange(min=0))
+@click.option("--clock", type=click.Choice(sorted(CLOCKS)), default="wall", show_default=True,
+              help="wall, or cpu: the thread's CPU time (steadier on a shared, loaded machine).")
+@click.option("--cache", type=click.Path(path_type=Path), help="Where the modern reference is cached [$EDGE_EXPORT_CACHE/reference-models].")
+@click.option("--reference", type=click.Path(path_type=Path), help="A modern reference file to use instead of building one.")
+@click.option("--tf1-reference", type=click.Path(path_type=Path), help=f"The TF1-era file [shared/reference-models/{TF1_REFERENCE_NAME}].")
+@click.option("--no-tf1", is_flag=True, help="Leave the TF1-era file out.")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Also write the numbers to this JSON file.")
-def main(run_dir, data, reference, artifact, runs, repeats, warmup, json_out) -> None:
-    """Time RUN_DIR's int8 artifact and the reference MobileNetV2 side by side at 1 thread."""
+def main(run_dir, data, artifact, every, images, repeats, warmup, clock, cache, reference, tf1_reference, no_tf1, json_out) -> None:
+    """Time RUN_DIR's artifact and the MobileNetV2 references side by side at 1 thread over real photos."""
     try:
-        result = compare_reference(run_dir, data, reference=reference, artifact=artifact, runs=runs, repeats=repeats, warmup=warmup)
+        result = compare_reference(
+            run_dir, data, artifact=artifact, reference=reference, tf1_reference=False if no_tf1 else tf1_reference,
+            cache=cache, every=every, images=images, repeats=repeats, warmup=warmup, clock=clock, echo=click.echo,
+        )
     except EdgeExportError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         raise SystemExit(2) from None

@@ -13,6 +13,7 @@ such as ``pi@raspberrypi``). ``BenchRow.id`` (``name@device`` off the local mach
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -34,14 +35,14 @@ _OK = (
     "accuracy", "top1_agreement", "threads", "latency_ms", "fps", "e2e_p50", "overhead_pct", "e2e_overhead_pct",
     "predict_proba_ms", "e2e_ms", "decode_ms", "throughput_ips", "throughput", "peak_rss_mb", "memory", "backend",
     "input", "dynamic_batch", "images", "correct", "macro_f1", "macro_precision", "macro_recall", "per_class",
-    "confusion", "by_threads", "below_min_accuracy", "seconds",
+    "confusion", "by_threads", "below_min_accuracy", "seconds", "misclassified", "robustness",
 )
 _NUMBERS = ("accuracy", "top1_agreement", "fps", "e2e_p50", "overhead_pct", "e2e_overhead_pct", "throughput_ips",
             "peak_rss_mb", "macro_f1", "macro_precision", "macro_recall", "seconds")
 _INTS = ("size_bytes", "threads", "images", "correct")
 _TEXTS = ("format", "precision", "path", "source", "sha256", "error", "backend")
-_MAPS = ("latency_ms", "predict_proba_ms", "e2e_ms", "decode_ms", "throughput", "memory", "input", "confusion")
-_LISTS = ("per_class", "by_threads")
+_MAPS = ("latency_ms", "predict_proba_ms", "e2e_ms", "decode_ms", "throughput", "memory", "input", "confusion", "robustness")
+_LISTS = ("per_class", "by_threads", "misclassified")
 
 
 @dataclass
@@ -87,6 +88,10 @@ class BenchRow:
     by_threads: list[dict[str, Any]] | None = None
     below_min_accuracy: bool = False  # ``below(min_accuracy)`` when it was measured (or merged)
     seconds: float | None = None
+    # wrongly classified test images, most confident first: {path (relative to data.path), true, predicted,
+    # confidence}; at most bench.misclassified of them (images - correct is the total)
+    misclassified: list[dict[str, Any]] | None = None
+    robustness: dict[str, Any] | None = None  # accuracy under benchmarks/robustness.py's suite: accuracy, by_shift, ...
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know: kept as they were
 
     @property
@@ -175,11 +180,59 @@ def _checked(key: str, value: Any, what: str, source: str | Path | None) -> Any:
         raise EdgeExportError(f"{what}: {key} is not a JSON object", path=source, hint="re-run bench")
     if key in _LISTS and not (isinstance(value, list) and all(isinstance(v, dict) for v in value)):
         raise EdgeExportError(f"{what}: {key} is not a list of JSON objects", path=source, hint="re-run bench")
+    if key == "misclassified":
+        return [_misclassified_entry(v, what, source) for v in value]
+    if key == "robustness":
+        return _robustness(value, what, source)
     if key == "latency_ms":
         for k, v in value.items():
             if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)):
                 raise EdgeExportError(f"{what}: latency_ms.{printable(k, 40)} is not a finite number", path=source)
     return value
+
+
+def _fraction(value: Any, what: str, source: str | Path | None) -> float:
+    number = finite_number(value, what=what, source=source)
+    if not 0.0 <= number <= 1.0:
+        raise EdgeExportError(f"{what} is {number!r}, expected a fraction 0..1", path=source, hint="re-run bench")
+    return number
+
+
+def _misclassified_entry(entry: dict[str, Any], what: str, source: str | Path | None) -> dict[str, Any]:
+    """One misclassified image: its path must be relative and stay inside the test folder (the report
+    opens it), its names text of bounded length, its confidence a fraction."""
+    path = entry.get("path")
+    if (not isinstance(path, str) or not path or len(path) > 4096 or "\x00" in path or path.startswith(("/", "\\"))
+            or ".." in path.replace("\\", "/").split("/") or re.match(r"^[A-Za-z]:", path)):
+        raise EdgeExportError(f"{what}: misclassified path {printable(repr(path), 120)} is not a path inside the test folder",
+                              path=source, hint="re-run bench")
+    out: dict[str, Any] = {"path": path}
+    for key in ("true", "predicted"):
+        value = entry.get(key)
+        if not isinstance(value, str) or len(value) > 1000:
+            raise EdgeExportError(f"{what}: misclassified {key} {printable(repr(value), 80)} is not a class name",
+                                  path=source, hint="re-run bench")
+        out[key] = value
+    confidence = entry.get("confidence")
+    out["confidence"] = None if confidence is None else _fraction(confidence, f"{what}: misclassified confidence", source)
+    return out
+
+
+def _robustness(value: dict[str, Any], what: str, source: str | Path | None) -> dict[str, Any]:
+    out = dict(value)
+    out["accuracy"] = _fraction(value.get("accuracy"), f"{what}: robustness.accuracy", source)
+    for key in ("images", "correct"):
+        if value.get(key) is not None:
+            out[key] = _checked(key, value[key], f"{what}: robustness", source)
+    by_shift = value.get("by_shift") or {}
+    if not isinstance(by_shift, dict) or not all(isinstance(v, dict) for v in by_shift.values()):
+        raise EdgeExportError(f"{what}: robustness.by_shift is not a JSON object of objects", path=source, hint="re-run bench")
+    out["by_shift"] = {
+        str(name): {**v, "accuracy": None if v.get("accuracy") is None
+                    else _fraction(v["accuracy"], f"{what}: robustness.by_shift.{printable(name, 40)}.accuracy", source)}
+        for name, v in by_shift.items()
+    }
+    return out
 
 
 @dataclass

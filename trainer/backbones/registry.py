@@ -29,6 +29,22 @@ class BackboneSpec:
     finish: Optional[Callable[[Any, str], None]] = None
     description: str = ""
     extra: dict = field(default_factory=dict)
+    # whether its ImageNet weights load without a network at this size (installed or already cached); None:
+    # no pretrained weights at all (random initialization only, e.g. the test backbone)
+    offline_weights: Optional[Callable[[int], bool]] = None
+
+    @property
+    def pretrained(self) -> bool:
+        return self.offline_weights is not None
+
+    def weights_offline(self, size: int) -> bool:
+        """ImageNet weights for ``size`` load without a network (``edge-export tune``'s default space)."""
+        if self.offline_weights is None or (self.fixed_sizes and size not in self.fixed_sizes):
+            return False
+        try:
+            return bool(self.offline_weights(size))
+        except OSError:
+            return False
 
     def unit_of(self, layer_name: str) -> Optional[str]:
         match = re.match(self.unit_pattern, layer_name)

@@ -1,0 +1,128 @@
+"""What a search leaves: tune.json (``TuneResult``), the table (screen and tune.md), the Pareto plot and
+the chosen configuration as a config file that ``edge-export build --config`` takes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edge_export.core.atomic import atomic_path, write_json, write_text
+from edge_export.core.config import Config
+from edge_export.core.echo import Echo
+from edge_export.core.formatting import markdown_table, number, percent, size_text
+from edge_export.core.records.tune import DONE, CandidateRecord, TuneResult
+from edge_export.core.run_folder import TuneFolder
+
+HEADER = ["candidate", "status", "val acc (artifact)", "val acc (Keras)", "p50 ms", "p90 ms", "min ms", "size",
+          "robustness", "seconds", "why"]
+
+
+def rows(result: TuneResult) -> list[list[str]]:
+    out = [HEADER]
+    order = sorted(result.candidates, key=lambda r: (r.status != DONE, r.latency_ms if r.latency_ms is not None else 1e18, r.key))
+    for r in order:
+        mark = " *" if r.key == result.chosen else ""
+        out.append([
+            r.key + mark, r.status, percent(r.val_accuracy, ""), percent(r.keras_val_accuracy, ""), number(r.p50_ms, missing=""),
+            number(r.p90_ms, missing=""), number(r.min_ms, missing=""), size_text(r.size_bytes, ""), percent(r.robustness_accuracy, ""),
+            f"{sum(r.seconds.values()):.0f}" if r.seconds else "", "; ".join(r.reasons)[:120],
+        ])
+    return out
+
+
+def render(result: TuneResult, limit: int | None = 40) -> str:
+    """The table on screen: evaluated candidates first, fastest first; then the choice and where the time went."""
+    table = rows(result)
+    shown = table if limit is None or len(table) <= limit + 1 else table[: limit + 1]
+    widths = [max(len(row[i]) for row in shown) for i in range(len(HEADER) - 1)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row[:-1], widths)) for row in shown]
+    if len(shown) < len(table):
+        lines.append(f"... and {len(table) - len(shown)} more in tune.json / tune.md")
+    lines.append(f"chosen: {result.chosen or 'none'} - {result.why}")
+    lines.append(f"binding constraint(s): {', '.join(result.binding) or 'none'}")
+    lines.append("time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in result.seconds.items()))
+    if result.chosen_config:
+        lines.append(f"chosen config: {result.chosen_config}  (edge-export build --config it)")
+    return "\n".join(lines)
+
+
+def write_chosen_config(path: Path, config: Config, chosen: CandidateRecord) -> Path:
+    """The chosen candidate's build config: the search's settings with its backbone, size, depth and format."""
+    from edge_export.tune.search import candidate_config
+
+    c = candidate_config(config, chosen.backbone, chosen.image_size, chosen.fine_tune_blocks, [chosen.precision])
+    c.build.stages = ["train", "export", "bench"]
+    head = (f"# edge-export tune: the chosen candidate {chosen.key} (validation accuracy "
+            f"{percent(chosen.val_accuracy)}, {config.tune.latency_statistic} {number(chosen.latency_ms)} ms on {config.tune.device})\n"
+            "# edge-export build --config THIS_FILE --out RUN_DIR\n")
+    return write_text(path, head + c.to_yaml())
+
+
+def plot_pareto(result: TuneResult, path: Path) -> Path | None:
+    """Validation accuracy vs device latency of the evaluated candidates; the frontier joined, the chosen marked."""
+    from edge_export.tune.search import pareto
+
+    done = [r for r in result.candidates if r.status == DONE and r.val_accuracy is not None and r.latency_ms is not None]
+    if not done:
+        return None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 5.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for precision, marker in (("int8", "o"), ("fp16", "s"), ("fp32", "^")):
+        pts = [r for r in done if r.precision == precision]
+        if pts:
+            ax.scatter([r.latency_ms for r in pts], [100 * r.val_accuracy for r in pts], marker=marker, label=precision, alpha=0.8)
+    heads = [r for r in result.candidates if r.status != DONE and r.keras_val_accuracy is not None and r.latency_ms is not None]
+    if heads:
+        ax.scatter([r.latency_ms for r in heads], [100 * r.keras_val_accuracy for r in heads], marker=".", color="grey",
+                   label="not quantized (Keras accuracy)", alpha=0.6)
+    front = sorted((done[i] for i in pareto([(r.latency_ms, r.val_accuracy) for r in done])), key=lambda r: r.latency_ms)
+    ax.plot([r.latency_ms for r in front], [100 * r.val_accuracy for r in front], color="tab:green", lw=1, label="frontier")
+    for r in done:
+        ax.annotate(f"{r.backbone} {r.image_size} ft{r.fine_tune_blocks}", (r.latency_ms, 100 * r.val_accuracy),
+                    fontsize=6, xytext=(3, 3), textcoords="offset points")
+    chosen = result.candidate(result.chosen)
+    if chosen is not None:
+        ax.scatter([chosen.latency_ms], [100 * chosen.val_accuracy], s=250, facecolors="none", edgecolors="red", lw=2,
+                   label=f"chosen: {chosen.key}")
+    limit = result.constraints.get("max_latency_ms")
+    if limit:
+        ax.axvline(limit, color="red", ls="--", lw=1, label=f"max latency {limit:g} ms")
+    floor = result.constraints.get("min_accuracy")
+    if floor is not None:
+        ax.axhline(100 * floor, color="purple", ls=":", lw=1, label=f"min accuracy {floor:.2%}")
+    stat = result.space.get("latency_statistic", "p50")
+    ax.set_xlabel(f"{stat} latency at 1 thread on {result.device} (ms, random-weight model)")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title("edge-export tune: validation accuracy vs device latency")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    return path
+
+
+def write_outputs(folder: TuneFolder, result: TuneResult, config: Config, echo: Echo) -> None:
+    chosen = result.candidate(result.chosen)
+    if chosen is not None:
+        write_chosen_config(folder.chosen_config, config, chosen)
+        result.chosen_config = TuneFolder.CHOSEN_CONFIG
+    elif folder.chosen_config.is_file():
+        folder.chosen_config.unlink()  # a config of an earlier search's choice is not this one's
+    try:
+        plot_pareto(result, folder.plot)
+    except ImportError:  # matplotlib is part of [train]; the numbers stand without the picture
+        pass
+    md = ["# edge-export tune\n", markdown_table(rows(result)), "",
+          f"**chosen**: {result.chosen or 'none'} - {result.why}", "",
+          f"**binding constraint(s)**: {', '.join(result.binding) or 'none'}", "",
+          "**time (s)**: " + ", ".join(f"{k} {v:.0f}" for k, v in result.seconds.items()), ""]
+    if folder.plot.is_file():
+        md += [f"![Pareto]({TuneFolder.PLOT})", ""]
+    md += [f"- {n}" for n in result.notes]
+    write_text(folder.table, "\n".join(md) + "\n")
+    write_json(folder.result, result.to_dict())  # last
+    echo(render(result))

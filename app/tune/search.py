@@ -1,0 +1,583 @@
+"""The search of ``edge-export tune``: what makes it cheap, in order.
+
+1. Latency (latency.py): one random-weight model per backbone x size x precision, timed on the device;
+   candidates over ``tune.max_latency_ms`` or ``tune.max_size_mb`` are pruned before any training.
+2. Cheap heads first: for every (backbone, size) left, the head alone is trained on frozen-base features
+   (the trainer's cached mode: the base runs once per backbone x size and every head epoch reuses its
+   activations) and scored on the validation split.
+3. Successive halving: only the best ``tune.promote`` of the (backbone, size) pairs, the accuracy/latency
+   frontier first, are fine-tuned at the space's depths (1..3 blocks). Each depth is its own training run,
+   which caches the frozen part below ITS cut (the trainer's cached fine-tuning): the frozen pass is shared
+   by the head-only model's int8 and fp16 candidates, not yet across depths.
+4. Quantization only near the frontier: the ``tune.quantize_top`` trained models most likely to win are
+   exported (int8 / fp16, the build's converters) and their artifacts' validation accuracy measured (the
+   export's parity check on the validation split), with the accuracy under the bench's camera-like shifts
+   (``benchmarks.robustness``) on the validation images. Candidates train on ``TUNE_DIR/data``: links to
+   the data's train/ and validation/ only, so test images are never read.
+5. The choice (``choose``): with ``tune.min_accuracy``, the fastest candidate at or above it; else the
+   most accurate within the latency and size limits; robustness breaks ties (and is a constraint with
+   ``tune.min_robustness``). Latency is ``tune.latency_statistic`` (p50, or min on a busy machine). The
+   result says which constraint bound the choice.
+
+Every training run is a build (``pipeline.runner.build``: stages train, then export) in its own run
+folder under ``TUNE_DIR/runs/``, so a killed search resumes each one like ``build`` (finished stages are
+skipped by fingerprint); every finished candidate is one record in ``TUNE_DIR/candidates/`` written
+atomically, and a re-run with the same settings keeps it instead of redoing it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from edge_export.core import __version__
+from edge_export.core.atomic import remove_partials, write_json
+from edge_export.core.config import Config, load_config
+from edge_export.core.echo import Echo
+from edge_export.core.errors import EdgeExportError
+from edge_export.core.hashing import fingerprint
+from edge_export.core.pause import pause_point
+from edge_export.core.records.tune import (
+    DONE, FAILED, NOT_PROMOTED, NOT_QUANTIZED, PRUNED, SKIPPED, CandidateRecord, TuneResult,
+)
+from edge_export.core.run_folder import TuneFolder
+from edge_export.core.untrusted import read_json
+from edge_export.tune.latency import LatencyTable, Measure, device_measure, table_measure
+from edge_export.tune.space import PRECISION_FORMATS, Point, model_key, search_space
+
+Event = Callable[[dict], None]
+QUANT_SLACK = 0.01  # with min_accuracy: a model this far below it (Keras, validation) may still be quantized
+
+
+@dataclass
+class Search:
+    config: Config
+    folder: TuneFolder
+    echo: Echo
+    event: Event
+    deadline: float | None
+    records: dict[str, CandidateRecord] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    model_seconds: dict[str, dict[str, float]] = field(default_factory=dict)
+    listing: str = ""
+    train_config: Config | None = None  # ``config`` with data.path = the validation-only view (no test/)
+
+    def over_budget(self) -> bool:
+        return self.deadline is not None and time.perf_counter() > self.deadline
+
+    def add_time(self, phase: str, seconds: float) -> None:
+        self.seconds[phase] = round(self.seconds.get(phase, 0.0) + seconds, 2)
+
+    def candidate_fingerprint(self, p: Point) -> str:
+        c = self.config.to_dict()
+        t = c["tune"]
+        return fingerprint("tune-candidate", __version__, p.key, self.listing, c["data"], c["model"], c["train"],
+                           c["export"], t["device"], t["max_latency_ms"], t["max_size_mb"], t["latency_table"],
+                           t["latency_runs"], t["latency_warmup"])
+
+    def finish(self, record: CandidateRecord) -> None:
+        """A candidate is final: its one record, atomically (a re-run keeps it)."""
+        write_json(self.folder.candidate_record(record.key), record.to_dict())
+        self.event({"event": "tune_candidate", "key": record.key, "status": record.status,
+                    "val_accuracy": record.val_accuracy, "latency_ms": record.latency_ms})
+        pause_point(f"tune.candidate.{record.key}")  # tests: kill after a finished candidate
+
+
+def tune(config: Config, folder: TuneFolder, *, measure: Measure | None = None, echo: Echo = print,
+         event: Event | None = None, remote: Any = None) -> TuneResult:
+    """Run (or resume) the search of ``config.tune`` into ``folder``; returns what tune.json holds.
+
+    ``measure``: how a backbone x size x precision is timed (default: random-weight models on
+    ``tune.device``, or ``tune.latency_table``); tests pass a fake device here. ``remote``: the
+    ``deploy.remote.RemoteSettings`` of an ssh:// device (ssh options, its Python, its folder).
+    """
+    from edge_export.trainer.datasets import scan_dataset
+    from edge_export.trainer.named_datasets import resolve_data
+    from edge_export.tune.output import write_outputs
+
+    started = time.perf_counter()
+    t = config.tune
+    event = event or (lambda e: None)
+    points, notes = search_space(config)
+    dataset = scan_dataset(resolve_data(config.data.path), config.data.validation_split, config.train.seed)
+    folder.root.mkdir(parents=True, exist_ok=True)
+    for sub in (folder.root / TuneFolder.CANDIDATES, folder.latency_dir):
+        if sub.is_dir():
+            remove_partials(sub)
+    deadline = started + t.budget_minutes * 60 if t.budget_minutes else None
+    s = Search(config, folder, echo, event, deadline, listing=fingerprint(dataset.listing()))
+    s.train_config = _without_test(config, dataset.root, folder, echo)
+    if measure is None:
+        measure = (table_measure(t.latency_table, t.device) if t.latency_table
+                   else device_measure(folder, config, dataset.class_names, echo, remote))
+    table = LatencyTable(folder, config, dataset.num_classes, measure, echo)
+
+    kept = 0
+    for p in points:
+        record = _earlier(s, p)
+        if record is None:
+            record = CandidateRecord(p.backbone, p.image_size, p.fine_tune_blocks, p.precision,
+                                     fingerprint=s.candidate_fingerprint(p))
+        else:
+            kept += 1
+        s.records[p.key] = record
+    echo(f"tune: {len(points)} candidates ({len({p.backbone for p in points})} backbone(s), sizes "
+         f"{sorted({p.image_size for p in points})}, fine-tune blocks {sorted({p.fine_tune_blocks for p in points})}, "
+         f"precisions {list(dict.fromkeys(p.precision for p in points))}) on {t.device}"
+         + (f"; {kept} finished earlier, kept" if kept else ""))
+
+    _latency(s, points, table)
+    heads = _heads(s, points)
+    _fine_tune(s, points, heads)
+    _quantize(s, points)
+    for r in s.records.values():
+        if r.status == SKIPPED and not r.reasons:
+            r.reasons.append("not reached within the budget (tune.budget_minutes)")
+    s.seconds["total"] = round(time.perf_counter() - started, 2)
+    chosen, why, binding = choose(list(s.records.values()), config)
+    result = TuneResult(
+        candidates=sorted(s.records.values(), key=lambda r: (r.backbone, r.image_size, r.fine_tune_blocks, r.precision)),
+        chosen=chosen, why=why, binding=binding,
+        constraints={"max_latency_ms": t.max_latency_ms, "max_size_mb": t.max_size_mb, "min_accuracy": t.min_accuracy,
+                     "budget_minutes": t.budget_minutes},
+        device=t.device, seconds=s.seconds,
+        space={"backbones": sorted({p.backbone for p in points}), "image_sizes": sorted({p.image_size for p in points}),
+               "fine_tune_blocks": sorted({p.fine_tune_blocks for p in points}), "precisions": list(t.precisions),
+               "candidates": len(points), "latency_statistic": t.latency_statistic},
+        notes=notes,
+    )
+    write_outputs(folder, result, config, echo)
+    event({"event": "tune_finished", "chosen": chosen, "binding": binding})
+    return result
+
+
+def _without_test(config: Config, root: Path, folder: TuneFolder, echo: Echo) -> Config:
+    """``config`` training on ``TUNE_DIR/data``: links to the data's train/ and validation/ only, so no
+    candidate's training, export or robustness check ever reads a test image (and none is decoded)."""
+    if not (root / "test").is_dir():
+        return config
+    view = folder.data_view
+    view.mkdir(exist_ok=True)
+    try:
+        for split in ("train", "validation"):
+            link, target = view / split, (root / split).resolve()
+            if not target.is_dir():
+                continue
+            if link.is_symlink() and Path(os.readlink(link)) == target:
+                continue
+            tmp = view / f".{split}.partial"
+            if tmp.is_symlink() or tmp.exists():
+                tmp.unlink()
+            tmp.symlink_to(target, target_is_directory=True)
+            os.replace(tmp, link)  # atomically (a link to an earlier --data is replaced)
+    except OSError as exc:  # no symlinks here (some file systems): train on the data itself
+        echo(f"tune: cannot link the data without test/ ({exc.strerror}); the trainer also scores test/, unused")
+        return config
+    c = copy.deepcopy(config)
+    c.data.path = str(view.resolve())
+    return load_config(c)
+
+
+def _earlier(s: Search, p: Point) -> CandidateRecord | None:
+    """The finished record of ``p`` from an earlier run of this search (same settings), if any."""
+    path = s.folder.candidate_record(p.key)
+    if not path.is_file():
+        return None
+    try:
+        record = CandidateRecord.read(path)
+    except EdgeExportError as exc:
+        s.echo(f"tune: {path.name} is unusable ({exc.message}); redoing that candidate")
+        return None
+    if record.fingerprint != s.candidate_fingerprint(p) or record.status not in (DONE, PRUNED, FAILED):
+        return None
+    return record
+
+
+# ------------------------------------------------------------------------------------------ 1. latency
+
+
+def _latency(s: Search, points: list[Point], table: LatencyTable) -> None:
+    t = s.config.tune
+    combos = sorted({(p.backbone, p.image_size, p.precision) for p in points}, key=lambda c: (c[1], c[0], c[2]))
+    started = time.perf_counter()
+    if s.over_budget():  # nothing new is measured: what was measured earlier still counts
+        found = {c: table.cached(*c) for c in combos}
+        latencies = {c: r for c, r in found.items() if r is not None}
+    else:
+        latencies = table.get(combos)
+    for c in combos:
+        record = latencies.get(c)
+        if record is None:
+            continue
+        shown = (f"p50 {record.p50_ms:.2f} ms, p90 {record.p90_ms or 0:.2f} ms"
+                 + (f", min {record.min_ms:.2f} ms" if record.min_ms is not None else "")) if record.ok else f"FAILED: {record.error}"
+        if record.ok and record.size_bytes:
+            shown += f", {record.size_bytes / 1e6:.2f} MB"
+        s.echo(f"latency {record.key} on {record.device}: {shown}")
+    s.add_time("latency", time.perf_counter() - started)
+
+    for p in points:
+        r = s.records[p.key]
+        lat = latencies.get((p.backbone, p.image_size, p.precision))
+        if lat is None:
+            continue
+        r.p50_ms, r.p90_ms, r.min_ms, r.size_bytes = lat.p50_ms, lat.p90_ms, lat.min_ms, lat.size_bytes
+        r.latency_ms = lat.statistic(t.latency_statistic)
+        r.seconds["latency"] = lat.seconds
+        if r.status in (DONE, PRUNED, FAILED):
+            continue
+        if not lat.ok or r.latency_ms is None:
+            r.status, r.reasons = FAILED, [f"latency not measured: {lat.error or t.latency_statistic + ' missing'}"]
+            s.finish(r)
+            continue
+        reasons = []
+        if t.max_latency_ms is not None and r.latency_ms > t.max_latency_ms:
+            reasons.append(f"latency {t.latency_statistic} {r.latency_ms:.2f} ms > max {t.max_latency_ms:g} ms")
+        if t.max_size_mb is not None and lat.size_bytes is not None and lat.size_bytes > t.max_size_mb * 1e6:
+            reasons.append(f"size {lat.size_bytes / 1e6:.2f} MB > max {t.max_size_mb:g} MB")
+        if reasons:
+            r.status, r.reasons = PRUNED, reasons
+            s.finish(r)
+    pruned = sum(r.status == PRUNED for r in s.records.values())
+    s.echo(f"tune: {pruned} of {len(points)} candidates pruned by the device's limits before any training")
+
+
+def _alive(s: Search, p: Point) -> bool:
+    """Still a candidate: measured, within the limits, not failed (finished ones are alive if done)."""
+    r = s.records[p.key]
+    return r.latency_ms is not None and r.status in (SKIPPED, DONE, NOT_PROMOTED, NOT_QUANTIZED)
+
+
+# ---------------------------------------------------------------------------------- training (builds)
+
+
+def candidate_config(config: Config, backbone: str, size: int, blocks: int, precisions: list[str] | None = None) -> Config:
+    """The build config of one trained model of the search (``precisions``: the export formats to make)."""
+    from edge_export.trainer.run import recorded_config
+
+    c = copy.deepcopy(config)
+    c.model.backbone, c.model.image_size = backbone, size
+    c.train.fine_tune.enabled = blocks > 0
+    if blocks > 0:
+        c.train.fine_tune.unfreeze_blocks, c.train.fine_tune.unfreeze_layers = blocks, None
+    if precisions:
+        c.export.formats = [PRECISION_FORMATS[p] for p in precisions]
+    c.build.stages = ["train", "export"]
+    c = recorded_config(c)  # data paths absolute: the run folder (and chosen.yaml) work from anywhere
+    return load_config(c)  # validated again
+
+
+def _train(s: Search, backbone: str, size: int, blocks: int, phase: str) -> float | None:
+    """Train (or find trained) the model; its Keras validation accuracy, or None when it failed."""
+    from edge_export.pipeline.runner import build
+
+    key = model_key(backbone, size, blocks)
+    run = s.folder.run(key)
+    s.echo(f"tune: {phase} {key}")
+    started = time.perf_counter()
+    try:
+        result = build(candidate_config(s.train_config, backbone, size, blocks), run, stages=["train"],
+                       command=f"edge-export tune ({key})", echo=_quiet(s.echo))
+        metrics = read_json(run.metrics)
+        accuracy = float(metrics["validation"]["accuracy"])
+    except (EdgeExportError, KeyError, TypeError, ValueError) as exc:
+        s.echo(f"tune: {key} FAILED: {getattr(exc, 'message', exc)}")
+        s.model_seconds.setdefault(key, {})["train"] = round(time.perf_counter() - started, 2)
+        s.add_time(phase, time.perf_counter() - started)
+        return None
+    seconds = time.perf_counter() - started
+    s.model_seconds.setdefault(key, {})["train"] = round(result.seconds.get("train", 0.0), 2)
+    s.add_time(phase, seconds)
+    s.echo(f"tune: {key} validation accuracy {accuracy:.2%} (Keras; {'trained' if result.ran else 'trained earlier'})")
+    return accuracy
+
+
+def _quiet(echo: Echo) -> Echo:
+    """The build's own lines, less its dataset table (printed once per trained model otherwise)."""
+    return lambda line: echo(f"  {line}") if line.startswith("==") else None
+
+
+def _heads(s: Search, points: list[Point]) -> dict[tuple[str, int], float]:
+    """2. Head only (frozen base, cached features) for every (backbone, size) with a live candidate."""
+    pairs: dict[tuple[str, int], float] = {}
+    for p in points:
+        if _alive(s, p):
+            pairs[p.pair] = min(pairs.get(p.pair, math.inf), s.records[p.key].latency_ms)
+    heads: dict[tuple[str, int], float] = {}
+    for pair in sorted(pairs, key=lambda q: (pairs[q], q)):  # fastest first: what a budget cuts is the slow end
+        if s.over_budget() and not s.folder.run(model_key(*pair, 0)).metrics.is_file():
+            continue
+        accuracy = _train(s, *pair, 0, "train_heads")
+        if accuracy is None:
+            for p in points:
+                if p.pair == pair and _alive(s, p) and s.records[p.key].status != DONE:
+                    r = s.records[p.key]
+                    r.status, r.reasons = FAILED, ["training the head on frozen features failed (see the run folder)"]
+                    r.run_dir = str(Path(TuneFolder.RUNS) / model_key(*pair, 0))
+                    s.finish(r)
+            continue
+        heads[pair] = accuracy
+        for p in points:
+            if p.pair == pair and p.fine_tune_blocks == 0 and _alive(s, p):
+                s.records[p.key].keras_val_accuracy = accuracy
+    return heads
+
+
+def pareto(items: list[tuple[float, float]]) -> list[int]:
+    """Indices of the (latency, accuracy) points no other point beats on both (faster-or-equal and more accurate)."""
+    front = []
+    for i, (lat, acc) in enumerate(items):
+        if not any((l2 <= lat and a2 >= acc) and (l2 < lat or a2 > acc) for j, (l2, a2) in enumerate(items) if j != i):
+            front.append(i)
+    return front
+
+
+def promote(heads: dict[tuple[str, int], float], latency: dict[tuple[str, int], float], fraction: float) -> list[tuple[str, int]]:
+    """Successive halving's cut: the frontier pairs (head accuracy vs latency) first, then the most accurate."""
+    pairs = sorted(heads)
+    n = max(1, math.ceil(fraction * len(pairs)))
+    front = {pairs[i] for i in pareto([(latency[q], heads[q]) for q in pairs])}
+    ranked = sorted(pairs, key=lambda q: (q not in front, -heads[q], latency[q], q))
+    return ranked[:n]
+
+
+def _fine_tune(s: Search, points: list[Point], heads: dict[tuple[str, int], float]) -> None:
+    """3. Fine-tune the promoted pairs at every depth > 0 of the space."""
+    depths = sorted({p.fine_tune_blocks for p in points if p.fine_tune_blocks > 0})
+    if not depths or not heads:
+        return
+    latency = {}
+    for p in points:
+        if _alive(s, p) and p.pair in heads:
+            latency[p.pair] = min(latency.get(p.pair, math.inf), s.records[p.key].latency_ms)
+    promoted = promote({q: a for q, a in heads.items() if q in latency}, latency, s.config.tune.promote)
+    s.echo(f"tune: fine-tuning {len(promoted)} of {len(heads)} (backbone, size) pairs: "
+           + ", ".join(f"{b}@{sz} (head {heads[(b, sz)]:.2%})" for b, sz in promoted))
+    for p in points:
+        r = s.records[p.key]
+        if p.fine_tune_blocks > 0 and p.pair in heads and p.pair not in promoted and r.status == SKIPPED:
+            r.status = NOT_PROMOTED
+            r.reasons = [f"not promoted: head-only validation accuracy {heads[p.pair]:.2%} ranked below the "
+                         f"top {s.config.tune.promote:g} of the pairs (frontier first)"]
+    for pair in promoted:
+        for blocks in depths:
+            live = [p for p in points if p.pair == pair and p.fine_tune_blocks == blocks and _alive(s, p)]
+            if not live or all(s.records[p.key].status == DONE for p in live):
+                continue
+            if s.over_budget() and not s.folder.run(model_key(*pair, blocks)).metrics.is_file():
+                continue
+            accuracy = _train(s, *pair, blocks, "fine_tune")
+            for p in live:
+                r = s.records[p.key]
+                if accuracy is None and r.status != DONE:
+                    r.status, r.reasons = FAILED, ["fine-tuning failed (see the run folder)"]
+                    r.run_dir = str(Path(TuneFolder.RUNS) / p.model_key)
+                    s.finish(r)
+                elif accuracy is not None:
+                    r.keras_val_accuracy = accuracy
+
+
+# ----------------------------------------------------------------------------------------- 4. quantize
+
+
+def _quantize(s: Search, points: list[Point]) -> None:
+    """4. Export the trained models nearest the frontier; their artifacts' validation accuracy is measured."""
+    from edge_export.pipeline.runner import build
+
+    t = s.config.tune
+    models: dict[str, list[Point]] = {}
+    for p in points:
+        r = s.records[p.key]
+        if _alive(s, p) and r.keras_val_accuracy is not None:
+            models.setdefault(p.model_key, []).append(p)
+    done_models = {k for k, ps in models.items() if all(s.records[p.key].status == DONE for p in ps)}
+
+    def estimate(k: str) -> tuple[float, float]:  # (fastest latency among its precisions, Keras accuracy)
+        ps = models[k]
+        return min(s.records[p.key].latency_ms for p in ps), s.records[ps[0].key].keras_val_accuracy
+
+    keys = sorted(models)
+    front = {keys[i] for i in pareto([estimate(k) for k in keys])}
+    if t.min_accuracy is not None and any(estimate(k)[1] >= t.min_accuracy - QUANT_SLACK for k in keys):
+        # the fastest models that may reach the minimum after quantization, frontier first
+        order = sorted(keys, key=lambda k: (estimate(k)[1] < t.min_accuracy - QUANT_SLACK, k not in front, estimate(k)[0], k))
+    else:
+        order = sorted(keys, key=lambda k: (k not in front, -estimate(k)[1], estimate(k)[0], k))
+    chosen = [k for k in order if k in done_models]
+    chosen += [k for k in order if k not in done_models][: max(0, t.quantize_top - len(chosen))]
+    started = time.perf_counter()
+    robustness = Robustness(s)
+    robust_before = s.seconds.get("robustness", 0.0)
+    for k in chosen:
+        ps = [p for p in models[k] if s.records[p.key].status != DONE]
+        if not ps:
+            continue
+        if s.over_budget():
+            break
+        run = s.folder.run(k)
+        p0 = ps[0]
+        s.echo(f"tune: quantizing {k} ({', '.join(p.precision for p in ps)})")
+        t0 = time.perf_counter()
+        try:
+            result = build(candidate_config(s.train_config, p0.backbone, p0.image_size, p0.fine_tune_blocks, [p.precision for p in ps]),
+                           run, stages=["train", "export"], command=f"edge-export tune ({k})", echo=_quiet(s.echo))
+            from edge_export.export.manifest import read_manifest
+
+            manifest = read_manifest(run)
+            error = None
+        except EdgeExportError as exc:
+            manifest, error = None, exc.message
+        seconds = time.perf_counter() - t0
+        s.model_seconds.setdefault(k, {})["export"] = round(seconds, 2)
+        for p in ps:
+            r = s.records[p.key]
+            r.run_dir = str(Path(TuneFolder.RUNS) / k)
+            r.seconds.update({name: round(v / (len(ps) if name == "export" else 1), 2) for name, v in s.model_seconds.get(k, {}).items()})
+            artifact = manifest.artifact(PRECISION_FORMATS[p.precision]) if manifest is not None else None
+            if artifact is None or artifact.accuracy is None:
+                r.status = FAILED
+                r.reasons = [f"export failed: {error or (artifact.error if artifact else 'no artifact')}"]
+            else:
+                r.status, r.val_accuracy = DONE, float(artifact.accuracy)
+                r.reasons = [] if artifact.ok else [f"export: {artifact.error}"]
+                if artifact.size_bytes:
+                    r.size_bytes = int(artifact.size_bytes)  # the trained artifact's own size
+                s.echo(f"tune: {r.key}: validation accuracy {r.val_accuracy:.2%}, {t.latency_statistic} {r.latency_ms:.2f} ms on {t.device}")
+                robustness.measure(r, run.export_dir / artifact.path)
+            s.finish(r)
+    s.add_time("quantize", time.perf_counter() - started - (s.seconds.get("robustness", 0.0) - robust_before))
+    for ps in models.values():
+        for p in ps:
+            r = s.records[p.key]
+            if r.status == SKIPPED:
+                r.status = NOT_QUANTIZED
+                r.reasons = [f"not quantized: Keras validation accuracy {r.keras_val_accuracy:.2%} is not among the "
+                             f"{t.quantize_top} trained models nearest the frontier (tune.quantize_top)"]
+    for r in s.records.values():  # the time of each candidate's model, also for those not quantized
+        if r.status in (PRUNED, FAILED) and r.keras_val_accuracy is None:
+            continue  # never trained for itself (a model of the same settings may be another precision's)
+        for name, v in s.model_seconds.get(model_key(r.backbone, r.image_size, r.fine_tune_blocks), {}).items():
+            r.seconds.setdefault(name, v)
+
+
+# --------------------------------------------------------------------------------------- robustness
+
+
+class Robustness:
+    """Accuracy under the bench's camera-like shifts (``benchmarks.robustness.evaluate``, its fixed seed) of a
+    quantized candidate, on the VALIDATION images (never test): recorded per candidate, a tie-breaker of the
+    choice, and a constraint with ``tune.min_robustness``. The images of each input size are decoded once."""
+
+    def __init__(self, s: Search):
+        self.s = s
+        self.decoded: dict[tuple, Any] = {}
+        self.split = None
+
+    def measure(self, r: CandidateRecord, artifact: Path) -> None:
+        try:
+            from edge_export.benchmarks.robustness import evaluate
+        except ImportError:  # a benchmark without the suite: the search goes on without it
+            return
+        from edge_export.export.data import load_images
+        from edge_export.runtime.classifier import Classifier
+
+        started = time.perf_counter()
+        c = self.s.train_config
+        if self.split is None:
+            from edge_export.trainer.datasets import scan_dataset
+            from edge_export.trainer.named_datasets import resolve_data
+
+            dataset = scan_dataset(resolve_data(c.data.path), c.data.validation_split, c.train.seed)
+            self.split = dataset.splits["validation"]
+            self.keys = [str(f.relative_to(dataset.root)) for f in self.split.files]
+        try:
+            clf = Classifier.load(artifact, threads=os.cpu_count())
+            prep = clf.preprocessing
+            wanted = (tuple(prep.size), prep.resize)  # what the device's runtime would feed it
+            if wanted not in self.decoded:
+                self.decoded[wanted] = load_images(self.split, tuple(prep.size), prep.resize, c.data.max_image_pixels)
+            images = self.decoded[wanted]
+            if len(images.labels) != len(self.keys):  # an unreadable image was skipped: keys no longer line up
+                return
+            r.robustness_accuracy = float(evaluate(clf.predict_proba, images.pixels, images.labels, self.keys)["accuracy"])
+            self.s.echo(f"tune: {r.key}: accuracy under the camera-like shifts (validation) {r.robustness_accuracy:.2%}")
+        except (EdgeExportError, ValueError, OSError) as exc:  # an optional measurement: never the search's failure
+            self.s.echo(f"tune: robustness of {r.key} not measured: {getattr(exc, 'message', exc)}")
+        finally:
+            self.s.add_time("robustness", time.perf_counter() - started)
+
+
+# --------------------------------------------------------------------------------------------- choice
+
+
+def choose(records: list[CandidateRecord], config: Config) -> tuple[str | None, str, list[str]]:
+    """(chosen key or None, why, the constraints that bound the choice). Pure: tests call it on records."""
+    t = config.tune
+    stat = t.latency_statistic
+    done = [r for r in records if r.status == DONE and r.val_accuracy is not None and r.latency_ms is not None]
+    pruned_by = {name: [r for r in records if r.status == PRUNED and any(x.startswith(word) for x in r.reasons)]
+                 for name, word in (("max_latency_ms", "latency"), ("max_size_mb", "size"))}
+    if not done:
+        if records and all(r.status == PRUNED for r in records):
+            bound = [n for n, rs in pruned_by.items() if rs]
+            fastest = min((r for r in records if r.latency_ms is not None), key=lambda r: r.latency_ms, default=None)
+            extra = f"; the fastest in the space is {fastest.key} at {fastest.latency_ms:.2f} ms" if fastest else ""
+            return None, f"every candidate breaks {' and '.join(bound)}{extra}", bound
+        return None, "no candidate was evaluated (see each candidate's reasons in tune.json)", []
+
+    def robust(r: CandidateRecord) -> float:  # tie-breaker: more robust first (unknown last)
+        return -(r.robustness_accuracy if r.robustness_accuracy is not None else -1.0)
+
+    fragile = []
+    if t.min_robustness is not None:
+        fragile = [r for r in done if r.robustness_accuracy is None or r.robustness_accuracy < t.min_robustness - 1e-12]
+        done = [r for r in done if r not in fragile]
+        if not done:
+            return None, (f"no evaluated candidate reaches min robustness {t.min_robustness:.2%} (accuracy under the "
+                          "camera-like shifts, validation)"), ["min_robustness"]
+
+    if t.min_accuracy is not None:
+        ok = [r for r in done if r.val_accuracy >= t.min_accuracy - 1e-12]
+        if not ok:
+            best = max(done, key=lambda r: (r.val_accuracy, -r.latency_ms))
+            return None, (f"no evaluated candidate reaches min accuracy {t.min_accuracy:.2%} on validation; the most "
+                          f"accurate is {best.key} at {best.val_accuracy:.2%} ({best.latency_ms:.2f} ms): widen the space "
+                          f"(larger sizes, more fine-tuning, other backbones) or relax the limits"), ["min_accuracy"]
+        chosen = min(ok, key=lambda r: (r.latency_ms, -r.val_accuracy, robust(r), r.key))
+        faster = [r for r in records if r is not chosen and r.latency_ms is not None and r.latency_ms < chosen.latency_ms]
+        below = [r for r in faster if r.status == DONE and r.val_accuracy is not None and r.val_accuracy < t.min_accuracy]
+        unknown = [r for r in faster if r.status in (NOT_PROMOTED, NOT_QUANTIZED, SKIPPED)]
+        why = (f"the fastest candidate with validation accuracy >= {t.min_accuracy:.2%}: {chosen.key}, "
+               f"{chosen.val_accuracy:.2%}, {stat} {chosen.latency_ms:.2f} ms on {t.device}")
+        binding = []
+        if below:
+            binding.append("min_accuracy")
+            why += f"; min accuracy bound it: {len(below)} faster evaluated candidate(s) are below it"
+        if unknown:
+            why += f"; {len(unknown)} faster candidate(s) were not evaluated (successive halving or budget)"
+        if not faster:
+            why += "; it is the fastest candidate in the space (no constraint bound it)"
+    else:
+        chosen = max(done, key=lambda r: (r.val_accuracy, -r.latency_ms, -robust(r), r.key))
+        why = (f"the most accurate candidate within the limits: {chosen.key}, validation accuracy "
+               f"{chosen.val_accuracy:.2%}, {stat} {chosen.latency_ms:.2f} ms on {t.device}")
+        binding = [n for n, rs in pruned_by.items() if rs]
+        for name in binding:
+            why += f"; {name} bound it: {len(pruned_by[name])} candidate(s) pruned before training"
+        if not binding:
+            why += "; no limit removed any candidate"
+    beaten = [r for r in fragile if (r.latency_ms < chosen.latency_ms if t.min_accuracy is not None else r.val_accuracy > chosen.val_accuracy)
+              and (t.min_accuracy is None or r.val_accuracy >= t.min_accuracy - 1e-12)]
+    if beaten:
+        binding.append("min_robustness")
+        why += f"; min robustness bound it: {len(beaten)} better candidate(s) are below it"
+    if chosen.robustness_accuracy is not None:
+        why += f"; accuracy under the camera-like shifts {chosen.robustness_accuracy:.2%}"
+    if chosen.size_bytes is not None:
+        why += f" (size {chosen.size_bytes / 1e6:.2f} MB)"
+    return chosen.key, why, binding

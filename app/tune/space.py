@@ -1,0 +1,86 @@
+"""The candidates of a search: backbone x input size x fine-tune depth x precision (``tune`` config section)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edge_export.core.config import Config
+from edge_export.core.errors import EdgeExportError
+
+# a precision of the search -> the export format that makes it
+PRECISION_FORMATS = {"int8": "tflite-int8", "fp16": "tflite-fp16", "fp32": "tflite-fp32"}
+
+
+@dataclass(frozen=True, order=True)
+class Point:
+    backbone: str
+    image_size: int
+    fine_tune_blocks: int
+    precision: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.backbone}-{self.image_size}-ft{self.fine_tune_blocks}-{self.precision}"
+
+    @property
+    def model_key(self) -> str:  # the trained model it is an export of
+        return model_key(self.backbone, self.image_size, self.fine_tune_blocks)
+
+    @property
+    def pair(self) -> tuple[str, int]:
+        return (self.backbone, self.image_size)
+
+
+def model_key(backbone: str, size: int, blocks: int) -> str:
+    return f"{backbone}-{size}-ft{blocks}"
+
+
+def search_space(config: Config) -> tuple[list[Point], list[str]]:
+    """Every candidate of ``config.tune`` (registry-checked), and notes on what was left out and why.
+
+    Backbones: ``tune.backbones``, else every registered backbone with pretrained weights that load
+    offline (installed or cached) at some size of the space. Sizes a backbone's weights do not exist
+    for (fixed ImageNet sizes), or that are not available offline, are left out of the default space.
+    """
+    from edge_export.export.formats import get_format
+    from edge_export.trainer.backbones import get_backbone, list_backbones
+
+    t = config.tune
+    weights = config.model.weights
+    notes: list[str] = []
+    for p in t.precisions:
+        get_format(PRECISION_FORMATS[p])
+    explicit = bool(t.backbones)
+    names = list(dict.fromkeys(t.backbones)) if explicit else [b.name for b in list_backbones() if b.pretrained]
+    points: list[Point] = []
+    for name in names:
+        try:
+            spec = get_backbone(name)
+        except EdgeExportError as exc:
+            raise EdgeExportError(f"tune.backbones: {exc.message}", hint=exc.hint) from None
+        if weights == "imagenet" and not explicit and not any(spec.weights_offline(z) for z in t.image_sizes):
+            notes.append(f"{name}: weights not available offline at sizes {sorted(set(t.image_sizes))} "
+                         f"({spec.weights_source}); not in the space")
+            continue
+        sizes = []
+        for size in sorted(set(t.image_sizes)):
+            try:
+                spec.check_size(size, weights)
+            except EdgeExportError:
+                notes.append(f"{name} at {size}: no {weights} weights for this size (left out)")
+                continue
+            if weights == "imagenet" and not explicit and not spec.weights_offline(size):
+                continue  # the default space: only what trains without a network
+            sizes.append(size)
+        if not sizes:
+            continue
+        for size in sizes:
+            for blocks in sorted(set(t.fine_tune_blocks)):
+                for precision in t.precisions:
+                    points.append(Point(name, size, blocks, precision))
+    if not points:
+        raise EdgeExportError(
+            "the tune search space is empty", hint="set tune.backbones (see `edge-export backbones`) and tune.image_sizes"
+            + (": no backbone's weights are available offline" if not explicit else ""),
+        )
+    return points, notes

@@ -1,0 +1,414 @@
+"""Decoded images on disk: decode once, read back in batches, with memory that does not grow with the data.
+
+TF-free (numpy + the runtime's one decoder, ``runtime.images.decode_many``). Training, feature caching,
+calibration, parity and bench all read the same files.
+
+* ``decoded_pixels(files, size, method, max_pixels)`` decodes a file list into one uint8 ``.npy`` (N x H x W x 3,
+  the readable files in order) under the cache folder, in chunks (at most ``CHUNK`` decoded images in memory),
+  and returns a :class:`CachedPixels` reading it. The entry's key is the file listing (absolute paths, sizes,
+  mtimes in ns), the size, the resize method, the pixel limit and the decoder's version (a hash of
+  ``runtime/images.py`` and the Pillow version): a changed, added or removed file, another size or another
+  decoder is another entry. A later run, or another stage of the same build, finds it and decodes nothing.
+* Entries are written under a temporary name and renamed into place after their ``meta.json`` (written last,
+  with the expected byte count): a kill leaves a ``.tmp-*`` folder, never an entry that looks complete. An entry
+  whose meta does not validate (hostile or damaged: wrong sizes, indices out of range) is decoded again.
+* The folder: ``$EDGE_EXPORT_PIXEL_CACHE``, else ``$EDGE_EXPORT_CACHE/pixels``, else
+  ``~/.cache/edge-export/pixels``; ``EDGE_EXPORT_PIXEL_CACHE=off`` keeps entries in a temporary folder removed at
+  exit (still on disk, still bounded memory). It is bounded: after each new entry the least recently used
+  entries go until the folder holds at most ``$EDGE_EXPORT_PIXEL_CACHE_GB`` (default 20) GB; entries this
+  process uses are kept.
+* Reading is by plain positioned reads (``os.pread``), not ``mmap``: a memory map's touched pages count in the
+  process's resident memory and would grow with the data set; reads go through the page cache instead.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from edge_export.core.pause import pause_point
+from edge_export.core.untrusted import printable
+
+CHUNK = 128  # images decoded at a time (128 x 288 x 288 x 3 = 32 MB)
+HEADER_BYTES = 128  # fixed .npy header size, so the row count can be written after the rows
+FORMAT = 1  # of meta.json
+DEFAULT_MAX_GB = 20.0
+_IN_USE: set[Path] = set()  # entries this process returned: never evicted by it
+_TEMP_ROOT: list[Path] = []
+_OPEN_LOCK = threading.Lock()
+
+
+# ----------------------------------------------------------------------------- .npy files written row by row
+
+
+class NpyWriter:
+    """Append rows to a C-ordered ``.npy`` whose row count is filled in on ``close()``."""
+
+    def __init__(self, path: str | Path, dtype: "np.dtype | str", row_shape: Sequence[int]):
+        self.path = Path(path)
+        self.dtype = np.dtype(dtype)
+        self.row_shape = tuple(int(d) for d in row_shape)
+        self.rows = 0
+        self._file = open(self.path, "wb")
+        self._file.write(b"\0" * HEADER_BYTES)
+
+    def write(self, rows: np.ndarray) -> None:
+        rows = np.ascontiguousarray(rows, dtype=self.dtype)
+        if rows.shape[1:] != self.row_shape:
+            raise ValueError(f"rows of shape {rows.shape[1:]} written to a file of rows {self.row_shape}")
+        self._file.write(rows.tobytes())
+        self.rows += len(rows)
+
+    def close(self) -> "DiskArray":
+        self._file.seek(0)
+        self._file.write(_npy_header(self.dtype, (self.rows, *self.row_shape)))
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        return DiskArray(self.path)
+
+    def abort(self) -> None:
+        self._file.close()
+        self.path.unlink(missing_ok=True)
+
+
+def _npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
+    text = repr({"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape})
+    body = text.encode("latin1")
+    pad = HEADER_BYTES - 10 - len(body) - 1
+    if pad < 0:
+        raise ValueError(f"shape {shape} does not fit a {HEADER_BYTES}-byte .npy header")
+    return b"\x93NUMPY\x01\x00" + (HEADER_BYTES - 10).to_bytes(2, "little") + body + b" " * pad + b"\n"
+
+
+class DiskArray:
+    """Rows of a C-ordered ``.npy`` read on demand with positioned reads (thread-safe, no mmap).
+
+    Indexing with a slice or an index array returns an in-memory ndarray of those rows; ``np.asarray``
+    reads everything (only for small arrays)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        with open(self.path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(f)
+            self.offset = f.tell()
+        if fortran or dtype.hasobject:
+            raise ValueError(f"{printable(self.path)} is not a C-ordered numeric .npy")
+        self.shape = tuple(int(d) for d in shape)
+        self.dtype = np.dtype(dtype)
+        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        size = os.path.getsize(self.path)
+        if size != self.offset + self.shape[0] * self.row_bytes:
+            raise ValueError(f"{printable(self.path)} holds {size} bytes, not the {self.shape} its header says")
+        self._fd: int | None = None
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def _descriptor(self) -> int:
+        if self._fd is None:
+            with _OPEN_LOCK:  # tf.data reads from several threads
+                if self._fd is None:
+                    self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        return self._fd
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_fd": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+    def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Rows ``start:stop`` as a new array."""
+        n = len(self)
+        start, stop, _ = slice(start, stop).indices(n)
+        count = max(0, stop - start)
+        out = np.empty((count, *self.shape[1:]), self.dtype)
+        self._read_into(memoryview(out.reshape(-1).view(np.uint8)), self.offset + start * self.row_bytes)
+        return out
+
+    def take(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Rows at ``indices`` (any order, repeats allowed) as a new array."""
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if len(indices) and (indices.min() < -len(self) or indices.max() >= len(self)):
+            raise IndexError(f"row index out of range for {len(self)} rows")
+        indices = np.where(indices < 0, indices + len(self), indices)
+        out = np.empty((len(indices), *self.shape[1:]), self.dtype)
+        flat = out.reshape(len(indices), -1).view(np.uint8)
+        for j, i in enumerate(indices):
+            self._read_into(memoryview(flat[j]), self.offset + int(i) * self.row_bytes)
+        return out
+
+    def _read_into(self, view: memoryview, position: int) -> None:
+        fd = self._descriptor()
+        done = 0
+        while done < len(view):
+            got = os.preadv(fd, [view[done:]], position + done)
+            if got <= 0:
+                raise OSError(f"{printable(self.path)} ended early (changed while in use?)")
+            done += got
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            if key.step not in (None, 1):
+                return self.take(np.arange(len(self))[key])
+            return self.read(key.start or 0, key.stop)
+        if isinstance(key, (int, np.integer)):
+            return self.take([int(key)])[0]
+        if isinstance(key, tuple) and key and isinstance(key[0], slice) and key[0] == slice(None):
+            return self.read()[key]  # e.g. x[:, :, ::-1] on a small array
+        return self.take(key)
+
+    def __array__(self, dtype=None, copy=None):
+        data = self.read()
+        return data if dtype is None else data.astype(dtype)
+
+    def astype(self, dtype) -> np.ndarray:
+        """Everything, in memory, as ``dtype`` (only for small arrays)."""
+        return self.read().astype(dtype)
+
+    def copy(self) -> np.ndarray:
+        return self.read()
+
+    def batches(self, batch_size: int) -> Iterator[np.ndarray]:
+        for start in range(0, len(self), batch_size):
+            yield self.read(start, start + batch_size)
+
+
+# ----------------------------------------------------------------------------- the decoded-image cache
+
+
+class CachedPixels(DiskArray):
+    """The decoded, resized images of a file list (readable ones, in order), on disk.
+
+    ``kept``: the index in the file list of each row; ``errors``: index of each unreadable file -> why;
+    ``reused``: found in the cache (nothing decoded)."""
+
+    def __init__(self, path: str | Path, kept: list[int], errors: dict[int, str], reused: bool):
+        DiskArray.__init__(self, path)
+        self.kept, self.errors, self.reused = kept, errors, reused
+        self._descriptor()  # open now: an entry another process evicts later stays readable here
+
+    def __repr__(self) -> str:
+        return f"CachedPixels({printable(self.path)}, {self.shape})"
+
+
+def cache_root() -> Path:
+    value = os.environ.get("EDGE_EXPORT_PIXEL_CACHE", "").strip()
+    if value.lower() in ("off", "none", "0", "false"):
+        if not _TEMP_ROOT:
+            _TEMP_ROOT.append(Path(tempfile.mkdtemp(prefix="edge-export-pixels-")))
+            atexit.register(shutil.rmtree, _TEMP_ROOT[0], True)
+        return _TEMP_ROOT[0]
+    if value:
+        return Path(value).expanduser()
+    base = os.environ.get("EDGE_EXPORT_CACHE")
+    return (Path(base) if base else Path.home() / ".cache" / "edge-export") / "pixels"
+
+
+def max_cache_bytes() -> int:
+    value = os.environ.get("EDGE_EXPORT_PIXEL_CACHE_GB", "")
+    try:
+        gb = float(value) if value.strip() else DEFAULT_MAX_GB
+    except ValueError:
+        gb = DEFAULT_MAX_GB
+    return int(max(gb, 0.0) * 1e9) if np.isfinite(gb) else int(DEFAULT_MAX_GB * 1e9)
+
+
+def decoder_version() -> str:
+    """Changes whenever the decoder could give other pixels: its source file and Pillow's version."""
+    import PIL
+
+    from edge_export.runtime import images
+
+    # through the module's loader: the file may be inside a zipped wheel (a deploy bundle)
+    source = images.__loader__.get_data(images.__file__)
+    return hashlib.sha256(source + b"\0" + PIL.__version__.encode()).hexdigest()[:16]
+
+
+def cache_key(files: Sequence[Path], size: tuple[int, int], method: str, max_pixels: int | None) -> str:
+    """The entry of a file list: paths, sizes, mtimes (ns), the output size, method, pixel limit, decoder."""
+    from edge_export.runtime.images import max_pixels_value
+
+    digest = hashlib.sha256()
+    digest.update(json.dumps([FORMAT, decoder_version(), list(size), method, max_pixels_value(max_pixels)]).encode())
+    for f in files:
+        path = os.path.abspath(f)
+        try:
+            st = os.stat(path)
+            stamp = f"{st.st_size}\t{st.st_mtime_ns}"
+        except OSError:
+            stamp = "missing"
+        digest.update(f"\n{path}\t{stamp}".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()[:40]
+
+
+def decoded_pixels(
+    files: Sequence[Path], size: tuple[int, int], method: str = "bilinear", max_pixels: int | None = None,
+    workers: int | None = None, progress=None,
+) -> CachedPixels:
+    """The decoded images of ``files`` from the cache, decoding them (in chunks) into it first if needed."""
+    files = list(files)
+    size = (int(size[0]), int(size[1]))
+    root = cache_root()
+    key = cache_key(files, size, method, max_pixels)
+    entry = root / key
+    found = _open_entry(entry, len(files), size)
+    if found is not None:
+        _touch(entry)
+        _IN_USE.add(entry)
+        return found
+    root.mkdir(parents=True, exist_ok=True)
+    _clean_stale_temporaries(root)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key[:12]}-", dir=root))
+    try:
+        kept, errors = _decode_into(tmp / "pixels.npy", files, size, method, max_pixels, workers, progress)
+        meta = {"format": FORMAT, "images": len(kept), "files": len(files), "size": list(size), "method": method,
+                "kept": kept, "errors": {str(i): why for i, why in errors.items()},
+                "bytes": os.path.getsize(tmp / "pixels.npy")}
+        with open(tmp / "meta.json", "w", encoding="utf-8") as f:
+            json.dump(meta, f)
+            f.flush()
+            os.fsync(f.fileno())
+        pause_point("pixel_cache.written")  # tests: a kill with every file written, before the rename
+        try:
+            os.rename(tmp, entry)  # atomic; fails if another process finished the same entry first
+        except OSError:
+            if entry.exists() and _open_entry(entry, len(files), size) is None:
+                shutil.rmtree(entry, ignore_errors=True)  # a damaged entry: replace it
+                os.rename(tmp, entry)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    opened = _open_entry(entry, len(files), size)
+    if opened is None:
+        raise OSError(f"the pixel cache entry {printable(entry)} could not be read back")
+    opened.reused = False
+    _IN_USE.add(entry)
+    _evict(root, max_cache_bytes())
+    return opened
+
+
+def _decode_into(path, files, size, method, max_pixels, workers, progress) -> tuple[list[int], dict[int, str]]:
+    from edge_export.runtime.images import decode_many
+
+    writer = NpyWriter(path, np.uint8, (*size, 3))
+    kept: list[int] = []
+    errors: dict[int, str] = {}
+    try:
+        for start in range(0, len(files), CHUNK):
+            decoded = decode_many(files[start : start + CHUNK], size, method, max_pixels, workers)
+            writer.write(decoded.pixels)
+            kept += [start + i for i in decoded.kept]
+            errors.update({start + i: why for i, why in decoded.errors.items()})
+            if progress is not None:
+                progress(min(start + CHUNK, len(files)), len(files))
+            pause_point("pixel_cache.chunk")  # tests: a kill with part of the pixels written
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
+    return kept, errors
+
+
+def _open_entry(entry: Path, n_files: int, size: tuple[int, int]) -> CachedPixels | None:
+    """The entry if it is complete and consistent; None otherwise (missing, partial, damaged, hostile)."""
+    meta_path = entry / "meta.json"
+    try:
+        if not meta_path.is_file() or meta_path.stat().st_size > 1024 * (n_files + 16) + 1_000_000:
+            return None
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        kept = meta["kept"]
+        errors = {int(k): str(v) for k, v in meta["errors"].items()}
+        kept_set = set(kept) if isinstance(kept, list) and all(type(i) is int for i in kept) else None
+        ok = kept_set is not None and (
+            meta.get("format") == FORMAT and meta.get("files") == n_files and meta.get("size") == list(size)
+            and all(0 <= a < b for a, b in zip(kept, kept[1:])) and (not kept or 0 <= kept[0] and kept[-1] < n_files)
+            and all(0 <= i < n_files and i not in kept_set for i in errors)
+            and len(kept) + len(errors) == n_files and meta.get("images") == len(kept)
+        )
+        if not ok:
+            return None
+        pixels = CachedPixels(entry / "pixels.npy", kept, dict(sorted(errors.items())), reused=True)
+        if pixels.shape != (len(kept), *size, 3) or pixels.dtype != np.uint8 or meta.get("bytes") != os.path.getsize(pixels.path):
+            return None
+        return pixels
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, SyntaxError, RecursionError):
+        return None  # json.JSONDecodeError is a ValueError
+
+
+def _touch(entry: Path) -> None:
+    try:
+        os.utime(entry / "meta.json")
+    except OSError:
+        pass
+
+
+def _entries(root: Path) -> list[tuple[float, int, Path]]:
+    out = []
+    for p in root.iterdir():
+        if p.name.startswith(".") or not p.is_dir():
+            continue
+        try:
+            used = (p / "meta.json").stat().st_mtime
+            size = sum(f.stat().st_size for f in p.iterdir() if f.is_file())
+        except OSError:
+            continue
+        out.append((used, size, p))
+    return sorted(out)
+
+
+def _evict(root: Path, limit: int) -> None:
+    """Remove the least recently used entries until the folder holds at most ``limit`` bytes."""
+    entries = _entries(root)
+    total = sum(size for _, size, _ in entries)
+    for _, size, path in entries:
+        if total <= limit:
+            break
+        if path in _IN_USE:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        total -= size
+
+
+def _clean_stale_temporaries(root: Path, age_s: float = 6 * 3600) -> None:
+    """Partial entries left by a killed process (older than ``age_s``: a running writer is never touched)."""
+    now = time.time()
+    for p in root.glob(".tmp-*"):
+        try:
+            if now - p.stat().st_mtime > age_s:
+                shutil.rmtree(p, ignore_errors=True)
+        except OSError:
+            pass
+
+
+def cache_bytes(root: Path | None = None) -> int:
+    """Bytes held by the cache folder (for benchmarks)."""
+    root = root or cache_root()
+    return sum(size for _, size, _ in _entries(root)) if root.is_dir() else 0

@@ -1,0 +1,199 @@
+"""The decoded-image cache on disk (runtime/pixel_cache.py) and the streaming training data (trainer/streaming.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import start_paused, write_image_folder
+from edge_export.runtime import pixel_cache
+from edge_export.runtime.images import decode_many
+from edge_export.runtime.pixel_cache import NpyWriter, cache_key, decoded_pixels
+
+SIZE = (24, 20)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    root = tmp_path / "pixels"
+    monkeypatch.setenv("EDGE_EXPORT_PIXEL_CACHE", str(root))
+    return root
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.png"))
+
+
+def _entries(root: Path) -> list[Path]:
+    return [p for p in root.iterdir() if not p.name.startswith(".")] if root.is_dir() else []
+
+
+def test_cached_pixels_are_the_in_memory_decode_and_are_reused(tmp_path, cache):
+    files = _files(write_image_folder(tmp_path / "d", {"train": 7}))
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    files.insert(3, tmp_path / "bad.png")
+    expected = decode_many(files, SIZE)
+    first = decoded_pixels(files, SIZE)
+    assert not first.reused and first.kept == expected.kept and list(first.errors) == list(expected.errors)
+    assert np.array_equal(np.asarray(first), expected.pixels)
+    assert np.array_equal(first[2:5], expected.pixels[2:5])
+    assert np.array_equal(first.take([4, 0, 4]), expected.pixels[[4, 0, 4]])
+    assert np.array_equal(np.concatenate(list(first.batches(3))), expected.pixels)
+    assert np.array_equal(np.load(first.path), expected.pixels)  # a plain .npy: bench's readers use it as is
+    again = decoded_pixels(files, SIZE)
+    assert again.reused and again.path == first.path and np.array_equal(np.asarray(again), expected.pixels)
+
+
+def test_the_key_follows_the_listing_the_size_and_the_decoder(tmp_path, cache, monkeypatch):
+    files = _files(write_image_folder(tmp_path / "d", {"train": 3}))
+    key = cache_key(files, SIZE, "bilinear", None)
+    assert cache_key(list(files), SIZE, "bilinear", None) == key
+    assert cache_key(files, (SIZE[0] + 1, SIZE[1]), "bilinear", None) != key
+    assert cache_key(files, SIZE, "area", None) != key
+    assert cache_key(files, SIZE, "bilinear", 1000) != key
+    assert cache_key(files[:-1], SIZE, "bilinear", None) != key
+    monkeypatch.setattr(pixel_cache, "decoder_version", lambda: "another decoder")
+    assert cache_key(files, SIZE, "bilinear", None) != key
+    monkeypatch.undo()
+    monkeypatch.setenv("EDGE_EXPORT_PIXEL_CACHE", str(cache))
+
+    first = decoded_pixels(files, SIZE)
+    st = files[1].stat()
+    Image.new("RGB", (40, 48), (0, 255, 0)).save(files[1])  # new content (and size) under the same name
+    os.utime(files[1], ns=(st.st_atime_ns, st.st_mtime_ns))  # even with the old mtime: the size differs
+    assert files[1].stat().st_size != st.st_size
+    changed = decoded_pixels(files, SIZE)
+    assert not changed.reused and changed.path != first.path
+    assert np.array_equal(changed[1], decode_many([files[1]], SIZE).pixels[0])
+    os.utime(files[2], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched only: another entry too
+    assert not decoded_pixels(files, SIZE).reused
+
+
+def test_a_damaged_or_hostile_entry_is_decoded_again(tmp_path, cache):
+    files = _files(write_image_folder(tmp_path / "d", {"train": 4}))
+    good = decode_many(files, SIZE).pixels
+    entry = decoded_pixels(files, SIZE).path.parent
+    meta = json.loads((entry / "meta.json").read_text())
+    damages = [
+        lambda: (entry / "pixels.npy").write_bytes((entry / "pixels.npy").read_bytes()[:-7]),  # truncated
+        lambda: (entry / "meta.json").write_text(json.dumps({**meta, "kept": [0, 1, 2, 99]})),  # index out of range
+        lambda: (entry / "meta.json").write_text(json.dumps({**meta, "kept": "x" * 10})),
+        lambda: (entry / "meta.json").write_text("{" * 100000),
+        lambda: (entry / "meta.json").write_text("[" * 100000),  # nested past Python's recursion limit
+        lambda: (entry / "meta.json").write_text(json.dumps({**meta, "errors": {"0": "x"}})),  # kept and skipped
+        lambda: (entry / "meta.json").unlink(),
+    ]
+    for damage in damages:
+        damage()
+        again = decoded_pixels(files, SIZE)
+        assert not again.reused and np.array_equal(np.asarray(again), good)
+
+
+def test_a_killed_write_leaves_no_valid_looking_entry(tmp_path, cache):
+    files = _files(write_image_folder(tmp_path / "d", {"train": 6}))
+    script = (
+        "import sys; from pathlib import Path; from edge_export.runtime import pixel_cache as c\n"
+        "c.CHUNK = 2\n"
+        "c.decoded_pixels([Path(p) for p in sys.argv[1:]], (24, 20))\n"
+    )
+    for point in ("pixel_cache.chunk", "pixel_cache.written"):
+        proc, events = start_paused([sys.executable, "-c", script, *map(str, files)], point)
+        assert events[-1]["at"] == point
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+        assert _entries(cache) == []  # only the .tmp-* folder of the killed writer
+        assert any(p.name.startswith(".tmp-") for p in cache.iterdir())
+        fresh = decoded_pixels(files, SIZE)
+        assert not fresh.reused and np.array_equal(np.asarray(fresh), decode_many(files, SIZE).pixels)
+        for entry in _entries(cache):
+            shutil.rmtree(entry)
+
+
+def test_the_cache_is_bounded_least_recently_used_first(tmp_path, cache, monkeypatch):
+    files = _files(write_image_folder(tmp_path / "d", {"train": 4}))
+    one = decoded_pixels(files[:2], SIZE)
+    two = decoded_pixels(files[2:], SIZE)
+    size = pixel_cache.cache_bytes(cache)
+    monkeypatch.setattr(pixel_cache, "_IN_USE", set())  # another process: nothing of ours in use
+    os.utime(two.path.parent / "meta.json", (1, 1))  # the older one
+    pixel_cache._evict(cache, size - 1)
+    assert [p.name for p in _entries(cache)] == [one.path.parent.name]
+
+
+def test_memory_does_not_grow_with_the_number_of_images(tmp_path, cache, monkeypatch):
+    """Peak Python/numpy allocations of decoding into the cache and reading everything back in batches: about
+    the same for 4x the images (the in-memory decode grows 4x: the check can fail)."""
+    monkeypatch.setattr(pixel_cache, "CHUNK", 8)
+    files = _files(write_image_folder(tmp_path / "d", {"train": 96}, size=(30, 30)))
+    size = (64, 64)
+
+    def peak(make) -> int:
+        tracemalloc.start()
+        try:
+            make()
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    def streamed(n: int) -> None:
+        pixels = decoded_pixels(files[:n], size, workers=1)
+        for batch in pixels.batches(8):
+            batch.sum()
+
+    small, large = peak(lambda: streamed(24)), peak(lambda: streamed(96))
+    in_memory_small = peak(lambda: decode_many(files[:24], size, workers=1))
+    in_memory_large = peak(lambda: decode_many(files[:96], size, workers=1))
+    assert in_memory_large > 3 * in_memory_small
+    assert large < 1.3 * small, (small, large)
+
+
+def test_writer_refuses_rows_of_another_shape(tmp_path):
+    writer = NpyWriter(tmp_path / "a.npy", np.float32, (3,))
+    with pytest.raises(ValueError):
+        writer.write(np.zeros((2, 4), np.float32))
+    writer.abort()
+    assert not (tmp_path / "a.npy").exists()
+
+
+def test_training_batches_from_disk_train_exactly_like_keras_on_arrays(tmp_path):
+    """fit_dataset/ordered_dataset (rows read from disk) give the same weights and history as
+    ``fit(x, y, shuffle=True, batch_size=B, validation_data=(xv, yv))`` on in-memory arrays, at equal seed."""
+    from edge_export.core.tf_env import import_keras, seed_everything
+    from edge_export.trainer.streaming import fit_dataset, ordered_dataset, predict
+
+    keras = import_keras()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(203, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 203)
+    writer = NpyWriter(tmp_path / "x.npy", np.float32, (6,))
+    writer.write(x)
+    on_disk = writer.close()
+    writer = NpyWriter(tmp_path / "v.npy", np.float32, (6,))
+    writer.write(x[:50])
+    val_on_disk = writer.close()
+
+    def train(disk: bool):
+        seed_everything(3)
+        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dropout(0.3),
+                                  keras.layers.Dense(3, activation="softmax")])
+        model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
+        if disk:
+            history = model.fit(fit_dataset(on_disk, y, 16, True), validation_data=ordered_dataset(val_on_disk, y[:50], 16),
+                                epochs=3, shuffle=False, verbose=0)
+            return model.get_weights(), history.history, predict(model, on_disk, 16)
+        history = model.fit(x, y, validation_data=(x[:50], y[:50]), epochs=3, batch_size=16, shuffle=True, verbose=0)
+        return model.get_weights(), history.history, model.predict(x, batch_size=16, verbose=0)
+
+    (w_mem, h_mem, p_mem), (w_disk, h_disk, p_disk) = train(False), train(True)
+    assert all(np.array_equal(a, b) for a, b in zip(w_mem, w_disk))
+    assert h_mem == h_disk
+    assert np.array_equal(p_mem, p_disk)
