@@ -1,7 +1,7 @@
 """edge-export: train, quantize, export and verify small image classifiers for edge devices.
 
 The public Python API (``edge_export.api``) is re-exported here lazily, so ``import edge_export`` stays
-cheap (no TensorFlow) and ``from edge_export import build, train, export, bench, package`` works.
+cheap (no TensorFlow) and ``from edge_export import build, train, export, bench, package, tune`` works.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 from edge_export.core import __version__
 
-_API = ("build", "train", "export", "bench", "package", "resolve_config", "check_settings", "FLAGS")
+_API = ("build", "train", "export", "bench", "package", "tune", "resolve_config", "check_settings", "FLAGS")
 
 __all__ = ["__version__", *_API]
 

@@ -372,7 +372,7 @@ def tune(config: ConfigLike = None, *, out: str | Path = "runs/tune", overrides:
     require_tensorflow("tune")
     from edge_export.core.run_folder import TuneFolder
     from edge_export.core.run_lock import locked_run
-    from edge_export.tune.search import tune as run_tune
+    from edge_export.tuning.search import tune as run_tune
 
     folder = TuneFolder(out)
     with locked_run(RunFolder(out)):

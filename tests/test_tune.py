@@ -155,7 +155,7 @@ def test_resume_after_kill_does_not_redo_finished_candidates(data, tmp_path):
 
 def test_real_latency_of_random_weight_models_is_measured_once(data, tmp_path):
     """The default device: tiny random-weight models converted by the export's converters and timed here."""
-    from edge_export.tune.latency import LatencyTable, device_measure
+    from edge_export.tuning.latency import LatencyTable, device_measure
 
     folder = TuneFolder(tmp_path / "tune")
     config = load_config(None, [f"data.path={data}", *TINY, "tune.latency_runs=5", "tune.latency_warmup=1"])
@@ -223,7 +223,7 @@ def test_a_spent_budget_starts_nothing_new(data, tmp_path):
 
 def test_reference_script_times_the_reference_with_the_tune_models(searched, tmp_path):
     from conftest import load_script
-    from edge_export.tune.latency import device_measure
+    from edge_export.tuning.latency import device_measure
 
     folder = TuneFolder(tmp_path / "tune")  # two real random-weight models in a tune folder's latency/models
     config = load_config(None, [f"data.path={searched['data']}", *TINY, "tune.latency_runs=5", "tune.latency_warmup=1"])
@@ -245,7 +245,7 @@ def record(key_size: int, blocks: int, status: str, acc: float | None, p50: floa
 
 
 def test_min_accuracy_picks_the_fastest_above_it_and_says_it_bound():
-    from edge_export.tune.search import choose
+    from edge_export.tuning.search import choose
 
     config = load_config(None, ["tune.min_accuracy=0.99"])
     records = [record(160, 0, DONE, 0.980, 2.0), record(224, 0, DONE, 0.991, 3.0), record(288, 1, DONE, 0.995, 5.0)]
@@ -258,7 +258,7 @@ def test_min_accuracy_picks_the_fastest_above_it_and_says_it_bound():
 
 
 def test_robustness_breaks_ties_and_can_be_a_constraint():
-    from edge_export.tune.search import choose
+    from edge_export.tuning.search import choose
 
     a, b = record(224, 0, DONE, 0.99, 3.0), record(224, 1, DONE, 0.99, 3.0)
     a.robustness_accuracy, b.robustness_accuracy = 0.95, 0.97
@@ -271,7 +271,7 @@ def test_robustness_breaks_ties_and_can_be_a_constraint():
 
 
 def test_every_candidate_pruned_names_the_limit():
-    from edge_export.tune.search import choose
+    from edge_export.tuning.search import choose
 
     records = [record(160, 0, PRUNED, None, 9.0, ["latency p50 9.00 ms > max 3 ms"])]
     key, why, binding = choose(records, load_config(None, ["tune.max_latency_ms=3"]))
@@ -279,7 +279,7 @@ def test_every_candidate_pruned_names_the_limit():
 
 
 def test_successive_halving_promotes_the_frontier_first():
-    from edge_export.tune.search import pareto, promote
+    from edge_export.tuning.search import pareto, promote
 
     assert pareto([(1.0, 0.90), (2.0, 0.95), (3.0, 0.94), (1.5, 0.89)]) == [0, 1]
     heads = {("a", 160): 0.90, ("a", 224): 0.95, ("a", 288): 0.94, ("b", 160): 0.96}
@@ -289,7 +289,7 @@ def test_successive_halving_promotes_the_frontier_first():
 
 
 def test_default_space_is_what_loads_offline(tmp_path, monkeypatch):
-    from edge_export.tune.space import search_space
+    from edge_export.tuning.space import search_space
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     points, notes = search_space(load_config(None, []))

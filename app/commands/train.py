@@ -26,4 +26,7 @@ def train(out: Path | None, config_path: Path | None, overrides: tuple[str, ...]
     click.echo(f"validation accuracy {metrics['validation']['accuracy']:.4f}  loss {metrics['validation']['loss']:.4f}")
     if "test" in metrics:
         click.echo(f"test accuracy {metrics['test']['accuracy']:.4f}")
-    click.echo(f"total {metrics['timing_seconds']['total']:.0f}s  ->  {result.run.model}")
+    if metrics.get("training", {}).get("chief", True):
+        click.echo(f"total {metrics['timing_seconds']['total']:.0f}s  ->  {result.run.model}")
+    else:  # a multi_worker worker: its run folder was scratch, removed
+        click.echo(f"total {metrics['timing_seconds']['total']:.0f}s  (trained with the chief; only the chief writes the run folder)")

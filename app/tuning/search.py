@@ -47,8 +47,8 @@ from edge_export.core.records.tune import (
 )
 from edge_export.core.run_folder import TuneFolder
 from edge_export.core.untrusted import read_json
-from edge_export.tune.latency import LatencyTable, Measure, device_measure, table_measure
-from edge_export.tune.space import PRECISION_FORMATS, Point, model_key, search_space
+from edge_export.tuning.latency import LatencyTable, Measure, device_measure, table_measure
+from edge_export.tuning.space import PRECISION_FORMATS, Point, model_key, search_space
 
 Event = Callable[[dict], None]
 QUANT_SLACK = 0.01  # with min_accuracy: a model this far below it (Keras, validation) may still be quantized
@@ -98,7 +98,7 @@ def tune(config: Config, folder: TuneFolder, *, measure: Measure | None = None, 
     """
     from edge_export.trainer.datasets import scan_dataset
     from edge_export.trainer.named_datasets import resolve_data
-    from edge_export.tune.output import write_outputs
+    from edge_export.tuning.output import write_outputs
 
     started = time.perf_counter()
     t = config.tune

@@ -47,7 +47,7 @@ def render(result: TuneResult, limit: int | None = 40) -> str:
 
 def write_chosen_config(path: Path, config: Config, chosen: CandidateRecord) -> Path:
     """The chosen candidate's build config: the search's settings with its backbone, size, depth and format."""
-    from edge_export.tune.search import candidate_config
+    from edge_export.tuning.search import candidate_config
 
     c = candidate_config(config, chosen.backbone, chosen.image_size, chosen.fine_tune_blocks, [chosen.precision])
     c.build.stages = ["train", "export", "bench"]
@@ -59,7 +59,7 @@ def write_chosen_config(path: Path, config: Config, chosen: CandidateRecord) -> 
 
 def plot_pareto(result: TuneResult, path: Path) -> Path | None:
     """Validation accuracy vs device latency of the evaluated candidates; the frontier joined, the chosen marked."""
-    from edge_export.tune.search import pareto
+    from edge_export.tuning.search import pareto
 
     done = [r for r in result.candidates if r.status == DONE and r.val_accuracy is not None and r.latency_ms is not None]
     if not done:

@@ -36,7 +36,7 @@ from edge_export.core.records.tune import LatencyRecord
 from edge_export.core.run_folder import TuneFolder
 from edge_export.core.pause import pause_point
 from edge_export.core.untrusted import finite_number, read_json
-from edge_export.tune.space import PRECISION_FORMATS
+from edge_export.tuning.space import PRECISION_FORMATS
 
 # what measures latency: [(backbone, image size, precision), ...] -> {that tuple: LatencyRecord}, all in one go
 # (so a local measurement can interleave every model in one process: load that comes and goes on a shared
