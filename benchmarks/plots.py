@@ -12,6 +12,7 @@ import numpy as np
 
 from edge_export.core.atomic import atomic_path
 from edge_export.core.formatting import size_text
+from edge_export.benchmarks.render import CONFUSION_MAX_CLASSES  # beyond it no matrix is drawn
 from edge_export.core.records.bench import BenchResult
 
 FORMAT_COLORS = {"tflite": "tab:blue", "onnx": "tab:orange", "keras": "tab:green"}
@@ -101,7 +102,6 @@ def plot_accuracy_latency(result: BenchResult, path: Path) -> Path:
     return _save(fig, path)
 
 
-CONFUSION_MAX_CLASSES = 40  # beyond this many classes no matrix is drawn (bench.md and the report use sorted tables)
 
 
 def _short(name: str, limit: int = 18) -> str:

@@ -127,7 +127,8 @@ def embed_onnx_metadata(model: "onnx.ModelProto", meta: ModelMetadata | dict[str
     text = metadata_json(meta)
     doc = json.loads(text)
     values = {**_onnx_conventions(model, doc), METADATA_NAME: text}
-    props = [p for p in model.metadata_props if p.key not in values]
+    ours = {*ONNX_CONVENTION_KEYS, METADATA_NAME}  # all of them: a key left unset this time must not survive
+    props = [p for p in model.metadata_props if p.key not in values and p.key not in ours]
     del model.metadata_props[:]
     model.metadata_props.extend(props)
     for key, value in values.items():

@@ -200,6 +200,10 @@ def test_onnx_convention_keys_replace_ours_and_keep_others():
     assert json.loads(props["mean"]) == [127.5] * 3 and props["description"] == "three classes"
     assert props["version"] == "9.9" and json.loads(props["edge_export"])["labels"] == ["a", "b's", "c"]
     onnx.checker.check_model(model)
+    # re-embedded without an author and a licence: the earlier ones do not survive
+    embed_onnx_metadata(model, build_metadata(["a", "b's", "c"], prep, description="three classes", edge_export="9.9"))
+    props = {p.key: p.value for p in model.metadata_props}
+    assert "author" not in props and "license" not in props and props["other_tool"] == "kept"
 
 
 # ----------------------------------------------------------------- metadata written by MediaPipe, read by us

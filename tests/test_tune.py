@@ -310,3 +310,20 @@ def test_a_bad_latency_table_is_a_clear_error(data, tmp_path):
     table.write_text("[1, 2]")
     with pytest.raises(EdgeExportError, match="latency table"):
         api.tune(None, out=tmp_path / "t", overrides=[f"data.path={data}", *TINY, f"tune.latency_table={table}"], echo=None)
+
+
+def test_outputs_without_an_evaluated_candidate_drop_an_earlier_plot(tmp_path):
+    """A search with nothing to plot leaves no earlier search's Pareto plot behind, nor a link to it."""
+    from edge_export.core.config import load_config
+    from edge_export.core.records.tune import TuneResult
+    from edge_export.core.run_folder import TuneFolder
+    from edge_export.tuning.output import write_outputs
+
+    folder = TuneFolder(tmp_path)
+    folder.plot.parent.mkdir(parents=True, exist_ok=True)
+    folder.plot.write_bytes(b"an earlier search's plot")
+    result = TuneResult(candidates=[], chosen=None, why="no candidate", binding=[], constraints={}, device="local",
+                        seconds={})
+    write_outputs(folder, result, load_config(None), lambda *a, **k: None)
+    assert not folder.plot.exists()
+    assert TuneFolder.PLOT not in folder.table.read_text()

@@ -248,7 +248,6 @@ def _time_local(paths: dict, config: Config) -> dict:
     """Bare 1-thread calls of every model, interleaved in this process: {combo: {"p50", "p90"} or an error}."""
     from edge_export.benchmarks.latency import summarize, time_interleaved
     from edge_export.runtime.classifier import Classifier
-    from edge_export.runtime.quantization import quantize
 
     calls, out = {}, {}
     rng = np.random.default_rng(0)
@@ -256,8 +255,8 @@ def _time_local(paths: dict, config: Config) -> dict:
         try:
             clf = Classifier.load(path, threads=1)
             size = tuple(clf.preprocessing.size)
-            pixels = rng.integers(0, 256, (1, size[1], size[0], 3), dtype=np.uint8)
-            x = quantize(clf.preprocessing.normalize(pixels), clf.backend.input_spec)
+            pixels = rng.integers(0, 256, (1, *size, 3), dtype=np.uint8)  # size is (height, width)
+            x = clf._model_input(pixels)
             calls[combo] = (lambda b=clf.backend, x=x: b.run(x))
         except Exception as exc:  # a model that does not load is this combination's failure
             out[combo] = f"does not run: {type(exc).__name__}: {exc}"

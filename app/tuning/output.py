@@ -113,9 +113,11 @@ def write_outputs(folder: TuneFolder, result: TuneResult, config: Config, echo: 
     elif folder.chosen_config.is_file():
         folder.chosen_config.unlink()  # a config of an earlier search's choice is not this one's
     try:
-        plot_pareto(result, folder.plot)
+        plotted = plot_pareto(result, folder.plot)
     except ImportError:  # matplotlib is part of [train]; the numbers stand without the picture
-        pass
+        plotted = None
+    if plotted is None:
+        folder.plot.unlink(missing_ok=True)  # an earlier search's plot is not this one's
     md = ["# edge-export tune\n", markdown_table(rows(result)), "",
           f"**chosen**: {result.chosen or 'none'} - {result.why}", "",
           f"**binding constraint(s)**: {', '.join(result.binding) or 'none'}", "",

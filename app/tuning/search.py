@@ -78,7 +78,7 @@ class Search:
         t = c["tune"]
         return fingerprint("tune-candidate", __version__, p.key, self.listing, c["data"], c["model"], c["train"],
                            c["export"], t["device"], t["max_latency_ms"], t["max_size_mb"], t["latency_table"],
-                           t["latency_runs"], t["latency_warmup"])
+                           t["latency_runs"], t["latency_warmup"], t["latency_statistic"])
 
     def finish(self, record: CandidateRecord) -> None:
         """A candidate is final: its one record, atomically (a re-run keeps it)."""
@@ -494,7 +494,7 @@ class Robustness:
 
             dataset = scan_dataset(resolve_data(c.data.path), c.data.validation_split, c.train.seed)
             self.split = dataset.splits["validation"]
-            self.keys = [str(f.relative_to(dataset.root)) for f in self.split.files]
+            self.keys = [f.relative_to(dataset.root).as_posix() for f in self.split.files]
         try:
             clf = Classifier.load(artifact, threads=os.cpu_count())
             prep = clf.preprocessing
@@ -503,6 +503,8 @@ class Robustness:
                 self.decoded[wanted] = load_images(self.split, tuple(prep.size), prep.resize, c.data.max_image_pixels)
             images = self.decoded[wanted]
             if len(images.labels) != len(self.keys):  # an unreadable image was skipped: keys no longer line up
+                self.s.echo(f"tune: robustness of {r.key} not measured: {len(self.keys) - len(images.labels)} "
+                            "validation image(s) unreadable")
                 return
             r.robustness_accuracy = float(evaluate(clf.predict_proba, images.pixels, images.labels, self.keys)["accuracy"])
             self.s.echo(f"tune: {r.key}: accuracy under the camera-like shifts (validation) {r.robustness_accuracy:.2%}")
