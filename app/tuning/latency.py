@@ -32,7 +32,7 @@ from edge_export.core.echo import Echo
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.hashing import fingerprint
 from edge_export.core.records.bench import LOCAL
-from edge_export.core.records.tune import LatencyRecord
+from edge_export.core.records.tune import LatencyRecord, read_kept
 from edge_export.core.run_folder import TuneFolder
 from edge_export.core.pause import pause_point
 from edge_export.core.untrusted import finite_number, read_json
@@ -60,16 +60,9 @@ class LatencyTable:
         self.folder, self.config, self.classes, self.measure, self.echo = folder, config, classes, measure, echo
 
     def cached(self, backbone: str, size: int, precision: str) -> LatencyRecord | None:
-        path = self.folder.latency_record(f"{backbone}-{size}-{precision}")
-        if not path.is_file():
-            return None
-        try:
-            record = LatencyRecord.read(path)
-        except EdgeExportError as exc:
-            self.echo(f"latency: {path.name} is unusable ({exc.message}); measuring again")
-            return None
-        wanted = latency_fingerprint(self.config, backbone, size, precision, self.classes)
-        return record if record.fingerprint == wanted else None
+        return read_kept(self.folder.latency_record(f"{backbone}-{size}-{precision}"), LatencyRecord,
+                         latency_fingerprint(self.config, backbone, size, precision, self.classes),
+                         lambda text: self.echo(f"latency: {text}"), "measuring again")
 
     def get(self, combos: Sequence[Combo]) -> dict:
         """Every combination's record: cached ones read, the others measured together, each written atomically."""

@@ -43,7 +43,7 @@ from edge_export.core.errors import EdgeExportError
 from edge_export.core.hashing import fingerprint
 from edge_export.core.pause import pause_point
 from edge_export.core.records.tune import (
-    DONE, FAILED, NOT_PROMOTED, NOT_QUANTIZED, PRUNED, SKIPPED, CandidateRecord, TuneResult,
+    DONE, FAILED, NOT_PROMOTED, NOT_QUANTIZED, PRUNED, SKIPPED, CandidateRecord, TuneResult, read_kept,
 )
 from edge_export.core.run_folder import TuneFolder
 from edge_export.core.untrusted import read_json
@@ -185,17 +185,9 @@ def _without_test(config: Config, root: Path, folder: TuneFolder, echo: Echo) ->
 
 def _earlier(s: Search, p: Point) -> CandidateRecord | None:
     """The finished record of ``p`` from an earlier run of this search (same settings), if any."""
-    path = s.folder.candidate_record(p.key)
-    if not path.is_file():
-        return None
-    try:
-        record = CandidateRecord.read(path)
-    except EdgeExportError as exc:
-        s.echo(f"tune: {path.name} is unusable ({exc.message}); redoing that candidate")
-        return None
-    if record.fingerprint != s.candidate_fingerprint(p) or record.status not in (DONE, PRUNED, FAILED):
-        return None
-    return record
+    record = read_kept(s.folder.candidate_record(p.key), CandidateRecord, s.candidate_fingerprint(p),
+                       lambda text: s.echo(f"tune: {text}"), "redoing that candidate")
+    return record if record is not None and record.status in (DONE, PRUNED, FAILED) else None
 
 
 # ------------------------------------------------------------------------------------------ 1. latency

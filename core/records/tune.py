@@ -23,6 +23,19 @@ NOT_PROMOTED, NOT_QUANTIZED, SKIPPED = "not_promoted", "not_quantized", "skipped
 STATUSES = (DONE, PRUNED, FAILED, NOT_PROMOTED, NOT_QUANTIZED, SKIPPED)
 
 
+def read_kept(path: Path, record_type: Any, fingerprint: str, echo: Any, redo: str) -> Any:
+    """The record an earlier run kept at ``path`` (``record_type.read``) when its fingerprint is ``fingerprint``;
+    else None (missing, stale, or unusable: said through ``echo`` with what happens instead, ``redo``)."""
+    if not path.is_file():
+        return None
+    try:
+        record = record_type.read(path)
+    except EdgeExportError as exc:
+        echo(f"{path.name} is unusable ({exc.message}); {redo}")
+        return None
+    return record if record.fingerprint == fingerprint else None
+
+
 def _number(data: dict, key: str, what: str, source: Any) -> float | None:
     value = data.get(key)
     return None if value is None else finite_number(value, what=f"{what}: {key}", source=source)
