@@ -7,12 +7,14 @@ A request is a plain dict (it crosses a process boundary as JSON, see ``worker``
     labels       label list for the model (None: its embedded metadata)
     preprocessing  (keras only) Preprocessing.to_dict() of the model input
     pixels       .npy of the test images, already resized to this model's input (``testset.save_pixels``)
-    image        one test image file: the end-to-end and decode timings start from it
+    image        one test image file, the split's photo of median size (``TestSet.typical_image``): the
+                 end-to-end and decode timings start from it
     threads      [[requested, used], ...]  (0 requested = all cores)
     warmup, runs, batch_size
     accuracy     whether to predict the whole test set
 
-What is timed, per thread count (each on ONE image, the first test image; the calls in interleaved
+What is timed, per thread count (each on ONE image: the latency on the first test image's pixels, the
+end-to-end and decode times from the ``image`` file; the calls in interleaved
 blocks, so drifting load on a shared machine does not bias their ratios; ``predict_proba_ms`` and
 ``e2e_ms`` at the first thread count only, None at the others):
     latency_ms        the bare backend call on an input already preprocessed (and quantized)

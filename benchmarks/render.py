@@ -9,6 +9,7 @@ it was measured on, "local" here; its ``target`` key on disk), and the result ma
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from edge_export.core import __version__
@@ -94,12 +95,18 @@ def render_table(result: BenchResult) -> str:
     return "\n".join(lines)
 
 
+def _e2e_image(settings: dict) -> str:
+    """Which photo the end-to-end time starts from (the test split's median size; older results: none said)."""
+    image = settings.get("e2e_image")
+    return f" on {printable(Path(image).name, 80)}, the test photo of median size" if image else ""
+
+
 def _footer(result: BenchResult) -> list[str]:
     s, d = result.settings, result.data
     lines = [
         f"{d['images']} test images, {len(d['classes'])} classes ({d['path']}); latency: {s['runs']} runs after "
         f"{s['warmup']} warm-up, one image, bare backend call; FPS = 1000/p50 at {s['threads_used'][0]} thread(s); "
-        f"e2e = Classifier.predict(path); overhead = predict_proba over the bare call",
+        f"e2e = Classifier.predict(path){_e2e_image(s)}; overhead = predict_proba over the bare call",
     ]
     if any(r.robustness for r in result.rows):
         lines.append("shifted = accuracy on the test images under camera-like shifts (JPEG, crop, brightness, blur, "
@@ -141,7 +148,7 @@ def render_markdown(result: BenchResult, plots: dict[str, str] | None = None) ->
         markdown_table(rows),
         "",
         "FPS = 1000 / p50 at the first thread count. *e2e* = `Classifier.predict(path)` (decode, resize, "
-        "normalize/quantize, run, dequantize); *overhead* = `predict_proba` on a preloaded image over the bare "
+        f"normalize/quantize, run, dequantize){_e2e_image(s)}; *overhead* = `predict_proba` on a preloaded image over the bare "
         "backend call; RSS = peak resident memory of the process that measured the model.",
         "",
     ]

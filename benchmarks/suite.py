@@ -150,6 +150,7 @@ def bench_run(
         pixel_files = _decode_groups(to_measure, testset, workdir, echo)
         robust_files = _shift_groups(pixel_files, testset, workdir, echo) if config.robustness else {}
         echo(f"test data: {testset.root} ({len(testset.files)} images, classes {', '.join(printable(c, 60) for c in testset.class_names)})")
+        e2e_image = testset.typical_image()
         rows: list[BenchRow] = []
         predicted: list[list[str] | None] = []
         measuring_started = time.perf_counter()
@@ -165,7 +166,7 @@ def bench_run(
                 "preprocessing": model.preprocessing.to_dict(),
                 "pixels": str(pixel_files[key]),
                 "robust_pixels": str(robust_files[key]) if key in robust_files else None,
-                "image": str(testset.files[0]),
+                "image": str(e2e_image),
                 "max_pixels": testset.max_pixels,
                 "providers": list(providers) if providers and model.path.suffix.lower() == ".onnx" else None,
                 "threads": [list(p) for p in thread_pairs],
@@ -193,6 +194,7 @@ def bench_run(
             "warmup": config.warmup,
             "runs": config.runs,
             "batch_size": config.batch_size,
+            "e2e_image": str(e2e_image),
             "min_accuracy": config.min_accuracy,
             "isolated": isolate,
             "labels": str(labels) if labels is not None else None,

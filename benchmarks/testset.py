@@ -51,6 +51,12 @@ class TestSet:
             "skipped": [str(p) for p in self.skipped],
         }
 
+    def typical_image(self) -> Path:
+        """The file of median size (width x height from its header; ties by path): the image the end-to-end
+        timing starts from. Decode and resize grow with the photo, so the first file (in cats vs dogs a
+        150 x 149 thumbnail) would understate them."""
+        return typical_image(self.files)
+
     def drop(self, bad: Sequence[Path]) -> None:
         """Leave out files that could not be decoded (for every model alike)."""
         bad_set = set(bad)
@@ -191,3 +197,21 @@ def _header(f) -> tuple[tuple[int, ...], int]:
     if dtype != np.uint8 or fortran:
         raise ValueError("pixel file must hold C-ordered uint8 images")
     return tuple(shape), f.tell()
+
+
+def typical_image(files: Sequence[Path]) -> Path:
+    """The file of median pixel count among ``files`` (headers only, nothing decoded; an unreadable header
+    counts as 0 pixels); ties broken by path, so the choice is the same on every run."""
+    from PIL import Image
+
+    def pixels(path: Path) -> int:
+        try:
+            with Image.open(path) as image:
+                return image.size[0] * image.size[1]
+        except Exception:  # noqa: BLE001 - an unreadable file was dropped or will fail loudly elsewhere
+            return 0
+
+    if not files:
+        raise EdgeExportError("no test images to time")
+    ranked = sorted(files, key=lambda f: (pixels(f), str(f)))
+    return ranked[(len(ranked) - 1) // 2]

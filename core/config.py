@@ -41,6 +41,9 @@ class ModelConfig:
     image_size: Optional[int] = None  # None: the backbone's default
     weights: str = "imagenet"  # "imagenet", "none", or a path to a weights file
     dropout: float = 0.2
+    # how photos are resized to the input, in training and (recorded in every artifact) at run time: bilinear
+    # (filtered when shrinking); nearest costs a tenth of it per photo (README, "Runtime overhead")
+    resize: Literal["bilinear", "bicubic", "nearest", "area"] = "bilinear"
 
     def validate(self) -> None:
         _check(0.0 <= self.dropout < 1.0, "model.dropout", "a fraction in [0, 1)")

@@ -153,7 +153,8 @@ def model_card_input(ctx: Any) -> dict[str, Any]:
                          "(pixel - mean) / std per channel, before the model (and before quantizing)",
         "mean": list(prep.mean),
         "std": list(prep.std),
-        "resize": f"{prep.resize} as PIL resamples (filtered when shrinking), the whole image to "
+        "resize": f"{prep.resize} as PIL resamples ({'unfiltered' if prep.resize == 'nearest' else 'filtered when shrinking'}), "
+                  "the whole image to "
                   f"{height}x{width} (no crop)",
         "output": "probabilities, batch x classes, in the order of labels",
     }

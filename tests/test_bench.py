@@ -125,6 +125,11 @@ def test_bench_json_schema(tiny_run, tmp_path):
     assert report["data"]["classes"] == ["blue", "red"] and report["data"]["images"] == 12
     assert report["data"]["path"].endswith("test")  # a dataset root: its test/ split is used
     assert report["settings"]["threads_used"] == [1] and report["settings"]["batch_size"] == 3
+    from edge_export.benchmarks.testset import scan_test_folder, typical_image
+
+    e2e_image = report["settings"]["e2e_image"]  # the end-to-end time starts from the photo of median size
+    assert e2e_image == str(typical_image(scan_test_folder(tiny_run["data"]).files))
+    assert Path(e2e_image).name in (out / "bench.md").read_text()
     assert [s["name"] for s in report["skipped"]] == ["onnx-fp32"]
 
     by_name = {a["name"]: a for a in report["artifacts"]}
@@ -207,6 +212,21 @@ def test_in_process_library_call_with_two_thread_counts(tiny_run, tmp_path):
 
 
 # ----------------------------------------------------------------------------- metrics on a hand-made case
+
+
+def test_typical_image_is_the_photo_of_median_size(tmp_path):
+    from edge_export.benchmarks.testset import typical_image
+
+    sizes = {"a.png": (150, 149), "b.png": (500, 400), "c.png": (450, 375), "d.png": (2000, 1500), "e.png": (10, 10)}
+    for name, size in sizes.items():
+        Image.new("RGB", size).save(tmp_path / name)
+    files = [tmp_path / n for n in sorted(sizes)]
+    assert typical_image(files).name == "c.png"  # 10x10 < 150x149 < 450x375 < 500x400 < 2000x1500
+    assert typical_image(list(reversed(files))).name == "c.png"  # not the order given
+    (tmp_path / "f.png").write_bytes(b"not an image")  # an unreadable header counts as 0 pixels
+    assert typical_image(files + [tmp_path / "f.png"]).name == "a.png"
+    with pytest.raises(EdgeExportError, match="no test images"):
+        typical_image([])
 
 
 def test_classification_metrics_match_a_direct_computation():
@@ -346,12 +366,14 @@ def test_compare_reference_times_the_models_over_photos_interleaved(tiny_run, sh
         assert all(len(m["per_photo_ms"][kind]) == 6 for kind in script.KINDS)
         assert 0 < m["ms"]["bare"]["p50"] <= m["ms"]["bare"]["p90"] and m["ms"]["decode"]["p50"] > 0
         assert m["e2e_overhead_pct"]["p50"] <= m["e2e_overhead_pct"]["p90"]
+        assert m["stream"]["bare_ms"] > 0 and m["stream"]["predict_paths_ms"] > 0
     ours, ref = result["models"]["tflite-int8"], result["models"]["reference"]
     assert ours["input"] == "32x32 uint8" and ref["input"] == "32x32 uint8" and "modern" in ref["label"]
     assert result["bare_ratio"] == pytest.approx(ours["ms"]["bare"]["p50"] / ref["ms"]["bare"]["p50"])
     text = script.render(result)
     assert "runtime overhead of tflite-int8 over the bare interpreter call (1 thread)" in text
     assert "modern reference:" in text and "over 6 photos (one in 2 of" in text
+    assert "a stream of photos, predict(paths)" in text and "tflite-int8 " in text.split("a stream of photos")[1]
     with pytest.raises(EdgeExportError, match="no artifact 'onnx-int8'"):
         script.compare_reference(tiny_run["run"], tiny_run["data"], artifact="onnx-int8", reference=reference)
 

@@ -40,6 +40,7 @@ def test_round_trip_through_yaml(tmp_path):
         (["train.fine_tune.learning_rate=2"], "learning_rate"),
         (["data.validation_split=1.5"], "validation_split"),
         (["model.dropout=true"], "model.dropout"),
+        (["model.resize=lanczos"], "model.resize"),
         (["noequals"], "not key=value"),
         (["train.feature_extraction.enabled=false", "train.fine_tune.enabled=false"], "at least one"),
         # seeds NumPy/TensorFlow accept: unsigned 32-bit (a bad one used to fail after config.yaml was written)
@@ -110,3 +111,14 @@ def test_scalar_list_in_a_file(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("bench:\n  threads: 2\n")
     assert load_config(path).bench.threads == [2]
+
+
+def test_resize_setting_names_the_runtime_methods():
+    import typing
+
+    from edge_export.core.config import ModelConfig
+    from edge_export.runtime.images import RESIZE_METHODS
+
+    assert set(typing.get_args(typing.get_type_hints(ModelConfig)["resize"])) == set(RESIZE_METHODS)
+    assert load_config(None, ["model.resize=nearest"]).model.resize == "nearest"
+    assert load_config(None, []).model.resize == "bilinear"

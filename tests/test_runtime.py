@@ -261,13 +261,134 @@ def test_every_input_kind_gives_the_same_probabilities(models, image_files, name
 def test_batch_matches_single_images(models, image_files, name):
     """Dynamic batch: LiteRT resizes its input tensor, ONNX Runtime takes any batch."""
     clf = Classifier.load(models[name], threads=1)
-    batch = clf.predict(image_files, top_k=10)
+    batch = clf.predict(image_files, top_k=10, batch_size=4)
     singles = [clf.predict(p, top_k=10)[0] for p in image_files]
     for got, want in zip(batch, singles):
         assert [p.index for p in got] == [p.index for p in want]
         np.testing.assert_allclose([p.probability for p in got], [p.probability for p in want], atol=1e-5)
     first = {p.index: p.probability for p in batch[0]}
     assert any(abs(first[p.index] - p.probability) > 0.05 for r in batch[1:] for p in r)  # images differ
+
+
+def _spy_on_decode_and_model(monkeypatch, clf):
+    """Record, in order, each decode start (thread name, index) and each model call (batch size)."""
+    import threading
+
+    import edge_export.runtime.classifier as classifier_module
+
+    events: list[tuple] = []
+    lock = threading.Lock()
+    real_load, real_run = classifier_module.load_image, clf.backend.run
+
+    def load(source, *args, **kwargs):
+        with lock:
+            events.append(("decode", threading.current_thread().name, Path(source).name))
+        return real_load(source, *args, **kwargs)
+
+    def run(array):
+        with lock:
+            events.append(("model", array.shape[0]))
+        return real_run(array)
+
+    monkeypatch.setattr(classifier_module, "load_image", load)
+    monkeypatch.setattr(clf.backend, "run", run)
+    return events
+
+
+def test_files_are_decoded_ahead_on_another_thread_while_the_model_runs(models, image_files, monkeypatch):
+    """predict(paths): the next files decode on a worker thread while the model runs on the current one (the
+    model waits for that event, never for a time); one file is decoded on the calling thread."""
+    import threading
+
+    import edge_export.runtime.classifier as classifier_module
+
+    clf = Classifier.load(models["uint8"], threads=1)
+    expected = [clf.predict(p, top_k=2)[0] for p in image_files]
+    events = _spy_on_decode_and_model(monkeypatch, clf)
+    second_decoding = threading.Event()
+    real_load = classifier_module.load_image  # the spy
+
+    def load(source, *args, **kwargs):
+        if Path(source) == image_files[1]:
+            second_decoding.set()
+        return real_load(source, *args, **kwargs)
+
+    monkeypatch.setattr(classifier_module, "load_image", load)
+    run = clf.backend.run
+    waited = []
+
+    def model(array):
+        if not waited:  # the first model call: the second file must already be decoding, not wait for it
+            waited.append(second_decoding.wait(timeout=60))
+        return run(array)
+
+    monkeypatch.setattr(clf.backend, "run", model)
+    assert clf.predict(image_files, top_k=2) == expected
+    assert waited == [True]
+    decoders = {e[1] for e in events if e[0] == "decode"}
+    assert decoders and all(name.startswith("edge-export-decode") for name in decoders)
+    assert [e[1] for e in events if e[0] == "model"] == [1] * len(image_files)  # default batch_size 1
+
+    events.clear()
+    clf.predict(image_files[0], top_k=2)
+    assert [e[1] for e in events if e[0] == "decode"] == [threading.current_thread().name]
+
+
+def test_stream_chunks_grow_and_decoding_ahead_is_bounded(models, image_files, monkeypatch):
+    clf = Classifier.load(models["onnx"], threads=1)
+    files = list(image_files) * 4
+    events = _spy_on_decode_and_model(monkeypatch, clf)
+    batch = clf.predict(files, top_k=3, batch_size=3)
+    sizes = [e[1] for e in events if e[0] == "model"]
+    assert sizes[:3] == [1, 2, 3] and set(sizes[2:-1]) == {3} and sum(sizes) == len(files)  # chunking: count only
+    decoded = consumed = 0
+    for e in events:  # decoded but not yet given to the model: never more than the chunk + 2 x batch_size
+        if e[0] == "decode":
+            decoded += 1
+            assert decoded - consumed <= 3 + 2 * 3
+        else:
+            consumed += e[1]
+    assert [r[0].index for r in batch] == [clf.predict(f, top_k=1)[0][0].index for f in files]
+    with pytest.raises(EdgeExportError, match="batch_size"):
+        clf.predict(files, batch_size=0)
+
+
+def test_predict_iter_gives_the_first_result_before_the_last_file_is_decoded(models, image_files, monkeypatch):
+    import threading
+
+    import edge_export.runtime.classifier as classifier_module
+
+    clf = Classifier.load(models["uint8"], threads=1)
+    files = list(image_files) * 3 + [Path(str(image_files[0]))]  # the last: an object of its own
+    expected = clf.predict(files, top_k=2)
+    real_load, last_may_decode = classifier_module.load_image, threading.Event()
+
+    def load(source, *args, **kwargs):
+        if source is files[-1]:  # held until the caller has its first result
+            assert last_may_decode.wait(timeout=60), "the first result did not come before the last file decoded"
+        return real_load(source, *args, **kwargs)
+
+    monkeypatch.setattr(classifier_module, "load_image", load)
+    results = clf.predict_iter(files, top_k=2)
+    first = next(results)
+    last_may_decode.set()
+    assert [first, *results] == expected
+    with pytest.raises(EdgeExportError, match="top_k"):  # bad arguments fail at the call, not at the first next()
+        clf.predict_iter(files, top_k=0)
+
+
+def test_a_bad_file_in_a_stream(models, image_files, tmp_path):
+    """predict_each: the bad file's error in its place, the others predicted; predict: the first bad file raises."""
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not a jpeg")
+    clf = Classifier.load(models["uint8"], threads=1)
+    files = [image_files[0], bad, image_files[1], tmp_path / "missing.png", image_files[2]]
+    results = clf.predict_each(files, top_k=1)
+    assert isinstance(results[1], EdgeExportError) and "broken.jpg" in str(results[1])
+    assert isinstance(results[3], EdgeExportError) and "missing.png" in str(results[3])
+    assert [results[i] for i in (0, 2, 4)] == [clf.predict(image_files[i], top_k=1)[0] for i in range(3)]
+    with pytest.raises(EdgeExportError, match="broken.jpg"):
+        clf.predict(files, top_k=1)
 
 
 def test_top_k_and_labels(models, image_files):

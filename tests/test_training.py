@@ -162,3 +162,37 @@ def test_cached_mirrored_images_train_and_evaluate_on_the_real_splits(image_fold
     metrics, run = _train(image_folder, tmp_path / "run", "train.cache_flipped=true", "train.feature_extraction.epochs=1", "train.fine_tune.epochs=1")
     assert metrics["train"]["images"] == 24 and metrics["validation"]["images"] == 12  # mirrors are not evaluated
     assert run.model.is_file()
+
+
+def test_resize_setting_reaches_training_export_and_runtime(tmp_path, monkeypatch):
+    """model.resize=nearest: training decodes with it, model_spec records it, the artifact's metadata carries it
+    and the runtime resizes with it (predict(path) = predict_proba on nearest-resized pixels)."""
+    import edge_export.trainer.datasets as datasets
+    from edge_export.core.records.model_spec import ModelSpec
+    from edge_export.export.exporter import export_run
+    from edge_export.runtime.classifier import Classifier
+    from edge_export.runtime.images import load_image
+
+    data = write_image_folder(tmp_path / "data", {"train": 8, "validation": 4, "test": 4})
+    methods = []
+    decode = datasets._decode
+
+    def spy(split, size, method, *args, **kwargs):
+        methods.append(method)
+        return decode(split, size, method, *args, **kwargs)
+
+    monkeypatch.setattr(datasets, "_decode", spy)
+    config = load_config(None, [f"data.path={data}", *TINY, "model.resize=nearest", "train.fine_tune.enabled=false",
+                                "train.feature_extraction.epochs=1"])
+    run = RunFolder(tmp_path / "run")
+    train_run(config, run)
+    assert methods and set(methods) == {"nearest"}
+    assert ModelSpec.read(run.model_spec).preprocessing["resize"] == "nearest"
+    manifest = export_run(run, config.export, run_config=config, formats="tflite-fp32", echo=None)
+    assert manifest.ok
+    clf = Classifier.load(run.export_dir / manifest.artifact("tflite-fp32").path)
+    assert clf.preprocessing.resize == "nearest"
+    photo = sorted((data / "test").rglob("*.png"))[0]
+    expected = clf.predict_proba(load_image(photo, clf.input_size, "nearest"))[0]
+    got = {p.index: p.probability for p in clf.predict(photo, top_k=len(expected))[0]}
+    np.testing.assert_allclose([got[i] for i in range(len(expected))], expected, rtol=1e-6)

@@ -21,9 +21,11 @@ HEAD_LAYERS = (POOL, DROPOUT, CLASSIFIER)
 __all__ = ["ModelSpec", "build_classifier", "model_preprocessing", "base_layers", "base_units"]
 
 
-def model_preprocessing(spec: ModelSpec) -> Preprocessing:
-    """What the model's input expects: normalization is inside the model, so plain 0-255 RGB at its size."""
-    return Preprocessing(size=(spec.image_size, spec.image_size))
+def model_preprocessing(spec: ModelSpec, resize: str | None = None) -> Preprocessing:
+    """What the model's input expects: normalization is inside the model, so plain 0-255 RGB at its size,
+    resized by ``resize`` (default: the method the spec recorded, else bilinear)."""
+    recorded = (spec.preprocessing or {}).get("resize")
+    return Preprocessing(size=(spec.image_size, spec.image_size), resize=resize or recorded or "bilinear")
 
 
 def build_classifier(keras: Any, spec: ModelSpec, weights: str = "imagenet") -> Any:

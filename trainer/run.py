@@ -66,7 +66,8 @@ def _train_run(config: Config, run: RunFolder, dataset: Dataset | None, dist: Di
     )
     backbone.check_size(spec.image_size, config.model.weights)
     t = time.perf_counter()  # decoded first: an unusable dataset (a class left with no readable image) writes nothing
-    decoded = decode_splits(dataset, (spec.image_size, spec.image_size), max_pixels=config.data.max_image_pixels)
+    decoded = decode_splits(dataset, (spec.image_size, spec.image_size), config.model.resize,
+                            max_pixels=config.data.max_image_pixels)
     data = {name: SplitArrays(pixels, labels) for name, (pixels, labels) in decoded.items()}
     decode_seconds = time.perf_counter() - t
     log.info("decoded %d images in %.1fs", sum(len(d.labels) for d in data.values()), decode_seconds)
@@ -118,7 +119,7 @@ def _train_run(config: Config, run: RunFolder, dataset: Dataset | None, dist: Di
     write_json(run.history, {s.name: {**s.history, "best_epoch": s.best_epoch, "best_val_loss": s.best_val_loss} for s in outcome.stages})
     plot_learning_curves(outcome.stages, run.curves)
     recorded = dataclasses.replace(
-        spec, preprocessing=model_preprocessing(spec).to_dict(),
+        spec, preprocessing=model_preprocessing(spec, config.model.resize).to_dict(),
         versions={"edge_export": __version__, "keras": keras.__version__, "python": platform.python_version()},
     )
     write_json(run.model_spec, recorded.to_dict())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 
@@ -79,27 +80,30 @@ def predict(model, images, top_k, labels_file, mean, std, size, threads, provide
                 providers=list(providers) or None,
                 max_pixels=max_image_pixels,
             )
-        results = classifier.predict_each(list(images), top_k=top_k)  # a bad image does not stop the others
+        # results one at a time, printed as they come (the next files decode while the model runs); the first
+        # model call happens in here, where LiteRT's delegate notice is captured
+        stream = classifier.predict_iter(list(images), top_k=top_k)  # a bad image does not stop the others
+        first = next(stream)
     for note in classifier.warnings:  # e.g. a float model whose normalization nobody said (after the capture)
         click.secho(f"warning: {printable(note, 1000)}", fg="yellow", err=True)
-    failed = [(image, r) for image, r in zip(images, results) if isinstance(r, EdgeExportError)]
-    if as_json:
-        payload = [
-            {"image": image, "error": r.message} if isinstance(r, EdgeExportError)
-            else {"image": image, "predictions": [p._asdict() for p in r]}
-            for image, r in zip(images, results)
-        ]
-        click.echo(json.dumps(payload, indent=2))
-    for image, r in zip(images, results):  # in order: a result on stdout, or an error line on stderr
+    failed = 0
+    payload = []
+    for image, r in zip(images, itertools.chain([first], stream)):  # in order: a result on stdout, or an error on stderr
         if isinstance(r, EdgeExportError):
+            failed += 1
             click.secho(f"error: {printable(image, 1000)}: {printable(r.message, 500)}", fg="red", err=True)
-        elif not as_json:
+            payload.append({"image": image, "error": r.message})
+        elif as_json:
+            payload.append({"image": image, "predictions": [p._asdict() for p in r]})
+        else:
             click.echo(printable(image, 1000))
             labels = [printable(p.label, 80) for p in r]
             width = max(len(label) for label in labels)
             for label, p in zip(labels, r):
                 click.echo(f"  {label:<{width}}  {p.probability:.4f}")
+    if as_json:
+        click.echo(json.dumps(payload, indent=2))
     if failed:
-        click.secho(f"{len(failed)} of {len(images)} image(s) failed", fg="red", err=True)
+        click.secho(f"{failed} of {len(images)} image(s) failed", fg="red", err=True)
         sys.exit(1)
 
