@@ -22,7 +22,7 @@ import numpy as np
 from edge_export.core.errors import EdgeExportError
 from edge_export.runtime.backends import Backend, load_backend
 from edge_export.runtime.images import ImageInput, load_image, max_pixels_value
-from edge_export.runtime.metadata import ModelMetadata, parse_model_metadata
+from edge_export.runtime.metadata import MAX_LABELS, ModelMetadata, label_lines, parse_model_metadata
 from edge_export.runtime.preprocessing import Preprocessing, direct_input
 from edge_export.runtime.quantization import dequantize, quantize, raw_pixel_mean_std
 from edge_export.runtime.tflite_metadata import STANDARD_METADATA_NAME, StandardMetadata, read_standard_metadata
@@ -446,21 +446,23 @@ def _choose_labels(labels: Any, metadata: ModelMetadata | None, standard: Standa
 
 
 def read_labels(path: str | Path) -> list[str]:
-    """A labels.txt: one label per line (surrounding spaces and trailing blank lines dropped)."""
+    """A labels.txt: one label per line (see ``metadata.label_lines``: BOM, surrounding spaces and trailing blank
+    lines dropped)."""
     path = Path(path)
     if path.exists() and not is_regular_file(path):  # a FIFO or device would block or never end
         raise EdgeExportError("labels file is not a regular file (a FIFO, device or folder): not read", path=path,
                               hint="pass a labels.txt file")
     try:
-        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        lines = label_lines(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise EdgeExportError("labels file not found", path=path, hint="check the path") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise EdgeExportError(f"cannot read labels file ({exc})", path=path) from None
-    while lines and not lines[-1]:
-        lines.pop()
     if not lines:
         raise EdgeExportError("labels file is empty", path=path, hint="write one label per line")
+    if len(lines) > MAX_LABELS:
+        raise EdgeExportError(f"labels file has {len(lines)} labels, more than {MAX_LABELS}", path=path,
+                              hint="pass the labels file that belongs to this model")
     return lines
 
 

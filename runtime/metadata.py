@@ -23,6 +23,16 @@ TFLITE_IDENTIFIER = b"TFL3"
 MAX_METADATA_BYTES = 16 * 1024 * 1024  # labels of 100k classes take about 2 MB
 MAX_LABELS = 100_000
 
+
+def label_lines(text: str) -> list[str]:
+    """The labels of a labels file's text: one per line (a leading BOM dropped, \\r\\n or \\n), surrounding spaces
+    and trailing blank lines dropped. The one rule for a ``--labels`` file and a TFLITE_METADATA labels file."""
+    lines = [line.strip() for line in text.removeprefix("\ufeff").split("\n")]
+    while lines and not lines[-1]:
+        lines.pop()
+    return lines
+
+
 # TFLite schema: vtable slot of field N is 4 + 2 * N.
 _MODEL_BUFFERS, _MODEL_METADATA = 4, 6
 _METADATA_NAME, _METADATA_BUFFER = 0, 1

@@ -27,7 +27,7 @@ from typing import Any
 
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.untrusted import printable
-from edge_export.runtime.metadata import MAX_LABELS, MAX_METADATA_BYTES, tflite_metadata_buffer
+from edge_export.runtime.metadata import MAX_LABELS, MAX_METADATA_BYTES, label_lines, tflite_metadata_buffer
 
 STANDARD_METADATA_NAME = "TFLITE_METADATA"  # the model's metadata entry (MediaPipe's kMetadataBufferName)
 METADATA_IDENTIFIER = b"M001"  # the schema's file_identifier
@@ -292,13 +292,10 @@ def _open_zip(data: bytes, path: str | Path | None) -> zipfile.ZipFile:
 def parse_labels(blob: bytes, name: str = LABELS_FILE, path: str | Path | None = None) -> list[str]:
     """A labels file: one label per line, UTF-8; surrounding spaces and trailing blank lines dropped."""
     try:
-        text = blob.decode("utf-8-sig")
+        lines = label_lines(blob.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise EdgeExportError(f"labels file {printable(repr(name), 120)} is not UTF-8 text ({exc.reason})",
                               path=path, hint=_HINT) from None
-    lines = [line.strip() for line in text.split("\n")]
-    while lines and not lines[-1]:
-        lines.pop()
     if not 0 < len(lines) <= MAX_LABELS:
         raise EdgeExportError(f"labels file {printable(repr(name), 120)} has {len(lines)} labels (expected 1 to {MAX_LABELS})",
                               path=path, hint=_HINT)

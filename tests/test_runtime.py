@@ -391,6 +391,22 @@ def test_a_bad_file_in_a_stream(models, image_files, tmp_path):
         clf.predict(files, top_k=1)
 
 
+def test_labels_file_with_bom_and_crlf(models, tmp_path):
+    """A labels.txt saved by Windows Notepad (BOM, CRLF, a trailing blank line) reads like a plain one, by the same
+    rule as a TFLITE_METADATA labels file."""
+    from edge_export.runtime.classifier import read_labels
+    from edge_export.runtime.tflite_metadata import parse_labels
+
+    text = "\r\n".join(LABELS) + "\r\n\r\n"
+    path = tmp_path / "labels.txt"
+    path.write_bytes(text.encode("utf-8-sig"))
+    assert read_labels(path) == LABELS == parse_labels(text.encode("utf-8-sig"))
+    assert Classifier.load(models["float_bare"], labels=path, mean=0, std=1).labels == LABELS
+    (tmp_path / "empty.txt").write_bytes("\ufeff\r\n".encode())
+    with pytest.raises(EdgeExportError, match="labels file is empty"):
+        read_labels(tmp_path / "empty.txt")
+
+
 def test_top_k_and_labels(models, image_files):
     clf = Classifier.load(models["float"])
     assert clf.labels == LABELS and clf.input_size == SIZE
