@@ -667,6 +667,31 @@ def test_predict_cli_options_and_errors(models, image_files, tmp_path):
     assert str(broken) in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_predict_cli_takes_folders(models, image_files, tmp_path):
+    """A folder stands for the image files below it (sorted, hidden ones left out); one without images is an error
+    line and exit status 1, the others still predicted."""
+    import shutil
+
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    shutil.copy(image_files[0], photos / "b.png")
+    shutil.copy(image_files[1], photos / "sub" / "a.png")
+    shutil.copy(image_files[2], photos / ".hidden.png")
+    (tmp_path / "empty").mkdir()
+    model = str(models["onnx"])
+    result = _cli("predict", model, str(photos), str(image_files[3]), "--json", "--top-k", "1")
+    assert result.exit_code == 0, result.output
+    listed = [entry["image"] for entry in json.loads(result.stdout)]
+    assert listed == [str(photos / "b.png"), str(photos / "sub" / "a.png"), str(image_files[3])]
+    result = _cli("predict", model, str(tmp_path / "empty"), str(photos / "b.png"), "--json")
+    assert result.exit_code == 1 and "no image files in this folder" in result.stderr
+    payload = json.loads(result.stdout)  # in argument order: the folder's error in its place
+    assert payload[0] == {"image": str(tmp_path / "empty"), "error": "no image files in this folder"}
+    assert len(payload) == 2 and payload[1]["image"] == str(photos / "b.png") and "predictions" in payload[1]
+    result = _cli("predict", model, str(tmp_path / "empty"))
+    assert result.exit_code == 1 and str(tmp_path / "empty") in result.stderr
+
+
 def test_predict_each_keeps_going_past_bad_images(models, image_files, tmp_path):
     from test_bad_images import write_bomb_png
 
@@ -700,7 +725,8 @@ def test_predict_cli_prints_every_result_and_an_error_per_bad_image(models, imag
     bomb = write_bomb_png(tmp_path / "bomb.png", 30000, 30000)
     fifo = tmp_path / "pipe.png"
     os.mkfifo(fifo)
-    bad = [str(broken), str(bomb), str(fifo), "/dev/zero", str(tmp_path), str(tmp_path / "missing.png")]
+    (tmp_path / "empty").mkdir()  # a folder stands for its images: one without any is an error in its place
+    bad = [str(broken), str(bomb), str(fifo), "/dev/zero", str(tmp_path / "empty"), str(tmp_path / "missing.png")]
     good = [str(image_files[0]), str(image_files[1])]
     command = [sys.executable, "-c", "from edge_export.cli import main; main()", "predict", str(models["onnx"]),
                good[0], *bad, good[1], "--top-k", "2"]
@@ -713,7 +739,7 @@ def test_predict_cli_prints_every_result_and_an_error_per_bad_image(models, imag
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert [e.split(": ")[1] for e in errors] == bad
     assert "over the limit of 64 megapixels" in errors[1] and "not a regular file" in errors[2]
-    assert "not a regular file" in errors[3] and "(a folder)" in errors[4] and "not found" in errors[5]
+    assert "not a regular file" in errors[3] and "no image files in this folder" in errors[4] and "not found" in errors[5]
     assert "6 of 8 image(s) failed" in proc.stderr
 
     proc = subprocess.run([*command, "--json", "--max-image-pixels", "1000"], capture_output=True, text=True,

@@ -32,6 +32,26 @@ def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
     return _numbers(value, "x", 2, int, "HxW (e.g. 224x224)")
 
 
+NO_IMAGES = "no image files in this folder"
+
+
+def _expand_folders(arguments: tuple[str, ...]) -> list[tuple[str, bool]]:
+    """IMAGE arguments with each folder replaced by the image files below it (sorted; hidden names and
+    non-regular files left out, as in training): (path, False) each; a folder with none stays as (folder, True)."""
+    import os
+
+    from edge_export.runtime.images import find_images
+
+    entries: list[tuple[str, bool]] = []
+    for argument in arguments:
+        if os.path.isdir(argument):
+            found = [str(path) for path in find_images(argument).files]
+            entries += [(path, False) for path in found] or [(argument, True)]
+        else:
+            entries.append((argument, False))
+    return entries
+
+
 @click.command()
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.argument("images", nargs=-1, required=True, type=click.Path())
@@ -47,13 +67,14 @@ def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
               help="Refuse images larger than N pixels (width x height) before decoding [default: 64000000].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def predict(model, images, top_k, labels_file, mean, std, size, threads, providers, max_image_pixels, as_json) -> None:
-    """Classify IMAGE files with MODEL (.tflite or .onnx).
+    """Classify IMAGE files (or every image below a folder) with MODEL (.tflite or .onnx).
 
     Labels and normalization come from the model's edge_export metadata, else (a .tflite file) its
     standard TFLite metadata (TFLITE_METADATA), else the flags; a float model with none of them is fed
     0-255 pixels with a warning that names --mean/--std.
 
-    Every image gets its result; an image that cannot be used (unreadable, not a regular file, over the
+    Results print as they come: the next files decode on another core while the model runs. Every image
+    gets its result; an image that cannot be used (unreadable, not a regular file, over the
     pixel limit) gets an error line naming it instead, and the exit status is then 1.
     """
     import warnings
@@ -63,6 +84,12 @@ def predict(model, images, top_k, labels_file, mean, std, size, threads, provide
     from edge_export.runtime.classifier import Classifier, NormalizationUnknownWarning
     from edge_export.core.untrusted import printable
 
+    entries = _expand_folders(images)
+    images = [path for path, empty in entries if not empty]
+    if not images:  # only folders, none with an image: nothing to load the model for
+        for folder, _ in entries:
+            click.secho(f"error: {printable(folder, 1000)}: {NO_IMAGES}", fg="red", err=True)
+        sys.exit(1)
     if providers:  # a name ONNX Runtime does not offer: an error naming the ones it does, before any work
         from edge_export.api import check_providers
 
@@ -88,7 +115,9 @@ def predict(model, images, top_k, labels_file, mean, std, size, threads, provide
         click.secho(f"warning: {printable(note, 1000)}", fg="yellow", err=True)
     failed = 0
     payload = []
-    for image, r in zip(images, itertools.chain([first], stream)):  # in order: a result on stdout, or an error on stderr
+    results = itertools.chain([first], stream)
+    for image, empty in entries:  # in order: a result on stdout, or an error line on stderr
+        r = EdgeExportError(NO_IMAGES) if empty else next(results)
         if isinstance(r, EdgeExportError):
             failed += 1
             click.secho(f"error: {printable(image, 1000)}: {printable(r.message, 500)}", fg="red", err=True)
@@ -104,6 +133,6 @@ def predict(model, images, top_k, labels_file, mean, std, size, threads, provide
     if as_json:
         click.echo(json.dumps(payload, indent=2))
     if failed:
-        click.secho(f"{failed} of {len(images)} image(s) failed", fg="red", err=True)
+        click.secho(f"{failed} of {len(entries)} image(s) failed", fg="red", err=True)
         sys.exit(1)
 
