@@ -268,7 +268,7 @@ def _gallery(bench: BenchResult, row: Any, run: RunFolder) -> _Gallery | None:
             source = Path(root) / m["path"]
             if Path(root).resolve() not in source.resolve().parents:
                 raise EdgeExportError("misclassified image outside the test folder", path=source)
-            image = open_rgb(source)
+            image = open_rgb(source, size=(THUMBNAIL, THUMBNAIL))  # a large JPEG decodes at a reduced DCT scale
             image.thumbnail((THUMBNAIL, THUMBNAIL))
             buffer = io.BytesIO()
             image.save(buffer, format="JPEG", quality=85)
