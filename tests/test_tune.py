@@ -327,3 +327,22 @@ def test_outputs_without_an_evaluated_candidate_drop_an_earlier_plot(tmp_path):
     write_outputs(folder, result, load_config(None), lambda *a, **k: None)
     assert not folder.plot.exists()
     assert TuneFolder.PLOT not in folder.table.read_text()
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("binding", 7, "binding is not a list"), ("notes", "text", "notes is not a list"),
+    ("seconds", [1, 2], "seconds is not an object"), ("space", "x", "space is not an object"),
+    ("constraints", [1], "constraints is not an object"),
+])
+def test_malformed_tune_json_is_a_clear_error(tmp_path, key, value, message):
+    """A hand-edited or damaged tune.json: an error naming the file and the key, never a traceback or a value
+    iterated character by character."""
+    from edge_export.core.errors import EdgeExportError
+    from edge_export.core.records.tune import TuneResult
+
+    good = TuneResult(candidates=[], chosen=None, why="no candidate", binding=["latency"], constraints={},
+                      device="local", seconds={"total": 1.0}).to_dict()
+    assert TuneResult.from_dict(good).binding == ["latency"]
+    with pytest.raises(EdgeExportError, match=message) as error:
+        TuneResult.from_dict({**good, key: value}, source=tmp_path / "tune.json")
+    assert "tune.json" in str(error.value)

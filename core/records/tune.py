@@ -50,6 +50,17 @@ def _text(data: dict, key: str, what: str, source: Any, optional: bool = False) 
     return printable(value, 400)
 
 
+def _of_type(data: dict, key: str, kind: type, source: Any) -> Any:
+    """tune.json's ``key``: a ``kind`` (list or dict), empty when absent; anything else is a malformed file."""
+    value = data.get(key)
+    if value is None:
+        return kind()
+    if not isinstance(value, kind):
+        raise EdgeExportError(f"tune.json: {key} is not {'a list' if kind is list else 'an object'}", path=source,
+                              hint="delete the file; tune measures it again")
+    return value
+
+
 @dataclass
 class LatencyRecord:
     """A random-weight model of one backbone x size x precision timed on the device (1 thread)."""
@@ -195,17 +206,17 @@ class TuneResult:
         candidates = data.get("candidates")
         if not isinstance(candidates, list):
             raise EdgeExportError("tune.json has no candidate list", path=source, hint="re-run `edge-export tune`")
-        seconds = data.get("seconds") or {}
+        seconds = _of_type(data, "seconds", dict, source)
         return cls(
             candidates=[CandidateRecord.from_dict(c, source=source) for c in candidates],
             chosen=_text(data, "chosen", "tune.json", source, optional=True), why=_text(data, "why", "tune.json", source),
-            binding=[printable(b, 80) for b in data.get("binding") or []],
-            constraints=data.get("constraints") if isinstance(data.get("constraints"), dict) else {},
+            binding=[printable(b, 80) for b in _of_type(data, "binding", list, source)],
+            constraints=_of_type(data, "constraints", dict, source),
             device=_text(data, "device", "tune.json", source),
             seconds={printable(k, 40): finite_number(v, what="tune.json: seconds", source=source) for k, v in seconds.items()},
             chosen_config=_text(data, "chosen_config", "tune.json", source, optional=True),
-            space=data.get("space") if isinstance(data.get("space"), dict) else {},
-            notes=[printable(n, 400) for n in data.get("notes") or []],
+            space=_of_type(data, "space", dict, source),
+            notes=[printable(n, 400) for n in _of_type(data, "notes", list, source)],
         )
 
     @classmethod
