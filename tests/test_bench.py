@@ -378,6 +378,22 @@ def test_compare_reference_times_the_models_over_photos_interleaved(tiny_run, sh
         script.compare_reference(tiny_run["run"], tiny_run["data"], artifact="onnx-int8", reference=reference)
 
 
+def test_decode_cost_splits_the_time_around_the_model(tiny_run, tmp_path):
+    from edge_export.runtime.images import RESIZE_METHODS
+
+    script = load_script("decode_cost")
+    result = script.decode_cost(tiny_run["run"], tiny_run["data"], every=3, repeats=2)
+    assert result["artifact"] == "tflite-int8" and len(result["photos"]) == 4
+    expected = {"bare", "decode 1/1", "decode 1/2", "decode 1/4", "decode 1/8", "load_image",
+                *(f"resize {m}" for m in RESIZE_METHODS)}
+    assert set(result["ms"]) == expected and set(result["share_of_bare_pct"]) == expected - {"bare"}
+    assert all(0 < v["p50"] <= v["p90"] for v in result["ms"].values())
+    text = script.render(result)
+    assert "decode 1/8" in text and "share of bare" in text and "thread CPU time" in text
+    with pytest.raises(EdgeExportError, match="no artifact 'onnx-int8'"):
+        script.decode_cost(tiny_run["run"], tiny_run["data"], artifact="onnx-int8")
+
+
 def test_benchmark_modules_do_not_import_tensorflow():
     code = (
         "import sys, edge_export.benchmarks.suite, edge_export.benchmarks.worker, "
