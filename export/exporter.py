@@ -15,6 +15,7 @@ deploy/, package/) is reported stale (export/dependents.py).
 
 from __future__ import annotations
 
+import gc
 import time
 import traceback
 from pathlib import Path
@@ -196,6 +197,8 @@ def export_one(ctx: ExportContext, fmt: FormatSpec, images, reference, step: str
         if debug:
             echo(traceback.format_exc())
     else:
+        gc.collect()  # converters leave their work in reference cycles that only the cycle collector frees, and it
+        # may not run for a long while (tf2onnx's graphs: 0.9 GB for EfficientNet-Lite0 at 288 px, to the end)
         result.path = ctx.folder.relative(path)
         result.size_bytes = path.stat().st_size
         result.sha256 = sha256_file(path)

@@ -9,6 +9,7 @@ per image; both dimensions are named ``batch`` in the graph)."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import logging
 from pathlib import Path
@@ -28,7 +29,12 @@ BATCH_DIM = "batch"
 
 def fp32_model(ctx: ExportContext) -> Any:
     """The float32 ONNX ModelProto (no metadata), converted once per export."""
-    return ctx.memo("onnx-fp32", lambda: _convert(ctx))
+    def make() -> Any:
+        proto = _convert(ctx)
+        gc.collect()  # tf2onnx leaves its graphs in reference cycles (0.9 GB for EfficientNet-Lite0 at 288 px)
+        return proto
+
+    return ctx.memo("onnx-fp32", make)
 
 
 def _convert(ctx: ExportContext) -> Any:
@@ -125,7 +131,7 @@ def convert_fp32(ctx: ExportContext, fmt: FormatSpec, out: Path) -> dict:
 # How onnx-int8 is quantized (recorded in its manifest entry). Chosen on the validation splits of cats vs
 # dogs and imagenette_small (benchmarks/scripts/onnx_int8_settings.py; numbers in the README). What cost
 # agreement was not a setting but a skipped step: see ``prepare``.
-# - MinMax ranges (as the TFLite converter calibrates), from batches of 16 images: the same agreement as a
+# - MinMax ranges (as the TFLite converter calibrates), from batches of images (MINMAX_BATCH): the same agreement as a
 #   99.999 percentile (cats vs dogs 100.0% vs 99.9%, imagenette 99.8% both) in a quarter of the time: the
 #   percentile builds a 2048-bin histogram of every activation of every image, one image per run.
 # - the classifier head (the nodes after the last global pooling: Dense, Softmax) stays float: quantized,
@@ -172,7 +178,7 @@ def quantize(source: Path, out: Path, pixels: Any, work: Path, settings: dict[st
     exclude = head_nodes(onnx.load_model(str(prepared))) if settings["head"] == "float" else []
     method = settings["calibration"]
     if method == "MinMax":  # ranges from batches of images in one pass
-        reader, extra = _reader(pixels, batch=_stride(len(pixels))), {}
+        reader, extra = _reader(pixels, batch=min(MINMAX_BATCH, len(pixels))), {}
     else:  # histograms: one image per call, in strided chunks (memory)
         reader, extra = _reader(pixels), {"CalibStridedMinMax": _stride(len(pixels))}
     if method == "Percentile":
@@ -241,13 +247,17 @@ def _quiet_root_logger():
 
 
 CALIBRATION_CHUNK = 16
+# Images per MinMax calibration run. ONNX Runtime runs the calibration graph (every tensor feeding a ReduceMin and
+# a ReduceMax) unoptimized, and its memory grows with the batch: 16 images of EfficientNet-Lite0 at 288 px took
+# 3 GB more, 4 take 0.6 GB. The ranges are the same numbers whatever the batch (a min of mins), the same artifact.
+MINMAX_BATCH = 4
 
 
 def _stride(count: int) -> int:
     """Images per calibration chunk. The histogram calibrators (Percentile, Entropy) keep every intermediate
     tensor of every image of a chunk before folding them into their histograms (all 200 images at once held
     20+ GB for EfficientNet-Lite0 at 288 px), so they are fed in chunks with ONNX Runtime's strided collection.
-    MinMax keeps two numbers per tensor and run: it gets the images in batches of this size instead."""
+    MinMax keeps two numbers per tensor and run: it gets the images in batches (MINMAX_BATCH) instead."""
     return min(CALIBRATION_CHUNK, count)
 
 

@@ -140,6 +140,36 @@ def test_onnx_input_is_named_image_and_nhwc(exported):
         assert spec.name == "image" and spec.shape == (None, 32, 32, 3) and spec.dtype == np.float32
 
 
+def test_memory_saving_batch_sizes_change_no_result(trained, tmp_path, monkeypatch):
+    """The Keras reference and the ONNX MinMax calibration run in small batches to bound memory: the outputs
+    and the int8 artifact must be the same bits as with one big batch (and as one image at a time)."""
+    from edge_export.export import onnx as onnx_export, parity
+    from edge_export.export.context import ExportContext
+
+    config = run_config(trained)
+    ctx = ExportContext(trained, config.export, config)
+    pixels = np.asarray(ctx.parity_images().pixels)
+    assert len(pixels) > parity.BATCH  # several batches, so the batch size matters
+    results = []
+    for batch in (1, parity.BATCH, len(pixels)):
+        monkeypatch.setattr(parity, "BATCH", batch)
+        results.append(parity.keras_probabilities(ctx.model, pixels))
+    assert results[0].shape == (len(pixels), 2)
+    assert all(np.array_equal(r, results[0]) for r in results)
+
+    calibration = ctx.representative()
+    assert len(calibration) > onnx_export.MINMAX_BATCH  # several batches, so the batch size matters
+    outputs = []
+    for batch in (1, onnx_export.MINMAX_BATCH, len(calibration)):
+        monkeypatch.setattr(onnx_export, "MINMAX_BATCH", batch)
+        work = tmp_path / f"batch{batch}"
+        work.mkdir()
+        onnx_export._save(onnx_export.fp32_model(ctx), work / "fp32.onnx")
+        onnx_export.quantize(work / "fp32.onnx", work / "int8.onnx", calibration, work)
+        outputs.append((work / "int8.onnx").read_bytes())
+    ctx.close()
+    assert outputs[0] == outputs[1] == outputs[2]
+
 def test_manifest_is_complete_and_true(exported, trained):
     run, manifest, lines = exported
     folder = ExportFolder(run)
