@@ -219,16 +219,18 @@ class Classifier:
             return
         from concurrent.futures import ThreadPoolExecutor
 
-        chunks, start, size = [], 0, 1
-        while start < len(items):
-            chunks.append(list(range(start, min(start + size, len(items)))))
-            start, size = start + size, min(2 * size, batch_size)
+        def chunks():  # lazily: a million files need no million-entry plan
+            start, size = 0, 1
+            while start < len(items):
+                yield list(range(start, min(start + size, len(items))))
+                start, size = start + size, min(2 * size, batch_size)
+
         ahead = 2 * batch_size  # decoded images waiting at most: memory stays bounded for any number of files
         with ThreadPoolExecutor(decode_workers(), thread_name_prefix="edge-export-decode") as pool:
             futures: dict[int, Any] = {}
             submitted = 0
             try:
-                for chunk in chunks:
+                for chunk in chunks():
                     while submitted < len(items) and submitted < chunk[-1] + 1 + ahead:
                         if isinstance(items[submitted], (str, Path)):
                             futures[submitted] = pool.submit(self._load, items[submitted])
