@@ -121,13 +121,15 @@ class ExportContext:
     def metadata(self, fmt: FormatSpec, *, opset: int | None = None, calibration_images: int | None = None,
                  qat: dict[str, Any] | None = None) -> ModelMetadata:
         """The ``edge_export`` metadata embedded in every artifact (the runtime's record, filled here)."""
-        from edge_export.export.tflite_metadata import describe_model
+        from edge_export.export.tflite_metadata import model_identity
 
         info = self.config.metadata  # export.metadata: what the model says about itself
+        name, description, version = model_identity(info.name, info.description, info.version, self.labels,
+                                                    self.spec.backbone, fmt.name, __version__)
         return ModelMetadata(
-            name=info.name or f"{self.spec.backbone} classifier",
-            description=info.description or describe_model(self.labels, self.spec.backbone, fmt.name, __version__),
-            version=info.version or __version__,
+            name=name,
+            description=description,
+            version=version,
             author=info.author or None,
             license=info.license or None,
             labels=tuple(self.labels),

@@ -162,11 +162,17 @@ def _onnx_conventions(model: "onnx.ModelProto", doc: dict[str, Any]) -> dict[str
             height, width = (dims[2], dims[3]) if layout == "NCHW" else (dims[1], dims[2])
     size = prep.get("size") if isinstance(prep.get("size"), list) and len(prep["size"]) == 2 else [None, None]
     height, width = height or size[0], width or size[1]
-    what = f"{doc.get('backbone') or 'image'} classifier, {len(labels)} classes"
+    from edge_export.export.tflite_metadata import model_identity
+
+    def text(key: str) -> str | None:
+        return str(doc[key]) if doc.get(key) else None
+
+    _, description, version = model_identity(None, text("description"), text("version"), labels, text("backbone"),
+                                             text("format") or "onnx", text("edge_export"))
     values = {
-        "description": str(doc.get("description") or f"{what} ({doc.get('format') or 'onnx'}), made by edge-export"),
+        "description": description,
         "author": str(doc.get("author") or ""),  # author and license only when the config sets them
-        "version": str(doc.get("version") or doc.get("edge_export") or ""),
+        "version": version,
         "license": str(doc.get("license") or doc.get("licence") or ""),
         "task": "classify",
         "stride": "1",  # no stride constraint (Ultralytics' classifiers write 1)

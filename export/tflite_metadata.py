@@ -33,7 +33,7 @@ from edge_export.runtime.tflite_metadata import (
 )
 
 __all__ = ["STANDARD_METADATA_NAME", "LABELS_FILE", "standard_metadata", "min_parser_version", "append_zip",
-           "carried_files", "describe_model"]
+           "carried_files", "describe_model", "model_identity"]
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest a zip can hold: fixed, so exports are byte-reproducible
 
@@ -50,6 +50,15 @@ def describe_model(labels: Sequence[str], backbone: str | None, fmt: str | None,
     made = [m for m in made if m]
     parts.append(f"Made by edge-export{' ' + version if version else ''}" + (f" ({', '.join(made)})." if made else "."))
     return " ".join(parts)
+
+
+def model_identity(name: str | None, description: str | None, version: str | None, labels: Sequence[str],
+                   backbone: str | None, fmt: str | None, made_by: str | None) -> tuple[str, str, str]:
+    """A model's name, description and version: the ones given (``export.metadata.*``), else the defaults. The
+    one rule for the edge_export entry (``ExportContext.metadata``), TFLITE_METADATA and ONNX's convention keys."""
+    return (name or f"{backbone or 'image'} classifier",
+            description or describe_model(labels, backbone, fmt, made_by),
+            version or made_by or "")
 
 
 def standard_metadata(model: Any, meta: ModelMetadata) -> tuple[bytes, dict[str, bytes]]:
@@ -94,9 +103,8 @@ def standard_metadata(model: Any, meta: ModelMetadata) -> tuple[bytes, dict[str,
     subgraph.inputTensorMetadata = [inp]
     subgraph.outputTensorMetadata = [out]
     root = fb.ModelMetadataT()
-    root.name = meta.name or f"{meta.backbone or 'image'} classifier"
-    root.description = meta.description or describe_model(meta.labels, meta.backbone, meta.format, meta.edge_export)
-    root.version = meta.version or meta.edge_export
+    root.name, root.description, root.version = model_identity(
+        meta.name, meta.description, meta.version, meta.labels, meta.backbone, meta.format, meta.edge_export)
     root.author = meta.author or None
     root.license = meta.license or None
     root.subgraphMetadata = [subgraph]
