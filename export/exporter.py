@@ -189,16 +189,19 @@ def export_one(ctx: ExportContext, fmt: FormatSpec, images, reference, step: str
     echo(f"{step} {fmt.name}: converting ...")
     started = time.perf_counter()
     path = ctx.folder.artifact(fmt)
+    converted = False
     try:
         with atomic_path(path) as tmp, native_stderr_captured():  # converter/delegate chatter; replayed on failure
             result.details = fmt.load_converter()(ctx, fmt, tmp) or {}
+        converted = True
     except Exception as exc:
         result.fail(f"conversion failed: {_message(exc)}")
         if debug:
             echo(traceback.format_exc())
-    else:
-        gc.collect()  # converters leave their work in reference cycles that only the cycle collector frees, and it
-        # may not run for a long while (tf2onnx's graphs: 0.9 GB for EfficientNet-Lite0 at 288 px, to the end)
+    # before the check, and after a failed conversion too: converters leave their work in reference cycles that
+    # only the cycle collector frees, and it may not run for a long while (tf2onnx: 0.9 GB at 288 px, to the end)
+    gc.collect()
+    if converted:
         result.path = ctx.folder.relative(path)
         result.size_bytes = path.stat().st_size
         result.sha256 = sha256_file(path)

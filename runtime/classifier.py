@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import operator
 import os
 import warnings
 from pathlib import Path
@@ -32,9 +33,11 @@ Triple = Union[float, Sequence[float]]
 
 
 def decode_workers() -> int:
-    """Threads that decode images ahead of the model in ``predict`` over several images: the cores the
-    model's call leaves (at least one, at most four)."""
-    return max(1, min(4, (os.cpu_count() or 1) - 1))
+    """Threads that decode images ahead of the model in ``predict`` over several images: the cores this process
+    may use that the model's call leaves (at least one, at most four). Fewer than ``images.decode_many``'s,
+    which decodes a whole split with nothing else running."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, usable - 1))
 
 
 class NormalizationUnknownWarning(UserWarning):
@@ -182,8 +185,7 @@ class Classifier:
     def _results(self, images: Any, top_k: int, batch_size: int, keep_errors: bool):
         if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
             raise EdgeExportError(f"top_k must be a positive integer, got {top_k!r}")
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise EdgeExportError(f"batch_size must be a positive integer, got {batch_size!r}")
+        batch_size = _positive_count(batch_size, "batch_size")
         items = _as_list(images)
         return self._stream(items, top_k, batch_size, keep_errors)
 
@@ -225,8 +227,9 @@ class Classifier:
                 yield list(range(start, min(start + size, len(items))))
                 start, size = start + size, min(2 * size, batch_size)
 
-        ahead = 2 * batch_size  # decoded images waiting at most: memory stays bounded for any number of files
-        with ThreadPoolExecutor(decode_workers(), thread_name_prefix="edge-export-decode") as pool:
+        workers = decode_workers()
+        ahead = max(2 * batch_size, workers)  # decoded images waiting at most: bounded for any number of files
+        with ThreadPoolExecutor(workers, thread_name_prefix="edge-export-decode") as pool:
             futures: dict[int, Any] = {}
             submitted = 0
             try:
@@ -293,6 +296,17 @@ class Classifier:
                 hint="pass pixel values 0-255 as uint8 (normalization happens inside)",
             )
         return pixels
+
+
+def _positive_count(value: Any, name: str) -> int:
+    """An integer >= 1 (numpy integers too; not a bool), else an error naming the argument."""
+    try:
+        count = operator.index(value)
+    except TypeError:
+        count = 0
+    if isinstance(value, bool) or count < 1:
+        raise EdgeExportError(f"{name} must be a positive integer, got {value!r}")
+    return count
 
 
 def _as_list(images: Any) -> list[ImageInput]:

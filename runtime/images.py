@@ -210,10 +210,11 @@ def open_rgb(path: str | Path, max_pixels: int | None = None, size: tuple[int, i
             hint="shrink the image; a limit above Pillow's own needs PIL.Image.MAX_IMAGE_PIXELS raised too",
         ) from None
     except _DECODE_ERRORS as exc:
-        raise ImageDecodeError(
-            f"cannot decode image ({type(exc).__name__}: {printable(str(exc), 160)})", path=path,
-            hint="re-save it as JPEG/PNG or remove it",
-        ) from None
+        # Pillow's "cannot identify image file <_CappedReader name=3>" names our file object, not the file
+        detail = "not an image format Pillow reads" if isinstance(exc, UnidentifiedImageError) else (
+            f"{type(exc).__name__}: {printable(str(exc), 160)}")
+        raise ImageDecodeError(f"cannot decode image ({detail})", path=path,
+                               hint="re-save it as JPEG/PNG or remove it") from None
 
 
 def _draft(image: Image.Image, size: tuple[int, int]) -> None:

@@ -392,6 +392,10 @@ def test_decode_cost_splits_the_time_around_the_model(tiny_run, tmp_path):
     assert "decode 1/8" in text and "share of bare" in text and "thread CPU time" in text
     with pytest.raises(EdgeExportError, match="no artifact 'onnx-int8'"):
         script.decode_cost(tiny_run["run"], tiny_run["data"], artifact="onnx-int8")
+    data = tmp_path / "test"
+    shutil.copytree(tiny_run["data"] / "test", data)
+    (data / "red" / "broken.png").write_bytes(b"not an image")  # left out with a note, not a traceback
+    assert str(data / "red" / "broken.png") not in script.decode_cost(tiny_run["run"], data, every=1, repeats=1)["photos"]
 
 
 def test_benchmark_modules_do_not_import_tensorflow():

@@ -142,7 +142,12 @@ def test_onnx_input_is_named_image_and_nhwc(exported):
 
 def test_memory_saving_batch_sizes_change_no_result(trained, tmp_path, monkeypatch):
     """The Keras reference and the ONNX MinMax calibration run in small batches to bound memory: the outputs
-    and the int8 artifact must be the same bits as with one big batch (and as one image at a time)."""
+    and the int8 quantization must not depend on the batch (one big batch, one image at a time). On this
+    project's CPU they are the same bits (the artifacts of two builds are byte-identical); another CPU's
+    kernels may round a batch differently in the last bit, so that is what the tolerances allow, no more."""
+    import onnx
+    from onnx import numpy_helper
+
     from edge_export.export import onnx as onnx_export, parity
     from edge_export.export.context import ExportContext
 
@@ -155,20 +160,28 @@ def test_memory_saving_batch_sizes_change_no_result(trained, tmp_path, monkeypat
         monkeypatch.setattr(parity, "BATCH", batch)
         results.append(parity.keras_probabilities(ctx.model, pixels))
     assert results[0].shape == (len(pixels), 2)
-    assert all(np.array_equal(r, results[0]) for r in results)
+    for r in results[1:]:
+        np.testing.assert_allclose(r, results[0], rtol=0, atol=1e-6)
 
     calibration = ctx.representative()
     assert len(calibration) > onnx_export.MINMAX_BATCH  # several batches, so the batch size matters
-    outputs = []
+    quantization = []
     for batch in (1, onnx_export.MINMAX_BATCH, len(calibration)):
         monkeypatch.setattr(onnx_export, "MINMAX_BATCH", batch)
         work = tmp_path / f"batch{batch}"
         work.mkdir()
         onnx_export._save(onnx_export.fp32_model(ctx), work / "fp32.onnx")
         onnx_export.quantize(work / "fp32.onnx", work / "int8.onnx", calibration, work)
-        outputs.append((work / "int8.onnx").read_bytes())
+        graph = onnx.load_model(str(work / "int8.onnx")).graph
+        quantization.append({t.name: numpy_helper.to_array(t).astype(np.float64) for t in graph.initializer
+                             if t.name.endswith(("_scale", "_zero_point"))})
     ctx.close()
-    assert outputs[0] == outputs[1] == outputs[2]
+    assert quantization[0] and all(q.keys() == quantization[0].keys() for q in quantization)
+    for q in quantization[1:]:  # every activation's range: the same (a min of mins, a max of maxes)
+        for name, value in q.items():
+            tolerance = {"atol": 1} if name.endswith("_zero_point") else {"rtol": 1e-5}
+            np.testing.assert_allclose(value, quantization[0][name], err_msg=name, **tolerance)
+
 
 def test_manifest_is_complete_and_true(exported, trained):
     run, manifest, lines = exported

@@ -159,3 +159,15 @@ def test_the_pixel_limit_applies_to_the_declared_size_not_the_drafted_one(tmp_pa
     _photo(1200, 900).save(path)
     with pytest.raises(ImageDecodeError, match="over the limit"):
         load_image(path, (64, 64), max_pixels=100_000)  # 1.08 MP declared, 150 x 113 once drafted
+
+
+def test_a_file_that_is_no_image_is_named_without_internals(tmp_path):
+    from edge_export.runtime.images import ImageDecodeError, load_image
+
+    path = tmp_path / "notes.jpg"
+    path.write_bytes(b"shopping list: milk, eggs")
+    with pytest.raises(ImageDecodeError) as error:
+        load_image(path, (8, 8))
+    message = str(error.value)
+    assert str(path) in message and "not an image format Pillow reads" in message
+    assert "Reader" not in message and "<" not in message  # not Pillow's name for our file object

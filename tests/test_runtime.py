@@ -341,16 +341,22 @@ def test_stream_chunks_grow_and_decoding_ahead_is_bounded(models, image_files, m
     batch = clf.predict(files, top_k=3, batch_size=3)
     sizes = [e[1] for e in events if e[0] == "model"]
     assert sizes[:3] == [1, 2, 3] and set(sizes[2:-1]) == {3} and sum(sizes) == len(files)  # chunking: count only
+    from edge_export.runtime.classifier import decode_workers
+
     decoded = consumed = 0
-    for e in events:  # decoded but not yet given to the model: never more than the chunk + 2 x batch_size
+    for e in events:  # decoded but not yet given to the model: never more than the chunk + the look-ahead
         if e[0] == "decode":
             decoded += 1
-            assert decoded - consumed <= 3 + 2 * 3
+            assert decoded - consumed <= 3 + max(2 * 3, decode_workers())
         else:
             consumed += e[1]
     assert [r[0].index for r in batch] == [clf.predict(f, top_k=1)[0][0].index for f in files]
     with pytest.raises(EdgeExportError, match="batch_size"):
         clf.predict(files, batch_size=0)
+    with pytest.raises(EdgeExportError, match="batch_size"):
+        clf.predict(files, batch_size=True)
+    numpy_batch = clf.predict(files[:3], top_k=3, batch_size=np.int64(2))  # a numpy integer is an integer
+    assert [[p.index for p in r] for r in numpy_batch] == [[p.index for p in r] for r in batch[:3]]
 
 
 def test_predict_iter_gives_the_first_result_before_the_last_file_is_decoded(models, image_files, monkeypatch):
@@ -667,7 +673,7 @@ def test_predict_cli_options_and_errors(models, image_files, tmp_path):
     assert str(broken) in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_predict_cli_takes_folders(models, image_files, tmp_path):
+def test_predict_cli_takes_folders(models, image_files, tmp_path, monkeypatch):
     """A folder stands for the image files below it (sorted, hidden ones left out); one without images is an error
     line and exit status 1, the others still predicted."""
     import shutil
@@ -688,8 +694,18 @@ def test_predict_cli_takes_folders(models, image_files, tmp_path):
     payload = json.loads(result.stdout)  # in argument order: the folder's error in its place
     assert payload[0] == {"image": str(tmp_path / "empty"), "error": "no image files in this folder"}
     assert len(payload) == 2 and payload[1]["image"] == str(photos / "b.png") and "predictions" in payload[1]
-    result = _cli("predict", model, str(tmp_path / "empty"))
+    result = _cli("predict", model, str(tmp_path / "empty"), "--json")  # nothing usable: still one JSON document
     assert result.exit_code == 1 and str(tmp_path / "empty") in result.stderr
+    assert json.loads(result.stdout) == [{"image": str(tmp_path / "empty"), "error": "no image files in this folder"}]
+
+    real_access = os.access
+    def access(path, mode):  # a folder that can be listed (click checks that) but not entered: faked, as root
+        return False if Path(path) == photos and mode & os.X_OK else real_access(path, mode)  # enters any folder
+
+    monkeypatch.setattr(os, "access", access)
+    result = _cli("predict", model, str(photos), str(image_files[3]))
+    assert result.exit_code == 1 and "cannot read this folder (permission denied)" in result.stderr, result.output
+    assert result.stdout.splitlines()[0] == str(image_files[3])
 
 
 def test_predict_each_keeps_going_past_bad_images(models, image_files, tmp_path):
@@ -740,7 +756,7 @@ def test_predict_cli_prints_every_result_and_an_error_per_bad_image(models, imag
     assert [e.split(": ")[1] for e in errors] == bad
     assert "over the limit of 64 megapixels" in errors[1] and "not a regular file" in errors[2]
     assert "not a regular file" in errors[3] and "no image files in this folder" in errors[4] and "not found" in errors[5]
-    assert "6 of 8 image(s) failed" in proc.stderr
+    assert "6 of 8 image(s) and folder(s) (1 folder(s) without a usable image) failed" in proc.stderr
 
     proc = subprocess.run([*command, "--json", "--max-image-pixels", "1000"], capture_output=True, text=True,
                           timeout=300, cwd=ROOT)

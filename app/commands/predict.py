@@ -35,20 +35,23 @@ def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
 NO_IMAGES = "no image files in this folder"
 
 
-def _expand_folders(arguments: tuple[str, ...]) -> list[tuple[str, bool]]:
+def _expand_folders(arguments: tuple[str, ...]) -> list[tuple[str, str | None]]:
     """IMAGE arguments with each folder replaced by the image files below it (sorted; hidden names and
-    non-regular files left out, as in training): (path, False) each; a folder with none stays as (folder, True)."""
+    non-regular files left out, as in training): (path, None) each. A folder that cannot be read or holds no
+    image stays in its place as (folder, why)."""
     import os
 
     from edge_export.runtime.images import find_images
 
-    entries: list[tuple[str, bool]] = []
+    entries: list[tuple[str, str | None]] = []
     for argument in arguments:
-        if os.path.isdir(argument):
-            found = [str(path) for path in find_images(argument).files]
-            entries += [(path, False) for path in found] or [(argument, True)]
+        if not os.path.isdir(argument):
+            entries.append((argument, None))
+        elif not os.access(argument, os.R_OK | os.X_OK):
+            entries.append((argument, "cannot read this folder (permission denied)"))
         else:
-            entries.append((argument, False))
+            found = [str(path) for path in find_images(argument).files]
+            entries += [(path, None) for path in found] or [(argument, NO_IMAGES)]
     return entries
 
 
@@ -73,7 +76,8 @@ def predict(model, images, top_k, labels_file, mean, std, size, threads, provide
     standard TFLite metadata (TFLITE_METADATA), else the flags; a float model with none of them is fed
     0-255 pixels with a warning that names --mean/--std.
 
-    Results print as they come: the next files decode on another core while the model runs. Every image
+    Results print as they come (with --json, as one document at the end): the next files decode on another
+    core while the model runs. Every image
     gets its result; an image that cannot be used (unreadable, not a regular file, over the
     pixel limit) gets an error line naming it instead, and the exit status is then 1.
     """
@@ -85,39 +89,36 @@ def predict(model, images, top_k, labels_file, mean, std, size, threads, provide
     from edge_export.core.untrusted import printable
 
     entries = _expand_folders(images)
-    images = [path for path, empty in entries if not empty]
-    if not images:  # only folders, none with an image: nothing to load the model for
-        for folder, _ in entries:
-            click.secho(f"error: {printable(folder, 1000)}: {NO_IMAGES}", fg="red", err=True)
-        sys.exit(1)
-    if providers:  # a name ONNX Runtime does not offer: an error naming the ones it does, before any work
-        from edge_export.api import check_providers
+    images = [path for path, why in entries if why is None]
+    results = iter(())
+    if images:  # else only folders without a usable image: the model is not even loaded
+        if providers:  # a name ONNX Runtime does not offer: an error naming the ones it does, before any work
+            from edge_export.api import check_providers
 
-        check_providers(providers)
-    with native_stderr_captured():  # LiteRT's delegate notice; replayed if loading or predicting fails
-        with warnings.catch_warnings():  # printed below as one line each, not as Python warnings
-            warnings.simplefilter("ignore", NormalizationUnknownWarning)
-            classifier = Classifier.load(
-                model,
-                labels=labels_file,
-                mean=mean,
-                std=std,
-                size=size,
-                threads=threads,
-                providers=list(providers) or None,
-                max_pixels=max_image_pixels,
-            )
-        # results one at a time, printed as they come (the next files decode while the model runs); the first
-        # model call happens in here, where LiteRT's delegate notice is captured
-        stream = classifier.predict_iter(list(images), top_k=top_k)  # a bad image does not stop the others
-        first = next(stream)
-    for note in classifier.warnings:  # e.g. a float model whose normalization nobody said (after the capture)
-        click.secho(f"warning: {printable(note, 1000)}", fg="yellow", err=True)
+            check_providers(providers)
+        with native_stderr_captured():  # LiteRT's delegate notice; replayed if loading or predicting fails
+            with warnings.catch_warnings():  # printed below as one line each, not as Python warnings
+                warnings.simplefilter("ignore", NormalizationUnknownWarning)
+                classifier = Classifier.load(
+                    model,
+                    labels=labels_file,
+                    mean=mean,
+                    std=std,
+                    size=size,
+                    threads=threads,
+                    providers=list(providers) or None,
+                    max_pixels=max_image_pixels,
+                )
+            # results one at a time, printed as they come (the next files decode while the model runs); the
+            # first model call happens in here, where LiteRT's delegate notice is captured
+            stream = classifier.predict_iter(images, top_k=top_k)  # a bad image does not stop the others
+            results = itertools.chain([next(stream)], stream)
+        for note in classifier.warnings:  # e.g. a float model whose normalization nobody said (after the capture)
+            click.secho(f"warning: {printable(note, 1000)}", fg="yellow", err=True)
     failed = 0
     payload = []
-    results = itertools.chain([first], stream)
-    for image, empty in entries:  # in order: a result on stdout, or an error line on stderr
-        r = EdgeExportError(NO_IMAGES) if empty else next(results)
+    for image, why in entries:  # in order: a result on stdout, or an error line on stderr
+        r = EdgeExportError(why) if why else next(results)
         if isinstance(r, EdgeExportError):
             failed += 1
             click.secho(f"error: {printable(image, 1000)}: {printable(r.message, 500)}", fg="red", err=True)
@@ -133,6 +134,8 @@ def predict(model, images, top_k, labels_file, mean, std, size, threads, provide
     if as_json:
         click.echo(json.dumps(payload, indent=2))
     if failed:
-        click.secho(f"{failed} of {len(entries)} image(s) failed", fg="red", err=True)
+        folders = sum(why is not None for _, why in entries)
+        counted = f"{len(entries)} image(s)" + (f" and folder(s) ({folders} folder(s) without a usable image)" if folders else "")
+        click.secho(f"{failed} of {counted} failed", fg="red", err=True)
         sys.exit(1)
 

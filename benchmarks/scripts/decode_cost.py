@@ -65,8 +65,18 @@ def decode_cost(run: RunFolder | str | Path, data: str | Path, *, artifact: str 
     size, method = clf.input_size, clf.preprocessing.resize
     photos = scan_test_folder(data).files[::every][:images]
     kinds = ["bare", *(f"decode 1/{s}" for s in SCALES), *(f"resize {m}" for m in RESIZE_METHODS), "load_image"]
-    times = {kind: np.zeros((repeats, len(photos))) for kind in kinds}
     clock = time.thread_time_ns
+    readable = []
+    for photo in photos:  # an unreadable photo is left out, with a note, like everywhere else
+        try:
+            load_image(photo, size, method)
+            readable.append(photo)
+        except EdgeExportError as exc:
+            print(f"left out: {exc}", file=sys.stderr)
+    if not readable:
+        raise EdgeExportError("no readable photo to time", path=data)
+    photos = readable
+    times = {kind: np.zeros((repeats, len(photos))) for kind in kinds}
     for i, photo in enumerate(photos):
         full = _decode(photo, 1)
         x = clf._model_input(load_image(photo, size, method)[np.newaxis])

@@ -57,7 +57,7 @@ def _of_type(data: dict, key: str, kind: type, source: Any) -> Any:
         return kind()
     if not isinstance(value, kind):
         raise EdgeExportError(f"tune.json: {key} is not {'a list' if kind is list else 'an object'}", path=source,
-                              hint="delete the file; tune measures it again")
+                              hint="re-run `edge-export tune`")
     return value
 
 
