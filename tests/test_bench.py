@@ -397,6 +397,14 @@ def test_decode_cost_splits_the_time_around_the_model(tiny_run, tmp_path):
     (data / "red" / "broken.png").write_bytes(b"not an image")  # left out with a note, not a traceback
     assert str(data / "red" / "broken.png") not in script.decode_cost(tiny_run["run"], data, every=1, repeats=1)["photos"]
 
+    from click.testing import CliRunner  # the command line: the table and the JSON, or one error line and exit 2
+
+    out = tmp_path / "cost.json"
+    result = CliRunner().invoke(script.main, [str(tiny_run["run"]), "--data", str(data), "--repeats", "1", "--json", str(out)])
+    assert result.exit_code == 0 and "decode 1/8" in result.output and json.loads(out.read_text())["repeats"] == 1
+    result = CliRunner().invoke(script.main, [str(tmp_path / "no-run"), "--data", str(data)])
+    assert result.exit_code == 2 and result.output.startswith("error: ") and "Traceback" not in result.output
+
 
 def test_benchmark_modules_do_not_import_tensorflow():
     code = (

@@ -27,9 +27,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import clients  # noqa: E402 (the sibling script: client environments and the client half)
+from script_cli import finish  # noqa: E402 (the scripts' shared command line)
 
 from edge_export.benchmarks.testset import scan_test_folder  # noqa: E402
-from edge_export.core.atomic import write_json  # noqa: E402
 from edge_export.core.errors import EdgeExportError  # noqa: E402
 from edge_export.core.run_folder import RunFolder  # noqa: E402
 from edge_export.export.manifest import read_manifest  # noqa: E402
@@ -223,15 +223,8 @@ def render(result: dict[str, Any]) -> str:
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Also write the results to this JSON file.")
 def main(run_dir, data, envs, opencv_images, same_pixels, json_out) -> None:
     """MediaPipe Tasks and OpenCV DNN on RUN_DIR's exports, against our runtime, on a test split."""
-    try:
-        result = clients_check(run_dir, data, tuple(envs) or ENVS, opencv_images, echo=click.echo,
-                               same_pixels=same_pixels)
-    except EdgeExportError as exc:
-        click.secho(f"error: {exc}", fg="red", err=True)
-        raise SystemExit(2) from None
-    click.echo(render(result))
-    if json_out:
-        write_json(json_out, result)
+    finish(lambda: clients_check(run_dir, data, tuple(envs) or ENVS, opencv_images, echo=click.echo,
+                                 same_pixels=same_pixels), render, json_out)
 
 
 if __name__ == "__main__":  # pragma: no cover

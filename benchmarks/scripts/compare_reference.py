@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -41,11 +42,14 @@ import numpy as np
 
 from edge_export.benchmarks.machine import describe, machine_info
 from edge_export.benchmarks.testset import scan_test_folder
-from edge_export.core.atomic import write_bytes, write_json
+from edge_export.core.atomic import write_bytes
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.records.recommendation import read_recommendation
 from edge_export.core.run_folder import RunFolder
 from edge_export.export.manifest import read_manifest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from script_cli import finish, json_option, sample_options  # noqa: E402 (the scripts' shared command line)
 
 TF1_REFERENCE_NAME = "mobilenet_v2_1.0_224_quant.tflite"
 KINDS = ("bare", "predict_proba", "e2e", "decode")
@@ -349,12 +353,7 @@ def render(result: dict[str, Any]) -> str:
 
 
 @click.command()
-@click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--data", required=True, type=click.Path(path_type=Path), help="Test folder (<class>/ images).")
-@click.option("--artifact", help="Which of the run's artifacts [the build's recommended one, else tflite-int8].")
-@click.option("--every", default=10, show_default=True, type=click.IntRange(min=1), help="Time every Nth photo.")
-@click.option("--images", type=click.IntRange(min=1), help="At most this many photos.")
-@click.option("--repeats", default=5, show_default=True, type=click.IntRange(min=1), help="Interleaved repeats per photo.")
+@sample_options("Interleaved repeats per photo.")
 @click.option("--warmup", default=3, show_default=True, type=click.IntRange(min=0))
 @click.option("--clock", type=click.Choice(sorted(CLOCKS)), default="wall", show_default=True,
               help="wall, or cpu: the thread's CPU time (steadier on a shared, loaded machine).")
@@ -362,20 +361,13 @@ def render(result: dict[str, Any]) -> str:
 @click.option("--reference", type=click.Path(path_type=Path), help="A modern reference file to use instead of building one.")
 @click.option("--tf1-reference", type=click.Path(path_type=Path), help=f"The TF1-era file [shared/reference-models/{TF1_REFERENCE_NAME}].")
 @click.option("--no-tf1", is_flag=True, help="Leave the TF1-era file out.")
-@click.option("--json", "json_out", type=click.Path(path_type=Path), help="Also write the numbers to this JSON file.")
+@json_option
 def main(run_dir, data, artifact, every, images, repeats, warmup, clock, cache, reference, tf1_reference, no_tf1, json_out) -> None:
     """Time RUN_DIR's artifact and the MobileNetV2 references side by side at 1 thread over real photos."""
-    try:
-        result = compare_reference(
-            run_dir, data, artifact=artifact, reference=reference, tf1_reference=False if no_tf1 else tf1_reference,
-            cache=cache, every=every, images=images, repeats=repeats, warmup=warmup, clock=clock, echo=click.echo,
-        )
-    except EdgeExportError as exc:
-        click.secho(f"error: {exc}", fg="red", err=True)
-        raise SystemExit(2) from None
-    click.echo(render(result))
-    if json_out:
-        write_json(json_out, result)
+    finish(lambda: compare_reference(
+        run_dir, data, artifact=artifact, reference=reference, tf1_reference=False if no_tf1 else tf1_reference,
+        cache=cache, every=every, images=images, repeats=repeats, warmup=warmup, clock=clock, echo=click.echo,
+    ), render, json_out)
 
 
 if __name__ == "__main__":  # pragma: no cover

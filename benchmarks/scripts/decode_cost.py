@@ -31,12 +31,12 @@ import numpy as np
 
 from edge_export.benchmarks.machine import describe, machine_info
 from edge_export.benchmarks.testset import scan_test_folder
-from edge_export.core.atomic import write_json
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.run_folder import RunFolder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_reference import artifact_path, recommended_artifact  # noqa: E402 (the sibling script: same artifact rules)
+from script_cli import finish, json_option, sample_options  # noqa: E402
 
 SCALES = (1, 2, 4, 8)
 
@@ -118,23 +118,12 @@ def render(result: dict[str, Any]) -> str:
 
 
 @click.command()
-@click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--data", required=True, type=click.Path(path_type=Path), help="Test folder (<class>/ images).")
-@click.option("--artifact", help="Which of the run's artifacts [the build's recommended one, else tflite-int8].")
-@click.option("--every", default=10, show_default=True, type=click.IntRange(min=1), help="Every Nth photo.")
-@click.option("--images", type=click.IntRange(min=1), help="At most this many photos.")
-@click.option("--repeats", default=5, show_default=True, type=click.IntRange(min=1))
-@click.option("--json", "json_out", type=click.Path(path_type=Path), help="Also write the numbers to this JSON file.")
+@sample_options()
+@json_option
 def main(run_dir, data, artifact, every, images, repeats, json_out) -> None:
     """Decode and resize costs against RUN_DIR's artifact, per photo, on this CPU."""
-    try:
-        result = decode_cost(run_dir, data, artifact=artifact, every=every, images=images, repeats=repeats)
-    except EdgeExportError as exc:
-        click.secho(f"error: {exc}", fg="red", err=True)
-        raise SystemExit(2) from None
-    click.echo(render(result))
-    if json_out:
-        write_json(json_out, result)
+    finish(lambda: decode_cost(run_dir, data, artifact=artifact, every=every, images=images, repeats=repeats),
+           render, json_out)
 
 
 if __name__ == "__main__":  # pragma: no cover
