@@ -346,3 +346,17 @@ def test_malformed_tune_json_is_a_clear_error(tmp_path, key, value, message):
     with pytest.raises(EdgeExportError, match=message) as error:
         TuneResult.from_dict({**good, key: value}, source=tmp_path / "tune.json")
     assert "tune.json" in str(error.value)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("seconds", [1], "seconds is not an object"), ("reasons", "slow", "reasons is not a list"),
+])
+def test_malformed_candidate_record_is_a_clear_error(tmp_path, key, value, message):
+    """A damaged candidate record: the same one-line error (naming the candidate, the key and the fix)."""
+    from edge_export.core.errors import EdgeExportError
+
+    good = record(224, 0, DONE, 0.99, 3.0, reasons=["fine"]).to_dict()
+    assert CandidateRecord.from_dict(good).reasons == ["fine"]
+    with pytest.raises(EdgeExportError, match=message) as error:
+        CandidateRecord.from_dict({**good, key: value}, source=tmp_path / "b-224-ft0-int8.json")
+    assert "b-224-ft0-int8" in str(error.value) and "tune redoes it" in str(error.value)

@@ -50,14 +50,13 @@ def _text(data: dict, key: str, what: str, source: Any, optional: bool = False) 
     return printable(value, 400)
 
 
-def _of_type(data: dict, key: str, kind: type, source: Any) -> Any:
-    """tune.json's ``key``: a ``kind`` (list or dict), empty when absent; anything else is a malformed file."""
+def _of_type(data: dict, key: str, kind: type, what: str, source: Any, hint: str) -> Any:
+    """``data[key]``: a ``kind`` (list or dict), empty when absent; anything else is a malformed record."""
     value = data.get(key)
     if value is None:
         return kind()
     if not isinstance(value, kind):
-        raise EdgeExportError(f"tune.json: {key} is not {'a list' if kind is list else 'an object'}", path=source,
-                              hint="re-run `edge-export tune`")
+        raise EdgeExportError(f"{what}: {key} is not {'a list' if kind is list else 'an object'}", path=source, hint=hint)
     return value
 
 
@@ -148,10 +147,8 @@ class CandidateRecord:
         status = _text(data, "status", what, source)
         if status not in STATUSES:
             raise EdgeExportError(f"{what}: unknown status {status!r}", path=source, hint="delete the file; tune redoes it")
-        seconds = data.get("seconds") or {}
-        reasons = data.get("reasons") or []
-        if not isinstance(seconds, dict) or not isinstance(reasons, list):
-            raise EdgeExportError(f"{what}: seconds or reasons malformed", path=source, hint="delete the file; tune redoes it")
+        redo = "delete the file; tune redoes it"
+        seconds, reasons = _of_type(data, "seconds", dict, what, source, redo), _of_type(data, "reasons", list, what, source, redo)
         size = _number(data, "size_bytes", what, source)
         return cls(
             backbone=_text(data, "backbone", what, source), image_size=int(_number(data, "image_size", what, source) or 0),
@@ -206,17 +203,20 @@ class TuneResult:
         candidates = data.get("candidates")
         if not isinstance(candidates, list):
             raise EdgeExportError("tune.json has no candidate list", path=source, hint="re-run `edge-export tune`")
-        seconds = _of_type(data, "seconds", dict, source)
+        def of_type(key: str, kind: type) -> Any:
+            return _of_type(data, key, kind, "tune.json", source, "re-run `edge-export tune`")
+
+        seconds = of_type("seconds", dict)
         return cls(
             candidates=[CandidateRecord.from_dict(c, source=source) for c in candidates],
             chosen=_text(data, "chosen", "tune.json", source, optional=True), why=_text(data, "why", "tune.json", source),
-            binding=[printable(b, 80) for b in _of_type(data, "binding", list, source)],
-            constraints=_of_type(data, "constraints", dict, source),
+            binding=[printable(b, 80) for b in of_type("binding", list)],
+            constraints=of_type("constraints", dict),
             device=_text(data, "device", "tune.json", source),
             seconds={printable(k, 40): finite_number(v, what="tune.json: seconds", source=source) for k, v in seconds.items()},
             chosen_config=_text(data, "chosen_config", "tune.json", source, optional=True),
-            space=_of_type(data, "space", dict, source),
-            notes=[printable(n, 400) for n in _of_type(data, "notes", list, source)],
+            space=of_type("space", dict),
+            notes=[printable(n, 400) for n in of_type("notes", list)],
         )
 
     @classmethod
