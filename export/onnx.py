@@ -192,12 +192,20 @@ def quantize(source: Path, out: Path, pixels: Any, work: Path, settings: dict[st
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             reduce_range=bool(settings["reduce_range"]),
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
+            activation_type=_quant_type(settings["activations"], "per tensor", QuantType),
+            weight_type=_quant_type(settings["weights"], "per channel", QuantType),
             calibrate_method=getattr(CalibrationMethod, method),
             nodes_to_exclude=exclude,
             extra_options=extra,
         )
+
+
+def _quant_type(text: str, granularity: str, quant_type: Any) -> Any:
+    """"uint8 per tensor" -> QuantType.QUInt8 ("int8 ..." -> QInt8): the settings' words, checked."""
+    kinds = {f"uint8 {granularity}": quant_type.QUInt8, f"int8 {granularity}": quant_type.QInt8}
+    if text not in kinds:
+        raise ValueError(f"onnx-int8 setting {text!r}: use one of {sorted(kinds)}")
+    return kinds[text]
 
 
 def prepare(source: Path, out: Path) -> None:

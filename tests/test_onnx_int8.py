@@ -123,11 +123,62 @@ def test_the_settings_benchmark_scores_each_setting_on_validation(tiny_export, t
     run = _copy(tiny_export, tmp_path / "run")
     out = tmp_path / "settings.json"
     before = sorted(p.relative_to(run.root) for p in run.root.rglob("*"))
-    result = CliRunner().invoke(script.main, [str(run.root), "--settings", "shipped,percentile-head-int8", "--out", str(out)])
+    result = CliRunner().invoke(script.main, [str(run.root), "--settings", "shipped,percentile-head-int8,u8u8",
+                                              "--out", str(out)])
     assert result.exit_code == 0, result.output
     rows = {row["name"]: row for row in json.loads(out.read_text())["rows"]}
     assert rows["shipped"]["settings"] == INT8_SETTINGS and rows["percentile-head-int8"]["settings"]["head"] == "int8"
     for row in rows.values():
-        assert row["images"] == 12 and 0 <= row["top1_agreement"] <= 1 and row["size_bytes"] > 0
-    assert rows["shipped"]["sha256"] != rows["percentile-head-int8"]["sha256"]
+        for split in ("validation", "validation_shifted"):  # clean and under the seeded shifts
+            scores = row[split]
+            assert scores["images"] == 12 and row["size_bytes"] > 0 and row["p50_ms_1thread"] > 0
+            for key in ("top1_agreement", "kernels_vs_float", "float_top1_agreement"):
+                assert 0 <= scores[key] <= 1, (row["name"], split, key)
+    assert len({row["sha256"] for row in rows.values()}) == 3
     assert sorted(p.relative_to(run.root) for p in run.root.rglob("*")) == before  # the run folder is untouched
+
+
+@pytest.mark.parametrize("weights, activations, weight_type, activation_type", [
+    ("int8 per channel", "uint8 per tensor", "INT8", "UINT8"),  # the shipped U8S8
+    ("uint8 per channel", "uint8 per tensor", "UINT8", "UINT8"),
+    ("int8 per channel", "int8 per tensor", "INT8", "INT8"),
+])
+def test_the_settings_types_reach_the_graph(tiny_export, tmp_path, weights, activations, weight_type, activation_type):
+    """The manifest's words are what the quantizer was told: a conv's weights and its input have those types."""
+    import onnx
+
+    from edge_export.export import onnx as onnx_export
+    from edge_export.export.onnx import INT8_SETTINGS, _save
+
+    from edge_export.core.config import load_config
+    from edge_export.export.context import ExportContext
+
+    run = _copy(tiny_export, tmp_path / "run")
+    config = load_config(run.config)
+    ctx = ExportContext(run, config.export, config)
+    try:
+        work = tmp_path / "work"
+        work.mkdir()
+        _save(onnx_export.fp32_model(ctx), work / "fp32.onnx")
+        settings = {**INT8_SETTINGS, "weights": weights, "activations": activations}
+        onnx_export.quantize(work / "fp32.onnx", work / "int8.onnx", ctx.representative(), work, settings)
+    finally:
+        ctx.close()
+    graph = onnx.load_model(str(work / "int8.onnx")).graph
+    types = {init.name: init.data_type for init in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    conv = next(node for node in graph.node if node.op_type == "Conv")
+    assert types[producer[conv.input[1]].input[0]] == getattr(onnx.TensorProto, weight_type)  # stored weights
+    zero_point = producer[conv.input[0]].input[2]  # DequantizeLinear(x, scale, zero_point) of the input
+    assert types[zero_point] == getattr(onnx.TensorProto, activation_type)
+
+
+def test_an_unknown_type_setting_is_refused():
+    from edge_export.export.onnx import _quant_type
+
+    class QuantType:
+        QUInt8, QInt8 = "u8", "s8"
+
+    assert _quant_type("uint8 per tensor", "per tensor", QuantType) == "u8"
+    with pytest.raises(ValueError, match="int4 per tensor"):
+        _quant_type("int4 per tensor", "per tensor", QuantType)

@@ -27,26 +27,67 @@ VARIANTS = {
     "minmax-head-int8": {"calibration": "MinMax", "head": "int8"},
     "entropy": {"calibration": "Entropy"},
     "reduce-range": {"reduce_range": True},
+    "u8u8": {"weights": "uint8 per channel"},
+    "s8s8": {"activations": "int8 per tensor"},
 }
 
 
-def score(path: Path, pixels: np.ndarray, labels: np.ndarray, reference: np.ndarray) -> dict:
+def _session(path: Path, optimize: bool = True, threads: int | None = None) -> Any:
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    probs = np.concatenate([
-        session.run(None, {"image": np.asarray(pixels[i : i + 32], dtype=np.float32)})[0]
-        for i in range(0, len(pixels), 32)
-    ])
-    keras_accuracy = float((reference.argmax(1) == labels).mean())
-    accuracy = float((probs.argmax(1) == labels).mean())
-    return {
-        "images": int(len(labels)),
-        "top1_agreement": round(float((probs.argmax(1) == reference.argmax(1)).mean()), 6),
-        "accuracy": round(accuracy, 6),
-        "accuracy_drop": round((keras_accuracy - accuracy) * 100, 4),
-        "max_abs_diff": round(float(np.abs(probs - reference).max()), 6),
-    }
+    options = ort.SessionOptions()
+    if not optimize:  # QDQ nodes run as written: dequantize, float op, quantize (no int8 kernels)
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _probabilities(session: Any, pixels: np.ndarray) -> np.ndarray:
+    return np.concatenate([session.run(None, {"image": np.asarray(pixels[i : i + 32], dtype=np.float32)})[0]
+                           for i in range(0, len(pixels), 32)])
+
+
+def _p50_ms(path: Path, image: np.ndarray, runs: int = 50) -> float:
+    session = _session(path, threads=1)
+    feed = {"image": np.asarray(image[None], dtype=np.float32)}
+    for _ in range(5):
+        session.run(None, feed)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        session.run(None, feed)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1e3)
+
+
+def score(path: Path, sets: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], kernel_free: bool = True) -> dict:
+    """Per set (clean and shifted validation): agreement with the Keras model, accuracy drop (points), max |dp|;
+    with ``kernel_free``, also the agreement of ONNX Runtime's int8 kernels with the same QDQ graph run in float
+    (``kernels_vs_float``): below 100% where this CPU's kernels lose what the quantized graph itself keeps (the
+    u8 x s8 products of CPUs without VNNI saturate 16-bit sums), and that float run's agreement with the Keras model
+    (``float_top1_agreement``: what a CPU without the saturation gets)."""
+    session = _session(path)
+    plain = _session(path, optimize=False) if kernel_free else None
+    row: dict[str, Any] = {}
+    for name, (pixels, labels, reference) in sets.items():
+        probs = _probabilities(session, pixels)
+        keras_accuracy = float((reference.argmax(1) == labels).mean())
+        accuracy = float((probs.argmax(1) == labels).mean())
+        row[name] = {
+            "images": int(len(labels)),
+            "top1_agreement": round(float((probs.argmax(1) == reference.argmax(1)).mean()), 6),
+            "accuracy": round(accuracy, 6),
+            "accuracy_drop": round((keras_accuracy - accuracy) * 100, 4),
+            "max_abs_diff": round(float(np.abs(probs - reference).max()), 6),
+        }
+        if plain is not None:  # what a CPU whose kernels do not saturate computes (VNNI, Arm), up to rounding
+            exact = _probabilities(plain, pixels).argmax(1)
+            row[name]["kernels_vs_float"] = round(float((probs.argmax(1) == exact).mean()), 6)
+            row[name]["float_top1_agreement"] = round(float((exact == reference.argmax(1)).mean()), 6)
+    first = next(iter(sets.values()))[0]
+    row["p50_ms_1thread"] = round(_p50_ms(path, first[0]), 3)
+    return row
 
 
 @click.command()
@@ -55,13 +96,17 @@ def score(path: Path, pixels: np.ndarray, labels: np.ndarray, reference: np.ndar
               help=f"Comma-separated, from: {', '.join(VARIANTS)}.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/bench-onnx-int8/results.json"),
               show_default=True, help="JSON file for the results.")
-def main(run_dir: Path, names: str, out: Path) -> None:
+@click.option("--kernel-free/--no-kernel-free", default=True, show_default=True,
+              help="Also run each graph with ONNX Runtime's optimizations off (QDQ in float) and report the agreement.")
+def main(run_dir: Path, names: str, out: Path, kernel_free: bool) -> None:
     from edge_export.core.config import load_config
     from edge_export.core.hashing import sha256_file
     from edge_export.core.run_folder import RunFolder
     from edge_export.export.context import ExportContext
     from edge_export.export.onnx import INT8_SETTINGS, _save, fp32_model, quantize
     from edge_export.export.parity import keras_probabilities
+    from edge_export.benchmarks.machine import describe, machine_info
+    from edge_export.benchmarks.robustness import apply_suite
 
     run = RunFolder(run_dir)
     config = load_config(run.config)
@@ -74,7 +119,9 @@ def main(run_dir: Path, names: str, out: Path) -> None:
         calibration = ctx.representative()
         validation = ctx.parity_images()
         pixels = np.asarray(validation.pixels)
-        reference = keras_probabilities(ctx.model, pixels)
+        shifted, _ = apply_suite(pixels, [f"validation/{i}" for i in range(len(pixels))])  # one seeded shift each
+        sets = {"validation": (pixels, validation.labels, keras_probabilities(ctx.model, pixels)),
+                "validation_shifted": (shifted, validation.labels, keras_probabilities(ctx.model, shifted))}
         for name in [n.strip() for n in names.split(",") if n.strip()]:
             settings = {**INT8_SETTINGS, **VARIANTS[name]}
             path = work / f"{name}.onnx"
@@ -83,14 +130,20 @@ def main(run_dir: Path, names: str, out: Path) -> None:
             seconds = time.perf_counter() - started
             row = {"name": name, "settings": settings, "quantize_seconds": round(seconds, 1),
                    "size_bytes": path.stat().st_size, "sha256": sha256_file(path),
-                   "calibration_images": int(len(calibration)), **score(path, pixels, validation.labels, reference)}
+                   "calibration_images": int(len(calibration)), **score(path, sets, kernel_free)}
             rows.append(row)
-            click.echo(f"{name:22s} agreement {row['top1_agreement']:.2%}  drop {row['accuracy_drop']:+.2f}  "
-                       f"max|dp| {row['max_abs_diff']:.4f}  {seconds:.0f}s  {row['size_bytes'] / 1e6:.2f} MB")
+            clean, moved = row["validation"], row["validation_shifted"]
+            click.echo(f"{name:22s} agreement {clean['top1_agreement']:.2%} (shifted {moved['top1_agreement']:.2%})  "
+                       f"drop {clean['accuracy_drop']:+.2f} (shifted {moved['accuracy_drop']:+.2f})  "
+                       + (f"kernels=float {clean['kernels_vs_float']:.2%} / {moved['kernels_vs_float']:.2%}  "
+                          f"float: agreement {clean['float_top1_agreement']:.2%} / {moved['float_top1_agreement']:.2%}  "
+                          if kernel_free else "")
+                       + f"p50 {row['p50_ms_1thread']:.2f} ms  {seconds:.0f}s  {row['size_bytes'] / 1e6:.2f} MB")
     finally:
         ctx.close()
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"run": str(run.root), "split": "validation", "rows": rows}, indent=2))
+    out.write_text(json.dumps({"run": str(run.root), "split": "validation", "machine": describe(machine_info()),
+                               "rows": rows}, indent=2))
     click.echo(f"wrote {out}")
 
 
