@@ -4,8 +4,11 @@
 
 For each named setting: quantize the run's float ONNX graph (calibrated on the export's representative
 images, as ``edge-export export`` does), then run the result with ONNX Runtime on the whole validation
-split: top-1 agreement with the Keras model, accuracy drop (points), max |Δp|, quantization seconds, size
-and sha256 (two settings that make the same bytes show it). ``shipped`` is ``export/onnx.py``'s
+split, clean and under the robustness suite's seeded shifts: top-1 agreement with the Keras model, accuracy
+drop (points), max |Δp|; the agreement of ONNX Runtime's int8 kernels with the same graph run in float
+(optimizations off) and that float run's agreement with the Keras model (on x86 without VNNI the u8 x s8
+kernels saturate: the two differ there); p50 at 1 thread on one image; quantization seconds, size and sha256
+(two settings that make the same bytes show it). Results depend on the CPU: the JSON records the machine. ``shipped`` is ``export/onnx.py``'s
 INT8_SETTINGS; the others change one or two things from it. Writes ``--out`` (JSON). Timings share the machine with whatever else runs: compare
 them within one invocation only.
 """
@@ -49,16 +52,11 @@ def _probabilities(session: Any, pixels: np.ndarray) -> np.ndarray:
 
 
 def _p50_ms(path: Path, image: np.ndarray, runs: int = 50) -> float:
+    from edge_export.benchmarks.latency import measure
+
     session = _session(path, threads=1)
     feed = {"image": np.asarray(image[None], dtype=np.float32)}
-    for _ in range(5):
-        session.run(None, feed)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        session.run(None, feed)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1e3)
+    return measure(lambda: session.run(None, feed), runs=runs, warmup=5)["p50"]
 
 
 def score(path: Path, sets: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], kernel_free: bool = True) -> dict:
