@@ -59,6 +59,8 @@ def sshd(tmp_path_factory):
         "PermitRootLogin prohibit-password\n"
         "PubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
         "UsePAM no\nStrictModes no\nLogLevel ERROR\n"
+        # a login gets a fresh environment: without this, the device side decodes into ~/.cache/edge-export
+        f"SetEnv EDGE_EXPORT_PIXEL_CACHE={folder / 'pixels'}\n"
     )
     host_key = " ".join((folder / "host_key.pub").read_text().split()[:2])
     known_hosts = folder / "known_hosts"
@@ -126,6 +128,7 @@ def test_bench_on_a_device_over_ssh(tiny_export, sshd, device_python, tmp_path):
         assert remote["latency_ms"]["p50"] > 0 and remote["by_threads"][0]["threads_requested"] == 1
     assert report["ok"] and report["failed"] == []
     assert report["target_runs"][name]["images"] == 12
+    assert any((sshd["folder"] / "pixels").iterdir())  # decoded into the login's cache (SetEnv above), never ~/.cache
     # the table shows both machines; the device's own report is kept
     lines = result.output.splitlines()
     assert any(line.startswith("tflite-int8") and f" {name} " in line for line in lines) and "p50 ms @1t" in result.output
