@@ -67,6 +67,14 @@ FLAGS: dict[str, Flag] = {
         Flag("feature_mode", "train.feature_extraction.mode", "Stage 1: cached features or augmentation.", ("cached", "augmented")),
         Flag("fine_tune", "train.fine_tune.enabled", "Run stage 2 (fine-tuning).", bool),
         Flag("validation_split", "data.validation_split", "Fraction of train/ held out when there is no validation/.", float),
+        Flag("model", "model.source", "Export this model instead of training one: a .keras, .h5 or SavedModel folder "
+             "(bring your own model; a keras.Model too, in Python)."),
+        Flag("input_scale", "model.input_scale", "What --model expects from pixels [auto: checked on validation photos].",
+             ("auto", "0-255", "0-1", "-1-1", "imagenet")),
+        Flag("output", "model.output", "What --model outputs [auto: its last layer, else checked on validation photos].",
+             ("auto", "softmax", "logits", "sigmoid", "sigmoid-logit")),
+        Flag("labels", "model.labels", "Labels file of --model, one class a line in its output order [the data's class folders]."),
+        Flag("custom_objects", "model.custom_objects", "Comma-separated modules (or .py files) registering --model's custom layers."),
         Flag("formats", "export.formats", "Comma-separated formats, a family (tflite, onnx) or all [export.formats]."),
         Flag("stages", "build.stages", "Comma-separated subset of train,export,bench."),
         Flag("min_accuracy", "bench.min_accuracy", "Fail (exit 1) if an artifact's test accuracy is below this fraction (e.g. 0.985; the Keras reference is not gated).", float),
@@ -83,7 +91,8 @@ FLAGS: dict[str, Flag] = {
 TRAIN_FLAGS = ("data", "backbone", "image_size", "weights", "seed", "batch_size", "feature_mode", "fine_tune", "validation_split")
 EXPORT_FLAGS = ("formats",)
 BENCH_FLAGS = ("threads", "runs", "warmup", "bench_batch_size", "min_accuracy")
-BUILD_FLAGS = TRAIN_FLAGS + ("formats", "stages", "min_accuracy", "accuracy_budget", "max_size_mb")
+MODEL_FLAGS = ("model", "input_scale", "output", "labels", "custom_objects")  # bring your own model
+BUILD_FLAGS = TRAIN_FLAGS + MODEL_FLAGS + ("formats", "stages", "min_accuracy", "accuracy_budget", "max_size_mb")
 
 # how a flag is named in errors: as an API keyword (default) or, while the CLI runs, as the option typed
 _SPELLING: contextvars.ContextVar[str] = contextvars.ContextVar("edge_export_flag_spelling", default="api")
@@ -164,9 +173,14 @@ def check_settings(config: Config) -> None:
         except EdgeExportError as exc:
             raise EdgeExportError(f"{key}: {exc.message}", path=exc.path, hint=exc.hint) from None
 
-    spec = named("model.backbone", lambda: get_backbone(config.model.backbone))
-    if config.model.image_size is not None:
-        named("model.image_size", lambda: spec.check_size(config.model.image_size, config.model.weights))
+    if config.model.source:  # bring your own model: the file is checked now, its contents when it is loaded
+        from edge_export.export.user_model import source_kind
+
+        named("model.source", lambda: source_kind(Path(config.model.source).expanduser()))
+    else:
+        spec = named("model.backbone", lambda: get_backbone(config.model.backbone))
+        if config.model.image_size is not None:
+            named("model.image_size", lambda: spec.check_size(config.model.image_size, config.model.weights))
     named("export.formats", lambda: resolve_formats(config.export.formats))
     known = [s.name for s in STAGES]
     unknown = [s for s in config.build.stages if s not in known]
@@ -251,10 +265,30 @@ def export_config(run: RunFolder, config: ConfigLike = None, overrides: Override
 
 def export(run: str | Path | RunFolder, config: ConfigLike = None, *, overrides: Overrides = None,
            echo: Echo | None = print, debug: bool = False, **settings: Any) -> ExportResult:
-    """Export the model of the run folder ``run`` to ``run/export/`` (formats: ``formats=`` or the config's)."""
+    """Export the model of the run folder ``run`` to ``run/export/`` (formats: ``formats=`` or the config's).
+
+    ``run`` may also be a user's model (a .keras/.h5 file, a SavedModel folder, a keras.Model): it is imported
+    with ``data=`` (photos for calibration and the checks) into ``out=`` [runs/<its name>], then exported.
+    """
     from edge_export.core.tf_env import require_tensorflow
 
     echo = echo or silent
+    if is_model_source(run):
+        out = settings.pop("out", None) or default_out(run)
+        if settings.get("data") is None:
+            raise EdgeExportError("exporting a model file needs photos: --data DIR (calibration and the checks)",
+                                  hint="DIR/{train,validation,test}/<class>/*.jpg, or DIR/<class>/*.jpg (split by the tool)")
+        build(config, out=out, overrides=overrides, echo=echo, debug=debug, model=run, stages=["train", "export"],
+              **settings)
+        folder = RunFolder(out)
+        manifest = read_manifest_of(folder)
+        made = set(manifest.formats)
+        return ExportResult(run=folder, manifest=manifest, failed=[a for a in manifest.artifacts if a.name in made and not a.ok])
+    settings.pop("out", None)
+    for name in ("data", *MODEL_FLAGS):
+        if settings.pop(name, None) is not None:
+            raise EdgeExportError(f"{_spell(FLAGS[name])} is for exporting a model file, not a run folder",
+                                  hint="a run folder exports with the data and model it was made with")
     run = run if isinstance(run, RunFolder) else RunFolder(run)
     if not run.root.is_dir():
         raise EdgeExportError("run folder not found", path=run.root, hint="pass the folder `edge-export train` wrote")
@@ -272,6 +306,12 @@ def export(run: str | Path | RunFolder, config: ConfigLike = None, *, overrides:
     return ExportResult(run=run, manifest=manifest, failed=failed)
 
 
+def read_manifest_of(run: RunFolder) -> Manifest:
+    from edge_export.export.manifest import read_manifest
+
+    return read_manifest(run)
+
+
 def bench(run: str | Path | RunFolder | None = None, models: Sequence[str | Path] = (), *, data: str | Path,
           config: ConfigLike = None, out: str | Path | None = None, labels: str | Path | None = None,
           keras: bool | None = None, devices: Sequence[str] = (), remote: Any = None,
@@ -283,6 +323,10 @@ def bench(run: str | Path | RunFolder | None = None, models: Sequence[str | Path
     Returns the bench outcome: ``.result`` (the typed ``BenchResult``: rows, devices...), ``.ok``, ``.out_dir``.
     """
     echo = echo or silent
+    sources = [m for m in [run, *models] if is_model_source(m)]
+    if sources:  # a user's Keras model: imported into a run folder, then benchmarked there (its Keras row)
+        return _bench_model_source(sources, run, models, data=data, config=config, out=out, overrides=overrides,
+                                   labels=labels, echo=echo, **settings)
     resolved = resolve_config(config, overrides, flags=BENCH_FLAGS, **settings)
     if out is not None:
         check_out_folder(out)
@@ -311,6 +355,36 @@ def bench(run: str | Path | RunFolder | None = None, models: Sequence[str | Path
     return outcome
 
 
+def _bench_model_source(sources: list, run: Any, models: Sequence[Any], *, data: str | Path, config: ConfigLike,
+                        out: str | Path | None, overrides: Overrides, labels: str | Path | None, echo: Echo,
+                        **settings: Any):
+    """``bench FILE.keras --data DIR``: import the model with DIR's photos (its splits, or the tool's split of a
+    folder with none) into ``out`` [runs/<name>] and benchmark it on DIR's test photos. One model at a time."""
+    others = [m for m in [run, *models] if m is not None and not is_model_source(m)]
+    if len(sources) > 1 or others:
+        raise EdgeExportError(
+            "a Keras model or SavedModel is benchmarked alone (it is imported into a run folder first)",
+            hint="bench it on its own, then bench the run folder with the other models",
+        )
+    folder = Path(out) if out is not None else default_out(sources[0])
+    merged = parse_overrides(dict(overrides) if isinstance(overrides, Mapping) else list(overrides or []))
+    for name, value in settings.items():  # bench's flags, as the build's settings
+        if name not in BENCH_FLAGS:
+            raise EdgeExportError(f"unknown setting {name!r}", hint=f"use one of: {', '.join(BENCH_FLAGS)}")
+        if value is not None:
+            merged[FLAGS[name].key] = list(value) if isinstance(value, tuple) else value
+    if labels is not None:
+        merged["model.labels"] = str(labels)
+    result = build(config, out=folder, overrides=merged, echo=echo, model=sources[0], data=str(data),
+                   stages=["train", "bench"])
+    from edge_export.benchmarks.suite import BenchOutcome
+    from edge_export.core.records.bench import BenchResult
+
+    folder_run = RunFolder(folder)
+    table = folder_run.bench_md.read_text(encoding="utf-8") if folder_run.bench_md.is_file() else ""
+    return BenchOutcome(result=BenchResult.read(folder_run.bench_json), out_dir=folder_run.bench_dir, table=table)
+
+
 def parse_devices(values: Sequence[str], option: str = "--device") -> list:
     """``--device`` values -> the SSH devices (``local`` is always measured); checked before any work."""
     from edge_export.core.records.bench import LOCAL
@@ -333,9 +407,17 @@ def build(config: ConfigLike = None, *, out: str | Path = "runs/build", force: b
     """Train, export and benchmark into the run folder ``out`` (resumable), then report and recommend.
 
     Returns the build result (``.ok``, ``.ran``, ``.skipped``, ``.failures``, ``.recommendation``, ``.reports``).
+
+    ``model=`` (bring your own model): a .keras/.h5 file, a SavedModel folder or an in-memory ``keras.Model``
+    (saved first as ``out/source_model.keras``) is imported in place of training; the stages after it run as
+    for a trained model.
     """
-    resolved = resolve_config(config, overrides, flags=BUILD_FLAGS, **settings)
     check_out_folder(out)
+    if isinstance(settings.get("model"), Path):
+        settings["model"] = str(settings["model"])
+    elif settings.get("model") is not None and not isinstance(settings["model"], str):
+        settings["model"] = str(_save_model_object(settings["model"], Path(out)))
+    resolved = resolve_config(config, overrides, flags=BUILD_FLAGS, **settings)
     if {"train", "export"} & set(resolved.build.stages):
         from edge_export.core.tf_env import require_tensorflow
 
@@ -346,6 +428,38 @@ def build(config: ConfigLike = None, *, out: str | Path = "runs/build", force: b
     with locked_run(RunFolder(out), command) as run:
         return run_build(resolved, run, force=force, command=command or "edge_export.build()",
                          echo=echo or silent, event=event, debug=debug)
+
+
+def _save_model_object(model: Any, out: Path) -> Path:
+    """An in-memory keras.Model given as ``model=``, saved where the build can import it (and hash it)."""
+    if not (hasattr(model, "save") and hasattr(model, "inputs") and hasattr(model, "outputs")):
+        raise EdgeExportError(f"model= is a {type(model).__name__}, not a model",
+                              hint="pass a keras.Model, or the path of a .keras, .h5 or SavedModel folder")
+    from edge_export.core.atomic import atomic_path
+
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "source_model.keras"
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+    return path
+
+
+def is_model_source(target: Any) -> bool:
+    """A user's model rather than a run folder: a keras.Model, a .keras/.h5 file, or a SavedModel folder."""
+    if target is None or isinstance(target, RunFolder):
+        return False
+    if not isinstance(target, (str, Path)):
+        return hasattr(target, "save") and hasattr(target, "inputs")
+    path = Path(target)
+    from edge_export.export.user_model import KERAS_SUFFIXES
+
+    return path.suffix.lower() in KERAS_SUFFIXES or (path.is_dir() and (path / "saved_model.pb").is_file())
+
+
+def default_out(model: Any) -> Path:
+    """runs/<model file's stem> for a model given without --out."""
+    stem = Path(model).stem if isinstance(model, (str, Path)) else getattr(model, "name", "model")
+    return Path("runs") / (stem or "model")
 
 
 def tune(config: ConfigLike = None, *, out: str | Path = "runs/tune", overrides: Overrides = None,

@@ -187,7 +187,9 @@ def measure_keras(req: dict[str, Any]) -> dict[str, Any]:
             applied.append(False)
     memory = {"baseline_rss_mb": peak_rss_mb()}  # with TensorFlow imported
     try:
-        model = keras.models.load_model(req["path"], compile=False)
+        from edge_export.core.records.model_spec import loads_external_code
+
+        model = keras.models.load_model(req["path"], compile=False, safe_mode=not loads_external_code(req["path"]))
     except Exception as exc:  # zipfile, h5, deserialization errors
         raise EdgeExportError(f"cannot load the Keras model ({type(exc).__name__}: {exc})", path=req["path"]) from None
     memory["after_load_rss_mb"] = peak_rss_mb()

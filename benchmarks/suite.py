@@ -22,7 +22,9 @@ from edge_export.benchmarks.classification import classification_metrics, top1_a
 from edge_export.benchmarks.machine import machine_info, resolve_threads
 from edge_export.benchmarks.plots import plot_accuracy_latency, plot_confusions
 from edge_export.benchmarks.render import build_report, render_markdown, render_table
-from edge_export.benchmarks.testset import TestSet, decode_all, map_classes, save_pixels, scan_test_folder
+from edge_export.benchmarks.testset import (
+    TestSet, decode_all, map_classes, recorded_split, save_pixels, scan_test_folder,
+)
 from edge_export.benchmarks.worker import measure_safely, run_worker
 from edge_export.core.config import BenchConfig
 from edge_export.core.hashing import sha256_file
@@ -121,7 +123,8 @@ def bench_run(
         _check_model_file(model)
     if run is not None and not run.root.is_dir():
         raise EdgeExportError("run folder not found", path=run.root, hint="pass a run folder or model files")
-    testset = scan_test_folder(data, max_image_pixels)
+    recorded = recorded_split(run.dataset, data, max_image_pixels) if run is not None else None
+    testset = recorded or scan_test_folder(data, max_image_pixels)
     labels_arg = _read_labels(labels) if labels is not None else None
 
     to_measure: list[BenchModel] = []
@@ -231,6 +234,8 @@ def _manifest_models(
 ) -> tuple[list[BenchModel], list[dict[str, Any]]]:
     to_measure: list[BenchModel] = []
     skipped: list[dict[str, Any]] = []
+    if not run.export_manifest.is_file() and run.model.is_file() and _imported(run):
+        return to_measure, skipped  # a user's model not exported yet (bench FILE.keras): its Keras row only
     manifest = read_manifest(run, hint="run `edge-export export` on it first, or pass model files")
     # one train's model, labels and spec (run.json), and an export of that model.keras: else a clear error
     check_made_from(run, run.verify(), manifest)
@@ -252,6 +257,13 @@ def _manifest_models(
             _file_model(path, _unique(name, to_measure), testset, labels_arg, run_labels, "manifest", entry.format, entry.precision)
         )
     return to_measure, skipped
+
+
+def _imported(run: RunFolder) -> bool:
+    try:
+        return ModelSpec.read(run.model_spec).imported
+    except EdgeExportError:
+        return False
 
 
 def _file_model(

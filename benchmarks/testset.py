@@ -106,6 +106,49 @@ def scan_test_folder(path: str | Path, max_pixels: int | None = None) -> TestSet
     return TestSet(root, class_names, files, np.asarray(labels, dtype=np.int64), max_pixels=max_pixels)
 
 
+def recorded_split(dataset_json: Path, data: str | Path, max_pixels: int | None = None) -> TestSet | None:
+    """The held-out photos of a run whose data folder had no split folders and was split by the tool (the run's
+    dataset.json records every file by split): its test list (validation where the split made no test), when
+    ``data`` is that same folder. None otherwise (``data`` is then scanned as it is)."""
+    from edge_export.core.untrusted import path_inside, read_json
+
+    if not dataset_json.is_file():
+        return None
+    summary = read_json(dataset_json, what="dataset.json")
+    split = summary.get("split") if isinstance(summary, dict) else None
+    if not isinstance(split, dict) or not isinstance(summary.get("root"), str):
+        return None
+    root = Path(summary["root"])
+    try:
+        if not Path(data).is_dir() or not root.is_dir() or not Path(data).resolve() == root.resolve():
+            return None
+    except OSError:
+        return None
+    files_by_split = split.get("files") if isinstance(split.get("files"), dict) else {}
+    name = "test" if files_by_split.get("test") else "validation"
+    listed = files_by_split.get(name)
+    classes = summary.get("classes")
+    if not isinstance(listed, list) or not listed or not isinstance(classes, list):
+        raise EdgeExportError("dataset.json's split has no test or validation list", path=dataset_json,
+                              hint="re-run the build: it records the split again")
+    index = {c: i for i, c in enumerate(classes)}
+    files, labels = [], []
+    for relative in listed:
+        path = path_inside(root, relative, what="a file of the recorded split", source=dataset_json)
+        cls = str(relative).split("/", 1)[0]
+        if cls not in index:
+            raise EdgeExportError(f"the recorded split names {printable(relative)}, not in a class folder",
+                                  path=dataset_json, hint="re-run the build: it records the split again")
+        if not path.is_file():
+            raise EdgeExportError(f"a photo of the recorded {name} split is gone: {printable(path)}", path=dataset_json,
+                                  hint="restore it, or re-run the build to split the folder again")
+        files.append(path)
+        labels.append(index[cls])
+    log.info("test data: the %s list the tool split from %s (%d photos, recorded in %s)",
+             name, printable(root), len(files), printable(dataset_json))
+    return TestSet(root, [str(c) for c in classes], files, np.asarray(labels, dtype=np.int64), max_pixels=max_pixels)
+
+
 def map_classes(class_names: Sequence[str], model_labels: Sequence[str], model: str | Path) -> list[int]:
     """Index into ``model_labels`` of each test class, matched by name (exact, else ignoring case/spaces)."""
     exact = {label: i for i, label in enumerate(model_labels)}

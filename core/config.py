@@ -29,9 +29,16 @@ class DataConfig:
     # images larger than this (width x height, read from the header) are refused before decoding, like any
     # unreadable image (a decompression bomb: a 109 KB PNG can declare 30000 x 30000 pixels)
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    # a folder of class folders with no train/ (DIR/<class>/*.jpg) is split by the tool, per class, seeded
+    # (train.seed): fractions for train, validation, test; the split is recorded in the run's dataset.json
+    split: list = field(default_factory=lambda: [0.8, 0.1, 0.1])
 
     def validate(self) -> None:
         _check(0.0 < self.validation_split < 1.0, "data.validation_split", "a fraction between 0 and 1")
+        _check(len(self.split) == 3 and all(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 <= f < 1
+                                            for f in self.split) and self.split[0] > 0 and self.split[1] > 0
+               and abs(sum(self.split) - 1.0) < 1e-6,
+               "data.split", "three fractions train,validation,test that add up to 1 (train and validation > 0)")
         _check(self.max_image_pixels >= 1, "data.max_image_pixels", "a positive number of pixels (width x height)")
 
 
@@ -44,9 +51,19 @@ class ModelConfig:
     # how photos are resized to the input, in training and (recorded in every artifact) at run time: bilinear
     # (filtered when shrinking); nearest costs a tenth of it per photo (README, "Runtime overhead")
     resize: Literal["bilinear", "bicubic", "nearest", "area"] = "bilinear"
+    # Bring your own model (export/user_model.py): a Keras 3 .keras, a legacy .h5 or a SavedModel folder that
+    # replaces training; empty: train one. What it expects and what it outputs are inferred and checked on
+    # validation photos where "auto"; name them where the check cannot tell.
+    source: str = ""
+    input_scale: Literal["auto", "0-255", "0-1", "-1-1", "imagenet"] = "auto"
+    output: Literal["auto", "softmax", "logits", "sigmoid", "sigmoid-logit"] = "auto"
+    labels: str = ""  # a labels file (one class name a line, in the model's output order); empty: the data's classes
+    custom_objects: list = field(default_factory=list)  # Python modules to import before loading (they register)
 
     def validate(self) -> None:
         _check(0.0 <= self.dropout < 1.0, "model.dropout", "a fraction in [0, 1)")
+        _check(all(isinstance(m, str) and m.strip() for m in self.custom_objects), "model.custom_objects",
+               "a list of Python module names or .py files that register the model's custom layers")
         _check(self.image_size is None or 32 <= self.image_size <= 1024, "model.image_size", "32..1024")
 
 

@@ -85,7 +85,7 @@ class ExportContext:
     @cached_property
     def dataset(self):
         data = self.run_config.data
-        return open_dataset(data.path, data.validation_split, self.run_config.train.seed, self.labels)
+        return open_dataset(data.path, data.validation_split, self.run_config.train.seed, self.labels, data.split)
 
     def _load(self, split_name: str, count: int | None, seed: int) -> Images:
         split = self.dataset.splits[split_name]
@@ -152,7 +152,7 @@ def load_keras_model(run: RunFolder, spec: ModelSpec) -> Any:
 
     keras = import_keras()
     try:
-        model = keras.models.load_model(path, compile=False)
+        model = keras.models.load_model(path, compile=False, safe_mode=not spec.loads_external_code)
     except Exception as exc:  # zipfile.BadZipFile, ValueError, OSError, h5 errors ...
         detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise EdgeExportError(

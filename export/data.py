@@ -25,11 +25,12 @@ class Images:
         return len(self.labels)
 
 
-def open_dataset(data_path: str, validation_split: float, seed: int, labels: list[str]) -> Dataset:
+def open_dataset(data_path: str, validation_split: float, seed: int, labels: list[str],
+                 split: "list[float] | tuple[float, ...]" = (0.8, 0.1, 0.1)) -> Dataset:
     """The run's dataset, as training saw it (same split and seed); never downloads."""
     try:
         root = resolve_data(data_path, download=False)
-        dataset = scan_dataset(root, validation_split, seed)
+        dataset = scan_dataset(root, validation_split, seed, split)
     except EdgeExportError as exc:
         raise EdgeExportError(
             f"the training data is needed for calibration and the accuracy check, but: {exc.message}",

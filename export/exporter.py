@@ -83,6 +83,10 @@ def export_run(
         decisions: dict[str, dict] = {}
         for i, fmt in enumerate(specs, 1):
             step = f"[{i}/{len(specs)}]"
+            if fmt.rebuilds_model and ctx.spec.imported:
+                decisions[fmt.name] = decision = not_rebuildable(fmt, fmt.name in auto)
+                echo(f"{step} {fmt.name}: skipped: {decision['reason']}")
+                continue
             if fmt.name in auto:
                 decisions[fmt.name] = decision = auto_qat_decision(ctx.config, [*results, *kept])
                 echo(f"{step} {fmt.name}: {'running' if decision['ran'] else 'skipped'} ({fmt.name}:auto): "
@@ -109,6 +113,15 @@ def export_run(
     for line in stale_dependents(run):
         echo(f"stale: {line}")
     return manifest
+
+
+def not_rebuildable(fmt: FormatSpec, auto: bool) -> dict:
+    """Why a format that rebuilds the model from its architecture (QAT) does not run for an imported model."""
+    return {
+        "mode": "auto" if auto else "requested", "ran": False,
+        "reason": f"{fmt.name} rebuilds the model from an architecture edge-export knows (in tf_keras, for tfmot); "
+                  "an imported model is not one: its post-training int8 formats are exported instead",
+    }
 
 
 def auto_qat_decision(config: ExportConfig, results: list[ArtifactRecord]) -> dict:

@@ -26,6 +26,8 @@ class FormatSpec:
     converter: str  # "module:function" with signature (ctx, fmt, out_path) -> dict | None (extra manifest info)
     description: str
     integer_io: bool = False  # input/output are integer tensors (export.int8_io applies)
+    # rebuilds the model from its architecture (model_spec.json) in tf_keras: only for models edge-export built
+    rebuilds_model: bool = False
 
     @property
     def filename(self) -> str:
@@ -60,6 +62,7 @@ FORMATS: dict[str, FormatSpec] = {
         FormatSpec(
             "tflite-qat-int8", "tflite", "int8", ".tflite", f"{_QAT}:convert_qat_int8",
             "quantization-aware training (tfmot), then full-integer conversion", integer_io=True,
+            rebuilds_model=True,
         ),
     )
 }

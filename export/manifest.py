@@ -72,6 +72,7 @@ def build_manifest(
             backbone=ctx.spec.backbone,
             image_size=ctx.spec.image_size,
             num_classes=ctx.spec.num_classes,
+            imported_from=ctx.spec.source.to_dict() if ctx.spec.source is not None else None,
         ),
         labels=ctx.folder.relative(ctx.folder.labels),
         settings={**settings, "formats": formats},
@@ -104,7 +105,7 @@ def build_model_card(ctx: Any, manifest: Manifest) -> dict[str, Any]:
             "preprocessing": ctx.preprocessing.to_dict(),
             "input": model_card_input(ctx),
             "weights": ctx.spec.weights,
-            "source": manifest.model.to_dict(),
+            "source": manifest.model.to_dict(),  # with imported_from for a model edge-export did not train
         },
         "training_data": {
             "classes": dataset.get("classes", ctx.labels),

@@ -84,3 +84,60 @@ def test_named_dataset_resolves_locally_before_download(tmp_path, monkeypatch):
 def test_unknown_data_path(tmp_path):
     with pytest.raises(EdgeExportError, match="not a known dataset"):
         resolve_data(str(tmp_path / "nope"))
+
+
+# ------------------------------------------------------------------------------ a folder with no split folders
+
+
+def _flat(root, per_class=(40, 23, 3)):
+    """root/<class>/*.png with no train/: classes of 40, 23 and 3 photos."""
+    for cls, n in zip(("cat", "dog", "fox"), per_class):
+        folder = root / cls
+        folder.mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(np.full((8, 8, 3), i, np.uint8)).save(folder / f"{cls}{i}.png")
+    return root
+
+
+def test_flat_folder_is_split_by_the_tool_seeded_stratified_and_recorded(tmp_path):
+    root = _flat(tmp_path / "photos")
+    ds = scan_dataset(root, seed=5, split=(0.7, 0.2, 0.1))
+    counts = {n: s.counts(3) for n, s in ds.splits.items()}
+    assert counts == {"train": [28, 16, 2], "validation": [8, 5, 1], "test": [4, 2, 0]}
+    every = [f for s in ds.splits.values() for f in s.files]
+    assert len(every) == len(set(every)) == 66  # no photo in two splits, none lost
+    for split in ds.splits.values():
+        assert all(f.parent.name == ds.class_names[y] for f, y in zip(split.files, split.labels))
+    summary = ds.summary()["split"]
+    assert summary["seed"] == 5 and summary["fractions"] == [0.7, 0.2, 0.1]
+    assert summary["files"]["test"] == [p.relative_to(root).as_posix() for p in ds.splits["test"].files]
+    assert "split by the tool" in ds.counts_table()
+
+    import shutil
+
+    moved = tmp_path / "elsewhere" / "photos"
+    shutil.copytree(root, moved)
+    again = scan_dataset(moved, seed=5, split=(0.7, 0.2, 0.1)).summary()["split"]
+    assert again["files"] == summary["files"]  # the same split from another folder (a re-run, another machine)
+    other = scan_dataset(root, seed=6, split=(0.7, 0.2, 0.1)).summary()["split"]
+    assert other["files"] != summary["files"]
+    (root / "cat" / "cat99.png").write_bytes((root / "cat" / "cat0.png").read_bytes())
+    grown = scan_dataset(root, seed=5, split=(0.7, 0.2, 0.1)).summary()["split"]["files"]
+    moved_photos = sum(len(set(summary["files"][n]) - set(grown[n])) for n in summary["files"])
+    assert moved_photos <= 2  # a photo added later moves few others
+
+
+@pytest.mark.parametrize("name", ["val", "valid"])
+def test_val_and_valid_are_validation(tmp_path, name):
+    root = write_image_folder(tmp_path / "d", {"train": 4, name: 3})
+    ds = scan_dataset(root)
+    assert not ds.validation_from_train and ds.splits["validation"].counts(2) == [3, 3]
+    write_image_folder(root, {"validation": 2})
+    with pytest.raises(EdgeExportError, match="2 validation folders"):
+        scan_dataset(root)
+
+
+def test_flat_folder_too_small_to_split_is_a_clear_error(tmp_path):
+    root = _flat(tmp_path / "photos", per_class=(5, 1, 4))
+    with pytest.raises(EdgeExportError, match="too few photos to split"):
+        scan_dataset(root)

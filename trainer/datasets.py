@@ -71,6 +71,7 @@ class Dataset:
     validation_from_train: bool = False
     hidden: list[Path] = field(default_factory=list)  # hidden files/folders below class folders: not used
     irregular: list[Path] = field(default_factory=list)  # image-named FIFOs, devices, broken links: not used
+    made_split: dict | None = None  # a folder with no split folders: how the tool split it (seed, fractions)
 
     @property
     def num_classes(self) -> int:
@@ -114,6 +115,9 @@ class Dataset:
         lines.append(f"{'total':<{width}}" + "".join(f"{sum(per_split[n]):>12}" for n in names))
         if self.validation_from_train:
             lines.append("(validation: a seeded split of train/)")
+        if self.made_split is not None:
+            lines.append(f"(no split folders: split by the tool, {'/'.join(f'{f:g}' for f in self.made_split['fractions'])} "
+                         f"with seed {self.made_split['seed']}; the lists are in the run's dataset.json)")
         for n in names:
             for c, files in self.splits[n].skipped_by_class(self.class_names).items():
                 lines.append(f"(not used: {len(files)} {n} image(s) of {printable(c, 60)} that could not be decoded)")
@@ -147,6 +151,11 @@ class Dataset:
             "misfiled_folders": self.misfiled(),
             "hidden": [rel(p) for p in self.hidden],  # not used
             "not_regular_files": [rel(p) for p in self.irregular],  # not used
+            # the tool's split of a folder with no split folders: every file, by split (posix paths below root)
+            "split": None if self.made_split is None else {
+                **self.made_split, "files": {n: [p.relative_to(self.root).as_posix() for p in s.files]
+                                             for n, s in self.splits.items()},
+            },
         }
 
     def listing(self) -> list[str]:
@@ -159,14 +168,25 @@ class Dataset:
         return rows
 
 
-def scan_dataset(root: str | Path, validation_split: float = 0.2, seed: int = 1337) -> Dataset:
+VALIDATION_ALIASES = ("validation", "val", "valid")  # the folder names taken for validation/, first found wins
+
+
+def scan_dataset(root: str | Path, validation_split: float = 0.2, seed: int = 1337,
+                 split: "tuple[float, float, float] | list[float]" = (0.8, 0.1, 0.1)) -> Dataset:
+    """``root/{train,validation,test}/<class>/*`` (``val/`` or ``valid/`` for validation/), or a folder of class
+    folders with no splits (``root/<class>/*``): that one is split by the tool, per class, seeded (``split``:
+    train, validation, test fractions; see :func:`split_flat`)."""
     root = Path(root)
     if not root.is_dir():
         raise EdgeExportError("dataset folder not found", path=root, hint="pass --data DIR with train/<class>/ images")
     train_dir = root / "train"
     if not train_dir.is_dir():
+        if not any((root / name).is_dir() for name in (*VALIDATION_ALIASES, "test")) and len(_class_folders(root)) >= 2:
+            return _scan_flat(root, seed, tuple(split))
         raise EdgeExportError(
-            "dataset has no train/ folder", path=root, hint="lay the data out as DIR/train/<class>/*.jpg (validation/ and test/ optional)"
+            "dataset has no train/ folder", path=root,
+            hint="lay the data out as DIR/train/<class>/*.jpg (validation/ and test/ optional), "
+                 "or as DIR/<class>/*.jpg with no split folders (the tool splits it: data.split)",
         )
     class_names = _class_folders(train_dir)
     if len(class_names) < 2:
@@ -178,8 +198,8 @@ def scan_dataset(root: str | Path, validation_split: float = 0.2, seed: int = 13
     left_out: dict[str, list[Path]] = {"hidden": [], "irregular": []}
     splits = {"train": _scan_split(train_dir, "train", class_names, left_out)}
     for name in ("validation", "test"):
-        split_dir = root / name
-        if split_dir.is_dir():
+        split_dir = _split_folder(root, name)
+        if split_dir is not None:
             found = _class_folders(split_dir)
             if found != class_names:
                 missing = sorted(set(class_names) - set(found))
@@ -297,6 +317,62 @@ def _decode(
         log.warning("skipped %d unreadable image(s) in %s:\n%s", len(decoded.errors), split.name,
                     skipped_text(split.files, decoded.errors))
     return decoded, split.labels[decoded.kept], [split.files[i] for i in decoded.errors]
+
+
+def _split_folder(root: Path, name: str) -> Path | None:
+    """``root/test``, or for validation the first of validation/, val/, valid/ that exists (two are an error)."""
+    names = VALIDATION_ALIASES if name == "validation" else (name,)
+    found = [root / n for n in names if (root / n).is_dir()]
+    if len(found) > 1:
+        raise EdgeExportError(
+            f"the dataset has {len(found)} validation folders ({', '.join(p.name + '/' for p in found)})",
+            path=root, hint="keep one of validation/, val/, valid/",
+        )
+    return found[0] if found else None
+
+
+def _scan_flat(root: Path, seed: int, fractions: tuple[float, float, float]) -> Dataset:
+    """A folder of class folders: scanned as one set, then split by :func:`split_flat`."""
+    class_names = _class_folders(root)
+    left_out: dict[str, list[Path]] = {"hidden": [], "irregular": []}
+    every = _scan_split(root, "all", class_names, left_out)
+    splits = split_flat(every, root, seed, fractions)
+    for name in ("train", "validation"):
+        empty = [class_names[i] for i, n in enumerate(splits[name].counts(len(class_names))) if n == 0]
+        if empty:
+            raise EdgeExportError(
+                f"the {name} split of {printable(root)} has no images of class(es) {empty}: too few photos to split",
+                path=root, hint="add photos (at least 2 per class; 10 or more for a meaningful check)",
+            )
+    dataset = Dataset(root=root, class_names=class_names, splits=splits, hidden=left_out["hidden"],
+                      irregular=left_out["irregular"], made_split={"seed": seed, "fractions": list(fractions)})
+    log.info("%s has no split folders: split per class into train/validation/test %s with seed %d "
+             "(recorded in the run's dataset.json)", printable(root), "/".join(f"{f:g}" for f in fractions), seed)
+    return dataset
+
+
+def split_flat(every: Split, root: Path, seed: int, fractions: tuple[float, float, float]) -> dict[str, Split]:
+    """Each class's files ordered by a seeded hash of their path below ``root`` (not by the order found), then
+    cut by ``fractions``: the same files give the same split on any machine, in any folder, and a photo added
+    later moves few others. Every class with 3 or more files keeps at least one validation photo."""
+    import hashlib
+
+    def key(path: Path) -> str:
+        return hashlib.sha256(f"{seed}\0{path.relative_to(root).as_posix()}".encode()).hexdigest()
+
+    chosen: dict[str, list[int]] = {"train": [], "validation": [], "test": []}
+    for label in np.unique(every.labels):
+        idx = sorted((i for i, y in enumerate(every.labels) if y == label), key=lambda i: key(every.files[i]))
+        n = len(idx)
+        n_val = max(1, round(n * fractions[1])) if n >= 3 else (1 if n == 2 else 0)
+        n_test = round(n * fractions[2]) if n - n_val > 1 else 0
+        chosen["validation"] += idx[:n_val]
+        chosen["test"] += idx[n_val:n_val + n_test]
+        chosen["train"] += idx[n_val + n_test:]
+    return {
+        name: Split(name, [every.files[i] for i in sorted(idx)], every.labels[sorted(idx)].astype(np.int64))
+        for name, idx in chosen.items() if idx or name != "test"
+    }
 
 
 def _class_folders(split_dir: Path) -> list[str]:

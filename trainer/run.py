@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 def prepare_dataset(config: Config) -> Dataset:
     root = resolve_data(config.data.path)
-    return scan_dataset(root, config.data.validation_split, config.train.seed)
+    return scan_dataset(root, config.data.validation_split, config.train.seed, config.data.split)
 
 
 def train_run(config: Config, run: RunFolder, dataset: Dataset | None = None) -> dict:

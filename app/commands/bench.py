@@ -19,7 +19,7 @@ def split_arguments(items: tuple[str, ...]) -> tuple[Path | None, list[Path], li
         path = Path(item)
         if "=" in item and not path.exists():
             overrides.append(item)
-        elif path.is_dir():
+        elif path.is_dir() and not (path / "saved_model.pb").is_file():  # a SavedModel folder is a model
             if run is not None:
                 raise EdgeExportError(f"more than one run folder given ({run}, {path})", hint="benchmark one run at a time")
             run = path

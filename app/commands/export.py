@@ -7,19 +7,25 @@ from pathlib import Path
 
 import click
 
-from edge_export.api import EXPORT_FLAGS
+from edge_export.api import EXPORT_FLAGS, MODEL_FLAGS
 from edge_export.commands.options import setting_options
 from edge_export.core.run_folder import RunFolder
 
 
 @click.command()
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("run_dir", type=click.Path(path_type=Path), metavar="RUN_DIR|MODEL")
 @setting_options(EXPORT_FLAGS)
+@setting_options(("data", *MODEL_FLAGS[1:]))
+@click.option("--out", type=click.Path(path_type=Path), help="MODEL only: the run folder made for it [runs/<name>].")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML config file (export: section).")
 @click.argument("overrides", nargs=-1)
 @click.pass_context
-def export(ctx: click.Context, run_dir: Path, config_path: Path | None, overrides: tuple[str, ...], **flags) -> None:
+def export(ctx: click.Context, run_dir: Path, config_path: Path | None, overrides: tuple[str, ...], out: Path | None,
+           **flags) -> None:
     """Export the model in RUN_DIR to RUN_DIR/export/. OVERRIDES are key=value, e.g. export.int8_io=int8.
+
+    MODEL (bring your own model: a .keras, .h5 or SavedModel folder) is imported with the photos in --data
+    into --out [runs/<name>] (what it expects is inferred and checked on validation photos), then exported.
 
     \b
     Formats: tflite-fp32, tflite-fp16, tflite-dynamic, tflite-int8, tflite-qat-int8,
@@ -37,7 +43,8 @@ def export(ctx: click.Context, run_dir: Path, config_path: Path | None, override
 
     debug = bool((ctx.find_root().obj or {}).get("debug"))
     with api.cli_spelling():
-        result = api.export(run_dir, config_path, overrides=list(overrides), echo=click.echo, debug=debug, **flags)
+        result = api.export(run_dir, config_path, overrides=list(overrides), echo=click.echo, debug=debug,
+                            out=out, **flags)
     click.echo("")
     print_table(result.manifest, click.echo)
     for artifact in result.failed:

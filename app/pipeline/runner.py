@@ -54,7 +54,7 @@ def build(
 ) -> BuildResult:
     event = event or (lambda e: None)
     result = BuildResult()
-    dataset = scan_dataset(resolve_data(config.data.path), config.data.validation_split, config.train.seed)
+    dataset = scan_dataset(resolve_data(config.data.path), config.data.validation_split, config.train.seed, config.data.split)
     run.create()
     for folder in (run.root, run.export_dir, run.bench_dir, run.checkpoints):
         remove_partials(folder)  # leftovers of a killed build: never used, never mistaken for results

@@ -32,6 +32,8 @@ class BuildContext:
     def test_dir(self) -> Path:
         if self.config.build.test_data:
             return Path(self.config.build.test_data)
+        if self.dataset.made_split is not None:
+            return self.dataset.root  # the bench takes the split's test list from the run's dataset.json
         for split in ("test", "validation"):
             if (self.dataset.root / split).is_dir():
                 return self.dataset.root / split
@@ -54,10 +56,22 @@ class Stage:
 
 def _train_fingerprint(ctx: BuildContext) -> str:
     c = ctx.config.to_dict()
+    if ctx.config.model.source:  # bring your own model: the file's bytes, not its name, make it the same model
+        from edge_export.export.import_model import source_path
+        from edge_export.export.user_model import source_sha256
+
+        model = {k: v for k, v in c["model"].items() if k not in ("backbone", "weights", "dropout")}
+        model["source"] = source_sha256(source_path(ctx.config))
+        return fingerprint("import", __version__, c["data"], model, c["train"]["seed"], ctx.dataset.listing())
     return fingerprint("train", __version__, c["data"], c["model"], c["train"], ctx.dataset.listing())
 
 
 def _train(ctx: BuildContext) -> dict:
+    """Train a model; with model.source, import the user's model in its place (export/import_model.py)."""
+    if ctx.config.model.source:
+        from edge_export.export.import_model import import_run
+
+        return import_run(ctx.config, ctx.run, ctx.dataset, ctx.echo)
     from edge_export.trainer.run import train_run
 
     return train_run(ctx.config, ctx.run, ctx.dataset)

@@ -104,7 +104,7 @@ def tune(config: Config, folder: TuneFolder, *, measure: Measure | None = None, 
     t = config.tune
     event = event or (lambda e: None)
     points, notes = search_space(config)
-    dataset = scan_dataset(resolve_data(config.data.path), config.data.validation_split, config.train.seed)
+    dataset = scan_dataset(resolve_data(config.data.path), config.data.validation_split, config.train.seed, config.data.split)
     folder.root.mkdir(parents=True, exist_ok=True)
     for sub in (folder.root / TuneFolder.CANDIDATES, folder.latency_dir):
         if sub.is_dir():
@@ -484,7 +484,7 @@ class Robustness:
             from edge_export.trainer.datasets import scan_dataset
             from edge_export.trainer.named_datasets import resolve_data
 
-            dataset = scan_dataset(resolve_data(c.data.path), c.data.validation_split, c.train.seed)
+            dataset = scan_dataset(resolve_data(c.data.path), c.data.validation_split, c.train.seed, c.data.split)
             self.split = dataset.splits["validation"]
             self.keys = [f.relative_to(dataset.root).as_posix() for f in self.split.files]
         try:

@@ -110,9 +110,11 @@ class ExportedModel:
     backbone: str | None = None
     image_size: int | None = None
     num_classes: int | None = None
+    # a model edge-export did not train: ModelSource.to_dict() (file, sha256, input scale, output; only then written)
+    imported_from: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "imported_from" or self.imported_from}
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str | Path | None = None) -> "ExportedModel":
@@ -128,6 +130,8 @@ class ExportedModel:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                 raise _error(f"malformed manifest: model {key} is not an integer", source)
         _sha256(data.get("sha256"), "model", source)
+        if data.get("imported_from") is not None and not isinstance(data["imported_from"], dict):
+            raise _error("malformed manifest: model imported_from is not an object", source)
         return cls(**{f.name: data.get(f.name) for f in fields(cls)})
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from edge_export.core.config import ModelConfig
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.records import check_format_version
+from edge_export.core.records.model_source import ModelSource
 from edge_export.core.untrusted import read_json, safe_name
 
 MODEL_SPEC_VERSION = 1
@@ -31,6 +32,19 @@ class ModelSpec:
     preprocessing: dict[str, Any] | None = field(default=None, compare=False, hash=False)
     weights: str | None = field(default=None, compare=False)  # "imagenet", "none" or a weights file
     versions: dict[str, str] | None = field(default=None, compare=False, hash=False)  # edge_export, keras, python
+    # a model edge-export did not train (build --model FILE): where it came from and what was decided about it
+    source: ModelSource | None = field(default=None, compare=False, hash=False)
+
+    @property
+    def imported(self) -> bool:
+        return self.source is not None
+
+    @property
+    def loads_external_code(self) -> bool:
+        """A SavedModel's import: model.keras holds a layer that loads the user's SavedModel folder (Keras calls that
+        unsafe deserialization; the user named the folder, so it is loaded)."""
+        return self.source is not None and self.source.kind == "savedmodel"
+
 
     def architecture(self) -> dict[str, Any]:
         """The four values that rebuild the same architecture (e.g. the QAT worker's job)."""
@@ -43,6 +57,7 @@ class ModelSpec:
             "preprocessing": self.preprocessing,
             "weights": self.weights,
             **(self.versions or {}),
+            **({"source": self.source.to_dict()} if self.source is not None else {}),
             "format_version": MODEL_SPEC_VERSION,
         }
 
@@ -73,8 +88,10 @@ class ModelSpec:
         if weights is not None and not isinstance(weights, str):
             raise bad("weights is not a string")
         versions = {k: data[k] for k in ("edge_export", "keras", "python") if isinstance(data.get(k), str)}
+        source_data = data.get("source")
+        model_source = ModelSource.from_dict(source_data, source=source) if source_data is not None else None
         return cls(backbone=backbone, dropout=float(dropout), preprocessing=preprocessing, weights=weights,
-                   versions=versions or None, **sizes)
+                   versions=versions or None, source=model_source, **sizes)
 
     @classmethod
     def read(cls, path: str | Path) -> "ModelSpec":
@@ -83,3 +100,12 @@ class ModelSpec:
         if not path.is_file():
             raise EdgeExportError("model_spec.json is missing", path=path, hint=_REMADE)
         return cls.from_dict(read_json(path, what="model_spec.json"), source=path)
+
+
+def loads_external_code(model_path: str | Path) -> bool:
+    """Whether the model.keras at ``model_path`` is a SavedModel's import (its model_spec.json beside it says so)."""
+    spec = Path(model_path).with_name("model_spec.json")
+    try:
+        return spec.is_file() and ModelSpec.read(spec).loads_external_code
+    except EdgeExportError:
+        return False
