@@ -105,6 +105,12 @@ class ExportContext:
         """The validation split, or a seeded sample of export.parity_images of it."""
         return self.validation_images(self.config.parity_images)
 
+    def parity_reference(self) -> np.ndarray:
+        """The Keras model's probabilities on ``parity_images()``: what every artifact is checked against."""
+        from edge_export.export.parity import keras_probabilities
+
+        return self.memo("parity_reference", lambda: keras_probabilities(self.model, self.parity_images().pixels))
+
     def validation_images(self, max_images: int | None) -> Images:
         """A seeded sample of at most ``max_images`` of the validation split (all of it for None)."""
         return self.memo(

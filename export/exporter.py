@@ -30,7 +30,7 @@ from edge_export.export.dependents import stale_dependents
 from edge_export.export.formats import FORMATS
 from edge_export.core.records.manifest import ArtifactRecord, Manifest
 from edge_export.export.manifest import build_manifest, build_model_card, read_manifest, render_table
-from edge_export.export.parity import artifact_probabilities, check_budget, compare, keras_probabilities
+from edge_export.export.parity import artifact_probabilities, check_budget, compare
 from edge_export.core.native_stderr import native_stderr_captured
 from edge_export.core.pause import pause_point
 from edge_export.core.run_folder import RunFolder
@@ -72,7 +72,7 @@ def export_run(
         write_text(ctx.folder.labels, "\n".join(ctx.labels) + "\n")
 
         images = ctx.parity_images()
-        reference = keras_probabilities(ctx.model, images.pixels)
+        reference = ctx.parity_reference()
         keras_info = {
             "accuracy": float((reference.argmax(axis=1) == images.labels).mean()),
             "images": len(images),

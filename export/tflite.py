@@ -62,16 +62,74 @@ def convert_dynamic(ctx: ExportContext, fmt: FormatSpec, out: Path) -> None:
 
 
 def convert_int8(ctx: ExportContext, fmt: FormatSpec, out: Path) -> dict:
-    """Full-integer post-training quantization, calibrated on the representative set."""
+    """Full-integer post-training quantization, calibrated on the representative set; with bias correction
+    (export/bias_correction.py) where export.int8_bias_correction says so: ``auto`` converts both and keeps the
+    one that agrees better with the Keras model on the validation photos (then the smaller mean difference)."""
+    pixels = ctx.representative()
+    plain = _int8(ctx, saved_model(ctx), pixels)
+    details: dict[str, Any] = {"calibration_images": int(len(pixels))}
+    mode = ctx.config.int8_bias_correction
+    data = plain
+    if mode != "off":
+        corrected_model, info = _bias_corrected_model(ctx, pixels)
+        if corrected_model is None:
+            details["bias_correction"] = {"mode": mode, "used": False, **info}
+        else:
+            corrected = _int8(ctx, _saved_model_of(ctx, corrected_model, "saved_model_bias_corrected"), pixels)
+            decision: dict[str, Any] = {"mode": mode, **info}
+            if mode == "auto":
+                without, with_ = (_agreement(ctx, fmt, candidate) for candidate in (plain, corrected))
+                decision["validation"] = {"without": without, "with": with_}
+                use = (with_["top1_agreement"], -with_["mean_abs_diff"]) > (without["top1_agreement"], -without["mean_abs_diff"])
+            else:
+                use = True
+            decision["used"] = bool(use)
+            details["bias_correction"] = decision
+            data = corrected if use else plain
+    write_tflite(ctx, fmt, data, out, calibration_images=int(len(pixels)))
+    return details
+
+
+def _int8(ctx: ExportContext, model_dir: Path, pixels: np.ndarray) -> bytes:
     import tensorflow as tf
 
-    pixels = ctx.representative()
-    converter = _converter(ctx)
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(model_dir))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: representative_batches(pixels)
     set_integer_io(converter, ctx.config.int8_io)
-    write_tflite(ctx, fmt, converter.convert(), out, calibration_images=int(len(pixels)))
-    return {"calibration_images": int(len(pixels))}
+    return converter.convert()
+
+
+def _bias_corrected_model(ctx: ExportContext, pixels: np.ndarray) -> tuple[Any, dict[str, Any]]:
+    """A copy of the Keras model with bias correction, or (None, why not)."""
+    from edge_export.export.bias_correction import bias_correct
+    from edge_export.export.context import load_keras_model
+
+    copy = load_keras_model(ctx.run, ctx.spec)  # a second copy of model.keras: ctx.model stays the reference
+    info = bias_correct(copy, pixels)
+    if not info["layers"]:
+        return None, {"reason": "no convolution with a BatchNormalization or a bias to correct"}
+    return copy, info
+
+
+def _saved_model_of(ctx: ExportContext, model: Any, name: str) -> Path:
+    path = ctx.workdir / name
+    model.export(str(path), format="tf_saved_model", verbose=False)
+    return path
+
+
+def _agreement(ctx: ExportContext, fmt: FormatSpec, data: bytes) -> dict[str, float]:
+    """Top-1 agreement and mean absolute difference with the Keras model on the parity (validation) photos."""
+    from edge_export.export.parity import artifact_probabilities
+
+    images = ctx.parity_images()
+    reference = ctx.parity_reference()
+    path = ctx.workdir / "candidate-int8.tflite"
+    write_tflite(ctx, fmt, data, path)
+    probs, _ = artifact_probabilities(path, images.pixels)
+    path.unlink()
+    return {"top1_agreement": round(float(np.mean(probs.argmax(axis=1) == reference.argmax(axis=1))), 6),
+            "mean_abs_diff": round(float(np.mean(np.abs(probs - reference))), 6), "images": int(len(reference))}
 
 
 def set_integer_io(converter: Any, io_type: str, integer_ops_only: bool = True) -> None:

@@ -1,0 +1,89 @@
+"""Bias correction (export/bias_correction.py): the mean shift that int8 weight rounding causes is removed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def _model(nested: bool):
+    """conv -> BN -> depthwise -> BN -> mean -> dense, with random weights and BN statistics; optionally inside a
+    nested functional model (as a Keras applications base sits inside a classifier)."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    x = keras.Input((12, 12, 3))
+    y = keras.layers.Conv2D(8, 3, padding="same", use_bias=False)(x)
+    y = keras.layers.BatchNormalization()(y)
+    y = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False)(y)
+    y = keras.layers.BatchNormalization()(y)
+    y = keras.layers.GlobalAveragePooling2D()(y)
+    y = keras.layers.Dense(3)(y)
+    model = keras.Model(x, y)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.gamma.shape[0]
+            layer.set_weights([rng.uniform(0.2, 3, n), rng.normal(0, 1, n), rng.normal(0, 1, n), rng.uniform(0.1, 4, n)])
+        elif layer.weights:
+            # weights of very different sizes per channel: their int8 rounding steps differ a lot
+            layer.set_weights([w + rng.normal(0, 1, w.shape) * rng.choice([0.01, 1.0], w.shape) for w in layer.get_weights()])
+    if not nested:
+        return model
+    outer_in = keras.Input((12, 12, 3))
+    return keras.Model(outer_in, keras.layers.Rescaling(0.5)(model(outer_in)))
+
+
+def _rounded(model):
+    """``model`` with every conv's BN-folded weights (and the dense weights) rounded as the converter rounds them."""
+    import keras
+
+    from edge_export.export.bias_correction import correctable_layers, int8_per_channel
+
+    inner = [m for m in [model, *model.layers] if isinstance(m, keras.Model) and correctable_layers(m)]
+    for m in inner:
+        for item in correctable_layers(m):
+            kernel, *rest = item.conv.get_weights()
+            if item.bn is None:
+                item.conv.set_weights([int8_per_channel(kernel, 1 if kernel.ndim == 2 else 3), *rest])
+                continue
+            gamma, _, _, var = item.bn.get_weights()
+            g = gamma / np.sqrt(var + item.bn.epsilon)
+            axis, shape = (2, (1, 1, -1, 1)) if isinstance(item.conv, keras.layers.DepthwiseConv2D) else (3, (1, 1, 1, -1))
+            folded = kernel * g.reshape(shape)
+            item.conv.set_weights([int8_per_channel(folded, axis) / g.reshape(shape), *rest])
+    return model
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_rounded_weights_keep_the_float_mean_after_correction(nested, tmp_path):
+    import keras
+
+    from edge_export.export.bias_correction import bias_correct
+
+    model = _model(nested)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    pixels = np.random.default_rng(1).integers(0, 256, (32, 12, 12, 3), dtype=np.uint8)
+    x = pixels.astype(np.float32)
+    reference = np.asarray(model(x))
+    plain = np.asarray(_rounded(keras.models.load_model(path))(x))
+    corrected_model = keras.models.load_model(path)
+    info = bias_correct(corrected_model, pixels)
+    assert info["layers"] == 3  # conv + BN, depthwise + BN, dense
+    corrected = np.asarray(_rounded(corrected_model)(x))
+    mean_error_plain = np.abs((plain - reference).mean(axis=0)).max()
+    mean_error_corrected = np.abs((corrected - reference).mean(axis=0)).max()
+    assert mean_error_plain > 1e-4  # the rounding does shift the outputs of this model
+    assert mean_error_corrected < mean_error_plain / 5
+
+
+def test_a_model_with_nothing_to_correct_is_left_alone():
+    import keras
+
+    from edge_export.export.bias_correction import bias_correct
+
+    x = keras.Input((8, 8, 3))
+    model = keras.Model(x, keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(2, 1, use_bias=False)(x)))
+    before = [w.copy() for w in model.get_weights()]
+    assert bias_correct(model, np.zeros((4, 8, 8, 3), np.uint8))["layers"] == 0
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
