@@ -36,16 +36,16 @@ def correctable_layers(model: Any) -> list[Correctable]:
     the BatchNormalization applied to its output, in graph order. Layers called more than once are left out."""
     import keras
 
-    if not hasattr(model, "operations") or not hasattr(model, "inputs"):
+    if not hasattr(model, "inputs") or not _operations(model):
         return []
     bn_of: dict[int, Any] = {}
-    for layer in model.operations:
+    for layer in _operations(model):
         if isinstance(layer, keras.layers.BatchNormalization) and len(layer._inbound_nodes) == 1:
             producer = _producer(layer)
             if producer is not None:
                 bn_of[id(producer)] = layer
     items = []
-    for layer in model.operations:
+    for layer in _operations(model):
         plain = type(layer) is keras.layers.Conv2D and layer.groups == 1
         depthwise = type(layer) is keras.layers.DepthwiseConv2D and layer.depth_multiplier == 1
         dense = type(layer) is keras.layers.Dense and len(layer.input.shape) == 2
@@ -58,6 +58,12 @@ def correctable_layers(model: Any) -> list[Correctable]:
         elif layer.use_bias:
             items.append(Correctable(layer, None))
     return items
+
+
+def _operations(model: Any) -> list[Any]:
+    """The layers of a functional model in graph order; of a Sequential, its layers."""
+    operations = getattr(model, "operations", None)
+    return list(operations if operations is not None else getattr(model, "layers", []))
 
 
 def _producer(layer: Any) -> Any | None:
@@ -190,7 +196,7 @@ def bias_correct(model: Any, pixels: np.ndarray) -> dict[str, Any]:
                     bias = item.conv.bias
                     bias.assign((np.asarray(bias.numpy(), np.float64) - shift).astype(bias.dtype))
                 corrected += 1
-        for layer in current.operations:
+        for layer in _operations(current):
             if isinstance(layer, keras.Model) and layer is not current:
                 todo.append((layer, nested_inputs(current, layer, inputs)))
     return {"layers": corrected, "largest_shift": round(largest, 6)}

@@ -29,6 +29,9 @@ from edge_export.trainer.model import model_preprocessing
 
 
 class ExportContext:
+    """A run folder as a ``ConversionSource`` (export/source.py), plus what the exporter needs beside it: the run,
+    its record, labels, data splits and the QAT worker's settings."""
+
     def __init__(
         self, run: RunFolder, config: ExportConfig, run_config: Config, echo: Echo | None = None,
         record: RunRecord | None = None,
@@ -104,6 +107,14 @@ class ExportContext:
     def parity_images(self) -> Images:
         """The validation split, or a seeded sample of export.parity_images of it."""
         return self.validation_images(self.config.parity_images)
+
+    def model_copy(self) -> Any:
+        """A second copy of model.keras, for a converter to change (``model`` stays the reference)."""
+        return load_keras_model(self.run, self.spec)
+
+    def judging_photos(self) -> tuple[Any, np.ndarray]:
+        """The parity (validation) photos and the Keras model's probabilities on them."""
+        return self.parity_images().pixels, self.parity_reference()
 
     def parity_reference(self) -> np.ndarray:
         """The Keras model's probabilities on ``parity_images()``: what every artifact is checked against."""

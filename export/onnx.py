@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from edge_export.core.errors import EdgeExportError
-from edge_export.export.context import ExportContext
+from edge_export.export.source import ConversionSource
 from edge_export.export.formats import FormatSpec
 from edge_export.export.metadata import embed_onnx_metadata
 from edge_export.trainer.model import INPUT_NAME
@@ -27,7 +27,7 @@ OUTPUT_NAME = "probabilities"
 BATCH_DIM = "batch"
 
 
-def fp32_model(ctx: ExportContext) -> Any:
+def fp32_model(ctx: ConversionSource) -> Any:
     """The float32 ONNX ModelProto (no metadata), converted once per export."""
     def make() -> Any:
         proto = _convert(ctx)
@@ -37,7 +37,7 @@ def fp32_model(ctx: ExportContext) -> Any:
     return ctx.memo("onnx-fp32", make)
 
 
-def _convert(ctx: ExportContext) -> Any:
+def _convert(ctx: ConversionSource) -> Any:
     import onnx
     import tensorflow as tf
     import tf2onnx
@@ -118,7 +118,7 @@ def _save(proto: Any, out: Path) -> None:
     onnx.save_model(proto, str(out))
 
 
-def convert_fp32(ctx: ExportContext, fmt: FormatSpec, out: Path) -> dict:
+def convert_fp32(ctx: ConversionSource, fmt: FormatSpec, out: Path) -> dict:
     import onnx
 
     proto = onnx.ModelProto()
@@ -149,7 +149,7 @@ INT8_SETTINGS: dict[str, Any] = {
 }
 
 
-def convert_int8(ctx: ExportContext, fmt: FormatSpec, out: Path) -> dict:
+def convert_int8(ctx: ConversionSource, fmt: FormatSpec, out: Path) -> dict:
     import onnx
 
     work = ctx.workdir / "onnx-int8"

@@ -9,12 +9,13 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from edge_export.export.context import ExportContext
+from edge_export.export.bias_correction import bias_correct
 from edge_export.export.formats import FormatSpec
 from edge_export.export.metadata import embed_tflite_metadata
+from edge_export.export.source import ConversionSource
 
 
-def saved_model(ctx: ExportContext) -> Path:
+def saved_model(ctx: ConversionSource) -> Path:
     """The Keras model as a TF SavedModel (serving signature ``image`` -> probabilities), made once."""
 
     def make() -> Path:
@@ -25,13 +26,13 @@ def saved_model(ctx: ExportContext) -> Path:
     return ctx.memo("saved_model", make)
 
 
-def _converter(ctx: ExportContext) -> Any:
+def _converter(ctx: ConversionSource) -> Any:
     import tensorflow as tf
 
     return tf.lite.TFLiteConverter.from_saved_model(str(saved_model(ctx)))
 
 
-def write_tflite(ctx: ExportContext, fmt: FormatSpec, data: bytes, out: Path, *, calibration_images: int | None = None,
+def write_tflite(ctx: ConversionSource, fmt: FormatSpec, data: bytes, out: Path, *, calibration_images: int | None = None,
                  qat: dict[str, Any] | None = None) -> None:
     """Embed the metadata (the ``edge_export`` entry, and the standard ``TFLITE_METADATA`` entry with its
     labels.txt zipped onto the model: export/tflite_metadata.py) and write the model to ``out`` (the
@@ -40,11 +41,11 @@ def write_tflite(ctx: ExportContext, fmt: FormatSpec, data: bytes, out: Path, *,
     out.write_bytes(embed_tflite_metadata(data, meta, standard=True))
 
 
-def convert_fp32(ctx: ExportContext, fmt: FormatSpec, out: Path) -> None:
+def convert_fp32(ctx: ConversionSource, fmt: FormatSpec, out: Path) -> None:
     write_tflite(ctx, fmt, _converter(ctx).convert(), out)
 
 
-def convert_fp16(ctx: ExportContext, fmt: FormatSpec, out: Path) -> None:
+def convert_fp16(ctx: ConversionSource, fmt: FormatSpec, out: Path) -> None:
     import tensorflow as tf
 
     converter = _converter(ctx)
@@ -53,7 +54,7 @@ def convert_fp16(ctx: ExportContext, fmt: FormatSpec, out: Path) -> None:
     write_tflite(ctx, fmt, converter.convert(), out)
 
 
-def convert_dynamic(ctx: ExportContext, fmt: FormatSpec, out: Path) -> None:
+def convert_dynamic(ctx: ConversionSource, fmt: FormatSpec, out: Path) -> None:
     import tensorflow as tf
 
     converter = _converter(ctx)
@@ -61,36 +62,41 @@ def convert_dynamic(ctx: ExportContext, fmt: FormatSpec, out: Path) -> None:
     write_tflite(ctx, fmt, converter.convert(), out)
 
 
-def convert_int8(ctx: ExportContext, fmt: FormatSpec, out: Path) -> dict:
+def convert_int8(ctx: ConversionSource, fmt: FormatSpec, out: Path) -> dict:
     """Full-integer post-training quantization, calibrated on the representative set; with bias correction
-    (export/bias_correction.py) where export.int8_bias_correction says so: ``auto`` converts both and keeps the
-    one that agrees better with the Keras model on the validation photos (then the smaller mean difference)."""
+    (export/bias_correction.py) where export.int8_bias_correction says so: ``auto`` converts with and without it
+    and keeps the one that agrees better with the Keras model on the validation photos (then the one with the
+    smaller mean difference); ``on`` always uses it, ``off`` never."""
     pixels = ctx.representative()
     plain = _int8(ctx, saved_model(ctx), pixels)
     details: dict[str, Any] = {"calibration_images": int(len(pixels))}
-    mode = ctx.config.int8_bias_correction
     data = plain
+    mode = ctx.config.int8_bias_correction
+    judge = ctx.judging_photos() if mode == "auto" else None
+    copy = ctx.model_copy() if mode == "on" or judge is not None else None
     if mode != "off":
-        corrected_model, info = _bias_corrected_model(ctx, pixels)
-        if corrected_model is None:
-            details["bias_correction"] = {"mode": mode, "used": False, **info}
+        info = bias_correct(copy, pixels) if copy is not None else {"layers": 0}
+        decision: dict[str, Any] = {"mode": mode, **info, "used": False}
+        if copy is None:
+            decision["reason"] = "no photos to judge by (a random-weight latency model)"
+        elif not info["layers"]:
+            decision["reason"] = "no convolution with a BatchNormalization or a bias to correct"
         else:
-            corrected = _int8(ctx, _saved_model_of(ctx, corrected_model, "saved_model_bias_corrected"), pixels)
-            decision: dict[str, Any] = {"mode": mode, **info}
-            if mode == "auto":
-                without, with_ = (_agreement(ctx, fmt, candidate) for candidate in (plain, corrected))
+            corrected = _int8(ctx, _saved_model_of(ctx, copy, "saved_model_bias_corrected"), pixels)
+            if judge is not None:
+                without, with_ = (_agreement(ctx, fmt, candidate, judge) for candidate in (plain, corrected))
                 decision["validation"] = {"without": without, "with": with_}
-                use = (with_["top1_agreement"], -with_["mean_abs_diff"]) > (without["top1_agreement"], -without["mean_abs_diff"])
+                better = (with_["top1_agreement"], -with_["mean_abs_diff"]) > (without["top1_agreement"], -without["mean_abs_diff"])
+                decision["used"] = bool(better)
             else:
-                use = True
-            decision["used"] = bool(use)
-            details["bias_correction"] = decision
-            data = corrected if use else plain
+                decision["used"] = True
+            data = corrected if decision["used"] else plain
+        details["bias_correction"] = decision
     write_tflite(ctx, fmt, data, out, calibration_images=int(len(pixels)))
     return details
 
 
-def _int8(ctx: ExportContext, model_dir: Path, pixels: np.ndarray) -> bytes:
+def _int8(ctx: ConversionSource, model_dir: Path, pixels: np.ndarray) -> bytes:
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(str(model_dir))
@@ -100,33 +106,20 @@ def _int8(ctx: ExportContext, model_dir: Path, pixels: np.ndarray) -> bytes:
     return converter.convert()
 
 
-def _bias_corrected_model(ctx: ExportContext, pixels: np.ndarray) -> tuple[Any, dict[str, Any]]:
-    """A copy of the Keras model with bias correction, or (None, why not)."""
-    from edge_export.export.bias_correction import bias_correct
-    from edge_export.export.context import load_keras_model
-
-    copy = load_keras_model(ctx.run, ctx.spec)  # a second copy of model.keras: ctx.model stays the reference
-    info = bias_correct(copy, pixels)
-    if not info["layers"]:
-        return None, {"reason": "no convolution with a BatchNormalization or a bias to correct"}
-    return copy, info
-
-
-def _saved_model_of(ctx: ExportContext, model: Any, name: str) -> Path:
+def _saved_model_of(ctx: ConversionSource, model: Any, name: str) -> Path:
     path = ctx.workdir / name
     model.export(str(path), format="tf_saved_model", verbose=False)
     return path
 
 
-def _agreement(ctx: ExportContext, fmt: FormatSpec, data: bytes) -> dict[str, float]:
-    """Top-1 agreement and mean absolute difference with the Keras model on the parity (validation) photos."""
+def _agreement(ctx: ConversionSource, fmt: FormatSpec, data: bytes, judge: tuple[Any, np.ndarray]) -> dict[str, float]:
+    """Top-1 agreement and mean absolute difference with the Keras model on the judging (validation) photos."""
     from edge_export.export.parity import artifact_probabilities
 
-    images = ctx.parity_images()
-    reference = ctx.parity_reference()
+    pixels, reference = judge
     path = ctx.workdir / "candidate-int8.tflite"
     write_tflite(ctx, fmt, data, path)
-    probs, _ = artifact_probabilities(path, images.pixels)
+    probs, _ = artifact_probabilities(path, pixels)
     path.unlink()
     return {"top1_agreement": round(float(np.mean(probs.argmax(axis=1) == reference.argmax(axis=1))), 6),
             "mean_abs_diff": round(float(np.mean(np.abs(probs - reference))), 6), "images": int(len(reference))}

@@ -99,6 +99,8 @@ def test_tutorial_model_sigmoid_head_preprocessing_inside(photos, tmp_path):
     assert "imported model" in manifest["auto"]["tflite-qat-int8"]["reason"]
     int8 = next(a for a in manifest["artifacts"] if a["name"] == "tflite-int8")
     assert int8["parity"]["top1_agreement"] == 1.0
+    correction = int8["bias_correction"]  # decided on the validation photos, both candidates recorded
+    assert correction["mode"] == "auto" and correction["layers"] >= 1 and set(correction["validation"]) == {"without", "with"}
     card = json.loads((out / "export" / "model_card.json").read_text())
     assert card["model"]["source"]["imported_from"]["input_scale"] == "0-255"
 

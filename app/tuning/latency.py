@@ -111,7 +111,7 @@ def table_measure(path: str | Path, device: str) -> Measure:
 
 
 class RandomWeightExport:
-    """What the export's TFLite converters use of an ``ExportContext``, for a random-weight model (no run folder)."""
+    """A random-weight model as a ``ConversionSource`` (export/source.py): what the tune times (no run folder)."""
 
     def __init__(self, model: Any, backbone: str, size: int, labels: list[str], config: ExportConfig, workdir: Path):
         from edge_export.runtime.preprocessing import Preprocessing
@@ -127,6 +127,16 @@ class RandomWeightExport:
         if key not in self._memo:
             self._memo[key] = make()
         return self._memo[key]
+
+    @property
+    def input_shape(self) -> tuple[None, int, int, int]:
+        return (None, self._size, self._size, 3)
+
+    def model_copy(self) -> None:
+        return None  # random weights: nothing to correct or choose
+
+    def judging_photos(self) -> None:
+        return None
 
     def representative(self) -> np.ndarray:
         rng = np.random.default_rng(0)
