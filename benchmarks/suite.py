@@ -347,10 +347,7 @@ def _keras_model(run: RunFolder | None, want: bool | None, testset: TestSet, to_
 
 def _keras_preprocessing(run: RunFolder, to_measure: list[BenchModel]) -> Preprocessing | None:
     try:
-        spec = ModelSpec.read(run.model_spec)
-        if spec.preprocessing:
-            return Preprocessing.from_dict(spec.preprocessing)
-        return Preprocessing(size=(spec.image_size, spec.image_size))
+        return ModelSpec.read(run.model_spec).preprocessing_record()
     except EdgeExportError:
         pass
     manifest_models = [t for t in to_measure if t.source == "manifest"]

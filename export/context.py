@@ -25,7 +25,6 @@ from edge_export.core.run_record import RunRecord
 from edge_export.runtime.metadata import ModelMetadata
 from edge_export.runtime.preprocessing import Preprocessing
 from edge_export.core.records.model_spec import ModelSpec
-from edge_export.trainer.model import model_preprocessing
 
 
 class ExportContext:
@@ -44,8 +43,7 @@ class ExportContext:
         self.folder = ExportFolder(run)
         self.labels = run.read_labels()
         self.spec = ModelSpec.read(run.model_spec)
-        prep = self.spec.preprocessing
-        self.preprocessing = Preprocessing.from_dict(prep) if prep else model_preprocessing(self.spec)
+        self.preprocessing: Preprocessing = self.spec.preprocessing_record()
         if len(self.labels) != self.spec.num_classes:
             raise EdgeExportError(
                 f"labels.txt has {len(self.labels)} labels but the model has {self.spec.num_classes} classes",

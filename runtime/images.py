@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from edge_export.core.errors import EdgeExportError
+from edge_export.core.records.preprocessing import RESIZE_METHODS as RESIZE_NAMES
 from edge_export.core.untrusted import DEFAULT_MAX_IMAGE_PIXELS, is_regular_file, printable
 
 # Images larger than this (width x height, from the header) are refused before decoding: a 109 KB PNG can
@@ -45,12 +46,13 @@ _DECODE_ERRORS = (
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 
-RESIZE_METHODS = {
+RESIZE_METHODS = {  # the preprocessing record's resize names (core.records.preprocessing) -> Pillow's filters
     "bilinear": Image.Resampling.BILINEAR,
     "bicubic": Image.Resampling.BICUBIC,
     "nearest": Image.Resampling.NEAREST,
     "area": Image.Resampling.BOX,
 }
+assert tuple(RESIZE_METHODS) == RESIZE_NAMES, "every resize name of the preprocessing record has a filter"
 
 ImageInput = Union[str, Path, Image.Image, np.ndarray]
 

@@ -23,9 +23,8 @@ __all__ = ["ModelSpec", "build_classifier", "model_preprocessing", "base_layers"
 
 def model_preprocessing(spec: ModelSpec, resize: str | None = None) -> Preprocessing:
     """What the model's input expects: normalization is inside the model, so plain 0-255 RGB at its size,
-    resized by ``resize`` (default: the method the spec recorded, else bilinear)."""
-    recorded = (spec.preprocessing or {}).get("resize")
-    return Preprocessing(size=(spec.image_size, spec.image_size), resize=resize or recorded or "bilinear")
+    resized by ``resize`` (default: the method the spec recorded): ``ModelSpec.preprocessing_record``."""
+    return spec.preprocessing_record(resize)
 
 
 def build_classifier(keras: Any, spec: ModelSpec, weights: str = "imagenet") -> Any:

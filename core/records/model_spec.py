@@ -7,6 +7,7 @@ here is the runtime's ``Preprocessing.to_dict()`` of the model's input (checked 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from edge_export.core.config import ModelConfig
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.records import check_format_version
 from edge_export.core.records.model_source import ModelSource
+from edge_export.core.records.preprocessing import Preprocessing
 from edge_export.core.untrusted import read_json, safe_name
 
 MODEL_SPEC_VERSION = 1
@@ -34,6 +36,15 @@ class ModelSpec:
     versions: dict[str, str] | None = field(default=None, compare=False, hash=False)  # edge_export, keras, python
     # a model edge-export did not train (build --model FILE): where it came from and what was decided about it
     source: ModelSource | None = field(default=None, compare=False, hash=False)
+
+    def preprocessing_record(self, resize: str | None = None) -> Preprocessing:
+        """The typed preprocessing of this model's input: the recorded one, or (a spec from before it was recorded)
+        RGB 0-255 at the model's size; ``resize`` overrides the recorded resize method. The one place a run's
+        preprocessing is resolved: export, bench and the trainer all ask here."""
+        recorded = Preprocessing.from_dict(self.preprocessing) if self.preprocessing else None
+        if recorded is None:
+            return Preprocessing(size=(self.image_size, self.image_size), **({"resize": resize} if resize else {}))
+        return dataclasses.replace(recorded, resize=resize) if resize else recorded
 
     @property
     def imported(self) -> bool:

@@ -13,7 +13,7 @@ from edge_export.core.errors import EdgeExportError
 
 # What a model file may declare for its input before anything is allocated: an image side (pixels) and
 # the elements of one input tensor (2**28 float32 = 1 GiB). Real classifiers are far below both.
-MAX_INPUT_SIDE = 8192
+from edge_export.core.records.preprocessing import MAX_INPUT_SIDE  # noqa: E402  (one limit)
 MAX_TENSOR_ELEMENTS = 2**28
 
 
