@@ -173,11 +173,7 @@ def check_settings(config: Config) -> None:
         except EdgeExportError as exc:
             raise EdgeExportError(f"{key}: {exc.message}", path=exc.path, hint=exc.hint) from None
 
-    if config.model.source:  # bring your own model: the file is checked now, its contents when it is loaded
-        from edge_export.export.user_model import source_kind
-
-        named("model.source", lambda: source_kind(Path(config.model.source).expanduser()))
-    else:
+    if not config.model.source:  # bring your own model: its file is checked by build (check_model_source)
         spec = named("model.backbone", lambda: get_backbone(config.model.backbone))
         if config.model.image_size is not None:
             named("model.image_size", lambda: spec.check_size(config.model.image_size, config.model.weights))
@@ -418,6 +414,13 @@ def build(config: ConfigLike = None, *, out: str | Path = "runs/build", force: b
     elif settings.get("model") is not None and not isinstance(settings["model"], str):
         settings["model"] = str(_save_model_object(settings["model"], Path(out)))
     resolved = resolve_config(config, overrides, flags=BUILD_FLAGS, **settings)
+    if resolved.model.source and "train" in resolved.build.stages:  # the file, before any work (its contents: later)
+        from edge_export.export.user_model import source_kind
+
+        try:
+            source_kind(Path(resolved.model.source).expanduser())
+        except EdgeExportError as exc:
+            raise _named(exc, {"model.source": _spell(FLAGS["model"])}) from None
     if {"train", "export"} & set(resolved.build.stages):
         from edge_export.core.tf_env import require_tensorflow
 

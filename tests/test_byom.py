@@ -277,14 +277,18 @@ def _regression(tmp_path: Path) -> Path:
     return path
 
 
-def _free_size(tmp_path: Path) -> Path:
+def _pooled_softmax(tmp_path: Path, name: str, side: int | None, classes: int) -> Path:
     import keras
 
-    x = keras.Input((None, None, 3))
-    y = keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
-    path = tmp_path / "free.keras"
+    x = keras.Input((side, side, 3))
+    y = keras.layers.Dense(classes, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
+    path = tmp_path / name
     keras.Model(x, y).save(path)
     return path
+
+
+def _free_size(tmp_path: Path) -> Path:
+    return _pooled_softmax(tmp_path, "free.keras", None, 2)
 
 
 def _not_a_model(tmp_path: Path) -> Path:
@@ -300,13 +304,7 @@ def _weights_only(tmp_path: Path) -> Path:
 
 
 def _three_classes(tmp_path: Path) -> Path:
-    import keras
-
-    x = keras.Input((24, 24, 3))
-    y = keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
-    path = tmp_path / "three.keras"
-    keras.Model(x, y).save(path)
-    return path
+    return _pooled_softmax(tmp_path, "three.keras", 24, 3)
 
 
 def _onnx(tmp_path: Path) -> Path:
@@ -413,3 +411,16 @@ def test_one_preprocessing_record_from_the_setting_to_the_bundle(photos, tmp_pat
     bundle = api.package(out, echo=None)
     artifacts = [p for p in Path(bundle.folder).rglob("*.tflite")]
     assert artifacts and Classifier.load(artifacts[0]).preprocessing.resize == "nearest"
+
+
+def test_an_imported_run_folder_exports_without_the_source_file(photos, tmp_path):
+    """model.keras holds the user's model: exporting the run folder later needs neither the file nor --model."""
+    from edge_export import api
+
+    path = tmp_path / "gone.keras"
+    brightness_model("0-255", "softmax").save(path)
+    out = tmp_path / "run"
+    assert build(str(path), photos, out, stages=["train"]).ok
+    path.unlink()
+    result = api.export(out, formats="tflite-fp32", echo=None, overrides=FAST[:1])
+    assert result.ok and result.manifest.model.imported_from["path"] == str(path.resolve())
