@@ -193,7 +193,7 @@ class ExportConfig:
     int8_io: Literal["uint8", "int8"] = "uint8"  # input/output type of full-integer TFLite models
     # tflite-int8: bias correction of the weights' rounding (export/bias_correction.py); auto converts with and
     # without it and keeps the one agreeing better with the Keras model on the validation photos
-    int8_bias_correction: Literal["auto", "on", "off"] = "auto"
+    int8_bias_correction: Literal["auto", "always", "never"] = "auto"
     representative_images: int = 200  # calibration set drawn from the training split
     representative_seed: int = 0
     onnx_opset: int = 17

@@ -23,6 +23,9 @@ from typing import Any
 import numpy as np
 
 BATCH = 8  # photos per probe pass: activations of every corrected layer are summed, never kept
+# photos the input means are measured on (the first of the calibration set): means over every position of 64
+# photos moved EfficientNet-Lite0's corrections by at most 5% of the largest against 200, in a third of the time
+IMAGES = 64
 
 
 @dataclass
@@ -172,10 +175,10 @@ def _batches(inputs: list[np.ndarray]):
 
 
 def bias_correct(model: Any, pixels: np.ndarray) -> dict[str, Any]:
-    """Correct ``model`` in place (a copy the caller owns) on the calibration ``pixels`` (uint8 N x S x S x 3, the
-    model's 0-255 input). Returns what was done: layers corrected and the largest shift."""
+    """Correct ``model`` in place (a copy the caller owns) on the first ``IMAGES`` calibration ``pixels`` (uint8
+    N x S x S x 3, the model's 0-255 input). Returns what was done: layers corrected and the largest shift."""
     corrected, largest = 0, 0.0
-    todo = [(model, [pixels.astype(np.float32)])]
+    todo = [(model, [np.asarray(pixels[:IMAGES], np.float32)])]
     seen: set[int] = set()
     while todo:
         current, inputs = todo.pop(0)

@@ -66,15 +66,15 @@ def convert_int8(ctx: ConversionSource, fmt: FormatSpec, out: Path) -> dict:
     """Full-integer post-training quantization, calibrated on the representative set; with bias correction
     (export/bias_correction.py) where export.int8_bias_correction says so: ``auto`` converts with and without it
     and keeps the one that agrees better with the Keras model on the validation photos (then the one with the
-    smaller mean difference); ``on`` always uses it, ``off`` never."""
+    smaller mean difference); ``always`` uses it, ``never`` does not."""
     pixels = ctx.representative()
     plain = _int8(ctx, saved_model(ctx), pixels)
     details: dict[str, Any] = {"calibration_images": int(len(pixels))}
     data = plain
     mode = ctx.config.int8_bias_correction
     judge = ctx.judging_photos() if mode == "auto" else None
-    copy = ctx.model_copy() if mode == "on" or judge is not None else None
-    if mode != "off":
+    copy = ctx.model_copy() if mode == "always" or judge is not None else None
+    if mode != "never":
         info = bias_correct(copy, pixels) if copy is not None else {"layers": 0}
         decision: dict[str, Any] = {"mode": mode, **info, "used": False}
         if copy is None:

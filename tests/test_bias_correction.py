@@ -111,3 +111,27 @@ def test_a_run_folder_and_the_tune_probe_are_one_conversion_source(tiny_export, 
         assert probe.judging_photos() is None and probe.model_copy() is None
     finally:
         ctx.close()
+
+
+@pytest.mark.parametrize("mode", ["never", "always", "auto"])
+def test_export_setting_decides_and_the_manifest_says_what_was_done(tiny_export, tmp_path, mode):
+    import shutil
+
+    from edge_export import api
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_export["run"], run, ignore=shutil.ignore_patterns("export"))
+    result = api.export(run, formats="tflite-int8", echo=None, overrides=[f"export.int8_bias_correction={mode}"])
+    assert result.ok
+    details = result.manifest.artifact("tflite-int8").details
+    if mode == "never":
+        assert "bias_correction" not in details
+        return
+    decision = details["bias_correction"]
+    assert decision["mode"] == mode and decision["layers"] >= 1
+    if mode == "always":
+        assert decision["used"] is True and "validation" not in decision
+    else:  # chosen on the validation photos: the one agreeing better (ties: the smaller mean difference)
+        without, with_ = decision["validation"]["without"], decision["validation"]["with"]
+        better = (with_["top1_agreement"], -with_["mean_abs_diff"]) > (without["top1_agreement"], -without["mean_abs_diff"])
+        assert decision["used"] is better
