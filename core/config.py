@@ -458,6 +458,9 @@ def _build(cls: type, raw: Any, prefix: str, path: Path | None) -> Any:
     return cls(**kwargs)
 
 
+_TRUE, _FALSE = ("on", "yes", "true", "y"), ("off", "no", "false", "n")
+
+
 def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
@@ -467,6 +470,9 @@ def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
         (inner,) = [a for a in args if a is not type(None)]
         return _coerce(value, inner, key, where)
     if origin is Literal:
+        if isinstance(value, bool):  # YAML 1.1 reads off/no/false (on/yes/true) as booleans: the choice meant
+            spelled = [a for a in args if isinstance(a, str) and a.lower() in (_TRUE if value else _FALSE)]
+            value = spelled[0] if len(spelled) == 1 else value
         if value not in args:
             raise EdgeExportError(f"bad config value {value!r} for {key}{where}", hint=f"use one of: {', '.join(map(str, args))}")
         return value

@@ -122,3 +122,16 @@ def test_resize_setting_names_the_runtime_methods():
     assert set(typing.get_args(typing.get_type_hints(ModelConfig)["resize"])) == set(RESIZE_METHODS)
     assert load_config(None, ["model.resize=nearest"]).model.resize == "nearest"
     assert load_config(None, []).model.resize == "bilinear"
+
+
+def test_a_choice_spelled_like_a_yaml_boolean_is_the_choice(tmp_path):
+    """YAML 1.1 reads ``off`` as false: train.mixed_precision=off (a choice of auto, off, mixed_float16) was
+    refused as 'bad config value False', in a file and as an override."""
+    from edge_export.core.config import load_config
+
+    assert load_config(None, ["train.mixed_precision=off"]).train.mixed_precision == "off"
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  mixed_precision: off\n")
+    assert load_config(path).train.mixed_precision == "off"
+    with pytest.raises(EdgeExportError, match="bad config value True"):
+        load_config(None, ["train.mixed_precision=on"])  # no choice is spelled like true: still an error
