@@ -173,7 +173,7 @@ def check_settings(config: Config) -> None:
         except EdgeExportError as exc:
             raise EdgeExportError(f"{key}: {exc.message}", path=exc.path, hint=exc.hint) from None
 
-    if not config.model.source:  # bring your own model: its file is checked by build (check_model_source)
+    if not config.model.source:  # bring your own model: build checks its file (a run folder's export needs none)
         spec = named("model.backbone", lambda: get_backbone(config.model.backbone))
         if config.model.image_size is not None:
             named("model.image_size", lambda: spec.check_size(config.model.image_size, config.model.weights))
@@ -276,10 +276,10 @@ def export(run: str | Path | RunFolder, config: ConfigLike = None, *, overrides:
                                   hint="DIR/{train,validation,test}/<class>/*.jpg, or DIR/<class>/*.jpg (split by the tool)")
         build(config, out=out, overrides=overrides, echo=echo, debug=debug, model=run, stages=["train", "export"],
               **settings)
+        from edge_export.export.manifest import read_manifest
+
         folder = RunFolder(out)
-        manifest = read_manifest_of(folder)
-        made = set(manifest.formats)
-        return ExportResult(run=folder, manifest=manifest, failed=[a for a in manifest.artifacts if a.name in made and not a.ok])
+        return _export_result(folder, read_manifest(folder))
     settings.pop("out", None)
     for name in ("data", *MODEL_FLAGS):
         if settings.pop(name, None) is not None:
@@ -297,15 +297,12 @@ def export(run: str | Path | RunFolder, config: ConfigLike = None, *, overrides:
     echo(f"exporting {run.model} -> {run.export_dir}")
     with locked_run(run):
         manifest = export_run(run, resolved.export, run_config=resolved, echo=echo, debug=debug)
+    return _export_result(run, manifest)
+
+
+def _export_result(run: RunFolder, manifest: Manifest) -> ExportResult:
     made = set(manifest.formats)  # this export's formats (the manifest may keep earlier ones)
-    failed = [a for a in manifest.artifacts if a.name in made and not a.ok]
-    return ExportResult(run=run, manifest=manifest, failed=failed)
-
-
-def read_manifest_of(run: RunFolder) -> Manifest:
-    from edge_export.export.manifest import read_manifest
-
-    return read_manifest(run)
+    return ExportResult(run=run, manifest=manifest, failed=[a for a in manifest.artifacts if a.name in made and not a.ok])
 
 
 def bench(run: str | Path | RunFolder | None = None, models: Sequence[str | Path] = (), *, data: str | Path,
@@ -363,16 +360,9 @@ def _bench_model_source(sources: list, run: Any, models: Sequence[Any], *, data:
             hint="bench it on its own, then bench the run folder with the other models",
         )
     folder = Path(out) if out is not None else default_out(sources[0])
-    merged = parse_overrides(dict(overrides) if isinstance(overrides, Mapping) else list(overrides or []))
-    for name, value in settings.items():  # bench's flags, as the build's settings
-        if name not in BENCH_FLAGS:
-            raise EdgeExportError(f"unknown setting {name!r}", hint=f"use one of: {', '.join(BENCH_FLAGS)}")
-        if value is not None:
-            merged[FLAGS[name].key] = list(value) if isinstance(value, tuple) else value
-    if labels is not None:
-        merged["model.labels"] = str(labels)
-    result = build(config, out=folder, overrides=merged, echo=echo, model=sources[0], data=str(data),
-                   stages=["train", "bench"])
+    resolved = resolve_config(config, overrides, flags=BENCH_FLAGS, **settings)  # bench's flags, checked as bench's
+    build(resolved, out=folder, echo=echo, model=sources[0], data=str(data), stages=["train", "bench"],
+          labels=None if labels is None else str(labels))
     from edge_export.benchmarks.suite import BenchOutcome
     from edge_export.core.records.bench import BenchResult
 

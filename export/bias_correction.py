@@ -177,6 +177,8 @@ def _batches(inputs: list[np.ndarray]):
 def bias_correct(model: Any, pixels: np.ndarray) -> dict[str, Any]:
     """Correct ``model`` in place (a copy the caller owns) on the first ``IMAGES`` calibration ``pixels`` (uint8
     N x S x S x 3, the model's 0-255 input). Returns what was done: layers corrected and the largest shift."""
+    import keras
+
     corrected, largest = 0, 0.0
     todo = [(model, [np.asarray(pixels[:IMAGES], np.float32)])]
     seen: set[int] = set()
@@ -185,19 +187,13 @@ def bias_correct(model: Any, pixels: np.ndarray) -> dict[str, Any]:
         if id(current) in seen or inputs is None:
             continue
         seen.add(id(current))
-        import keras
-
         items = correctable_layers(current)
         if items:
             for item, mean in zip(items, _input_means(current, items, inputs)):
                 shift = _shift(item, mean)
                 largest = max(largest, float(np.abs(shift).max(initial=0.0)))
-                if item.bn is not None:
-                    beta = item.bn.beta
-                    beta.assign((np.asarray(beta.numpy(), np.float64) - shift).astype(beta.dtype))
-                else:
-                    bias = item.conv.bias
-                    bias.assign((np.asarray(bias.numpy(), np.float64) - shift).astype(bias.dtype))
+                target = item.bn.beta if item.bn is not None else item.conv.bias  # folded bias: BN's beta, else its own
+                target.assign((np.asarray(target.numpy(), np.float64) - shift).astype(target.dtype))
                 corrected += 1
         for layer in _operations(current):
             if isinstance(layer, keras.Model) and layer is not current:

@@ -18,18 +18,20 @@ from edge_export.export.source import ConversionSource
 def saved_model(ctx: ConversionSource) -> Path:
     """The Keras model as a TF SavedModel (serving signature ``image`` -> probabilities), made once."""
 
-    def make() -> Path:
-        path = ctx.workdir / "saved_model"
-        ctx.model.export(str(path), format="tf_saved_model", verbose=False)
-        return path
-
-    return ctx.memo("saved_model", make)
+    return ctx.memo("saved_model", lambda: _saved_model_of(ctx, ctx.model, "saved_model"))
 
 
-def _converter(ctx: ConversionSource) -> Any:
+def _saved_model_of(ctx: ConversionSource, model: Any, name: str) -> Path:
+    path = ctx.workdir / name
+    model.export(str(path), format="tf_saved_model", verbose=False)
+    return path
+
+
+def _converter(ctx: ConversionSource, model_dir: Path | None = None) -> Any:
+    """A TFLite converter of ``model_dir`` (default: the model's SavedModel)."""
     import tensorflow as tf
 
-    return tf.lite.TFLiteConverter.from_saved_model(str(saved_model(ctx)))
+    return tf.lite.TFLiteConverter.from_saved_model(str(model_dir or saved_model(ctx)))
 
 
 def write_tflite(ctx: ConversionSource, fmt: FormatSpec, data: bytes, out: Path, *, calibration_images: int | None = None,
@@ -99,17 +101,11 @@ def convert_int8(ctx: ConversionSource, fmt: FormatSpec, out: Path) -> dict:
 def _int8(ctx: ConversionSource, model_dir: Path, pixels: np.ndarray) -> bytes:
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(model_dir))
+    converter = _converter(ctx, model_dir)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: representative_batches(pixels)
     set_integer_io(converter, ctx.config.int8_io)
     return converter.convert()
-
-
-def _saved_model_of(ctx: ConversionSource, model: Any, name: str) -> Path:
-    path = ctx.workdir / name
-    model.export(str(path), format="tf_saved_model", verbose=False)
-    return path
 
 
 def _agreement(ctx: ConversionSource, fmt: FormatSpec, data: bytes, judge: tuple[Any, np.ndarray]) -> dict[str, float]:

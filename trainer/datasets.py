@@ -14,6 +14,7 @@ not a regular file (a FIFO or device is never opened). Folder links are followed
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import time
@@ -355,8 +356,6 @@ def split_flat(every: Split, root: Path, seed: int, fractions: tuple[float, floa
     """Each class's files ordered by a seeded hash of their path below ``root`` (not by the order found), then
     cut by ``fractions``: the same files give the same split on any machine, in any folder, and a photo added
     later moves few others. Every class with 3 or more files keeps at least one validation photo."""
-    import hashlib
-
     def key(path: Path) -> str:
         return hashlib.sha256(f"{seed}\0{path.relative_to(root).as_posix()}".encode()).hexdigest()
 

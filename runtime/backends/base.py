@@ -10,10 +10,10 @@ from typing import Optional, Sequence
 import numpy as np
 
 from edge_export.core.errors import EdgeExportError
+from edge_export.core.records.preprocessing import MAX_INPUT_SIDE  # the one limit of an image side
 
 # What a model file may declare for its input before anything is allocated: an image side (pixels) and
 # the elements of one input tensor (2**28 float32 = 1 GiB). Real classifiers are far below both.
-from edge_export.core.records.preprocessing import MAX_INPUT_SIDE  # noqa: E402  (one limit)
 MAX_TENSOR_ELEMENTS = 2**28
 
 
