@@ -67,8 +67,8 @@ FLAGS: dict[str, Flag] = {
         Flag("feature_mode", "train.feature_extraction.mode", "Stage 1: cached features or augmentation.", ("cached", "augmented")),
         Flag("fine_tune", "train.fine_tune.enabled", "Run stage 2 (fine-tuning).", bool),
         Flag("validation_split", "data.validation_split", "Fraction of train/ held out when there is no validation/.", float),
-        Flag("model", "model.source", "Export this model instead of training one: a .keras, .h5 or SavedModel folder "
-             "(bring your own model; a keras.Model too, in Python)."),
+        Flag("model", "model.source", "Export this model instead of training one: a .keras, .h5, SavedModel folder "
+             "or .onnx (bring your own model; a keras.Model too, in Python)."),
         Flag("input_scale", "model.input_scale", "What --model expects from pixels [auto: checked on validation photos].",
              ("auto", "0-255", "0-1", "-1-1", "imagenet")),
         Flag("output", "model.output", "What --model outputs [auto: its last layer, else checked on validation photos].",
@@ -263,13 +263,14 @@ def export(run: str | Path | RunFolder, config: ConfigLike = None, *, overrides:
            echo: Echo | None = print, debug: bool = False, **settings: Any) -> ExportResult:
     """Export the model of the run folder ``run`` to ``run/export/`` (formats: ``formats=`` or the config's).
 
-    ``run`` may also be a user's model (a .keras/.h5 file, a SavedModel folder, a keras.Model): it is imported
-    with ``data=`` (photos for calibration and the checks) into ``out=`` [runs/<its name>], then exported.
+    ``run`` may also be a user's model (a .keras/.h5 file, a SavedModel folder, a keras.Model, an .onnx file): it
+    is imported with ``data=`` (photos for calibration and the checks) into ``out=`` [runs/<its name>], then
+    exported (an .onnx file to the ONNX formats).
     """
     from edge_export.core.tf_env import require_tensorflow
 
     echo = echo or silent
-    if is_model_source(run):
+    if is_model_source(run, onnx=True):
         out = settings.pop("out", None) or default_out(run)
         if settings.get("data") is None:
             raise EdgeExportError("exporting a model file needs photos: --data DIR (calibration and the checks)",
@@ -394,9 +395,9 @@ def build(config: ConfigLike = None, *, out: str | Path = "runs/build", force: b
 
     Returns the build result (``.ok``, ``.ran``, ``.skipped``, ``.failures``, ``.recommendation``, ``.reports``).
 
-    ``model=`` (bring your own model): a .keras/.h5 file, a SavedModel folder or an in-memory ``keras.Model``
-    (saved first as ``out/source_model.keras``) is imported in place of training; the stages after it run as
-    for a trained model.
+    ``model=`` (bring your own model): a .keras/.h5 file, a SavedModel folder, an .onnx file or an in-memory
+    ``keras.Model`` (saved first as ``out/source_model.keras``) is imported in place of training; the stages after
+    it run as for a trained model (for an .onnx file: its ONNX formats; the TFLite ones are skipped, with why).
     """
     check_out_folder(out)
     if isinstance(settings.get("model"), Path):
@@ -437,8 +438,9 @@ def _save_model_object(model: Any, out: Path) -> Path:
     return path
 
 
-def is_model_source(target: Any) -> bool:
-    """A user's model rather than a run folder: a keras.Model, a .keras/.h5 file, or a SavedModel folder."""
+def is_model_source(target: Any, onnx: bool = False) -> bool:
+    """A user's model rather than a run folder: a keras.Model, a .keras/.h5 file, or a SavedModel folder; with
+    ``onnx``, an .onnx file too (export imports one; bench measures an .onnx file as it is)."""
     if target is None or isinstance(target, RunFolder):
         return False
     if not isinstance(target, (str, Path)):
@@ -446,7 +448,8 @@ def is_model_source(target: Any) -> bool:
     path = Path(target)
     from edge_export.export.user_model import KERAS_SUFFIXES
 
-    return path.suffix.lower() in KERAS_SUFFIXES or (path.is_dir() and (path / "saved_model.pb").is_file())
+    return (path.suffix.lower() in KERAS_SUFFIXES or (onnx and path.suffix.lower() == ".onnx")
+            or (path.is_dir() and (path / "saved_model.pb").is_file()))
 
 
 def default_out(model: Any) -> Path:

@@ -41,7 +41,7 @@ def build_report(
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         edge_export=__version__,
         seconds=round(seconds, 1),
-        reference=KERAS if any(r.is_reference and r.ok for r in rows) else None,
+        reference=next((r.name for r in rows if r.is_reference and r.ok), None),
         format_version=BENCH_VERSION,
     )
 

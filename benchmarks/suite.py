@@ -32,7 +32,7 @@ from edge_export.core.errors import EdgeExportError
 from edge_export.export.manifest import check_made_from, read_manifest
 from edge_export.core.pause import pause_point
 from edge_export.core.records.model_spec import ModelSpec
-from edge_export.core.records.bench import KERAS, BenchResult, BenchRow
+from edge_export.core.records.bench import KERAS, SOURCE, BenchResult, BenchRow
 from edge_export.core.run_folder import BenchFiles, RunFolder
 from edge_export.runtime.backends import FAMILIES, SUFFIXES
 from edge_export.runtime.preprocessing import Preprocessing
@@ -234,7 +234,7 @@ def _manifest_models(
 ) -> tuple[list[BenchModel], list[dict[str, Any]]]:
     to_measure: list[BenchModel] = []
     skipped: list[dict[str, Any]] = []
-    if not run.export_manifest.is_file() and run.model.is_file() and _imported(run):
+    if not run.export_manifest.is_file() and run.reference_model.is_file() and _imported(run):
         return to_measure, skipped  # a user's model not exported yet (bench FILE.keras): its Keras row only
     manifest = read_manifest(run, hint="run `edge-export export` on it first, or pass model files")
     # one train's model, labels and spec (run.json), and an export of that model.keras: else a clear error
@@ -317,6 +317,8 @@ def _keras_model(run: RunFolder | None, want: bool | None, testset: TestSet, to_
         if want:
             raise EdgeExportError("--keras needs a run folder (its model.keras is the reference)", hint="pass RUN_DIR")
         return None
+    if not run.model.is_file() and run.model_onnx.is_file():
+        return _source_model(run, testset)  # an imported ONNX model: run by the runtime, no TensorFlow needed
     if importlib.util.find_spec("tensorflow") is None:
         if want:
             raise EdgeExportError("measuring the Keras model needs TensorFlow", hint="pip install 'edge-export[train]', or pass --no-keras")
@@ -343,6 +345,11 @@ def _keras_model(run: RunFolder | None, want: bool | None, testset: TestSet, to_
         mapping=map_classes(testset.class_names, labels, run.labels),
         source="run",
     )
+
+
+def _source_model(run: RunFolder, testset: TestSet) -> BenchModel:
+    """An imported ONNX model's model.onnx (the user's graph, wrapped, with our metadata): the reference row."""
+    return _file_model(run.model_onnx, SOURCE, testset, None, run.read_labels(), "run", SOURCE, "fp32")
 
 
 def _keras_preprocessing(run: RunFolder, to_measure: list[BenchModel]) -> Preprocessing | None:

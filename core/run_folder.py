@@ -118,6 +118,8 @@ class TuneFolder:
 
 class RunFolder:
     MODEL = "model.keras"
+    MODEL_ONNX = "model.onnx"  # an imported ONNX model (export/import_onnx.py): the reference in place of model.keras
+    MODEL_FILES = (MODEL, MODEL_ONNX)  # a run holds one of them: its reference model
     LABELS = "labels.txt"
     CONFIG = "config.yaml"
     HISTORY = "history.json"
@@ -127,6 +129,7 @@ class RunFolder:
     MODEL_SPEC = "model_spec.json"
     RUN_RECORD = "run.json"  # written last by train: the sha256 of every file below (edge_export/run_record.py)
     RECORDED = (MODEL, LABELS, CONFIG, MODEL_SPEC, DATASET, METRICS, HISTORY)  # the files one train writes as a unit
+    # ... with model.onnx in model.keras's place for an imported ONNX model (``recorded(MODEL_ONNX)``)
     LOCK = ".lock"  # held (flock) by the one command writing this folder: edge_export/run_lock.py
     TMP = ".tmp"  # that command's temporary files; emptied when a command takes the lock
     CHECKPOINTS = "checkpoints"
@@ -153,6 +156,24 @@ class RunFolder:
     @property
     def model(self) -> Path:
         return self.root / self.MODEL
+
+    @property
+    def model_onnx(self) -> Path:
+        return self.root / self.MODEL_ONNX
+
+    @property
+    def reference_model(self) -> Path:
+        """The run's reference model: model.keras (trained, or a user's Keras model imported), else model.onnx
+        (a user's ONNX model imported); model.keras's path when there is neither."""
+        return self.model_onnx if not self.model.is_file() and self.model_onnx.is_file() else self.model
+
+    @classmethod
+    def recorded(cls, model: str = MODEL) -> tuple[str, ...]:
+        """The files one train (or import) writes as a unit, with ``model`` (one of MODEL_FILES) as its model."""
+        return (model, *cls.RECORDED[1:])
+
+    def recorded_files(self) -> list[Path]:
+        return [self.root / name for name in self.recorded(self.reference_model.name)]
 
     @property
     def labels(self) -> Path:
@@ -280,10 +301,12 @@ class RunFolder:
         return [line for line in self.labels.read_text().splitlines() if line.strip()]
 
     def require_model(self) -> Path:
-        if not self.model.is_file():
+        """The reference model's path (model.keras, or an imported model.onnx); a clear error when there is none."""
+        path = self.reference_model
+        if not path.is_file():
             raise EdgeExportError(
                 "no trained model in this run folder",
-                path=self.model,
+                path=path,
                 hint="run `edge-export train --out RUN_DIR` first, or point at a finished run",
             )
-        return self.model
+        return path

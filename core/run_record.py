@@ -28,12 +28,17 @@ _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 @dataclass(frozen=True)
 class RunRecord:
     run_id: str
-    files: dict[str, str]  # file name in the run folder -> sha256, every name in RunFolder.RECORDED
+    files: dict[str, str]  # file name in the run folder -> sha256, every name in RunFolder.recorded(its model)
     created: str
 
     @property
+    def model_name(self) -> str:
+        """model.keras, or model.onnx for an imported ONNX model."""
+        return next(name for name in RunFolder.MODEL_FILES if name in self.files)
+
+    @property
     def model_sha256(self) -> str:
-        return self.files[RunFolder.MODEL]
+        return self.files[self.model_name]
 
 
 def forget_record(run: RunFolder) -> None:
@@ -41,11 +46,12 @@ def forget_record(run: RunFolder) -> None:
     run.run_record.unlink(missing_ok=True)
 
 
-def write_record(run: RunFolder) -> RunRecord:
-    """Last thing a ``train`` does: hash every file it wrote and record them under a new run id."""
+def write_record(run: RunFolder, model: str = RunFolder.MODEL) -> RunRecord:
+    """Last thing a ``train`` does: hash every file it wrote (``model``: its model file's name, one of
+    RunFolder.MODEL_FILES) and record them under a new run id."""
     record = RunRecord(
         run_id=uuid.uuid4().hex,
-        files={name: sha256_file(run.root / name) for name in RunFolder.RECORDED},
+        files={name: sha256_file(run.root / name) for name in RunFolder.recorded(model)},
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     write_json(run.run_record, {
@@ -67,7 +73,13 @@ def verify_run(run: RunFolder) -> RunRecord:
             path=run.run_record, hint=fix,
         )
     record = _parse(read_json(run.run_record, what=RunFolder.RUN_RECORD), run, fix)
-    for name in (RunFolder.MODEL, *(n for n in RunFolder.RECORDED if n != RunFolder.MODEL)):
+    model = record.model_name
+    if run.reference_model.name != model:  # model.keras of another run beside an imported model.onnx
+        raise EdgeExportError(
+            f"run folder {where} holds files from different runs ({run.reference_model.name} is not in its run "
+            f"record, which names {model})", path=run.reference_model, hint=fix,
+        )
+    for name in RunFolder.recorded(model):
         path = run.root / name
         if not path.is_file():
             raise EdgeExportError(
@@ -75,8 +87,8 @@ def verify_run(run: RunFolder) -> RunRecord:
             )
         if sha256_file(path) != record.files[name]:
             what = (
-                "model.keras does not match its run record: corrupt, truncated or replaced"
-                if name == RunFolder.MODEL else f"{name} does not match model.keras's run"
+                f"{model} does not match its run record: corrupt, truncated or replaced"
+                if name == model else f"{name} does not match {model}'s run"
             )
             raise EdgeExportError(
                 f"run folder {where} holds files from different runs ({what}; train was interrupted?)",
@@ -90,7 +102,7 @@ def _parse(data: object, run: RunFolder, fix: str) -> RunRecord:
     run_id = data.get("run_id") if isinstance(data, dict) else None
     ok = (
         isinstance(run_id, str) and _RUN_ID.match(run_id) is not None
-        and isinstance(files, dict) and set(files) == set(RunFolder.RECORDED)
+        and isinstance(files, dict) and any(set(files) == set(RunFolder.recorded(m)) for m in RunFolder.MODEL_FILES)
         and all(isinstance(v, str) and _SHA256.match(v) for v in files.values())
     )
     if not ok:

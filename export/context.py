@@ -55,9 +55,31 @@ class ExportContext:
 
     # ------------------------------------------------------------------ model and work folder
 
+    @property
+    def has_keras(self) -> bool:
+        """The run's model is model.keras (trained, or imported from Keras); else model.onnx (an imported ONNX)."""
+        return self.record.model_name == RunFolder.MODEL
+
     @cached_property
     def model(self) -> Any:
+        if not self.has_keras:
+            raise EdgeExportError("this run's model is an imported ONNX model (model.onnx): it has no Keras model",
+                                  path=self.run.model_onnx, hint="export it to the ONNX formats (--formats onnx)")
         return load_keras_model(self.run, self.spec)
+
+    def onnx_graph(self) -> Any:
+        """The run's ONNX model (a ModelProto) for an imported ONNX model: what the ONNX formats start from;
+        None for a Keras model (they convert it with tf2onnx)."""
+        if self.has_keras:
+            return None
+        return self.memo("onnx-source", lambda: load_onnx_reference(self.run))
+
+    def check_model(self) -> None:
+        """Load the reference model once, before the export folder is touched: a corrupt one fails here."""
+        if self.has_keras:
+            self.model
+        else:
+            self.parity_reference()
 
     @property
     def workdir(self) -> Path:
@@ -108,7 +130,7 @@ class ExportContext:
 
     def model_copy(self) -> Any:
         """A second copy of model.keras, for a converter to change (``model`` stays the reference)."""
-        return load_keras_model(self.run, self.spec)
+        return load_keras_model(self.run, self.spec) if self.has_keras else None
 
     def judging_photos(self) -> tuple[Any, np.ndarray]:
         """The parity (validation) photos and the Keras model's probabilities on them."""
@@ -116,8 +138,10 @@ class ExportContext:
 
     def parity_reference(self) -> np.ndarray:
         """The Keras model's probabilities on ``parity_images()``: what every artifact is checked against."""
-        from edge_export.export.parity import keras_probabilities
+        from edge_export.export.parity import keras_probabilities, onnx_probabilities
 
+        if not self.has_keras:
+            return self.memo("parity_reference", lambda: onnx_probabilities(self.run, self.parity_images().pixels))
         return self.memo("parity_reference", lambda: keras_probabilities(self.model, self.parity_images().pixels))
 
     def validation_images(self, max_images: int | None) -> Images:
@@ -184,3 +208,17 @@ def load_keras_model(run: RunFolder, spec: ModelSpec) -> Any:
             hint="re-run `edge-export train` for this run folder",
         )
     return model
+
+
+def load_onnx_reference(run: RunFolder) -> Any:
+    """The run's model.onnx (an imported ONNX model, wrapped), or an EdgeExportError naming it."""
+    import onnx
+
+    path = run.model_onnx
+    try:
+        return onnx.load_model(str(path))
+    except Exception as exc:
+        raise EdgeExportError(
+            f"cannot load the imported ONNX model, the file is corrupt or truncated ({type(exc).__name__})", path=path,
+            hint="re-run the build with --model FILE.onnx",
+        ) from None

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from edge_export.core.errors import EdgeExportError
-from edge_export.core.records.bench import KERAS, LOCAL, BenchResult
+from edge_export.core.records.bench import KERAS, LOCAL, SOURCE, BenchResult
 from edge_export.core.records.recommendation import Recommendation
 from edge_export.export.manifest import read_manifest
 from edge_export.core.hashing import sha256_file
@@ -23,7 +23,8 @@ MEASURED_FROM_RUN = ("manifest", "run")  # bench.json row sources that are files
 
 
 def current_digests(run: RunFolder) -> dict[str, str]:
-    """name -> sha256 of what the run holds now: each exported artifact (manifest) and ``keras``."""
+    """name -> sha256 of what the run holds now: each exported artifact (manifest) and ``keras`` (``source`` for
+    an imported ONNX model)."""
     digests: dict[str, str] = {}
     if run.export_manifest.is_file():
         try:
@@ -32,6 +33,8 @@ def current_digests(run: RunFolder) -> dict[str, str]:
             pass  # an unreadable manifest: nothing exported counts as current
     if run.model.is_file():
         digests[KERAS] = sha256_file(run.model)
+    elif run.model_onnx.is_file():
+        digests[SOURCE] = sha256_file(run.model_onnx)
     return digests
 
 

@@ -66,7 +66,14 @@ def export_run(
 
     ctx = ExportContext(run, config, run_config, echo, record)
     try:
-        ctx.model  # a missing or corrupt model.keras fails here, before the export folder is touched
+        unavailable = [unavailable_for(fmt, ctx, fmt.name in auto) for fmt in specs]
+        if all(unavailable):
+            raise EdgeExportError(
+                f"none of the requested formats can be made for this model: {unavailable[0]['reason']}",
+                path=run.reference_model,
+                hint="request others (--formats onnx for a model imported from ONNX, or all)",
+            )
+        ctx.check_model()  # a missing or corrupt model fails here, before the export folder is touched
         ctx.dataset
         kept = _start(ctx, specs)
         write_text(ctx.folder.labels, "\n".join(ctx.labels) + "\n")
@@ -83,9 +90,10 @@ def export_run(
         decisions: dict[str, dict] = {}
         for i, fmt in enumerate(specs, 1):
             step = f"[{i}/{len(specs)}]"
-            if fmt.rebuilds_model and ctx.spec.imported:
-                decisions[fmt.name] = decision = not_rebuildable(fmt, fmt.name in auto)
-                echo(f"{step} {fmt.name}: skipped: {decision['reason']}")
+            unavailable = unavailable_for(fmt, ctx, fmt.name in auto)
+            if unavailable is not None:
+                decisions[fmt.name] = unavailable
+                echo(f"{step} {fmt.name}: skipped: {unavailable['reason']}")
                 continue
             if fmt.name in auto:
                 decisions[fmt.name] = decision = auto_qat_decision(ctx.config, [*results, *kept])
@@ -115,13 +123,20 @@ def export_run(
     return manifest
 
 
-def not_rebuildable(fmt: FormatSpec, auto: bool) -> dict:
-    """Why a format that rebuilds the model from its architecture (QAT) does not run for an imported model."""
-    return {
-        "mode": "auto" if auto else "requested", "ran": False,
-        "reason": f"{fmt.name} rebuilds the model from an architecture edge-export knows (in tf_keras, for tfmot); "
-                  "an imported model is not one: its post-training int8 formats are exported instead",
-    }
+def unavailable_for(fmt: FormatSpec, ctx: ExportContext, auto: bool) -> dict | None:
+    """Why ``fmt`` cannot run for this run's model (a manifest decision, not a failure), or None when it can:
+    a format that rebuilds the model from its architecture (QAT) for an imported model; a format that
+    converts a Keras model for an imported ONNX model."""
+    if fmt.needs_keras and not ctx.has_keras:
+        reason = (f"{fmt.name} converts a Keras model and this model was imported from ONNX; ONNX -> TFLite is not "
+                  "offered (onnx2tf, tried: pins TensorFlow 2.19, downloads calibration data at run time, needs "
+                  "per-model flags for channels-last inputs): its ONNX formats are exported instead")
+    elif fmt.rebuilds_model and ctx.spec.imported:
+        reason = (f"{fmt.name} rebuilds the model from an architecture edge-export knows (in tf_keras, for tfmot); "
+                  "an imported model is not one: its post-training int8 formats are exported instead")
+    else:
+        return None
+    return {"mode": "auto" if auto else "requested", "ran": False, "reason": reason}
 
 
 def auto_qat_decision(config: ExportConfig, results: list[ArtifactRecord]) -> dict:

@@ -28,6 +28,9 @@ class FormatSpec:
     integer_io: bool = False  # input/output are integer tensors (export.int8_io applies)
     # rebuilds the model from its architecture (model_spec.json) in tf_keras: only for models edge-export built
     rebuilds_model: bool = False
+    # converts the run's Keras model (TFLite, QAT): not for an imported ONNX model, whose run holds model.onnx;
+    # the ONNX formats start from either (tf2onnx from Keras, or the ONNX graph as given)
+    needs_keras: bool = True
 
     @property
     def filename(self) -> str:
@@ -54,10 +57,11 @@ FORMATS: dict[str, FormatSpec] = {
             "tflite-int8", "tflite", "int8", ".tflite", f"{_TFLITE}:convert_int8",
             "full-integer post-training quantization, calibrated on training images", integer_io=True,
         ),
-        FormatSpec("onnx-fp32", "onnx", "fp32", ".onnx", f"{_ONNX}:convert_fp32", "float32 ONNX (tf2onnx)"),
+        FormatSpec("onnx-fp32", "onnx", "fp32", ".onnx", f"{_ONNX}:convert_fp32", "float32 ONNX (tf2onnx)",
+                   needs_keras=False),
         FormatSpec(
             "onnx-int8", "onnx", "int8", ".onnx", f"{_ONNX}:convert_int8",
-            "ONNX Runtime static quantization (QDQ), calibrated on training images",
+            "ONNX Runtime static quantization (QDQ), calibrated on training images", needs_keras=False,
         ),
         FormatSpec(
             "tflite-qat-int8", "tflite", "int8", ".tflite", f"{_QAT}:convert_qat_int8",

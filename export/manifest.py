@@ -66,7 +66,7 @@ def build_manifest(
         edge_export=__version__,
         created=now(),
         model=ExportedModel(
-            path=os.path.relpath(ctx.run.model, ctx.folder.root),  # relative to the export folder
+            path=os.path.relpath(ctx.run.reference_model, ctx.folder.root),  # relative to the export folder
             sha256=ctx.record.model_sha256,  # the run record's: checked against model.keras when the export began
             run_id=ctx.record.run_id,
             backbone=ctx.spec.backbone,
@@ -185,7 +185,8 @@ def render_table(manifest: Manifest) -> str:
     lines = ["  ".join(str(c).ljust(w) if i < 2 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
     keras = manifest.keras
     if "accuracy" in keras:
-        lines.append(f"keras model: accuracy {keras['accuracy']:.2%} on {keras['images']} {keras['split']} images")
+        what = "imported ONNX model" if (manifest.model.path or "").endswith(RunFolder.MODEL_ONNX) else "keras model"
+        lines.append(f"{what}: accuracy {keras['accuracy']:.2%} on {keras['images']} {keras['split']} images")
     return "\n".join(lines)
 
 

@@ -28,7 +28,11 @@ BATCH_DIM = "batch"
 
 
 def fp32_model(ctx: ConversionSource) -> Any:
-    """The float32 ONNX ModelProto (no metadata), converted once per export."""
+    """The float32 ONNX ModelProto, converted once per export; an imported ONNX model's own graph as given."""
+    graph = ctx.onnx_graph()
+    if graph is not None:
+        return graph
+
     def make() -> Any:
         proto = _convert(ctx)
         gc.collect()  # tf2onnx leaves its graphs in reference cycles (0.9 GB for EfficientNet-Lite0 at 288 px)
@@ -118,14 +122,20 @@ def _save(proto: Any, out: Path) -> None:
     onnx.save_model(proto, str(out))
 
 
+def opset_of(proto: Any) -> int:
+    """The graph's ONNX opset (export.onnx_opset for a converted model; an imported model's own)."""
+    return next((int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
 def convert_fp32(ctx: ConversionSource, fmt: FormatSpec, out: Path) -> dict:
     import onnx
 
     proto = onnx.ModelProto()
     proto.CopyFrom(fp32_model(ctx))
-    embed_onnx_metadata(proto, ctx.metadata(fmt, opset=ctx.config.onnx_opset))
+    opset = opset_of(proto)
+    embed_onnx_metadata(proto, ctx.metadata(fmt, opset=opset))
     _save(proto, out)
-    return {"opset": ctx.config.onnx_opset}
+    return {"opset": opset}
 
 
 # How onnx-int8 is quantized (recorded in its manifest entry). Chosen on the validation splits of cats vs
@@ -160,9 +170,10 @@ def convert_int8(ctx: ConversionSource, fmt: FormatSpec, out: Path) -> dict:
     quantized = work / "int8.onnx"
     quantize(source, quantized, pixels, work)
     proto = onnx.load_model(str(quantized))
-    embed_onnx_metadata(proto, ctx.metadata(fmt, opset=ctx.config.onnx_opset, calibration_images=int(len(pixels))))
+    opset = opset_of(proto)
+    embed_onnx_metadata(proto, ctx.metadata(fmt, opset=opset, calibration_images=int(len(pixels))))
     _save(proto, out)
-    return {"opset": ctx.config.onnx_opset, "calibration_images": int(len(pixels)), "quantization": dict(INT8_SETTINGS)}
+    return {"opset": opset, "calibration_images": int(len(pixels)), "quantization": dict(INT8_SETTINGS)}
 
 
 def quantize(source: Path, out: Path, pixels: Any, work: Path, settings: dict[str, Any] | None = None) -> None:
@@ -175,10 +186,12 @@ def quantize(source: Path, out: Path, pixels: Any, work: Path, settings: dict[st
     settings = {**INT8_SETTINGS, **(settings or {})}
     prepared = work / "prepared.onnx"
     prepare(source, prepared)
-    exclude = head_nodes(onnx.load_model(str(prepared))) if settings["head"] == "float" else []
+    graph = onnx.load_model(str(prepared))
+    exclude = [*wrapper_stem(graph), *(head_nodes(graph) if settings["head"] == "float" else [])]
     method = settings["calibration"]
-    if method == "MinMax":  # ranges from batches of images in one pass
-        reader, extra = _reader(pixels, batch=min(MINMAX_BATCH, len(pixels))), {}
+    if method == "MinMax":  # ranges from batches of images in one pass (one: a graph whose batch is fixed at 1)
+        batch = 1 if _fixed_batch(prepared) else min(MINMAX_BATCH, len(pixels))
+        reader, extra = _reader(pixels, batch=batch), {}
     else:  # histograms: one image per call, in strided chunks (memory)
         reader, extra = _reader(pixels), {"CalibStridedMinMax": _stride(len(pixels))}
     if method == "Percentile":
@@ -198,6 +211,14 @@ def quantize(source: Path, out: Path, pixels: Any, work: Path, settings: dict[st
             nodes_to_exclude=exclude,
             extra_options=extra,
         )
+
+
+def _fixed_batch(path: Path) -> bool:
+    """The graph's input batch dimension is a number (an imported model exported with batch 1), not free."""
+    import onnx
+
+    dims = onnx.load_model(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    return bool(dims) and dims[0].HasField("dim_value")
 
 
 def _quant_type(text: str, granularity: str, quant_type: Any) -> Any:
@@ -225,6 +246,17 @@ def prepare(source: Path, out: Path) -> None:
             f"ONNX Runtime's quantization pre-processing failed: {type(exc).__name__}: {exc}",
             hint="check the installed onnx / onnxruntime versions (`pip install -e .[train]`)",
         ) from exc
+
+
+def wrapper_stem(proto: Any) -> list[str]:
+    """The nodes an imported ONNX model's wrapper put before it (export/onnx_source.py: the input scale, the
+    layout): they stay float. Quantized, ONNX Runtime runs a per-channel Mul and Add over the whole input image
+    as QLinearMul/QLinearAdd with a slow broadcast: 1.8 ms of a 2.5 ms MobileNet 0.25 at 180 px, measured;
+    in float they take microseconds, and the first convolution's input is quantized right after them."""
+    from edge_export.export.onnx_source import PREFIX
+
+    head = set(head_nodes(proto))
+    return [node.name for node in proto.graph.node if node.name.startswith(PREFIX) and node.name not in head]
 
 
 def head_nodes(proto: Any) -> list[str]:

@@ -41,6 +41,12 @@ def keras_probabilities(model: Any, pixels: np.ndarray) -> np.ndarray:
     return np.concatenate(out).astype(np.float32)
 
 
+def onnx_probabilities(run: Any, pixels: np.ndarray) -> np.ndarray:
+    """The run's reference model.onnx (an imported ONNX model) on ``pixels``: the reference its artifacts are
+    checked against, as ``keras_probabilities`` is for model.keras."""
+    return artifact_probabilities(run.model_onnx, pixels)[0].astype(np.float32)
+
+
 def artifact_probabilities(path: str | Path, pixels: np.ndarray) -> tuple[np.ndarray, Classifier]:
     classifier = Classifier.load(path, threads=os.cpu_count())  # accuracy does not depend on threads: use all
     out = [classifier.predict_proba(pixels[i : i + BATCH]) for i in range(0, len(pixels), BATCH)]

@@ -1,7 +1,8 @@
 """What a converter is given: one small interface, whoever holds the model.
 
 A converter (``convert(source, fmt, out_path)`` in export/tflite.py and export/onnx.py) needs a Keras model that
-takes RGB pixels 0-255 and returns probabilities, the preprocessing record of its input, calibration photos,
+takes RGB pixels 0-255 and returns probabilities (or, for the ONNX formats, an ONNX graph with that contract: an
+imported ONNX model), the preprocessing record of its input, calibration photos,
 a work folder and the metadata to embed, and, for a choice made during conversion (int8 bias correction),
 a copy of the model to change and validation photos to judge by. Three holders provide it:
 
@@ -48,3 +49,5 @@ class ConversionSource(Protocol):
     def model_copy(self) -> Optional[Any]: ...  # a fresh copy of the model to change, or None: no changes
 
     def judging_photos(self) -> Optional[tuple[np.ndarray, np.ndarray]]: ...  # (pixels, model's probabilities)
+
+    def onnx_graph(self) -> Optional[Any]: ...  # an imported ONNX model's graph (ONNX formats start from it), or None

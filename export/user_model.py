@@ -31,14 +31,13 @@ from edge_export.core.untrusted import printable
 IMPORTED_BACKBONE = "imported"  # model_spec.json's backbone for a model edge-export did not train
 INPUT_NAME, SCALE_LAYER, PROBABILITIES_LAYER = "image", "input_scale", "to_probabilities"
 KERAS_SUFFIXES = {".keras": "keras", ".h5": "h5", ".hdf5": "h5"}
+MODEL_SUFFIXES = {**KERAS_SUFFIXES, ".onnx": "onnx"}
 _OTHER_SUFFIXES = {
-    ".onnx": "an ONNX model: edge-export imports Keras models (.keras, .h5) and SavedModel folders so far; "
-             "bench the ONNX file directly with `edge-export bench FILE.onnx --data DIR`",
     ".tflite": "already a TFLite model: bench it with `edge-export bench FILE.tflite --data DIR`",
-    ".pt": "a PyTorch file: export it to ONNX first (torch.onnx.export), then bench the .onnx",
-    ".pth": "a PyTorch file: export it to ONNX first (torch.onnx.export), then bench the .onnx",
+    ".pt": "a PyTorch file: export it to ONNX first (torch.onnx.export), then pass the .onnx",
+    ".pth": "a PyTorch file: export it to ONNX first (torch.onnx.export), then pass the .onnx",
 }
-_FIX_SOURCE = "pass a Keras 3 .keras file, a legacy .h5 file or a TensorFlow SavedModel folder"
+_FIX_SOURCE = "pass a Keras 3 .keras file, a legacy .h5 file, a TensorFlow SavedModel folder or an .onnx file"
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,7 @@ class ModelShape:
 
 
 def source_kind(path: Path) -> str:
-    """keras, h5 or savedmodel by what the path is; else a clear error naming it."""
+    """keras, h5, savedmodel or onnx by what the path is; else a clear error naming it."""
     if path.is_dir():
         if (path / "saved_model.pb").is_file():
             return "savedmodel"
@@ -62,10 +61,10 @@ def source_kind(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix in _OTHER_SUFFIXES:
         raise EdgeExportError(f"this is {_OTHER_SUFFIXES[suffix]}", path=path, hint=_FIX_SOURCE)
-    if suffix not in KERAS_SUFFIXES:
+    if suffix not in MODEL_SUFFIXES:
         raise EdgeExportError(f"unknown model file suffix {printable(repr(suffix or path.name), 40)}", path=path,
                               hint=_FIX_SOURCE)
-    return KERAS_SUFFIXES[suffix]
+    return MODEL_SUFFIXES[suffix]
 
 
 def source_sha256(path: Path) -> str:
@@ -130,6 +129,8 @@ def import_custom_objects(modules: list[str]) -> None:
 def load_user_model(path: Path, custom_objects: list[str] | tuple[str, ...] = ()) -> tuple[Any, str]:
     """(the Keras model, its kind) from a .keras, .h5 or SavedModel folder; clear errors for everything else."""
     kind = source_kind(path)
+    if kind not in ("keras", "h5", "savedmodel"):
+        raise EdgeExportError(f"not a Keras model ({kind})", path=path, hint=_FIX_SOURCE)
     check_memory(path)
     import_custom_objects(list(custom_objects))
     from edge_export.core.tf_env import import_keras

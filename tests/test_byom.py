@@ -58,6 +58,71 @@ def brightness_model(scale: str, output: str, size: int = 24, invariant: bool = 
     return keras.Model(inputs, y)
 
 
+def brightness_onnx(path: Path, expects: str = "imagenet", output: str = "logits", channels_first: bool = True,
+                    batch: int | None = 1, size: int = 24, second_input: bool = False, uint8: bool = False,
+                    reverse: bool = False, invariant: bool = False) -> Path:
+    """The brightness classifier as an ONNX graph made node by node (no converter), as PyTorch exports them by
+    default: channels first, batch fixed at 1. ``expects`` "imagenet": no scaling inside, so only ImageNet
+    mean/std separates the classes (the sum of the channel means is above 2.4 for bright photos only); "0-255":
+    a Mul/Add to -1..1 inside, deciding at 0. ``output`` logits, softmax, sigmoid (one unit: dark), or
+    feature-map (a 2 x 3 x 3 map per image: not class scores). ``reverse``: the classes in the other order (dark
+    first; the sigmoid unit is then p(bright)). ``invariant``: decides on red minus blue (no scale changes it)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    threshold = {"imagenet": 2.4, "0-255": 0.0}[expects]
+    sign = -1.0 if reverse else 1.0
+    nodes, weights = [], []
+
+    def const(name: str, value) -> str:
+        weights.append(numpy_helper.from_array(np.asarray(value, np.float32), name))
+        return name
+
+    dims = [batch or "N", 3, size, size] if channels_first else [batch or "N", size, size, 3]
+    inputs = [helper.make_tensor_value_info("input", TensorProto.UINT8 if uint8 else TensorProto.FLOAT, dims)]
+    x = "input"
+    if uint8:
+        nodes.append(helper.make_node("Cast", [x], ["as_float"], to=TensorProto.FLOAT))
+        x = "as_float"
+    if second_input:
+        inputs.append(helper.make_tensor_value_info("bias", TensorProto.FLOAT, [1]))
+        nodes.append(helper.make_node("Add", [x, "bias"], ["biased"]))
+        x = "biased"
+    if expects == "0-255":
+        nodes += [helper.make_node("Mul", [x, const("k", 1 / 127.5)], ["scaled"]),
+                  helper.make_node("Add", ["scaled", const("offset", -1.0)], ["rescaled"])]
+        x = "rescaled"
+    if not channels_first:
+        nodes.append(helper.make_node("Transpose", [x], ["nchw"], perm=[0, 3, 1, 2]))
+        x = "nchw"
+    units = 1 if output == "sigmoid" else 2
+    if output == "feature-map":
+        nodes.append(helper.make_node("Conv", [x, const("kernel", np.ones((2, 3, 8, 8)))], ["out"], strides=[8, 8]))
+        out_dims = [batch or "N", 2, size // 8, size // 8]
+    else:
+        nodes += [helper.make_node("GlobalAveragePool", [x], ["pooled"]),
+                  helper.make_node("Flatten", ["pooled"], ["flat"], axis=1)]
+        if output == "sigmoid":  # p(dark) = sigmoid(-10 (sum - t))
+            nodes += [helper.make_node("Gemm", ["flat", const("W", [[-10.0 * sign]] * 3),
+                                                   const("b", [10 * sign * threshold])], ["z"]),
+                      helper.make_node("Sigmoid", ["z"], ["out"])]
+        else:
+            gemm_out = "out" if output == "logits" else "z"
+            kernel = [[10.0, -10.0], [0.0, 0.0], [-10.0, 10.0]] if invariant else [[10.0 * sign, -10.0 * sign]] * 3
+            bias = [0.0, 0.0] if invariant else [-10 * sign * threshold, 10 * sign * threshold]
+            nodes.append(helper.make_node("Gemm", ["flat", const("W", kernel), const("b", bias)], [gemm_out]))
+            if output == "softmax":
+                nodes.append(helper.make_node("Softmax", ["z"], ["out"], axis=1))
+        out_dims = [batch or "N", units]
+    graph = helper.make_graph(nodes, "brightness", inputs,
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, out_dims)], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save_model(model, str(path))
+    return path
+
+
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
     return write_photos(tmp_path_factory.mktemp("byom") / "photos")
@@ -179,13 +244,18 @@ def test_logits_output_and_flags_taken_as_given(photos, tmp_path):
     assert len(imported["check"]) == 1
 
 
-def test_refuses_when_it_cannot_tell_then_takes_the_flag(photos, tmp_path):
+@pytest.mark.parametrize("kind", ["keras", "onnx"])
+def test_refuses_when_it_cannot_tell_then_takes_the_flag(photos, tmp_path, kind):
     """A model whose answers do not depend on the input scale: the check stops with its table and the flag to
     pass, writing no model; with --input-scale it goes on."""
     from edge_export.core.errors import EdgeExportError
 
-    path = tmp_path / "invariant.keras"
-    brightness_model("-1-1", "softmax", invariant=True).save(path)
+    if kind == "keras":
+        path = tmp_path / "invariant.keras"
+        brightness_model("-1-1", "softmax", invariant=True).save(path)
+    else:
+        path = brightness_onnx(tmp_path / "invariant.onnx", output="softmax", invariant=True)
+    formats = "export.formats=tflite-fp32" if kind == "keras" else "export.formats=onnx-fp32"
     colour = write_photos(tmp_path / "colour", per_class=40, seed=1)
     for file in colour.glob("dark/*.png"):  # dark photos get a blue cast, bright ones a red cast
         pixels = np.asarray(Image.open(file)).copy()
@@ -197,11 +267,11 @@ def test_refuses_when_it_cannot_tell_then_takes_the_flag(photos, tmp_path):
         Image.fromarray(pixels).save(file)
     out = tmp_path / "run"
     with pytest.raises(EdgeExportError) as info:
-        build(str(path), colour, out, "export.formats=tflite-fp32", stages=["train", "export"])
+        build(str(path), colour, out, formats, stages=["train", "export"])
     assert "cannot tell what the model expects" in info.value.message
     assert "--input-scale" in info.value.hint
-    assert not (out / "model.keras").exists()
-    assert build(str(path), colour, out, "export.formats=tflite-fp32", stages=["train", "export"], input_scale="0-1").ok
+    assert not (out / "model.keras").exists() and not (out / "model.onnx").exists()
+    assert build(str(path), colour, out, formats, stages=["train", "export"], input_scale="0-1").ok
 
 
 def test_in_memory_model_and_a_changed_file_is_a_new_model(photos, tmp_path):
@@ -313,6 +383,18 @@ def _onnx(tmp_path: Path) -> Path:
     return path
 
 
+def _onnx_two_inputs(tmp_path: Path) -> Path:
+    return brightness_onnx(tmp_path / "two.onnx", second_input=True)
+
+
+def _onnx_detection(tmp_path: Path) -> Path:
+    return brightness_onnx(tmp_path / "boxes.onnx", output="feature-map")
+
+
+def _onnx_integer_input(tmp_path: Path) -> Path:
+    return brightness_onnx(tmp_path / "uint8.onnx", uint8=True)
+
+
 @pytest.mark.parametrize("make, message, fix", [
     (_two_inputs, "the model has 2 inputs", "single image input"),
     (_detection, "is not class scores", "Dense layer over the classes"),
@@ -321,7 +403,10 @@ def _onnx(tmp_path: Path) -> Path:
     (_not_a_model, "cannot load the file as a Keras model", ".keras"),
     (_weights_only, "holds weights only", "save the whole model"),
     (_three_classes, "but the model outputs 3 classes", "--labels FILE"),
-    (_onnx, "an ONNX model", "SavedModel"),
+    (_onnx, "not a valid ONNX model", "onnx.checker"),
+    (_onnx_two_inputs, "the model has 2 inputs", "single image input"),
+    (_onnx_detection, "is not class scores", "layer over the classes"),
+    (_onnx_integer_input, "is not float32 or float16", "float model"),
 ])
 def test_bad_models_are_clear_errors_before_any_work(photos, tmp_path, make, message, fix):
     from edge_export.core.errors import EdgeExportError
@@ -372,6 +457,111 @@ def test_custom_objects_named_in_the_error_and_loaded_from_a_module(photos, tmp_
                  custom_objects=str(module)).ok
 
 
+# ---------------------------------------------------------------------------------------------- ONNX models
+
+
+def test_onnx_model_pytorch_style_through_build_bench_and_package(photos, tmp_path):
+    """A PyTorch-style ONNX file (channels first, batch fixed at 1, ImageNet mean/std expected, logits out): the
+    check picks ImageNet mean/std, the run's reference is model.onnx (wrapped: pixels 0-255 NHWC in, softmax
+    out, batch made free), onnx-fp32 and onnx-int8 are exported and checked against it, the TFLite formats are
+    skipped with the reason, the bench measures it as the reference row, and the bundle runs it."""
+    from edge_export import api
+    from edge_export.runtime.classifier import Classifier
+
+    path = brightness_onnx(tmp_path / "resnet_like.onnx")
+    out = tmp_path / "run"
+    result = build(str(path), photos, out, "export.formats=all")
+    assert result.ok, result.failures
+    assert (out / "model.onnx").is_file() and not (out / "model.keras").exists()
+    manifest = manifest_of(out)
+    imported = manifest["model"]["imported_from"]
+    assert (imported["kind"], imported["input_scale"], imported["output"]) == ("onnx", "imagenet", "logits")
+    assert imported["decided"] == {"input_scale": "validation check", "output": "model"}
+    assert manifest["model"]["path"] == "../model.onnx"
+    assert {a["name"]: a["status"] for a in manifest["artifacts"]} == {"onnx-fp32": "ok", "onnx-int8": "ok"}
+    for name in ("tflite-fp32", "tflite-int8", "tflite-qat-int8"):
+        assert manifest["auto"][name]["ran"] is False and "imported from ONNX" in manifest["auto"][name]["reason"]
+    for artifact in manifest["artifacts"]:
+        assert artifact["parity"]["top1_agreement"] == 1.0 and artifact["opset"] == 13
+
+    import onnx
+
+    wrapped = onnx.load_model(str(out / "export" / "onnx-fp32.onnx"))
+    dims = [d.dim_param or d.dim_value for d in wrapped.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 24, 24, 3] and wrapped.graph.input[0].name == "image"
+    classifier = Classifier.load(out / "export" / "onnx-int8.onnx")
+    test = json.loads((out / "dataset.json").read_text())["split"]["files"]["test"]
+    answers = classifier.predict([str(photos / f) for f in test], batch_size=4)
+    assert list(classifier.labels) == ["bright", "dark"]
+    assert [a[0].label for a in answers] == [f.split("/")[0] for f in test]
+
+    bench = json.loads((out / "bench" / "bench.json").read_text())
+    rows = {r["name"]: r for r in bench["artifacts"]}
+    assert set(rows) == {"source", "onnx-fp32", "onnx-int8"} and bench["reference"] == "source"
+    assert rows["source"]["accuracy"] == 1.0 and rows["onnx-int8"]["top1_agreement"] == 1.0
+    bundle = api.package(out, echo=None)
+    assert list(Path(bundle.folder).rglob("*.onnx"))
+    again = build(str(path), photos, out, "export.formats=all")
+    assert again.skipped == ["train", "export", "bench"]
+
+
+def test_onnx_sigmoid_channels_last_labels_reordered_then_a_keras_model_replaces_it(photos, tmp_path):
+    """A channels-last ONNX model with its preprocessing inside and one sigmoid unit, its labels file in another
+    order than the folders: 0-255 and sigmoid found, classes put in the data's order by the wrapper (a labels order
+    that makes the model worse than chance is refused). Then a Keras
+    model imported into the same folder replaces model.onnx (no model of two runs side by side)."""
+    from edge_export.core.errors import EdgeExportError
+    from edge_export.core.run_folder import RunFolder
+    from edge_export.runtime.classifier import Classifier
+
+    path = brightness_onnx(tmp_path / "tf_like.onnx", expects="0-255", output="sigmoid", channels_first=False,
+                           batch=None)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("bright\ndark\n")
+    out = tmp_path / "run"
+    assert build(str(path), photos, out, "export.formats=onnx", stages=["train", "export"], labels=str(labels)).ok
+    imported = manifest_of(out)["model"]["imported_from"]
+    assert (imported["input_scale"], imported["output"]) == ("0-255", "sigmoid")
+    classifier = Classifier.load(out / "export" / "onnx-fp32.onnx")
+    dark = sorted(photos.glob("dark/*.png"))[:5]
+    assert {a[0].label for a in classifier.predict([str(p) for p in dark])} == {"dark"}
+
+    reversed_labels = tmp_path / "reversed.txt"
+    reversed_labels.write_text("dark\nbright\n")
+    with pytest.raises(EdgeExportError, match="better than guessing"):  # the unit is p(dark): this order is wrong
+        build(str(path), photos, out, "export.formats=onnx-fp32", stages=["train", "export"], labels=str(reversed_labels))
+    other = brightness_onnx(tmp_path / "reversed.onnx", expects="0-255", output="sigmoid", channels_first=False,
+                            reverse=True)  # its unit is p(bright): the second class of the labels file
+    assert build(str(other), photos, out, "export.formats=onnx-fp32", stages=["train", "export"],
+                 labels=str(reversed_labels)).ok
+    classifier = Classifier.load(out / "export" / "onnx-fp32.onnx")
+    assert list(classifier.labels) == ["bright", "dark"]  # the data's order
+    assert {a[0].label for a in classifier.predict([str(p) for p in dark])} == {"dark"}
+
+    keras_path = tmp_path / "model.keras"
+    brightness_model("0-255", "softmax").save(keras_path)
+    assert build(str(keras_path), photos, out, "export.formats=onnx-fp32", stages=["train", "export"]).ok
+    assert (out / "model.keras").is_file() and not (out / "model.onnx").exists()
+    assert RunFolder(out).verify().model_name == "model.keras"
+
+
+def test_a_keras_model_beside_an_imported_onnx_record_is_refused(photos, tmp_path):
+    """model.onnx is the run's model (its run record says so); a model.keras put beside it is another run's."""
+    import shutil
+
+    from edge_export.core.errors import EdgeExportError
+    from edge_export.core.run_folder import RunFolder
+
+    out = tmp_path / "run"
+    assert build(str(brightness_onnx(tmp_path / "m.onnx")), photos, out, stages=["train"]).ok
+    assert RunFolder(out).verify().model_name == "model.onnx"
+    other = tmp_path / "other.keras"
+    brightness_model("0-255", "softmax").save(other)
+    shutil.copy(other, out / "model.keras")
+    with pytest.raises(EdgeExportError, match="different runs"):
+        RunFolder(out).verify()
+
+
 # ---------------------------------------------------------------------------------------------- the CLI
 
 
@@ -388,6 +578,19 @@ def test_cli_export_and_bench_take_a_model_file(photos, tmp_path, capsys, monkey
     assert code == 0, text
     bench = json.loads((tmp_path / "runs/model/bench/bench.json").read_text())
     assert [r["name"] for r in bench["artifacts"]] == ["keras"] and bench["artifacts"][0]["accuracy"] == 1.0
+
+
+def test_cli_export_takes_an_onnx_file_and_bench_measures_it_as_it_is(photos, tmp_path, capsys, monkeypatch):
+    """`export FILE.onnx --data` imports and exports it (ONNX formats); `bench FILE.onnx` measures the file as it is
+    (no import: its preprocessing is named by flags, as for any model file without metadata)."""
+    path = brightness_onnx(tmp_path / "net.onnx")
+    monkeypatch.chdir(tmp_path)
+    code, text = cli_main(capsys, "export", str(path), "--data", str(photos), "--formats", "onnx",
+                          "export.representative_images=16")
+    assert code == 0, text
+    assert "model expects: input imagenet" in text and (tmp_path / "runs/net/export/onnx-int8.onnx").is_file()
+    code, text = cli_main(capsys, "export", str(path), "--data", str(photos), "--formats", "tflite-int8", "--out", "t")
+    assert code != 0 and "none of the requested formats can be made" in text and "--formats onnx" in text, text
 
 
 # ------------------------------------------------------------------------------------------ one preprocessing record

@@ -73,6 +73,7 @@ def _train_run(config: Config, run: RunFolder, dataset: Dataset | None, dist: Di
     log.info("decoded %d images in %.1fs", sum(len(d.labels) for d in data.values()), decode_seconds)
     run.create()  # only once the settings are known to be usable: a failed start leaves no empty run folder
     forget_record(run)  # first: until the new record is written last, no reader pairs old and new files
+    run.model_onnx.unlink(missing_ok=True)  # an earlier import's ONNX model: this run's model is model.keras
     write_text(run.config, recorded_config(config).to_yaml())
     seed_everything(config.train.seed)
 

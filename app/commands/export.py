@@ -24,8 +24,9 @@ def export(ctx: click.Context, run_dir: Path, config_path: Path | None, override
            **flags) -> None:
     """Export the model in RUN_DIR to RUN_DIR/export/. OVERRIDES are key=value, e.g. export.int8_io=int8.
 
-    MODEL (bring your own model: a .keras, .h5 or SavedModel folder) is imported with the photos in --data
-    into --out [runs/<name>] (what it expects is inferred and checked on validation photos), then exported.
+    MODEL (bring your own model: a .keras, .h5, SavedModel folder or .onnx) is imported with the photos in
+    --data into --out [runs/<name>] (what it expects is inferred and checked on validation photos), then
+    exported (an .onnx model to the ONNX formats).
 
     \b
     Formats: tflite-fp32, tflite-fp16, tflite-dynamic, tflite-int8, tflite-qat-int8,

@@ -5,7 +5,7 @@ Pure records in, a ``Recommendation`` out (no TensorFlow, no files): tests/test_
 
 from __future__ import annotations
 
-from edge_export.core.records.bench import BenchResult
+from edge_export.core.records.bench import KERAS, BenchResult
 from edge_export.core.records.recommendation import Candidate, Recommendation
 
 ACCURACY, SIZE = "the accuracy budget", "the size limit"
@@ -31,7 +31,8 @@ def recommend(bench: BenchResult, accuracy_budget: float, max_size_mb: float | N
     if not artifacts:
         return Recommendation(None, "no artifact was measured successfully", **settings)
     reference = keras.accuracy if keras else max(r.accuracy for r in artifacts)
-    reference_name = "the Keras model" if keras else "the most accurate artifact"
+    reference_name = (("the Keras model" if keras.format == KERAS else "the imported model as given") if keras
+                      else "the most accurate artifact")
     floor = reference - accuracy_budget / 100.0
     limit = max_size_mb * 1e6 if max_size_mb else None
 

@@ -78,8 +78,7 @@ def _train(ctx: BuildContext) -> dict:
 
 
 def _train_outputs(ctx: BuildContext) -> list[Path]:
-    r = ctx.run
-    return [r.run_record, *(r.root / name for name in r.RECORDED)]
+    return [ctx.run.run_record, *ctx.run.recorded_files()]
 
 
 # --------------------------------------------------------------------------------------------- export

@@ -135,6 +135,9 @@ class RandomWeightExport:
     def model_copy(self) -> None:
         return None  # random weights: nothing to correct or choose
 
+    def onnx_graph(self) -> None:  # a Keras model: the ONNX formats convert it
+        return None
+
     def judging_photos(self) -> None:
         return None
 

@@ -25,6 +25,8 @@ from edge_export.core.untrusted import finite_number, printable, read_json
 BENCH_VERSION = 1
 LOCAL = "local"  # the device the benchmark ran on
 KERAS = "keras"  # the format (and row name) of the run's model.keras: the accuracy reference
+SOURCE = "source"  # the format (and row name) of an imported ONNX model's model.onnx: the reference in its place
+REFERENCES = (KERAS, SOURCE)
 STATUSES = ("ok", "failed")
 
 # bench.json key -> BenchRow attribute, where they differ
@@ -100,8 +102,9 @@ class BenchRow:
 
     @property
     def is_reference(self) -> bool:
-        """The run's Keras model: the accuracy reference, never a candidate and never below the minimum."""
-        return self.format == KERAS
+        """The run's Keras model (or an imported ONNX model as given): the accuracy reference, never a candidate
+        and never below the minimum."""
+        return self.format in REFERENCES
 
     @property
     def id(self) -> str:
@@ -251,7 +254,7 @@ class BenchResult:
     created: str | None = None
     edge_export: str | None = None
     seconds: float | None = None
-    reference: str | None = None  # "keras" when the Keras model was measured
+    reference: str | None = None  # the reference row's name ("keras", "source") when it was measured
     format_version: int = BENCH_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -22,7 +22,7 @@ INPUT_SCALES: dict[str, tuple[tuple[float, float, float], tuple[float, float, fl
     "imagenet": ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375)),  # torchvision's mean/std, RGB
 }
 OUTPUT_KINDS = ("softmax", "logits", "sigmoid", "sigmoid-logit")  # sigmoid*: one unit, the second class positive
-SOURCE_KINDS = ("keras", "h5", "savedmodel")
+SOURCE_KINDS = ("keras", "h5", "savedmodel", "onnx")
 
 
 @dataclass(frozen=True)
