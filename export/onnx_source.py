@@ -26,6 +26,7 @@ import numpy as np
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.records.model_source import INPUT_SCALES
 from edge_export.core.untrusted import printable
+from edge_export.export.user_model import input_side
 
 INPUT_NAME, OUTPUT_NAME, BATCH_DIM = "image", "probabilities", "batch"
 PREFIX = "edge_export/"  # names of the nodes and tensors the wrapper adds
@@ -95,24 +96,12 @@ def onnx_shape(proto: Any, path: Path, image_size: int | None) -> OnnxShape:
                               hint="export it with a free batch dimension (dynamic_axes) or a batch of 1")
     channels_first = dims[1] == 3 and dims[3] != 3
     height, width = (dims[2], dims[3]) if channels_first else (dims[1], dims[2])
-    if height is None or width is None:
-        if image_size is None:
-            raise EdgeExportError(f"the model takes any image size {printable(dims, 80)}: name the one to export",
-                                  path=path, hint="pass --image-size N (model.image_size=N), the size it was trained at")
-        height = width = image_size
-    elif image_size is not None and (height, width) != (image_size, image_size):
-        raise EdgeExportError(f"--image-size {image_size} differs from the model's input {height}x{width}", path=path,
-                              hint="leave --image-size out: the model's own size is used")
-    if height != width:
-        raise EdgeExportError(f"the model's input is {height}x{width}; edge-export exports square inputs so far",
-                              path=path, hint="export the model with a square input")
-    if not 8 <= int(height) <= 1024:
-        raise EdgeExportError(f"the model's input size {height} is outside 8..1024", path=path)
+    side = input_side(height, width, dims, image_size, path)
     if len(proto.graph.output) != 1:
         raise EdgeExportError(
             f"the model has {len(proto.graph.output)} outputs; a classifier has one (class scores)", path=path,
             hint="export the classification head only (a detection or multi-task model is not a classifier)")
-    shape = OnnxShape(image_size=int(height), outputs=0, activation=_activation(proto),
+    shape = OnnxShape(image_size=side, outputs=0, activation=_activation(proto),
                       channels_first=channels_first, float16=elem == _FLOAT16, input_name=value.name,
                       output_name=proto.graph.output[0].name, fixed_batch=dims[0] is not None)
     raw = RawRunner(proto, shape, path)(np.zeros((1, shape.image_size, shape.image_size, 3), np.float32))

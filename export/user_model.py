@@ -235,20 +235,7 @@ def model_shape(model: Any, path: Path, image_size: int | None) -> ModelShape:
             f"the model's input {printable(shape, 80)} is not a batch of RGB images (N x H x W x 3, channels last)",
             path=path, hint="edge-export exports channels-last RGB image classifiers",
         )
-    height, width = shape[1], shape[2]
-    if height is None or width is None:
-        if image_size is None:
-            raise EdgeExportError(f"the model takes any image size {printable(shape, 80)}: name the one to export",
-                                  path=path, hint="pass --image-size N (model.image_size=N), the size it was trained at")
-        height = width = image_size
-    elif image_size is not None and (height, width) != (image_size, image_size):
-        raise EdgeExportError(f"--image-size {image_size} differs from the model's input {height}x{width}", path=path,
-                              hint="leave --image-size out: the model's own size is used")
-    if height != width:
-        raise EdgeExportError(f"the model's input is {height}x{width}; edge-export exports square inputs so far",
-                              path=path, hint="re-build the model with a square input")
-    if not 8 <= int(height) <= 1024:
-        raise EdgeExportError(f"the model's input size {height} is outside 8..1024", path=path)
+    height = input_side(shape[1], shape[2], shape, image_size, path)
     if len(model.outputs) != 1:
         raise EdgeExportError(
             f"the model has {len(model.outputs)} outputs; a classifier has one (class scores)", path=path,
@@ -260,7 +247,26 @@ def model_shape(model: Any, path: Path, image_size: int | None) -> ModelShape:
             f"the model's output {printable(out, 80)} is not class scores (N x classes): a detection, segmentation "
             "or feature model?", path=path, hint="end the model in a Dense layer over the classes",
         )
-    return ModelShape(image_size=int(height), outputs=int(out[-1]), activation=_last_activation(model))
+    return ModelShape(image_size=height, outputs=int(out[-1]), activation=_last_activation(model))
+
+
+def input_side(height: int | None, width: int | None, shape: Any, image_size: int | None, path: Path) -> int:
+    """The square input side of a model whose input is ``height`` x ``width`` (None: free), given ``--image-size``;
+    a clear error for a free size without the flag, a flag that contradicts the model, or a non-square input."""
+    if height is None or width is None:
+        if image_size is None:
+            raise EdgeExportError(f"the model takes any image size {printable(shape, 80)}: name the one to export",
+                                  path=path, hint="pass --image-size N (model.image_size=N), the size it was trained at")
+        height = width = image_size
+    elif image_size is not None and (height, width) != (image_size, image_size):
+        raise EdgeExportError(f"--image-size {image_size} differs from the model's input {height}x{width}", path=path,
+                              hint="leave --image-size out: the model's own size is used")
+    if height != width:
+        raise EdgeExportError(f"the model's input is {height}x{width}; edge-export exports square inputs so far",
+                              path=path, hint="make the model's input square")
+    if not 8 <= int(height) <= 1024:
+        raise EdgeExportError(f"the model's input size {height} is outside 8..1024", path=path)
+    return int(height)
 
 
 def _last_activation(model: Any) -> str | None:
