@@ -295,6 +295,7 @@ def test_default_space_is_what_loads_offline(tmp_path, monkeypatch):
     points, notes = search_space(load_config(None, []))
     backbones = {p.backbone for p in points}
     assert "mobilenet_v2" not in backbones and "tiny_cnn" not in backbones  # not cached / no pretrained weights
+    assert "efficientnet_lite1" not in backbones and any("efficientnet_lite1" in n for n in notes)  # named only
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5").write_bytes(b"x")
     points, _ = search_space(load_config(None, []))

@@ -36,6 +36,7 @@ from edge_export.core.records.tune import LatencyRecord, read_kept
 from edge_export.core.run_folder import TuneFolder
 from edge_export.core.pause import pause_point
 from edge_export.core.untrusted import finite_number, read_json
+from edge_export.tuning.relative import Timer, check_reference, time_relative
 from edge_export.tuning.space import PRECISION_FORMATS
 
 # what measures latency: [(backbone, image size, precision), ...] -> {that tuple: LatencyRecord}, all in one go
@@ -49,8 +50,14 @@ CALIBRATION_IMAGES = 8  # random calibration images: the int8 model's speed does
 
 def latency_fingerprint(config: Config, backbone: str, size: int, precision: str, classes: int) -> str:
     t = config.tune
+    relative = None
+    if t.latency_reference is not None:  # the ratio depends on the reference file and on how it is re-timed
+        from edge_export.core.hashing import sha256_file
+
+        relative = (sha256_file(Path(t.latency_reference).expanduser()), t.ratio_ceiling, t.latency_retimes,
+                    t.latency_near, t.latency_statistic)
     return fingerprint("tune-latency", __version__, 2, backbone, size, precision, classes, config.export.int8_io,
-                       t.device, t.latency_runs, t.latency_warmup, t.latency_table)
+                       t.device, t.latency_runs, t.latency_warmup, t.latency_table, *([relative] if relative else []))
 
 
 class LatencyTable:
@@ -193,19 +200,38 @@ def device_measure(folder: TuneFolder, config: Config, labels: list[str], echo: 
         if not paths:
             return records
         started = time.perf_counter()
-        timed = _time_local(paths, config) if ssh is None else _time_on_device(folder, paths, config, labels, ssh, echo)
+        timer = ((lambda p: _time_local(p, config)) if ssh is None
+                 else (lambda p: _time_on_device(folder, p, config, labels, ssh, echo)))
+        timed = timed_with_reference(timer, paths, config)
         each = (time.perf_counter() - started) / len(paths)
         for combo, path in paths.items():
-            result = timed.get(combo)
-            spent = round(seconds[combo] + each, 2)
-            if isinstance(result, str) or result is None:
-                records[combo] = LatencyRecord(*combo, device, seconds=spent, status="failed", error=result or "not measured")
-            else:
-                records[combo] = LatencyRecord(*combo, device, p50_ms=result["p50"], p90_ms=result["p90"],
-                                               min_ms=result.get("min"), size_bytes=path.stat().st_size, seconds=spent)
+            records[combo] = latency_record(combo, device, timed.get(combo), path.stat().st_size,
+                                            round(seconds[combo] + each, 2))
         return records
 
     return measure
+
+
+def timed_with_reference(timer: Timer, paths: dict, config: Config) -> dict:
+    """``timer(paths)``; with ``tune.latency_reference``, every round with the reference and the candidates near
+    the ratio ceiling re-timed (tuning/relative.py)."""
+    t = config.tune
+    if t.latency_reference is None:
+        return timer(paths)
+    return time_relative(timer, paths, check_reference(t.latency_reference), ceiling=t.ratio_ceiling,
+                         statistic=t.latency_statistic, retimes=t.latency_retimes, band=t.latency_near)
+
+
+def latency_record(combo: Combo, device: str, result: Any, size_bytes: int | None, seconds: float) -> LatencyRecord:
+    """One combination's record from a timer's result (``{"p50", "p90", "min"}`` [+ reference, ratio, ratios]) or
+    its error text."""
+    if not isinstance(result, dict):
+        return LatencyRecord(*combo, device, seconds=seconds, status="failed", error=result or "not measured")
+    reference = result.get("reference") or {}
+    return LatencyRecord(*combo, device, p50_ms=result["p50"], p90_ms=result["p90"], min_ms=result.get("min"),
+                         size_bytes=size_bytes, seconds=seconds, reference_p50_ms=reference.get("p50"),
+                         reference_min_ms=reference.get("min"), ratio=result.get("ratio"),
+                         ratios=list(result.get("ratios") or []))
 
 
 def _export_random(folder: TuneFolder, config: Config, labels: list[str], backbone: str, size: int,

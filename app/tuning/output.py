@@ -12,7 +12,7 @@ from edge_export.core.formatting import markdown_table, number, percent, size_te
 from edge_export.core.records.tune import DONE, CandidateRecord, TuneResult
 from edge_export.core.run_folder import TuneFolder
 
-HEADER = ["candidate", "status", "val acc (artifact)", "val acc (Keras)", "p50 ms", "p90 ms", "min ms", "size",
+HEADER = ["candidate", "status", "val acc (artifact)", "val acc (Keras)", "p50 ms", "p90 ms", "min ms", "x ref", "size",
           "robustness", "seconds", "why"]
 
 
@@ -23,7 +23,9 @@ def rows(result: TuneResult) -> list[list[str]]:
         mark = " *" if r.key == result.chosen else ""
         out.append([
             r.key + mark, r.status, percent(r.val_accuracy, ""), percent(r.keras_val_accuracy, ""), number(r.p50_ms, missing=""),
-            number(r.p90_ms, missing=""), number(r.min_ms, missing=""), size_text(r.size_bytes, ""), percent(r.robustness_accuracy, ""),
+            number(r.p90_ms, missing=""), number(r.min_ms, missing=""),
+            "" if r.latency_ratio is None else f"{r.latency_ratio:.2f}x", size_text(r.size_bytes, ""),
+            percent(r.robustness_accuracy, ""),
             f"{sum(r.seconds.values()):.0f}" if r.seconds else "", "; ".join(r.reasons)[:120],
         ])
     return out

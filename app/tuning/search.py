@@ -78,6 +78,7 @@ class Search:
         t = c["tune"]
         return fingerprint("tune-candidate", __version__, p.key, self.listing, c["data"], c["model"], c["train"],
                            c["export"], t["device"], t["max_latency_ms"], t["max_size_mb"], t["latency_table"],
+                           t["latency_reference"], t["max_latency_ratio"],
                            t["latency_runs"], t["latency_warmup"], t["latency_statistic"])
 
     def finish(self, record: CandidateRecord) -> None:
@@ -144,7 +145,8 @@ def tune(config: Config, folder: TuneFolder, *, measure: Measure | None = None, 
         candidates=sorted(s.records.values(), key=lambda r: (r.backbone, r.image_size, r.fine_tune_blocks, r.precision)),
         chosen=chosen, why=why, binding=binding,
         constraints={"max_latency_ms": t.max_latency_ms, "max_size_mb": t.max_size_mb, "min_accuracy": t.min_accuracy,
-                     "budget_minutes": t.budget_minutes},
+                     "budget_minutes": t.budget_minutes, "max_latency_ratio": t.ratio_ceiling,
+                     "latency_reference": t.latency_reference},
         device=t.device, seconds=s.seconds,
         space={"backbones": sorted({p.backbone for p in points}), "image_sizes": sorted({p.image_size for p in points}),
                "fine_tune_blocks": sorted({p.fine_tune_blocks for p in points}), "precisions": list(t.precisions),
@@ -208,6 +210,9 @@ def _latency(s: Search, points: list[Point], table: LatencyTable) -> None:
             continue
         shown = (f"p50 {record.p50_ms:.2f} ms, p90 {record.p90_ms or 0:.2f} ms"
                  + (f", min {record.min_ms:.2f} ms" if record.min_ms is not None else "")) if record.ok else f"FAILED: {record.error}"
+        if record.ok and record.ratio is not None:
+            shown += (f", {record.ratio:.2f}x the reference ({t.latency_statistic} {_reference_ms(record, t):.2f} ms"
+                      f"{f'; median of {len(record.ratios)} rounds' if len(record.ratios) > 1 else ''})")
         if record.ok and record.size_bytes:
             shown += f", {record.size_bytes / 1e6:.2f} MB"
         s.echo(f"latency {record.key} on {record.device}: {shown}")
@@ -220,6 +225,7 @@ def _latency(s: Search, points: list[Point], table: LatencyTable) -> None:
             continue
         r.p50_ms, r.p90_ms, r.min_ms, r.size_bytes = lat.p50_ms, lat.p90_ms, lat.min_ms, lat.size_bytes
         r.latency_ms = lat.statistic(t.latency_statistic)
+        r.latency_ratio = lat.ratio
         r.seconds["latency"] = lat.seconds
         if r.status in (DONE, PRUNED, FAILED):
             continue
@@ -230,6 +236,10 @@ def _latency(s: Search, points: list[Point], table: LatencyTable) -> None:
         reasons = []
         if t.max_latency_ms is not None and r.latency_ms > t.max_latency_ms:
             reasons.append(f"latency {t.latency_statistic} {r.latency_ms:.2f} ms > max {t.max_latency_ms:g} ms")
+        if t.ratio_ceiling is not None and (r.latency_ratio is None or r.latency_ratio > t.ratio_ceiling):
+            measured = "not measured" if r.latency_ratio is None else f"{r.latency_ratio:.2f}x"
+            reasons.append(f"latency ratio {measured} the reference's ({Path(t.latency_reference).name}, timed with it) "
+                           f"> max {t.ratio_ceiling:g}x")
         if t.max_size_mb is not None and lat.size_bytes is not None and lat.size_bytes > t.max_size_mb * 1e6:
             reasons.append(f"size {lat.size_bytes / 1e6:.2f} MB > max {t.max_size_mb:g} MB")
         if reasons:
@@ -237,6 +247,10 @@ def _latency(s: Search, points: list[Point], table: LatencyTable) -> None:
             s.finish(r)
     pruned = sum(r.status == PRUNED for r in s.records.values())
     s.echo(f"tune: {pruned} of {len(points)} candidates pruned by the device's limits before any training")
+
+
+def _reference_ms(record: Any, t: Any) -> float:
+    return (record.reference_p50_ms if t.latency_statistic == "p50" else record.reference_min_ms) or 0.0
 
 
 def _alive(s: Search, p: Point) -> bool:
@@ -515,7 +529,8 @@ def choose(records: list[CandidateRecord], config: Config) -> tuple[str | None, 
     stat = t.latency_statistic
     done = [r for r in records if r.status == DONE and r.val_accuracy is not None and r.latency_ms is not None]
     pruned_by = {name: [r for r in records if r.status == PRUNED and any(x.startswith(word) for x in r.reasons)]
-                 for name, word in (("max_latency_ms", "latency"), ("max_size_mb", "size"))}
+                 for name, word in (("max_latency_ms", f"latency {stat}"), ("max_latency_ratio", "latency ratio"),
+                                    ("max_size_mb", "size"))}
     if not done:
         if records and all(r.status == PRUNED for r in records):
             bound = [n for n, rs in pruned_by.items() if rs]
@@ -570,6 +585,8 @@ def choose(records: list[CandidateRecord], config: Config) -> tuple[str | None, 
     if beaten:
         binding.append("min_robustness")
         why += f"; min robustness bound it: {len(beaten)} better candidate(s) are below it"
+    if chosen.latency_ratio is not None:
+        why += f"; {chosen.latency_ratio:.2f}x the reference's latency (timed with it)"
     if chosen.robustness_accuracy is not None:
         why += f"; accuracy under the camera-like shifts {chosen.robustness_accuracy:.2%}"
     if chosen.size_bytes is not None:

@@ -39,7 +39,8 @@ def search_space(config: Config) -> tuple[list[Point], list[str]]:
     """Every candidate of ``config.tune`` (registry-checked), and notes on what was left out and why.
 
     Backbones: ``tune.backbones``, else every registered backbone with pretrained weights that load
-    offline (installed or cached) at some size of the space. Sizes a backbone's weights do not exist
+    offline (installed or cached) at some size of the space and ``default_search`` set (EfficientNet-Lite1/2
+    are searched only when named, with a note saying so). Sizes a backbone's weights do not exist
     for (fixed ImageNet sizes), or that are not available offline, are left out of the default space.
     """
     from edge_export.export.formats import get_format
@@ -51,7 +52,11 @@ def search_space(config: Config) -> tuple[list[Point], list[str]]:
     for p in t.precisions:
         get_format(PRECISION_FORMATS[p])
     explicit = bool(t.backbones)
-    names = list(dict.fromkeys(t.backbones)) if explicit else [b.name for b in list_backbones() if b.pretrained]
+    names = list(dict.fromkeys(t.backbones)) if explicit else [b.name for b in list_backbones() if b.pretrained and b.default_search]
+    if not explicit:
+        named_only = [b.name for b in list_backbones() if b.pretrained and not b.default_search]
+        if named_only:
+            notes.append(f"searched only when tune.backbones names them: {', '.join(named_only)}")
     points: list[Point] = []
     for name in names:
         try:

@@ -76,6 +76,12 @@ class LatencyRecord:
     status: str = "ok"  # or "failed" (error says why)
     error: str | None = None
     fingerprint: str = ""  # of what the number depends on; another one means: measure again
+    # with tune.latency_reference: the reference timed in the same round (tuning/relative.py), and this model's
+    # latency as a ratio to it (tune.latency_statistic; the median of its rounds, ``ratios``)
+    reference_p50_ms: float | None = None
+    reference_min_ms: float | None = None
+    ratio: float | None = None
+    ratios: list[float] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -104,6 +110,10 @@ class LatencyRecord:
             size_bytes=None if size is None else int(size), seconds=_number(data, "seconds", what, source) or 0.0,
             min_ms=_number(data, "min_ms", what, source), status=_text(data, "status", what, source), error=_text(data, "error", what, source, optional=True),
             fingerprint=_text(data, "fingerprint", what, source),
+            reference_p50_ms=_number(data, "reference_p50_ms", what, source),
+            reference_min_ms=_number(data, "reference_min_ms", what, source), ratio=_number(data, "ratio", what, source),
+            ratios=[finite_number(v, what=f"{what}: ratios", source=source)
+                    for v in _of_type(data, "ratios", list, what, source, "delete the file; tune measures it again")],
         )
 
     @classmethod
@@ -126,6 +136,7 @@ class CandidateRecord:
     p90_ms: float | None = None
     min_ms: float | None = None
     latency_ms: float | None = None  # what the search ranks and limits by: p50_ms or min_ms (tune.latency_statistic)
+    latency_ratio: float | None = None  # latency_ms / the reference's, timed together (tune.latency_reference)
     size_bytes: int | None = None
     robustness_accuracy: float | None = None  # under the bench's camera-like shifts, when measured
     seconds: dict[str, float] = field(default_factory=dict)  # latency / train / export of its model (shared)
@@ -158,6 +169,7 @@ class CandidateRecord:
             keras_val_accuracy=_number(data, "keras_val_accuracy", what, source),
             p50_ms=_number(data, "p50_ms", what, source), p90_ms=_number(data, "p90_ms", what, source),
             min_ms=_number(data, "min_ms", what, source), latency_ms=_number(data, "latency_ms", what, source),
+            latency_ratio=_number(data, "latency_ratio", what, source),
             size_bytes=None if size is None else int(size),
             robustness_accuracy=_number(data, "robustness_accuracy", what, source),
             seconds={printable(k, 40): finite_number(v, what=f"{what}: seconds", source=source) for k, v in seconds.items()},
