@@ -461,21 +461,30 @@ def default_out(model: Any) -> Path:
 def tune(config: ConfigLike = None, *, out: str | Path = "runs/tune", overrides: Overrides = None,
          device: str | None = None, max_latency_ms: float | None = None, max_size_mb: float | None = None,
          min_accuracy: float | None = None, budget_minutes: float | None = None, build_chosen: bool = False,
+         faster_than: str | Path | None = None, max_latency_ratio: float | None = None,
          remote: Any = None, measure: Any = None, echo: Echo | None = print, event: Callable[[dict], None] | None = None,
          **settings: Any):
     """Search backbones x sizes x fine-tune depths x precisions (the ``tune`` config section) for the fastest
     model within the limits on ``device`` (local or ssh://), into ``out`` (resumable). ``build_chosen``
     then builds the chosen config into ``out/build``. Returns the ``TuneResult`` (tune.json); with
     ``build_chosen``, (the TuneResult, the build result). ``remote``: a RemoteSettings for an ssh:// device.
-    ``measure``: a latency function (backbone, size, precisions) -> records, instead of the device (tests)."""
+    ``measure``: a latency function (backbone, size, precisions) -> records, instead of the device (tests).
+    ``faster_than``: a .tflite/.onnx model timed with every candidate (tune.latency_reference); candidates are
+    then limited by their latency ratio to it (``max_latency_ratio``, default 1.0)."""
     merged = parse_overrides(dict(overrides) if isinstance(overrides, Mapping) else list(overrides or []))
     for key, value in (("device", device), ("max_latency_ms", max_latency_ms), ("max_size_mb", max_size_mb),
-                       ("min_accuracy", min_accuracy), ("budget_minutes", budget_minutes)):
+                       ("min_accuracy", min_accuracy), ("budget_minutes", budget_minutes),
+                       ("latency_reference", None if faster_than is None else str(faster_than)),
+                       ("max_latency_ratio", max_latency_ratio)):
         if value is not None:
             merged[f"tune.{key}"] = value
     resolved = resolve_config(config, merged, flags=TRAIN_FLAGS, **settings)
     if resolved.tune.device.strip() != "local":
         parse_devices([resolved.tune.device], option="--device")  # a bad address fails before any work
+    if resolved.tune.latency_reference is not None:
+        from edge_export.tuning.relative import check_reference
+
+        check_reference(resolved.tune.latency_reference)  # before any work
     check_out_folder(out)
     from edge_export.core.tf_env import require_tensorflow
 

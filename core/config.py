@@ -109,6 +109,23 @@ class AugmentConfig:
 
 
 @dataclass
+class DistillConfig:
+    """Knowledge distillation (trainer/distill.py): a teacher's soft targets on the photos and on seeded views."""
+
+    teacher: Optional[str] = None  # a finished run folder (its model.keras); None: no distillation
+    weight: float = 0.5  # of the teacher in the targets: (1 - weight) one-hot + weight teacher
+    temperature: float = 1.0  # > 1 softens the teacher's probabilities, < 1 sharpens them
+    views: int = 2  # seeded augmented views (random resized crop + flip) per training photo, labelled by the teacher
+
+    def validate(self) -> None:
+        _check(self.teacher is None or (isinstance(self.teacher, str) and self.teacher.strip()), "train.distill.teacher",
+               "a run folder")
+        _check(0 <= self.weight <= 1, "train.distill.weight", "a fraction 0..1")
+        _check(math.isfinite(self.temperature) and 0.1 <= self.temperature <= 20, "train.distill.temperature", "0.1..20")
+        _check(isinstance(self.views, int) and 0 <= self.views <= 16, "train.distill.views", "0..16")
+
+
+@dataclass
 class TrainConfig:
     seed: int = 1337
     batch_size: int = 32
@@ -116,6 +133,7 @@ class TrainConfig:
     feature_extraction: FeatureExtractionConfig = field(default_factory=FeatureExtractionConfig)
     fine_tune: FineTuneConfig = field(default_factory=FineTuneConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     # tf.distribute (trainer/distribute.py): auto = MirroredStrategy when more than one GPU is visible, else
     # none; multi_worker = MultiWorkerMirroredStrategy from the TF_CONFIG environment variable. batch_size is
     # per replica: the global batch is batch_size x replicas and the learning rates scale the same way.
@@ -270,6 +288,20 @@ class TuneConfig:
     # accuracy under the bench's camera-like shifts (validation images) is measured for every quantized
     # candidate and breaks ties by default; with a value, it is also a constraint (fraction)
     min_robustness: Optional[float] = None
+    # a model (.tflite / .onnx) the user names (`tune --faster-than REF`): timed in the same rounds as every
+    # candidate, interleaved, on the same device; candidates are then limited by their latency RATIO to it
+    # (tuning/relative.py). max_latency_ratio: the ceiling (default 1.0 with a reference; 0.8 = 20% faster)
+    latency_reference: Optional[str] = None
+    max_latency_ratio: Optional[float] = None
+    latency_retimes: int = 2  # more rounds (each with the reference) for candidates near the ratio ceiling
+    latency_near: float = 0.25  # near: a ratio within this fraction of the ceiling, either side
+
+    @property
+    def ratio_ceiling(self) -> Optional[float]:
+        """The latency ratio ceiling in force: max_latency_ratio, 1.0 with only a reference, None without one."""
+        if self.latency_reference is None:
+            return None
+        return 1.0 if self.max_latency_ratio is None else self.max_latency_ratio
 
     def validate(self) -> None:
         _check(all(isinstance(b, str) for b in self.backbones), "tune.backbones", "a list of backbone names")
@@ -289,6 +321,16 @@ class TuneConfig:
         _check(self.quantize_top >= 1, "tune.quantize_top", ">= 1")
         _check(self.latency_runs >= 5, "tune.latency_runs", ">= 5")
         _check(self.latency_warmup >= 0, "tune.latency_warmup", ">= 0")
+        _check(self.max_latency_ratio is None or (math.isfinite(self.max_latency_ratio) and self.max_latency_ratio > 0),
+               "tune.max_latency_ratio", "> 0 or null")
+        _check(self.max_latency_ratio is None or self.latency_reference is not None, "tune.max_latency_ratio",
+               "a ratio to tune.latency_reference: name the reference model too (--faster-than REF)")
+        _check(self.latency_reference is None or (isinstance(self.latency_reference, str) and self.latency_reference.strip()),
+               "tune.latency_reference", "a .tflite or .onnx file")
+        _check(self.latency_reference is None or self.latency_table is None, "tune.latency_reference",
+               "not with tune.latency_table (a table holds no timing of the reference)")
+        _check(isinstance(self.latency_retimes, int) and 0 <= self.latency_retimes <= 10, "tune.latency_retimes", "0..10")
+        _check(math.isfinite(self.latency_near) and 0 < self.latency_near <= 1, "tune.latency_near", "a fraction in (0, 1]")
 
 
 @dataclass

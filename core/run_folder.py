@@ -133,6 +133,7 @@ class RunFolder:
     LOCK = ".lock"  # held (flock) by the one command writing this folder: edge_export/run_lock.py
     TMP = ".tmp"  # that command's temporary files; emptied when a command takes the lock
     CHECKPOINTS = "checkpoints"
+    DISTILL = "distill"  # a distilled train's views and teacher targets, in chunks (trainer/distill.py)
     EXPORT = "export"
     BENCH = "bench"
     DEPLOY = "deploy"

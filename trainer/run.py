@@ -77,6 +77,9 @@ def _train_run(config: Config, run: RunFolder, dataset: Dataset | None, dist: Di
     write_text(run.config, recorded_config(config).to_yaml())
     seed_everything(config.train.seed)
 
+    soft = None
+    if config.train.distill.teacher is not None:
+        data["train"], soft, distilled = _distilled_train(config, dataset, data["train"], spec, run)
     weights = class_weights(data["train"].labels, dataset.num_classes, config.train.class_weight)
     train_cfg = scaled_train_config(config.train, dist)
     policy = resolve_mixed_precision(config.train.mixed_precision)
@@ -85,6 +88,7 @@ def _train_run(config: Config, run: RunFolder, dataset: Dataset | None, dist: Di
         "learning_rates": {"feature_extraction": train_cfg.feature_extraction.learning_rate, "fine_tune": train_cfg.fine_tune.learning_rate},
         "mixed_precision": policy, "class_weight": config.train.class_weight,
         "class_weights": {dataset.class_names[i]: round(w, 6) for i, w in weights.items()} if weights else None,
+        **({"distill": distilled} if soft is not None else {}),
     }
     log.info("training: %s", training)
     previous_policy = keras.mixed_precision.dtype_policy().name
@@ -92,7 +96,7 @@ def _train_run(config: Config, run: RunFolder, dataset: Dataset | None, dist: Di
     try:
         with dist.strategy.scope():  # model, optimizers, compile and fit: all under the strategy
             model = build_classifier(keras, spec, weights=config.model.weights)
-            outcome = train_two_stages(model, backbone, train_cfg, data, run, class_weight=weights)
+            outcome = train_two_stages(model, backbone, train_cfg, data, run, class_weight=weights, soft_targets=soft)
     finally:
         keras.mixed_precision.set_dtype_policy(previous_policy)
     if policy != "float32":  # the saved model computes in float32 like any other run: same weights, float32 layers
@@ -129,6 +133,29 @@ def _train_run(config: Config, run: RunFolder, dataset: Dataset | None, dist: Di
         model.save(tmp)
     write_record(run)  # last: run.json with the sha256 of every file above means one finished run
     return metrics
+
+
+def _distilled_train(config: Config, dataset: Dataset, train, spec: ModelSpec, run: RunFolder):
+    """The training split with the distillation views added, their soft targets, and what to record about it."""
+    from edge_export.trainer.datasets import stream_pixels
+    from edge_export.trainer.distill import distillation_data, load_teacher, views_fingerprint
+    from edge_export.trainer.two_stage import SplitArrays
+
+    settings = config.train.distill
+    teacher = load_teacher(settings.teacher, dataset.class_names)
+    split = dataset.splits["train"]
+    files = list(split.files)
+    if len(files) != len(train.labels):  # unreadable photos were skipped: the views follow the decoded ones
+        files = [f for f in files if f not in set(split.skipped or [])]
+    key = views_fingerprint(teacher, files, train.labels, spec.image_size, settings, config.train.seed, config.model.resize)
+    size = (teacher.image_size, teacher.image_size)
+    pixels, labels, soft = distillation_data(
+        teacher, run, lambda: stream_pixels(split, size, config.model.resize, max_pixels=config.data.max_image_pixels)[0],
+        np.asarray(train.pixels), train.labels, settings, config.train.seed, key)
+    record = {"teacher": str(teacher.run.root.resolve()), "teacher_sha256": teacher.model_sha256,
+              "teacher_image_size": teacher.image_size, "views": settings.views, "weight": settings.weight,
+              "temperature": settings.temperature, "training_images": int(len(labels))}
+    return SplitArrays(pixels, labels), soft, record
 
 
 def scaled_train_config(train: TrainConfig, dist: Distribution) -> TrainConfig:

@@ -30,6 +30,11 @@ from edge_export.trainer.streaming import ActivationStore, fit_dataset, mirrored
 log = logging.getLogger(__name__)
 
 LOSS = "sparse_categorical_crossentropy"
+SOFT_LOSS = "categorical_crossentropy"  # distillation: soft targets; with one-hot validation it equals LOSS
+
+
+def _targets(data: dict, soft_targets: np.ndarray | None) -> np.ndarray:
+    return data["train"].labels if soft_targets is None else soft_targets
 
 
 @dataclass
@@ -56,9 +61,11 @@ class TrainingOutcome:
 
 def train_two_stages(
     model: Any, backbone: BackboneSpec, cfg: TrainConfig, data: dict[str, SplitArrays], run: RunFolder,
-    class_weight: dict[int, float] | None = None,
+    class_weight: dict[int, float] | None = None, soft_targets: np.ndarray | None = None,
 ) -> TrainingOutcome:
-    """Call under the strategy's scope (trainer/distribute.py); ``cfg.batch_size`` is the global batch."""
+    """Call under the strategy's scope (trainer/distribute.py); ``cfg.batch_size`` is the global batch.
+    ``soft_targets``: N x C targets of the training split (distillation, trainer/distill.py) in place of its labels;
+    validation keeps the hard labels (as one-hot), so val_loss is the same measure."""
     keras = import_keras()
     for layer in base_layers(model):
         layer.trainable = False
@@ -73,14 +80,19 @@ def train_two_stages(
     acts: dict[str, Any] = {}  # frozen-base activations per split, on disk (trainer/streaming.py)
     store = ActivationStore()
     try:
-        return _train(model, cfg, data, run, class_weight, keras, top, stages, verbose, cut, t0, acts, store)
+        return _train(model, cfg, data, run, class_weight, keras, top, stages, verbose, cut, t0, acts, store, soft_targets)
     finally:
         store.close()
 
 
-def _train(model, cfg, data, run, class_weight, keras, top, stages, verbose, cut, t0, acts, store) -> TrainingOutcome:
+def _train(model, cfg, data, run, class_weight, keras, top, stages, verbose, cut, t0, acts, store,
+           soft_targets=None) -> TrainingOutcome:
     fine = cfg.fine_tune
-    train_labels = data["train"].labels  # labels of the cached training activations
+    # the targets of the cached training activations: labels, or (distillation) soft targets, validation one-hot
+    train_labels = data["train"].labels if soft_targets is None else soft_targets
+    val_labels = data["validation"].labels
+    if soft_targets is not None:
+        val_labels = np.eye(soft_targets.shape[1], dtype=np.float32)[val_labels]
     if cut is not None or (cfg.feature_extraction.enabled and cfg.feature_extraction.mode == "cached"):
         source = cut if cut is not None else model.get_layer(POOL).input
         log.info("caching frozen-base activations (%s) for %s", _shape(source), ", ".join(data))
@@ -89,8 +101,8 @@ def _train(model, cfg, data, run, class_weight, keras, top, stages, verbose, cut
             # mirror images as extra training examples (cache_flipped): exact, not an approximation
             flips = (None, mirrored) if name == "train" and cfg.cache_flipped else (None,)
             acts[name] = store.compute(name, bottom, d.pixels, cfg.batch_size, flips)
-        if cfg.cache_flipped:
-            train_labels = np.concatenate([data["train"].labels, data["train"].labels])
+        if cfg.cache_flipped:  # (a mirrored photo keeps its photo's targets)
+            train_labels = np.concatenate([train_labels, train_labels])
     cache_seconds = time.perf_counter() - t0
 
     fe = cfg.feature_extraction
@@ -104,9 +116,9 @@ def _train(model, cfg, data, run, class_weight, keras, top, stages, verbose, cut
             x_train, y_train, x_val = pooled["train"], train_labels, pooled["validation"]
         else:
             head = _augmented(model, cfg.augment, model.input.shape[1:])
-            x_train, y_train, x_val = data["train"].pixels, data["train"].labels, data["validation"].pixels
+            x_train, y_train, x_val = data["train"].pixels, _targets(data, soft_targets), data["validation"].pixels
         stage = _fit(
-            "feature_extraction", head, model, x_train, y_train, x_val, data["validation"].labels,
+            "feature_extraction", head, model, x_train, y_train, x_val, val_labels,
             fe.learning_rate, fe.epochs, fe.patience, cfg, run, verbose, class_weight=class_weight,
         )
         stage.seconds = time.perf_counter() - t
@@ -121,10 +133,10 @@ def _train(model, cfg, data, run, class_weight, keras, top, stages, verbose, cut
             x_train, y_train, x_val = acts["train"], train_labels, acts["validation"]
         else:
             trained = _augmented(model, cfg.augment, model.input.shape[1:])
-            x_train, y_train, x_val = data["train"].pixels, data["train"].labels, data["validation"].pixels
+            x_train, y_train, x_val = data["train"].pixels, _targets(data, soft_targets), data["validation"].pixels
         baseline = stages[-1].best_val_loss if stages else math.inf
         stage = _fit(
-            "fine_tune", trained, model, x_train, y_train, x_val, data["validation"].labels,
+            "fine_tune", trained, model, x_train, y_train, x_val, val_labels,
             fine.learning_rate, fine.epochs, fine.patience, cfg, run, verbose, baseline=baseline, class_weight=class_weight,
         )
         stage.seconds = time.perf_counter() - t
@@ -147,7 +159,9 @@ def _fit(
     baseline: float = math.inf, class_weight: dict[int, float] | None = None,
 ) -> StageResult:
     keras = import_keras()
-    trained.compile(optimizer=keras.optimizers.Adam(lr), loss=LOSS, metrics=["accuracy"])
+    soft = np.asarray(y_train).ndim == 2  # distillation: soft targets (validation one-hot)
+    # ("accuracy" is categorical accuracy against soft targets: the argmax of the target, as Keras resolves it)
+    trained.compile(optimizer=keras.optimizers.Adam(lr), loss=SOFT_LOSS if soft else LOSS, metrics=["accuracy"])
     if math.isfinite(baseline):  # never end a stage worse than it started
         baseline = float(trained.evaluate(ordered_dataset(x_val, y_val, 256), verbose=0)[0])
     checkpoint = BestCheckpoint(full_model, run.checkpoints / f"{name}_best.keras", baseline=baseline, stage=name)

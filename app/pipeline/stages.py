@@ -63,7 +63,12 @@ def _train_fingerprint(ctx: BuildContext) -> str:
         model = {k: v for k, v in c["model"].items() if k not in ("backbone", "weights", "dropout")}
         model["source"] = source_sha256(source_path(ctx.config))
         return fingerprint("import", __version__, c["data"], model, c["train"]["seed"], ctx.dataset.listing())
-    return fingerprint("train", __version__, c["data"], c["model"], c["train"], ctx.dataset.listing())
+    teacher = None
+    if ctx.config.train.distill.teacher is not None:  # a retrained teacher is another teacher: train again
+        model = RunFolder(Path(ctx.config.train.distill.teacher).expanduser()).model
+        teacher = sha256_file(model) if model.is_file() else "missing"
+    return fingerprint("train", __version__, c["data"], c["model"], c["train"], ctx.dataset.listing(),
+                       *([teacher] if teacher else []))
 
 
 def _train(ctx: BuildContext) -> dict:

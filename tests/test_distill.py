@@ -1,0 +1,121 @@
+"""Knowledge distillation (train.distill): soft targets from a teacher run on seeded views, on tiny models.
+
+The teacher's targets are checked against the teacher run on the same views; the run is seeded (the same targets
+and weights twice); a run killed during the teacher's pass resumes to the same targets; bad teachers are clear
+errors before any training."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import start_paused, write_image_folder
+
+TINY = ["model.backbone=tiny_cnn", "model.weights=none", "train.batch_size=8", "train.feature_extraction.epochs=2",
+        "train.feature_extraction.learning_rate=0.05", "train.fine_tune.epochs=1"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    # 40 photos a class: 80 training photos, two chunks of views (trainer/distill.CHUNK = 64)
+    return write_image_folder(tmp_path_factory.mktemp("distill") / "data", {"train": 40, "validation": 6, "test": 6},
+                              size=(36, 44))
+
+
+@pytest.fixture(scope="module")
+def teacher(data, tmp_path_factory) -> Path:
+    from edge_export import api
+
+    out = tmp_path_factory.mktemp("distill") / "teacher"
+    api.train(None, out=out, data=str(data), overrides=[*TINY, "model.image_size=40"], echo=None)
+    return out
+
+
+def train_student(data: Path, out: Path, *extra: str):
+    from edge_export import api
+
+    return api.train(None, out=out, data=str(data), overrides=[*TINY, "model.image_size=32", *extra], echo=None)
+
+
+def _chunks(run: Path) -> list[Path]:
+    return sorted((run / "distill").glob("*/chunk-*.npz"))
+
+
+def test_targets_are_the_teachers_on_the_same_views_and_the_run_is_seeded(data, teacher, tmp_path):
+    import json
+
+    import keras
+
+    first = tmp_path / "a"
+    train_student(data, first, f"train.distill.teacher={teacher}", "train.distill.views=2", "train.distill.weight=0.7")
+    chunks = _chunks(first)
+    assert len(chunks) == 2
+    with np.load(chunks[0]) as saved:
+        views, labels, probs = saved["views"], saved["view_labels"], saved["probs"]
+    assert views.shape == (128, 32, 32, 3) and len(labels) == 128 and probs.shape == (64 + 128, 2)
+    # the teacher's probabilities of the photos: its own model on the photos at its size
+    from edge_export.trainer.datasets import scan_dataset, stream_pixels
+
+    dataset = scan_dataset(data, 0.2, 1337)
+    photos, photo_labels, _ = stream_pixels(dataset.splits["train"], (40, 40), "bilinear")
+    model = keras.models.load_model(teacher / "model.keras", compile=False)
+    expected = np.asarray(model(np.asarray(photos[:64], np.float32), training=False))
+    np.testing.assert_allclose(probs[:64], expected, atol=1e-5)
+    metrics = json.loads((first / "metrics.json").read_text())
+    distill = metrics["training"]["distill"]
+    assert distill["training_images"] == 80 * 3 and distill["weight"] == 0.7 and distill["teacher_image_size"] == 40
+
+    second = tmp_path / "b"
+    train_student(data, second, f"train.distill.teacher={teacher}", "train.distill.views=2", "train.distill.weight=0.7")
+    for a, b in zip(chunks, _chunks(second)):
+        with np.load(a) as x, np.load(b) as y:
+            for key in ("views", "view_labels", "probs"):
+                np.testing.assert_array_equal(x[key], y[key])
+    weights = [keras.models.load_model(run / "model.keras", compile=False).get_weights() for run in (first, second)]
+    for x, y in zip(*weights):
+        np.testing.assert_array_equal(x, y)
+
+    plain = tmp_path / "plain"
+    train_student(data, plain)
+    history = {run: json.loads((run / "history.json").read_text())["feature_extraction"]["loss"] for run in (first, plain)}
+    assert history[first][0] != pytest.approx(history[plain][0], abs=1e-4)  # other targets, other loss
+
+
+def test_killed_during_the_teachers_pass_resumes_to_the_same_targets(data, teacher, tmp_path):
+    """kill -9 after the first chunk of views and targets is written: the re-run keeps it, makes the second,
+    and ends with the targets of an uninterrupted run."""
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "edge_export.cli", "train", "--data", str(data), "--out", str(out), *TINY,
+           "model.image_size=32", f"train.distill.teacher={teacher}"]
+    proc, events = start_paused(cmd, "train.distill.chunk")
+    assert events[-1]["chunk"] == 0
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert len(_chunks(out)) == 1 and not (out / "model.keras").exists()
+    kept = _chunks(out)[0].stat().st_mtime_ns
+    train_student(data, out, f"train.distill.teacher={teacher}")
+    assert _chunks(out)[0].stat().st_mtime_ns == kept and len(_chunks(out)) == 2
+    clean = tmp_path / "clean"
+    train_student(data, clean, f"train.distill.teacher={teacher}")
+    for a, b in zip(_chunks(out), _chunks(clean)):
+        with np.load(a) as x, np.load(b) as y:
+            np.testing.assert_array_equal(x["probs"], y["probs"])
+            np.testing.assert_array_equal(x["views"], y["views"])
+
+
+def test_bad_teachers_are_clear_errors(data, teacher, tmp_path):
+    from edge_export.core.errors import EdgeExportError
+
+    with pytest.raises(EdgeExportError, match="teacher's run folder is not there"):
+        train_student(data, tmp_path / "a", f"train.distill.teacher={tmp_path / 'nowhere'}")
+    other = write_image_folder(tmp_path / "other", {"train": 4, "validation": 2}, classes=("green", "red"))
+    with pytest.raises(EdgeExportError, match="are not the data's") as info:
+        train_student(other, tmp_path / "b", f"train.distill.teacher={teacher}")
+    assert "trained on these classes" in info.value.hint
+    with pytest.raises(EdgeExportError, match="train.distill.weight"):
+        train_student(data, tmp_path / "c", f"train.distill.teacher={teacher}", "train.distill.weight=1.5")
