@@ -17,6 +17,11 @@ calibration, parity and bench all read the same files.
   exit (still on disk, still bounded memory). It is bounded: after each new entry the least recently used
   entries go until the folder holds at most ``$EDGE_EXPORT_PIXEL_CACHE_GB`` (default 20) GB; entries this
   process uses are kept.
+* It removes only what it provably wrote: a folder is taken as the cache only when it is new, empty, holds the
+  cache's marker file (``MARKER``), or holds nothing but entries this tool wrote (an older cache, then marked);
+  any other folder is refused with a clear error, never shared. Eviction and clean-up remove an entry only when
+  its name is a cache key (or ``.tmp-`` + key) *and* it holds exactly the files an entry holds (never a link):
+  file by file, then the empty folder, so nothing is followed out of the cache and nothing else is deleted.
 * Reading is by plain positioned reads (``os.pread``), not ``mmap``: a memory map's touched pages count in the
   process's resident memory and would grow with the data set; reads go through the page cache instead.
 """
@@ -36,6 +41,9 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+import re
+
+from edge_export.core.errors import EdgeExportError
 from edge_export.core.pause import pause_point
 from edge_export.core.untrusted import printable
 
@@ -43,6 +51,10 @@ CHUNK = 128  # images decoded at a time (128 x 288 x 288 x 3 = 32 MB)
 HEADER_BYTES = 128  # fixed .npy header size, so the row count can be written after the rows
 FORMAT = 1  # of meta.json
 DEFAULT_MAX_GB = 20.0
+MARKER = "EDGE_EXPORT_PIXEL_CACHE"  # in the cache folder: this folder is edge-export's pixel cache
+ENTRY_FILES = frozenset({"meta.json", "pixels.npy"})  # all an entry holds (a temporary one: a subset)
+_KEY = re.compile(r"^[0-9a-f]{40}$")
+_TEMPORARY = re.compile(r"^\.tmp-[0-9a-f]{12}-[A-Za-z0-9_]+$")  # tempfile.mkdtemp(prefix=".tmp-<key[:12]>-")
 _IN_USE: set[Path] = set()  # entries this process returned: never evicted by it
 _TEMP_ROOT: list[Path] = []
 _OPEN_LOCK = threading.Lock()
@@ -279,13 +291,13 @@ def decoded_pixels(
     size = (int(size[0]), int(size[1]))
     root = cache_root()
     key = cache_key(files, size, method, max_pixels)
+    claim_root(root)
     entry = root / key
     found = _open_entry(entry, len(files), size)
     if found is not None:
         _touch(entry)
         _IN_USE.add(entry)
         return found
-    root.mkdir(parents=True, exist_ok=True)
     _clean_stale_temporaries(root)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key[:12]}-", dir=root))
     try:
@@ -302,10 +314,11 @@ def decoded_pixels(
             os.rename(tmp, entry)  # atomic; fails if another process finished the same entry first
         except OSError:
             if entry.exists() and _open_entry(entry, len(files), size) is None:
-                shutil.rmtree(entry, ignore_errors=True)  # a damaged entry: replace it
+                if not remove_entry(entry, _KEY):  # a damaged entry of ours: replace it; anything else: keep it
+                    raise
                 os.rename(tmp, entry)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_entry(tmp, _TEMPORARY)
     opened = _open_entry(entry, len(files), size)
     if opened is None:
         raise OSError(f"the pixel cache entry {printable(entry)} could not be read back")
@@ -370,10 +383,62 @@ def _touch(entry: Path) -> None:
         pass
 
 
+def claim_root(root: Path) -> None:
+    """Make ``root`` the pixel cache, or refuse it: see the module doc. Creates it when missing."""
+    hint = ("point EDGE_EXPORT_PIXEL_CACHE at a new or empty folder (the cache deletes old entries in it), "
+            "or set it to off")
+    if root.is_symlink() and not root.exists():
+        raise EdgeExportError("the pixel cache folder is a broken link", path=root, hint=hint)
+    if root.exists() and not root.is_dir():
+        raise EdgeExportError("the pixel cache folder is not a folder", path=root, hint=hint)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if (root / MARKER).is_file():
+            return
+        foreign = [p.name for p in root.iterdir() if not _ours(p, _KEY) and not _ours(p, _TEMPORARY)]
+        if foreign:
+            raise EdgeExportError(
+                f"the pixel cache folder holds files edge-export did not write ({', '.join(printable(n, 40) for n in sorted(foreign)[:5])}"
+                f"{' ...' if len(foreign) > 5 else ''}): it is not used, so that nothing in it is ever deleted",
+                path=root, hint=hint)
+        with open(root / MARKER, "w", encoding="utf-8") as f:
+            f.write("edge-export pixel cache: decoded images, removed least recently used first. Only folders "
+                    "named by a cache key holding meta.json and pixels.npy are ever deleted.\n")
+    except OSError as exc:
+        raise EdgeExportError(f"cannot use the pixel cache folder ({type(exc).__name__}: {printable(str(exc), 200)})",
+                              path=root, hint=hint) from None
+
+
+def _ours(path: Path, name: re.Pattern) -> bool:
+    """``path`` is a folder this cache wrote: its name matches, it is a real folder (not a link), and it holds
+    nothing but an entry's files (some of them, for a damaged or partial one), each a regular file (not a link)."""
+    if not name.match(path.name) or path.is_symlink() or not path.is_dir():
+        return False
+    try:
+        children = list(path.iterdir())
+    except OSError:
+        return False
+    return all(c.name in ENTRY_FILES and not c.is_symlink() and c.is_file() for c in children)
+
+
+def remove_entry(path: Path, name: re.Pattern) -> bool:
+    """Remove ``path`` if it is provably an entry of this cache (``_ours``): its files, then the folder. Nothing
+    else is ever removed, and no link is followed. True when it is gone."""
+    if not _ours(path, name):
+        return not path.exists() and not path.is_symlink()
+    try:
+        for name_ in ENTRY_FILES:
+            (path / name_).unlink(missing_ok=True)
+        path.rmdir()
+    except OSError:
+        return False
+    return True
+
+
 def _entries(root: Path) -> list[tuple[float, int, Path]]:
     out = []
     for p in root.iterdir():
-        if p.name.startswith(".") or not p.is_dir():
+        if not _ours(p, _KEY):
             continue
         try:
             used = (p / "meta.json").stat().st_mtime
@@ -393,8 +458,8 @@ def _evict(root: Path, limit: int) -> None:
             break
         if path in _IN_USE:
             continue
-        shutil.rmtree(path, ignore_errors=True)
-        total -= size
+        if remove_entry(path, _KEY):
+            total -= size
 
 
 def _clean_stale_temporaries(root: Path, age_s: float = 6 * 3600) -> None:
@@ -402,8 +467,8 @@ def _clean_stale_temporaries(root: Path, age_s: float = 6 * 3600) -> None:
     now = time.time()
     for p in root.glob(".tmp-*"):
         try:
-            if now - p.stat().st_mtime > age_s:
-                shutil.rmtree(p, ignore_errors=True)
+            if now - p.lstat().st_mtime > age_s:
+                remove_entry(p, _TEMPORARY)
         except OSError:
             pass
 

@@ -34,7 +34,7 @@ def _files(root: Path) -> list[Path]:
 
 
 def _entries(root: Path) -> list[Path]:
-    return [p for p in root.iterdir() if not p.name.startswith(".")] if root.is_dir() else []
+    return [p for p in root.iterdir() if not p.name.startswith(".") and p.name != pixel_cache.MARKER] if root.is_dir() else []
 
 
 def test_cached_pixels_are_the_in_memory_decode_and_are_reused(tmp_path, cache):
@@ -197,3 +197,69 @@ def test_training_batches_from_disk_train_exactly_like_keras_on_arrays(tmp_path)
     assert all(np.array_equal(a, b) for a, b in zip(w_mem, w_disk))
     assert h_mem == h_disk
     assert np.array_equal(p_mem, p_disk)
+
+
+# ------------------------------------------------------------------- it removes only what it provably wrote
+
+
+def test_a_folder_with_other_files_is_refused_and_left_alone(tmp_path, monkeypatch):
+    """EDGE_EXPORT_PIXEL_CACHE pointed at a folder of the user's: refused with a clear error, nothing deleted,
+    even with a tiny size limit that would evict everything (the first round's eviction deleted such folders)."""
+    from edge_export.core.errors import EdgeExportError
+
+    files = _files(write_image_folder(tmp_path / "d", {"train": 3}))
+    mine = tmp_path / "my_photos"
+    (mine / "holiday").mkdir(parents=True)
+    (mine / "holiday" / "meta.json").write_text("my notes")  # looks like an entry by one file name
+    (mine / "notes.txt").write_text("keep me")
+    monkeypatch.setenv("EDGE_EXPORT_PIXEL_CACHE", str(mine))
+    monkeypatch.setenv("EDGE_EXPORT_PIXEL_CACHE_GB", "0")
+    with pytest.raises(EdgeExportError, match="holds files edge-export did not write") as info:
+        decoded_pixels(files, SIZE)
+    assert "EDGE_EXPORT_PIXEL_CACHE" in info.value.hint
+    assert (mine / "holiday" / "meta.json").read_text() == "my notes" and (mine / "notes.txt").is_file()
+    target = tmp_path / "a_file"
+    target.write_text("x")
+    monkeypatch.setenv("EDGE_EXPORT_PIXEL_CACHE", str(target))
+    with pytest.raises(EdgeExportError, match="not a folder"):
+        decoded_pixels(files, SIZE)
+    assert target.read_text() == "x"
+
+
+def test_eviction_removes_only_entries_it_wrote_and_follows_no_link(tmp_path, cache, monkeypatch):
+    """In the cache folder itself: a folder named like an entry but holding another file, a link named like an
+    entry pointing at the user's data, and a .tmp- folder with a user's file survive eviction to 0 bytes; the
+    cache's own entries go."""
+    files = _files(write_image_folder(tmp_path / "d", {"train": 3}))
+    first = decoded_pixels(files, SIZE)
+    key = first.path.parent.name
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "pixels.npy").write_bytes(b"the user's")
+    (outside / "meta.json").write_text("{}")
+    impostor = cache / ("a" * 40)
+    impostor.mkdir()
+    (impostor / "meta.json").write_text("{}")
+    (impostor / "thesis.tex").write_text("years of work")
+    link = cache / ("b" * 40)
+    link.symlink_to(outside, target_is_directory=True)
+    stale = cache / ".tmp-0123456789ab-abcd1234"
+    stale.mkdir()
+    (stale / "draft.txt").write_text("mine")
+    os.utime(stale, (0, 0))  # old enough for the stale clean-up
+    pixel_cache._IN_USE.clear()
+    pixel_cache._evict(cache, 0)
+    pixel_cache._clean_stale_temporaries(cache)
+    assert not (cache / key).exists()  # the cache's own entry: evicted
+    assert (impostor / "thesis.tex").read_text() == "years of work"
+    assert link.is_symlink() and (outside / "pixels.npy").read_bytes() == b"the user's"
+    assert (stale / "draft.txt").read_text() == "mine"
+
+
+def test_an_older_cache_without_the_marker_is_adopted(tmp_path, cache):
+    """A cache folder an earlier version wrote (entries only, no marker) is taken and marked, not refused."""
+    files = _files(write_image_folder(tmp_path / "d", {"train": 3}))
+    entry = decoded_pixels(files, SIZE).path.parent
+    (cache / pixel_cache.MARKER).unlink()
+    again = decoded_pixels(files, SIZE)
+    assert again.reused and again.path.parent == entry and (cache / pixel_cache.MARKER).is_file()
