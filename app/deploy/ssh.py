@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.process import child_popen_kwargs
+from edge_export.core.untrusted import printable
 
 SCHEME = "ssh://"
 CONNECT_TIMEOUT_S = 20
@@ -39,18 +40,30 @@ class SshDevice:
 
     @classmethod
     def parse(cls, url: str) -> "SshDevice":
-        """``ssh://[user@]host[:port]``."""
-        if not url.startswith(SCHEME):
-            raise EdgeExportError(f"not an ssh device: {url!r}", hint="use ssh://[user@]host[:port], or local")
-        parts = urlsplit(url)
+        """``ssh://[user@]host[:port]``: the one parser of every place a device is named (bench --device, tune
+        --device, tune.device). The user is a login name, the host a DNS name or an IP address, the port 1..65535:
+        nothing that ssh could read as an option (a leading ``-``) or a shell could read as syntax gets through."""
+        hint = "use ssh://[user@]host[:port], e.g. ssh://pi@raspberrypi.local:22"
+        shown = printable(repr(url), 200)
+        if not isinstance(url, str) or not url.startswith(SCHEME):
+            raise EdgeExportError(f"not an ssh device: {shown}", hint="use ssh://[user@]host[:port], or local")
         try:
+            parts = urlsplit(url)
             port = parts.port
-        except ValueError:
-            port = -1
-        host = parts.hostname or ""
-        if not host or host.startswith("-") or port == -1 or parts.path not in ("", "/") or parts.query or parts.fragment or parts.password:
-            raise EdgeExportError(f"bad ssh device {url!r}", hint="use ssh://[user@]host[:port], e.g. ssh://pi@raspberrypi.local:22")
-        return cls(host=host, user=parts.username, port=port)
+        except ValueError:  # an unbalanced [ (IPv6) or a port that is not a number
+            raise EdgeExportError(f"bad ssh device {shown}: not [user@]host[:port] with a port 1..65535", hint=hint) from None
+        if parts.path not in ("", "/") or parts.query or parts.fragment or parts.password is not None:
+            raise EdgeExportError(f"bad ssh device {shown}: only user, host and port belong in it", hint=hint)
+        host, user = parts.hostname or "", parts.username
+        if not _valid_host(host):
+            raise EdgeExportError(f"bad ssh device {shown}: {printable(repr(host), 80)} is not a host name or IP address",
+                                  hint=hint)
+        if user is not None and not _USER.fullmatch(user):
+            raise EdgeExportError(f"bad ssh device {shown}: {printable(repr(user), 80)} is not a login name "
+                                  "(letters, digits, . _ -, not starting with -)", hint=hint)
+        if port is not None and not 1 <= port <= 65535:
+            raise EdgeExportError(f"bad ssh device {shown}: port {port} is not 1..65535", hint=hint)
+        return cls(host=host, user=user, port=port)
 
     @property
     def destination(self) -> str:
@@ -61,6 +74,24 @@ class SshDevice:
         """How the device appears in tables and bench.json: ``user@host[:port]``."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return (f"{self.user}@" if self.user else "") + host + (f":{self.port}" if self.port else "")
+
+
+_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"  # (underscores: ssh_config host aliases)
+_HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
+
+
+def _valid_host(host: str) -> bool:
+    """A DNS name or ssh_config alias (labels of letters, digits, _ and inner hyphens) or an IPv4/IPv6 address."""
+    import ipaddress
+
+    if not host or len(host) > 253:
+        return False
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return _HOSTNAME.fullmatch(host) is not None
 
 
 def parse_options(options: Sequence[str]) -> list[str]:
@@ -89,7 +120,7 @@ class SshConnection:
             args += ["-o", option]
         if self.device.port:
             args += ["-p", str(self.device.port)]
-        return [*args, self.device.destination, remote_command]
+        return [*args, "--", self.device.destination, remote_command]  # "--": nothing after it is an option
 
     def run(self, remote_command: str, *, doing: str, stdin: Path | None = None, timeout: float | None = None) -> subprocess.CompletedProcess:
         """Run a shell command on the device; ssh's own failures (255) become EdgeExportError naming ``doing``."""
