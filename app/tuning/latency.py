@@ -48,7 +48,10 @@ LATENCY_IMAGES = 2  # generated images per class for the latency benchmark (its 
 CALIBRATION_IMAGES = 8  # random calibration images: the int8 model's speed does not depend on them
 
 
-def latency_fingerprint(config: Config, backbone: str, size: int, precision: str, classes: int) -> str:
+def latency_fingerprint(config: Config, backbone: str, size: int, precision: str, classes: int,
+                        remote: Any = None) -> str:
+    """Of everything a latency number depends on: the model, the device, how it is timed, the reference, and
+    for an ssh:// device the settings that decide what runs there (its Python, folder, venv, ssh options)."""
     t = config.tune
     relative = None
     if t.latency_reference is not None:  # the ratio depends on the reference file and on how it is re-timed
@@ -56,20 +59,35 @@ def latency_fingerprint(config: Config, backbone: str, size: int, precision: str
 
         relative = (sha256_file(Path(t.latency_reference).expanduser()), t.ratio_ceiling, t.latency_retimes,
                     t.latency_near, t.latency_statistic)
+    device = None
+    if t.device.strip() != LOCAL and remote is not None:
+        device = [list(remote.ssh_options), remote.python, remote.remote_dir, remote.setup, remote.system_site_packages]
     return fingerprint("tune-latency", __version__, 2, backbone, size, precision, classes, config.export.int8_io,
-                       t.device, t.latency_runs, t.latency_warmup, t.latency_table, *([relative] if relative else []))
+                       t.device, t.latency_runs, t.latency_warmup, t.latency_table, *([relative] if relative else []),
+                       *([device] if device else []))
 
 
 class LatencyTable:
     """Cached latency records of ``folder``; ``measure`` fills in what is missing (or stale)."""
 
-    def __init__(self, folder: TuneFolder, config: Config, classes: int, measure: Measure, echo: Echo):
+    def __init__(self, folder: TuneFolder, config: Config, classes: int, measure: Measure, echo: Echo,
+                 remote: Any = None):
         self.folder, self.config, self.classes, self.measure, self.echo = folder, config, classes, measure, echo
+        self.remote = remote  # an ssh:// device's settings: part of every record's key
 
     def cached(self, backbone: str, size: int, precision: str) -> LatencyRecord | None:
-        return read_kept(self.folder.latency_record(f"{backbone}-{size}-{precision}"), LatencyRecord,
-                         latency_fingerprint(self.config, backbone, size, precision, self.classes),
-                         lambda text: self.echo(f"latency: {text}"), "measuring again")
+        """The record measured earlier with the same key; a failure is never replayed as a result (the cause may
+        be fixed now): it is measured again."""
+        record = read_kept(self.folder.latency_record(f"{backbone}-{size}-{precision}"), LatencyRecord,
+                           self._fingerprint(backbone, size, precision),
+                           lambda text: self.echo(f"latency: {text}"), "measuring again")
+        if record is not None and not record.ok:
+            self.echo(f"latency: {record.key} failed last time ({record.error}): measuring again")
+            return None
+        return record
+
+    def _fingerprint(self, backbone: str, size: int, precision: str) -> str:
+        return latency_fingerprint(self.config, backbone, size, precision, self.classes, self.remote)
 
     def get(self, combos: Sequence[Combo]) -> dict:
         """Every combination's record: cached ones read, the others measured together, each written atomically."""
@@ -82,7 +100,7 @@ class LatencyTable:
                 measured = {c: LatencyRecord(*c, self.config.tune.device, status="failed", error=exc.message) for c in missing}
             for c in missing:
                 record = measured.get(c) or LatencyRecord(*c, self.config.tune.device, status="failed", error="not measured")
-                record.fingerprint = latency_fingerprint(self.config, *c, self.classes)
+                record.fingerprint = self._fingerprint(*c)
                 write_json(self.folder.latency_record(record.key), record.to_dict())  # one record, atomically
                 pause_point(f"tune.latency.{record.key}")
                 found[c] = record

@@ -116,7 +116,7 @@ def tune(config: Config, folder: TuneFolder, *, measure: Measure | None = None, 
     if measure is None:
         measure = (table_measure(t.latency_table, t.device) if t.latency_table
                    else device_measure(folder, config, dataset.class_names, echo, remote))
-    table = LatencyTable(folder, config, dataset.num_classes, measure, echo)
+    table = LatencyTable(folder, config, dataset.num_classes, measure, echo, remote)
 
     kept = 0
     for p in points:
