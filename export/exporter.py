@@ -116,6 +116,7 @@ def export_run(
         manifest.auto = decisions
         write_json(ctx.folder.model_card, build_model_card(ctx, manifest))
         write_json(ctx.folder.manifest, manifest.to_dict())  # last
+        ctx.folder.drop_unclaimed(a.path for a in manifest.artifacts if a.path)
     finally:
         ctx.close()
     for line in stale_dependents(run):
@@ -175,7 +176,8 @@ def _start(ctx: ExportContext, specs: list[FormatSpec]) -> list[ArtifactRecord]:
     else:
         folder.manifest.unlink(missing_ok=True)
     stays = [folder.root / a.path for a in kept if a.path]
-    folder.clear(keep=[*stays, folder.labels, folder.model_card] if kept else ())
+    replaced = [folder.artifact(f) for f in specs]  # stay until this export's file replaces each (export_one)
+    folder.clear(keep=[*stays, *replaced, *([folder.labels, folder.model_card] if kept else [])])
     return kept
 
 
@@ -217,23 +219,28 @@ def export_one(ctx: ExportContext, fmt: FormatSpec, images, reference, step: str
     echo(f"{step} {fmt.name}: converting ...")
     started = time.perf_counter()
     path = ctx.folder.artifact(fmt)
-    converted = False
     try:
-        with atomic_path(path) as tmp, native_stderr_captured():  # converter/delegate chatter; replayed on failure
-            result.details = fmt.load_converter()(ctx, fmt, tmp) or {}
-        converted = True
+        # converted and checked under a temporary name beside it: an earlier export's file of this format stays
+        # in place (and usable) until the new one is complete and checked, then is replaced by one rename;
+        # Ctrl-C or a crash leaves the old file, never none
+        with atomic_path(path) as tmp:
+            try:
+                with native_stderr_captured():  # converter/delegate chatter; replayed on failure
+                    result.details = fmt.load_converter()(ctx, fmt, tmp) or {}
+            finally:
+                # converters leave their work in reference cycles that only the cycle collector frees, and it
+                # may not run for a long while (tf2onnx: 0.9 GB at 288 px, to the end)
+                gc.collect()
+            result.size_bytes = tmp.stat().st_size
+            result.sha256 = sha256_file(tmp)
+            _check(ctx, result, tmp, images, reference, debug)
+        result.path = ctx.folder.relative(path)
     except Exception as exc:
         result.fail(f"conversion failed: {_message(exc)}")
+        result.size_bytes = result.sha256 = None
+        path.unlink(missing_ok=True)  # an earlier export's file of this format: not this export's result
         if debug:
             echo(traceback.format_exc())
-    # before the check, and after a failed conversion too: converters leave their work in reference cycles that
-    # only the cycle collector frees, and it may not run for a long while (tf2onnx: 0.9 GB at 288 px, to the end)
-    gc.collect()
-    if converted:
-        result.path = ctx.folder.relative(path)
-        result.size_bytes = path.stat().st_size
-        result.sha256 = sha256_file(path)
-        _check(ctx, result, path, images, reference, debug)
     result.seconds = round(time.perf_counter() - started, 2)
     echo(f"{step} {fmt.name}: {_summary(result)} in {result.seconds:.1f}s")
     pause_point(f"export.artifact.{fmt.name}")  # tests: kill or resume after an artifact, before the manifest

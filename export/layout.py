@@ -50,3 +50,12 @@ class ExportFolder:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
         remove_partials(self.root)
+
+    def drop_unclaimed(self, claimed: Iterable[str]) -> None:
+        """After the manifest is written: remove artifact files it does not list (``claimed``: its paths), e.g. an
+        earlier export's file of a format that was skipped this time."""
+        listed = set(claimed)
+        for fmt in FORMATS.values():
+            if fmt.filename not in listed:
+                with contextlib.suppress(FileNotFoundError):
+                    self.artifact(fmt).unlink()

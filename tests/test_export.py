@@ -356,6 +356,7 @@ def test_interrupted_export_leaves_nothing_that_looks_finished(trained, tmp_path
     folder = ExportFolder(run)
     assert export_run(run, formats="tflite-fp32,tflite-fp16", echo=None).ok  # an earlier, finished export
     assert folder.manifest.is_file()
+    earlier = (folder.root / "tflite-fp16.tflite").read_bytes()
 
     def interrupted(ctx, fmt, out):
         out.write_bytes(b"TFL3" * 1000)  # half-written
@@ -365,12 +366,13 @@ def test_interrupted_export_leaves_nothing_that_looks_finished(trained, tmp_path
     with pytest.raises(KeyboardInterrupt):
         export_run(run, formats="tflite-fp32,tflite-fp16", echo=None)
     assert not folder.manifest.exists() and not folder.model_card.exists()
-    assert not (folder.root / "tflite-fp16.tflite").exists()
+    # the earlier export's file stays, whole, until a new one replaces it (issue 25: never none during a re-export)
+    assert (folder.root / "tflite-fp16.tflite").read_bytes() == earlier
     assert not partials(folder.root)
 
     assert cli("export", str(run.root), "--formats", "tflite-fp16") == 130  # Ctrl-C in the CLI
     assert "Traceback" not in capsys.readouterr().err
-    assert not folder.manifest.exists() and not (folder.root / "tflite-fp16.tflite").exists()
+    assert not folder.manifest.exists() and (folder.root / "tflite-fp16.tflite").read_bytes() == earlier
 
 
 def test_missing_model_is_a_clear_cli_error(trained, tmp_path, capsys):
@@ -468,6 +470,7 @@ def test_an_interrupted_partial_export_keeps_a_true_manifest(trained, tmp_path, 
     run = copy_run(trained, tmp_path / "run")
     folder = ExportFolder(run)
     export_run(run, formats="tflite-fp32,tflite-fp16", echo=None)
+    earlier = (folder.root / "tflite-fp16.tflite").read_bytes()
     real = tflite.convert_fp16
 
     def interrupted(ctx, fmt, out):
@@ -481,7 +484,8 @@ def test_an_interrupted_partial_export_keeps_a_true_manifest(trained, tmp_path, 
     assert [a["name"] for a in manifest["artifacts"]] == ["tflite-fp32"] and manifest["settings"]["formats"] == []
     for a in manifest["artifacts"]:
         assert sha256_of(folder.root / a["path"]) == a["sha256"]
-    assert not (folder.root / "tflite-fp16.tflite").exists() and not partials(folder.root)
+    # the manifest no longer claims tflite-fp16; its earlier file stays whole until a new one replaces it
+    assert (folder.root / "tflite-fp16.tflite").read_bytes() == earlier and not partials(folder.root)
     assert [a["name"] for a in json.loads(folder.model_card.read_text())["artifacts"]] == ["tflite-fp32"]
 
     monkeypatch.setattr(tflite, "convert_fp16", real)
@@ -527,3 +531,36 @@ def test_what_was_made_from_a_replaced_artifact_is_stale(trained, tmp_path):
     assert stages._bench_fingerprint(ctx) != bench_fingerprint  # the build re-runs bench
     with pytest.raises(EdgeExportError, match="stale: the build recommended tflite-int8 from bench numbers measured before"):
         package_run(run, out=tmp_path / "out", echo=None)
+
+
+def test_a_re_export_keeps_the_old_artifact_usable_until_the_new_one_is_checked(trained, tmp_path, monkeypatch):
+    """Issue 25: re-exporting a format replaces its file by one rename once the new file is converted AND checked;
+    while the converter and the check run, the old file is in place and loads (a `predict` loop never finds it
+    missing). A re-conversion that fails leaves no file of the format (the manifest says failed)."""
+    from edge_export.export import tflite
+    from edge_export.export.exporter import export_run
+    from edge_export.runtime.classifier import Classifier
+
+    run = copy_run(trained, tmp_path / "run")
+    folder = ExportFolder(run)
+    assert export_run(run, formats="tflite-fp16", echo=None).ok
+    target = folder.root / "tflite-fp16.tflite"
+    earlier = target.read_bytes()
+    real = tflite.convert_fp16
+    seen = []
+
+    def watched(ctx, fmt, out):
+        seen.append(target.read_bytes() == earlier and Classifier.load(target).labels is not None)
+        return real(ctx, fmt, out)
+
+    monkeypatch.setattr(tflite, "convert_fp16", watched)
+    manifest = export_run(run, formats="tflite-fp16", echo=None)
+    assert seen == [True] and manifest.ok and target.is_file()
+    assert sha256_of(target) == next(a.sha256 for a in manifest.artifacts if a.name == "tflite-fp16")
+
+    def broken(ctx, fmt, out):
+        raise RuntimeError("converter exploded")
+
+    monkeypatch.setattr(tflite, "convert_fp16", broken)
+    manifest = export_run(run, formats="tflite-fp16", echo=None)
+    assert not manifest.ok and not target.exists() and not partials(folder.root)
