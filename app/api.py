@@ -30,7 +30,7 @@ from edge_export.core.config import Config, load_config, parse_overrides
 from edge_export.core.echo import Echo, silent
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.records.manifest import ArtifactRecord, Manifest
-from edge_export.core.out_folder import check_out_folder
+from edge_export.core.out_folder import check_not_inside, check_out_folder
 from edge_export.core.run_folder import RunFolder
 
 ConfigLike = Union[Config, str, Path, None]
@@ -232,6 +232,7 @@ def train(config: ConfigLike = None, *, out: str | Path | None = None, overrides
     resolved = resolve_config(config, overrides, flags=TRAIN_FLAGS, **settings)
     run = RunFolder(out) if out else RunFolder.new_default()
     check_out_folder(run.root)
+    check_not_inside(run.root, resolved.data.path)
     require_tensorflow("train")
     from edge_export.core.run_lock import locked_run
     from edge_export.trainer.run import prepare_dataset, train_run
@@ -405,6 +406,7 @@ def build(config: ConfigLike = None, *, out: str | Path = "runs/build", force: b
     elif settings.get("model") is not None and not isinstance(settings["model"], str):
         settings["model"] = str(_save_model_object(settings["model"], Path(out)))
     resolved = resolve_config(config, overrides, flags=BUILD_FLAGS, **settings)
+    check_not_inside(out, resolved.data.path)
     if resolved.model.source and "train" in resolved.build.stages:  # the file, before any work (its contents: later)
         from edge_export.export.user_model import source_kind
 
@@ -486,6 +488,7 @@ def tune(config: ConfigLike = None, *, out: str | Path = "runs/tune", overrides:
 
         check_reference(resolved.tune.latency_reference)  # before any work
     check_out_folder(out)
+    check_not_inside(out, resolved.data.path)
     from edge_export.core.tf_env import require_tensorflow
 
     require_tensorflow("tune")

@@ -51,3 +51,16 @@ def check_out_folder(path: str | Path, option: str = "--out") -> Path:
         )
     CHECKED.append(path)
     return path
+
+
+def check_not_inside(out: str | Path, data: str | Path, option: str = "--out", data_option: str = "--data") -> None:
+    """Refuse an output folder inside (or equal to) an input folder before any work: written into the data set,
+    its folders would become classes, or its files test photos."""
+    data_path = Path(data).expanduser()
+    if not data_path.is_dir():
+        return
+    target, source = Path(os.path.realpath(Path(out).expanduser())), Path(os.path.realpath(data_path))
+    if target == source or source in target.parents:
+        raise EdgeExportError(
+            f"{option} {printable(out)} is inside {data_option} {printable(data)}: what is written there would be "
+            "read back as data", hint=f"pass an {option} folder outside the data set")

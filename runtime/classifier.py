@@ -492,9 +492,16 @@ def _pair(size: int | Sequence[int]) -> tuple[int, int]:
 
 
 def _triple(value: Triple, name: str) -> tuple[float, float, float]:
-    if isinstance(value, (int, float)):
-        return (float(value),) * 3
-    values = tuple(float(v) for v in value)
+    hint = f"{name}: one number or three (R, G, B), e.g. {name}=127.5 or {name}=(123.7, 116.3, 103.5)"
+    if isinstance(value, (str, bytes)):
+        raise EdgeExportError(f"{name} must be numbers, got the text {value!r}"[:200], hint=hint)
+    try:
+        values = (float(value),) if isinstance(value, (int, float)) else tuple(float(v) for v in value)
+    except (TypeError, ValueError, OverflowError):
+        raise EdgeExportError(f"{name} must be numbers, got {value!r}"[:200], hint=hint) from None
+    if not all(np.isfinite(values)) or (name == "std" and any(v == 0 for v in values)):
+        raise EdgeExportError(f"{name} must be finite numbers{' other than 0' if name == 'std' else ''}, got {value!r}"[:200],
+                              hint=hint)
     if len(values) == 1:
         values = values * 3
     if len(values) != 3:

@@ -337,6 +337,9 @@ def _array_to_image(array: np.ndarray) -> Image.Image:
             f"image array has dtype {array.dtype}, expected uint8 pixel values 0-255",
             hint="convert with array.astype('uint8') after scaling to 0-255",
         )
+    if array.ndim in (2, 3) and (array.shape[0] == 0 or array.shape[1] == 0):
+        raise EdgeExportError(f"image array has shape {array.shape}: an image with no pixels",
+                              hint="pass an image at least 1x1 (HxWx3, uint8)")
     if array.ndim == 2:
         return Image.fromarray(array).convert("RGB")
     if array.ndim == 3 and array.shape[2] in (1, 3, 4):

@@ -8,13 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from edge_export.core.atomic import atomic_path
+from edge_export.core.errors import EdgeExportError
 from edge_export.core.pause import pause_point
 from edge_export.core.tf_env import import_keras
 
 
-def BestCheckpoint(full_model: Any, path: Path | None, baseline: float = math.inf, stage: str = "train") -> Any:
+def BestCheckpoint(full_model: Any, path: Path | None, baseline: float = math.inf, stage: str = "train",
+                   diverged_hint: str | None = None) -> Any:
     """A ``_BestCheckpoint`` on the Keras this process uses (chosen when training starts, not at import)."""
-    return _best_checkpoint_class(import_keras())(full_model, path, baseline, stage)
+    return _best_checkpoint_class(import_keras())(full_model, path, baseline, stage, diverged_hint)
 
 
 @functools.lru_cache(maxsize=None)
@@ -29,12 +31,16 @@ class _BestCheckpointLogic:
     """Track the lowest val_loss; save ``full_model`` (not the trained sub-model) on each improvement.
 
     At the end of training the best weights are restored, so a stage never leaves the model worse
-    than ``baseline`` (the val_loss it started from).
+    than ``baseline`` (the val_loss it started from). A loss that is not a finite number (training diverged)
+    stops the run with an error naming the setting to change (``diverged_hint``): restoring the initial weights
+    and reporting success would hide it.
     """
 
-    def __init__(self, full_model: Any, path: Path | None, baseline: float = math.inf, stage: str = "train"):
+    def __init__(self, full_model: Any, path: Path | None, baseline: float = math.inf, stage: str = "train",
+                 diverged_hint: str | None = None):
         super().__init__()
         self.stage = stage
+        self.diverged_hint = diverged_hint
         self.full_model = full_model
         self.path = path
         self.best = baseline
@@ -43,6 +49,12 @@ class _BestCheckpointLogic:
         self._best_weights: list | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        for key in ("loss", "val_loss"):
+            value = (logs or {}).get(key)
+            if value is not None and not math.isfinite(float(value)):
+                raise EdgeExportError(
+                    f"training diverged in stage {self.stage}: {key} is {float(value)} after epoch {epoch + 1}; "
+                    "nothing is saved from this run", hint=self.diverged_hint or "lower the learning rate")
         val_loss = (logs or {}).get("val_loss")
         if val_loss is not None and val_loss < self.best:
             self.best, self.best_epoch = float(val_loss), epoch

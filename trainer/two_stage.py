@@ -164,7 +164,8 @@ def _fit(
     trained.compile(optimizer=keras.optimizers.Adam(lr), loss=SOFT_LOSS if soft else LOSS, metrics=["accuracy"])
     if math.isfinite(baseline):  # never end a stage worse than it started
         baseline = float(trained.evaluate(ordered_dataset(x_val, y_val, 256), verbose=0)[0])
-    checkpoint = BestCheckpoint(full_model, run.checkpoints / f"{name}_best.keras", baseline=baseline, stage=name)
+    checkpoint = BestCheckpoint(full_model, run.checkpoints / f"{name}_best.keras", baseline=baseline, stage=name,
+                                diverged_hint=f"lower train.{name}.learning_rate (now {lr:g}) and train again")
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience)
     log.info("stage %s: %d trainable weights, lr %g, up to %d epochs", name, len(trained.trainable_weights), lr, epochs)
     history = trained.fit(  # batches read from disk, in the order fit(x_train, y_train, shuffle=True) would use

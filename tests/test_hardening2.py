@@ -1,0 +1,152 @@
+"""The second hostile-input round (issue 25): each class of failure reproduced, with the rule that now holds.
+(The pixel cache's own rules are tested in tests/test_pixel_cache.py.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import write_image_folder
+from edge_export.core.errors import EdgeExportError
+
+
+def test_a_diverged_training_run_is_an_error_naming_the_setting_and_writes_no_model(tmp_path):
+    """An absurd learning rate makes the loss NaN: the run stops with an error naming the setting; no model.keras
+    and no run record (before: the initial weights were restored silently and the run reported success)."""
+    from edge_export import api
+
+    data = write_image_folder(tmp_path / "data", {"train": 12, "validation": 6, "test": 6})
+    out = tmp_path / "run"
+    with pytest.raises(EdgeExportError, match="training diverged in stage feature_extraction: loss is nan") as info:
+        api.train(None, out=out, data=str(data), echo=None, overrides=[
+            "model.backbone=tiny_cnn", "model.weights=none", "model.image_size=32", "train.batch_size=8",
+            "train.feature_extraction.epochs=3", "train.fine_tune.enabled=false",
+            "train.feature_extraction.learning_rate=1e38"])
+    assert "train.feature_extraction.learning_rate" in info.value.hint
+    assert not (out / "model.keras").exists() and not (out / "run.json").exists()
+
+
+HOSTILE_DEVICES = [
+    ("ssh://-oProxyCommand=touch${IFS}pwned@host", "is not a login name"),
+    ("ssh://-oProxyCommand=x", "is not a host name"),
+    ("ssh://pi@host;reboot", "is not a host name"),
+    ("ssh://pi@h$(id)", "is not a host name"),
+    ("ssh://pi@host:0", "port 0 is not 1..65535"),
+    ("ssh://pi@host:99999", "with a port 1..65535"),
+    ("ssh://pi:secret@host", "only user, host and port"),
+    ("ssh://pi@host/path", "only user, host and port"),
+]
+
+
+@pytest.mark.parametrize("url, message", HOSTILE_DEVICES)
+def test_a_device_url_never_becomes_an_ssh_option_or_shell_syntax(url, message, tmp_path):
+    """One parser for every place a device is named: bench --device, tune --device and tune.device in a config."""
+    from edge_export import api
+    from edge_export.deploy.ssh import SshDevice
+
+    with pytest.raises(EdgeExportError, match="bad ssh device") as info:
+        SshDevice.parse(url)
+    assert message in info.value.message
+    with pytest.raises(EdgeExportError, match="bad ssh device"):
+        api.parse_devices([url])
+    with pytest.raises(EdgeExportError, match="bad ssh device"):  # tune.device from a config, before any work
+        api.tune(None, out=tmp_path / "t", overrides=[f"tune.device={url}"], echo=None)
+
+
+def test_ssh_ends_its_options_before_the_destination():
+    from edge_export.deploy.ssh import SshConnection, SshDevice
+
+    argv = SshConnection(SshDevice.parse("ssh://pi@raspberrypi.local:2222")).command("true")
+    assert argv[-3:] == ["--", "pi@raspberrypi.local", "true"] and argv.index("-p") < argv.index("--")
+
+
+def test_any_accepted_device_is_a_safe_destination():
+    """Hypothesis: whatever text is put in the user, host and port places, a device that parses has a destination
+    ssh cannot take for an option and a shell cannot take for syntax."""
+    from hypothesis import given, settings, strategies as st
+
+    from edge_export.deploy.ssh import SshDevice
+
+    text = st.text(alphabet=st.characters(codec="utf-8"), max_size=20)
+
+    @settings(max_examples=300, deadline=None)
+    @given(user=text, host=text, port=st.one_of(st.none(), st.integers(-5, 70000)))
+    def check(user, host, port):
+        url = "ssh://" + (f"{user}@" if user else "") + host + (f":{port}" if port is not None else "")
+        try:
+            device = SshDevice.parse(url)
+        except EdgeExportError:
+            return
+        assert not device.destination.startswith("-")
+        assert all(c.isalnum() and c.isascii() or c in "._-@:" for c in device.destination), device.destination
+        assert device.port is None or 1 <= device.port <= 65535
+
+    check()
+
+
+def test_tune_never_replays_a_failed_latency_and_keys_results_by_the_remote_settings(tmp_path):
+    """A latency measurement that failed (the device's Python was wrong) is measured again on the next run, not
+    replayed; an ssh:// device's settings (its Python, folder, venv, ssh options) are part of a result's key."""
+    from edge_export.core.config import load_config
+    from edge_export.core.records.tune import LatencyRecord
+    from edge_export.core.run_folder import TuneFolder
+    from edge_export.deploy.remote import RemoteSettings
+    from edge_export.tuning.latency import LatencyTable, latency_fingerprint
+
+    config = load_config(None, ["tune.device=ssh://pi@device.local"])
+    folder = TuneFolder(tmp_path / "tune")
+    folder.latency_dir.mkdir(parents=True)
+    combo = ("tiny_cnn", 32, "int8")
+    calls = []
+
+    def broken(combos):
+        calls.append("broken")
+        return {c: LatencyRecord(*c, "ssh://pi@device.local", status="failed", error="python3.99: not found") for c in combos}
+
+    def fixed(combos):
+        calls.append("fixed")
+        return {c: LatencyRecord(*c, "ssh://pi@device.local", p50_ms=3.0, p90_ms=3.2, size_bytes=1000) for c in combos}
+
+    settings = RemoteSettings(python="python3.99")
+    assert not LatencyTable(folder, config, 2, broken, lambda line: None, settings).get([combo])[combo].ok
+    lines: list[str] = []
+    record = LatencyTable(folder, config, 2, fixed, lines.append, settings).get([combo])[combo]
+    assert record.ok and record.p50_ms == 3.0 and calls == ["broken", "fixed"]
+    assert any("failed last time" in line for line in lines)
+    assert LatencyTable(folder, config, 2, fixed, lines.append, settings).get([combo])[combo].ok and len(calls) == 2
+    other = RemoteSettings(python="/opt/venv/bin/python")
+    assert latency_fingerprint(config, *combo, 2, settings) != latency_fingerprint(config, *combo, 2, other)
+
+
+def test_bad_numbers_and_empty_images_are_clear_errors():
+    import numpy as np
+
+    from edge_export.runtime.classifier import Classifier
+
+    model = Path(__file__).resolve().parents[1].parent / "shared" / "reference-models" / "mobilenet_v1_0.25_128_quant.tflite"
+    if not model.is_file():
+        pytest.skip("the shared reference models are not here")
+    for bad, message in ((dict(mean="abc"), "mean must be numbers"), (dict(mean=(1, "x", 2)), "mean must be numbers"),
+                         (dict(std=0), "other than 0"), (dict(mean=float("nan")), "finite")):
+        with pytest.raises(EdgeExportError, match=message):
+            Classifier.load(model, **bad)
+    with pytest.raises(EdgeExportError, match="an image with no pixels"):
+        Classifier.load(model).predict(np.zeros((0, 0, 3), np.uint8))
+
+
+@pytest.mark.parametrize("command", ["train", "build", "tune"])
+def test_an_output_inside_the_data_is_refused_before_any_work(tmp_path, command):
+    """tune --out inside --data wrote into the data set (its folders became classes): refused, for every command
+    that trains, before anything is written."""
+    from edge_export import api
+
+    data = write_image_folder(tmp_path / "data", {"train": 4, "validation": 2})
+    out = data / "train" / "runs"
+    call = {"train": lambda: api.train(None, out=out, data=str(data), echo=None),
+            "build": lambda: api.build(None, out=out, data=str(data), echo=None),
+            "tune": lambda: api.tune(None, out=out, data=str(data), echo=None)}[command]
+    with pytest.raises(EdgeExportError, match="is inside --data") as info:
+        call()
+    assert "outside the data set" in info.value.hint and not out.exists()
+    assert sorted(p.name for p in (data / "train").iterdir()) == ["blue", "red"]
