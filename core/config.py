@@ -76,7 +76,7 @@ class FeatureExtractionConfig:
     patience: int = 5
 
     def validate(self) -> None:
-        _check(self.epochs >= 1, "train.feature_extraction.epochs", ">= 1")
+        _check(1 <= self.epochs <= MAX_EPOCHS, "train.feature_extraction.epochs", f"1..{MAX_EPOCHS}")
         _check(self.learning_rate > 0, "train.feature_extraction.learning_rate", "> 0")
 
 
@@ -93,7 +93,7 @@ class FineTuneConfig:
     def validate(self) -> None:
         _check(self.unfreeze_blocks >= 1, "train.fine_tune.unfreeze_blocks", ">= 1")
         _check(self.unfreeze_layers is None or self.unfreeze_layers >= 1, "train.fine_tune.unfreeze_layers", ">= 1")
-        _check(self.epochs >= 1, "train.fine_tune.epochs", ">= 1")
+        _check(1 <= self.epochs <= MAX_EPOCHS, "train.fine_tune.epochs", f"1..{MAX_EPOCHS}")
         _check(0 < self.learning_rate < 1, "train.fine_tune.learning_rate", "between 0 and 1")
 
 
@@ -168,7 +168,7 @@ class QATConfig:
     trigger_points: float = 0.3
 
     def validate(self) -> None:
-        _check(self.epochs >= 1, "export.qat.epochs", ">= 1")
+        _check(1 <= self.epochs <= MAX_EPOCHS, "export.qat.epochs", f"1..{MAX_EPOCHS}")
         _check(isinstance(self.trigger_points, (int, float)) and not isinstance(self.trigger_points, bool)
                and math.isfinite(self.trigger_points), "export.qat.trigger_points", "a number of points")
         for key in ("max_images", "validation_images"):
@@ -240,11 +240,12 @@ class BenchConfig:
     misclassified: int = 500  # misclassified test images listed per artifact in bench.json (worst first)
 
     def validate(self) -> None:
-        _check(bool(self.threads) and all(isinstance(t, int) and t >= 0 for t in self.threads), "bench.threads", "a list of thread counts (0 = all cores)")
+        _check(bool(self.threads) and all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t <= MAX_THREADS
+                                          for t in self.threads), "bench.threads", f"a list of thread counts 0..{MAX_THREADS} (0 = all cores)")
         _check(isinstance(self.robustness, bool), "bench.robustness", "true or false")
         _check(isinstance(self.misclassified, int) and not isinstance(self.misclassified, bool) and 0 <= self.misclassified <= 100_000,
                "bench.misclassified", "a whole number 0..100000 (images listed per artifact)")
-        _check(self.runs >= 5, "bench.runs", ">= 5")
+        _check(5 <= self.runs <= MAX_RUNS, "bench.runs", f"5..{MAX_RUNS}")
         _check(self.warmup >= 0, "bench.warmup", ">= 0")
         _check(self.batch_size >= 1, "bench.batch_size", ">= 1")
         _check(self.min_accuracy is None or 0 <= self.min_accuracy <= 1, "bench.min_accuracy", "a fraction 0..1")
@@ -408,6 +409,11 @@ def load_config(path: "str | Path | Config | None" = None, overrides: dict[str, 
 
 
 # ---------------------------------------------------------------- internals
+
+
+MAX_EPOCHS = 10_000  # upper bounds: a typo (epochs=1e9, threads=100000) is an error, not a run that never ends
+MAX_THREADS = 1024
+MAX_RUNS = 1_000_000
 
 
 def _check(ok: bool, key: str, expected: str) -> None:

@@ -150,3 +150,29 @@ def test_an_output_inside_the_data_is_refused_before_any_work(tmp_path, command)
         call()
     assert "outside the data set" in info.value.hint and not out.exists()
     assert sorted(p.name for p in (data / "train").iterdir()) == ["blue", "red"]
+
+
+def test_remote_settings_and_bounds_are_checked_before_any_work(tmp_path):
+    """--remote-python with an unbalanced quote, --remote-dir / (once: silently the home) and ~user, epochs and
+    thread counts without an upper bound, an absurd latency table: one-line errors, not tracebacks or runs that
+    never end."""
+    import json
+
+    from edge_export.core.config import load_config
+    from edge_export.deploy.remote import RemoteSettings, remote_base
+    from edge_export.tuning.latency import table_measure
+
+    with pytest.raises(EdgeExportError, match="cannot be read"):
+        RemoteSettings(python='"python3')
+    for bad, message in (("/", "the file system root"), ("~bob/x", "another user's home"), ("  ", "is empty")):
+        with pytest.raises(EdgeExportError, match=message):
+            RemoteSettings(remote_dir=bad)
+    assert remote_base("~") == "." and remote_base("~/edge") == "edge" and remote_base("/opt/edge/") == "/opt/edge"
+    for override, key in (("train.feature_extraction.epochs=1000000000", "train.feature_extraction.epochs"),
+                          ("bench.threads=[1,100000]", "bench.threads"), ("bench.runs=10000000000", "bench.runs")):
+        with pytest.raises(EdgeExportError, match=key):
+            load_config(None, [override])
+    table = tmp_path / "table.json"
+    table.write_text(json.dumps({"tiny_cnn-32-int8": {"p50_ms": 1e300, "p90_ms": 1.0, "size_bytes": 1000}}))
+    with pytest.raises(EdgeExportError, match="not a plausible latency"):
+        table_measure(table, "local")([("tiny_cnn", 32, "int8")])

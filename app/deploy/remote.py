@@ -30,6 +30,7 @@ from edge_export.core.config import BenchConfig
 from edge_export.deploy.bundle import BundleModel, build_bundle, write_archive
 from edge_export.deploy.ssh import SshConnection, SshDevice, tail
 from edge_export.core.errors import EdgeExportError
+from edge_export.core.untrusted import printable
 from edge_export.export.layout import ExportFolder
 from edge_export.core.records.bench import BenchResult, BenchRow
 from edge_export.core.run_folder import BenchFiles, RunFolder
@@ -50,6 +51,10 @@ class RemoteSettings:
     remote_dir: str = ".cache/edge-export"  # on the device, relative to the login's home unless absolute
     setup: bool = False  # make REMOTE_DIR/venv with the bundle's pinned requirements and run from it
     system_site_packages: bool = False  # ... letting it see the device's system packages
+
+    def __post_init__(self) -> None:  # checked when given, before any connection
+        _python_command(self.python)
+        remote_base(self.remote_dir)
 
 
 @dataclass
@@ -174,13 +179,31 @@ def bench_on_device(
 
 def _python_command(python: str) -> str:
     """The --remote-python command (it may be several words, e.g. ``env VAR=x python3``), quoted for the device's shell."""
-    return " ".join(shlex.quote(w) for w in shlex.split(python))
+    try:
+        words = shlex.split(python)
+    except ValueError as exc:  # an unbalanced quote
+        raise EdgeExportError(f"--remote-python {printable(repr(python), 120)} cannot be read: {exc}",
+                              hint="quote it as a shell would, e.g. --remote-python '/opt/my env/bin/python3'") from None
+    if not words:
+        raise EdgeExportError("--remote-python is empty", hint="name the device's Python, e.g. --remote-python python3")
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def remote_base(remote_dir: str) -> str:
+    """--remote-dir on the device: relative to the login's home (``~`` and ``~/`` mean the home), or absolute.
+    The file system's root, ``~user`` and an empty value are errors (never a silent fallback to the home)."""
     base = remote_dir.strip()
+    hint = "pass a folder for edge-export's files on the device, e.g. --remote-dir .cache/edge-export"
+    if base in ("~", "~/"):
+        return "."
+    if base.startswith("~") and not base.startswith("~/"):
+        raise EdgeExportError(f"--remote-dir {printable(repr(remote_dir), 120)}: another user's home is not supported",
+                              hint=hint)
     base = base[2:] if base.startswith("~/") else base  # relative paths start at the login's home anyway
-    return base.rstrip("/") or "."
+    if not base or not base.strip("/"):
+        raise EdgeExportError(f"--remote-dir {printable(repr(remote_dir), 120)} is "
+                              f"{'empty' if not base else 'the file system root'}", hint=hint)
+    return base.rstrip("/")
 
 
 def check_python(conn: SshConnection, python: str, shown: str) -> str:

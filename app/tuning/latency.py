@@ -107,6 +107,17 @@ class LatencyTable:
         return found
 
 
+MAX_TABLE_NUMBER = 1e9  # ms or bytes in a latency table: above it a number is a typo, not a measurement
+
+
+def _bounded(value: Any, what: str, path: Any) -> float:
+    number = finite_number(value, what=what, source=path, minimum=0)
+    if number > MAX_TABLE_NUMBER:
+        raise EdgeExportError(f"{what} is {number:g}, not a plausible latency or size (at most {MAX_TABLE_NUMBER:g})",
+                              path=path, hint="fix the latency table (milliseconds and bytes)")
+    return number
+
+
 def table_measure(path: str | Path, device: str) -> Measure:
     """A ``Measure`` that reads a latency table measured earlier (JSON: key -> p50_ms, p90_ms, size_bytes)."""
     table = read_json(path, what="the latency table (tune.latency_table)")
@@ -123,7 +134,7 @@ def table_measure(path: str | Path, device: str) -> Measure:
                 out[(backbone, size, p)] = LatencyRecord(backbone, size, p, device, status="failed",
                                                          error=f"not in the latency table {path}")
                 continue
-            number = lambda k: None if entry.get(k) is None else finite_number(entry[k], what=f"{key}: {k}", source=path, minimum=0)  # noqa: E731
+            number = lambda k: None if entry.get(k) is None else _bounded(entry[k], f"{key}: {k}", path)  # noqa: E731
             size_bytes = number("size_bytes")
             out[(backbone, size, p)] = LatencyRecord(backbone, size, p, device, p50_ms=number("p50_ms"), p90_ms=number("p90_ms"),
                                                      min_ms=number("min_ms"), size_bytes=None if size_bytes is None else int(size_bytes))
