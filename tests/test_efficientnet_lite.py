@@ -32,15 +32,22 @@ def model():
     return efficientnet_lite0_imagenet(keras)
 
 
+def _reference() -> Path:
+    """The shared reference photos and ImageNet labels; the test skips, with the reason, where they are absent."""
+    if not (REFERENCE / "imagenet_labels.txt").is_file():
+        pytest.skip(f"no reference photos in {REFERENCE} (set EDGE_EXPORT_SHARED)")
+    return REFERENCE
+
+
 def _image(name: str) -> np.ndarray:
-    return load_image(REFERENCE / name, (224, 224))[None].astype(np.float32)
+    return load_image(_reference() / name, (224, 224))[None].astype(np.float32)
 
 
 @pytest.mark.parametrize(
     "image, label", [("cat.bmp", "Egyptian cat"), ("grace_hopper.bmp", "military uniform")]
 )
 def test_imagenet_top1(model, image, label):
-    labels = (REFERENCE / "imagenet_labels.txt").read_text().splitlines()[1:]
+    labels = (_reference() / "imagenet_labels.txt").read_text().splitlines()[1:]
     probabilities = np.asarray(model(_image(image), training=False))[0]
     assert probabilities.shape == (1000,) and probabilities.sum() == pytest.approx(1.0, abs=1e-4)
     assert labels[int(np.argmax(probabilities))] == label
@@ -167,8 +174,8 @@ def test_lite1_lite2_packaged_imagenet_weights_classify_photos(name):
 
     variant = VARIANTS[name]
     pytest.importorskip(variant.module)
+    labels = (_reference() / "imagenet_labels.txt").read_text().splitlines()[1:]
     model = efficientnet_lite_imagenet(keras, variant)
-    labels = (REFERENCE / "imagenet_labels.txt").read_text().splitlines()[1:]
     for image, label in (("cat.bmp", "Egyptian cat"), ("grace_hopper.bmp", "military uniform")):
         pixels = load_image(REFERENCE / image, (variant.resolution,) * 2)[None].astype(np.float32)
         probabilities = np.asarray(model(pixels, training=False))[0]
