@@ -343,3 +343,29 @@ def test_bundle_benchmark_from_the_repository_root(bundle, tiny_export, tmp_path
     assert proc.returncode == 0, proc.stderr + proc.stdout
     (row,) = json.loads((out / "bench.json").read_text())["artifacts"]
     assert row["status"] == "ok" and row["images"] == 12, row
+
+
+@pytest.mark.parametrize("damage", ["swapped model", "missing wheel"])
+def test_bundle_verifies_itself_before_it_runs(bundle, tmp_path, damage):
+    """Issue 25: run.py checks each model and the wheel against bundle.json's sha256 before anything runs; a
+    swapped model is not run silently, a missing wheel does not fall back to an installed edge_export."""
+    copy = tmp_path / "b"
+    shutil.copytree(bundle, copy)
+    info = json.loads((copy / "bundle.json").read_text())
+    assert len(info["wheel_sha256"]) == 64 and all(len(a["sha256"]) == 64 for a in info["artifacts"])
+    if damage == "swapped model":
+        model = copy / info["artifacts"][0]["path"]
+        data = bytearray(model.read_bytes())
+        data[-1] ^= 0xFF  # one byte changed
+        model.write_bytes(bytes(data))
+        expected = info["artifacts"][0]["path"] + " differs from bundle.json"
+    else:
+        (copy / info["wheel"]).unlink()
+        expected = info["wheel"] + " is missing"
+    image = tmp_path / "x.png"
+    image.write_bytes(b"")
+    proc = subprocess.run([sys.executable, str(copy / "run.py"), "predict", str(image)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "the bundle does not match bundle.json" in lines[0] and expected in lines[0], proc.stderr

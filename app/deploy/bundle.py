@@ -303,6 +303,7 @@ def build_bundle(
             "requirements": BundleLayout.REQUIREMENTS,
             "pinned": pins,
             "wheel": layout.relative(whl),
+            "wheel_sha256": sha256_file(whl),  # run.py checks it (and each model's sha256) before it runs
             "python_requires": ">=3.10",
             "entry_point": BundleLayout.RUN,
             "source": source or {},

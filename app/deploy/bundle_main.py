@@ -5,6 +5,7 @@
     python run.py bench --data TEST_DIR [--out DIR] [--threads 1,0] [--runs 100] [--warmup 10] [--batch-size 8]
     python run.py info
 
+Before ``predict`` and ``bench`` run, every model and the wheel are checked against their sha256 in bundle.json.
 ``predict`` and ``bench`` are ``edge-export predict`` / ``edge-export bench`` on the bundled model(s) and
 labels, run with the edge-export wheel in wheels/ (the version that made this bundle), so only the
 packages in requirements.txt need to be installed. ``bench`` writes DIR/bench.json (accuracy, latency,
@@ -13,6 +14,7 @@ memory, and this machine's CPU, cores, OS and library versions) and bench.md.
 This file is copied into every bundle by ``edge-export package`` (edge_export/deploy/bundle_main.py).
 """
 
+import hashlib
 import json
 import os
 import sys
@@ -61,6 +63,32 @@ def read_info():
     return info
 
 
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(info):
+    """Every model and the wheel are the files bundle.json names, byte for byte (their sha256), before anything
+    runs: a swapped or damaged model is not run silently, and a missing wheel is not replaced by whatever
+    edge_export this machine has installed. Raises BadBundle saying what differs."""
+    problems = []
+    checks = [(a["path"], a.get("sha256")) for a in info["artifacts"]] + [(info["wheel"], info.get("wheel_sha256"))]
+    for relative, expected in checks:
+        path = HERE / relative
+        if not path.is_file():
+            problems.append("%s is missing" % relative)
+        elif isinstance(expected, str) and _sha256(path) != expected:
+            problems.append("%s differs from bundle.json (sha256 %s..., expected %s...): replaced or damaged"
+                            % (relative, _sha256(path)[:12], expected[:12]))
+    if problems:
+        raise BadBundle("the bundle does not match bundle.json: " + "; ".join(problems)
+                        + " (unpack the bundle again, or package it again with edge-export package)")
+
+
 def _use_bundled_wheel(info):
     """Import edge_export from the bundled wheel, here and in the benchmark's measuring subprocesses."""
     wheel = str(HERE / info["wheel"])
@@ -103,6 +131,11 @@ def main(argv=None):
         return 0
     if command not in ("predict", "bench"):
         sys.stderr.write("error: unknown command %r (use predict, bench or info)\n" % command)
+        return 2
+    try:
+        verify(info)
+    except BadBundle as exc:
+        sys.stderr.write("error: %s\n" % str(exc).encode("ascii", "backslashreplace").decode())
         return 2
     _use_bundled_wheel(info)
     labels = ["--labels", str(HERE / info["labels"])] if info.get("labels") else []
