@@ -264,6 +264,18 @@ def test_deploy_refuses_a_manifest_path_outside_the_export(tiny_export, tmp_path
     assert not list((run / "deploy").glob("*.tflite")) if (run / "deploy").exists() else True
 
 
+def _refused_on_the_device(bundle_copy: Path, tmp_path: Path) -> str:
+    """`python run.py predict x.png` in ``bundle_copy``: exit 2 with one error line (returned), nothing run."""
+    image = tmp_path / "x.png"
+    image.write_bytes(b"")
+    proc = subprocess.run([sys.executable, str(bundle_copy / "run.py"), "predict", str(image)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
 @pytest.mark.parametrize("key, value", [
     ("wheel", "../outside"),
     ("artifact_path", "../../outside/model.tflite"),
@@ -285,13 +297,8 @@ def test_bundle_json_paths_outside_the_bundle_are_refused_on_the_device(bundle, 
     else:
         info[key] = value
     (copy / "bundle.json").write_text(json.dumps(info))
-    image = tmp_path / "x.png"
-    image.write_bytes(b"")
-    proc = subprocess.run([sys.executable, str(copy / "run.py"), "predict", str(image)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: bundle.json") and "outside the bundle" in lines[0], proc.stderr
+    line = _refused_on_the_device(copy, tmp_path)
+    assert line.startswith("error: bundle.json") and "outside the bundle" in line
     assert not marker.exists()
 
     # the development side reads bundle.json with the same rules
@@ -362,10 +369,5 @@ def test_bundle_verifies_itself_before_it_runs(bundle, tmp_path, damage):
     else:
         (copy / info["wheel"]).unlink()
         expected = info["wheel"] + " is missing"
-    image = tmp_path / "x.png"
-    image.write_bytes(b"")
-    proc = subprocess.run([sys.executable, str(copy / "run.py"), "predict", str(image)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "the bundle does not match bundle.json" in lines[0] and expected in lines[0], proc.stderr
+    line = _refused_on_the_device(copy, tmp_path)
+    assert "the bundle does not match bundle.json" in line and expected in line
