@@ -66,10 +66,10 @@ def export_run(
 
     ctx = ExportContext(run, config, run_config, echo, record)
     try:
-        unavailable = [unavailable_for(fmt, ctx, fmt.name in auto) for fmt in specs]
-        if all(unavailable):
+        why_not = [unavailable_for(fmt, ctx, fmt.name in auto) for fmt in specs]
+        if all(why_not):
             raise EdgeExportError(
-                f"none of the requested formats can be made for this model: {unavailable[0]['reason']}",
+                f"none of the requested formats can be made for this model: {why_not[0]['reason']}",
                 path=run.reference_model,
                 hint="request others (--formats onnx for a model imported from ONNX, or all)",
             )
@@ -88,9 +88,8 @@ def export_run(
         }
         results: list[ArtifactRecord] = []
         decisions: dict[str, dict] = {}
-        for i, fmt in enumerate(specs, 1):
+        for i, (fmt, unavailable) in enumerate(zip(specs, why_not), 1):
             step = f"[{i}/{len(specs)}]"
-            unavailable = unavailable_for(fmt, ctx, fmt.name in auto)
             if unavailable is not None:
                 decisions[fmt.name] = unavailable
                 echo(f"{step} {fmt.name}: skipped: {unavailable['reason']}")

@@ -47,6 +47,11 @@ class Split:
         bad = set(self.skipped)
         return self.labels[[f not in bad for f in self.files]] if len(self.files) else self.labels
 
+    def used_files(self) -> list[Path]:
+        """The files of the images used (all files minus the skipped ones), in order: the rows of the decoded pixels."""
+        bad = set(self.skipped)
+        return [f for f in self.files if f not in bad] if bad else list(self.files)
+
     def counts(self, num_classes: int) -> list[int]:
         """Images used per class (after decoding: the readable ones)."""
         return _bincount(self.used_labels(), num_classes)

@@ -51,9 +51,9 @@ class Teacher:
     model_sha256: str
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
-        out = [np.asarray(self.model(pixels[i:i + 16].astype(np.float32), training=False))
-               for i in range(0, len(pixels), 16)]
-        return np.concatenate(out).astype(np.float32)
+        from edge_export.trainer.streaming import predict
+
+        return predict(self.model, pixels, 16).astype(np.float32)
 
 
 def load_teacher(path: str | Path, class_names: list[str]) -> Teacher:

@@ -144,10 +144,7 @@ def _distilled_train(config: Config, dataset: Dataset, train, spec: ModelSpec, r
     settings = config.train.distill
     teacher = load_teacher(settings.teacher, dataset.class_names)
     split = dataset.splits["train"]
-    files = list(split.files)
-    if len(files) != len(train.labels):  # unreadable photos were skipped: the views follow the decoded ones
-        files = [f for f in files if f not in set(split.skipped or [])]
-    key = views_fingerprint(teacher, files, train.labels, spec.image_size, settings, config.train.seed, config.model.resize)
+    key = views_fingerprint(teacher, split.used_files(), train.labels, spec.image_size, settings, config.train.seed, config.model.resize)
     size = (teacher.image_size, teacher.image_size)
     pixels, labels, soft = distillation_data(
         teacher, run, lambda: stream_pixels(split, size, config.model.resize, max_pixels=config.data.max_image_pixels)[0],
