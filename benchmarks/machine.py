@@ -10,6 +10,7 @@ import platform
 from pathlib import Path
 
 from edge_export.core.versions import installed_versions
+from edge_export.core.untrusted import printable
 
 LIBRARIES = ("numpy", "Pillow", "ai-edge-litert", "tflite-runtime", "onnxruntime", "tensorflow", "keras")
 
@@ -76,7 +77,8 @@ def describe(info: dict) -> str:
     """One line for screens and reports."""
     libs = info.get("libraries", {})
     shown = ", ".join(f"{k} {v}" for k, v in libs.items() if v and k in ("numpy", "ai-edge-litert", "onnxruntime", "tensorflow"))
-    return (
+    text = (
         f"{info['cpu']}, {info['usable_cores']}/{info['cores']} cores, {info['os']}, "
         f"Python {info['python']}" + (f"; {shown}" if shown else "")
     )
+    return printable(text, 400)  # a device's own words (CPU, OS, versions) never reach a terminal raw

@@ -384,7 +384,8 @@ def _decode_groups(to_measure: list[BenchModel], testset: TestSet, workdir: Path
             if i > 0:  # cannot happen (decoding does not depend on the size), but keep groups aligned
                 raise EdgeExportError("test images became unreadable while benchmarking", path=bad[0])
         files[(size, method)] = save_pixels(workdir / f"pixels-{size[0]}x{size[1]}-{method}.npy", pixels)
-        echo(f"decoded {len(pixels)} test images at {size[0]}x{size[1]} in {time.perf_counter() - started:.1f}s")
+        how = "read from the pixel cache (photos' bytes and stored pixels checked)" if getattr(pixels, "reused", False) else "decoded"
+        echo(f"{how}: {len(pixels)} test images at {size[0]}x{size[1]} in {time.perf_counter() - started:.1f}s")
     return files
 
 

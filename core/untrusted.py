@@ -66,6 +66,19 @@ def printable(text: Any, limit: int = 300) -> str:
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
+def printable_strings(document: Any, limit: int = 4096) -> Any:
+    """A JSON document read from a device, a model file or a run folder, with every text in it (keys and values,
+    at any depth) through ``printable``: what reaches a terminal, Markdown or HTML from it cannot hold a control
+    or bidi character. Numbers, booleans and null are kept as they are."""
+    if isinstance(document, str):
+        return printable(document, limit)
+    if isinstance(document, dict):
+        return {printable(k, limit) if isinstance(k, str) else k: printable_strings(v, limit) for k, v in document.items()}
+    if isinstance(document, list):
+        return [printable_strings(v, limit) for v in document]
+    return document
+
+
 def finite_number(value: Any, *, what: str, source: str | Path | None = None, positive: bool = False,
                   minimum: float | None = None) -> float:
     """``value`` as a finite float (and > ``minimum`` or > 0 with ``positive``), else a clear error."""

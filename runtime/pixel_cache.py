@@ -5,10 +5,15 @@ calibration, parity and bench all read the same files.
 
 * ``decoded_pixels(files, size, method, max_pixels)`` decodes a file list into one uint8 ``.npy`` (N x H x W x 3,
   the readable files in order) under the cache folder, in chunks (at most ``CHUNK`` decoded images in memory),
-  and returns a :class:`CachedPixels` reading it. The entry's key is the file listing (absolute paths, sizes,
-  mtimes in ns), the size, the resize method, the pixel limit and the decoder's version (a hash of
-  ``runtime/images.py`` and the Pillow version): a changed, added or removed file, another size or another
-  decoder is another entry. A later run, or another stage of the same build, finds it and decodes nothing.
+  and returns a :class:`CachedPixels` reading it. The entry's key is the *content* of the file list (the
+  sha256 of each file's bytes, in order; never a path, size or mtime, which copy tools restore), the size, the
+  resize method, the pixel limit and the decoder's version (a hash of ``runtime/images.py`` and the Pillow
+  version): a changed, added or removed file, another size or another decoder is another entry, and the same
+  photos in another folder (a device's fresh working folder each bench) are the same entry. A later run, or
+  another stage of the same build, finds it and decodes nothing. The key is taken again after decoding: files
+  that changed meanwhile are decoded again, never stored under the old content.
+* A hit is proven by the stored pixels too: ``meta.json`` holds the CRC-32 of the pixel rows, checked when an
+  entry is opened; an entry whose rows were overwritten (or truncated) is said and decoded again.
 * Entries are written under a temporary name and renamed into place after their ``meta.json`` (written last,
   with the expected byte count): a kill leaves a ``.tmp-*`` folder, never an entry that looks complete. An entry
   whose meta does not validate (hostile or damaged: wrong sizes, indices out of range) is decoded again.
@@ -36,12 +41,15 @@ import shutil
 import tempfile
 import threading
 import time
+import zlib
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 
+import logging
 import re
+import stat
 
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.pause import pause_point
@@ -49,7 +57,7 @@ from edge_export.core.untrusted import printable
 
 CHUNK = 128  # images decoded at a time (128 x 288 x 288 x 3 = 32 MB)
 HEADER_BYTES = 128  # fixed .npy header size, so the row count can be written after the rows
-FORMAT = 1  # of meta.json
+FORMAT = 2  # of meta.json (2: content keys, pixels_crc32)
 DEFAULT_MAX_GB = 20.0
 MARKER = "EDGE_EXPORT_PIXEL_CACHE"  # in the cache folder: this folder is edge-export's pixel cache
 ENTRY_FILES = frozenset({"meta.json", "pixels.npy"})  # all an entry holds (a temporary one: a subset)
@@ -58,6 +66,9 @@ _TEMPORARY = re.compile(r"^\.tmp-[0-9a-f]{12}-[A-Za-z0-9_]+$")  # tempfile.mkdte
 _IN_USE: set[Path] = set()  # entries this process returned: never evicted by it
 _TEMP_ROOT: list[Path] = []
 _OPEN_LOCK = threading.Lock()
+READ_BLOCK = 1 << 22  # bytes hashed at a time
+MAX_KEY_ATTEMPTS = 3  # decodes of a file list that keeps changing before giving up
+log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- .npy files written row by row
@@ -71,6 +82,7 @@ class NpyWriter:
         self.dtype = np.dtype(dtype)
         self.row_shape = tuple(int(d) for d in row_shape)
         self.rows = 0
+        self.crc32 = 0  # of the rows, as written
         self._file = open(self.path, "wb")
         self._file.write(b"\0" * HEADER_BYTES)
 
@@ -78,7 +90,9 @@ class NpyWriter:
         rows = np.ascontiguousarray(rows, dtype=self.dtype)
         if rows.shape[1:] != self.row_shape:
             raise ValueError(f"rows of shape {rows.shape[1:]} written to a file of rows {self.row_shape}")
-        self._file.write(rows.tobytes())
+        data = rows.tobytes()
+        self._file.write(data)
+        self.crc32 = zlib.crc32(data, self.crc32)
         self.rows += len(rows)
 
     def close(self) -> "DiskArray":
@@ -265,20 +279,38 @@ def decoder_version() -> str:
     return hashlib.sha256(source + b"\0" + PIL.__version__.encode()).hexdigest()[:16]
 
 
+def file_digest(path: str | Path) -> str:
+    """What a file holds, for the cache key: the sha256 of its bytes; a missing file, a folder or a special file
+    (never read: a FIFO would block) by its kind. Links are followed, as the decoder follows them."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        return f"unreadable:{exc.errno}"
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            return f"special:{stat.S_IFMT(mode)}"
+        digest = hashlib.sha256()
+        while block := os.read(fd, READ_BLOCK):
+            digest.update(block)
+        return digest.hexdigest()
+    except OSError as exc:
+        return f"unreadable:{exc.errno}"
+    finally:
+        os.close(fd)
+
+
 def cache_key(files: Sequence[Path], size: tuple[int, int], method: str, max_pixels: int | None) -> str:
-    """The entry of a file list: paths, sizes, mtimes (ns), the output size, method, pixel limit, decoder."""
+    """The entry of a file list: the content of each file in order (``file_digest``), the output size, the
+    resize method, the pixel limit and the decoder. No path, size or mtime: a hit is proven by the bytes."""
     from edge_export.runtime.images import max_pixels_value
 
     digest = hashlib.sha256()
     digest.update(json.dumps([FORMAT, decoder_version(), list(size), method, max_pixels_value(max_pixels)]).encode())
     for f in files:
-        path = os.path.abspath(f)
-        try:
-            st = os.stat(path)
-            stamp = f"{st.st_size}\t{st.st_mtime_ns}"
-        except OSError:
-            stamp = "missing"
-        digest.update(f"\n{path}\t{stamp}".encode("utf-8", "surrogateescape"))
+        digest.update(f"\n{file_digest(f)}".encode())
     return digest.hexdigest()[:40]
 
 
@@ -290,21 +322,37 @@ def decoded_pixels(
     files = list(files)
     size = (int(size[0]), int(size[1]))
     root = cache_root()
-    key = cache_key(files, size, method, max_pixels)
     claim_root(root)
+    key = cache_key(files, size, method, max_pixels)
+    for _ in range(MAX_KEY_ATTEMPTS):
+        entry = root / key
+        found = _open_entry(entry, len(files), size, verify=True)
+        if found is not None:
+            _touch(entry)
+            _IN_USE.add(entry)
+            return found
+        stored = _decode_entry(root, key, files, size, method, max_pixels, workers, progress)
+        if stored is not None:
+            _IN_USE.add(entry)
+            _evict(root, max_cache_bytes())
+            return stored
+        key = cache_key(files, size, method, max_pixels)  # the files changed while being decoded: again
+    raise EdgeExportError(f"the images changed on disk each time they were decoded ({MAX_KEY_ATTEMPTS} tries)",
+                          hint="decode them when nothing is writing to the folder")
+
+
+def _decode_entry(root: Path, key: str, files, size, method, max_pixels, workers, progress) -> CachedPixels | None:
+    """Decode ``files`` into the entry ``key``; None (nothing stored) if their content changed meanwhile."""
     entry = root / key
-    found = _open_entry(entry, len(files), size)
-    if found is not None:
-        _touch(entry)
-        _IN_USE.add(entry)
-        return found
     _clean_stale_temporaries(root)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key[:12]}-", dir=root))
     try:
-        kept, errors = _decode_into(tmp / "pixels.npy", files, size, method, max_pixels, workers, progress)
+        kept, errors, pixels_crc32 = _decode_into(tmp / "pixels.npy", files, size, method, max_pixels, workers, progress)
+        if cache_key(files, size, method, max_pixels) != key:
+            return None
         meta = {"format": FORMAT, "images": len(kept), "files": len(files), "size": list(size), "method": method,
                 "kept": kept, "errors": {str(i): why for i, why in errors.items()},
-                "bytes": os.path.getsize(tmp / "pixels.npy")}
+                "bytes": os.path.getsize(tmp / "pixels.npy"), "pixels_crc32": pixels_crc32}
         with open(tmp / "meta.json", "w", encoding="utf-8") as f:
             json.dump(meta, f)
             f.flush()
@@ -313,22 +361,20 @@ def decoded_pixels(
         try:
             os.rename(tmp, entry)  # atomic; fails if another process finished the same entry first
         except OSError:
-            if entry.exists() and _open_entry(entry, len(files), size) is None:
+            if entry.exists() and _open_entry(entry, len(files), size, verify=True) is None:
                 if not remove_entry(entry, _KEY):  # a damaged entry of ours: replace it; anything else: keep it
                     raise
                 os.rename(tmp, entry)
     finally:
         remove_entry(tmp, _TEMPORARY)
-    opened = _open_entry(entry, len(files), size)
+    opened = _open_entry(entry, len(files), size, verify=False)  # ours, just written (or another process's, checked above)
     if opened is None:
         raise OSError(f"the pixel cache entry {printable(entry)} could not be read back")
     opened.reused = False
-    _IN_USE.add(entry)
-    _evict(root, max_cache_bytes())
     return opened
 
 
-def _decode_into(path, files, size, method, max_pixels, workers, progress) -> tuple[list[int], dict[int, str]]:
+def _decode_into(path, files, size, method, max_pixels, workers, progress) -> tuple[list[int], dict[int, str], int]:
     from edge_export.runtime.images import decode_many
 
     writer = NpyWriter(path, np.uint8, (*size, 3))
@@ -347,11 +393,12 @@ def _decode_into(path, files, size, method, max_pixels, workers, progress) -> tu
         writer.abort()
         raise
     writer.close()
-    return kept, errors
+    return kept, errors, writer.crc32
 
 
-def _open_entry(entry: Path, n_files: int, size: tuple[int, int]) -> CachedPixels | None:
-    """The entry if it is complete and consistent; None otherwise (missing, partial, damaged, hostile)."""
+def _open_entry(entry: Path, n_files: int, size: tuple[int, int], verify: bool) -> CachedPixels | None:
+    """The entry if it is complete and consistent (and, with ``verify``, its pixel rows have the CRC-32 its
+    meta.json holds); None otherwise (missing, partial, damaged, hostile)."""
     meta_path = entry / "meta.json"
     try:
         if not meta_path.is_file() or meta_path.stat().st_size > 1024 * (n_files + 16) + 1_000_000:
@@ -371,9 +418,28 @@ def _open_entry(entry: Path, n_files: int, size: tuple[int, int]) -> CachedPixel
         pixels = CachedPixels(entry / "pixels.npy", kept, dict(sorted(errors.items())), reused=True)
         if pixels.shape != (len(kept), *size, 3) or pixels.dtype != np.uint8 or meta.get("bytes") != os.path.getsize(pixels.path):
             return None
+        if verify and rows_crc32(pixels) != meta.get("pixels_crc32"):
+            log.warning("the pixel cache entry %s does not hold the pixels it was written with (changed on disk): "
+                        "decoding the images again", printable(entry))
+            return None
         return pixels
     except (OSError, ValueError, KeyError, TypeError, AttributeError, SyntaxError, RecursionError):
         return None  # json.JSONDecodeError is a ValueError
+
+
+def rows_crc32(pixels: DiskArray) -> int:
+    """The CRC-32 of an array's rows as stored (damage, not an attacker: one who can write the entry can write
+    its meta.json too; the photos' side of a hit is proven by sha256)."""
+    crc = 0
+    fd = pixels._descriptor()
+    position, end = pixels.offset, pixels.offset + len(pixels) * pixels.row_bytes
+    while position < end:
+        block = os.pread(fd, min(READ_BLOCK, end - position), position)
+        if not block:
+            break
+        crc = zlib.crc32(block, crc)
+        position += len(block)
+    return crc
 
 
 def _touch(entry: Path) -> None:

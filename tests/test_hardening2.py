@@ -176,3 +176,72 @@ def test_remote_settings_and_bounds_are_checked_before_any_work(tmp_path):
     table.write_text(json.dumps({"tiny_cnn-32-int8": {"p50_ms": 1e300, "p90_ms": 1.0, "size_bytes": 1000}}))
     with pytest.raises(EdgeExportError, match="not a plausible latency"):
         table_measure(table, "local")([("tiny_cnn", 32, "int8")])
+
+
+HOSTILE_TEXT = "\x1b]0;pwned\x07\x1b[2J\u202egnp.exe"  # sets the terminal title, clears the screen, reverses text
+
+
+def test_a_devices_words_reach_no_terminal_or_report_raw(tiny_export, tmp_path):
+    """Class 4: what a device's bench.json says (CPU, OS, library versions, errors, data path, class names) goes
+    through the one printable filter on reading, so the merged table, bench.md and the saved bench.json hold no
+    control or bidi character from it."""
+    import json
+
+    from edge_export.benchmarks.devices import merge_device, record_device_error
+    from edge_export.benchmarks.render import render_markdown, render_table
+    from edge_export.benchmarks.suite import bench_run
+    from edge_export.core.config import BenchConfig
+    from edge_export.core.records.bench import BenchResult
+
+    model = tiny_export["run"] / "export" / "tflite-int8.tflite"
+    config = BenchConfig(threads=[1], runs=5, warmup=1, batch_size=2)
+    outcome = bench_run(models=[model], data=tiny_export["data"] / "test", config=config, out=tmp_path / "o", isolate=False, echo=None)
+    device = json.loads(json.dumps(outcome.report))  # the same bench, as a hostile device would send it back
+    device["machine"].update(cpu=HOSTILE_TEXT, os=HOSTILE_TEXT, libraries={"numpy": HOSTILE_TEXT, HOSTILE_TEXT: "1"})
+    device["data"]["path"] = HOSTILE_TEXT
+    device["created"] = device["edge_export"] = HOSTILE_TEXT
+    device["artifacts"][0].update(status="failed", error=HOSTILE_TEXT)
+    device["skipped"] = [{"name": HOSTILE_TEXT, "reason": HOSTILE_TEXT}]
+    remote = BenchResult.from_dict(device, source="pi:bench.json")
+
+    result = BenchResult.from_dict(outcome.report, source="local")
+    merge_device(result, "pi@raspberrypi", remote, None)
+    record_device_error(result, "pi@raspberrypi", remote.machine["cpu"])
+    rendered = render_table(result) + render_markdown(result) + json.dumps(result.to_dict(), ensure_ascii=False)
+    assert "pwned" in rendered  # the words are kept, escaped
+    for raw in ("\x1b", "\x07", "\u202e"):
+        assert raw not in rendered, repr(raw)
+    assert "\\x1b]0;pwned\\x07" in remote.machine["cpu"]
+
+
+def test_a_tune_candidate_folder_is_locked_against_a_concurrent_train(tmp_path):
+    """Class 9, second half: tune's candidate run folders are locked like every run folder a command writes. With
+    tune stopped inside a candidate's training, ``train --out`` into that candidate's folder fails at once, naming
+    tune; nothing of the candidate is touched."""
+    import json
+    import signal
+    import sys
+
+    from conftest import start_paused
+    from edge_export import api
+    from edge_export.core.run_folder import TuneFolder
+
+    data = write_image_folder(tmp_path / "data", {"train": 12, "validation": 6, "test": 6})
+    table = tmp_path / "latency.json"  # a fake device: no timing needed
+    table.write_text(json.dumps({"tiny_cnn-32-int8": {"p50_ms": 3.2, "p90_ms": 3.5, "size_bytes": 32000}}))
+    small = ["model.backbone=tiny_cnn", "model.weights=none", "train.batch_size=8", "train.feature_extraction.epochs=2",
+             "train.fine_tune.enabled=false"]
+    out = tmp_path / "tune"
+    cmd = [sys.executable, "-m", "edge_export.cli", "tune", "--data", str(data), "--out", str(out), "--json", *small,
+           "tune.backbones=[tiny_cnn]", "tune.image_sizes=[32]", "tune.fine_tune_blocks=[0]", "tune.precisions=[int8]",
+           f"tune.latency_table={table}"]
+    proc, _ = start_paused(cmd, "train.feature_extraction.epoch.1")  # inside the candidate's training
+    try:
+        candidate = TuneFolder(out).run("tiny_cnn-32-ft0")
+        before = sorted(p.relative_to(candidate.root) for p in candidate.root.rglob("*"))
+        with pytest.raises(EdgeExportError, match=r"is in use by .*edge-export tune \(tiny_cnn-32-ft0\)"):
+            api.train(None, out=candidate.root, data=str(data), echo=None, overrides=[*small, "model.image_size=32"])
+        assert sorted(p.relative_to(candidate.root) for p in candidate.root.rglob("*")) == before
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)

@@ -74,8 +74,72 @@ def test_the_key_follows_the_listing_the_size_and_the_decoder(tmp_path, cache, m
     changed = decoded_pixels(files, SIZE)
     assert not changed.reused and changed.path != first.path
     assert np.array_equal(changed[1], decode_many([files[1]], SIZE).pixels[0])
-    os.utime(files[2], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched only: another entry too
-    assert not decoded_pixels(files, SIZE).reused
+    os.utime(files[2], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched only: the same content, reused
+    assert decoded_pixels(files, SIZE).reused
+
+
+def _same_size_bmp(path: Path, colour: tuple[int, int, int]) -> None:
+    Image.new("RGB", (30, 26), colour).save(path, format="BMP")  # a BMP's length depends on its size only
+
+
+def test_a_photo_replaced_with_the_same_size_and_mtime_is_decoded_again(tmp_path, cache):
+    # the first probe's case: a copy tool restores the mtime, the byte length happens to match
+    files = [tmp_path / f"{i}.bmp" for i in range(3)]
+    for i, f in enumerate(files):
+        _same_size_bmp(f, (80 * i, 0, 0))
+    first = decoded_pixels(files, SIZE)
+    st = files[1].stat()
+    _same_size_bmp(files[1], (0, 0, 255))
+    os.utime(files[1], ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (files[1].stat().st_size, files[1].stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    again = decoded_pixels(files, SIZE)
+    assert not again.reused and again.path != first.path
+    assert np.array_equal(np.asarray(again), decode_many(files, SIZE).pixels)
+    assert tuple(again[1][0, 0]) == (0, 0, 255)
+
+
+def test_the_same_photos_in_another_folder_reuse_the_entry(tmp_path, cache):
+    # a remote bench unpacks the test photos into a new folder each run: one entry, not one per run
+    files = _files(write_image_folder(tmp_path / "d", {"train": 4}))
+    first = decoded_pixels(files, SIZE)
+    copy = tmp_path / "elsewhere"
+    shutil.copytree(tmp_path / "d", copy)
+    moved = decoded_pixels(_files(copy), SIZE)
+    assert moved.reused and moved.path == first.path and len(_entries(cache)) == 1
+
+
+def test_overwritten_pixel_rows_are_said_and_decoded_again(tmp_path, cache, caplog):
+    files = _files(write_image_folder(tmp_path / "d", {"train": 4}))
+    good = decode_many(files, SIZE).pixels
+    pixels = decoded_pixels(files, SIZE).path
+    with open(pixels, "r+b") as f:  # one row's bytes, same length: the header and the byte count still check
+        f.seek(os.path.getsize(pixels) - 50)
+        f.write(bytes(50))
+    with caplog.at_level("WARNING", logger="edge_export.runtime.pixel_cache"):
+        again = decoded_pixels(files, SIZE)
+    assert not again.reused and np.array_equal(np.asarray(again), good)
+    assert "does not hold the pixels it was written with" in caplog.text
+    assert decoded_pixels(files, SIZE).reused  # replaced by a good entry
+
+
+def test_files_that_change_while_decoding_are_not_stored_under_the_old_content(tmp_path, cache, monkeypatch):
+    files = [tmp_path / f"{i}.bmp" for i in range(2)]
+    for i, f in enumerate(files):
+        _same_size_bmp(f, (0, 100 * i, 0))
+    real = pixel_cache._decode_into
+    calls = []
+
+    def decode_then_change(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 1:
+            _same_size_bmp(files[0], (255, 255, 255))  # written after its old bytes were decoded
+        return out
+
+    monkeypatch.setattr(pixel_cache, "_decode_into", decode_then_change)
+    got = decoded_pixels(files, SIZE)
+    assert len(calls) == 2 and np.array_equal(np.asarray(got), decode_many(files, SIZE).pixels)
+    assert len(_entries(cache)) == 1
 
 
 def test_a_damaged_or_hostile_entry_is_decoded_again(tmp_path, cache):
@@ -263,3 +327,81 @@ def test_an_older_cache_without_the_marker_is_adopted(tmp_path, cache):
     (cache / pixel_cache.MARKER).unlink()
     again = decoded_pixels(files, SIZE)
     assert again.reused and again.path.parent == entry and (cache / pixel_cache.MARKER).is_file()
+
+
+# ----------------------------------------------------------------------------- the cache's correctness, as a property
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+N_FILES = 3
+_colour = st.tuples(*(st.integers(0, 255),) * 3)
+_operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("write"), st.integers(0, N_FILES - 1), _colour, st.integers(8, 40)),  # new content, any size
+        st.tuples(st.just("same_size"), st.integers(0, N_FILES - 1), _colour),  # same length, mtime restored
+        st.tuples(st.just("truncate"), st.integers(0, N_FILES - 1), st.integers(0, 200)),  # mtime restored
+        st.tuples(st.just("remove"), st.integers(0, N_FILES - 1)),
+        st.tuples(st.just("evict"), st.integers(0, 2)),  # down to 0, 1 or 2 entries' worth
+        st.tuples(st.just("damage_rows"), st.integers(0, 10**6)),  # an entry's pixel bytes overwritten
+        st.tuples(st.just("copy_folder")),  # the same photos in a fresh folder (a device's working folder)
+    ),
+    min_size=1, max_size=8,
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(operations=_operations)
+def test_cached_answers_equal_uncached_ones_after_any_writes_and_evictions(tmp_path_factory, monkeypatch, operations):
+    """Any sequence of writes, same-size same-mtime replacements, truncations, removals, evictions, damaged
+    entries and moved folders: what the cache returns equals a fresh decode, file for file."""
+    base = tmp_path_factory.mktemp("prop")
+    monkeypatch.setenv("EDGE_EXPORT_PIXEL_CACHE", str(base / "pixels"))
+    monkeypatch.setattr(pixel_cache, "_IN_USE", set())
+    folder = base / "photos"
+    folder.mkdir()
+    names = [f"{i}.bmp" for i in range(N_FILES)]
+    for i, name in enumerate(names):
+        _same_size_bmp(folder / name, (40 * i, 0, 0))
+    copies = 0
+    for op in operations:
+        files = [folder / n for n in names]
+        if op[0] == "write":
+            Image.new("RGB", (op[3], op[3] + 3), op[2]).save(files[op[1]], format="BMP")
+        elif op[0] in ("same_size", "truncate") and files[op[1]].exists():
+            st_ = files[op[1]].stat()
+            if op[0] == "same_size":
+                data = bytearray(files[op[1]].read_bytes())
+                data[-3:] = bytes(op[2])  # the last pixel's bytes: same length, other content
+                files[op[1]].write_bytes(bytes(data))
+            else:
+                with open(files[op[1]], "r+b") as f:
+                    f.truncate(min(op[2], st_.st_size))
+            os.utime(files[op[1]], ns=(st_.st_atime_ns, st_.st_mtime_ns))
+        elif op[0] == "remove":
+            files[op[1]].unlink(missing_ok=True)
+        elif op[0] == "evict":
+            sizes = [s for _, s, _ in pixel_cache._entries(base / "pixels")] if (base / "pixels").is_dir() else []
+            pixel_cache._IN_USE.clear()
+            if (base / "pixels").is_dir():
+                pixel_cache._evict(base / "pixels", sum(sorted(sizes)[: op[1]]))
+        elif op[0] == "damage_rows":
+            for entry in _entries(base / "pixels") if (base / "pixels").is_dir() else []:
+                npy = entry / "pixels.npy"
+                rows = os.path.getsize(npy) - pixel_cache.HEADER_BYTES
+                if rows > 0:
+                    with open(npy, "r+b") as f:
+                        f.seek(pixel_cache.HEADER_BYTES + op[1] % rows)
+                        byte = f.read(1)
+                        f.seek(-1, 1)
+                        f.write(bytes([byte[0] ^ 0xFF]))
+        elif op[0] == "copy_folder":
+            copies += 1
+            fresh = base / f"photos-{copies}"
+            shutil.copytree(folder, fresh)
+            folder = fresh
+        files = [folder / n for n in names]
+        expected = decode_many(files, SIZE)
+        got = decoded_pixels(files, SIZE)
+        assert got.kept == expected.kept and got.errors == expected.errors, op
+        assert np.array_equal(np.asarray(got), expected.pixels), op

@@ -244,3 +244,70 @@ def _assert_local_intact(out: Path, name: str, why: str) -> None:
     assert set(report["targets"]) == {"local"} and name in report["target_errors"], why
     assert report["ok"] is False
     assert f"FAILED device {name}" in (out / "bench.md").read_text()
+
+
+def _device_entries(sshd) -> set[str]:
+    pixels = sshd["folder"] / "pixels"
+    return {p.name for p in pixels.iterdir() if not p.name.startswith(".")} if pixels.is_dir() else set()
+
+
+def test_linked_photos_are_shipped_as_photos_and_the_device_cache_is_reused(tiny_export, sshd, device_python, tmp_path):
+    """Issue 25, classes 3 and 7: a test folder of (relative) links reaches the device as the photos' bytes, so
+    the device measures every photo the table counts; a second bench of the same photos (a new working folder on
+    the device) reuses the device's pixel-cache entry instead of leaving another one behind."""
+    import os
+
+    remote_python, _ = device_python
+    source = tiny_export["data"] / "test"
+    links = tmp_path / "linked" / "test"
+    for photo in sorted(source.rglob("*.png")):
+        target = links / photo.relative_to(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(os.path.relpath(photo, target.parent))  # valid here, a dead link anywhere else
+    model = tiny_export["run"] / "export" / "tflite-int8.tflite"
+    common = [*FAST, "--device", sshd["url"], *_ssh_args(sshd), "--remote-python", remote_python,
+              "--remote-dir", str(tmp_path / "home")]
+    result = _bench(str(model), "--data", str(links), "--out", str(tmp_path / "o1"), *common)
+    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+    report = json.loads((tmp_path / "o1" / "bench.json").read_text())
+    assert not report.get("target_errors") and report["data"]["images"] == 12
+    assert report["target_runs"][sshd["name"]]["images"] == 12
+    rows = {a["target"]: a for a in report["artifacts"]}
+    assert rows[sshd["name"]]["confusion"] == rows["local"]["confusion"]
+
+    entries = _device_entries(sshd)
+    again = _bench(str(model), "--data", str(links), "--out", str(tmp_path / "o2"), *common)
+    assert again.exit_code == 0, again.output
+    assert _device_entries(sshd) == entries  # reused by content: nothing new left on the device
+
+
+def test_a_device_that_measures_other_photos_is_a_failed_device_not_a_row(tiny_export, sshd, device_python, tmp_path, monkeypatch):
+    """Class 3's rule: the counts are compared; a device that measured fewer photos (here: one lost on the way)
+    is a FAILED device, and none of its rows reach the table."""
+    import tarfile
+
+    from edge_export.deploy import remote
+
+    real = remote._test_archive
+
+    def one_photo_lost(data, path):
+        full = real(data, path)
+        with tarfile.open(full) as tar:
+            members = [(m, tar.extractfile(m).read() if m.isfile() else None) for m in tar.getmembers()]
+        dropped = next(m.name for m, _ in members if m.isfile())
+        with tarfile.open(full, "w:gz") as tar:
+            for member, data_ in members:
+                if member.name != dropped:
+                    tar.addfile(member, None if data_ is None else __import__("io").BytesIO(data_))
+        return full
+
+    monkeypatch.setattr(remote, "_test_archive", one_photo_lost)
+    remote_python, _ = device_python
+    model = tiny_export["run"] / "export" / "tflite-int8.tflite"
+    out = tmp_path / "out"
+    result = _bench(str(model), "--data", str(tiny_export["data"]), "--out", str(out), *FAST, "--device", sshd["url"],
+                    *_ssh_args(sshd), "--remote-python", remote_python, "--remote-dir", str(tmp_path / "home"))
+    assert result.exit_code == 1, result.output
+    _assert_local_intact(out, sshd["name"], "measured other photos")
+    error = json.loads((out / "bench.json").read_text())["target_errors"][sshd["name"]]
+    assert "the device measured other photos than this machine (images: 11 there, 12 here)" in error

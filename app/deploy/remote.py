@@ -123,6 +123,11 @@ def bench_on_devices(
                     record_device_error(result, name, exc.message + fix)  # shown once: the table's FAILED device line
                     continue
                 write_json(outcome.out_dir / BenchFiles.DEVICES / _safe(name) / BenchFiles.JSON, remote.to_dict())
+                differs = photos_differ(result.data, remote.data)
+                if differs:  # the table would state one count and hold another's measurements
+                    record_device_error(result, name, f"the device measured other photos than this machine ({differs}): "
+                                        "its rows are left out (fix: check the test folder's links and files)")
+                    continue
                 merge_device(result, name, remote, config.min_accuracy)
     return write_outputs(result, outcome.out_dir, echo)
 
@@ -253,10 +258,20 @@ def _bundle_labels(labels: str | Path | None, run: RunFolder | str | Path | None
     return None
 
 
+def photos_differ(local: dict[str, Any], device: dict[str, Any]) -> str | None:
+    """How the photos a device measured differ from this machine's (count, classes, images per class), or None:
+    what a device measures is what the table says, photo for photo."""
+    for key, what in (("images", "images"), ("classes", "classes"), ("counts", "images per class")):
+        if local.get(key) != device.get(key):
+            return f"{what}: {printable(device.get(key), 200)} there, {printable(local.get(key), 200)} here"
+    return None
+
+
 def _test_archive(data: str | Path, path: Path) -> Path:
-    """The test images as ``test/<class>/<file>`` in a .tar.gz (what the device benchmarks on)."""
+    """The test images as ``test/<class>/<file>`` in a .tar.gz (what the device benchmarks on). Links are
+    followed (``dereference``): the device gets the photos' bytes, never a link to a path of this machine."""
     testset = scan_test_folder(data)
-    with tarfile.open(path, "w:gz") as tar:
+    with tarfile.open(path, "w:gz", dereference=True) as tar:
         for name in testset.class_names:
             info = tarfile.TarInfo(f"{TESTS}/{name}")
             info.type, info.mode = tarfile.DIRTYPE, 0o755

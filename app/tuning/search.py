@@ -46,6 +46,7 @@ from edge_export.core.records.tune import (
     DONE, FAILED, NOT_PROMOTED, NOT_QUANTIZED, PRUNED, SKIPPED, CandidateRecord, TuneResult, read_kept,
 )
 from edge_export.core.run_folder import TuneFolder
+from edge_export.core.run_lock import locked_run
 from edge_export.core.untrusted import read_json
 from edge_export.tuning.latency import LatencyTable, Measure, device_measure, table_measure
 from edge_export.tuning.space import PRECISION_FORMATS, Point, model_key, search_space
@@ -280,15 +281,12 @@ def candidate_config(config: Config, backbone: str, size: int, blocks: int, prec
 
 def _train(s: Search, backbone: str, size: int, blocks: int, phase: str) -> float | None:
     """Train (or find trained) the model; its Keras validation accuracy, or None when it failed."""
-    from edge_export.pipeline.runner import build
-
     key = model_key(backbone, size, blocks)
     run = s.folder.run(key)
     s.echo(f"tune: {phase} {key}")
     started = time.perf_counter()
     try:
-        result = build(candidate_config(s.train_config, backbone, size, blocks), run, stages=["train"],
-                       command=f"edge-export tune ({key})", echo=_quiet(s.echo))
+        result = _build_candidate(s, key, candidate_config(s.train_config, backbone, size, blocks), ["train"])
         metrics = read_json(run.metrics)
         accuracy = float(metrics["validation"]["accuracy"])
     except (EdgeExportError, KeyError, TypeError, ValueError) as exc:
@@ -301,6 +299,16 @@ def _train(s: Search, backbone: str, size: int, blocks: int, phase: str) -> floa
     s.add_time(phase, seconds)
     s.echo(f"tune: {key} validation accuracy {accuracy:.2%} (Keras; {'trained' if result.ran else 'trained earlier'})")
     return accuracy
+
+
+def _build_candidate(s: Search, key: str, config: Any, stages: list[str]) -> Any:
+    """Build a candidate's run folder holding its lock (like every command that writes a run folder): a
+    ``train --out`` into the same folder meanwhile fails at once, and so does this candidate if one is running."""
+    from edge_export.pipeline.runner import build  # TensorFlow: only when a candidate is trained
+
+    command = f"edge-export tune ({key})"
+    with locked_run(s.folder.run(key), command) as run:
+        return build(config, run, stages=stages, command=command, echo=_quiet(s.echo))
 
 
 def _quiet(echo: Echo) -> Echo:
@@ -393,8 +401,6 @@ def _fine_tune(s: Search, points: list[Point], heads: dict[tuple[str, int], floa
 
 def _quantize(s: Search, points: list[Point]) -> None:
     """4. Export the trained models nearest the frontier; their artifacts' validation accuracy is measured."""
-    from edge_export.pipeline.runner import build
-
     t = s.config.tune
     models: dict[str, list[Point]] = {}
     for p in points:
@@ -430,8 +436,8 @@ def _quantize(s: Search, points: list[Point]) -> None:
         s.echo(f"tune: quantizing {k} ({', '.join(p.precision for p in ps)})")
         t0 = time.perf_counter()
         try:
-            result = build(candidate_config(s.train_config, p0.backbone, p0.image_size, p0.fine_tune_blocks, [p.precision for p in ps]),
-                           run, stages=["train", "export"], command=f"edge-export tune ({k})", echo=_quiet(s.echo))
+            result = _build_candidate(s, k, candidate_config(s.train_config, p0.backbone, p0.image_size, p0.fine_tune_blocks,
+                                                             [p.precision for p in ps]), ["train", "export"])
             from edge_export.export.manifest import read_manifest
 
             manifest = read_manifest(run)

@@ -20,7 +20,7 @@ from typing import Any
 
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.records import check_format_version
-from edge_export.core.untrusted import finite_number, printable, read_json
+from edge_export.core.untrusted import finite_number, printable, printable_strings, read_json
 
 BENCH_VERSION = 1
 LOCAL = "local"  # the device the benchmark ran on
@@ -318,6 +318,7 @@ class BenchResult:
     @classmethod
     def from_dict(cls, data: Any, *, source: str | Path | None = None) -> "BenchResult":
         version = check_format_version(data, "bench_version", BENCH_VERSION, what="bench.json", source=source)
+        data = printable_strings(data)  # a device's or a run folder's texts (CPU, OS, versions, errors) reach screens
         rows = data.get("artifacts", [])
         if not isinstance(rows, list):
             raise EdgeExportError("bench.json: artifacts is not a list", path=source, hint="re-run bench")
