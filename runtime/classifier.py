@@ -27,9 +27,12 @@ from edge_export.runtime.metadata import MAX_LABELS, ModelMetadata, label_lines,
 from edge_export.runtime.preprocessing import Preprocessing, direct_input
 from edge_export.runtime.quantization import dequantize, quantize, raw_pixel_mean_std
 from edge_export.runtime.tflite_metadata import STANDARD_METADATA_NAME, StandardMetadata, read_standard_metadata
-from edge_export.core.untrusted import finite_array, is_regular_file
+from edge_export.core.untrusted import finite_array, is_regular_file, printable
 
 Triple = Union[float, Sequence[float]]
+
+
+CHANNEL_ORDERS = ("RGB", "BGR")  # of image arrays given to predict (files and PIL images carry their own)
 
 
 def decode_workers() -> int:
@@ -156,8 +159,11 @@ class Classifier:
     def __repr__(self) -> str:
         return f"Classifier({str(self.path)!r}, backend={self.backend.name}, input_size={self.input_size})"
 
-    def predict(self, images: Any, top_k: int = 5, batch_size: int = 1) -> list[list[Prediction]]:
+    def predict(self, images: Any, top_k: int = 5, batch_size: int = 1, channels: str = "RGB") -> list[list[Prediction]]:
         """Images (path, PIL image, uint8 array, a list of them, or an NxHxWx3 batch) -> top-k per image.
+
+        Arrays are taken as RGB; a frame from OpenCV (``cv2.imread``, ``VideoCapture.read``) is BGR: say so with
+        ``channels="BGR"`` (never guessed). Files and PIL images carry their own order; ``channels`` is for arrays.
 
         Files in a list are decoded ahead on other cores while the model runs, so a folder costs about the
         model's time per image. ``batch_size`` images go to the model per call: on a CPU, 1 is fastest
@@ -165,28 +171,34 @@ class Classifier:
         1 thread); larger batches pay off on an accelerator (``providers=``).
 
         An image that cannot be used raises its EdgeExportError (see ``predict_each`` to go on past it)."""
-        return self._predict(images, top_k, batch_size, keep_errors=False)
+        return self._predict(images, top_k, batch_size, keep_errors=False, channels=channels)
 
     def predict_each(
-        self, images: Any, top_k: int = 5, batch_size: int = 1
+        self, images: Any, top_k: int = 5, batch_size: int = 1, channels: str = "RGB"
     ) -> list[list[Prediction] | EdgeExportError]:
         """Like ``predict``, but an image that cannot be used (unreadable, not a regular file, over the
         pixel limit, a bad array) gives its EdgeExportError in its place; the others are still predicted."""
-        return self._predict(images, top_k, batch_size, keep_errors=True)
+        return self._predict(images, top_k, batch_size, keep_errors=True, channels=channels)
 
-    def predict_iter(self, images: Any, top_k: int = 5, batch_size: int = 1, keep_errors: bool = True):
+    def predict_iter(self, images: Any, top_k: int = 5, batch_size: int = 1, keep_errors: bool = True,
+                     channels: str = "RGB"):
         """Like ``predict_each`` (``keep_errors=False``: like ``predict``), one result at a time in input order
         as soon as it is ready: a long list of files prints its first results at once, not after the last."""
-        return self._results(images, top_k, batch_size, keep_errors)
+        return self._results(images, top_k, batch_size, keep_errors, channels)
 
-    def _predict(self, images: Any, top_k: int, batch_size: int, keep_errors: bool) -> list:
-        return list(self._results(images, top_k, batch_size, keep_errors))
+    def _predict(self, images: Any, top_k: int, batch_size: int, keep_errors: bool, channels: str = "RGB") -> list:
+        return list(self._results(images, top_k, batch_size, keep_errors, channels))
 
-    def _results(self, images: Any, top_k: int, batch_size: int, keep_errors: bool):
+    def _results(self, images: Any, top_k: int, batch_size: int, keep_errors: bool, channels: str = "RGB"):
         if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
             raise EdgeExportError(f"top_k must be a positive integer, got {top_k!r}")
         batch_size = _positive_count(batch_size, "batch_size")
         items = _as_list(images)
+        if channels not in CHANNEL_ORDERS:
+            raise EdgeExportError(f"channels must be one of {', '.join(CHANNEL_ORDERS)}, got {printable(repr(channels), 40)}",
+                                  hint='"BGR" for frames from OpenCV, "RGB" (the default) for everything else')
+        if channels == "BGR":  # arrays only: a view with the channel axis reversed (no copy)
+            items = [x[..., ::-1] if isinstance(x, np.ndarray) and x.ndim == 3 else x for x in items]
         return self._stream(items, top_k, batch_size, keep_errors)
 
     def _stream(self, items: list, top_k: int, batch_size: int, keep_errors: bool):

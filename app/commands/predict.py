@@ -68,9 +68,18 @@ def _expand_folders(arguments: tuple[str, ...]) -> list[tuple[str, str | None]]:
 @click.option("--provider", "providers", multiple=True, help="ONNX Runtime provider (cpu, cuda, tensorrt); repeatable.")
 @click.option("--max-image-pixels", type=click.IntRange(min=1), metavar="N",
               help="Refuse images larger than N pixels (width x height) before decoding [default: 64000000].")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def predict(model, images, top_k, labels_file, mean, std, size, threads, providers, max_image_pixels, as_json) -> None:
-    """Classify IMAGE files (or every image below a folder) with MODEL (.tflite or .onnx).
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text (a video: one JSON line per frame).")
+@click.option("--every", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Video, camera or stream: classify one frame in N.")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True),
+              help="Video, camera or stream: classify at most this many frames per second (of video time).")
+@click.option("--max-frames", type=click.IntRange(min=1), help="Video, camera or stream: stop after this many classified frames.")
+@click.option("--stall-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="Video, camera or stream: stop when no frame arrives for this many seconds.")
+def predict(model, images, top_k, labels_file, mean, std, size, threads, providers, max_image_pixels, as_json,
+            every, fps, max_frames, stall_timeout) -> None:
+    """Classify IMAGE files (or every image below a folder) with MODEL (.tflite or .onnx), or the frames of one
+    video file, camera (its index: 0) or stream URL (rtsp://, http://...).
 
     Labels and normalization come from the model's edge_export metadata, else (a .tflite file) its
     standard TFLite metadata (TFLITE_METADATA), else the flags; a float model with none of them is fed
@@ -88,6 +97,15 @@ def predict(model, images, top_k, labels_file, mean, std, size, threads, provide
     from edge_export.runtime.classifier import Classifier, NormalizationUnknownWarning
     from edge_export.core.untrusted import printable
 
+    from edge_export.runtime.frames import is_frame_source
+
+    if any(is_frame_source(a) for a in images):
+        if len(images) != 1:
+            raise click.UsageError("give one video, camera or stream at a time (not mixed with images)")
+        _predict_frames(model, images[0], dict(labels=labels_file, mean=mean, std=std, size=size, threads=threads,
+                                               providers=list(providers) or None, max_pixels=max_image_pixels),
+                        top_k, as_json, every, fps, max_frames, stall_timeout)
+        return
     entries = _expand_folders(images)
     images = [path for path, why in entries if why is None]
     results = iter(())
@@ -139,3 +157,45 @@ def predict(model, images, top_k, labels_file, mean, std, size, threads, provide
         click.secho(f"{failed} of {counted} failed", fg="red", err=True)
         sys.exit(1)
 
+
+
+def _predict_frames(model: str, source: str, load: dict, top_k: int, as_json: bool, every: int, fps: float | None,
+                    max_frames: int | None, stall_timeout: float) -> None:
+    """One line per classified frame as it comes (``--json``: one JSON object per line), then the summary:
+    frames read and classified, frames/s, the model's p50/p95 per frame. Exit status 1 when the source stopped
+    early (a read error, a stall); the frames classified before are printed all the same."""
+    from edge_export.core.native_stderr import native_stderr_captured
+    from edge_export.core.untrusted import printable
+    from edge_export.runtime.classifier import Classifier
+    from edge_export.runtime.frames import StreamSummary, classify_frames, describe_source
+
+    if load["providers"]:
+        from edge_export.api import check_providers
+
+        check_providers(load["providers"])
+    with native_stderr_captured():
+        classifier = Classifier.load(model, **load)
+    for note in classifier.warnings:
+        click.secho(f"warning: {printable(note, 1000)}", fg="yellow", err=True)
+    summary = StreamSummary(describe_source(source))
+    try:
+        for r in classify_frames(classifier, source, top_k=top_k, every=every, fps=fps, stall_timeout_s=stall_timeout,
+                                 max_frames=max_frames, summary=summary):
+            if as_json:
+                click.echo(json.dumps(r.to_dict()))
+            else:
+                when = f" {r.time_s:8.3f}s" if r.time_s is not None else ""
+                shown = ", ".join(f"{printable(p.label, 80)} {p.probability:.4f}" for p in r.predictions)
+                click.echo(f"frame {r.frame:6d}{when}  {shown}")
+    except KeyboardInterrupt:
+        pass  # the summary below says "interrupted"; the frames before were printed
+    finally:
+        if as_json:
+            click.echo(json.dumps(summary.to_dict()))
+        else:
+            click.echo(summary.text(), err=True)
+    if not summary.ok:
+        click.secho(f"error: {summary.source}: stopped early ({summary.ended}"
+                    f"{': ' + summary.message if summary.message else ''}); {summary.frames_classified} frame(s) classified",
+                    fg="red", err=True)
+        sys.exit(1)
