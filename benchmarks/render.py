@@ -59,7 +59,7 @@ def table_rows(result: BenchResult) -> list[list[str]]:
     header = ["artifact", *(["device"] if multi else []), "format", "status", "size", "accuracy", "agree",
               *(["shifted"] if robust else [])]
     header += [f"p50 ms @{t}t" if t else "p50 ms @all" for t in threads]
-    header += ["FPS", f"img/s @{batch}", "e2e ms", "overhead", "RSS MB"]
+    header += ["FPS", f"img/s @{batch}", "e2e ms", "x OpenCV", "overhead", "RSS MB"]
     table = [header]
     for r in result.rows:
         status = r.status if not r.below_min_accuracy else "below-min"
@@ -77,6 +77,7 @@ def table_rows(result: BenchResult) -> list[list[str]]:
                 rate(r.fps),
                 rate(r.throughput_ips),
                 milliseconds(r.e2e_p50),
+                f"{r.e2e_vs_opencv:.2f}x" if r.e2e_vs_opencv is not None else "-",
                 f"{r.overhead_pct:+.0f}%" if r.overhead_pct is not None else "-",
                 number((r.memory or {}).get("peak_rss_mb"), 0),
             ]
@@ -96,7 +97,11 @@ def render_table(result: BenchResult) -> str:
 
 
 def _e2e_image(settings: dict) -> str:
-    """Which photo the end-to-end time starts from (the test split's median size; older results: none said)."""
+    """Which photos the end-to-end time is taken over (a sample of the test split; older results: one photo of
+    median size, or none said)."""
+    if settings.get("e2e_photos"):
+        return (f", median over {settings['e2e_photos']} test photos (one in every few, all classes); x OpenCV = e2e / "
+                "the hand-written OpenCV pipeline (imread, cvtColor, resize, the same model call) on the same photos")
     image = settings.get("e2e_image")
     return f" on {printable(Path(image).name, 80)}, the test photo of median size" if image else ""
 
@@ -104,7 +109,7 @@ def _e2e_image(settings: dict) -> str:
 def _footer(result: BenchResult) -> list[str]:
     s, d = result.settings, result.data
     lines = [
-        f"{d['images']} test images, {len(d['classes'])} classes ({d['path']}); latency: {s['runs']} runs after "
+        f"{d['images']} test images, {len(d['classes'])} classes ({printable(d['path'])}); latency: {s['runs']} runs after "
         f"{s['warmup']} warm-up, one image, bare backend call; FPS = 1000/p50 at {s['threads_used'][0]} thread(s); "
         f"e2e = Classifier.predict(path){_e2e_image(s)}; overhead = predict_proba over the bare call",
     ]

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 from edge_export.core.atomic import write_json, write_text
 from edge_export.benchmarks import robustness
 from edge_export.benchmarks.classification import classification_metrics, top1_agreement
+from edge_export.benchmarks.hand_written import sample
 from edge_export.benchmarks.machine import machine_info, resolve_threads
 from edge_export.benchmarks.plots import plot_accuracy_latency, plot_confusions
 from edge_export.benchmarks.render import build_report, render_markdown, render_table
@@ -154,6 +155,7 @@ def bench_run(
         robust_files = _shift_groups(pixel_files, testset, workdir, echo) if config.robustness else {}
         echo(f"test data: {testset.root} ({len(testset.files)} images, classes {', '.join(printable(c, 60) for c in testset.class_names)})")
         e2e_image = testset.typical_image()
+        e2e_images = sample(testset.files)  # predict(path) is timed over these (bench.md: e2e)
         rows: list[BenchRow] = []
         predicted: list[list[str] | None] = []
         measuring_started = time.perf_counter()
@@ -161,7 +163,7 @@ def bench_run(
             echo(f"[{i}/{len(to_measure)}] measuring {model.name} ({model.path.name})"
                  + _progress_times(started, measuring_started, i - 1, len(to_measure)))
             model_started = time.perf_counter()
-            key = (tuple(model.preprocessing.size), model.preprocessing.resize)
+            key = (tuple(model.preprocessing.size), model.preprocessing.pixel_method)
             request = {
                 "kind": model.kind,
                 "path": str(model.path),
@@ -170,6 +172,7 @@ def bench_run(
                 "pixels": str(pixel_files[key]),
                 "robust_pixels": str(robust_files[key]) if key in robust_files else None,
                 "image": str(e2e_image),
+                "e2e_images": e2e_images,
                 "max_pixels": testset.max_pixels,
                 "providers": list(providers) if providers and model.path.suffix.lower() == ".onnx" else None,
                 "threads": [list(p) for p in thread_pairs],
@@ -198,6 +201,7 @@ def bench_run(
             "runs": config.runs,
             "batch_size": config.batch_size,
             "e2e_image": str(e2e_image),
+            "e2e_photos": len(e2e_images),
             "min_accuracy": config.min_accuracy,
             "isolated": isolate,
             "labels": str(labels) if labels is not None else None,
@@ -374,7 +378,7 @@ def _unique(name: str, to_measure: list[BenchModel]) -> str:
 
 def _decode_groups(to_measure: list[BenchModel], testset: TestSet, workdir: Path, echo: Echo) -> dict[tuple, Path]:
     """Decode the test images once per (input size, resize method); unreadable files are dropped for all."""
-    keys = list(dict.fromkeys((tuple(t.preprocessing.size), t.preprocessing.resize) for t in to_measure))
+    keys = list(dict.fromkeys((tuple(t.preprocessing.size), t.preprocessing.pixel_method) for t in to_measure))
     files: dict[tuple, Path] = {}
     for i, (size, method) in enumerate(keys):
         started = time.perf_counter()
@@ -476,7 +480,7 @@ def _measure(request: dict[str, Any], model: BenchModel, workdir: Path, isolate:
 # and from the worker's result
 METRIC_KEYS = ("accuracy", "images", "correct", "macro_f1", "macro_precision", "macro_recall", "per_class", "confusion")
 FIRST_THREAD_KEYS = ("threads", "latency_ms", "e2e_p50", "overhead_pct", "e2e_overhead_pct", "predict_proba_ms", "e2e_ms",
-                     "throughput")
+                     "throughput", "opencv_ms", "e2e_vs_opencv")
 WORKER_KEYS = ("decode_ms", "memory", "backend", "input", "dynamic_batch", "by_threads", "seconds")
 
 
@@ -505,7 +509,7 @@ def _record(model: BenchModel, result: dict[str, Any], testset: TestSet, config:
         **base,
         status="ok",
         **{key: metrics[key] for key in METRIC_KEYS},
-        **{key: first[key] for key in FIRST_THREAD_KEYS},  # the first thread count's; by_threads has them all
+        **{key: first.get(key) for key in FIRST_THREAD_KEYS},  # the first thread count's; by_threads has them all
         **{key: result.get(key) for key in WORKER_KEYS},
         fps=1000.0 / p50 if p50 > 0 else None,
         throughput_ips=first["throughput"]["images_per_s"],

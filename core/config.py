@@ -51,6 +51,10 @@ class ModelConfig:
     # how photos are resized to the input, in training and (recorded in every artifact) at run time: bilinear
     # (filtered when shrinking); nearest costs a tenth of it per photo (README, "Runtime overhead")
     resize: Literal["bilinear", "bicubic", "nearest", "area"] = "bilinear"
+    # which library decodes and resizes photos, in training and (recorded in every artifact) at run time: opencv
+    # (libjpeg-turbo at a reduced DCT scale, cv2.resize; the train and video extras install it) or pillow (the
+    # runtime's base install; every artifact made before this setting)
+    decoder: Literal["pillow", "opencv"] = "opencv"
     # Bring your own model (export/user_model.py): a Keras 3 .keras, a legacy .h5 or a SavedModel folder that
     # replaces training; empty: train one. What it expects and what it outputs are inferred and checked on
     # validation photos where "auto"; name them where the check cannot tell.

@@ -112,7 +112,7 @@ class ExportContext:
 
     def _load(self, split_name: str, count: int | None, seed: int) -> Images:
         split = self.dataset.splits[split_name]
-        return load_images(sample(split, count, seed), tuple(self.preprocessing.size), self.preprocessing.resize,
+        return load_images(sample(split, count, seed), tuple(self.preprocessing.size), self.preprocessing.pixel_method,
                            self.run_config.data.max_image_pixels)
 
     def representative(self) -> np.ndarray:

@@ -154,8 +154,10 @@ def model_card_input(ctx: Any) -> dict[str, Any]:
                          "(pixel - mean) / std per channel, before the model (and before quantizing)",
         "mean": list(prep.mean),
         "std": list(prep.std),
-        "resize": f"{prep.resize} as PIL resamples ({'unfiltered' if prep.resize == 'nearest' else 'filtered when shrinking'}), "
-                  "the whole image to "
+        "resize": (f"{prep.resize} as PIL resamples ({'unfiltered' if prep.resize == 'nearest' else 'filtered when shrinking'}), "
+                   if prep.decoder == "pillow" else f"{prep.resize} as cv2.resize interpolates (JPEG decoded by OpenCV, "
+                   "at a reduced DCT scale when at least twice the input), ")
+                  + "the whole image to "
                   f"{height}x{width} (no crop)",
         "output": "probabilities, batch x classes, in the order of labels",
     }

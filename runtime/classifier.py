@@ -22,7 +22,7 @@ import numpy as np
 
 from edge_export.core.errors import EdgeExportError
 from edge_export.runtime.backends import Backend, load_backend
-from edge_export.runtime.images import ImageInput, load_image, max_pixels_value
+from edge_export.runtime.images import ImageInput, load_image, max_pixels_value, opencv_installed
 from edge_export.runtime.metadata import MAX_LABELS, ModelMetadata, label_lines, parse_model_metadata
 from edge_export.runtime.preprocessing import Preprocessing, direct_input
 from edge_export.runtime.quantization import dequantize, quantize, raw_pixel_mean_std
@@ -217,7 +217,7 @@ class Classifier:
 
     def _load(self, item: ImageInput) -> np.ndarray | EdgeExportError:
         try:
-            return load_image(item, self.input_size, self._preprocessing.resize, self.max_pixels)
+            return load_image(item, self.input_size, self._preprocessing.pixel_method, self.max_pixels)
         except EdgeExportError as exc:
             return exc
 
@@ -374,6 +374,8 @@ def _choose_preprocessing(
         preprocessing, source = _default_preprocessing(backend, overrides.get("size"), standard), "model"
         if not backend.input_spec.is_integer and "mean" not in overrides and "std" not in overrides:
             notes.append(_unknown_normalization(backend, standard))
+    if source in ("model", STANDARD_METADATA_NAME) and opencv_installed():
+        overrides["decoder"] = "opencv"  # a model we did not make names no decoder: the faster one, where installed
     if "mean" in overrides or "std" in overrides:
         source = "arguments"
     try:

@@ -154,7 +154,7 @@ def classify_frames(
     capture, live = open_capture(argument)
     cv2 = _cv2()
     size = classifier.input_size
-    method = classifier.preprocessing.resize
+    method = classifier.preprocessing.pixel_method
     frames: queue.Queue = queue.Queue(QUEUE_FRAMES)
     stop = threading.Event()
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if not live else 0

@@ -269,14 +269,21 @@ def max_cache_bytes() -> int:
 
 
 def decoder_version() -> str:
-    """Changes whenever the decoder could give other pixels: its source file and Pillow's version."""
+    """Changes whenever the decoder could give other pixels: its source file, Pillow's and OpenCV's versions."""
     import PIL
 
     from edge_export.runtime import images
 
+    try:
+        import cv2
+
+        opencv_version = cv2.__version__
+    except ImportError:
+        opencv_version = "none"
     # through the module's loader: the file may be inside a zipped wheel (a deploy bundle)
     source = images.__loader__.get_data(images.__file__)
-    return hashlib.sha256(source + b"\0" + PIL.__version__.encode()).hexdigest()[:16]
+    versions = f"\0{PIL.__version__}\0{opencv_version}".encode()
+    return hashlib.sha256(source + versions).hexdigest()[:16]
 
 
 def file_digest(path: str | Path) -> str:

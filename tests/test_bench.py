@@ -127,9 +127,10 @@ def test_bench_json_schema(tiny_run, tmp_path):
     assert report["settings"]["threads_used"] == [1] and report["settings"]["batch_size"] == 3
     from edge_export.benchmarks.testset import scan_test_folder, typical_image
 
-    e2e_image = report["settings"]["e2e_image"]  # the end-to-end time starts from the photo of median size
+    e2e_image = report["settings"]["e2e_image"]  # decode alone is timed on the photo of median size
     assert e2e_image == str(typical_image(scan_test_folder(tiny_run["data"]).files))
-    assert Path(e2e_image).name in (out / "bench.md").read_text()
+    assert report["settings"]["e2e_photos"] == 12  # predict(path) over a sample of the photos (all 12 here)
+    assert "median over 12 test photos" in (out / "bench.md").read_text()
     assert [s["name"] for s in report["skipped"]] == ["onnx-fp32"]
 
     by_name = {a["name"]: a for a in report["artifacts"]}
@@ -149,6 +150,9 @@ def test_bench_json_schema(tiny_run, tmp_path):
             assert a["e2e_p50"] is None and a["overhead_pct"] is None
         else:
             assert isinstance(a["e2e_p50"], float) and a["e2e_p50"] > 0 and isinstance(a["overhead_pct"], float)
+            e2e, opencv = a["e2e_ms"], a["opencv_ms"]  # per photo medians, then p50/p90 over the 12 photos
+            assert e2e["photos"] == 12 and e2e["p50"] == a["e2e_p50"] and 0 < e2e["p50"] <= e2e["p90"]
+            assert 0 < opencv["p50"] <= opencv["p90"] and a["e2e_vs_opencv"] == pytest.approx(e2e["p50"] / opencv["p50"])
         assert a["decode_ms"]["p50"] > 0 and a["throughput"]["images_per_s"] > 0 and a["throughput"]["batch_size"] == 3
         assert isinstance(a["peak_rss_mb"], float) and a["peak_rss_mb"] > 0
         assert [c["label"] for c in a["per_class"]] == ["blue", "red"]
@@ -306,7 +310,7 @@ def test_reference_model_as_model_argument(shared, tmp_path):
     assert 0 < a["latency_ms"]["p50"] <= a["latency_ms"]["p90"] <= a["latency_ms"]["p99"]
     # end to end (decode + resize + normalize + run) is measured; 5 runs on a shared machine are too few
     # to assert it is slower than the bare call, so only that it was timed
-    assert a["e2e_p50"] > 0 and a["decode_ms"]["p50"] > 0 and a["e2e_ms"]["runs"] == 5
+    assert a["e2e_p50"] > 0 and a["decode_ms"]["p50"] > 0 and a["e2e_ms"]["photos"] == 1 and a["e2e_ms"]["runs_per_photo"] == 5
 
 
 # ----------------------------------------------------------------------------- errors (exit 2, no traceback)
@@ -374,6 +378,9 @@ def test_compare_reference_times_the_models_over_photos_interleaved(tiny_run, sh
     assert "runtime overhead of tflite-int8 over the bare interpreter call (1 thread)" in text
     assert "modern reference:" in text and "over 6 photos (one in 2 of" in text
     assert "a stream of photos, predict(paths)" in text and "tflite-int8 " in text.split("a stream of photos")[1]
+    for kind in ("opencv", "pillow"):  # the hand-written pipelines beside predict(path), on the same photos
+        assert ours["e2e_vs"][kind]["p50"] == pytest.approx(ours["ms"]["e2e"]["p50"] / ours["ms"][kind]["p50"])
+    assert "tflite-int8: predict(path) takes" in text and "the hand-written OpenCV pipeline's p50" in text
     with pytest.raises(EdgeExportError, match="no artifact 'onnx-int8'"):
         script.compare_reference(tiny_run["run"], tiny_run["data"], artifact="onnx-int8", reference=reference)
 

@@ -115,7 +115,7 @@ def test_misclassified_lists_exactly_the_wrong_images_most_confident_first(swapp
     clf = Classifier.load(swapped_bench["model"], labels=swapped_bench["swapped"].read_text().split())
     for m in wrong.misclassified:
         assert m["true"] == Path(m["path"]).parent.name and m["predicted"] != m["true"]
-        pixels = load_image(data / m["path"], tuple(clf.preprocessing.size), clf.preprocessing.resize)
+        pixels = load_image(data / m["path"], tuple(clf.preprocessing.size), clf.preprocessing.pixel_method)
         scores = clf.predict_proba(pixels[None])[0]
         assert clf.labels[int(scores.argmax())] == m["predicted"]
         assert m["confidence"] == pytest.approx(float(scores.max()), abs=1e-5)
@@ -152,7 +152,7 @@ def test_robustness_accuracy_in_bench_json_matches_the_suite_run_directly(swappe
     data = swapped_bench["data"]
     files = sorted(data.rglob("*.png"))
     clf = Classifier.load(swapped_bench["model"])
-    pixels, bad = decode_all(files, tuple(clf.preprocessing.size), clf.preprocessing.resize)
+    pixels, bad = decode_all(files, tuple(clf.preprocessing.size), clf.preprocessing.pixel_method)
     assert not bad
     classes = sorted({f.parent.name for f in files})
     labels = [classes.index(f.parent.name) for f in files]

@@ -59,10 +59,13 @@ def test_targets_are_the_teachers_on_the_same_views_and_the_run_is_seeded(data, 
         views, labels, probs = saved["views"], saved["view_labels"], saved["probs"]
     assert views.shape == (128, 32, 32, 3) and len(labels) == 128 and probs.shape == (64 + 128, 2)
     # the teacher's probabilities of the photos: its own model on the photos at its size
+    from edge_export.core.config import load_config
+    from edge_export.core.records.preprocessing import pixel_method
     from edge_export.trainer.datasets import scan_dataset, stream_pixels
 
     dataset = scan_dataset(data, 0.2, 1337)
-    photos, photo_labels, _ = stream_pixels(dataset.splits["train"], (40, 40), "bilinear")
+    default = load_config(None).model  # the decoder and resize the student was trained with
+    photos, photo_labels, _ = stream_pixels(dataset.splits["train"], (40, 40), pixel_method(default.resize, default.decoder))
     model = keras.models.load_model(teacher / "model.keras", compile=False)
     expected = np.asarray(model(np.asarray(photos[:64], np.float32), training=False))
     np.testing.assert_allclose(probs[:64], expected, atol=1e-5)

@@ -66,11 +66,12 @@ def exported(trained, tmp_path_factory) -> tuple[RunFolder, "Manifest", list[str
 def validation(trained):
     """The validation pixels and labels, and the Keras model's probabilities for them."""
     from edge_export.core.tf_env import import_keras
+    from edge_export.core.records.preprocessing import pixel_method
     from edge_export.trainer.datasets import load_pixels, scan_dataset
 
     config = load_config(trained.config)
     split = scan_dataset(config.data.path).splits["validation"]
-    pixels, labels, _ = load_pixels(split, (32, 32))
+    pixels, labels, _ = load_pixels(split, (32, 32), pixel_method(config.model.resize, config.model.decoder))
     model = import_keras().models.load_model(trained.model, compile=False)
     return pixels, labels, np.asarray(model.predict(pixels.astype(np.float32), verbose=0))
 

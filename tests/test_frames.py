@@ -180,3 +180,17 @@ def test_without_opencv_a_video_is_an_error_naming_the_extra(model, tmp_path, mo
     result = _predict(model, str(tmp_path / "clip.mp4"))
     assert isinstance(result.exception, EdgeExportError)
     assert "needs OpenCV" in str(result.exception) and "edge-export[video]" in str(result.exception)
+
+
+def test_frames_rate_script_measures_the_video_against_the_bare_rate(tiny_export):
+    """benchmarks/scripts/frames_rate.py (the README's frames/s figure) on the tiny model: it writes a video of the
+    test photos, classifies every frame and compares the rate with 1000 / bare p50 measured beside it."""
+    from conftest import load_script
+
+    script = load_script("frames_rate")
+    result = script.measure(tiny_export["run"], tiny_export["data"] / "test", "tflite-int8", frames=12, size=(64, 48),
+                            codec="MJPG", repeats=1)
+    (run,) = result["repeats"]
+    assert run["frames"] == 12 and run["ended"] == "end" and run["frames_per_s"] > 0 and run["bare_p50_ms"] > 0
+    assert result["ratio"] == pytest.approx(run["frames_per_s"] * run["bare_p50_ms"] / 1000.0)
+    assert "frames/s =" in script.render(result)

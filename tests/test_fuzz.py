@@ -415,3 +415,11 @@ def test_fuzz_image_decoding(work, data):
         return
     assert image.mode == "RGB" and image.width * image.height <= DEFAULT_MAX_PIXELS
     assert np.asarray(image).shape == (image.height, image.width, 3)
+    try:  # the opencv decoder's own header walk and OpenCV's decoder, on the same bytes
+        from edge_export.runtime.images import load_image
+
+        pixels = load_image(path, (8, 8), "opencv:bilinear")
+    except EdgeExportError as exc:
+        _clean(exc)
+        return
+    assert pixels.shape == (8, 8, 3) and pixels.dtype == np.uint8

@@ -76,7 +76,8 @@ def test_bundle_folder_and_archive(bundle):
 
     # pinned to what is installed here; TF-free
     pins = [line for line in (bundle / "requirements.txt").read_text().splitlines() if line and not line.startswith("#")]
-    assert pins == _pins("numpy", "Pillow", "click", "PyYAML", "ai-edge-litert") == info["pinned"]
+    # the model was trained with the opencv decoder: the device gets OpenCV too, for the same pixels
+    assert pins == _pins("numpy", "Pillow", "click", "PyYAML", "ai-edge-litert", "opencv-python-headless") == info["pinned"]
     assert "64-bit" in (bundle / "README.md").read_text()
 
     with zipfile.ZipFile(bundle / info["wheel"]) as whl:
@@ -97,7 +98,7 @@ def test_recommended_onnx_artifact_for_jetson(tiny_export, tmp_path):
     folder = tmp_path / "out" / "onnx-fp32-jetson"
     assert (tmp_path / "out" / "onnx-fp32-jetson.tar.gz").is_file() and (folder / "models/onnx-fp32.onnx").is_file()
     pins = [line for line in (folder / "requirements.txt").read_text().splitlines() if not line.startswith("#")]
-    assert pins == _pins("numpy", "Pillow", "click", "PyYAML", "onnxruntime")
+    assert pins == _pins("numpy", "Pillow", "click", "PyYAML", "onnxruntime", "opencv-python-headless")
     readme = (folder / "README.md").read_text()
     assert "onnxruntime-gpu" in readme and "--provider tensorrt" in readme and "TensorRT" in readme
 
@@ -180,6 +181,19 @@ def test_bundle_predicts_and_benchmarks_with_tensorflow_blocked(bundle, tiny_exp
                      config=BenchConfig(threads=[1], runs=5, warmup=1), out=tmp_path / "here", isolate=False, echo=None)
     assert row["accuracy"] == here.report["artifacts"][0]["accuracy"]
     assert row["confusion"] == here.report["artifacts"][0]["confusion"]
+
+    # a video through the bundle's run.py, on the device side too (OpenCV from the device's packages)
+    pytest.importorskip("cv2", reason="OpenCV (the video extra) is not installed")
+    from test_frames import COLOURS, write_video
+
+    video = write_video(tmp_path / "clip.avi", COLOURS[8:12])  # red, red, blue, blue
+    proc = subprocess.run([*python, str(run_py), "predict", str(video), "--json", "--top-k", "1"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [x["predictions"][0]["label"] for x in lines[:-1]] == COLOURS[8:12]
+    assert lines[-1]["event"] == "summary" and lines[-1]["frames_classified"] == 4
+    assert not log.exists(), f"tried to import: {log.read_text()}"
 
 
 def test_wheel_from_an_installed_copy(bundle, tmp_path):

@@ -405,3 +405,16 @@ def test_cached_answers_equal_uncached_ones_after_any_writes_and_evictions(tmp_p
         got = decoded_pixels(files, SIZE)
         assert got.kept == expected.kept and got.errors == expected.errors, op
         assert np.array_equal(np.asarray(got), expected.pixels), op
+
+
+def test_pixel_cache_cost_script_times_a_hit_against_a_decode(tmp_path, monkeypatch):
+    """benchmarks/scripts/pixel_cache_cost.py (the README's content-check cost): every step timed, a hit reused."""
+    from conftest import load_script
+
+    data = write_image_folder(tmp_path / "d", {"test": 4})
+    monkeypatch.setenv("EDGE_EXPORT_PIXEL_CACHE", str(tmp_path / "unused"))  # the script uses a temporary folder
+    script = load_script("pixel_cache_cost")
+    result = script.measure(str(data / "test"), 32, 2)
+    assert result["photos"] == 8 and set(result["median_ms"]) == {"decode", "stat key", "content key", "pixel check", "hit"}
+    assert all(v > 0 for v in result["median_ms"].values()) and "of a decode" in script.render(result)
+    assert not (tmp_path / "unused").exists()

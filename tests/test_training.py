@@ -186,13 +186,13 @@ def test_resize_setting_reaches_training_export_and_runtime(tmp_path, monkeypatc
                                 "train.feature_extraction.epochs=1"])
     run = RunFolder(tmp_path / "run")
     train_run(config, run)
-    assert methods and set(methods) == {"nearest"}
+    assert methods and set(methods) == {"opencv:nearest"}  # the default decoder, with the resize asked for
     assert ModelSpec.read(run.model_spec).preprocessing["resize"] == "nearest"
     manifest = export_run(run, config.export, run_config=config, formats="tflite-fp32", echo=None)
     assert manifest.ok
     clf = Classifier.load(run.export_dir / manifest.artifact("tflite-fp32").path)
-    assert clf.preprocessing.resize == "nearest"
+    assert clf.preprocessing.resize == "nearest" and clf.preprocessing.pixel_method == "opencv:nearest"
     photo = sorted((data / "test").rglob("*.png"))[0]
-    expected = clf.predict_proba(load_image(photo, clf.input_size, "nearest"))[0]
+    expected = clf.predict_proba(load_image(photo, clf.input_size, "opencv:nearest"))[0]
     got = {p.index: p.probability for p in clf.predict(photo, top_k=len(expected))[0]}
     np.testing.assert_allclose([got[i] for i in range(len(expected))], expected, rtol=1e-6)

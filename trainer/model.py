@@ -21,10 +21,10 @@ HEAD_LAYERS = (POOL, DROPOUT, CLASSIFIER)
 __all__ = ["ModelSpec", "build_classifier", "model_preprocessing", "base_layers", "base_units"]
 
 
-def model_preprocessing(spec: ModelSpec, resize: str | None = None) -> Preprocessing:
+def model_preprocessing(spec: ModelSpec, resize: str | None = None, decoder: str | None = None) -> Preprocessing:
     """What the model's input expects: normalization is inside the model, so plain 0-255 RGB at its size,
-    resized by ``resize`` (default: the method the spec recorded): ``ModelSpec.preprocessing_record``."""
-    return spec.preprocessing_record(resize)
+    decoded by ``decoder`` and resized by ``resize`` (default: what the spec recorded): ``ModelSpec.preprocessing_record``."""
+    return spec.preprocessing_record(resize, decoder)
 
 
 def build_classifier(keras: Any, spec: ModelSpec, weights: str = "imagenet") -> Any:

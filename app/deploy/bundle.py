@@ -263,7 +263,7 @@ def build_bundle(
     names = [m.filename for m in models]
     if len(set(names)) != len(names):
         raise EdgeExportError(f"two models would share a file name in the bundle: {names}")
-    pins = pinned_requirements(m.family for m in models)
+    pins = pinned_requirements((m.family for m in models), decoders=[_decoder(m.path) for m in models])
     with atomic_path(folder, suffix="") as tmp:
         layout = BundleLayout(tmp)
         layout.models.mkdir(parents=True)
@@ -369,6 +369,9 @@ python -m pip install -r requirements.txt {info['wheel']}
 
 ```bash
 python run.py predict IMAGE.jpg [IMAGE2.png ...] [--top-k 3] [--json] [--threads 4]
+# a video file, a camera (its index) or a stream URL, frame by frame (needs opencv-python-headless):
+python run.py predict clip.mp4 --every 2 --json     # one JSON line per frame, then frames/s and latency
+python run.py predict 0 --fps 5                     # camera 0, at most 5 frames a second; Ctrl-C stops
 # the same with the installed command:
 edge-export predict {first['path']} IMAGE.jpg{labels}
 ```
@@ -394,3 +397,11 @@ into the local table.
 `bundle.json` lists the models with their sha256, the pinned requirements and the wheel;
 `model_card.json` says what the model is, what it was trained on and how it scored.
 """
+
+
+def _decoder(path: Path) -> str:
+    """The image decoder a model's metadata names (pillow for a model without our metadata)."""
+    from edge_export.runtime.metadata import read_model_metadata
+
+    meta = read_model_metadata(path)
+    return meta.preprocessing.decoder if meta is not None and meta.preprocessing is not None else "pillow"

@@ -2,6 +2,7 @@
 """Run this bundle's model on this machine. No TensorFlow needed.
 
     python run.py predict IMAGE... [--top-k 3] [--json] [--threads N] [--provider cuda] [--model NAME]
+    python run.py predict VIDEO|CAMERA_INDEX|URL [--every N] [--fps F] [--max-frames N] [--json]   (needs OpenCV)
     python run.py bench --data TEST_DIR [--out DIR] [--threads 1,0] [--runs 100] [--warmup 10] [--batch-size 8]
     python run.py info
 

@@ -15,6 +15,8 @@ from edge_export.core.versions import installed_version
 # What every device needs (the base install of edge-export, TensorFlow-free), then one runtime per family.
 BASE_REQUIREMENTS = ("numpy", "Pillow", "click", "PyYAML")
 FAMILY_REQUIREMENTS = {"tflite": "ai-edge-litert", "onnx": "onnxruntime"}
+# the package a model's image decoder needs beyond the base (Preprocessing.decoder): the same pixels as in training
+DECODER_REQUIREMENTS = {"pillow": None, "opencv": "opencv-python-headless"}
 
 
 @dataclass(frozen=True)
@@ -70,13 +72,15 @@ def get_flavour(name: str) -> Flavour:
         raise EdgeExportError(f"unknown bundle flavour {name!r}", hint=f"use one of: {', '.join(FLAVOURS)}") from None
 
 
-def pinned_requirements(families: Iterable[str]) -> list[str]:
-    """``name==version`` for the base packages and the runtime of each model family, as installed here."""
+def pinned_requirements(families: Iterable[str], decoders: Iterable[str] = ()) -> list[str]:
+    """``name==version`` for the base packages, the runtime of each model family and the package of each image
+    decoder the models name (OpenCV for ``opencv``: about 80 MB installed), as installed here."""
     names = list(BASE_REQUIREMENTS)
     for family in dict.fromkeys(families):
         if family not in FAMILY_REQUIREMENTS:
             raise EdgeExportError(f"no runtime known for model family {family!r}", hint=f"one of {', '.join(FAMILY_REQUIREMENTS)}")
         names.append(FAMILY_REQUIREMENTS[family])
+    names += [DECODER_REQUIREMENTS[d] for d in dict.fromkeys(decoders) if DECODER_REQUIREMENTS.get(d)]
     pins = []
     for name in names:
         version = installed_version(name)

@@ -510,9 +510,9 @@ class Robustness:
         try:
             clf = Classifier.load(artifact, threads=os.cpu_count())
             prep = clf.preprocessing
-            wanted = (tuple(prep.size), prep.resize)  # what the device's runtime would feed it
+            wanted = (tuple(prep.size), prep.pixel_method)  # what the device's runtime would feed it
             if wanted not in self.decoded:
-                self.decoded[wanted] = load_images(self.split, tuple(prep.size), prep.resize, c.data.max_image_pixels)
+                self.decoded[wanted] = load_images(self.split, tuple(prep.size), prep.pixel_method, c.data.max_image_pixels)
             images = self.decoded[wanted]
             if len(images.labels) != len(self.keys):  # an unreadable image was skipped: keys no longer line up
                 self.s.echo(f"tune: robustness of {r.key} not measured: {len(self.keys) - len(images.labels)} "

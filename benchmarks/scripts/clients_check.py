@@ -79,7 +79,7 @@ def resized_copies(files: list[Path], model: Path, folder: Path) -> Path:
     for i, path in enumerate(files):
         out = folder / f"{i:06d}.png"
         try:
-            Image.fromarray(load_image(path, tuple(prep.size), prep.resize)).save(out)
+            Image.fromarray(load_image(path, tuple(prep.size), prep.pixel_method)).save(out)
         except EdgeExportError:  # unreadable: MediaPipe gets the original and reports its own error
             out = path
         paths.append(str(out))

@@ -16,7 +16,9 @@ a recent x86 CPU) stays as a second, labelled row when it is there (``--no-tf1``
 Photos: every ``--every``-th file of the test folder (sorted by class, then name), at most ``--images``. For
 each repeat, each photo and each model in turn (the order alternating), one call each of: the bare
 interpreter call on that photo's prepared input, ``predict_proba`` on its preloaded pixels (the runtime
-around the model, no decode), ``predict(path)`` end to end, and decode + resize alone (``load_image``).
+around the model, no decode), ``predict(path)`` end to end, decode + resize alone (``load_image``), and two
+hand-written pipelines around the same bare call (``HAND_WRITTEN``: OpenCV's imread + cvtColor + resize, where
+OpenCV is installed, and the Pillow tutorial's open + convert + resize), so the table shows the gap to each.
 The calls of one photo are adjacent, so load that comes and goes on a shared machine hits them alike. Per
 photo, the median over repeats is kept; the report gives the median and p90 over photos, and the end-to-end
 overhead per photo, e2e / bare - 1 (its median and p90 over photos). After each repeat, each model (the order
@@ -52,7 +54,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from script_cli import finish, json_option, sample_options  # noqa: E402 (the scripts' shared command line)
 
 TF1_REFERENCE_NAME = "mobilenet_v2_1.0_224_quant.tflite"
-KINDS = ("bare", "predict_proba", "e2e", "decode")
+KINDS = ("bare", "predict_proba", "e2e", "decode", "opencv", "pillow")
+# hand-written pipelines around the same bare call, as a user writes them (same input conversion as the runtime's):
+HAND_WRITTEN = {
+    "opencv": "cv2.imread -> cv2.cvtColor(BGR2RGB) -> cv2.resize(INTER_LINEAR) -> the bare call",
+    "pillow": "Image.open -> convert('RGB') -> resize(BILINEAR) -> the bare call (most tutorials)",
+}
 REFERENCE = "reference"  # the modern MobileNetV2 conversion
 REFERENCE_TF1 = "reference_tf1"  # the shared TF1-era file
 LABELS = {REFERENCE: "MobileNetV2 1.0 224 int8, modern conversion", REFERENCE_TF1: "MobileNetV2 1.0 224 int8, TF1-era file"}
@@ -164,7 +171,7 @@ class _Model:
         self.clf = Classifier.load(path, threads=1)
         self.load_image = load_image
         prep, spec = self.clf.preprocessing, self.clf.backend.input_spec
-        self.size, self.method = tuple(prep.size), prep.resize
+        self.size, self.method = tuple(prep.size), prep.pixel_method
         self.pixels = [load_image(p, self.size, self.method)[np.newaxis] for p in photos]
         self.inputs = [quantize(prep.normalize(x), spec) for x in self.pixels]  # what the runtime feeds
         self.photos = [str(p) for p in photos]
@@ -184,7 +191,24 @@ class _Model:
             return lambda: self.clf.predict_proba(self.pixels[i])
         if kind == "e2e":
             return lambda: self.clf.predict(self.photos[i], top_k=1)
+        if kind in HAND_WRITTEN:
+            return lambda: self.hand_written(kind, self.photos[i])
         return lambda: self.load_image(self.photos[i], self.size, self.method)
+
+    def hand_written(self, kind: str, photo: str) -> np.ndarray:
+        from edge_export.runtime.quantization import quantize
+
+        height, width = self.size
+        if kind == "opencv":
+            import cv2
+
+            pixels = cv2.resize(cv2.cvtColor(cv2.imread(photo), cv2.COLOR_BGR2RGB), (width, height), interpolation=cv2.INTER_LINEAR)
+        else:
+            from PIL import Image
+
+            pixels = np.asarray(Image.open(photo).convert("RGB").resize((width, height), Image.BILINEAR))
+        prep, spec = self.clf.preprocessing, self.clf.backend.input_spec
+        return self.clf.backend.run(quantize(prep.normalize(pixels[np.newaxis]), spec))
 
 
 CLOCKS = {"wall": time.perf_counter_ns, "cpu": time.thread_time_ns}
@@ -243,12 +267,13 @@ def compare_reference(
             raise EdgeExportError("TF1-era reference model not found", path=tf1, hint="pass --tf1-reference PATH or --no-tf1")
     photos = scan_test_folder(data).files[::every][:images]
     timed = {name: _Model(path, photos) for name, path in models.items()}
+    kinds = [k for k in KINDS if k != "opencv" or _has_opencv()]  # the OpenCV row where OpenCV is installed
     names = list(timed)
     for m in timed.values():
-        for kind in KINDS:
+        for kind in kinds:
             for i in range(min(warmup, len(photos))):
                 m.call(kind, i)()
-    times = {name: {kind: np.zeros((repeats, len(photos))) for kind in KINDS} for name in names}
+    times = {name: {kind: np.zeros((repeats, len(photos))) for kind in kinds} for name in names}
     streams = {name: {"bare": np.zeros(repeats), "stream": np.zeros(repeats)} for name in names}
     enabled = gc.isenabled()
     gc.disable()
@@ -256,7 +281,7 @@ def compare_reference(
         for r in range(repeats):
             for i in range(len(photos)):
                 for name in names if (r + i) % 2 == 0 else names[::-1]:
-                    for kind in KINDS:
+                    for kind in kinds:
                         times[name][kind][r, i] = _once(timed[name].call(kind, i), CLOCKS[clock])
             for name in names if r % 2 == 0 else names[::-1]:
                 streams[name]["bare"][r] = _once(timed[name].bare_all, CLOCKS["wall"]) / len(photos)
@@ -266,16 +291,18 @@ def compare_reference(
             gc.enable()
     results: dict[str, Any] = {}
     for name, m in timed.items():
-        per_photo = {kind: np.median(times[name][kind], axis=0) for kind in KINDS}  # median over repeats
+        per_photo = {kind: np.median(times[name][kind], axis=0) for kind in kinds}  # median over repeats
         e2e_overhead = (per_photo["e2e"] / per_photo["bare"] - 1.0) * 100.0
         proba_overhead = (per_photo["predict_proba"] / per_photo["bare"] - 1.0) * 100.0
-        ms = {kind: _spread(per_photo[kind]) for kind in KINDS}
+        ms = {kind: _spread(per_photo[kind]) for kind in kinds}
         results[name] = {
             "label": LABELS.get(name, f"{name} (this run)"),
             "path": str(m.path),
             **m.info,
             "ms": ms,
-            "per_photo_ms": {kind: [round(float(v), 4) for v in per_photo[kind]] for kind in KINDS},
+            "per_photo_ms": {kind: [round(float(v), 4) for v in per_photo[kind]] for kind in kinds},
+            # predict(path) against each hand-written pipeline: p50 over p50, p90 over p90 (the same photos)
+            "e2e_vs": {kind: {q: ms["e2e"][q] / ms[kind][q] for q in ("p50", "p90")} for kind in HAND_WRITTEN if kind in ms},
             "e2e_overhead_pct": _spread(e2e_overhead),
             "overhead_pct": _spread(proba_overhead),
             "decode_share_pct": 100.0 * ms["decode"]["p50"] / ms["e2e"]["p50"] if ms["e2e"]["p50"] > 0 else None,
@@ -305,6 +332,14 @@ def compare_reference(
     }
 
 
+def _has_opencv() -> bool:
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _image_size(path: Path) -> tuple[int, int]:
     from PIL import Image
 
@@ -317,7 +352,7 @@ def _image_size(path: Path) -> tuple[int, int]:
 
 def render(result: dict[str, Any]) -> str:
     header = ["model", "input", "size", "bare p50", "p90", "e2e p50", "p90", "decode p50", "p90",
-              "overhead (no decode) p50", "e2e overhead p50", "p90"]
+              "overhead (no decode) p50", "e2e overhead p50", "p90", "OpenCV p50", "p90", "Pillow p50"]
     rows = [header]
     for name, m in result["models"].items():
         ms = m["ms"]
@@ -327,6 +362,8 @@ def render(result: dict[str, Any]) -> str:
             f"{ms['bare']['p50']:.3f}", f"{ms['bare']['p90']:.3f}", f"{ms['e2e']['p50']:.3f}", f"{ms['e2e']['p90']:.3f}",
             f"{ms['decode']['p50']:.3f}", f"{ms['decode']['p90']:.3f}", f"{m['overhead_pct']['p50']:+.1f}%",
             f"{m['e2e_overhead_pct']['p50']:+.1f}%", f"{m['e2e_overhead_pct']['p90']:+.1f}%",
+            *((f"{ms['opencv']['p50']:.3f}", f"{ms['opencv']['p90']:.3f}") if "opencv" in ms else ("-", "-")),
+            f"{ms['pillow']['p50']:.3f}",
         ])
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
@@ -344,6 +381,9 @@ def render(result: dict[str, Any]) -> str:
         f"{art['overhead_pct']['p50']:+.1f}%",
         f"modern reference: {ref['e2e_overhead_pct']['p50']:+.1f}% median, {ref['e2e_overhead_pct']['p90']:+.1f}% p90 "
         f"end to end (decode+resize {ref['ms']['decode']['p50']:.3f} ms of a {ref['ms']['e2e']['p50']:.3f} ms call)",
+        *(f"{name}: predict(path) takes {m['e2e_vs']['opencv']['p50']:.3f}x the hand-written OpenCV pipeline's p50 "
+          f"({m['e2e_vs']['opencv']['p90']:.3f}x at p90) and {m['e2e_vs']['pillow']['p50']:.3f}x the Pillow tutorial's "
+          f"({HAND_WRITTEN['opencv']})" for name, m in result["models"].items() if "opencv" in m.get("e2e_vs", {})),
         "a stream of photos, predict(paths) on the whole sample (decoding ahead on another core; wall clock, per photo): "
         + "; ".join(f"{name} {m['stream']['predict_paths_ms']:.3f} ms vs {m['stream']['bare_ms']:.3f} ms bare, "
                     f"{m['stream']['overhead_pct']:+.1f}%" for name, m in result["models"].items()),

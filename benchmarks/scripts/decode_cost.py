@@ -62,7 +62,7 @@ def decode_cost(run: RunFolder | str | Path, data: str | Path, *, artifact: str 
     run = run if isinstance(run, RunFolder) else RunFolder(run)
     artifact = artifact or recommended_artifact(run)
     clf = Classifier.load(artifact_path(run, artifact), threads=1)
-    size, method = clf.input_size, clf.preprocessing.resize
+    size, method = clf.input_size, clf.preprocessing.pixel_method
     photos = scan_test_folder(data).files[::every][:images]
     kinds = ["bare", *(f"decode 1/{s}" for s in SCALES), *(f"resize {m}" for m in RESIZE_METHODS), "load_image"]
     clock = time.thread_time_ns

@@ -45,6 +45,17 @@ def stat_key(files: list[Path]) -> str:
 
 
 def measure(data: str, size: int, repeats: int) -> dict:
+    saved = os.environ.get("EDGE_EXPORT_PIXEL_CACHE")
+    try:
+        return _measure(data, size, repeats)
+    finally:
+        if saved is None:
+            os.environ.pop("EDGE_EXPORT_PIXEL_CACHE", None)
+        else:
+            os.environ["EDGE_EXPORT_PIXEL_CACHE"] = saved
+
+
+def _measure(data: str, size: int, repeats: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="pixel-cache-cost-") as tmp:
         os.environ["EDGE_EXPORT_PIXEL_CACHE"] = str(Path(tmp) / "pixels")
         from edge_export.runtime import pixel_cache

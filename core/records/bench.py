@@ -35,16 +35,20 @@ _BASE = ("name", "target", "format", "precision", "path", "source", "size_bytes"
 _FAILED = ("error", "accuracy", "top1_agreement", "threads", "latency_ms", "below_min_accuracy")
 _OK = (
     "accuracy", "top1_agreement", "threads", "latency_ms", "fps", "e2e_p50", "overhead_pct", "e2e_overhead_pct",
-    "predict_proba_ms", "e2e_ms", "decode_ms", "throughput_ips", "throughput", "peak_rss_mb", "memory", "backend",
-    "input", "dynamic_batch", "images", "correct", "macro_f1", "macro_precision", "macro_recall", "per_class",
+    "predict_proba_ms", "e2e_ms", "opencv_ms", "e2e_vs_opencv", "decode_ms", "throughput_ips", "throughput", "peak_rss_mb",
+    "memory", "backend", "input", "dynamic_batch", "images", "correct", "macro_f1", "macro_precision", "macro_recall", "per_class",
     "confusion", "by_threads", "below_min_accuracy", "seconds", "misclassified", "robustness",
 )
-_NUMBERS = ("accuracy", "top1_agreement", "fps", "e2e_p50", "overhead_pct", "e2e_overhead_pct", "throughput_ips",
+_NUMBERS = ("accuracy", "top1_agreement", "fps", "e2e_p50", "overhead_pct", "e2e_overhead_pct", "e2e_vs_opencv", "throughput_ips",
             "peak_rss_mb", "macro_f1", "macro_precision", "macro_recall", "seconds")
 _INTS = ("size_bytes", "threads", "images", "correct")
 _TEXTS = ("format", "precision", "path", "source", "sha256", "error", "backend")
-_MAPS = ("latency_ms", "predict_proba_ms", "e2e_ms", "decode_ms", "throughput", "memory", "input", "confusion", "robustness")
+_MAPS = ("latency_ms", "predict_proba_ms", "e2e_ms", "opencv_ms", "decode_ms", "throughput", "memory", "input", "confusion", "robustness")
 _LISTS = ("per_class", "by_threads", "misclassified")
+# bench.json's free-text parts, escaped on reading (core.untrusted.printable_strings): the whole document's and a row's
+DESCRIPTIVE = ("machine", "targets", "devices", "target_runs", "device_runs", "target_errors", "device_errors",
+               "created", "edge_export", "skipped", "failed", "below_min_accuracy")
+ROW_DESCRIPTIVE = ("name", "error", "backend", "format", "precision", "source", "by_threads", "memory", "input")
 
 
 @dataclass
@@ -71,7 +75,9 @@ class BenchRow:
     overhead_pct: float | None = None
     e2e_overhead_pct: float | None = None
     predict_proba_ms: dict[str, Any] | None = None
-    e2e_ms: dict[str, Any] | None = None
+    e2e_ms: dict[str, Any] | None = None  # predict(path) over a sample of test photos: p50, p90 over photos
+    opencv_ms: dict[str, Any] | None = None  # the hand-written OpenCV pipeline on the same photos (benchmarks/hand_written.py)
+    e2e_vs_opencv: float | None = None  # e2e p50 / opencv p50
     decode_ms: dict[str, Any] | None = None
     throughput_ips: float | None = None
     throughput: dict[str, Any] | None = None
@@ -318,7 +324,13 @@ class BenchResult:
     @classmethod
     def from_dict(cls, data: Any, *, source: str | Path | None = None) -> "BenchResult":
         version = check_format_version(data, "bench_version", BENCH_VERSION, what="bench.json", source=source)
-        data = printable_strings(data)  # a device's or a run folder's texts (CPU, OS, versions, errors) reach screens
+        # what only describes (a device's CPU, OS and versions, errors, reasons, dates) reaches screens and reports:
+        # through the printable filter here, once; names and paths the report opens (data, misclassified) are kept
+        # as they are and filtered where they are shown
+        data = {k: printable_strings(v) if k in DESCRIPTIVE else v for k, v in data.items()}
+        data["artifacts"] = [{k: printable_strings(v) if k in ROW_DESCRIPTIVE else v for k, v in r.items()}
+                             if isinstance(r, dict) else r for r in data.get("artifacts") or []] if isinstance(
+            data.get("artifacts"), list) else data.get("artifacts")
         rows = data.get("artifacts", [])
         if not isinstance(rows, list):
             raise EdgeExportError("bench.json: artifacts is not a list", path=source, hint="re-run bench")

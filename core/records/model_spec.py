@@ -37,14 +37,15 @@ class ModelSpec:
     # a model edge-export did not train (build --model FILE): where it came from and what was decided about it
     source: ModelSource | None = field(default=None, compare=False, hash=False)
 
-    def preprocessing_record(self, resize: str | None = None) -> Preprocessing:
+    def preprocessing_record(self, resize: str | None = None, decoder: str | None = None) -> Preprocessing:
         """The typed preprocessing of this model's input: the recorded one, or (a spec from before it was recorded)
-        RGB 0-255 at the model's size; ``resize`` overrides the recorded resize method. The one place a run's
+        RGB 0-255 at the model's size; ``resize`` and ``decoder`` override the recorded ones. The one place a run's
         preprocessing is resolved: export, bench and the trainer all ask here."""
         recorded = Preprocessing.from_dict(self.preprocessing) if self.preprocessing else None
+        given = {k: v for k, v in (("resize", resize), ("decoder", decoder)) if v}
         if recorded is None:
-            return Preprocessing(size=(self.image_size, self.image_size), **({"resize": resize} if resize else {}))
-        return dataclasses.replace(recorded, resize=resize) if resize else recorded
+            return Preprocessing(size=(self.image_size, self.image_size), **given)
+        return dataclasses.replace(recorded, **given) if given else recorded
 
     @property
     def imported(self) -> bool:

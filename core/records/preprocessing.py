@@ -8,7 +8,8 @@ Models built or imported by edge-export take RGB pixel values 0-255 at ``size`` 
 model), so their record has mean 0 and std 1. Models made elsewhere (e.g. a float MobileNet that expects
 (x - 127.5) / 127.5) carry other values; the runtime applies them before the model.
 
-Every field is read: ``size`` and ``resize`` by the image loader, ``mean``/``std`` by ``normalize``. Older
+Every field is read: ``size``, ``resize`` and ``decoder`` by the image loader (as one ``pixel_method``), ``mean``/``std``
+by ``normalize``. Older
 artifacts also carry ``color`` (always "RGB") and ``input_range``, which nothing read: they are no longer
 written, and still checked when present (a model that asks for BGR is refused, not silently mispredicted).
 """
@@ -25,6 +26,28 @@ from edge_export.core.untrusted import finite_number, printable
 
 # how a photo is resized to the input (the runtime maps each name to its resampling filter: runtime/images.py)
 RESIZE_METHODS = ("bilinear", "bicubic", "nearest", "area")
+# which library decodes and resizes (runtime/images.py): Pillow (every artifact before the field existed, and the
+# fallback where OpenCV is not installed) or OpenCV (JPEG decoded by libjpeg-turbo at a reduced DCT scale where
+# the photo is at least twice the input, other formats by Pillow; resized by cv2.resize)
+DECODERS = ("pillow", "opencv")
+DEFAULT_DECODER = "pillow"  # what a record without the field means
+
+
+def pixel_method(resize: str, decoder: str = DEFAULT_DECODER) -> str:
+    """The one key of how pixels are made from a file, passed through the pixel pipeline (decode_many, the pixel
+    cache, bench's decode groups): the resize name alone for Pillow (as it always was), else ``decoder:resize``."""
+    return resize if decoder == DEFAULT_DECODER else f"{decoder}:{resize}"
+
+
+def parse_pixel_method(method: str) -> tuple[str, str]:
+    """(decoder, resize) of a ``pixel_method`` key; an unknown name is an error naming the choices."""
+    decoder, _, resize = method.rpartition(":") if isinstance(method, str) else ("", "", method)
+    decoder = decoder or DEFAULT_DECODER
+    if decoder not in DECODERS or resize not in RESIZE_METHODS:
+        raise EdgeExportError(f"unknown pixel method {printable(repr(method), 80)}",
+                              hint=f"a resize ({', '.join(RESIZE_METHODS)}), optionally after a decoder: "
+                                   f"{', '.join(d + ':' for d in DECODERS)}")
+    return decoder, resize
 MAX_INPUT_SIDE = 8192  # pixels a side of a model input; larger is refused before allocating anything
 # (x - mean) / std on pixels 0-255: a std below this (or any value beyond MAX_NORMALIZATION) is degenerate.
 MIN_STD = 1e-3
@@ -37,6 +60,7 @@ class Preprocessing:
     resize: str = "bilinear"
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    decoder: str = DEFAULT_DECODER  # the library that made the training pixels: the runtime uses the same
 
     def __post_init__(self) -> None:
         """Every value is checked here, wherever it came from (model metadata, flags, a dict): non-finite,
@@ -45,6 +69,9 @@ class Preprocessing:
             raise EdgeExportError(
                 f"unknown resize method {printable(repr(self.resize), 80)}", hint=f"use one of {sorted(RESIZE_METHODS)}"
             )
+        if self.decoder not in DECODERS:
+            raise EdgeExportError(f"unknown image decoder {printable(repr(self.decoder), 80)}",
+                                  hint=f"use one of {', '.join(DECODERS)} (a newer edge-export may know more)")
         if (len(self.size) != 2 or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in self.size)
                 or min(self.size) < 8 or max(self.size) > MAX_INPUT_SIDE):
             raise EdgeExportError(f"bad input size {printable(self.size, 80)}",
@@ -62,6 +89,11 @@ class Preprocessing:
                     )
 
     @property
+    def pixel_method(self) -> str:
+        """How pixels are made for this input (decoder and resize), as the pixel pipeline takes it."""
+        return pixel_method(self.resize, self.decoder)
+
+    @property
     def is_identity(self) -> bool:
         return all(m == 0 for m in self.mean) and all(s == 1 for s in self.std)
 
@@ -73,7 +105,10 @@ class Preprocessing:
         return x
 
     def to_dict(self) -> dict[str, Any]:
-        return {"size": list(self.size), "resize": self.resize, "mean": list(self.mean), "std": list(self.std)}
+        out = {"size": list(self.size), "resize": self.resize, "mean": list(self.mean), "std": list(self.std)}
+        if self.decoder != DEFAULT_DECODER:  # absent = Pillow: records written before the field read the same
+            out["decoder"] = self.decoder
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Preprocessing":
@@ -84,6 +119,7 @@ class Preprocessing:
                 resize=d.get("resize", "bilinear"),
                 mean=tuple(float(v) for v in d.get("mean", (0, 0, 0))),
                 std=tuple(float(v) for v in d.get("std", (1, 1, 1))),
+                decoder=d.get("decoder", DEFAULT_DECODER),
             )
         except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
             raise EdgeExportError(f"malformed preprocessing description {printable(repr(d), 200)}: "
