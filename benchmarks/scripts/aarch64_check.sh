@@ -21,8 +21,9 @@
 #      proxy) are copied into the root so that pip there trusts what the host trusts.
 #   4. Builds a wheel of edge-export from a copy of the working tree (tracked and untracked,
 #      not ignored files: nothing is written into the repo) with `pip wheel --no-deps`.
-#   5. In the root: a venv at /opt/edge-export/venv, `pip install WHEEL[tflite,onnx]` with Debian's
-#      pip from PyPI (ai-edge-litert and onnxruntime aarch64 manylinux wheels, numpy, Pillow, ...).
+#   5. In the root: a venv at /opt/edge-export/venv, `pip install WHEEL[tflite,onnx,video]` with Debian's
+#      pip from PyPI (ai-edge-litert, onnxruntime and opencv-python-headless aarch64 manylinux wheels, numpy,
+#      Pillow, ...): the models are decoded by OpenCV there, and a video made there is classified frame by frame.
 #   6. Checks there: uname -m, Debian/python/package versions, that `import tensorflow` fails,
 #      `edge-export predict` on the reference models (../shared/reference-models) for cat.bmp and
 #      grace_hopper.bmp, and the same through the Python API (Classifier.load) against the
@@ -319,12 +320,12 @@ fi
 [ "$ONNX" = 0 ] && rm -f "$ONNX_MODEL"
 
 # ---------------------------------------------------------------- 5. install in the root
-step "venv + pip install ${WHEEL}[tflite,onnx] in the root (emulated ${GUEST_CPU:-native})"
+step "venv + pip install ${WHEEL}[tflite,onnx,video] in the root (emulated ${GUEST_CPU:-native})"
 [ -x "$WORK/venv/bin/python" ] || guest python3 -m venv /opt/edge-export/venv
 guest python -m pip --version   # Debian's pip (23.0.1 in bookworm), as on Raspberry Pi OS: not upgraded
 guest python -m pip install --progress-bar off --force-reinstall --no-deps "/opt/edge-export/wheels/$WHEEL"
 # shellcheck disable=SC2086
-guest python -m pip install --progress-bar off "/opt/edge-export/wheels/${WHEEL}[tflite,onnx]" $PIP_ARGS
+guest python -m pip install --progress-bar off "/opt/edge-export/wheels/${WHEEL}[tflite,onnx,video]" $PIP_ARGS
 guest python -m pip check
 
 # ---------------------------------------------------------------- 6. checks
@@ -360,7 +361,7 @@ if not reference:
             print("/proc/cpuinfo: CPU part", ", ".join(parts) or "(none: not an arm64 cpuinfo)")
         except OSError as exc:
             print("/proc/cpuinfo:", exc)
-    for dist in ("edge-export", "ai-edge-litert", "onnxruntime", "numpy", "Pillow", "click", "PyYAML"):
+    for dist in ("edge-export", "ai-edge-litert", "onnxruntime", "opencv-python-headless", "numpy", "Pillow", "click", "PyYAML"):
         try:
             print(f"  {dist}=={metadata.version(dist)}")
         except metadata.PackageNotFoundError:
@@ -398,11 +399,31 @@ for model, image, expected in CASES:
     results[f"{model} {image}"] = [[p.index, round(p.probability, 6)] for p in top]
     if not reference:
         extra = f", providers={clf.backend.providers}" if hasattr(clf.backend, "providers") else ""
-        print(f"{'OK  ' if ok else 'FAIL'} {model} {image} [backend={clf.backend.name}{extra}, input {clf.input_size}]"
+        print(f"{'OK  ' if ok else 'FAIL'} {model} {image} [backend={clf.backend.name}{extra}, input {clf.input_size}, "
+              f"decoder {clf.preprocessing.decoder}]"
               f": top-1 {top[0].label!r} {top[0].probability:.4f} (expected {expected!r}){note}")
         for p in top[1:]:
             print(f"       {p.index:4d} {p.label!r} {p.probability:.4f}")
-if not reference:
+if not reference:  # a video (OpenCV's writer and FFmpeg reader of the arm64 wheel), classified frame by frame
+    try:
+        import cv2
+        from edge_export.runtime.frames import StreamSummary, classify_frames
+
+        video = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cat.avi")
+        writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (320, 240))
+        frame = cv2.resize(cv2.imread(os.path.join(M, "cat.bmp")), (320, 240), interpolation=cv2.INTER_AREA)
+        for _ in range(10):
+            writer.write(frame)
+        writer.release()
+        clf = Classifier.load(os.path.join(M, "mobilenet_v2_1.0_224_quant.tflite"), labels=LABELS)
+        summary = StreamSummary(video)
+        labels = [r.predictions[0].label for r in classify_frames(clf, video, top_k=1, summary=summary)]
+        ok = len(labels) == 10 and set(labels) == {"Egyptian cat"}
+        print(f"{'OK  ' if ok else 'FAIL'} video of cat.bmp, 10 frames: {summary.text()}; top-1 {sorted(set(labels))}")
+        if not ok:
+            failures.append(f"video: {labels}")
+    except ImportError as exc:
+        failures.append(f"video: {exc}")
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tf_keras", "torch"))
     print("heavy modules loaded:", loaded or "none")
     if loaded:
