@@ -297,7 +297,12 @@ def load_image(
         if isinstance(source, np.ndarray) and source.dtype == np.uint8 and source.ndim == 3 and source.shape[2] == 3 \
                 and 0 not in source.shape:
             return _opencv_resize(cv2, source, size, method)  # a frame: no round trip through a PIL image
-        return _opencv_resize(cv2, _rgb_array(source, size, max_pixels), size, method)
+        return _opencv_resize(cv2, np.asarray(_rgb_image(source, size, max_pixels), dtype=np.uint8), size, method)
+    return resize(_rgb_image(source, size, max_pixels), size, method)
+
+
+def _rgb_image(source: ImageInput, size: tuple[int, int], max_pixels: int | None) -> Image.Image:
+    """What Pillow makes of any input, before the resize: an upright RGB image (the checks of ``load_image``)."""
     if isinstance(source, (str, Path)):
         image = open_rgb(source, max_pixels, size)
     elif isinstance(source, Image.Image):
@@ -310,24 +315,7 @@ def load_image(
             f"unsupported image input of type {type(source).__name__}",
             hint="pass a file path, a PIL.Image or a uint8 array of shape HxWx3",
         )
-    return resize(image, size, method)
-
-
-def _rgb_array(source: ImageInput, size: tuple[int, int], max_pixels: int | None) -> np.ndarray:
-    """What Pillow makes of any input, before the resize: upright RGB uint8 (the checks of ``load_image``)."""
-    if isinstance(source, (str, Path)):
-        image = open_rgb(source, max_pixels, size)
-    elif isinstance(source, Image.Image):
-        check_pixel_limit(source, max_pixels, getattr(source, "filename", None) or None)
-        image = to_rgb(source)
-    elif isinstance(source, np.ndarray):
-        image = _array_to_image(source)
-    else:
-        raise EdgeExportError(
-            f"unsupported image input of type {type(source).__name__}",
-            hint="pass a file path, a PIL.Image or a uint8 array of shape HxWx3",
-        )
-    return np.asarray(image, dtype=np.uint8)
+    return image
 
 
 _OPENCV: list = []  # [cv2 or None], imported once

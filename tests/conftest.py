@@ -202,3 +202,17 @@ def load_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def without_module(monkeypatch, name: str) -> None:
+    """Make ``import name`` fail for the rest of the test, as on a machine where it is not installed."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def refuse(module, *args, **kwargs):
+        if module == name or module.startswith(name + "."):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(module, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", refuse)

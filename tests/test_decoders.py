@@ -110,16 +110,9 @@ def test_other_formats_are_decoded_by_pillow_and_resized_by_opencv(tmp_path):
 def test_a_model_recording_opencv_runs_through_pillow_with_a_warning_where_opencv_is_missing(tmp_path, monkeypatch):
     photo = _photo(tmp_path / "a.jpg")
     monkeypatch.setattr(images, "_OPENCV", [])
-    import builtins
+    from conftest import without_module
 
-    real_import = builtins.__import__
-
-    def no_cv2(name, *args, **kwargs):
-        if name == "cv2":
-            raise ImportError("No module named 'cv2'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_cv2)
+    without_module(monkeypatch, "cv2")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         got = load_image(photo, (64, 64), OPENCV)

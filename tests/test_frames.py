@@ -167,16 +167,9 @@ def test_arrays_take_an_explicit_channel_order(tiny_export):
 
 
 def test_without_opencv_a_video_is_an_error_naming_the_extra(model, tmp_path, monkeypatch):
-    import builtins
+    from conftest import without_module
 
-    real_import = builtins.__import__
-
-    def no_cv2(name, *args, **kwargs):
-        if name == "cv2":
-            raise ImportError("No module named 'cv2'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_cv2)
+    without_module(monkeypatch, "cv2")
     result = _predict(model, str(tmp_path / "clip.mp4"))
     assert isinstance(result.exception, EdgeExportError)
     assert "needs OpenCV" in str(result.exception) and "edge-export[video]" in str(result.exception)
