@@ -14,10 +14,11 @@ the gap to the hand-written pipeline, on the same photos and the same model.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
+from edge_export.runtime.images import load_image, opencv_installed
 from edge_export.runtime.quantization import quantize
 
 HAND_WRITTEN = {
@@ -25,14 +26,6 @@ HAND_WRITTEN = {
     "pillow": "Image.open -> convert('RGB') -> resize(BILINEAR) -> the bare call (most tutorials)",
 }
 E2E_PHOTOS = 20  # photos in bench's end-to-end sample
-
-
-def has_opencv() -> bool:
-    try:
-        import cv2  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def hand_written(kind: str, classifier: Any, photo: str) -> np.ndarray:
@@ -64,19 +57,17 @@ def _spread(values: Sequence[float]) -> dict[str, float]:
     return {"p50": float(np.percentile(values, 50)), "p90": float(np.percentile(values, 90))}
 
 
-def e2e_sample(classifier: Any, photos: Sequence[str], runs: int, bare: Callable[[np.ndarray], Any]) -> dict[str, Any]:
+def e2e_sample(classifier: Any, photos: Sequence[str], runs: int) -> dict[str, Any]:
     """predict(path), the bare call on that photo's input and (where OpenCV is installed) the OpenCV pipeline, one
     after the other per run, ``runs`` split over the photos (at least 3 each)."""
-    from edge_export.runtime.images import load_image
-
     prep = classifier.preprocessing
     per_photo: dict[str, list[float]] = {"bare": [], "e2e": [], "opencv": []}
-    kinds = ["bare", "e2e"] + (["opencv"] if has_opencv() else [])
+    kinds = ["bare", "e2e"] + (["opencv"] if opencv_installed() else [])
     repeats = max(3, runs // max(1, len(photos)))
     for photo in photos:
         x = quantize(prep.normalize(load_image(photo, tuple(prep.size), prep.pixel_method)[np.newaxis]),
                      classifier.backend.input_spec)
-        calls = {"bare": lambda: bare(x), "e2e": lambda: classifier.predict(photo, top_k=1),
+        calls = {"bare": lambda: classifier.backend.run(x), "e2e": lambda: classifier.predict(photo, top_k=1),
                  "opencv": lambda: hand_written("opencv", classifier, photo)}
         times: dict[str, list[int]] = {k: [] for k in kinds}
         for k in kinds:  # warm-up: the file into the page cache, the interpreter's first call

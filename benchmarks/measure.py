@@ -121,7 +121,7 @@ def measure_model(req: dict[str, Any]) -> dict[str, Any]:
         timed = time_interleaved(calls, runs=runs, warmup=warmup)
         entry = _latency_entry(requested, used, timed)
         if not by_threads:  # what a user sees: predict(path) over a sample of photos, beside the OpenCV pipeline
-            entry.update(e2e_sample(clf, req.get("e2e_images") or [image], runs, clf.backend.run))
+            entry.update(e2e_sample(clf, req.get("e2e_images") or [image], runs))
         by_threads.append(entry)
         del clf
     decode = measure(lambda: load_image(image, tuple(prep.size), prep.pixel_method, req.get("max_pixels")), runs=runs, warmup=min(warmup, 3))

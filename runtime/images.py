@@ -11,7 +11,7 @@ bench and the runtime all go through ``load_image``, so they see the same pixels
 
 Two decoders, named in every model's preprocessing record (``Preprocessing.decoder``; the pipeline's ``method``
 key is ``pixel_method(resize, decoder)``): ``pillow`` (Pillow decodes and resizes; every artifact made before
-the field) and ``opencv`` (a JPEG, once its header has passed the same checks through Pillow, is decoded by
+the field) and ``opencv`` (a JPEG, once its header (walked by ``jpeg_header``) has passed the same checks, is decoded by
 OpenCV's libjpeg-turbo straight to RGB at the same reduced DCT scale, EXIF orientation applied; every other
 format, and any JPEG OpenCV declines (truncated, odd), by Pillow; then ``cv2.resize``). ``opencv`` is about 3x
 faster per photo and needs ``opencv-python-headless`` (the train and video extras); where it is not installed a
@@ -231,16 +231,29 @@ def open_rgb(path: str | Path, max_pixels: int | None = None, size: tuple[int, i
 def _draft(image: Image.Image, size: tuple[int, int]) -> None:
     """Ask the JPEG decoder for the smallest DCT scale (1, 1/2, 1/4, 1/8) whose result is still at least
     ``size`` = upright (height, width): never below the target, so resizing still only shrinks."""
+    target = _reducible_to(image.size, size, _orientation(image))
+    if target is not None:
+        image.draft(None, target)
+
+
+def _reducible_to(stored: tuple[int, int], size: tuple[int, int], orientation: int) -> tuple[int, int] | None:
+    """The target (width, height) in the file's stored orientation when a stored (width, height) image is at least
+    twice it both ways (a reduced DCT scale applies: both decoders' rule), else None. ``size`` is the upright
+    (height, width); an image stored sideways (EXIF 5-8) has its upright height as its stored width."""
     height, width = size
-    if _orientation(image) in _SWAPS_SIDES:  # stored sideways: the upright height is the stored width
+    if orientation in _SWAPS_SIDES:
         height, width = width, height
-    if image.size[0] >= 2 * width and image.size[1] >= 2 * height:
-        image.draft(None, (width, height))
+    return (width, height) if stored[0] >= 2 * width and stored[1] >= 2 * height else None
+
+
+# how every untrusted file is opened: read-only, and never waiting (a FIFO or a device opens at once; callers then
+# refuse anything that is not a regular file)
+READ_NO_WAIT = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 
 
 def _open_regular(path: Path):
     """A binary file object for ``path`` if it is a regular file; never blocks on a FIFO."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    fd = os.open(path, READ_NO_WAIT)
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
@@ -401,7 +414,7 @@ def _opencv_jpeg(cv2, path: str | Path, size: tuple[int, int], max_pixels: int |
     path = Path(path)
     limit = max_pixels_value(max_pixels)
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        fd = os.open(path, READ_NO_WAIT)
     except OSError:
         return None  # not found, no permission: Pillow's path says which
     try:
@@ -419,22 +432,19 @@ def _opencv_jpeg(cv2, path: str | Path, size: tuple[int, int], max_pixels: int |
     width, height, _ = header
     if width * height > limit:
         raise _too_large(f"{width}x{height} = ", width * height, limit, path)
-    target_h, target_w = size
     flags = cv2.IMREAD_COLOR_RGB
     if width >= 2 * min(size) and height >= 2 * min(size):  # a reduced scale may apply: it depends on the turn
         try:
-            with Image.open(io.BytesIO(data)) as image:
+            with Image.open(io.BytesIO(data)) as image:  # only then the EXIF orientation (most photos skip this)
                 orientation = _orientation(image)
         except _DECODE_ERRORS:
             return None
         if orientation == 0:
             return None
-        if orientation in _SWAPS_SIDES:
-            target_h, target_w = target_w, target_h
+        target = _reducible_to((width, height), size, orientation)
         for scale, reduced in ((8, cv2.IMREAD_REDUCED_GRAYSCALE_8), (4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
                                (2, cv2.IMREAD_REDUCED_GRAYSCALE_2)):
-            if (width >= 2 * target_w and height >= 2 * target_h
-                    and -(-width // scale) >= target_w and -(-height // scale) >= target_h):
+            if target is not None and -(-width // scale) >= target[0] and -(-height // scale) >= target[1]:
                 flags |= reduced  # the grayscale bit is the "reduced" bit; IMREAD_COLOR_RGB keeps colour
                 break
     try:

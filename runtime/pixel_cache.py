@@ -36,8 +36,11 @@ from __future__ import annotations
 import atexit
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -46,10 +49,6 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
-
-import logging
-import re
-import stat
 
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.pause import pause_point
@@ -289,8 +288,10 @@ def decoder_version() -> str:
 def file_digest(path: str | Path) -> str:
     """What a file holds, for the cache key: the sha256 of its bytes; a missing file, a folder or a special file
     (never read: a FIFO would block) by its kind. Links are followed, as the decoder follows them."""
+    from edge_export.runtime.images import READ_NO_WAIT
+
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        fd = os.open(path, READ_NO_WAIT)
     except FileNotFoundError:
         return "missing"
     except OSError as exc:
@@ -338,25 +339,27 @@ def decoded_pixels(
             _touch(entry)
             _IN_USE.add(entry)
             return found
-        stored = _decode_entry(root, key, files, size, method, max_pixels, workers, progress)
+        stored, key_after = _decode_entry(root, key, files, size, method, max_pixels, workers, progress)
         if stored is not None:
             _IN_USE.add(entry)
             _evict(root, max_cache_bytes())
             return stored
-        key = cache_key(files, size, method, max_pixels)  # the files changed while being decoded: again
+        key = key_after  # the files changed while being decoded: again, as they are now
     raise EdgeExportError(f"the images changed on disk each time they were decoded ({MAX_KEY_ATTEMPTS} tries)",
                           hint="decode them when nothing is writing to the folder")
 
 
-def _decode_entry(root: Path, key: str, files, size, method, max_pixels, workers, progress) -> CachedPixels | None:
-    """Decode ``files`` into the entry ``key``; None (nothing stored) if their content changed meanwhile."""
+def _decode_entry(root: Path, key: str, files, size, method, max_pixels, workers, progress) -> tuple[CachedPixels | None, str]:
+    """Decode ``files`` into the entry ``key``: (the entry, key), or (None, their key now) when their content changed
+    meanwhile (nothing is stored)."""
     entry = root / key
     _clean_stale_temporaries(root)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key[:12]}-", dir=root))
     try:
         kept, errors, pixels_crc32 = _decode_into(tmp / "pixels.npy", files, size, method, max_pixels, workers, progress)
-        if cache_key(files, size, method, max_pixels) != key:
-            return None
+        key_after = cache_key(files, size, method, max_pixels)
+        if key_after != key:
+            return None, key_after
         meta = {"format": FORMAT, "images": len(kept), "files": len(files), "size": list(size), "method": method,
                 "kept": kept, "errors": {str(i): why for i, why in errors.items()},
                 "bytes": os.path.getsize(tmp / "pixels.npy"), "pixels_crc32": pixels_crc32}
@@ -378,7 +381,7 @@ def _decode_entry(root: Path, key: str, files, size, method, max_pixels, workers
     if opened is None:
         raise OSError(f"the pixel cache entry {printable(entry)} could not be read back")
     opened.reused = False
-    return opened
+    return opened, key
 
 
 def _decode_into(path, files, size, method, max_pixels, workers, progress) -> tuple[list[int], dict[int, str], int]:

@@ -17,7 +17,6 @@ from edge_export.core import __version__
 from edge_export.core.atomic import atomic_path, write_json, write_text
 from edge_export.core.config import Config, TrainConfig
 from edge_export.core.run_folder import RunFolder
-from edge_export.core.records.preprocessing import pixel_method
 from edge_export.core.run_record import forget_record, write_record
 from edge_export.core.tf_env import import_keras, seed_everything
 from edge_export.trainer.datasets import Dataset, decode_splits, scan_dataset
@@ -67,8 +66,9 @@ def _train_run(config: Config, run: RunFolder, dataset: Dataset | None, dist: Di
     )
     backbone.check_size(spec.image_size, config.model.weights)
     t = time.perf_counter()  # decoded first: an unusable dataset (a class left with no readable image) writes nothing
-    pixels_made = pixel_method(config.model.resize, config.model.decoder)  # recorded below: the runtime makes the same
-    decoded = decode_splits(dataset, (spec.image_size, spec.image_size), pixels_made,
+    # the pixels are made as the recorded preprocessing says (written with the model below): the runtime makes the same
+    preprocessing = model_preprocessing(spec, config.model.resize, config.model.decoder)
+    decoded = decode_splits(dataset, (spec.image_size, spec.image_size), preprocessing.pixel_method,
                             max_pixels=config.data.max_image_pixels)
     data = {name: SplitArrays(pixels, labels) for name, (pixels, labels) in decoded.items()}
     decode_seconds = time.perf_counter() - t
@@ -81,7 +81,8 @@ def _train_run(config: Config, run: RunFolder, dataset: Dataset | None, dist: Di
 
     soft = None
     if config.train.distill.teacher is not None:
-        data["train"], soft, distilled = _distilled_train(config, dataset, data["train"], spec, run)
+        data["train"], soft, distilled = _distilled_train(config, dataset, data["train"], spec, run,
+                                                                 preprocessing.pixel_method)
     weights = class_weights(data["train"].labels, dataset.num_classes, config.train.class_weight)
     train_cfg = scaled_train_config(config.train, dist)
     policy = resolve_mixed_precision(config.train.mixed_precision)
@@ -126,7 +127,7 @@ def _train_run(config: Config, run: RunFolder, dataset: Dataset | None, dist: Di
     write_json(run.history, {s.name: {**s.history, "best_epoch": s.best_epoch, "best_val_loss": s.best_val_loss} for s in outcome.stages})
     plot_learning_curves(outcome.stages, run.curves)
     recorded = dataclasses.replace(
-        spec, preprocessing=model_preprocessing(spec, config.model.resize, config.model.decoder).to_dict(),
+        spec, preprocessing=preprocessing.to_dict(),
         versions={"edge_export": __version__, "keras": keras.__version__, "python": platform.python_version()},
     )
     write_json(run.model_spec, recorded.to_dict())
@@ -137,8 +138,9 @@ def _train_run(config: Config, run: RunFolder, dataset: Dataset | None, dist: Di
     return metrics
 
 
-def _distilled_train(config: Config, dataset: Dataset, train, spec: ModelSpec, run: RunFolder):
-    """The training split with the distillation views added, their soft targets, and what to record about it."""
+def _distilled_train(config: Config, dataset: Dataset, train, spec: ModelSpec, run: RunFolder, method: str):
+    """The training split with the distillation views added, their soft targets, and what to record about it.
+    ``method``: how the student's pixels are made (``Preprocessing.pixel_method``); the views are made the same way."""
     from edge_export.trainer.datasets import stream_pixels
     from edge_export.trainer.distill import distillation_data, load_teacher, views_fingerprint
     from edge_export.trainer.two_stage import SplitArrays
@@ -146,11 +148,10 @@ def _distilled_train(config: Config, dataset: Dataset, train, spec: ModelSpec, r
     settings = config.train.distill
     teacher = load_teacher(settings.teacher, dataset.class_names)
     split = dataset.splits["train"]
-    key = views_fingerprint(teacher, split.used_files(), train.labels, spec.image_size, settings, config.train.seed,
-                            pixel_method(config.model.resize, config.model.decoder))
+    key = views_fingerprint(teacher, split.used_files(), train.labels, spec.image_size, settings, config.train.seed, method)
     size = (teacher.image_size, teacher.image_size)
     pixels, labels, soft = distillation_data(
-        teacher, run, lambda: stream_pixels(split, size, pixel_method(config.model.resize, config.model.decoder), max_pixels=config.data.max_image_pixels)[0],
+        teacher, run, lambda: stream_pixels(split, size, method, max_pixels=config.data.max_image_pixels)[0],
         np.asarray(train.pixels), train.labels, settings, config.train.seed, key)
     record = {"teacher": str(teacher.run.root.resolve()), "teacher_sha256": teacher.model_sha256,
               "teacher_image_size": teacher.image_size, "views": settings.views, "weight": settings.weight,

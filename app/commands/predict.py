@@ -90,49 +90,29 @@ def predict(model, images, top_k, labels_file, mean, std, size, threads, provide
     gets its result; an image that cannot be used (unreadable, not a regular file, over the
     pixel limit) gets an error line naming it instead, and the exit status is then 1.
     """
-    import warnings
-
     from edge_export.core.errors import EdgeExportError
     from edge_export.core.native_stderr import native_stderr_captured
-    from edge_export.runtime.classifier import Classifier, NormalizationUnknownWarning
     from edge_export.core.untrusted import printable
-
     from edge_export.runtime.frames import is_frame_source
 
+    load = dict(labels=labels_file, mean=mean, std=std, size=size, threads=threads, providers=list(providers) or None,
+                max_pixels=max_image_pixels)
     if any(is_frame_source(a) for a in images):
         if len(images) != 1:
             raise click.UsageError("give one video, camera or stream at a time (not mixed with images)")
-        _predict_frames(model, images[0], dict(labels=labels_file, mean=mean, std=std, size=size, threads=threads,
-                                               providers=list(providers) or None, max_pixels=max_image_pixels),
-                        top_k, as_json, every, fps, max_frames, stall_timeout)
+        _predict_frames(model, images[0], load, top_k, as_json, every, fps, max_frames, stall_timeout)
         return
     entries = _expand_folders(images)
     images = [path for path, why in entries if why is None]
     results = iter(())
     if images:  # else only folders without a usable image: the model is not even loaded
-        if providers:  # a name ONNX Runtime does not offer: an error naming the ones it does, before any work
-            from edge_export.api import check_providers
-
-            check_providers(providers)
         with native_stderr_captured():  # LiteRT's delegate notice; replayed if loading or predicting fails
-            with warnings.catch_warnings():  # printed below as one line each, not as Python warnings
-                warnings.simplefilter("ignore", NormalizationUnknownWarning)
-                classifier = Classifier.load(
-                    model,
-                    labels=labels_file,
-                    mean=mean,
-                    std=std,
-                    size=size,
-                    threads=threads,
-                    providers=list(providers) or None,
-                    max_pixels=max_image_pixels,
-                )
+            classifier = _load_classifier(model, load)
             # results one at a time, printed as they come (the next files decode while the model runs); the
             # first model call happens in here, where LiteRT's delegate notice is captured
             stream = classifier.predict_iter(images, top_k=top_k)  # a bad image does not stop the others
             results = itertools.chain([next(stream)], stream)
-        for note in classifier.warnings:  # e.g. a float model whose normalization nobody said (after the capture)
-            click.secho(f"warning: {printable(note, 1000)}", fg="yellow", err=True)
+        _say_warnings(classifier)
     failed = 0
     payload = []
     for image, why in entries:  # in order: a result on stdout, or an error line on stderr
@@ -158,6 +138,30 @@ def predict(model, images, top_k, labels_file, mean, std, size, threads, provide
         sys.exit(1)
 
 
+def _load_classifier(model: str, load: dict):
+    """The model as ``Classifier.load(model, **load)``, after the --provider names are checked (a name ONNX Runtime
+    does not offer is an error naming the ones it does, before any work). A float model's unknown normalization is
+    not a Python warning here: ``_say_warnings`` prints it once."""
+    import warnings
+
+    from edge_export.runtime.classifier import Classifier, NormalizationUnknownWarning
+
+    if load["providers"]:
+        from edge_export.api import check_providers
+
+        check_providers(load["providers"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NormalizationUnknownWarning)
+        return Classifier.load(model, **load)
+
+
+def _say_warnings(classifier) -> None:
+    """What the classifier noted while loading (e.g. a float model whose normalization nobody said), one line each."""
+    from edge_export.core.untrusted import printable
+
+    for note in classifier.warnings:
+        click.secho(f"warning: {printable(note, 1000)}", fg="yellow", err=True)
+
 
 def _predict_frames(model: str, source: str, load: dict, top_k: int, as_json: bool, every: int, fps: float | None,
                     max_frames: int | None, stall_timeout: float) -> None:
@@ -166,17 +170,11 @@ def _predict_frames(model: str, source: str, load: dict, top_k: int, as_json: bo
     early (a read error, a stall); the frames classified before are printed all the same."""
     from edge_export.core.native_stderr import native_stderr_captured
     from edge_export.core.untrusted import printable
-    from edge_export.runtime.classifier import Classifier
     from edge_export.runtime.frames import StreamSummary, classify_frames, describe_source
 
-    if load["providers"]:
-        from edge_export.api import check_providers
-
-        check_providers(load["providers"])
     with native_stderr_captured():
-        classifier = Classifier.load(model, **load)
-    for note in classifier.warnings:
-        click.secho(f"warning: {printable(note, 1000)}", fg="yellow", err=True)
+        classifier = _load_classifier(model, load)
+    _say_warnings(classifier)
     summary = StreamSummary(describe_source(source))
     try:
         for r in classify_frames(classifier, source, top_k=top_k, every=every, fps=fps, stall_timeout_s=stall_timeout,

@@ -82,9 +82,11 @@ def verify(info):
         path = HERE / relative
         if not path.is_file():
             problems.append("%s is missing" % relative)
-        elif isinstance(expected, str) and _sha256(path) != expected:
+            continue
+        actual = _sha256(path) if isinstance(expected, str) else expected
+        if actual != expected:
             problems.append("%s differs from bundle.json (sha256 %s..., expected %s...): replaced or damaged"
-                            % (relative, _sha256(path)[:12], expected[:12]))
+                            % (relative, actual[:12], expected[:12]))
     if problems:
         raise BadBundle("the bundle does not match bundle.json: " + "; ".join(problems)
                         + " (unpack the bundle again, or package it again with edge-export package)")

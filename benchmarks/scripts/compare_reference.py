@@ -42,6 +42,7 @@ from typing import Any, Callable
 import click
 import numpy as np
 
+from edge_export.benchmarks.hand_written import HAND_WRITTEN, hand_written
 from edge_export.benchmarks.machine import describe, machine_info
 from edge_export.benchmarks.testset import scan_test_folder
 from edge_export.core.atomic import write_bytes
@@ -49,17 +50,13 @@ from edge_export.core.errors import EdgeExportError
 from edge_export.core.records.recommendation import read_recommendation
 from edge_export.core.run_folder import RunFolder
 from edge_export.export.manifest import read_manifest
+from edge_export.runtime.images import opencv_installed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from script_cli import finish, json_option, sample_options  # noqa: E402 (the scripts' shared command line)
 
 TF1_REFERENCE_NAME = "mobilenet_v2_1.0_224_quant.tflite"
-KINDS = ("bare", "predict_proba", "e2e", "decode", "opencv", "pillow")
-# hand-written pipelines around the same bare call, as a user writes them (same input conversion as the runtime's):
-HAND_WRITTEN = {
-    "opencv": "cv2.imread -> cv2.cvtColor(BGR2RGB) -> cv2.resize(INTER_LINEAR) -> the bare call",
-    "pillow": "Image.open -> convert('RGB') -> resize(BILINEAR) -> the bare call (most tutorials)",
-}
+KINDS = ("bare", "predict_proba", "e2e", "decode", *HAND_WRITTEN)  # the hand-written pipelines: benchmarks/hand_written.py
 REFERENCE = "reference"  # the modern MobileNetV2 conversion
 REFERENCE_TF1 = "reference_tf1"  # the shared TF1-era file
 LABELS = {REFERENCE: "MobileNetV2 1.0 224 int8, modern conversion", REFERENCE_TF1: "MobileNetV2 1.0 224 int8, TF1-era file"}
@@ -192,23 +189,8 @@ class _Model:
         if kind == "e2e":
             return lambda: self.clf.predict(self.photos[i], top_k=1)
         if kind in HAND_WRITTEN:
-            return lambda: self.hand_written(kind, self.photos[i])
+            return lambda: hand_written(kind, self.clf, self.photos[i])
         return lambda: self.load_image(self.photos[i], self.size, self.method)
-
-    def hand_written(self, kind: str, photo: str) -> np.ndarray:
-        from edge_export.runtime.quantization import quantize
-
-        height, width = self.size
-        if kind == "opencv":
-            import cv2
-
-            pixels = cv2.resize(cv2.cvtColor(cv2.imread(photo), cv2.COLOR_BGR2RGB), (width, height), interpolation=cv2.INTER_LINEAR)
-        else:
-            from PIL import Image
-
-            pixels = np.asarray(Image.open(photo).convert("RGB").resize((width, height), Image.BILINEAR))
-        prep, spec = self.clf.preprocessing, self.clf.backend.input_spec
-        return self.clf.backend.run(quantize(prep.normalize(pixels[np.newaxis]), spec))
 
 
 CLOCKS = {"wall": time.perf_counter_ns, "cpu": time.thread_time_ns}
@@ -267,7 +249,7 @@ def compare_reference(
             raise EdgeExportError("TF1-era reference model not found", path=tf1, hint="pass --tf1-reference PATH or --no-tf1")
     photos = scan_test_folder(data).files[::every][:images]
     timed = {name: _Model(path, photos) for name, path in models.items()}
-    kinds = [k for k in KINDS if k != "opencv" or _has_opencv()]  # the OpenCV row where OpenCV is installed
+    kinds = [k for k in KINDS if k != "opencv" or opencv_installed()]  # the OpenCV row where OpenCV is installed
     names = list(timed)
     for m in timed.values():
         for kind in kinds:
@@ -330,14 +312,6 @@ def compare_reference(
         "bare_ratio_tf1": bare[artifact] / bare[REFERENCE_TF1] if bare.get(REFERENCE_TF1) else None,
         "machine": machine_info(),
     }
-
-
-def _has_opencv() -> bool:
-    try:
-        import cv2  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _image_size(path: Path) -> tuple[int, int]:

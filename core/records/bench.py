@@ -51,6 +51,11 @@ DESCRIPTIVE = ("machine", "targets", "devices", "target_runs", "device_runs", "t
 ROW_DESCRIPTIVE = ("name", "error", "backend", "format", "precision", "source", "by_threads", "memory", "input")
 
 
+def _escaped(document: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """``document`` with the values of ``keys`` through ``printable_strings``, the others as they are."""
+    return {k: printable_strings(v) if k in keys else v for k, v in document.items()}
+
+
 @dataclass
 class BenchRow:
     """One model measured on one device. ``latency_ms`` etc. are those of the FIRST thread count;
@@ -327,13 +332,11 @@ class BenchResult:
         # what only describes (a device's CPU, OS and versions, errors, reasons, dates) reaches screens and reports:
         # through the printable filter here, once; names and paths the report opens (data, misclassified) are kept
         # as they are and filtered where they are shown
-        data = {k: printable_strings(v) if k in DESCRIPTIVE else v for k, v in data.items()}
-        data["artifacts"] = [{k: printable_strings(v) if k in ROW_DESCRIPTIVE else v for k, v in r.items()}
-                             if isinstance(r, dict) else r for r in data.get("artifacts") or []] if isinstance(
-            data.get("artifacts"), list) else data.get("artifacts")
+        data = _escaped(data, DESCRIPTIVE)
         rows = data.get("artifacts", [])
         if not isinstance(rows, list):
             raise EdgeExportError("bench.json: artifacts is not a list", path=source, hint="re-run bench")
+        rows = [_escaped(r, ROW_DESCRIPTIVE) if isinstance(r, dict) else r for r in rows]
 
         def mapping(*keys: str) -> dict[str, Any]:
             for key in keys:
