@@ -5,6 +5,7 @@ Expensive things (the SavedModel, decoded images, the ONNX graph) are made once,
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import tempfile
 from functools import cached_property
@@ -21,10 +22,22 @@ from edge_export.export.data import Images, load_images, open_dataset, represent
 from edge_export.export.formats import FormatSpec
 from edge_export.export.layout import ExportFolder
 from edge_export.core.run_folder import RunFolder
-from edge_export.core.run_record import RunRecord
+from edge_export.core.run_folder import RunRecord
 from edge_export.runtime.metadata import ModelMetadata
 from edge_export.runtime.preprocessing import Preprocessing
 from edge_export.core.records.model_spec import ModelSpec
+
+
+# A format's converter: ``convert(ctx, fmt, out_path)`` -> extra manifest details (or None)
+Converter = Callable[["ExportContext", FormatSpec, Path], "dict | None"]
+
+
+def load_converter(fmt: FormatSpec) -> Converter:
+    """The format's converter (``FormatSpec.converter``, "module:function"), imported only when its format runs:
+    the converters import TensorFlow."""
+    module, attr = fmt.converter.split(":")
+    converter: Converter = getattr(importlib.import_module(module), attr)
+    return converter
 
 
 class ExportContext:

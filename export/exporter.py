@@ -22,7 +22,7 @@ from pathlib import Path
 
 from edge_export.core.atomic import atomic_path, write_json, write_text
 from edge_export.core.config import Config, ExportConfig, load_config
-from edge_export.export.context import ExportContext
+from edge_export.export.context import ExportContext, load_converter
 from edge_export.export.formats import FormatSpec, auto_formats, resolve_formats
 from edge_export.core.hashing import sha256_file
 from edge_export.core.errors import EdgeExportError
@@ -225,7 +225,7 @@ def export_one(ctx: ExportContext, fmt: FormatSpec, images, reference, step: str
         with atomic_path(path) as tmp:
             try:
                 with native_stderr_captured():  # converter/delegate chatter; replayed on failure
-                    result.details = fmt.load_converter()(ctx, fmt, tmp) or {}
+                    result.details = load_converter(fmt)(ctx, fmt, tmp) or {}
             finally:
                 # converters leave their work in reference cycles that only the cycle collector frees, and it
                 # may not run for a long while (tf2onnx: 0.9 GB at 288 px, to the end)

@@ -6,15 +6,10 @@ Converters are imported only when their format runs, so listing formats stays ch
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import Iterable
 
 from edge_export.core.errors import EdgeExportError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from edge_export.export.context import ExportContext
 
 
 @dataclass(frozen=True)
@@ -35,10 +30,6 @@ class FormatSpec:
     @property
     def filename(self) -> str:
         return f"{self.name}{self.suffix}"
-
-    def load_converter(self) -> Callable[["ExportContext", "FormatSpec", Path], dict | None]:
-        module, attr = self.converter.split(":")
-        return getattr(importlib.import_module(module), attr)
 
 
 _TFLITE, _ONNX, _QAT = "edge_export.export.tflite", "edge_export.export.onnx", "edge_export.export.qat"

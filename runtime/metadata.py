@@ -14,12 +14,21 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from edge_export.core.errors import EdgeExportError
-from edge_export.runtime.preprocessing import Preprocessing
 from edge_export.core.untrusted import loads_json, printable
+from edge_export.runtime.backends import load_backend
+from edge_export.runtime.metadata_entry import (
+    METADATA_NAME, TFLITE_IDENTIFIER, read_tflite_metadata_text, tflite_metadata_buffer,
+)
+from edge_export.runtime.preprocessing import Preprocessing
 
-METADATA_NAME = "edge_export"
+# re-exported: the metadata's names where export and the readers of TFLITE_METADATA look for them
+__all__ = [
+    "FORMAT_VERSION", "MAX_LABELS", "MAX_METADATA_BYTES", "METADATA_NAME", "TFLITE_IDENTIFIER", "ModelMetadata",
+    "label_lines", "parse_metadata", "parse_model_metadata", "read_metadata", "read_model_metadata",
+    "read_tflite_metadata_text", "tflite_metadata_buffer",
+]
+
 FORMAT_VERSION = 1
-TFLITE_IDENTIFIER = b"TFL3"
 MAX_METADATA_BYTES = 16 * 1024 * 1024  # labels of 100k classes take about 2 MB
 MAX_LABELS = 100_000
 
@@ -32,11 +41,6 @@ def label_lines(text: str) -> list[str]:
         lines.pop()
     return lines
 
-
-# TFLite schema: vtable slot of field N is 4 + 2 * N.
-_MODEL_BUFFERS, _MODEL_METADATA = 4, 6
-_METADATA_NAME, _METADATA_BUFFER = 0, 1
-_BUFFER_DATA, _BUFFER_OFFSET, _BUFFER_SIZE = 0, 1, 2
 
 _TEXT_FIELDS = ("backbone", "format", "precision", "int8_io", "edge_export", "name", "description", "version", "author",
                 "license")
@@ -188,88 +192,6 @@ def parse_metadata(text: str | bytes | None, path: str | Path | None = None) -> 
     return None if meta is None else meta.to_dict()
 
 
-def read_tflite_metadata_text(data: bytes, path: str | Path | None = None) -> str | None:
-    """The UTF-8 text of the ``edge_export`` metadata entry of a TFLite flatbuffer, or None."""
-    blob = tflite_metadata_buffer(data, METADATA_NAME, path)
-    if blob is None:
-        return None
-    try:
-        return blob.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise EdgeExportError(f"{METADATA_NAME} metadata is not UTF-8 text ({exc})", path=path,
-                              hint="the model's metadata is damaged or not edge-export's: re-export the model") from None
-
-
-def tflite_metadata_buffer(data: bytes, name: str, path: str | Path | None = None) -> bytes | None:
-    """The bytes of the first metadata entry called ``name`` of a TFLite flatbuffer (``edge_export``,
-    ``TFLITE_METADATA`` ...), or None when it has none; a damaged model is an EdgeExportError."""
-    try:
-        return _tflite_metadata(data, name)
-    except EdgeExportError:
-        raise
-    except (struct.error, IndexError, ValueError, TypeError, OverflowError, UnicodeDecodeError) as exc:
-        raise EdgeExportError(
-            f"corrupt or truncated TFLite model ({type(exc).__name__}: {exc})",
-            path=path,
-            hint="re-export the model",
-        ) from None
-
-
-def _tflite_metadata(data: bytes, name: str) -> bytes | None:
-    import flatbuffers  # a dependency of ai-edge-litert and onnxruntime
-
-    if len(data) < 8 or data[4:8] != TFLITE_IDENTIFIER:
-        raise ValueError("not a TFLite flatbuffer (no 'TFL3' identifier)")
-    root = flatbuffers.encode.Get(flatbuffers.packer.uoffset, data, 0)
-    model = flatbuffers.table.Table(data, root)
-    entries = _vector_tables(model, _MODEL_METADATA)
-    for entry in entries:
-        o = entry.Offset(4 + 2 * _METADATA_NAME)
-        if not o or entry.String(entry.Pos + o) != name.encode("utf-8"):
-            continue
-        o = entry.Offset(4 + 2 * _METADATA_BUFFER)
-        index = entry.Get(flatbuffers.number_types.Uint32Flags, entry.Pos + o) if o else 0
-        buffers = _vector_tables(model, _MODEL_BUFFERS)
-        if index >= len(buffers):
-            raise ValueError(f"metadata buffer index {index} out of range")
-        return _buffer_bytes(buffers[index], data)
-    return None
-
-
-def _vector_tables(table: Any, field: int) -> list[Any]:
-    import flatbuffers
-
-    o = table.Offset(4 + 2 * field)
-    if not o:
-        return []
-    start = table.Vector(o)
-    count = table.VectorLen(o)
-    if start + 4 * count > len(table.Bytes):
-        raise ValueError("vector runs past the end of the file")
-    return [flatbuffers.table.Table(table.Bytes, table.Indirect(start + 4 * i)) for i in range(count)]
-
-
-def _buffer_bytes(buffer: Any, data: bytes) -> bytes:
-    import flatbuffers
-
-    o = buffer.Offset(4 + 2 * _BUFFER_DATA)
-    if o:
-        start, length = buffer.Vector(o), buffer.VectorLen(o)
-        if start + length > len(data):
-            raise ValueError("buffer runs past the end of the file")
-        return bytes(data[start : start + length])
-    # large models keep buffer data after the flatbuffer: absolute offset and size
-    fields = [buffer.Offset(4 + 2 * f) for f in (_BUFFER_OFFSET, _BUFFER_SIZE)]
-    offset, size = (buffer.Get(flatbuffers.number_types.Uint64Flags, buffer.Pos + f) if f else 0 for f in fields)
-    if offset > 1 and size:
-        if offset + size > len(data):
-            raise ValueError("buffer runs past the end of the file")
-        return bytes(data[offset : offset + size])
-    return b""
-
-
 def _read_onnx_metadata_text(path: Path) -> str | None:
     """The metadata entry as ONNX Runtime reads it (the runtime never needs the onnx package)."""
-    from edge_export.runtime.backends import load_backend
-
     return load_backend(path).metadata_text()

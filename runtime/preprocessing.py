@@ -10,7 +10,8 @@ import numpy as np
 from edge_export.core.records.preprocessing import (  # noqa: F401  (the record, where the runtime's readers look)
     MAX_NORMALIZATION, MIN_STD, Preprocessing,
 )
-from edge_export.runtime.backends.base import TensorSpec
+from edge_export.runtime.quantization import quantize
+from edge_export.runtime.tensors import TensorSpec
 
 
 def direct_input(prep: Preprocessing, spec: TensorSpec) -> Optional[Callable[[np.ndarray], np.ndarray]]:
@@ -18,8 +19,6 @@ def direct_input(prep: Preprocessing, spec: TensorSpec) -> Optional[Callable[[np
     are (uint8 0-255), shifted by 128 (int8, pixel - 128), else a lookup in a table of ``quantize(prep.normalize(
     v), spec)`` for every pixel value v of every channel, made once per model, so it is bit-identical to the
     float path. None for a float input (normalize applies)."""
-    from edge_export.runtime.quantization import quantize
-
     if not spec.is_integer:
         return None
     grid = np.repeat(np.arange(256, dtype=np.uint8)[:, np.newaxis], 3, axis=1)  # every value in every channel

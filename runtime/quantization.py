@@ -8,24 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from edge_export.core.errors import EdgeExportError
-from edge_export.runtime.backends.base import TensorSpec
+from edge_export.runtime.tensors import TensorSpec, check_quantization
 
-
-MIN_SCALE = 1e-8  # a real scale is ~1e-5..1; below this every input saturates (0 means "not quantized")
-
-
-def check_quantization(spec: TensorSpec, what: str = "input", path: str | Path | None = None) -> None:
-    """Scale and zero point as read from a model file: a finite scale, 0 or at least MIN_SCALE, and a zero
-    point within the dtype's range; else a clear error naming the model."""
-    if not spec.is_integer:
-        return
-    info = np.iinfo(spec.dtype)
-    if (not math.isfinite(spec.scale) or spec.scale < 0 or 0 < spec.scale < MIN_SCALE
-            or not info.min <= spec.zero_point <= info.max):
-        raise EdgeExportError(
-            f"the model's {what} quantization is degenerate (scale {spec.scale!r}, zero point {spec.zero_point!r})",
-            path=path, hint="the model file is damaged or was quantized wrongly: re-export it",
-        )
+__all__ = ["check_quantization", "dequantize", "quantize", "raw_pixel_mean_std"]
 
 
 def quantize(x: np.ndarray, spec: TensorSpec) -> np.ndarray:

@@ -279,7 +279,8 @@ def test_every_candidate_pruned_names_the_limit():
 
 
 def test_successive_halving_promotes_the_frontier_first():
-    from edge_export.tuning.search import pareto, promote
+    from edge_export.tuning.search import promote
+    from edge_export.tuning.space import pareto
 
     assert pareto([(1.0, 0.90), (2.0, 0.95), (3.0, 0.94), (1.5, 0.89)]) == [0, 1]
     heads = {("a", 160): 0.90, ("a", 224): 0.95, ("a", 288): 0.94, ("b", 160): 0.96}

@@ -9,7 +9,7 @@ import numpy as np
 
 from edge_export.core.errors import EdgeExportError
 from edge_export.runtime.backends.base import Backend, TensorSpec, check_shape
-from edge_export.runtime.metadata import TFLITE_IDENTIFIER, read_tflite_metadata_text
+from edge_export.runtime.metadata_entry import TFLITE_IDENTIFIER, read_tflite_metadata_text
 from edge_export.core.untrusted import printable
 
 

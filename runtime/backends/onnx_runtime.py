@@ -9,7 +9,7 @@ import numpy as np
 
 from edge_export.core.errors import EdgeExportError
 from edge_export.runtime.backends.base import Backend, TensorSpec
-from edge_export.runtime.metadata import METADATA_NAME
+from edge_export.runtime.metadata_entry import METADATA_NAME
 
 # short names users may type -> ONNX Runtime provider names
 PROVIDER_ALIASES = {

@@ -1,10 +1,12 @@
-"""The candidates of a search: backbone x input size x fine-tune depth x precision (``tune`` config section)."""
+"""The candidates of a search: backbone x input size x fine-tune depth x precision (``tune`` config section), the
+build config of one of them, and the frontier of measured points."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
-from edge_export.core.config import Config
+from edge_export.core.config import Config, load_config
 from edge_export.core.errors import EdgeExportError
 
 # a precision of the search -> the export format that makes it
@@ -89,3 +91,28 @@ def search_space(config: Config) -> tuple[list[Point], list[str]]:
             + (": no backbone's weights are available offline" if not explicit else ""),
         )
     return points, notes
+
+
+def candidate_config(config: Config, backbone: str, size: int, blocks: int, precisions: list[str] | None = None) -> Config:
+    """The build config of one trained model of the search (``precisions``: the export formats to make)."""
+    from edge_export.trainer.run import recorded_config
+
+    c = copy.deepcopy(config)
+    c.model.backbone, c.model.image_size = backbone, size
+    c.train.fine_tune.enabled = blocks > 0
+    if blocks > 0:
+        c.train.fine_tune.unfreeze_blocks, c.train.fine_tune.unfreeze_layers = blocks, None
+    if precisions:
+        c.export.formats = [PRECISION_FORMATS[p] for p in precisions]
+    c.build.stages = ["train", "export"]
+    c = recorded_config(c)  # data paths absolute: the run folder (and chosen.yaml) work from anywhere
+    return load_config(c)  # validated again
+
+
+def pareto(items: list[tuple[float, float]]) -> list[int]:
+    """Indices of the (latency, accuracy) points no other point beats on both (faster-or-equal and more accurate)."""
+    front = []
+    for i, (lat, acc) in enumerate(items):
+        if not any((l2 <= lat and a2 >= acc) and (l2 < lat or a2 > acc) for j, (l2, a2) in enumerate(items) if j != i):
+            front.append(i)
+    return front

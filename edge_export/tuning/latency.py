@@ -270,6 +270,7 @@ def _export_random(folder: TuneFolder, config: Config, labels: list[str], backbo
     from edge_export.core.atomic import atomic_path
     from edge_export.core.records.model_spec import ModelSpec
     from edge_export.core.tf_env import import_keras
+    from edge_export.export.context import load_converter
     from edge_export.export.formats import get_format
     from edge_export.trainer.model import build_classifier
 
@@ -295,7 +296,7 @@ def _export_random(folder: TuneFolder, config: Config, labels: list[str], backbo
             fmt = get_format(PRECISION_FORMATS[p])
             try:
                 with atomic_path(out) as tmp:
-                    fmt.load_converter()(ctx, fmt, tmp)
+                    load_converter(fmt)(ctx, fmt, tmp)
                 made[p] = out
             except Exception as exc:  # a converter failure is this combination's, not the search's
                 text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""

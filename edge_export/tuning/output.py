@@ -11,6 +11,7 @@ from edge_export.core.echo import Echo
 from edge_export.core.formatting import markdown_table, number, percent, size_text
 from edge_export.core.records.tune import DONE, CandidateRecord, TuneResult
 from edge_export.core.run_folder import TuneFolder
+from edge_export.tuning.space import candidate_config, pareto
 
 HEADER = ["candidate", "status", "val acc (artifact)", "val acc (Keras)", "p50 ms", "p90 ms", "min ms", "x ref", "size",
           "robustness", "seconds", "why"]
@@ -49,8 +50,6 @@ def render(result: TuneResult, limit: int | None = 40) -> str:
 
 def write_chosen_config(path: Path, config: Config, chosen: CandidateRecord) -> Path:
     """The chosen candidate's build config: the search's settings with its backbone, size, depth and format."""
-    from edge_export.tuning.search import candidate_config
-
     c = candidate_config(config, chosen.backbone, chosen.image_size, chosen.fine_tune_blocks, [chosen.precision])
     c.build.stages = ["train", "export", "bench"]
     head = (f"# edge-export tune: the chosen candidate {chosen.key} (validation accuracy "
@@ -61,8 +60,6 @@ def write_chosen_config(path: Path, config: Config, chosen: CandidateRecord) -> 
 
 def plot_pareto(result: TuneResult, path: Path) -> Path | None:
     """Validation accuracy vs device latency of the evaluated candidates; the frontier joined, the chosen marked."""
-    from edge_export.tuning.search import pareto
-
     done = [r for r in result.candidates if r.status == DONE and r.val_accuracy is not None and r.latency_ms is not None]
     if not done:
         return None

@@ -53,24 +53,16 @@ def build_wheel(dest_dir: str | Path) -> Path:
     return dest
 
 
-def package_folders(pyproject_text: str) -> list[str]:
-    """The folders of ``[tool.setuptools.package-dir]`` (app, core, trainer, export, ...); else ``edge_export``."""
-    section = re.search(r"^\[tool\.setuptools\.package-dir\]\s*$(.*?)(?=^\[|\Z)", pyproject_text, re.M | re.S)
-    folders = re.findall(r'^\s*"[\w.]+"\s*=\s*"([^"]+)"', section.group(1), re.M) if section else []
-    return list(dict.fromkeys(folders or ["edge_export"]))
-
-
 def _pip_wheel(root: Path, tmp: Path) -> Path:
     src, out = tmp / "src", tmp / "dist"
     src.mkdir()
-    text = (root / "pyproject.toml").read_text()
     shutil.copy2(root / "pyproject.toml", src / "pyproject.toml")
     for name in ("README.md", "LICENSE"):
         if (root / name).is_file():
             shutil.copy2(root / name, src / name)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".*.partial*")
-    for folder in package_folders(text):
-        shutil.copytree(root / folder, src / folder, ignore=ignore)
+    # the package folder, its linked layers (edge_export/core -> ../core, ...) copied as the folders they point to
+    shutil.copytree(root / "edge_export", src / "edge_export", ignore=ignore, symlinks=False)
     cmd = [
         sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
         "--disable-pip-version-check", "-q", "-w", str(out), str(src),

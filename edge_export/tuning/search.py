@@ -49,7 +49,8 @@ from edge_export.core.run_folder import TuneFolder
 from edge_export.core.run_lock import locked_run
 from edge_export.core.untrusted import read_json
 from edge_export.tuning.latency import LatencyTable, Measure, device_measure, table_measure
-from edge_export.tuning.space import PRECISION_FORMATS, Point, model_key, search_space
+from edge_export.tuning.output import write_outputs
+from edge_export.tuning.space import PRECISION_FORMATS, Point, candidate_config, model_key, pareto, search_space
 
 Event = Callable[[dict], None]
 QUANT_SLACK = 0.01  # with min_accuracy: a model this far below it (Keras, validation) may still be quantized
@@ -100,8 +101,6 @@ def tune(config: Config, folder: TuneFolder, *, measure: Measure | None = None, 
     """
     from edge_export.trainer.datasets import scan_dataset
     from edge_export.trainer.named_datasets import resolve_data
-    from edge_export.tuning.output import write_outputs
-
     started = time.perf_counter()
     t = config.tune
     event = event or (lambda e: None)
@@ -263,22 +262,6 @@ def _alive(s: Search, p: Point) -> bool:
 # ---------------------------------------------------------------------------------- training (builds)
 
 
-def candidate_config(config: Config, backbone: str, size: int, blocks: int, precisions: list[str] | None = None) -> Config:
-    """The build config of one trained model of the search (``precisions``: the export formats to make)."""
-    from edge_export.trainer.run import recorded_config
-
-    c = copy.deepcopy(config)
-    c.model.backbone, c.model.image_size = backbone, size
-    c.train.fine_tune.enabled = blocks > 0
-    if blocks > 0:
-        c.train.fine_tune.unfreeze_blocks, c.train.fine_tune.unfreeze_layers = blocks, None
-    if precisions:
-        c.export.formats = [PRECISION_FORMATS[p] for p in precisions]
-    c.build.stages = ["train", "export"]
-    c = recorded_config(c)  # data paths absolute: the run folder (and chosen.yaml) work from anywhere
-    return load_config(c)  # validated again
-
-
 def _train(s: Search, backbone: str, size: int, blocks: int, phase: str) -> float | None:
     """Train (or find trained) the model; its Keras validation accuracy, or None when it failed."""
     key = model_key(backbone, size, blocks)
@@ -340,15 +323,6 @@ def _heads(s: Search, points: list[Point]) -> dict[tuple[str, int], float]:
             if p.pair == pair and p.fine_tune_blocks == 0 and _alive(s, p):
                 s.records[p.key].keras_val_accuracy = accuracy
     return heads
-
-
-def pareto(items: list[tuple[float, float]]) -> list[int]:
-    """Indices of the (latency, accuracy) points no other point beats on both (faster-or-equal and more accurate)."""
-    front = []
-    for i, (lat, acc) in enumerate(items):
-        if not any((l2 <= lat and a2 >= acc) and (l2 < lat or a2 > acc) for j, (l2, a2) in enumerate(items) if j != i):
-            front.append(i)
-    return front
 
 
 def promote(heads: dict[tuple[str, int], float], latency: dict[tuple[str, int], float], fraction: float) -> list[tuple[str, int]]:
