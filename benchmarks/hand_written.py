@@ -34,8 +34,9 @@ def hand_written(kind: str, classifier: Any, photo: str) -> np.ndarray:
     if kind == "opencv":
         import cv2
 
-        pixels = cv2.resize(cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB), (width, height),
-                            interpolation=cv2.INTER_LINEAR)
+        pixels = cv2.resize(
+            cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB), (width, height), interpolation=cv2.INTER_LINEAR
+        )
     elif kind == "pillow":
         from PIL import Image
 
@@ -65,10 +66,15 @@ def e2e_sample(classifier: Any, photos: Sequence[str], runs: int) -> dict[str, A
     kinds = ["bare", "e2e"] + (["opencv"] if opencv_installed() else [])
     repeats = max(3, runs // max(1, len(photos)))
     for photo in photos:
-        x = quantize(prep.normalize(load_image(photo, tuple(prep.size), prep.pixel_method)[np.newaxis]),
-                     classifier.backend.input_spec)
-        calls = {"bare": lambda: classifier.backend.run(x), "e2e": lambda: classifier.predict(photo, top_k=1),
-                 "opencv": lambda: hand_written("opencv", classifier, photo)}
+        x = quantize(
+            prep.normalize(load_image(photo, tuple(prep.size), prep.pixel_method)[np.newaxis]),
+            classifier.backend.input_spec,
+        )
+        calls = {
+            "bare": lambda: classifier.backend.run(x),
+            "e2e": lambda: classifier.predict(photo, top_k=1),
+            "opencv": lambda: hand_written("opencv", classifier, photo),
+        }
         times: dict[str, list[int]] = {k: [] for k in kinds}
         for k in kinds:  # warm-up: the file into the page cache, the interpreter's first call
             calls[k]()
@@ -84,7 +90,8 @@ def e2e_sample(classifier: Any, photos: Sequence[str], runs: int) -> dict[str, A
         "e2e_ms": {**e2e, "photos": len(photos), "runs_per_photo": repeats},
         "e2e_p50": e2e["p50"],
         "e2e_overhead_pct": float(np.median(np.divide(per_photo["e2e"], per_photo["bare"])) - 1.0) * 100.0,
-        "opencv_ms": None, "e2e_vs_opencv": None,
+        "opencv_ms": None,
+        "e2e_vs_opencv": None,
     }
     if per_photo["opencv"]:
         opencv = _spread(per_photo["opencv"])

@@ -76,9 +76,10 @@ def machine_info() -> dict:
 def describe(info: dict) -> str:
     """One line for screens and reports."""
     libs = info.get("libraries", {})
-    shown = ", ".join(f"{k} {v}" for k, v in libs.items() if v and k in ("numpy", "ai-edge-litert", "onnxruntime", "tensorflow"))
-    text = (
-        f"{info['cpu']}, {info['usable_cores']}/{info['cores']} cores, {info['os']}, "
-        f"Python {info['python']}" + (f"; {shown}" if shown else "")
+    shown = ", ".join(
+        f"{k} {v}" for k, v in libs.items() if v and k in ("numpy", "ai-edge-litert", "onnxruntime", "tensorflow")
+    )
+    text = f"{info['cpu']}, {info['usable_cores']}/{info['cores']} cores, {info['os']}, Python {info['python']}" + (
+        f"; {shown}" if shown else ""
     )
     return printable(text, 400)  # a device's own words (CPU, OS, versions) never reach a terminal raw

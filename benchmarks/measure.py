@@ -90,8 +90,13 @@ def measure_model(req: dict[str, Any]) -> dict[str, Any]:
     runs, warmup = int(req["runs"]), int(req["warmup"])
 
     def load(threads: int) -> Classifier:
-        return Classifier.load(req["path"], labels=req.get("labels"), threads=threads, max_pixels=req.get("max_pixels"),
-                               providers=req.get("providers"))
+        return Classifier.load(
+            req["path"],
+            labels=req.get("labels"),
+            threads=threads,
+            max_pixels=req.get("max_pixels"),
+            providers=req.get("providers"),
+        )
 
     def prepared(clf: Classifier, pixels: np.ndarray) -> np.ndarray:
         return quantize(clf.preprocessing.normalize(pixels), clf.backend.input_spec)
@@ -108,7 +113,10 @@ def measure_model(req: dict[str, Any]) -> dict[str, Any]:
             info = {
                 "backend": clf.backend.name,
                 "input": {
-                    "shape": list(spec.shape), "dtype": str(spec.dtype), "scale": spec.scale, "zero_point": spec.zero_point,
+                    "shape": list(spec.shape),
+                    "dtype": str(spec.dtype),
+                    "scale": spec.scale,
+                    "zero_point": spec.zero_point,
                 },
                 "dynamic_batch": bool(spec.shape and spec.shape[0] is None),
                 "preprocessing": clf.preprocessing.to_dict(),
@@ -124,7 +132,11 @@ def measure_model(req: dict[str, Any]) -> dict[str, Any]:
             entry.update(e2e_sample(clf, req.get("e2e_images") or [image], runs))
         by_threads.append(entry)
         del clf
-    decode = measure(lambda: load_image(image, tuple(prep.size), prep.pixel_method, req.get("max_pixels")), runs=runs, warmup=min(warmup, 3))
+    decode = measure(
+        lambda: load_image(image, tuple(prep.size), prep.pixel_method, req.get("max_pixels")),
+        runs=runs,
+        warmup=min(warmup, 3),
+    )
     memory["peak_rss_mb"] = peak_rss_mb()
 
     predictions = confidences = robust = robust_seconds = accuracy_seconds = None
@@ -144,7 +156,9 @@ def measure_model(req: dict[str, Any]) -> dict[str, Any]:
     for entry in by_threads:
         clf = load(entry["threads"])
         xb = prepared(clf, batch)
-        entry["throughput"] = throughput(lambda: clf.backend.run(xb), len(batch), repeats=repeats, warmup=min(max(warmup, 1), 3))
+        entry["throughput"] = throughput(
+            lambda: clf.backend.run(xb), len(batch), repeats=repeats, warmup=min(max(warmup, 1), 3)
+        )
         entry["throughput"]["mode"] = "batch" if info["dynamic_batch"] else "sequential"
         del clf
     memory["peak_rss_total_mb"] = peak_rss_mb()
@@ -215,7 +229,11 @@ def measure_keras(req: dict[str, Any]) -> dict[str, Any]:
         entry = _latency_entry(requested, used, timed)
         entry["threads_applied"] = ok
         by_threads.append(entry)
-    decode = measure(lambda: load_image(image, tuple(prep.size), prep.pixel_method, req.get("max_pixels")), runs=runs, warmup=min(warmup, 3))
+    decode = measure(
+        lambda: load_image(image, tuple(prep.size), prep.pixel_method, req.get("max_pixels")),
+        runs=runs,
+        warmup=min(warmup, 3),
+    )
     memory["peak_rss_mb"] = peak_rss_mb()
 
     predictions = confidences = robust = robust_seconds = accuracy_seconds = None

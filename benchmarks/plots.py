@@ -61,7 +61,15 @@ def plot_accuracy_latency(result: BenchResult, path: Path) -> Path:
     points = [(r.p50_ms, (r.accuracy or 0.0) * 100) for r in measured]
     for r, size, (x, y) in zip(measured, sizes, points):
         area = 30 + 1500 * size / biggest
-        ax.scatter([x], [y], s=area, alpha=0.55, color=FORMAT_COLORS.get(r.format, "tab:gray"), edgecolors="black", linewidths=0.5)
+        ax.scatter(
+            [x],
+            [y],
+            s=area,
+            alpha=0.55,
+            color=FORMAT_COLORS.get(r.format, "tab:gray"),
+            edgecolors="black",
+            linewidths=0.5,
+        )
     latencies = [r.p50_ms for r in measured]
     if latencies and min(latencies) > 0 and max(latencies) / min(latencies) > 20:
         ax.set_xscale("log")
@@ -93,15 +101,15 @@ def plot_accuracy_latency(result: BenchResult, path: Path) -> Path:
             box = label.get_window_extent(renderer)
             if box.x1 > right_edge:  # a long label near the right edge: put it left of the marker
                 label.remove()
-                label = ax.annotate("\n".join(lines), points[lead], textcoords="offset points", xytext=(-dx, dy), fontsize=8, ha="right")
+                label = ax.annotate(
+                    "\n".join(lines), points[lead], textcoords="offset points", xytext=(-dx, dy), fontsize=8, ha="right"
+                )
                 box = label.get_window_extent(renderer)
             if not any(box.overlaps(other) for other in placed) or dy < 0:
                 placed.append(box)
                 break
             label.remove()
     return _save(fig, path)
-
-
 
 
 def _short(name: str, limit: int = 18) -> str:
@@ -115,8 +123,14 @@ def plot_confusions(result: BenchResult, path: Path, names: list[str] | None = N
     """One panel per measured model (or those named): row-normalized colours, class names on both axes,
     counts in the cells up to 20 classes. None (nothing written) when no model has at most
     ``CONFUSION_MAX_CLASSES`` classes: such a matrix is unreadable, the tables say it instead."""
-    measured = [r for r in result.rows if r.ok and r.confusion and (names is None or r.name in names)
-                and len(r.confusion["rows"]) <= CONFUSION_MAX_CLASSES]
+    measured = [
+        r
+        for r in result.rows
+        if r.ok
+        and r.confusion
+        and (names is None or r.name in names)
+        and len(r.confusion["rows"]) <= CONFUSION_MAX_CLASSES
+    ]
     if not measured:
         if path.exists():
             path.unlink()  # a stale plot of an earlier benchmark would be taken for this one's
@@ -140,9 +154,22 @@ def plot_confusions(result: BenchResult, path: Path, names: list[str] | None = N
         ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
         if len(conf["rows"]) <= 20:
             for (r, c), v in np.ndenumerate(matrix):
-                ax.text(c, r, f"{int(v)}", ha="center", va="center", fontsize=fontsize + 1,
-                        color="white" if norm[r, c] > 0.6 else "black")
-        ax.set_xticks(range(len(conf["columns"])), [_short(c) for c in conf["columns"]], rotation=60, ha="right", fontsize=fontsize)
+                ax.text(
+                    c,
+                    r,
+                    f"{int(v)}",
+                    ha="center",
+                    va="center",
+                    fontsize=fontsize + 1,
+                    color="white" if norm[r, c] > 0.6 else "black",
+                )
+        ax.set_xticks(
+            range(len(conf["columns"])),
+            [_short(c) for c in conf["columns"]],
+            rotation=60,
+            ha="right",
+            fontsize=fontsize,
+        )
         ax.set_yticks(range(len(conf["rows"])), [_short(c) for c in conf["rows"]], fontsize=fontsize)
         ax.set_xlabel("predicted", fontsize=8)
         ax.set_ylabel("true", fontsize=8)

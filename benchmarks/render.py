@@ -56,8 +56,16 @@ def table_rows(result: BenchResult) -> list[list[str]]:
     threads = result.settings["threads"] if multi else result.settings["threads_used"]
     batch = result.settings["batch_size"]
     robust = any(r.robustness for r in result.rows)
-    header = ["artifact", *(["device"] if multi else []), "format", "status", "size", "accuracy", "agree",
-              *(["shifted"] if robust else [])]
+    header = [
+        "artifact",
+        *(["device"] if multi else []),
+        "format",
+        "status",
+        "size",
+        "accuracy",
+        "agree",
+        *(["shifted"] if robust else []),
+    ]
     header += [f"p50 ms @{t}t" if t else "p50 ms @all" for t in threads]
     header += ["FPS", f"img/s @{batch}", "e2e ms", "x OpenCV", "overhead", "RSS MB"]
     table = [header]
@@ -89,9 +97,7 @@ def render_table(result: BenchResult) -> str:
     rows = table_rows(result)
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     left = 4 if result.multi_device else 3  # name, (device,) format, status: left-aligned
-    lines = [
-        "  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows
-    ]
+    lines = ["  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
     lines += _footer(result)
     return "\n".join(lines)
 
@@ -100,8 +106,10 @@ def _e2e_image(settings: dict) -> str:
     """Which photos the end-to-end time is taken over (a sample of the test split; older results: one photo of
     median size, or none said)."""
     if settings.get("e2e_photos"):
-        return (f", median over {settings['e2e_photos']} test photos (one in every few, all classes); x OpenCV = e2e / "
-                "the hand-written OpenCV pipeline (imread, cvtColor, resize, the same model call) on the same photos")
+        return (
+            f", median over {settings['e2e_photos']} test photos (one in every few, all classes); x OpenCV = e2e / "
+            "the hand-written OpenCV pipeline (imread, cvtColor, resize, the same model call) on the same photos"
+        )
     image = settings.get("e2e_image")
     return f" on {printable(Path(image).name, 80)}, the test photo of median size" if image else ""
 
@@ -114,8 +122,10 @@ def _footer(result: BenchResult) -> list[str]:
         f"e2e = Classifier.predict(path){_e2e_image(s)}; overhead = predict_proba over the bare call",
     ]
     if any(r.robustness for r in result.rows):
-        lines.append("shifted = accuracy on the test images under camera-like shifts (JPEG, crop, brightness, blur, "
-                     "noise; benchmarks/robustness.py; bench.robustness=false turns it off)")
+        lines.append(
+            "shifted = accuracy on the test images under camera-like shifts (JPEG, crop, brightness, blur, "
+            "noise; benchmarks/robustness.py; bench.robustness=false turns it off)"
+        )
     for r in result.rows:
         if not r.ok:
             lines.append(f"FAILED {r.id}: {r.error}")
@@ -123,9 +133,13 @@ def _footer(result: BenchResult) -> list[str]:
         lines.append(f"skipped {sk['name']}: {sk['reason']}")
     below = [r for r in result.rows if r.below_min_accuracy]
     if below:
-        lines.append(f"below --min-accuracy {s['min_accuracy']:.2%}: " + ", ".join(f"{r.id} ({r.accuracy:.2%})" for r in below))
+        lines.append(
+            f"below --min-accuracy {s['min_accuracy']:.2%}: " + ", ".join(f"{r.id} ({r.accuracy:.2%})" for r in below)
+        )
     if result.multi_device:
-        lines += [f"device {name}: {describe(info) if info.get('cpu') else '?'}" for name, info in result.devices.items()]
+        lines += [
+            f"device {name}: {describe(info) if info.get('cpu') else '?'}" for name, info in result.devices.items()
+        ]
     for name, message in result.device_errors.items():
         lines.append(f"FAILED device {name}: {message}")
     return lines
@@ -142,7 +156,8 @@ def render_markdown(result: BenchResult, plots: dict[str, str] | None = None) ->
         "",
         *(
             [f"- device {name}: {describe(info) if info.get('cpu') else '?'}" for name, info in result.devices.items()]
-            if result.multi_device else [f"- machine: {describe(result.machine)}"]
+            if result.multi_device
+            else [f"- machine: {describe(result.machine)}"]
         ),
         f"- data: {printable(d['path'])}: {d['images']} images, classes {', '.join(printable(c, 80) for c in d['classes'])}"
         + (f" ({len(d['skipped'])} unreadable skipped)" if d.get("skipped") else ""),
@@ -167,18 +182,43 @@ def render_markdown(result: BenchResult, plots: dict[str, str] | None = None) ->
     if result.below_min_accuracy:
         out.append(f"- below min accuracy {s['min_accuracy']:.2%}: {', '.join(result.below_min_accuracy)}")
     out += ["", "## Latency by thread count", ""]
-    lat = [["artifact", "threads", "p50", "p90", "p99", "mean", "std", "predict_proba p50", "e2e p50", "decode p50", "overhead", "e2e overhead", "img/s"]]
+    lat = [
+        [
+            "artifact",
+            "threads",
+            "p50",
+            "p90",
+            "p99",
+            "mean",
+            "std",
+            "predict_proba p50",
+            "e2e p50",
+            "decode p50",
+            "overhead",
+            "e2e overhead",
+            "img/s",
+        ]
+    ]
     for r in result.rows:
         for e in r.by_threads or []:
             l = e["latency_ms"]
-            lat.append([
-                r.id, str(e["threads"]), milliseconds(l["p50"]), milliseconds(l["p90"]), milliseconds(l["p99"]), milliseconds(l["mean"]),
-                milliseconds(l["std"]), milliseconds((e.get("predict_proba_ms") or {}).get("p50")), milliseconds(e.get("e2e_p50")),
-                milliseconds((r.decode_ms or {}).get("p50")),
-                f"{e['overhead_pct']:+.1f}%" if e.get("overhead_pct") is not None else "-",
-                f"{e['e2e_overhead_pct']:+.1f}%" if e.get("e2e_overhead_pct") is not None else "-",
-                rate((e.get("throughput") or {}).get("images_per_s")),
-            ])
+            lat.append(
+                [
+                    r.id,
+                    str(e["threads"]),
+                    milliseconds(l["p50"]),
+                    milliseconds(l["p90"]),
+                    milliseconds(l["p99"]),
+                    milliseconds(l["mean"]),
+                    milliseconds(l["std"]),
+                    milliseconds((e.get("predict_proba_ms") or {}).get("p50")),
+                    milliseconds(e.get("e2e_p50")),
+                    milliseconds((r.decode_ms or {}).get("p50")),
+                    f"{e['overhead_pct']:+.1f}%" if e.get("overhead_pct") is not None else "-",
+                    f"{e['e2e_overhead_pct']:+.1f}%" if e.get("e2e_overhead_pct") is not None else "-",
+                    rate((e.get("throughput") or {}).get("images_per_s")),
+                ]
+            )
     out += [markdown_table(lat), "", "All times in ms.", ""]
     robust = robustness_table(result.rows)
     if robust:
@@ -200,8 +240,12 @@ def render_markdown(result: BenchResult, plots: dict[str, str] | None = None) ->
         wrong = misclassified_table(r, 10)
         if wrong:
             total = (r.images or 0) - (r.correct or 0)
-            out += [f"Misclassified ({min(10, len(r.misclassified or []))} of {total}, most confident first; {len(r.misclassified or [])} listed in {BenchFiles.JSON}):",
-                    "", markdown_table(wrong), ""]
+            out += [
+                f"Misclassified ({min(10, len(r.misclassified or []))} of {total}, most confident first; {len(r.misclassified or [])} listed in {BenchFiles.JSON}):",
+                "",
+                markdown_table(wrong),
+                "",
+            ]
     if plots:
         out += ["## Plots", ""]
         out += [f"![{title}]({name})" for title, name in plots.items()]
@@ -228,7 +272,10 @@ def per_class_table(row: BenchRow, limit: int = PER_CLASS_SHOWN) -> tuple[list[l
         else:
             note = "Sorted by F1, lowest first."
     table = [["class", "precision", "recall", "F1", "support"]]
-    table += [[c["label"], f"{c['precision']:.4f}", f"{c['recall']:.4f}", f"{c['f1']:.4f}", str(c["support"])] for c in classes]
+    table += [
+        [c["label"], f"{c['precision']:.4f}", f"{c['recall']:.4f}", f"{c['f1']:.4f}", str(c["support"])]
+        for c in classes
+    ]
     return table, note
 
 
@@ -236,8 +283,12 @@ def top_confusions(row: BenchRow, n: int = 20) -> list[list[str]]:
     """The ``n`` most frequent (true, predicted) pairs of different classes, with their share of the true class."""
     conf = row.confusion or {}
     names, columns, matrix = conf.get("rows") or [], conf.get("columns") or [], conf.get("matrix") or []
-    pairs = [(int(count), t, p) for t, counts in enumerate(matrix) for p, count in enumerate(counts)
-             if count and (p >= len(names) or p != t)]
+    pairs = [
+        (int(count), t, p)
+        for t, counts in enumerate(matrix)
+        for p, count in enumerate(counts)
+        if count and (p >= len(names) or p != t)
+    ]
     pairs.sort(key=lambda x: (-x[0], x[1], x[2]))
     table = [["true", "predicted", "images", "share of true class"]]
     for count, t, p in pairs[:n]:
@@ -252,8 +303,10 @@ def suite_text(settings: dict[str, Any]) -> str:
     suite = suite if isinstance(suite, dict) else {}
     shifts = suite.get("shifts") if isinstance(suite.get("shifts"), dict) else {}
     listed = "; ".join(f"{printable(name, 40)}: {printable(text, 200)}" for name, text in shifts.items())
-    return (f"Each test image under one shift, chosen (like its random parameters) by a hash of the seed "
-            f"({printable(suite.get('seed'), 40)}) and its path: {listed or 'see benchmarks/robustness.py'}.")
+    return (
+        f"Each test image under one shift, chosen (like its random parameters) by a hash of the seed "
+        f"({printable(suite.get('seed'), 40)}) and its path: {listed or 'see benchmarks/robustness.py'}."
+    )
 
 
 def robustness_table(rows: list[BenchRow]) -> list[list[str]]:
@@ -266,9 +319,15 @@ def robustness_table(rows: list[BenchRow]) -> list[list[str]]:
     for r in measured:
         by = r.robustness.get("by_shift") or {}
         shifted = r.robustness["accuracy"]
-        table.append([r.id, percent(r.accuracy), percent(shifted),
-                      number(None if r.accuracy is None else (r.accuracy - shifted) * 100),
-                      *[percent((by.get(name) or {}).get("accuracy")) for name in shifts]])
+        table.append(
+            [
+                r.id,
+                percent(r.accuracy),
+                percent(shifted),
+                number(None if r.accuracy is None else (r.accuracy - shifted) * 100),
+                *[percent((by.get(name) or {}).get("accuracy")) for name in shifts],
+            ]
+        )
     return table
 
 

@@ -55,8 +55,12 @@ SHIFT_NAMES = tuple(s.name for s in SHIFTS)
 
 def describe(seed: int = SEED) -> dict[str, Any]:
     """What bench.json's settings record about the suite."""
-    return {"version": SUITE_VERSION, "seed": int(seed), "per_image": "one shift, chosen by a hash of (seed, image)",
-            "shifts": {s.name: s.description for s in SHIFTS}}
+    return {
+        "version": SUITE_VERSION,
+        "seed": int(seed),
+        "per_image": "one shift, chosen by a hash of (seed, image)",
+        "shifts": {s.name: s.description for s in SHIFTS},
+    }
 
 
 # ----------------------------------------------------------------------------- seeds
@@ -127,8 +131,9 @@ def apply_suite(pixels: np.ndarray, keys: Sequence[str], seed: int = SEED) -> tu
     return out, ids
 
 
-def write_shifted(source: str | Path, target: str | Path, keys: Sequence[str], seed: int = SEED,
-                  chunk: int = 64) -> np.ndarray:
+def write_shifted(
+    source: str | Path, target: str | Path, keys: Sequence[str], seed: int = SEED, chunk: int = 64
+) -> np.ndarray:
     """Shift the images of a pixel .npy (bench's ``testset.save_pixels`` format) into ``target``, in chunks
     (never the whole set in memory). Returns each image's shift index."""
     from edge_export.benchmarks.testset import iter_pixels, pixel_count, read_pixels
@@ -152,7 +157,9 @@ def write_shifted(source: str | Path, target: str | Path, keys: Sequence[str], s
 # ----------------------------------------------------------------------------- accuracy under the suite
 
 
-def summarize(y_true: Sequence[int], y_pred: Sequence[int], shift_ids: Sequence[int], seed: int = SEED) -> dict[str, Any]:
+def summarize(
+    y_true: Sequence[int], y_pred: Sequence[int], shift_ids: Sequence[int], seed: int = SEED
+) -> dict[str, Any]:
     """Accuracy overall and per shift (what bench.json records per artifact under ``robustness``)."""
     y_true, y_pred, ids = (np.asarray(a, dtype=np.int64).reshape(-1) for a in (y_true, y_pred, shift_ids))
     if not (len(y_true) == len(y_pred) == len(ids)):
@@ -162,11 +169,20 @@ def summarize(y_true: Sequence[int], y_pred: Sequence[int], shift_ids: Sequence[
     for index, shift in enumerate(SHIFTS):
         mask = ids == index
         n = int(mask.sum())
-        by_shift[shift.name] = {"images": n, "correct": int(right[mask].sum()),
-                                "accuracy": float(right[mask].mean()) if n else None}
+        by_shift[shift.name] = {
+            "images": n,
+            "correct": int(right[mask].sum()),
+            "accuracy": float(right[mask].mean()) if n else None,
+        }
     n = len(y_true)
-    return {"accuracy": float(right.mean()) if n else 0.0, "images": n, "correct": int(right.sum()),
-            "by_shift": by_shift, "seed": int(seed), "version": SUITE_VERSION}
+    return {
+        "accuracy": float(right.mean()) if n else 0.0,
+        "images": n,
+        "correct": int(right.sum()),
+        "by_shift": by_shift,
+        "seed": int(seed),
+        "version": SUITE_VERSION,
+    }
 
 
 def evaluate(
@@ -186,7 +202,7 @@ def evaluate(
     """
     chunks: Iterable[np.ndarray]
     if hasattr(pixels, "shape") and hasattr(pixels, "__getitem__"):  # an array, or pixels on disk (runtime.pixel_cache)
-        chunks = (pixels[i:i + batch] for i in range(0, len(pixels), batch))
+        chunks = (pixels[i : i + batch] for i in range(0, len(pixels), batch))
     else:
         chunks = pixels
     predictions: list[int] = []

@@ -24,7 +24,12 @@ from edge_export.benchmarks.machine import machine_info, resolve_threads
 from edge_export.benchmarks.plots import plot_accuracy_latency, plot_confusions
 from edge_export.benchmarks.render import build_report, render_markdown, render_table
 from edge_export.benchmarks.testset import (
-    TestSet, decode_all, map_classes, recorded_split, save_pixels, scan_test_folder,
+    TestSet,
+    decode_all,
+    map_classes,
+    recorded_split,
+    save_pixels,
+    scan_test_folder,
 )
 from edge_export.benchmarks.worker import measure_safely, run_worker
 from edge_export.core.config import BenchConfig
@@ -40,7 +45,6 @@ from edge_export.runtime.preprocessing import Preprocessing
 from edge_export.core.untrusted import printable
 
 from edge_export.core.echo import Echo  # noqa: E402  (the one Echo type)
-
 
 
 @dataclass
@@ -135,7 +139,9 @@ def bench_run(
         manifest_models, skipped = _manifest_models(run, testset, labels_arg, run_labels)
         to_measure += manifest_models
     for model in models:
-        to_measure.append(_file_model(model, _unique(model.stem, to_measure), testset, labels_arg, None, "argument", None, None))
+        to_measure.append(
+            _file_model(model, _unique(model.stem, to_measure), testset, labels_arg, None, "argument", None, None)
+        )
     keras_model = _keras_model(run, keras, testset, to_measure)
     if keras_model is not None:
         to_measure.insert(0, keras_model)
@@ -153,15 +159,19 @@ def bench_run(
         workdir = Path(tmp)
         pixel_files = _decode_groups(to_measure, testset, workdir, echo)
         robust_files = _shift_groups(pixel_files, testset, workdir, echo) if config.robustness else {}
-        echo(f"test data: {testset.root} ({len(testset.files)} images, classes {', '.join(printable(c, 60) for c in testset.class_names)})")
+        echo(
+            f"test data: {testset.root} ({len(testset.files)} images, classes {', '.join(printable(c, 60) for c in testset.class_names)})"
+        )
         e2e_image = testset.typical_image()
         e2e_images = sample(testset.files)  # predict(path) is timed over these (bench.md: e2e)
         rows: list[BenchRow] = []
         predicted: list[list[str] | None] = []
         measuring_started = time.perf_counter()
         for i, model in enumerate(to_measure, 1):
-            echo(f"[{i}/{len(to_measure)}] measuring {model.name} ({model.path.name})"
-                 + _progress_times(started, measuring_started, i - 1, len(to_measure)))
+            echo(
+                f"[{i}/{len(to_measure)}] measuring {model.name} ({model.path.name})"
+                + _progress_times(started, measuring_started, i - 1, len(to_measure))
+            )
             model_started = time.perf_counter()
             key = (tuple(model.preprocessing.size), model.preprocessing.pixel_method)
             request = {
@@ -185,8 +195,10 @@ def bench_run(
             row, labels_predicted = _record(model, result, testset, config)
             rows.append(row)
             predicted.append(labels_predicted)
-            echo(f"[{i}/{len(to_measure)}] {model.name}: {_row_summary(row)} in {_duration(time.perf_counter() - model_started)}"
-                 + _progress_times(started, measuring_started, i, len(to_measure)))
+            echo(
+                f"[{i}/{len(to_measure)}] {model.name}: {_row_summary(row)} in {_duration(time.perf_counter() - model_started)}"
+                + _progress_times(started, measuring_started, i, len(to_measure))
+            )
             pause_point(f"bench.measured.{model.name}")  # tests: kill or resume mid-benchmark here
     _add_agreement(rows, predicted)
 
@@ -220,10 +232,14 @@ def bench_run(
 
 def _check_model_file(path: Path) -> None:
     if not path.exists():
-        raise EdgeExportError("model file not found", path=path, hint="check the path (a .tflite or .onnx file, or a run folder)")
+        raise EdgeExportError(
+            "model file not found", path=path, hint="check the path (a .tflite or .onnx file, or a run folder)"
+        )
     if path.suffix.lower() not in SUFFIXES:
         raise EdgeExportError(
-            f"not a model file: unknown suffix {path.suffix or '(none)'!r}", path=path, hint="pass .tflite or .onnx files or a run folder"
+            f"not a model file: unknown suffix {path.suffix or '(none)'!r}",
+            path=path,
+            hint="pass .tflite or .onnx files or a run folder",
         )
 
 
@@ -246,7 +262,9 @@ def _manifest_models(
     for entry in manifest.artifacts:
         name = entry.name
         if not entry.ok:
-            skipped.append({"name": name, "reason": f"export status {entry.status!r}: {entry.error or ''}".rstrip(": ")})
+            skipped.append(
+                {"name": name, "reason": f"export status {entry.status!r}: {entry.error or ''}".rstrip(": ")}
+            )
             continue
         if not entry.path:
             raise EdgeExportError(f"manifest entry {name!r} has no path", path=run.export_manifest)
@@ -258,7 +276,16 @@ def _manifest_models(
                 hint="re-run `edge-export export`",
             )
         to_measure.append(
-            _file_model(path, _unique(name, to_measure), testset, labels_arg, run_labels, "manifest", entry.format, entry.precision)
+            _file_model(
+                path,
+                _unique(name, to_measure),
+                testset,
+                labels_arg,
+                run_labels,
+                "manifest",
+                entry.format,
+                entry.precision,
+            )
         )
     return to_measure, skipped
 
@@ -297,7 +324,9 @@ def _file_model(
         clf = Classifier.load(path, labels=passed, threads=1)
     mapping = map_classes(testset.class_names, clf.labels, path)
     if precision is None:
-        precision = (meta.precision if meta is not None else None) or ("int8" if clf.backend.input_spec.is_integer else "float")
+        precision = (meta.precision if meta is not None else None) or (
+            "int8" if clf.backend.input_spec.is_integer else "float"
+        )
     model = BenchModel(
         name=name,
         kind="model",
@@ -314,7 +343,9 @@ def _file_model(
     return model
 
 
-def _keras_model(run: RunFolder | None, want: bool | None, testset: TestSet, to_measure: list[BenchModel]) -> BenchModel | None:
+def _keras_model(
+    run: RunFolder | None, want: bool | None, testset: TestSet, to_measure: list[BenchModel]
+) -> BenchModel | None:
     if want is False:
         return None
     if run is None:
@@ -325,7 +356,10 @@ def _keras_model(run: RunFolder | None, want: bool | None, testset: TestSet, to_
         return _source_model(run, testset)  # an imported ONNX model: run by the runtime, no TensorFlow needed
     if importlib.util.find_spec("tensorflow") is None:
         if want:
-            raise EdgeExportError("measuring the Keras model needs TensorFlow", hint="pip install 'edge-export[train]', or pass --no-keras")
+            raise EdgeExportError(
+                "measuring the Keras model needs TensorFlow",
+                hint="pip install 'edge-export[train]', or pass --no-keras",
+            )
         return None
     if not run.model.is_file():
         if want:
@@ -388,7 +422,11 @@ def _decode_groups(to_measure: list[BenchModel], testset: TestSet, workdir: Path
             if i > 0:  # cannot happen (decoding does not depend on the size), but keep groups aligned
                 raise EdgeExportError("test images became unreadable while benchmarking", path=bad[0])
         files[(size, method)] = save_pixels(workdir / f"pixels-{size[0]}x{size[1]}-{method}.npy", pixels)
-        how = "read from the pixel cache (photos' bytes and stored pixels checked)" if getattr(pixels, "reused", False) else "decoded"
+        how = (
+            "read from the pixel cache (photos' bytes and stored pixels checked)"
+            if getattr(pixels, "reused", False)
+            else "decoded"
+        )
         echo(f"{how}: {len(pixels)} test images at {size[0]}x{size[1]} in {time.perf_counter() - started:.1f}s")
     return files
 
@@ -414,8 +452,10 @@ def _shift_groups(pixel_files: dict[tuple, Path], testset: TestSet, workdir: Pat
         # in this benchmark's temporary folder (the clean pixels may be the shared decode cache's own file)
         files[(size, method)] = target = workdir / f"shifted-{size[0]}x{size[1]}-{method}.npy"
         robustness.write_shifted(path, target, keys)
-        echo(f"robustness suite: shifted {len(keys)} test images at {size[0]}x{size[1]} in {time.perf_counter() - started:.1f}s "
-             f"({', '.join(robustness.SHIFT_NAMES)}; one per image, seed {robustness.SEED})")
+        echo(
+            f"robustness suite: shifted {len(keys)} test images at {size[0]}x{size[1]} in {time.perf_counter() - started:.1f}s "
+            f"({', '.join(robustness.SHIFT_NAMES)}; one per image, seed {robustness.SEED})"
+        )
     return files
 
 
@@ -479,12 +519,24 @@ def _measure(request: dict[str, Any], model: BenchModel, workdir: Path, isolate:
 # BenchRow fields taken as they are from classification_metrics, from the first thread count's measurement
 # and from the worker's result
 METRIC_KEYS = ("accuracy", "images", "correct", "macro_f1", "macro_precision", "macro_recall", "per_class", "confusion")
-FIRST_THREAD_KEYS = ("threads", "latency_ms", "e2e_p50", "overhead_pct", "e2e_overhead_pct", "predict_proba_ms", "e2e_ms",
-                     "throughput", "opencv_ms", "e2e_vs_opencv")
+FIRST_THREAD_KEYS = (
+    "threads",
+    "latency_ms",
+    "e2e_p50",
+    "overhead_pct",
+    "e2e_overhead_pct",
+    "predict_proba_ms",
+    "e2e_ms",
+    "throughput",
+    "opencv_ms",
+    "e2e_vs_opencv",
+)
 WORKER_KEYS = ("decode_ms", "memory", "backend", "input", "dynamic_batch", "by_threads", "seconds")
 
 
-def _record(model: BenchModel, result: dict[str, Any], testset: TestSet, config: BenchConfig) -> tuple[BenchRow, list[str] | None]:
+def _record(
+    model: BenchModel, result: dict[str, Any], testset: TestSet, config: BenchConfig
+) -> tuple[BenchRow, list[str] | None]:
     """The row of one measured model, and the labels it predicted (for the agreement; not kept)."""
     base = dict(
         name=model.name,
@@ -497,7 +549,9 @@ def _record(model: BenchModel, result: dict[str, Any], testset: TestSet, config:
     )
     predictions = result.get("predictions")
     if "error" not in result and (predictions is None or len(predictions) != len(testset.files)):
-        result = {"error": f"got {0 if predictions is None else len(predictions)} predictions for {len(testset.files)} images"}
+        result = {
+            "error": f"got {0 if predictions is None else len(predictions)} predictions for {len(testset.files)} images"
+        }
     if "error" in result:
         return BenchRow(**base, status="failed", error=result["error"]), None
     inverse = {model_index: test_index for test_index, model_index in enumerate(model.mapping)}
@@ -522,15 +576,21 @@ def _record(model: BenchModel, result: dict[str, Any], testset: TestSet, config:
     if robust is not None and len(robust) == len(testset.files):
         keys = image_keys(testset)
         row.robustness = robustness.summarize(
-            testset.labels, [inverse.get(int(p), -1) for p in robust], [robustness.shift_of(k) for k in keys])
+            testset.labels, [inverse.get(int(p), -1) for p in robust], [robustness.shift_of(k) for k in keys]
+        )
         # the shifted pass and the clean one, timed in the measuring process: the suite's cost per model
         row.robustness["seconds"] = result.get("robust_seconds")
         row.robustness["clean_seconds"] = result.get("accuracy_seconds")
     return row, labels
 
 
-def misclassified_list(testset: TestSet, y_pred: Sequence[int], predicted_labels: Sequence[str],
-                       confidences: Sequence[float] | None, limit: int) -> list[dict[str, Any]]:
+def misclassified_list(
+    testset: TestSet,
+    y_pred: Sequence[int],
+    predicted_labels: Sequence[str],
+    confidences: Sequence[float] | None,
+    limit: int,
+) -> list[dict[str, Any]]:
     """The wrongly classified test images, most confident first (the worst errors), at most ``limit``:
     path (relative to the test folder), true class, predicted label, the prediction's probability."""
     keys = image_keys(testset)
@@ -579,7 +639,9 @@ def write_outputs(result: BenchResult, out_dir: Path, echo: Echo | None = print)
         if (exc.name or "").split(".")[0] != "matplotlib":
             raise
     files["md"] = write_text(out_dir / BenchFiles.MARKDOWN, render_markdown(result, plots))
-    files["json"] = write_json(out_dir / BenchFiles.JSON, result.to_dict())  # last: its presence means a finished benchmark
+    files["json"] = write_json(
+        out_dir / BenchFiles.JSON, result.to_dict()
+    )  # last: its presence means a finished benchmark
     table = render_table(result)
     echo(table)
     extra = " and plots" if plots else " (no plots: matplotlib is not installed)"

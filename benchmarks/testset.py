@@ -75,9 +75,13 @@ def scan_test_folder(path: str | Path, max_pixels: int | None = None) -> TestSet
     max_pixels_value(max_pixels)  # a bad limit is an error before any work
     path = Path(path)
     if not path.exists():
-        raise EdgeExportError("test data folder not found", path=path, hint="pass --data DIR with <class>/ image folders")
+        raise EdgeExportError(
+            "test data folder not found", path=path, hint="pass --data DIR with <class>/ image folders"
+        )
     if not path.is_dir():
-        raise EdgeExportError("test data is not a folder", path=path, hint="pass --data DIR with <class>/ image folders")
+        raise EdgeExportError(
+            "test data is not a folder", path=path, hint="pass --data DIR with <class>/ image folders"
+        )
     root = path
     if (path / "test").is_dir():
         root = path / "test"
@@ -129,23 +133,37 @@ def recorded_split(dataset_json: Path, data: str | Path, max_pixels: int | None 
     listed = files_by_split.get(name)
     classes = summary.get("classes")
     if not isinstance(listed, list) or not listed or not isinstance(classes, list):
-        raise EdgeExportError("dataset.json's split has no test or validation list", path=dataset_json,
-                              hint="re-run the build: it records the split again")
+        raise EdgeExportError(
+            "dataset.json's split has no test or validation list",
+            path=dataset_json,
+            hint="re-run the build: it records the split again",
+        )
     index = {c: i for i, c in enumerate(classes)}
     files, labels = [], []
     for relative in listed:
         path = path_inside(root, relative, what="a file of the recorded split", source=dataset_json)
         cls = str(relative).split("/", 1)[0]
         if cls not in index:
-            raise EdgeExportError(f"the recorded split names {printable(relative)}, not in a class folder",
-                                  path=dataset_json, hint="re-run the build: it records the split again")
+            raise EdgeExportError(
+                f"the recorded split names {printable(relative)}, not in a class folder",
+                path=dataset_json,
+                hint="re-run the build: it records the split again",
+            )
         if not path.is_file():
-            raise EdgeExportError(f"a photo of the recorded {name} split is gone: {printable(path)}", path=dataset_json,
-                                  hint="restore it, or re-run the build to split the folder again")
+            raise EdgeExportError(
+                f"a photo of the recorded {name} split is gone: {printable(path)}",
+                path=dataset_json,
+                hint="restore it, or re-run the build to split the folder again",
+            )
         files.append(path)
         labels.append(index[cls])
-    log.info("test data: the %s list the tool split from %s (%d photos, recorded in %s)",
-             name, printable(root), len(files), printable(dataset_json))
+    log.info(
+        "test data: the %s list the tool split from %s (%d photos, recorded in %s)",
+        name,
+        printable(root),
+        len(files),
+        printable(dataset_json),
+    )
     return TestSet(root, [str(c) for c in classes], files, np.asarray(labels, dtype=np.int64), max_pixels=max_pixels)
 
 
@@ -190,7 +208,9 @@ def decode_all(
     Images over ``max_pixels`` (width x height, from the header) are unreadable ones, never decoded."""
     decoded = decoded_pixels(list(files), size, method, max_pixels)
     if decoded.errors:
-        log.warning("skipped %d unreadable test image(s):\n%s", len(decoded.errors), skipped_text(list(files), decoded.errors))
+        log.warning(
+            "skipped %d unreadable test image(s):\n%s", len(decoded.errors), skipped_text(list(files), decoded.errors)
+        )
     return decoded, [files[i] for i in decoded.errors]
 
 

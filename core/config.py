@@ -35,10 +35,15 @@ class DataConfig:
 
     def validate(self) -> None:
         _check(0.0 < self.validation_split < 1.0, "data.validation_split", "a fraction between 0 and 1")
-        _check(len(self.split) == 3 and all(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 <= f < 1
-                                            for f in self.split) and self.split[0] > 0 and self.split[1] > 0
-               and abs(sum(self.split) - 1.0) < 1e-6,
-               "data.split", "three fractions train,validation,test that add up to 1 (train and validation > 0)")
+        _check(
+            len(self.split) == 3
+            and all(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 <= f < 1 for f in self.split)
+            and self.split[0] > 0
+            and self.split[1] > 0
+            and abs(sum(self.split) - 1.0) < 1e-6,
+            "data.split",
+            "three fractions train,validation,test that add up to 1 (train and validation > 0)",
+        )
         _check(self.max_image_pixels >= 1, "data.max_image_pixels", "a positive number of pixels (width x height)")
 
 
@@ -66,8 +71,11 @@ class ModelConfig:
 
     def validate(self) -> None:
         _check(0.0 <= self.dropout < 1.0, "model.dropout", "a fraction in [0, 1)")
-        _check(all(isinstance(m, str) and m.strip() for m in self.custom_objects), "model.custom_objects",
-               "a list of Python module names or .py files that register the model's custom layers")
+        _check(
+            all(isinstance(m, str) and m.strip() for m in self.custom_objects),
+            "model.custom_objects",
+            "a list of Python module names or .py files that register the model's custom layers",
+        )
         _check(self.image_size is None or 32 <= self.image_size <= 1024, "model.image_size", "32..1024")
 
 
@@ -122,10 +130,15 @@ class DistillConfig:
     views: int = 2  # seeded augmented views (random resized crop + flip) per training photo, labelled by the teacher
 
     def validate(self) -> None:
-        _check(self.teacher is None or (isinstance(self.teacher, str) and self.teacher.strip()), "train.distill.teacher",
-               "a run folder")
+        _check(
+            self.teacher is None or (isinstance(self.teacher, str) and self.teacher.strip()),
+            "train.distill.teacher",
+            "a run folder",
+        )
         _check(0 <= self.weight <= 1, "train.distill.weight", "a fraction 0..1")
-        _check(math.isfinite(self.temperature) and 0.1 <= self.temperature <= 20, "train.distill.temperature", "0.1..20")
+        _check(
+            math.isfinite(self.temperature) and 0.1 <= self.temperature <= 20, "train.distill.temperature", "0.1..20"
+        )
         _check(isinstance(self.views, int) and 0 <= self.views <= 16, "train.distill.views", "0..16")
 
 
@@ -173,8 +186,13 @@ class QATConfig:
 
     def validate(self) -> None:
         _check(1 <= self.epochs <= MAX_EPOCHS, "export.qat.epochs", f"1..{MAX_EPOCHS}")
-        _check(isinstance(self.trigger_points, (int, float)) and not isinstance(self.trigger_points, bool)
-               and math.isfinite(self.trigger_points), "export.qat.trigger_points", "a number of points")
+        _check(
+            isinstance(self.trigger_points, (int, float))
+            and not isinstance(self.trigger_points, bool)
+            and math.isfinite(self.trigger_points),
+            "export.qat.trigger_points",
+            "a number of points",
+        )
         for key in ("max_images", "validation_images"):
             value = getattr(self, key)
             _check(value is None or value >= 1, f"export.qat.{key}", ">= 1 or null")
@@ -196,8 +214,11 @@ class ExportMetadataConfig:
     def validate(self) -> None:
         for key in ("name", "description", "version", "author", "license"):
             value = getattr(self, key)
-            _check(value is None or (isinstance(value, str) and len(value) <= 10_000 and "\x00" not in value),
-                   f"export.metadata.{key}", "text (at most 10000 characters) or null")
+            _check(
+                value is None or (isinstance(value, str) and len(value) <= 10_000 and "\x00" not in value),
+                f"export.metadata.{key}",
+                "text (at most 10000 characters) or null",
+            )
 
 
 @dataclass
@@ -209,7 +230,13 @@ class ExportConfig:
     # only when tflite-int8 loses more than export.qat.trigger_points; name it plainly to always run it.
     formats: list = field(
         default_factory=lambda: [
-            "tflite-fp32", "tflite-fp16", "tflite-dynamic", "tflite-int8", "onnx-fp32", "onnx-int8", "tflite-qat-int8:auto",
+            "tflite-fp32",
+            "tflite-fp16",
+            "tflite-dynamic",
+            "tflite-int8",
+            "onnx-fp32",
+            "onnx-int8",
+            "tflite-qat-int8:auto",
         ]
     )
     int8_io: Literal["uint8", "int8"] = "uint8"  # input/output type of full-integer TFLite models
@@ -230,7 +257,11 @@ class ExportConfig:
         _check(7 <= self.onnx_opset <= 21, "export.onnx_opset", "7..21")
         _check(self.accuracy_budget >= 0, "export.accuracy_budget", ">= 0 (points)")
         _check(self.parity_images is None or self.parity_images >= 1, "export.parity_images", ">= 1")
-        _check(bool(self.formats) and all(isinstance(f, str) for f in self.formats), "export.formats", "a list of format names")
+        _check(
+            bool(self.formats) and all(isinstance(f, str) for f in self.formats),
+            "export.formats",
+            "a list of format names",
+        )
 
 
 @dataclass
@@ -244,11 +275,20 @@ class BenchConfig:
     misclassified: int = 500  # misclassified test images listed per artifact in bench.json (worst first)
 
     def validate(self) -> None:
-        _check(bool(self.threads) and all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t <= MAX_THREADS
-                                          for t in self.threads), "bench.threads", f"a list of thread counts 0..{MAX_THREADS} (0 = all cores)")
+        _check(
+            bool(self.threads)
+            and all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t <= MAX_THREADS for t in self.threads),
+            "bench.threads",
+            f"a list of thread counts 0..{MAX_THREADS} (0 = all cores)",
+        )
         _check(isinstance(self.robustness, bool), "bench.robustness", "true or false")
-        _check(isinstance(self.misclassified, int) and not isinstance(self.misclassified, bool) and 0 <= self.misclassified <= 100_000,
-               "bench.misclassified", "a whole number 0..100000 (images listed per artifact)")
+        _check(
+            isinstance(self.misclassified, int)
+            and not isinstance(self.misclassified, bool)
+            and 0 <= self.misclassified <= 100_000,
+            "bench.misclassified",
+            "a whole number 0..100000 (images listed per artifact)",
+        )
         _check(5 <= self.runs <= MAX_RUNS, "bench.runs", f"5..{MAX_RUNS}")
         _check(self.warmup >= 0, "bench.warmup", ">= 0")
         _check(self.batch_size >= 1, "bench.batch_size", ">= 1")
@@ -264,7 +304,9 @@ class BuildConfig:
 
     def validate(self) -> None:
         # the stage names are the build's (app/pipeline/stages.py): checked there, before any work
-        _check(bool(self.stages) and all(isinstance(s, str) for s in self.stages), "build.stages", "a list of stage names")
+        _check(
+            bool(self.stages) and all(isinstance(s, str) for s in self.stages), "build.stages", "a list of stage names"
+        )
         _check(self.accuracy_budget >= 0, "build.accuracy_budget", ">= 0 (points)")
         _check(self.max_size_mb is None or self.max_size_mb > 0, "build.max_size_mb", "> 0")
 
@@ -310,13 +352,28 @@ class TuneConfig:
 
     def validate(self) -> None:
         _check(all(isinstance(b, str) for b in self.backbones), "tune.backbones", "a list of backbone names")
-        _check(bool(self.image_sizes) and all(isinstance(s, int) and not isinstance(s, bool) and 16 <= s <= 1024
-                                                for s in self.image_sizes), "tune.image_sizes", "a list of sizes 16..1024")
-        _check(bool(self.fine_tune_blocks) and all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 50
-                                                     for b in self.fine_tune_blocks), "tune.fine_tune_blocks", "a list of 0..50")
-        _check(bool(self.precisions) and all(p in ("int8", "fp16", "fp32") for p in self.precisions),
-               "tune.precisions", "a list of int8, fp16, fp32")
-        _check(isinstance(self.device, str) and bool(self.device.strip()), "tune.device", "local or ssh://[USER@]HOST[:PORT]")
+        _check(
+            bool(self.image_sizes)
+            and all(isinstance(s, int) and not isinstance(s, bool) and 16 <= s <= 1024 for s in self.image_sizes),
+            "tune.image_sizes",
+            "a list of sizes 16..1024",
+        )
+        _check(
+            bool(self.fine_tune_blocks)
+            and all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 50 for b in self.fine_tune_blocks),
+            "tune.fine_tune_blocks",
+            "a list of 0..50",
+        )
+        _check(
+            bool(self.precisions) and all(p in ("int8", "fp16", "fp32") for p in self.precisions),
+            "tune.precisions",
+            "a list of int8, fp16, fp32",
+        )
+        _check(
+            isinstance(self.device, str) and bool(self.device.strip()),
+            "tune.device",
+            "local or ssh://[USER@]HOST[:PORT]",
+        )
         for key in ("max_latency_ms", "max_size_mb", "budget_minutes"):
             value = getattr(self, key)
             _check(value is None or (math.isfinite(value) and value > 0), f"tune.{key}", "> 0 or null")
@@ -326,16 +383,33 @@ class TuneConfig:
         _check(self.quantize_top >= 1, "tune.quantize_top", ">= 1")
         _check(self.latency_runs >= 5, "tune.latency_runs", ">= 5")
         _check(self.latency_warmup >= 0, "tune.latency_warmup", ">= 0")
-        _check(self.max_latency_ratio is None or (math.isfinite(self.max_latency_ratio) and self.max_latency_ratio > 0),
-               "tune.max_latency_ratio", "> 0 or null")
-        _check(self.max_latency_ratio is None or self.latency_reference is not None, "tune.max_latency_ratio",
-               "a ratio to tune.latency_reference: name the reference model too (--faster-than REF)")
-        _check(self.latency_reference is None or (isinstance(self.latency_reference, str) and self.latency_reference.strip()),
-               "tune.latency_reference", "a .tflite or .onnx file")
-        _check(self.latency_reference is None or self.latency_table is None, "tune.latency_reference",
-               "not with tune.latency_table (a table holds no timing of the reference)")
-        _check(isinstance(self.latency_retimes, int) and 0 <= self.latency_retimes <= 10, "tune.latency_retimes", "0..10")
-        _check(math.isfinite(self.latency_near) and 0 < self.latency_near <= 1, "tune.latency_near", "a fraction in (0, 1]")
+        _check(
+            self.max_latency_ratio is None or (math.isfinite(self.max_latency_ratio) and self.max_latency_ratio > 0),
+            "tune.max_latency_ratio",
+            "> 0 or null",
+        )
+        _check(
+            self.max_latency_ratio is None or self.latency_reference is not None,
+            "tune.max_latency_ratio",
+            "a ratio to tune.latency_reference: name the reference model too (--faster-than REF)",
+        )
+        _check(
+            self.latency_reference is None
+            or (isinstance(self.latency_reference, str) and self.latency_reference.strip()),
+            "tune.latency_reference",
+            "a .tflite or .onnx file",
+        )
+        _check(
+            self.latency_reference is None or self.latency_table is None,
+            "tune.latency_reference",
+            "not with tune.latency_table (a table holds no timing of the reference)",
+        )
+        _check(
+            isinstance(self.latency_retimes, int) and 0 <= self.latency_retimes <= 10, "tune.latency_retimes", "0..10"
+        )
+        _check(
+            math.isfinite(self.latency_near) and 0 < self.latency_near <= 1, "tune.latency_near", "a fraction in (0, 1]"
+        )
 
 
 @dataclass
@@ -384,7 +458,9 @@ def _yaml_scalar(value: Any) -> str:
     return text
 
 
-def load_config(path: "str | Path | Config | None" = None, overrides: dict[str, Any] | list[str] | None = None) -> Config:
+def load_config(
+    path: "str | Path | Config | None" = None, overrides: dict[str, Any] | list[str] | None = None
+) -> Config:
     """Defaults, then the YAML file at ``path`` (or a ``Config`` to start from), then ``overrides``
     (dotted keys or ``key=value`` strings)."""
     raw: dict[str, Any] = {}
@@ -422,7 +498,9 @@ MAX_RUNS = 1_000_000
 
 def _check(ok: bool, key: str, expected: str) -> None:
     if not ok:
-        raise EdgeExportError(f"bad config value for {key}: expected {expected}", hint=f"set {key} in the config or with {key}=VALUE")
+        raise EdgeExportError(
+            f"bad config value for {key}: expected {expected}", hint=f"set {key} in the config or with {key}=VALUE"
+        )
 
 
 def _fields(obj_or_cls: Any) -> list[dataclasses.Field]:
@@ -526,11 +604,15 @@ def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
             spelled = [a for a in args if isinstance(a, str) and a.lower() in (_TRUE if value else _FALSE)]
             value = spelled[0] if len(spelled) == 1 else value
         if value not in args:
-            raise EdgeExportError(f"bad config value {value!r} for {key}{where}", hint=f"use one of: {', '.join(map(str, args))}")
+            raise EdgeExportError(
+                f"bad config value {value!r} for {key}{where}", hint=f"use one of: {', '.join(map(str, args))}"
+            )
         return value
     bad = EdgeExportError(f"bad config value {value!r} for {key}{where}: expected {getattr(hint, '__name__', hint)}")
     if isinstance(value, float) and not math.isfinite(value) and hint in (int, float):
-        raise EdgeExportError(f"bad config value {value!r} for {key}{where}: expected a finite number", hint=f"set {key} to a number")
+        raise EdgeExportError(
+            f"bad config value {value!r} for {key}{where}: expected a finite number", hint=f"set {key} to a number"
+        )
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -545,7 +627,7 @@ def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
                 number = float(value)  # YAML 1.1 reads "1e-5" as a string
             except ValueError:
                 raise bad from None
-            return _coerce(number, hint, key, where)  # "nan", "inf" 
+            return _coerce(number, hint, key, where)  # "nan", "inf"
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad
         return float(value)

@@ -55,6 +55,7 @@ def markdown_cell(text: object) -> str:
 def markdown_table(rows: Sequence[Sequence[str]], raw_columns: Sequence[int] = ()) -> str:
     """The first row is the header; every cell goes through ``markdown_cell``, except body cells in
     ``raw_columns`` (Markdown made here, e.g. an image link), whose '|' and line breaks are still escaped."""
+
     def raw(text: object) -> str:
         return _CONTROL.sub(" ", str(text).replace("|", "\\|"))
 

@@ -63,4 +63,6 @@ def check_not_inside(out: str | Path, data: str | Path, option: str = "--out", d
     if target == source or source in target.parents:
         raise EdgeExportError(
             f"{option} {printable(out)} is inside {data_option} {printable(data)}: what is written there would be "
-            "read back as data", hint=f"pass an {option} folder outside the data set")
+            "read back as data",
+            hint=f"pass an {option} folder outside the data set",
+        )

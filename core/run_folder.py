@@ -360,10 +360,16 @@ def write_record(run: RunFolder, model: str = RunFolder.MODEL) -> RunRecord:
         files={name: sha256_file(run.root / name) for name in RunFolder.recorded(model)},
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
-    write_json(run.run_record, {
-        "record_version": RECORD_VERSION, "run_id": record.run_id, "created": record.created,
-        "edge_export": __version__, "files": record.files,
-    })
+    write_json(
+        run.run_record,
+        {
+            "record_version": RECORD_VERSION,
+            "run_id": record.run_id,
+            "created": record.created,
+            "edge_export": __version__,
+            "files": record.files,
+        },
+    )
     return record
 
 
@@ -376,14 +382,17 @@ def verify_run(run: RunFolder) -> RunRecord:
         raise EdgeExportError(
             f"run folder {where} has no run record ({RunFolder.RUN_RECORD}): train was interrupted, "
             "or an older edge-export made it, so its files may come from different runs",
-            path=run.run_record, hint=fix,
+            path=run.run_record,
+            hint=fix,
         )
     record = _parse(read_json(run.run_record, what=RunFolder.RUN_RECORD), run, fix)
     model = record.model_name
     if run.reference_model.name != model:  # model.keras of another run beside an imported model.onnx
         raise EdgeExportError(
             f"run folder {where} holds files from different runs ({run.reference_model.name} is not in its run "
-            f"record, which names {model})", path=run.reference_model, hint=fix,
+            f"record, which names {model})",
+            path=run.reference_model,
+            hint=fix,
         )
     for name in RunFolder.recorded(model):
         path = run.root / name
@@ -394,11 +403,13 @@ def verify_run(run: RunFolder) -> RunRecord:
         if sha256_file(path) != record.files[name]:
             what = (
                 f"{model} does not match its run record: corrupt, truncated or replaced"
-                if name == model else f"{name} does not match {model}'s run"
+                if name == model
+                else f"{name} does not match {model}'s run"
             )
             raise EdgeExportError(
                 f"run folder {where} holds files from different runs ({what}; train was interrupted?)",
-                path=path, hint=fix,
+                path=path,
+                hint=fix,
             )
     return record
 
@@ -407,13 +418,16 @@ def _parse(data: object, run: RunFolder, fix: str) -> RunRecord:
     files = data.get("files") if isinstance(data, dict) else None
     run_id = data.get("run_id") if isinstance(data, dict) else None
     ok = (
-        isinstance(run_id, str) and _RUN_ID.match(run_id) is not None
-        and isinstance(files, dict) and any(set(files) == set(RunFolder.recorded(m)) for m in RunFolder.MODEL_FILES)
+        isinstance(run_id, str)
+        and _RUN_ID.match(run_id) is not None
+        and isinstance(files, dict)
+        and any(set(files) == set(RunFolder.recorded(m)) for m in RunFolder.MODEL_FILES)
         and all(isinstance(v, str) and _SHA256.match(v) for v in files.values())
     )
     if not ok:
         raise EdgeExportError(
             f"{RunFolder.RUN_RECORD} is malformed (expected a run_id and the sha256 of {', '.join(RunFolder.RECORDED)})",
-            path=run.run_record, hint=fix,
+            path=run.run_record,
+            hint=fix,
         )
     return RunRecord(run_id=run_id, files=dict(files), created=str(data.get("created", "")))

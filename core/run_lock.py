@@ -57,7 +57,8 @@ def locked_run(run: RunFolder, command: str | None = None) -> Iterator[RunFolder
         fd = os.open(run.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as exc:
         raise EdgeExportError(
-            f"cannot use the run folder: {exc.strerror or exc}", path=run.root,
+            f"cannot use the run folder: {exc.strerror or exc}",
+            path=run.root,
             hint="pass a writable folder (or a new name) as --out",
         ) from None
     try:
@@ -95,7 +96,9 @@ def holder(fd: int) -> str:
 
 def _write_holder(fd: int, command: str) -> None:
     info = {
-        "pid": os.getpid(), "command": command, "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "command": command,
+        "host": socket.gethostname(),
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
     data = (json.dumps(info) + "\n").encode()

@@ -41,17 +41,26 @@ def safe_name(value: Any, *, what: str, source: str | Path | None = None) -> str
 def path_inside(folder: str | Path, relative: Any, *, what: str, source: str | Path | None = None) -> Path:
     """``folder / relative`` when it stays inside ``folder`` (no absolute path, no '..', no link out)."""
     if not isinstance(relative, str) or not relative or "\x00" in relative:
-        raise EdgeExportError(f"{what} {printable(repr(relative))} is not a relative path", path=source,
-                              hint="the file was edited or comes from elsewhere: re-create it with edge-export")
+        raise EdgeExportError(
+            f"{what} {printable(repr(relative))} is not a relative path",
+            path=source,
+            hint="the file was edited or comes from elsewhere: re-create it with edge-export",
+        )
     parts = PurePosixPath(relative.replace("\\", "/")).parts
     if relative.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
-        raise EdgeExportError(f"{what} {printable(repr(relative))} points outside {folder}", path=source,
-                              hint="the file was edited or comes from elsewhere: re-create it with edge-export")
+        raise EdgeExportError(
+            f"{what} {printable(repr(relative))} points outside {folder}",
+            path=source,
+            hint="the file was edited or comes from elsewhere: re-create it with edge-export",
+        )
     root = Path(folder).resolve()
     target = (root / Path(*parts)).resolve() if parts else root
     if target != root and root not in target.parents:
-        raise EdgeExportError(f"{what} {printable(repr(relative))} resolves outside {folder} (a link?)", path=source,
-                              hint="remove the link, or re-create the folder with edge-export")
+        raise EdgeExportError(
+            f"{what} {printable(repr(relative))} resolves outside {folder} (a link?)",
+            path=source,
+            hint="remove the link, or re-create the folder with edge-export",
+        )
     return Path(folder) / Path(*parts)
 
 
@@ -73,26 +82,35 @@ def printable_strings(document: Any, limit: int = 4096) -> Any:
     if isinstance(document, str):
         return printable(document, limit)
     if isinstance(document, dict):
-        return {printable(k, limit) if isinstance(k, str) else k: printable_strings(v, limit) for k, v in document.items()}
+        return {
+            printable(k, limit) if isinstance(k, str) else k: printable_strings(v, limit) for k, v in document.items()
+        }
     if isinstance(document, list):
         return [printable_strings(v, limit) for v in document]
     return document
 
 
-def finite_number(value: Any, *, what: str, source: str | Path | None = None, positive: bool = False,
-                  minimum: float | None = None) -> float:
+def finite_number(
+    value: Any, *, what: str, source: str | Path | None = None, positive: bool = False, minimum: float | None = None
+) -> float:
     """``value`` as a finite float (and > ``minimum`` or > 0 with ``positive``), else a clear error."""
     try:
         number = float(value)
     except (TypeError, ValueError, OverflowError):
         number = math.nan
     if isinstance(value, bool) or not math.isfinite(number):
-        raise EdgeExportError(f"{what} is {printable(repr(value))}, expected a finite number", path=source,
-                              hint="fix the value (or the file it came from)")
+        raise EdgeExportError(
+            f"{what} is {printable(repr(value))}, expected a finite number",
+            path=source,
+            hint="fix the value (or the file it came from)",
+        )
     floor = minimum if minimum is not None else (0.0 if positive else None)
     if floor is not None and number <= floor:
-        raise EdgeExportError(f"{what} is {number!r}, expected a number above {floor:g}", path=source,
-                              hint="a standard deviation or scale must be clearly above zero")
+        raise EdgeExportError(
+            f"{what} is {number!r}, expected a number above {floor:g}",
+            path=source,
+            hint="a standard deviation or scale must be clearly above zero",
+        )
     return number
 
 
@@ -104,7 +122,8 @@ def finite_array(array: Any, *, what: str, source: str | Path | None = None) -> 
     if array.dtype.kind in "fc" and not np.isfinite(array).all():
         bad = int(array.size - np.isfinite(array).sum())
         raise EdgeExportError(
-            f"{what}: {bad} of {array.size} values are not finite (nan or inf)", path=source,
+            f"{what}: {bad} of {array.size} values are not finite (nan or inf)",
+            path=source,
             hint="the model or its preprocessing (mean/std, quantization scale) is broken: re-export it",
         )
     return array
@@ -126,16 +145,25 @@ def json_depth_ok(obj: Any, limit: int = MAX_JSON_DEPTH) -> bool:
 def loads_json(text: str | bytes, *, what: str, source: str | Path | None = None) -> Any:
     """Parse a JSON document from elsewhere: bounded size and depth, a clear error on anything bad."""
     if len(text) > MAX_JSON_BYTES:
-        raise EdgeExportError(f"{what} is {len(text)} bytes, over the {MAX_JSON_BYTES} limit", path=source,
-                              hint="the file is not one edge-export wrote")
+        raise EdgeExportError(
+            f"{what} is {len(text)} bytes, over the {MAX_JSON_BYTES} limit",
+            path=source,
+            hint="the file is not one edge-export wrote",
+        )
     try:
         obj = json.loads(text)
     except (ValueError, RecursionError, UnicodeDecodeError) as exc:
-        raise EdgeExportError(f"{what} is not valid JSON ({printable(str(exc), 120)})", path=source,
-                              hint="the file is damaged or not one edge-export wrote: re-create it") from None
+        raise EdgeExportError(
+            f"{what} is not valid JSON ({printable(str(exc), 120)})",
+            path=source,
+            hint="the file is damaged or not one edge-export wrote: re-create it",
+        ) from None
     if not json_depth_ok(obj):
-        raise EdgeExportError(f"{what} nests deeper than {MAX_JSON_DEPTH} levels", path=source,
-                              hint="the file is not one edge-export wrote")
+        raise EdgeExportError(
+            f"{what} nests deeper than {MAX_JSON_DEPTH} levels",
+            path=source,
+            hint="the file is not one edge-export wrote",
+        )
     return obj
 
 
@@ -146,15 +174,20 @@ def read_json(path: str | Path, *, what: str | None = None) -> Any:
     try:
         size = path.stat().st_size
         if size > MAX_JSON_BYTES:
-            raise EdgeExportError(f"{what} is {size} bytes, over the {MAX_JSON_BYTES} limit", path=path,
-                                  hint="the file is not one edge-export wrote")
+            raise EdgeExportError(
+                f"{what} is {size} bytes, over the {MAX_JSON_BYTES} limit",
+                path=path,
+                hint="the file is not one edge-export wrote",
+            )
         data = path.read_bytes()
     except FileNotFoundError:
         raise EdgeExportError(f"{what} not found", path=path, hint="re-run the command that writes it") from None
     except IsADirectoryError:
         raise EdgeExportError(f"{what} is a folder, not a file", path=path) from None
     except PermissionError:
-        raise EdgeExportError(f"{what} cannot be read (permission denied)", path=path, hint="check its permissions") from None
+        raise EdgeExportError(
+            f"{what} cannot be read (permission denied)", path=path, hint="check its permissions"
+        ) from None
     return loads_json(data, what=what, source=path)
 
 
@@ -173,28 +206,38 @@ def read_yaml(path: str | Path, *, what: str = "config file") -> Any:
     try:
         size = path.stat().st_size
         if size > MAX_YAML_BYTES:
-            raise EdgeExportError(f"{what} is {size} bytes, over the {MAX_YAML_BYTES} limit", path=path,
-                                  hint="a config file is a few sections of settings")
+            raise EdgeExportError(
+                f"{what} is {size} bytes, over the {MAX_YAML_BYTES} limit",
+                path=path,
+                hint="a config file is a few sections of settings",
+            )
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise EdgeExportError(f"{what} is not UTF-8 text ({exc.reason} at byte {exc.start})", path=path,
-                              hint="save it as UTF-8") from None
+        raise EdgeExportError(
+            f"{what} is not UTF-8 text ({exc.reason} at byte {exc.start})", path=path, hint="save it as UTF-8"
+        ) from None
     except OSError as exc:
         raise EdgeExportError(f"cannot read the {what} ({printable(exc.strerror or exc, 120)})", path=path) from None
     try:
         depth = nodes = 0
         for event in yaml.parse(text, Loader=yaml.SafeLoader):
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-                raise EdgeExportError(f"{what} uses YAML anchors or aliases (&name / *name), which are not allowed",
-                                      path=path, hint="write each value out in full")
+                raise EdgeExportError(
+                    f"{what} uses YAML anchors or aliases (&name / *name), which are not allowed",
+                    path=path,
+                    hint="write each value out in full",
+                )
             if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 depth += 1
             elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 depth -= 1
             nodes += isinstance(event, yaml.NodeEvent)
             if depth > MAX_YAML_DEPTH or nodes > MAX_YAML_NODES:
-                raise EdgeExportError(f"{what} nests deeper than {MAX_YAML_DEPTH} levels or has over {MAX_YAML_NODES} values",
-                                      path=path, hint="a config file is a few sections of settings")
+                raise EdgeExportError(
+                    f"{what} nests deeper than {MAX_YAML_DEPTH} levels or has over {MAX_YAML_NODES} values",
+                    path=path,
+                    hint="a config file is a few sections of settings",
+                )
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise EdgeExportError(f"invalid YAML: {printable(exc, 500)}", path=path) from None
@@ -206,8 +249,11 @@ def read_yaml(path: str | Path, *, what: str = "config file") -> Any:
         if isinstance(node, dict):
             bad = next((k for k in node if not isinstance(k, str)), None)
             if bad is not None:
-                raise EdgeExportError(f"{what}: key {printable(repr(bad), 80)} is not a name", path=path,
-                                      hint="keys are setting names (quote a key such as 'yes' or 'on')")
+                raise EdgeExportError(
+                    f"{what}: key {printable(repr(bad), 80)} is not a name",
+                    path=path,
+                    hint="keys are setting names (quote a key such as 'yes' or 'on')",
+                )
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
@@ -222,4 +268,3 @@ def is_regular_file(path: str | Path) -> bool:
         return stat.S_ISREG(os.stat(path).st_mode)
     except OSError:
         return False
-

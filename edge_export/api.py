@@ -58,26 +58,65 @@ class Flag:
 FLAGS: dict[str, Flag] = {
     f.name: f
     for f in (
-        Flag("data", "data.path", "Dataset folder (train/, validation/, test/) or the name of a data set in $EDGE_EXPORT_DATA_DIR [cats_vs_dogs]."),
+        Flag(
+            "data",
+            "data.path",
+            "Dataset folder (train/, validation/, test/) or the name of a data set in $EDGE_EXPORT_DATA_DIR [cats_vs_dogs].",
+        ),
         Flag("backbone", "model.backbone", "Backbone name (see `edge-export backbones`)."),
         Flag("image_size", "model.image_size", "Input size in pixels (square) [the backbone's].", int),
         Flag("weights", "model.weights", "imagenet, none, or a weights file."),
         Flag("seed", "train.seed", "Random seed of training.", int),
         Flag("batch_size", "train.batch_size", "Training batch size.", int),
-        Flag("feature_mode", "train.feature_extraction.mode", "Stage 1: cached features or augmentation.", ("cached", "augmented")),
+        Flag(
+            "feature_mode",
+            "train.feature_extraction.mode",
+            "Stage 1: cached features or augmentation.",
+            ("cached", "augmented"),
+        ),
         Flag("fine_tune", "train.fine_tune.enabled", "Run stage 2 (fine-tuning).", bool),
-        Flag("validation_split", "data.validation_split", "Fraction of train/ held out when there is no validation/.", float),
-        Flag("model", "model.source", "Export this model instead of training one: a .keras, .h5, SavedModel folder "
-             "or .onnx (bring your own model; a keras.Model too, in Python)."),
-        Flag("input_scale", "model.input_scale", "What --model expects from pixels [auto: checked on validation photos].",
-             ("auto", "0-255", "0-1", "-1-1", "imagenet")),
-        Flag("output", "model.output", "What --model outputs [auto: its last layer, else checked on validation photos].",
-             ("auto", "softmax", "logits", "sigmoid", "sigmoid-logit")),
-        Flag("labels", "model.labels", "Labels file of --model, one class a line in its output order [the data's class folders]."),
-        Flag("custom_objects", "model.custom_objects", "Comma-separated modules (or .py files) registering --model's custom layers."),
+        Flag(
+            "validation_split",
+            "data.validation_split",
+            "Fraction of train/ held out when there is no validation/.",
+            float,
+        ),
+        Flag(
+            "model",
+            "model.source",
+            "Export this model instead of training one: a .keras, .h5, SavedModel folder "
+            "or .onnx (bring your own model; a keras.Model too, in Python).",
+        ),
+        Flag(
+            "input_scale",
+            "model.input_scale",
+            "What --model expects from pixels [auto: checked on validation photos].",
+            ("auto", "0-255", "0-1", "-1-1", "imagenet"),
+        ),
+        Flag(
+            "output",
+            "model.output",
+            "What --model outputs [auto: its last layer, else checked on validation photos].",
+            ("auto", "softmax", "logits", "sigmoid", "sigmoid-logit"),
+        ),
+        Flag(
+            "labels",
+            "model.labels",
+            "Labels file of --model, one class a line in its output order [the data's class folders].",
+        ),
+        Flag(
+            "custom_objects",
+            "model.custom_objects",
+            "Comma-separated modules (or .py files) registering --model's custom layers.",
+        ),
         Flag("formats", "export.formats", "Comma-separated formats, a family (tflite, onnx) or all [export.formats]."),
         Flag("stages", "build.stages", "Comma-separated subset of train,export,bench."),
-        Flag("min_accuracy", "bench.min_accuracy", "Fail (exit 1) if an artifact's test accuracy is below this fraction (e.g. 0.985; the Keras reference is not gated).", float),
+        Flag(
+            "min_accuracy",
+            "bench.min_accuracy",
+            "Fail (exit 1) if an artifact's test accuracy is below this fraction (e.g. 0.985; the Keras reference is not gated).",
+            float,
+        ),
         Flag("accuracy_budget", "build.accuracy_budget", "Recommendation: max points below the Keras model.", float),
         Flag("max_size_mb", "build.max_size_mb", "Recommendation: max artifact size.", float),
         Flag("threads", "bench.threads", "Comma-separated thread counts, 0 = all cores [1,0]."),
@@ -88,7 +127,17 @@ FLAGS: dict[str, Flag] = {
 }
 
 # which flags each command takes (the CLI adds its options from these lists; the API accepts the same names)
-TRAIN_FLAGS = ("data", "backbone", "image_size", "weights", "seed", "batch_size", "feature_mode", "fine_tune", "validation_split")
+TRAIN_FLAGS = (
+    "data",
+    "backbone",
+    "image_size",
+    "weights",
+    "seed",
+    "batch_size",
+    "feature_mode",
+    "fine_tune",
+    "validation_split",
+)
 EXPORT_FLAGS = ("formats",)
 BENCH_FLAGS = ("threads", "runs", "warmup", "bench_batch_size", "min_accuracy")
 MODEL_FLAGS = ("model", "input_scale", "output", "labels", "custom_objects")  # bring your own model
@@ -115,7 +164,9 @@ def _spell(flag: Flag) -> str:
 # --------------------------------------------------------------------------------- resolve and check
 
 
-def resolve_config(config: ConfigLike = None, overrides: Overrides = None, *, flags: Sequence[str] = tuple(FLAGS), **settings: Any) -> Config:
+def resolve_config(
+    config: ConfigLike = None, overrides: Overrides = None, *, flags: Sequence[str] = tuple(FLAGS), **settings: Any
+) -> Config:
     """The typed config: ``config`` < ``overrides`` (dotted keys) < ``settings`` (flag names), checked.
 
     ``flags`` limits which flag names are accepted (a command's own list). Raises EdgeExportError naming
@@ -181,7 +232,9 @@ def check_settings(config: Config) -> None:
     known = [s.name for s in STAGES]
     unknown = [s for s in config.build.stages if s not in known]
     if unknown:
-        raise EdgeExportError(f"build.stages: unknown stage {', '.join(map(repr, unknown))}", hint=f"choose from: {', '.join(known)}")
+        raise EdgeExportError(
+            f"build.stages: unknown stage {', '.join(map(repr, unknown))}", hint=f"choose from: {', '.join(known)}"
+        )
 
 
 def check_providers(providers: Sequence[str]) -> list[str]:
@@ -191,7 +244,9 @@ def check_providers(providers: Sequence[str]) -> list[str]:
     try:
         return resolve_providers(list(providers))
     except EdgeExportError as exc:
-        raise EdgeExportError(f"--provider: {exc.message}", hint=f"{exc.hint}; short names: {', '.join(PROVIDER_ALIASES)}") from None
+        raise EdgeExportError(
+            f"--provider: {exc.message}", hint=f"{exc.hint}; short names: {', '.join(PROVIDER_ALIASES)}"
+        ) from None
 
 
 def check_flavour(flavour: str) -> None:
@@ -223,8 +278,14 @@ class ExportResult:
 # ------------------------------------------------------------------------------------------- the verbs
 
 
-def train(config: ConfigLike = None, *, out: str | Path | None = None, overrides: Overrides = None,
-          echo: Echo | None = print, **settings: Any) -> TrainResult:
+def train(
+    config: ConfigLike = None,
+    *,
+    out: str | Path | None = None,
+    overrides: Overrides = None,
+    echo: Echo | None = print,
+    **settings: Any,
+) -> TrainResult:
     """Train a classifier by transfer learning into the run folder ``out`` [runs/train-<time>]."""
     from edge_export.core.tf_env import require_tensorflow
 
@@ -260,8 +321,15 @@ def export_config(run: RunFolder, config: ConfigLike = None, overrides: Override
     return resolve_config(run.config if run.config.is_file() else None, merged, flags=EXPORT_FLAGS, **settings)
 
 
-def export(run: str | Path | RunFolder, config: ConfigLike = None, *, overrides: Overrides = None,
-           echo: Echo | None = print, debug: bool = False, **settings: Any) -> ExportResult:
+def export(
+    run: str | Path | RunFolder,
+    config: ConfigLike = None,
+    *,
+    overrides: Overrides = None,
+    echo: Echo | None = print,
+    debug: bool = False,
+    **settings: Any,
+) -> ExportResult:
     """Export the model of the run folder ``run`` to ``run/export/`` (formats: ``formats=`` or the config's).
 
     ``run`` may also be a user's model (a .keras/.h5 file, a SavedModel folder, a keras.Model, an .onnx file): it
@@ -274,10 +342,20 @@ def export(run: str | Path | RunFolder, config: ConfigLike = None, *, overrides:
     if is_model_source(run, onnx=True):
         out = settings.pop("out", None) or default_out(run)
         if settings.get("data") is None:
-            raise EdgeExportError("exporting a model file needs photos: --data DIR (calibration and the checks)",
-                                  hint="DIR/{train,validation,test}/<class>/*.jpg, or DIR/<class>/*.jpg (split by the tool)")
-        build(config, out=out, overrides=overrides, echo=echo, debug=debug, model=run, stages=["train", "export"],
-              **settings)
+            raise EdgeExportError(
+                "exporting a model file needs photos: --data DIR (calibration and the checks)",
+                hint="DIR/{train,validation,test}/<class>/*.jpg, or DIR/<class>/*.jpg (split by the tool)",
+            )
+        build(
+            config,
+            out=out,
+            overrides=overrides,
+            echo=echo,
+            debug=debug,
+            model=run,
+            stages=["train", "export"],
+            **settings,
+        )
         from edge_export.export.manifest import read_manifest
 
         folder = RunFolder(out)
@@ -285,8 +363,10 @@ def export(run: str | Path | RunFolder, config: ConfigLike = None, *, overrides:
     settings.pop("out", None)
     for name in ("data", *MODEL_FLAGS):
         if settings.pop(name, None) is not None:
-            raise EdgeExportError(f"{_spell(FLAGS[name])} is for exporting a model file, not a run folder",
-                                  hint="a run folder exports with the data and model it was made with")
+            raise EdgeExportError(
+                f"{_spell(FLAGS[name])} is for exporting a model file, not a run folder",
+                hint="a run folder exports with the data and model it was made with",
+            )
     run = run if isinstance(run, RunFolder) else RunFolder(run)
     if not run.root.is_dir():
         raise EdgeExportError("run folder not found", path=run.root, hint="pass the folder `edge-export train` wrote")
@@ -304,13 +384,27 @@ def export(run: str | Path | RunFolder, config: ConfigLike = None, *, overrides:
 
 def _export_result(run: RunFolder, manifest: Manifest) -> ExportResult:
     made = set(manifest.formats)  # this export's formats (the manifest may keep earlier ones)
-    return ExportResult(run=run, manifest=manifest, failed=[a for a in manifest.artifacts if a.name in made and not a.ok])
+    return ExportResult(
+        run=run, manifest=manifest, failed=[a for a in manifest.artifacts if a.name in made and not a.ok]
+    )
 
 
-def bench(run: str | Path | RunFolder | None = None, models: Sequence[str | Path] = (), *, data: str | Path,
-          config: ConfigLike = None, out: str | Path | None = None, labels: str | Path | None = None,
-          keras: bool | None = None, devices: Sequence[str] = (), remote: Any = None,
-          providers: Sequence[str] = (), overrides: Overrides = None, echo: Echo | None = print, **settings: Any):
+def bench(
+    run: str | Path | RunFolder | None = None,
+    models: Sequence[str | Path] = (),
+    *,
+    data: str | Path,
+    config: ConfigLike = None,
+    out: str | Path | None = None,
+    labels: str | Path | None = None,
+    keras: bool | None = None,
+    devices: Sequence[str] = (),
+    remote: Any = None,
+    providers: Sequence[str] = (),
+    overrides: Overrides = None,
+    echo: Echo | None = print,
+    **settings: Any,
+):
     """Benchmark a run folder's exported artifacts and/or model files on the test images in ``data``.
 
     ``devices``: ``ssh://[USER@]HOST[:PORT]`` to measure on too (``remote``: a RemoteSettings for them).
@@ -320,8 +414,18 @@ def bench(run: str | Path | RunFolder | None = None, models: Sequence[str | Path
     echo = echo or silent
     sources = [m for m in [run, *models] if is_model_source(m)]
     if sources:  # a user's Keras model: imported into a run folder, then benchmarked there (its Keras row)
-        return _bench_model_source(sources, run, models, data=data, config=config, out=out, overrides=overrides,
-                                   labels=labels, echo=echo, **settings)
+        return _bench_model_source(
+            sources,
+            run,
+            models,
+            data=data,
+            config=config,
+            out=out,
+            overrides=overrides,
+            labels=labels,
+            echo=echo,
+            **settings,
+        )
     resolved = resolve_config(config, overrides, flags=BENCH_FLAGS, **settings)
     if out is not None:
         check_out_folder(out)
@@ -339,20 +443,47 @@ def bench(run: str | Path | RunFolder | None = None, models: Sequence[str | Path
     folder = None if run is None else (run if isinstance(run, RunFolder) else RunFolder(run))
     # writing RUN/bench: one writer per run folder (a run folder only read, with --out elsewhere, is not locked)
     with locked_run(folder) if folder is not None and out is None else contextlib.nullcontext():
-        outcome = bench_run(folder, models=list(models), data=data, config=resolved.bench, out=out, labels=labels,
-                            keras=keras, echo=echo, max_image_pixels=resolved.data.max_image_pixels,
-                            providers=list(providers) or None)
+        outcome = bench_run(
+            folder,
+            models=list(models),
+            data=data,
+            config=resolved.bench,
+            out=out,
+            labels=labels,
+            keras=keras,
+            echo=echo,
+            max_image_pixels=resolved.data.max_image_pixels,
+            providers=list(providers) or None,
+        )
         if ssh_devices:
             from edge_export.deploy.remote import bench_on_devices
 
-            outcome = bench_on_devices(outcome, ssh_devices, data=data, config=resolved.bench, settings=remote,
-                                       labels=labels, run=folder, echo=echo)
+            outcome = bench_on_devices(
+                outcome,
+                ssh_devices,
+                data=data,
+                config=resolved.bench,
+                settings=remote,
+                labels=labels,
+                run=folder,
+                echo=echo,
+            )
     return outcome
 
 
-def _bench_model_source(sources: list, run: Any, models: Sequence[Any], *, data: str | Path, config: ConfigLike,
-                        out: str | Path | None, overrides: Overrides, labels: str | Path | None, echo: Echo,
-                        **settings: Any):
+def _bench_model_source(
+    sources: list,
+    run: Any,
+    models: Sequence[Any],
+    *,
+    data: str | Path,
+    config: ConfigLike,
+    out: str | Path | None,
+    overrides: Overrides,
+    labels: str | Path | None,
+    echo: Echo,
+    **settings: Any,
+):
     """``bench FILE.keras --data DIR``: import the model with DIR's photos (its splits, or the tool's split of a
     folder with none) into ``out`` [runs/<name>] and benchmark it on DIR's test photos. One model at a time."""
     others = [m for m in [run, *models] if m is not None and not is_model_source(m)]
@@ -363,8 +494,15 @@ def _bench_model_source(sources: list, run: Any, models: Sequence[Any], *, data:
         )
     folder = Path(out) if out is not None else default_out(sources[0])
     resolved = resolve_config(config, overrides, flags=BENCH_FLAGS, **settings)  # bench's flags, checked as bench's
-    build(resolved, out=folder, echo=echo, model=sources[0], data=str(data), stages=["train", "bench"],
-          labels=None if labels is None else str(labels))
+    build(
+        resolved,
+        out=folder,
+        echo=echo,
+        model=sources[0],
+        data=str(data),
+        stages=["train", "bench"],
+        labels=None if labels is None else str(labels),
+    )
     from edge_export.benchmarks.suite import BenchOutcome
     from edge_export.core.records.bench import BenchResult
 
@@ -389,9 +527,18 @@ def parse_devices(values: Sequence[str], option: str = "--device") -> list:
     return devices
 
 
-def build(config: ConfigLike = None, *, out: str | Path = "runs/build", force: bool = False, overrides: Overrides = None,
-          echo: Echo | None = print, event: Callable[[dict], None] | None = None, debug: bool = False,
-          command: str = "", **settings: Any):
+def build(
+    config: ConfigLike = None,
+    *,
+    out: str | Path = "runs/build",
+    force: bool = False,
+    overrides: Overrides = None,
+    echo: Echo | None = print,
+    event: Callable[[dict], None] | None = None,
+    debug: bool = False,
+    command: str = "",
+    **settings: Any,
+):
     """Train, export and benchmark into the run folder ``out`` (resumable), then report and recommend.
 
     Returns the build result (``.ok``, ``.ran``, ``.skipped``, ``.failures``, ``.recommendation``, ``.reports``).
@@ -422,15 +569,24 @@ def build(config: ConfigLike = None, *, out: str | Path = "runs/build", force: b
     from edge_export.pipeline.runner import build as run_build
 
     with locked_run(RunFolder(out), command) as run:
-        return run_build(resolved, run, force=force, command=command or "edge_export.build()",
-                         echo=echo or silent, event=event, debug=debug)
+        return run_build(
+            resolved,
+            run,
+            force=force,
+            command=command or "edge_export.build()",
+            echo=echo or silent,
+            event=event,
+            debug=debug,
+        )
 
 
 def _save_model_object(model: Any, out: Path) -> Path:
     """An in-memory keras.Model given as ``model=``, saved where the build can import it (and hash it)."""
     if not (hasattr(model, "save") and hasattr(model, "inputs") and hasattr(model, "outputs")):
-        raise EdgeExportError(f"model= is a {type(model).__name__}, not a model",
-                              hint="pass a keras.Model, or the path of a .keras, .h5 or SavedModel folder")
+        raise EdgeExportError(
+            f"model= is a {type(model).__name__}, not a model",
+            hint="pass a keras.Model, or the path of a .keras, .h5 or SavedModel folder",
+        )
     from edge_export.core.atomic import atomic_path
 
     out.mkdir(parents=True, exist_ok=True)
@@ -450,8 +606,11 @@ def is_model_source(target: Any, onnx: bool = False) -> bool:
     path = Path(target)
     from edge_export.export.user_model import KERAS_SUFFIXES
 
-    return (path.suffix.lower() in KERAS_SUFFIXES or (onnx and path.suffix.lower() == ".onnx")
-            or (path.is_dir() and (path / "saved_model.pb").is_file()))
+    return (
+        path.suffix.lower() in KERAS_SUFFIXES
+        or (onnx and path.suffix.lower() == ".onnx")
+        or (path.is_dir() and (path / "saved_model.pb").is_file())
+    )
 
 
 def default_out(model: Any) -> Path:
@@ -460,12 +619,25 @@ def default_out(model: Any) -> Path:
     return Path("runs") / (stem or "model")
 
 
-def tune(config: ConfigLike = None, *, out: str | Path = "runs/tune", overrides: Overrides = None,
-         device: str | None = None, max_latency_ms: float | None = None, max_size_mb: float | None = None,
-         min_accuracy: float | None = None, budget_minutes: float | None = None, build_chosen: bool = False,
-         faster_than: str | Path | None = None, max_latency_ratio: float | None = None,
-         remote: Any = None, measure: Any = None, echo: Echo | None = print, event: Callable[[dict], None] | None = None,
-         **settings: Any):
+def tune(
+    config: ConfigLike = None,
+    *,
+    out: str | Path = "runs/tune",
+    overrides: Overrides = None,
+    device: str | None = None,
+    max_latency_ms: float | None = None,
+    max_size_mb: float | None = None,
+    min_accuracy: float | None = None,
+    budget_minutes: float | None = None,
+    build_chosen: bool = False,
+    faster_than: str | Path | None = None,
+    max_latency_ratio: float | None = None,
+    remote: Any = None,
+    measure: Any = None,
+    echo: Echo | None = print,
+    event: Callable[[dict], None] | None = None,
+    **settings: Any,
+):
     """Search backbones x sizes x fine-tune depths x precisions (the ``tune`` config section) for the fastest
     model within the limits on ``device`` (local or ssh://), into ``out`` (resumable). ``build_chosen``
     then builds the chosen config into ``out/build``. Returns the ``TuneResult`` (tune.json); with
@@ -474,10 +646,15 @@ def tune(config: ConfigLike = None, *, out: str | Path = "runs/tune", overrides:
     ``faster_than``: a .tflite/.onnx model timed with every candidate (tune.latency_reference); candidates are
     then limited by their latency ratio to it (``max_latency_ratio``, default 1.0)."""
     merged = parse_overrides(dict(overrides) if isinstance(overrides, Mapping) else list(overrides or []))
-    for key, value in (("device", device), ("max_latency_ms", max_latency_ms), ("max_size_mb", max_size_mb),
-                       ("min_accuracy", min_accuracy), ("budget_minutes", budget_minutes),
-                       ("latency_reference", None if faster_than is None else str(faster_than)),
-                       ("max_latency_ratio", max_latency_ratio)):
+    for key, value in (
+        ("device", device),
+        ("max_latency_ms", max_latency_ms),
+        ("max_size_mb", max_size_mb),
+        ("min_accuracy", min_accuracy),
+        ("budget_minutes", budget_minutes),
+        ("latency_reference", None if faster_than is None else str(faster_than)),
+        ("max_latency_ratio", max_latency_ratio),
+    ):
         if value is not None:
             merged[f"tune.{key}"] = value
     resolved = resolve_config(config, merged, flags=TRAIN_FLAGS, **settings)
@@ -506,8 +683,14 @@ def tune(config: ConfigLike = None, *, out: str | Path = "runs/tune", overrides:
     return result
 
 
-def package(run: str | Path | RunFolder, *, artifact: str | None = None, flavour: str = "cpu",
-            out: str | Path | None = None, echo: Echo | None = print):
+def package(
+    run: str | Path | RunFolder,
+    *,
+    artifact: str | None = None,
+    flavour: str = "cpu",
+    out: str | Path | None = None,
+    echo: Echo | None = print,
+):
     """Bundle one exported artifact of ``run`` for a device ``flavour`` (cpu, rpi, jetson): folder + .tar.gz."""
     check_flavour(flavour)
     if out is not None:
@@ -529,6 +712,16 @@ def quiet_logging(quiet: bool) -> None:
 
 
 __all__ = [
-    "FLAGS", "Flag", "ExportResult", "TrainResult", "bench", "build", "check_settings", "export", "package",
-    "resolve_config", "train", "tune",
+    "FLAGS",
+    "Flag",
+    "ExportResult",
+    "TrainResult",
+    "bench",
+    "build",
+    "check_settings",
+    "export",
+    "package",
+    "resolve_config",
+    "train",
+    "tune",
 ]

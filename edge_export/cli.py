@@ -81,11 +81,17 @@ def main(argv: list[str] | None = None) -> None:
 
 # OSErrors that are about the place written to, not a bug: errno -> (what happened, how to fix it)
 _WRITE_ERRORS = {
-    errno.ENOSPC: ("no space left on the device", "free space on the file system holding {folder} (df -h {folder}), or choose another --out"),
+    errno.ENOSPC: (
+        "no space left on the device",
+        "free space on the file system holding {folder} (df -h {folder}), or choose another --out",
+    ),
     errno.EDQUOT: ("disk quota exceeded", "free space in your quota on {folder}, or choose another --out"),
     errno.EROFS: ("read-only file system", "choose a writable --out"),
     errno.EACCES: ("permission denied", "fix the permissions of {path}, or choose a folder you can write to (--out)"),
-    errno.EPERM: ("operation not permitted", "fix the permissions of {path}, or choose a folder you can write to (--out)"),
+    errno.EPERM: (
+        "operation not permitted",
+        "fix the permissions of {path}, or choose a folder you can write to (--out)",
+    ),
 }
 _NO_FILE_NAMED = (errno.ENOSPC, errno.EDQUOT)  # a write() names no file; atomic writes add it where they can
 
@@ -111,7 +117,9 @@ def _user_error(exc: BaseException) -> EdgeExportError | None:
         return EdgeExportError(f"{what} while writing in {folder}", hint=fix.format(folder=folder))
     path = os.fsdecode(exc.filename)
     folder = os.path.dirname(os.path.abspath(path))
-    return EdgeExportError(f"{printable(path)}: {what}", hint=fix.format(folder=printable(folder), path=printable(path)))
+    return EdgeExportError(
+        f"{printable(path)}: {what}", hint=fix.format(folder=printable(folder), path=printable(path))
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

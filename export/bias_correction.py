@@ -126,7 +126,9 @@ def _tap_sums(layer, values: np.ndarray) -> np.ndarray:
     sums = np.zeros((kh, kw, channels), np.float64)
     for i in range(kh):
         for j in range(kw):
-            window = values[:, i * dh: i * dh + (out_h - 1) * sh + 1: sh, j * dw: j * dw + (out_w - 1) * sw + 1: sw, :]
+            window = values[
+                :, i * dh : i * dh + (out_h - 1) * sh + 1 : sh, j * dw : j * dw + (out_w - 1) * sw + 1 : sw, :
+            ]
             sums[i, j] = window.sum(axis=(0, 1, 2), dtype=np.float64)
     return sums / max(out_h * out_w, 1)
 
@@ -171,7 +173,7 @@ def nested_inputs(parent: Any, nested: Any, parent_inputs: list[np.ndarray]) -> 
 
 def _batches(inputs: list[np.ndarray]):
     for start in range(0, len(inputs[0]), BATCH):
-        yield [x[start:start + BATCH] for x in inputs]
+        yield [x[start : start + BATCH] for x in inputs]
 
 
 def bias_correct(model: Any, pixels: np.ndarray) -> dict[str, Any]:

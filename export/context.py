@@ -45,7 +45,11 @@ class ExportContext:
     its record, labels, data splits and the QAT worker's settings."""
 
     def __init__(
-        self, run: RunFolder, config: ExportConfig, run_config: Config, echo: Echo | None = None,
+        self,
+        run: RunFolder,
+        config: ExportConfig,
+        run_config: Config,
+        echo: Echo | None = None,
         record: RunRecord | None = None,
     ):
         self.run = run
@@ -76,8 +80,11 @@ class ExportContext:
     @cached_property
     def model(self) -> Any:
         if not self.has_keras:
-            raise EdgeExportError("this run's model is an imported ONNX model (model.onnx): it has no Keras model",
-                                  path=self.run.model_onnx, hint="export it to the ONNX formats (--formats onnx)")
+            raise EdgeExportError(
+                "this run's model is an imported ONNX model (model.onnx): it has no Keras model",
+                path=self.run.model_onnx,
+                hint="export it to the ONNX formats (--formats onnx)",
+            )
         return load_keras_model(self.run, self.spec)
 
     def onnx_graph(self) -> Any:
@@ -125,8 +132,12 @@ class ExportContext:
 
     def _load(self, split_name: str, count: int | None, seed: int) -> Images:
         split = self.dataset.splits[split_name]
-        return load_images(sample(split, count, seed), tuple(self.preprocessing.size), self.preprocessing.pixel_method,
-                           self.run_config.data.max_image_pixels)
+        return load_images(
+            sample(split, count, seed),
+            tuple(self.preprocessing.size),
+            self.preprocessing.pixel_method,
+            self.run_config.data.max_image_pixels,
+        )
 
     def representative(self) -> np.ndarray:
         """uint8 calibration images from the training split (seeded, export.representative_images)."""
@@ -170,14 +181,21 @@ class ExportContext:
 
     # ------------------------------------------------------------------ metadata
 
-    def metadata(self, fmt: FormatSpec, *, opset: int | None = None, calibration_images: int | None = None,
-                 qat: dict[str, Any] | None = None) -> ModelMetadata:
+    def metadata(
+        self,
+        fmt: FormatSpec,
+        *,
+        opset: int | None = None,
+        calibration_images: int | None = None,
+        qat: dict[str, Any] | None = None,
+    ) -> ModelMetadata:
         """The ``edge_export`` metadata embedded in every artifact (the runtime's record, filled here)."""
         from edge_export.export.tflite_metadata import model_identity
 
         info = self.config.metadata  # export.metadata: what the model says about itself
-        name, description, version = model_identity(info.name, info.description, info.version, self.labels,
-                                                    self.spec.backbone, fmt.name, __version__)
+        name, description, version = model_identity(
+            info.name, info.description, info.version, self.labels, self.spec.backbone, fmt.name, __version__
+        )
         return ModelMetadata(
             name=name,
             description=description,
@@ -232,6 +250,7 @@ def load_onnx_reference(run: RunFolder) -> Any:
         return onnx.load_model(str(path))
     except Exception as exc:
         raise EdgeExportError(
-            f"cannot load the imported ONNX model, the file is corrupt or truncated ({type(exc).__name__})", path=path,
+            f"cannot load the imported ONNX model, the file is corrupt or truncated ({type(exc).__name__})",
+            path=path,
             hint="re-run the build with --model FILE.onnx",
         ) from None

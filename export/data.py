@@ -25,8 +25,13 @@ class Images:
         return len(self.labels)
 
 
-def open_dataset(data_path: str, validation_split: float, seed: int, labels: list[str],
-                 split: "list[float] | tuple[float, ...]" = (0.8, 0.1, 0.1)) -> Dataset:
+def open_dataset(
+    data_path: str,
+    validation_split: float,
+    seed: int,
+    labels: list[str],
+    split: "list[float] | tuple[float, ...]" = (0.8, 0.1, 0.1),
+) -> Dataset:
     """The run's dataset, as training saw it (same split and seed); never downloads."""
     try:
         root = resolve_data(data_path, download=False)

@@ -61,8 +61,10 @@ def stale_dependents(run: RunFolder) -> list[str]:
     lines = []
     names = stale_bench(run, digests=digests)
     if names:
-        lines.append(f"bench/bench.json measured {', '.join(names)} as it was before (changed or removed since): "
-                     f"re-run bench (`edge-export bench {where} --data TEST_DIR`, or `edge-export build`)")
+        lines.append(
+            f"bench/bench.json measured {', '.join(names)} as it was before (changed or removed since): "
+            f"re-run bench (`edge-export bench {where} --data TEST_DIR`, or `edge-export build`)"
+        )
     rec = _read(run.deploy_recommendation, Recommendation.from_dict)
     if rec is not None and rec.artifact and digests.get(rec.artifact) != rec.sha256:
         lines.append(f"deploy/ holds {printable(rec.artifact)} as it was before: re-run `edge-export build`")
@@ -74,8 +76,10 @@ def stale_dependents(run: RunFolder) -> list[str]:
                 continue
             shas = {a.get("name"): a.get("sha256") for a in info.get("artifacts") or [] if isinstance(a, dict)}
             if digests.get(name) != shas.get(name):
-                lines.append(f"package/{printable(info_path.parent.name)} bundles {printable(name)} as it was before: "
-                             f"re-run `edge-export package {where} --artifact {printable(name)}`")
+                lines.append(
+                    f"package/{printable(info_path.parent.name)} bundles {printable(name)} as it was before: "
+                    f"re-run `edge-export package {where} --artifact {printable(name)}`"
+                )
     return lines
 
 

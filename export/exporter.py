@@ -96,8 +96,10 @@ def export_run(
                 continue
             if fmt.name in auto:
                 decisions[fmt.name] = decision = auto_qat_decision(ctx.config, [*results, *kept])
-                echo(f"{step} {fmt.name}: {'running' if decision['ran'] else 'skipped'} ({fmt.name}:auto): "
-                     f"{decision['reason']}")
+                echo(
+                    f"{step} {fmt.name}: {'running' if decision['ran'] else 'skipped'} ({fmt.name}:auto): "
+                    f"{decision['reason']}"
+                )
                 if not decision["ran"]:
                     continue
             result = export_one(ctx, fmt, images, reference, step, debug)
@@ -128,12 +130,16 @@ def unavailable_for(fmt: FormatSpec, ctx: ExportContext, auto: bool) -> dict | N
     a format that rebuilds the model from its architecture (QAT) for an imported model; a format that
     converts a Keras model for an imported ONNX model."""
     if fmt.needs_keras and not ctx.has_keras:
-        reason = (f"{fmt.name} converts a Keras model and this model was imported from ONNX; ONNX -> TFLite is not "
-                  "offered (onnx2tf, tried: pins TensorFlow 2.19, downloads calibration data at run time, needs "
-                  "per-model flags for channels-last inputs): its ONNX formats are exported instead")
+        reason = (
+            f"{fmt.name} converts a Keras model and this model was imported from ONNX; ONNX -> TFLite is not "
+            "offered (onnx2tf, tried: pins TensorFlow 2.19, downloads calibration data at run time, needs "
+            "per-model flags for channels-last inputs): its ONNX formats are exported instead"
+        )
     elif fmt.rebuilds_model and ctx.spec.imported:
-        reason = (f"{fmt.name} rebuilds the model from an architecture edge-export knows (in tf_keras, for tfmot); "
-                  "an imported model is not one: its post-training int8 formats are exported instead")
+        reason = (
+            f"{fmt.name} rebuilds the model from an architecture edge-export knows (in tf_keras, for tfmot); "
+            "an imported model is not one: its post-training int8 formats are exported instead"
+        )
     else:
         return None
     return {"mode": "auto" if auto else "requested", "ran": False, "reason": reason}
@@ -149,15 +155,25 @@ def auto_qat_decision(config: ExportConfig, results: list[ArtifactRecord]) -> di
     parity = (int8.parity or {}) if int8 is not None else {}
     if "accuracy_drop" not in parity:
         why = "it was not exported" if int8 is None else f"it failed ({int8.error})"
-        return {**decision, "ran": True, "reason": f"no validation result of post-training tflite-int8 to judge by: {why}"}
+        return {
+            **decision,
+            "ran": True,
+            "reason": f"no validation result of post-training tflite-int8 to judge by: {why}",
+        }
     drop = float(parity["accuracy_drop"])
     ran = drop > trigger
     reason = (
         f"post-training tflite-int8 loses {drop:+.2f} points of validation accuracy on {parity.get('images')} images "
         f"({'more than' if ran else 'within'} export.qat.trigger_points {trigger:g})"
     )
-    return {**decision, "ran": ran, "reason": reason, "int8_accuracy_drop": round(drop, 4),
-            "int8_top1_agreement": parity.get("top1_agreement"), "images": parity.get("images")}
+    return {
+        **decision,
+        "ran": ran,
+        "reason": reason,
+        "int8_accuracy_drop": round(drop, 4),
+        "int8_top1_agreement": parity.get("top1_agreement"),
+        "images": parity.get("images"),
+    }
 
 
 def _start(ctx: ExportContext, specs: list[FormatSpec]) -> list[ArtifactRecord]:
@@ -194,8 +210,10 @@ def _earlier_entries(ctx: ExportContext, requested: set[str]) -> list[ArtifactRe
     others = [a for a in earlier.artifacts if a.name not in requested]
     if earlier.model.sha256 != ctx.record.model_sha256:
         if earlier.artifacts:
-            echo(f"export/: removing the earlier export ({', '.join(a.name for a in earlier.artifacts)}): "
-                 "it was made from an older model.keras")
+            echo(
+                f"export/: removing the earlier export ({', '.join(a.name for a in earlier.artifacts)}): "
+                "it was made from an older model.keras"
+            )
         return []
     kept = []
     for entry in others:
@@ -210,7 +228,9 @@ def _earlier_entries(ctx: ExportContext, requested: set[str]) -> list[ArtifactRe
     return kept
 
 
-def export_one(ctx: ExportContext, fmt: FormatSpec, images, reference, step: str, debug: bool = False) -> ArtifactRecord:
+def export_one(
+    ctx: ExportContext, fmt: FormatSpec, images, reference, step: str, debug: bool = False
+) -> ArtifactRecord:
     """Convert one format to its file, then check it with the runtime. Exceptions become a failed result;
     KeyboardInterrupt and other BaseExceptions propagate (after the temporary file is removed)."""
     echo = ctx.echo

@@ -39,24 +39,46 @@ FORMATS: dict[str, FormatSpec] = {
     f.name: f
     for f in (
         FormatSpec("tflite-fp32", "tflite", "fp32", ".tflite", f"{_TFLITE}:convert_fp32", "float32 TFLite"),
-        FormatSpec("tflite-fp16", "tflite", "fp16", ".tflite", f"{_TFLITE}:convert_fp16", "float16 weights, float32 compute"),
         FormatSpec(
-            "tflite-dynamic", "tflite", "dynamic-int8", ".tflite", f"{_TFLITE}:convert_dynamic",
+            "tflite-fp16", "tflite", "fp16", ".tflite", f"{_TFLITE}:convert_fp16", "float16 weights, float32 compute"
+        ),
+        FormatSpec(
+            "tflite-dynamic",
+            "tflite",
+            "dynamic-int8",
+            ".tflite",
+            f"{_TFLITE}:convert_dynamic",
             "dynamic range: int8 weights, float activations",
         ),
         FormatSpec(
-            "tflite-int8", "tflite", "int8", ".tflite", f"{_TFLITE}:convert_int8",
-            "full-integer post-training quantization, calibrated on training images", integer_io=True,
+            "tflite-int8",
+            "tflite",
+            "int8",
+            ".tflite",
+            f"{_TFLITE}:convert_int8",
+            "full-integer post-training quantization, calibrated on training images",
+            integer_io=True,
         ),
-        FormatSpec("onnx-fp32", "onnx", "fp32", ".onnx", f"{_ONNX}:convert_fp32", "float32 ONNX (tf2onnx)",
-                   needs_keras=False),
         FormatSpec(
-            "onnx-int8", "onnx", "int8", ".onnx", f"{_ONNX}:convert_int8",
-            "ONNX Runtime static quantization (QDQ), calibrated on training images", needs_keras=False,
+            "onnx-fp32", "onnx", "fp32", ".onnx", f"{_ONNX}:convert_fp32", "float32 ONNX (tf2onnx)", needs_keras=False
         ),
         FormatSpec(
-            "tflite-qat-int8", "tflite", "int8", ".tflite", f"{_QAT}:convert_qat_int8",
-            "quantization-aware training (tfmot), then full-integer conversion", integer_io=True,
+            "onnx-int8",
+            "onnx",
+            "int8",
+            ".onnx",
+            f"{_ONNX}:convert_int8",
+            "ONNX Runtime static quantization (QDQ), calibrated on training images",
+            needs_keras=False,
+        ),
+        FormatSpec(
+            "tflite-qat-int8",
+            "tflite",
+            "int8",
+            ".tflite",
+            f"{_QAT}:convert_qat_int8",
+            "quantization-aware training (tfmot), then full-integer conversion",
+            integer_io=True,
             rebuilds_model=True,
         ),
     )
@@ -69,7 +91,8 @@ def get_format(name: str) -> FormatSpec:
         return FORMATS[name]
     except KeyError:
         raise EdgeExportError(
-            f"unknown export format {name!r}", hint=f"use all, a family ({', '.join(FAMILIES)}) or: {', '.join(FORMATS)}"
+            f"unknown export format {name!r}",
+            hint=f"use all, a family ({', '.join(FAMILIES)}) or: {', '.join(FORMATS)}",
         ) from None
 
 

@@ -35,8 +35,18 @@ from edge_export.core.untrusted import printable
 from edge_export.export import input_check, onnx_source
 from edge_export.export.data import sample
 from edge_export.export.user_model import (
-    IMPORTED_BACKBONE, ModelShape, check_memory, check_output, classes_of, load_user_model, model_shape,
-    output_from_activation, read_labels_file, source_kind, source_sha256, wrap_model,
+    IMPORTED_BACKBONE,
+    ModelShape,
+    check_memory,
+    check_output,
+    classes_of,
+    load_user_model,
+    model_shape,
+    output_from_activation,
+    read_labels_file,
+    source_kind,
+    source_sha256,
+    wrap_model,
 )
 from edge_export.runtime.preprocessing import Preprocessing
 from edge_export.trainer.datasets import Dataset, load_pixels, stream_pixels
@@ -62,10 +72,12 @@ def import_run(config: Config, run: RunFolder, dataset: Dataset, echo: Echo | No
     )
     shape = source.shape
     labels, order = _labels(config, dataset, shape, path)
-    echo(f"model: {printable(path)} ({kind}): input {shape.image_size}x{shape.image_size}x3"
-         f"{' (channels first)' if getattr(shape, 'channels_first', False) else ''}, "
-         f"{shape.outputs} output unit(s){f' ({shape.activation})' if shape.activation else ''}, classes "
-         f"{', '.join(printable(c, 40) for c in labels)}")
+    echo(
+        f"model: {printable(path)} ({kind}): input {shape.image_size}x{shape.image_size}x3"
+        f"{' (channels first)' if getattr(shape, 'channels_first', False) else ''}, "
+        f"{shape.outputs} output unit(s){f' ({shape.activation})' if shape.activation else ''}, classes "
+        f"{', '.join(printable(c, 40) for c in labels)}"
+    )
 
     size = (shape.image_size, shape.image_size)
     resize = config.model.resize
@@ -78,26 +90,46 @@ def import_run(config: Config, run: RunFolder, dataset: Dataset, echo: Echo | No
     outputs = [config.model.output] if config.model.output != "auto" else ([stated] if stated else None)
     for output in outputs or ():
         check_output(output, shape, path)
-    decision = input_check.decide(source.run_raw, pixels, model_labels, units=shape.outputs, input_scales=scales,
-                                  outputs=outputs, echo=echo, source=path)
+    decision = input_check.decide(
+        source.run_raw,
+        pixels,
+        model_labels,
+        units=shape.outputs,
+        input_scales=scales,
+        outputs=outputs,
+        echo=echo,
+        source=path,
+    )
     check_output(decision.output, shape, path)
     decided = {
         "input_scale": "flag" if config.model.input_scale != "auto" else "validation check",
         "output": "flag" if config.model.output != "auto" else ("model" if stated else "validation check"),
     }
-    echo(f"model expects: input {decision.input_scale} ({decided['input_scale']}), output {decision.output} "
-         f"({decided['output']}), photos resized ({resize}) to {size[0]}x{size[1]}")
+    echo(
+        f"model expects: input {decision.input_scale} ({decided['input_scale']}), output {decision.output} "
+        f"({decided['output']}), photos resized ({resize}) to {size[0]}x{size[1]}"
+    )
 
     reference = source.wrap(decision.input_scale, decision.output, order)
-    record = ModelSource(path=str(path.resolve()), sha256=source_sha256(path), kind=kind,
-                         input_scale=decision.input_scale, output=decision.output, decided=decided, check=decision.rows)
+    record = ModelSource(
+        path=str(path.resolve()),
+        sha256=source_sha256(path),
+        kind=kind,
+        input_scale=decision.input_scale,
+        output=decision.output,
+        decided=decided,
+        check=decision.rows,
+    )
     preprocessing = Preprocessing(size=size, resize=resize)
     metrics = _metrics(source.predictor(reference), dataset, size, resize, config)
     metrics["timing_seconds"] = {"total": round(time.perf_counter() - started, 2)}
 
     spec = ModelSpec(
-        backbone=IMPORTED_BACKBONE, image_size=shape.image_size, num_classes=len(labels),
-        preprocessing=preprocessing.to_dict(), weights=None,
+        backbone=IMPORTED_BACKBONE,
+        image_size=shape.image_size,
+        num_classes=len(labels),
+        preprocessing=preprocessing.to_dict(),
+        weights=None,
         versions={"edge_export": __version__, **source.versions(), "python": platform.python_version()},
         source=record,
     )
@@ -186,10 +218,18 @@ class _OnnxSource:
         from edge_export.export.metadata import embed_onnx_metadata
         from edge_export.runtime.metadata import ModelMetadata
 
-        embed_onnx_metadata(wrapped, ModelMetadata(
-            labels=tuple(labels), preprocessing=preprocessing, backbone=IMPORTED_BACKBONE, format=SOURCE_FORMAT,
-            precision="fp32", edge_export=__version__, name=self.path.stem,
-        ))
+        embed_onnx_metadata(
+            wrapped,
+            ModelMetadata(
+                labels=tuple(labels),
+                preprocessing=preprocessing,
+                backbone=IMPORTED_BACKBONE,
+                format=SOURCE_FORMAT,
+                precision="fp32",
+                edge_export=__version__,
+                name=self.path.stem,
+            ),
+        )
         onnx.save_model(wrapped, str(tmp))
 
 
@@ -201,7 +241,8 @@ def _labels(config: Config, dataset: Dataset, shape: Any, path: Path) -> tuple[l
         labels = read_labels_file(labels_path)
         if len(labels) != classes:
             raise EdgeExportError(
-                f"the labels file names {len(labels)} classes but the model outputs {classes}", path=labels_path,
+                f"the labels file names {len(labels)} classes but the model outputs {classes}",
+                path=labels_path,
                 hint="one line per class, in the model's output order",
             )
         missing = sorted(set(dataset.class_names) - set(labels))
@@ -209,7 +250,8 @@ def _labels(config: Config, dataset: Dataset, shape: Any, path: Path) -> tuple[l
         if missing or extra:
             raise EdgeExportError(
                 f"the labels file and the data's class folders differ: folders not in it {missing or 'none'}, "
-                f"labels with no folder {extra or 'none'}", path=labels_path,
+                f"labels with no folder {extra or 'none'}",
+                path=labels_path,
                 hint="name the class folders like the labels (one folder per class)",
             )
     else:
@@ -217,7 +259,8 @@ def _labels(config: Config, dataset: Dataset, shape: Any, path: Path) -> tuple[l
         if len(labels) != classes:
             raise EdgeExportError(
                 f"the data has {len(labels)} class folders ({', '.join(printable(c, 40) for c in labels[:10])}) "
-                f"but the model outputs {classes} classes", path=path,
+                f"but the model outputs {classes} classes",
+                path=path,
                 hint="use the data the model was trained for, or pass --labels FILE in the model's output order",
             )
     order = np.asarray([labels.index(c) for c in dataset.class_names], np.int64)
@@ -229,8 +272,10 @@ def _in_data_order(keras, wrapped, order: np.ndarray):
     otherwise: a fixed permutation (a Dense layer with a 0/1 kernel), exact."""
     if np.array_equal(order, np.arange(len(order))):
         return wrapped
-    log.info("the labels file orders the classes otherwise than the data folders: outputs reordered to %s",
-             ", ".join(map(str, order)))
+    log.info(
+        "the labels file orders the classes otherwise than the data folders: outputs reordered to %s",
+        ", ".join(map(str, order)),
+    )
     n = len(order)
     kernel = np.zeros((n, n), np.float32)
     kernel[order, np.arange(n)] = 1.0  # output j (data class j) = model output order[j]
@@ -240,8 +285,9 @@ def _in_data_order(keras, wrapped, order: np.ndarray):
     return keras.Model(wrapped.inputs, y, name=wrapped.name)
 
 
-def _metrics(predict: Callable[[np.ndarray], np.ndarray], dataset: Dataset, size: tuple[int, int], resize: str,
-             config: Config) -> dict:
+def _metrics(
+    predict: Callable[[np.ndarray], np.ndarray], dataset: Dataset, size: tuple[int, int], resize: str, config: Config
+) -> dict:
     """Accuracy and loss of the wrapped model on the validation and test splits (as train's metrics.json)."""
     metrics: dict = {"imported": True}
     for name in ("validation", "test"):
@@ -249,13 +295,15 @@ def _metrics(predict: Callable[[np.ndarray], np.ndarray], dataset: Dataset, size
         if split is None:
             continue
         pixels, labels, _ = stream_pixels(split, size, resize, max_pixels=config.data.max_image_pixels)
-        probs = np.concatenate([
-            np.asarray(predict(np.asarray(pixels[i:i + 64], np.float32)))
-            for i in range(0, len(labels), 64)
-        ])
+        probs = np.concatenate(
+            [np.asarray(predict(np.asarray(pixels[i : i + 64], np.float32))) for i in range(0, len(labels), 64)]
+        )
         loss = float(np.mean(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1.0))))
-        metrics[name] = {"accuracy": float(np.mean(probs.argmax(axis=1) == labels)), "loss": loss,
-                         "images": int(len(labels))}
+        metrics[name] = {
+            "accuracy": float(np.mean(probs.argmax(axis=1) == labels)),
+            "loss": loss,
+            "images": int(len(labels)),
+        }
     return metrics
 
 

@@ -36,8 +36,13 @@ class Candidate:
         return float(self.correct.mean()) if len(self.correct) else 0.0
 
     def row(self) -> dict[str, Any]:
-        return {"input_scale": self.input_scale, "output": self.output, "accuracy": round(self.accuracy, 4),
-                "images": int(len(self.correct)), "mean_confidence": round(self.mean_confidence, 4)}
+        return {
+            "input_scale": self.input_scale,
+            "output": self.output,
+            "accuracy": round(self.accuracy, 4),
+            "images": int(len(self.correct)),
+            "mean_confidence": round(self.mean_confidence, 4),
+        }
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,7 @@ def decide(
         mean, std = INPUT_SCALES[scale]
         x = (pixels.astype(np.float32) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
         raw = np.asarray(run_model(x))
-        for output in (outputs or possible_outputs(raw, units)):
+        for output in outputs or possible_outputs(raw, units):
             probs = probabilities(raw, output)
             if not np.all(np.isfinite(probs)):
                 continue
@@ -96,8 +101,11 @@ def decide(
     rows = [c.row() for c in candidates]
     echo(render(rows))
     if not candidates:
-        raise EdgeExportError("the model's outputs are not finite numbers on the check photos", path=source,
-                              hint="check the model: it returns nan or inf")
+        raise EdgeExportError(
+            "the model's outputs are not finite numbers on the check photos",
+            path=source,
+            hint="check the model: it returns nan or inf",
+        )
     best = candidates[0]
     chance = np.bincount(labels).max() / len(labels)
     n = len(labels)
@@ -107,7 +115,8 @@ def decide(
             f"no preprocessing makes the model better than guessing on {n} validation photos (best: "
             f"{best.input_scale}, {best.output}: {best.accuracy:.1%}; always answering the largest class: {chance:.1%}). "
             "Are the labels in the model's order, and is its output class scores (not a regression or detection head)?",
-            path=source, hint="check the class order (--labels FILE) and the data; the table above shows each candidate",
+            path=source,
+            hint="check the class order (--labels FILE) and the data; the table above shows each candidate",
         )
     if len(candidates) == 1:
         return Decision(best.input_scale, best.output, rows)
@@ -128,9 +137,13 @@ def decide(
 
 
 def render(rows: list[dict[str, Any]]) -> str:
-    lines = ["preprocessing check (validation photos):", f"  {'input scale':<12} {'output':<14} {'accuracy':>9} "
-             f"{'confidence':>11} {'images':>7}"]
+    lines = [
+        "preprocessing check (validation photos):",
+        f"  {'input scale':<12} {'output':<14} {'accuracy':>9} {'confidence':>11} {'images':>7}",
+    ]
     for row in rows:
-        lines.append(f"  {row['input_scale']:<12} {row['output']:<14} {row['accuracy']:>9.2%} "
-                     f"{row['mean_confidence']:>11.3f} {row['images']:>7}")
+        lines.append(
+            f"  {row['input_scale']:<12} {row['output']:<14} {row['accuracy']:>9.2%} "
+            f"{row['mean_confidence']:>11.3f} {row['images']:>7}"
+        )
     return "\n".join(lines)

@@ -21,8 +21,15 @@ from edge_export.core.untrusted import printable, read_json
 from edge_export.core.versions import installed_versions
 
 LIBRARIES = (
-    "tensorflow", "keras", "tf_keras", "tensorflow-model-optimization", "tf2onnx", "onnx", "onnxruntime",
-    "ai-edge-litert", "numpy",
+    "tensorflow",
+    "keras",
+    "tf_keras",
+    "tensorflow-model-optimization",
+    "tf2onnx",
+    "onnx",
+    "onnxruntime",
+    "ai-edge-litert",
+    "numpy",
 )
 
 
@@ -51,7 +58,12 @@ def now() -> str:
 
 
 def build_manifest(
-    *, ctx: Any, formats: list[str], results: list[ArtifactRecord], keras: dict[str, Any], seconds: float,
+    *,
+    ctx: Any,
+    formats: list[str],
+    results: list[ArtifactRecord],
+    keras: dict[str, Any],
+    seconds: float,
     kept: list[ArtifactRecord] = (),
 ) -> Manifest:
     """The manifest of this export's ``results`` merged with ``kept``: entries an earlier export of the same
@@ -89,7 +101,8 @@ def check_made_from(run: RunFolder, record: Any, manifest: Manifest | None = Non
     if manifest.model.sha256 != record.model_sha256:
         raise EdgeExportError(
             "export/ was made from another model.keras (an earlier train): its artifacts do not belong to this run",
-            path=run.export_manifest, hint=f"re-run `edge-export export {printable(run.root)}`",
+            path=run.export_manifest,
+            hint=f"re-run `edge-export export {printable(run.root)}`",
         )
 
 
@@ -148,17 +161,21 @@ def model_card_input(ctx: Any) -> dict[str, Any]:
         "shape": ["batch", height, width, 3],
         "color": "RGB",
         "dtype": "float32, except full-integer TFLite (tflite-int8, tflite-qat-int8): "
-                 f"{ctx.config.int8_io}, quantized with the input tensor's scale and zero point",
+        f"{ctx.config.int8_io}, quantized with the input tensor's scale and zero point",
         "value_range": [0, 255],
-        "normalization": "inside the model: feed the resized pixels as they are" if prep.is_identity else
-                         "(pixel - mean) / std per channel, before the model (and before quantizing)",
+        "normalization": "inside the model: feed the resized pixels as they are"
+        if prep.is_identity
+        else "(pixel - mean) / std per channel, before the model (and before quantizing)",
         "mean": list(prep.mean),
         "std": list(prep.std),
-        "resize": (f"{prep.resize} as PIL resamples ({'unfiltered' if prep.resize == 'nearest' else 'filtered when shrinking'}), "
-                   if prep.decoder == "pillow" else f"{prep.resize} as cv2.resize interpolates (JPEG decoded by OpenCV, "
-                   "at a reduced DCT scale when at least twice the input), ")
-                  + "the whole image to "
-                  f"{height}x{width} (no crop)",
+        "resize": (
+            f"{prep.resize} as PIL resamples ({'unfiltered' if prep.resize == 'nearest' else 'filtered when shrinking'}), "
+            if prep.decoder == "pillow"
+            else f"{prep.resize} as cv2.resize interpolates (JPEG decoded by OpenCV, "
+            "at a reduced DCT scale when at least twice the input), "
+        )
+        + "the whole image to "
+        f"{height}x{width} (no crop)",
         "output": "probabilities, batch x classes, in the order of labels",
     }
 
@@ -173,18 +190,23 @@ def render_table(manifest: Manifest) -> str:
     rows = [header]
     for a in manifest.artifacts:
         p = a.parity or {}
-        rows.append((
-            a.name,
-            a.status,
-            size_text(a.size_bytes),
-            f"{p['accuracy']:.2%}" if "accuracy" in p else "-",
-            f"{p['accuracy_drop']:+.2f}" if "accuracy_drop" in p else "-",
-            f"{p['top1_agreement']:.2%}" if "top1_agreement" in p else "-",
-            f"{p['max_abs_diff']:.4f}" if "max_abs_diff" in p else "-",
-            f"{a.seconds:.0f}s" if a.seconds is not None else "-",
-        ))
+        rows.append(
+            (
+                a.name,
+                a.status,
+                size_text(a.size_bytes),
+                f"{p['accuracy']:.2%}" if "accuracy" in p else "-",
+                f"{p['accuracy_drop']:+.2f}" if "accuracy_drop" in p else "-",
+                f"{p['top1_agreement']:.2%}" if "top1_agreement" in p else "-",
+                f"{p['max_abs_diff']:.4f}" if "max_abs_diff" in p else "-",
+                f"{a.seconds:.0f}s" if a.seconds is not None else "-",
+            )
+        )
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) if i < 2 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    lines = [
+        "  ".join(str(c).ljust(w) if i < 2 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        for r in rows
+    ]
     keras = manifest.keras
     if "accuracy" in keras:
         what = "imported ONNX model" if (manifest.model.path or "").endswith(RunFolder.MODEL_ONNX) else "keras model"

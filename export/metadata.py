@@ -35,8 +35,9 @@ def metadata_json(meta: ModelMetadata | dict[str, Any]) -> str:
         raise EdgeExportError(f"metadata is not JSON serializable: {exc}") from None
 
 
-def embed_tflite_metadata(model_bytes: bytes, meta: ModelMetadata | dict[str, Any], *, standard: bool = False,
-                          edge_export_entry: bool = True) -> bytes:
+def embed_tflite_metadata(
+    model_bytes: bytes, meta: ModelMetadata | dict[str, Any], *, standard: bool = False, edge_export_entry: bool = True
+) -> bytes:
     """A copy of the TFLite model with its ``edge_export`` metadata entry set (replaced if present).
 
     ``standard``: also the standard TFLite Model Metadata entry (``TFLITE_METADATA``, what MediaPipe Tasks
@@ -56,7 +57,9 @@ def embed_tflite_metadata(model_bytes: bytes, meta: ModelMetadata | dict[str, An
     return _pack_tflite(model, model_bytes, entries, files)
 
 
-def set_tflite_metadata(model_bytes: bytes, entries: dict[str, bytes | None], files: dict[str, bytes] | None = None) -> bytes:
+def set_tflite_metadata(
+    model_bytes: bytes, entries: dict[str, bytes | None], files: dict[str, bytes] | None = None
+) -> bytes:
     """A copy of the TFLite model with the metadata ``entries`` (name -> bytes; None removes the entry) set,
     replacing entries of the same name, and ``files`` zipped onto its end (None: the files already zipped
     onto it are kept)."""
@@ -78,7 +81,9 @@ def _parse_tflite(model_bytes: bytes) -> Any:
     return model
 
 
-def _pack_tflite(model: Any, model_bytes: bytes, entries: dict[str, bytes | None], files: dict[str, bytes] | None) -> bytes:
+def _pack_tflite(
+    model: Any, model_bytes: bytes, entries: dict[str, bytes | None], files: dict[str, bytes] | None
+) -> bytes:
     from edge_export.export.tflite_metadata import STANDARD_METADATA_NAME, append_zip, carried_files
 
     if files is None:  # the Pack below drops what follows the flatbuffer: the standard entry's files
@@ -138,9 +143,28 @@ def embed_onnx_metadata(model: "onnx.ModelProto", meta: ModelMetadata | dict[str
 
 # Keys of ``embed_onnx_metadata`` besides ``edge_export`` (all values are strings, as ONNX requires).
 ONNX_CONVENTION_KEYS = (
-    "description", "author", "version", "license", "task", "stride", "batch", "channels", "imgsz", "names",
-    "labels", "input_name", "input_layout", "input_dtype", "input_range", "input_color", "input_height",
-    "input_width", "mean", "std", "resize", "output_name",
+    "description",
+    "author",
+    "version",
+    "license",
+    "task",
+    "stride",
+    "batch",
+    "channels",
+    "imgsz",
+    "names",
+    "labels",
+    "input_name",
+    "input_layout",
+    "input_dtype",
+    "input_range",
+    "input_color",
+    "input_height",
+    "input_width",
+    "mean",
+    "std",
+    "resize",
+    "output_name",
 )
 _ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 10: "float16", 11: "float64"}
 
@@ -167,8 +191,15 @@ def _onnx_conventions(model: "onnx.ModelProto", doc: dict[str, Any]) -> dict[str
     def text(key: str) -> str | None:
         return str(doc[key]) if doc.get(key) else None
 
-    _, description, version = model_identity(None, text("description"), text("version"), labels, text("backbone"),
-                                             text("format") or "onnx", text("edge_export"))
+    _, description, version = model_identity(
+        None,
+        text("description"),
+        text("version"),
+        labels,
+        text("backbone"),
+        text("format") or "onnx",
+        text("edge_export"),
+    )
     values = {
         "description": description,
         "author": str(doc.get("author") or ""),  # author and license only when the config sets them

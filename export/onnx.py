@@ -222,7 +222,7 @@ def _fixed_batch(path: Path) -> bool:
 
 
 def _quant_type(text: str, granularity: str, quant_type: Any) -> Any:
-    """"uint8 per tensor" -> QuantType.QUInt8 ("int8 ..." -> QInt8): the settings' words, checked."""
+    """ "uint8 per tensor" -> QuantType.QUInt8 ("int8 ..." -> QInt8): the settings' words, checked."""
     kinds = {f"uint8 {granularity}": quant_type.QUInt8, f"int8 {granularity}": quant_type.QInt8}
     if text not in kinds:
         raise ValueError(f"onnx-int8 setting {text!r}: use one of {sorted(kinds)}")

@@ -33,8 +33,15 @@ PREFIX = "edge_export/"  # names of the nodes and tensors the wrapper adds
 _FLOAT, _FLOAT16 = 1, 10  # onnx.TensorProto.FLOAT, FLOAT16
 # ops the output passes through unchanged in kind (its activation is the node before them)
 _PASS_THROUGH = {"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Cast", "Dropout"}
-_ACTIVATIONS = {"Softmax": "softmax", "LogSoftmax": "log-softmax", "Sigmoid": "sigmoid",
-                "Gemm": "linear", "MatMul": "linear", "Add": "linear", "Conv": "linear"}
+_ACTIVATIONS = {
+    "Softmax": "softmax",
+    "LogSoftmax": "log-softmax",
+    "Sigmoid": "sigmoid",
+    "Gemm": "linear",
+    "MatMul": "linear",
+    "Add": "linear",
+    "Conv": "linear",
+}
 _FIX = "pass an ONNX image classifier: one image input (N x 3 x H x W or N x H x W x 3), class scores out"
 
 
@@ -61,8 +68,11 @@ def load_onnx(path: Path) -> Any:
         onnx.checker.check_model(proto if proto.ByteSize() < 2**31 - 1 else str(path))
     except Exception as exc:  # DecodeError, ValidationError, OSError (missing external data) ...
         detail = printable(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, 200)
-        raise EdgeExportError(f"not a valid ONNX model ({type(exc).__name__}: {detail})", path=path,
-                              hint="export the model again (torch.onnx.export, tf2onnx) and check it with onnx.checker") from None
+        raise EdgeExportError(
+            f"not a valid ONNX model ({type(exc).__name__}: {detail})",
+            path=path,
+            hint="export the model again (torch.onnx.export, tf2onnx) and check it with onnx.checker",
+        ) from None
     return proto
 
 
@@ -79,37 +89,60 @@ def onnx_shape(proto: Any, path: Path, image_size: int | None) -> OnnxShape:
     """Input layout and size from the graph, output units from one run; clear errors for what is not a classifier."""
     inputs = _real_inputs(proto)
     if len(inputs) != 1:
-        raise EdgeExportError(f"the model has {len(inputs)} inputs; an image classifier has one", path=path,
-                              hint="export a model with a single image input")
+        raise EdgeExportError(
+            f"the model has {len(inputs)} inputs; an image classifier has one",
+            path=path,
+            hint="export a model with a single image input",
+        )
     value = inputs[0]
     elem = value.type.tensor_type.elem_type
     if elem not in (_FLOAT, _FLOAT16):
-        raise EdgeExportError(f"the model's input is not float32 or float16 (ONNX element type {elem})", path=path,
-                              hint="export the float model: edge-export quantizes it itself (onnx-int8)")
+        raise EdgeExportError(
+            f"the model's input is not float32 or float16 (ONNX element type {elem})",
+            path=path,
+            hint="export the float model: edge-export quantizes it itself (onnx-int8)",
+        )
     dims = _dims(value)
     if len(dims) != 4 or (dims[1] != 3 and dims[3] != 3):
         raise EdgeExportError(
             f"the model's input {printable(dims, 80)} is not a batch of RGB images (N x 3 x H x W or N x H x W x 3)",
-            path=path, hint=_FIX)
+            path=path,
+            hint=_FIX,
+        )
     if dims[0] is not None and dims[0] != 1:
-        raise EdgeExportError(f"the model's batch dimension is fixed at {dims[0]}", path=path,
-                              hint="export it with a free batch dimension (dynamic_axes) or a batch of 1")
+        raise EdgeExportError(
+            f"the model's batch dimension is fixed at {dims[0]}",
+            path=path,
+            hint="export it with a free batch dimension (dynamic_axes) or a batch of 1",
+        )
     channels_first = dims[1] == 3 and dims[3] != 3
     height, width = (dims[2], dims[3]) if channels_first else (dims[1], dims[2])
     side = input_side(height, width, dims, image_size, path)
     if len(proto.graph.output) != 1:
         raise EdgeExportError(
-            f"the model has {len(proto.graph.output)} outputs; a classifier has one (class scores)", path=path,
-            hint="export the classification head only (a detection or multi-task model is not a classifier)")
-    shape = OnnxShape(image_size=side, outputs=0, activation=_activation(proto),
-                      channels_first=channels_first, float16=elem == _FLOAT16, input_name=value.name,
-                      output_name=proto.graph.output[0].name, fixed_batch=dims[0] is not None)
+            f"the model has {len(proto.graph.output)} outputs; a classifier has one (class scores)",
+            path=path,
+            hint="export the classification head only (a detection or multi-task model is not a classifier)",
+        )
+    shape = OnnxShape(
+        image_size=side,
+        outputs=0,
+        activation=_activation(proto),
+        channels_first=channels_first,
+        float16=elem == _FLOAT16,
+        input_name=value.name,
+        output_name=proto.graph.output[0].name,
+        fixed_batch=dims[0] is not None,
+    )
     raw = RawRunner(proto, shape, path)(np.zeros((1, shape.image_size, shape.image_size, 3), np.float32))
     units = [int(d) for d in raw.shape[1:]]
     if len(raw) != 1 or sum(d > 1 for d in units) > 1 or not units:
         raise EdgeExportError(
             f"the model's output {printable(list(raw.shape), 80)} is not class scores (N x classes): a detection, "
-            "segmentation or feature model?", path=path, hint="end the model in a layer over the classes")
+            "segmentation or feature model?",
+            path=path,
+            hint="end the model in a layer over the classes",
+        )
     return OnnxShape(**{**shape.__dict__, "outputs": int(np.prod(units))})
 
 
@@ -149,8 +182,11 @@ class RawRunner:
         try:
             self.session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
         except Exception as exc:
-            raise EdgeExportError(f"ONNX Runtime cannot load the model: {printable(str(exc).strip()[:300])}", path=path,
-                                  hint="export it with an opset ONNX Runtime supports (onnxruntime's docs list them)") from None
+            raise EdgeExportError(
+                f"ONNX Runtime cannot load the model: {printable(str(exc).strip()[:300])}",
+                path=path,
+                hint="export it with an opset ONNX Runtime supports (onnxruntime's docs list them)",
+            ) from None
         self.shape, self.path = shape, path
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -158,14 +194,15 @@ class RawRunner:
         step = 1 if shape.fixed_batch else 32
         out = []
         for i in range(0, len(x), step):
-            batch = x[i:i + step]
+            batch = x[i : i + step]
             batch = batch.transpose(0, 3, 1, 2) if shape.channels_first else batch
             batch = np.ascontiguousarray(batch, np.float16 if shape.float16 else np.float32)
             try:
                 raw = self.session.run([shape.output_name], {shape.input_name: batch})[0]
             except Exception as exc:
-                raise EdgeExportError(f"the model fails on a photo: {printable(str(exc).strip()[:300])}",
-                                      path=self.path, hint=_FIX) from None
+                raise EdgeExportError(
+                    f"the model fails on a photo: {printable(str(exc).strip()[:300])}", path=self.path, hint=_FIX
+                ) from None
             out.append(np.asarray(raw, np.float32).reshape(len(batch), *np.asarray(raw).shape[1:]))
         return np.concatenate(out)
 
@@ -230,10 +267,17 @@ def wrap_onnx(proto: Any, shape: OnnxShape, input_scale: str, output: str, order
         # ONNX Runtime, a fifth of the model
         per_channel = (1, 3, 1, 1) if shape.channels_first else (3,)
         as_shape = (lambda v: v.reshape(per_channel)) if np.ptp(scale) or np.ptp(offset) else (lambda v: v[:1])
-        pre += [helper.make_node("Mul", [x, const("input_scale", as_shape(scale))], [PREFIX + "scaled"],
-                                 name=PREFIX + "scale"),
-                helper.make_node("Add", [PREFIX + "scaled", const("input_offset", as_shape(offset))],
-                                 [PREFIX + "shifted"], name=PREFIX + "shift")]
+        pre += [
+            helper.make_node(
+                "Mul", [x, const("input_scale", as_shape(scale))], [PREFIX + "scaled"], name=PREFIX + "scale"
+            ),
+            helper.make_node(
+                "Add",
+                [PREFIX + "scaled", const("input_offset", as_shape(offset))],
+                [PREFIX + "shifted"],
+                name=PREFIX + "shift",
+            ),
+        ]
         x = PREFIX + "shifted"
     if shape.float16:
         pre.append(helper.make_node("Cast", [x], [PREFIX + "half"], name=PREFIX + "to_float16", to=TensorProto.FLOAT16))
@@ -254,8 +298,10 @@ def wrap_onnx(proto: Any, shape: OnnxShape, input_scale: str, output: str, order
             post.append(helper.make_node("Sigmoid", [y], [PREFIX + "p"], name=PREFIX + "sigmoid"))
             y = PREFIX + "p"
         one = const("one", np.ones((1, 1), np.float32))
-        post += [helper.make_node("Sub", [one, y], [PREFIX + "q"], name=PREFIX + "one_minus_p"),
-                 helper.make_node("Concat", [PREFIX + "q", y], [PREFIX + "two"], name=PREFIX + "two_classes", axis=1)]
+        post += [
+            helper.make_node("Sub", [one, y], [PREFIX + "q"], name=PREFIX + "one_minus_p"),
+            helper.make_node("Concat", [PREFIX + "q", y], [PREFIX + "two"], name=PREFIX + "two_classes", axis=1),
+        ]
         y = PREFIX + "two"
     if not np.array_equal(order, np.arange(len(order))):  # output j (data class j) = model output order[j]
         indices = const("class_order", np.asarray(order, np.int64))
@@ -270,8 +316,9 @@ def wrap_onnx(proto: Any, shape: OnnxShape, input_scale: str, output: str, order
     graph.initializer.extend(constants)
     kept_inputs = [i for i in graph.input if i.name != user_in]  # initializers listed as inputs (old IR)
     del graph.input[:]
-    graph.input.extend([helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [batch, size, size, 3]),
-                        *kept_inputs])
+    graph.input.extend(
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [batch, size, size, 3]), *kept_inputs]
+    )
     del graph.output[:]
     graph.output.extend([helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [batch, classes])])
     if model.ByteSize() < 2**31 - 1:  # (a larger one cannot be checked in memory; ONNX Runtime loads it next)
@@ -297,11 +344,26 @@ def _rename_everywhere(graph: Any, names: dict[str, str]) -> None:
 
 def runner_of(model: Any, path: Path) -> Callable[[np.ndarray], np.ndarray]:
     """The wrapped model as a function of NHWC pixels 0-255 (float32) -> probabilities."""
-    shape = OnnxShape(image_size=0, outputs=0, activation=None, channels_first=False, float16=False,
-                      input_name=INPUT_NAME, output_name=OUTPUT_NAME,
-                      fixed_batch=_dims(model.graph.input[0])[0] is not None)
+    shape = OnnxShape(
+        image_size=0,
+        outputs=0,
+        activation=None,
+        channels_first=False,
+        float16=False,
+        input_name=INPUT_NAME,
+        output_name=OUTPUT_NAME,
+        fixed_batch=_dims(model.graph.input[0])[0] is not None,
+    )
     return RawRunner(model, shape, path)
 
 
-__all__ = ["OnnxShape", "load_onnx", "onnx_shape", "output_from_activation", "RawRunner", "free_batch", "wrap_onnx",
-           "runner_of"]
+__all__ = [
+    "OnnxShape",
+    "load_onnx",
+    "onnx_shape",
+    "output_from_activation",
+    "RawRunner",
+    "free_batch",
+    "wrap_onnx",
+    "runner_of",
+]

@@ -84,9 +84,7 @@ def write_job(
     int8_io: str,
 ) -> None:
     job_dir.mkdir(parents=True, exist_ok=True)
-    weights = {
-        f"{layer.name}/{i}": np.asarray(w) for layer in model.layers for i, w in enumerate(layer.get_weights())
-    }
+    weights = {f"{layer.name}/{i}": np.asarray(w) for layer in model.layers for i, w in enumerate(layer.get_weights())}
     np.savez(job_dir / WEIGHTS, **weights)
     np.save(job_dir / TRAIN_X, pixels)
     np.save(job_dir / TRAIN_Y, labels.astype(np.int64))

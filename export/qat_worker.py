@@ -181,7 +181,9 @@ def copy_weights(model: Any, weights: dict[str, np.ndarray]) -> None:
         raise RuntimeError(f"weights of layer(s) {unused} have no place in the tf_keras model")
 
 
-def quantize(model: Any, normalization: dict | None, tf_keras: Any, tfmot: Any, trainable: list[str] | None = None) -> Any:
+def quantize(
+    model: Any, normalization: dict | None, tf_keras: Any, tfmot: Any, trainable: list[str] | None = None
+) -> Any:
     """The quantization-aware model: a flat functional model where every layer is annotated for tfmot."""
     qk = tfmot.quantization.keras
     layers = tf_keras.layers
@@ -234,7 +236,16 @@ def trained_variables(model: Any, trainable: list[str] | None) -> list[Any]:
     return chosen
 
 
-def fine_tune(tf: Any, tf_keras: Any, model: Any, batches: Any, variables: list[Any], learning_rate: float, epochs: int, keeper: Any) -> dict:
+def fine_tune(
+    tf: Any,
+    tf_keras: Any,
+    model: Any,
+    batches: Any,
+    variables: list[Any],
+    learning_rate: float,
+    epochs: int,
+    keeper: Any,
+) -> dict:
     """A plain training loop (Adam, cross-entropy) over ``variables`` only; ``keeper`` scores each epoch."""
     optimizer = tf_keras.optimizers.Adam(learning_rate)
     loss_fn = tf_keras.losses.SparseCategoricalCrossentropy()
@@ -296,10 +307,12 @@ class _BestEpoch:
 
     def check(self, epoch: int, train_loss: float | None = None) -> None:
         val_x, val_y = self.val_x, self.val_y
-        probs = np.concatenate([
-            self._forward(np.asarray(val_x[i : i + self.batch_size], np.float32)).numpy()
-            for i in range(0, len(val_y), self.batch_size)
-        ])
+        probs = np.concatenate(
+            [
+                self._forward(np.asarray(val_x[i : i + self.batch_size], np.float32)).numpy()
+                for i in range(0, len(val_y), self.batch_size)
+            ]
+        )
         accuracy = float(np.mean(probs.argmax(axis=1) == val_y))
         loss = float(np.mean(-np.log(np.clip(probs[np.arange(len(val_y)), val_y], 1e-7, 1.0))))
         self.scores.append((accuracy, -loss))

@@ -43,8 +43,14 @@ class ConversionSource(Protocol):
 
     def representative(self) -> np.ndarray: ...  # uint8 calibration photos N x S x S x 3
 
-    def metadata(self, fmt: Any, *, opset: int | None = None, calibration_images: int | None = None,
-                 qat: dict[str, Any] | None = None) -> ModelMetadata: ...
+    def metadata(
+        self,
+        fmt: Any,
+        *,
+        opset: int | None = None,
+        calibration_images: int | None = None,
+        qat: dict[str, Any] | None = None,
+    ) -> ModelMetadata: ...
 
     def model_copy(self) -> Optional[Any]: ...  # a fresh copy of the model to change, or None: no changes
 

@@ -34,8 +34,15 @@ def _converter(ctx: ConversionSource, model_dir: Path | None = None) -> Any:
     return tf.lite.TFLiteConverter.from_saved_model(str(model_dir or saved_model(ctx)))
 
 
-def write_tflite(ctx: ConversionSource, fmt: FormatSpec, data: bytes, out: Path, *, calibration_images: int | None = None,
-                 qat: dict[str, Any] | None = None) -> None:
+def write_tflite(
+    ctx: ConversionSource,
+    fmt: FormatSpec,
+    data: bytes,
+    out: Path,
+    *,
+    calibration_images: int | None = None,
+    qat: dict[str, Any] | None = None,
+) -> None:
     """Embed the metadata (the ``edge_export`` entry, and the standard ``TFLITE_METADATA`` entry with its
     labels.txt zipped onto the model: export/tflite_metadata.py) and write the model to ``out`` (the
     pipeline's temporary path)."""
@@ -88,7 +95,10 @@ def convert_int8(ctx: ConversionSource, fmt: FormatSpec, out: Path) -> dict:
             if judge is not None:
                 without, with_ = (_agreement(ctx, fmt, candidate, judge) for candidate in (plain, corrected))
                 decision["validation"] = {"without": without, "with": with_}
-                better = (with_["top1_agreement"], -with_["mean_abs_diff"]) > (without["top1_agreement"], -without["mean_abs_diff"])
+                better = (with_["top1_agreement"], -with_["mean_abs_diff"]) > (
+                    without["top1_agreement"],
+                    -without["mean_abs_diff"],
+                )
                 decision["used"] = bool(better)
             else:
                 decision["used"] = True
@@ -117,8 +127,11 @@ def _agreement(ctx: ConversionSource, fmt: FormatSpec, data: bytes, judge: tuple
     write_tflite(ctx, fmt, data, path)
     probs, _ = artifact_probabilities(path, pixels)
     path.unlink()
-    return {"top1_agreement": round(float(np.mean(probs.argmax(axis=1) == reference.argmax(axis=1))), 6),
-            "mean_abs_diff": round(float(np.mean(np.abs(probs - reference))), 6), "images": int(len(reference))}
+    return {
+        "top1_agreement": round(float(np.mean(probs.argmax(axis=1) == reference.argmax(axis=1))), 6),
+        "mean_abs_diff": round(float(np.mean(np.abs(probs - reference))), 6),
+        "images": int(len(reference)),
+    }
 
 
 def set_integer_io(converter: Any, io_type: str, integer_ops_only: bool = True) -> None:

@@ -29,11 +29,23 @@ from edge_export.core.errors import EdgeExportError
 from edge_export.runtime import tflite_metadata_schema_py_generated as fb
 from edge_export.runtime.metadata import ModelMetadata
 from edge_export.runtime.tflite_metadata import (
-    LABELS_FILE, METADATA_IDENTIFIER, STANDARD_METADATA_NAME, associated_file_names, read_associated_file,
+    LABELS_FILE,
+    METADATA_IDENTIFIER,
+    STANDARD_METADATA_NAME,
+    associated_file_names,
+    read_associated_file,
 )
 
-__all__ = ["STANDARD_METADATA_NAME", "LABELS_FILE", "standard_metadata", "min_parser_version", "append_zip",
-           "carried_files", "describe_model", "model_identity"]
+__all__ = [
+    "STANDARD_METADATA_NAME",
+    "LABELS_FILE",
+    "standard_metadata",
+    "min_parser_version",
+    "append_zip",
+    "carried_files",
+    "describe_model",
+    "model_identity",
+]
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest a zip can hold: fixed, so exports are byte-reproducible
 
@@ -52,13 +64,22 @@ def describe_model(labels: Sequence[str], backbone: str | None, fmt: str | None,
     return " ".join(parts)
 
 
-def model_identity(name: str | None, description: str | None, version: str | None, labels: Sequence[str],
-                   backbone: str | None, fmt: str | None, made_by: str | None) -> tuple[str, str, str]:
+def model_identity(
+    name: str | None,
+    description: str | None,
+    version: str | None,
+    labels: Sequence[str],
+    backbone: str | None,
+    fmt: str | None,
+    made_by: str | None,
+) -> tuple[str, str, str]:
     """A model's name, description and version: the ones given (``export.metadata.*``), else the defaults. The
     one rule for the edge_export entry (``ExportContext.metadata``), TFLITE_METADATA and ONNX's convention keys."""
-    return (name or f"{backbone or 'image'} classifier",
-            description or describe_model(labels, backbone, fmt, made_by),
-            version or made_by or "")
+    return (
+        name or f"{backbone or 'image'} classifier",
+        description or describe_model(labels, backbone, fmt, made_by),
+        version or made_by or "",
+    )
 
 
 def standard_metadata(model: Any, meta: ModelMetadata) -> tuple[bytes, dict[str, bytes]]:
@@ -69,8 +90,10 @@ def standard_metadata(model: Any, meta: ModelMetadata) -> tuple[bytes, dict[str,
     if meta.preprocessing is None:
         raise EdgeExportError("standard TFLite metadata needs the preprocessing (size, mean, std)")
     if any("\n" in label or "\r" in label for label in meta.labels):
-        raise EdgeExportError("a label contains a line break: the labels file has one label per line",
-                              hint="rename the class (its folder) without line breaks")
+        raise EdgeExportError(
+            "a label contains a line break: the labels file has one label per line",
+            hint="rename the class (its folder) without line breaks",
+        )
     subgraphs = list(model.subgraphs or [])
     if len(subgraphs) != 1 or len(subgraphs[0].inputs) != 1 or len(subgraphs[0].outputs) != 1:
         raise EdgeExportError("standard TFLite metadata is written for models with one subgraph, one input, one output")
@@ -89,14 +112,28 @@ def standard_metadata(model: Any, meta: ModelMetadata) -> tuple[bytes, dict[str,
     properties.defaultSize.height, properties.defaultSize.width = (int(v) for v in prep.size)
     low = [(0.0 - m) / s for m, s in zip(prep.mean, prep.std)]
     high = [(255.0 - m) / s for m, s in zip(prep.mean, prep.std)]
-    inp = _tensor(INPUT_NAME, _input_description(prep, image), fb.ContentProperties.ImageProperties, properties,
-                  _stats(image, low, high))
+    inp = _tensor(
+        INPUT_NAME,
+        _input_description(prep, image),
+        fb.ContentProperties.ImageProperties,
+        properties,
+        _stats(image, low, high),
+    )
     inp.processUnits = [normalization]
 
     labels = fb.AssociatedFileT()
-    labels.name, labels.description, labels.type = LABELS_FILE, LABELS_DESCRIPTION, fb.AssociatedFileType.TENSOR_AXIS_LABELS
-    out = _tensor(OUTPUT_NAME, f"Probability of each of the {len(meta.labels)} classes, in the order of {LABELS_FILE}.",
-                  fb.ContentProperties.FeatureProperties, fb.FeaturePropertiesT(), _stats(scores, [0.0], [1.0]))
+    labels.name, labels.description, labels.type = (
+        LABELS_FILE,
+        LABELS_DESCRIPTION,
+        fb.AssociatedFileType.TENSOR_AXIS_LABELS,
+    )
+    out = _tensor(
+        OUTPUT_NAME,
+        f"Probability of each of the {len(meta.labels)} classes, in the order of {LABELS_FILE}.",
+        fb.ContentProperties.FeatureProperties,
+        fb.FeaturePropertiesT(),
+        _stats(scores, [0.0], [1.0]),
+    )
     out.associatedFiles = [labels]
 
     subgraph = fb.SubGraphMetadataT()
@@ -104,7 +141,8 @@ def standard_metadata(model: Any, meta: ModelMetadata) -> tuple[bytes, dict[str,
     subgraph.outputTensorMetadata = [out]
     root = fb.ModelMetadataT()
     root.name, root.description, root.version = model_identity(
-        meta.name, meta.description, meta.version, meta.labels, meta.backbone, meta.format, meta.edge_export)
+        meta.name, meta.description, meta.version, meta.labels, meta.backbone, meta.format, meta.edge_export
+    )
     root.author = meta.author or None
     root.license = meta.license or None
     root.subgraphMetadata = [subgraph]
@@ -133,8 +171,13 @@ def _tensor(name: str, description: str, kind: int, properties: Any, stats: Any)
 
 def _input_description(prep: Any, tensor: Any) -> str:
     h, w = prep.size
-    norm = "pixel values 0-255" if prep.is_identity else (
-        f"pixel values 0-255, normalized as (x - mean) / std with mean {list(prep.mean)} and std {list(prep.std)}")
+    norm = (
+        "pixel values 0-255"
+        if prep.is_identity
+        else (
+            f"pixel values 0-255, normalized as (x - mean) / std with mean {list(prep.mean)} and std {list(prep.std)}"
+        )
+    )
     kind = _DTYPES.get(int(tensor.type), "?")
     if int(tensor.type) in _INTEGER_RANGES:  # normalization and quantization cancel out (the schema's example)
         lo, hi = _INTEGER_RANGES[int(tensor.type)]
@@ -181,8 +224,10 @@ def min_parser_version(meta: Any) -> str:
 
     def units(entries: Any) -> None:
         for u in entries or []:
-            if u.optionsType in (fb.ProcessUnitOptions.BertTokenizerOptions,
-                                 fb.ProcessUnitOptions.SentencePieceTokenizerOptions):
+            if u.optionsType in (
+                fb.ProcessUnitOptions.BertTokenizerOptions,
+                fb.ProcessUnitOptions.SentencePieceTokenizerOptions,
+            ):
                 bump((1, 1, 0))
             if u.optionsType == fb.ProcessUnitOptions.RegexTokenizerOptions:
                 bump((1, 2, 1))
@@ -191,12 +236,19 @@ def min_parser_version(meta: Any) -> str:
         for tensor in [*(subgraph.inputTensorMetadata or []), *(subgraph.outputTensorMetadata or [])]:
             files(tensor.associatedFiles)
             units(tensor.processUnits)
-            if tensor.content is not None and tensor.content.contentPropertiesType == fb.ContentProperties.AudioProperties:
+            if (
+                tensor.content is not None
+                and tensor.content.contentPropertiesType == fb.ContentProperties.AudioProperties
+            ):
                 bump((1, 3, 0))
         files(subgraph.associatedFiles)
-        for present, v in ((subgraph.inputProcessUnits, (1, 1, 0)), (subgraph.outputProcessUnits, (1, 1, 0)),
-                           (subgraph.inputTensorGroups, (1, 2, 0)), (subgraph.outputTensorGroups, (1, 2, 0)),
-                           (subgraph.customMetadata, (1, 5, 0))):
+        for present, v in (
+            (subgraph.inputProcessUnits, (1, 1, 0)),
+            (subgraph.outputProcessUnits, (1, 1, 0)),
+            (subgraph.inputTensorGroups, (1, 2, 0)),
+            (subgraph.outputTensorGroups, (1, 2, 0)),
+            (subgraph.customMetadata, (1, 5, 0)),
+        ):
             if present is not None:
                 bump(v)
         units(subgraph.inputProcessUnits)

@@ -54,16 +54,18 @@ def source_kind(path: Path) -> str:
     if path.is_dir():
         if (path / "saved_model.pb").is_file():
             return "savedmodel"
-        raise EdgeExportError("the model folder is not a TensorFlow SavedModel (no saved_model.pb)", path=path,
-                              hint=_FIX_SOURCE)
+        raise EdgeExportError(
+            "the model folder is not a TensorFlow SavedModel (no saved_model.pb)", path=path, hint=_FIX_SOURCE
+        )
     if not path.exists():
         raise EdgeExportError("model file not found", path=path, hint=_FIX_SOURCE)
     suffix = path.suffix.lower()
     if suffix in _OTHER_SUFFIXES:
         raise EdgeExportError(f"this is {_OTHER_SUFFIXES[suffix]}", path=path, hint=_FIX_SOURCE)
     if suffix not in MODEL_SUFFIXES:
-        raise EdgeExportError(f"unknown model file suffix {printable(repr(suffix or path.name), 40)}", path=path,
-                              hint=_FIX_SOURCE)
+        raise EdgeExportError(
+            f"unknown model file suffix {printable(repr(suffix or path.name), 40)}", path=path, hint=_FIX_SOURCE
+        )
     return MODEL_SUFFIXES[suffix]
 
 
@@ -88,7 +90,8 @@ def check_memory(path: Path) -> None:
         raise EdgeExportError(
             f"the model is too large for this machine's memory: {size / 1e9:.1f} GB of weights, "
             f"{available / 1e9:.1f} GB available (export needs about three copies)",
-            path=path, hint="export on a machine with more memory, or a smaller model",
+            path=path,
+            hint="export on a machine with more memory, or a smaller model",
         )
 
 
@@ -110,8 +113,11 @@ def import_custom_objects(modules: list[str]) -> None:
             if name.endswith(".py"):
                 file = Path(name).expanduser()
                 if not file.is_file():
-                    raise EdgeExportError("custom objects file not found", path=file,
-                                          hint="model.custom_objects names .py files or importable modules")
+                    raise EdgeExportError(
+                        "custom objects file not found",
+                        path=file,
+                        hint="model.custom_objects names .py files or importable modules",
+                    )
                 spec = importlib.util.spec_from_file_location(f"edge_export_custom_{file.stem}", file)
                 module = importlib.util.module_from_spec(spec)
                 sys.modules[spec.name] = module
@@ -121,9 +127,11 @@ def import_custom_objects(modules: list[str]) -> None:
         except EdgeExportError:
             raise
         except Exception as exc:
-            raise EdgeExportError(f"cannot import custom objects module {printable(repr(name), 200)}: "
-                                  f"{type(exc).__name__}: {printable(str(exc), 200)}",
-                                  hint="fix the module, or the model.custom_objects entry") from None
+            raise EdgeExportError(
+                f"cannot import custom objects module {printable(repr(name), 200)}: "
+                f"{type(exc).__name__}: {printable(str(exc), 200)}",
+                hint="fix the module, or the model.custom_objects entry",
+            ) from None
 
 
 def load_user_model(path: Path, custom_objects: list[str] | tuple[str, ...] = ()) -> tuple[Any, str]:
@@ -145,8 +153,11 @@ def load_user_model(path: Path, custom_objects: list[str] | tuple[str, ...] = ()
     except Exception as exc:  # zipfile.BadZipFile, ValueError, TypeError, OSError, h5py errors ...
         raise _load_error(path, kind, exc) from None
     if not hasattr(model, "inputs") or not hasattr(model, "outputs"):
-        raise EdgeExportError("the file holds weights or a layer, not a whole model", path=path,
-                              hint="save the whole model: model.save('model.keras')")
+        raise EdgeExportError(
+            "the file holds weights or a layer, not a whole model",
+            path=path,
+            hint="save the whole model: model.save('model.keras')",
+        )
     return model, kind
 
 
@@ -157,14 +168,16 @@ def _check_h5(path: Path) -> None:
         with h5py.File(path, "r") as f:
             if "model_config" not in f.attrs:
                 raise EdgeExportError(
-                    "the .h5 file holds weights only, not a model (no model_config)", path=path,
+                    "the .h5 file holds weights only, not a model (no model_config)",
+                    path=path,
                     hint="save the whole model (model.save('model.h5') or 'model.keras'), not save_weights",
                 )
     except EdgeExportError:
         raise
     except Exception as exc:
-        raise EdgeExportError(f"not a readable HDF5 model file ({type(exc).__name__})", path=path,
-                              hint=_FIX_SOURCE) from None
+        raise EdgeExportError(
+            f"not a readable HDF5 model file ({type(exc).__name__})", path=path, hint=_FIX_SOURCE
+        ) from None
 
 
 _UNKNOWN_CLASS = re.compile(r"(?:Could not locate (?:class|function) |Unknown (?:layer|object|class)[^']*)'([^']+)'")
@@ -178,18 +191,22 @@ def _load_error(path: Path, kind: str, exc: Exception) -> EdgeExportError:
             f"the model needs the custom object {printable(repr(missing.group(1)), 80)}, which is not registered",
             path=path,
             hint="put the class in a module decorated with @keras.saving.register_keras_serializable() and pass it: "
-                 "model.custom_objects=[my_layers] (a module name or a .py file)",
+            "model.custom_objects=[my_layers] (a module name or a .py file)",
         )
     if "Lambda" in text and "safe_mode" in text:
         return EdgeExportError(
-            "the model has a Lambda layer, which Keras loads only with unsafe deserialization", path=path,
+            "the model has a Lambda layer, which Keras loads only with unsafe deserialization",
+            path=path,
             hint="replace the Lambda with a registered custom layer (model.custom_objects=[module]); "
-                 "edge-export never loads arbitrary code from a model file",
+            "edge-export never loads arbitrary code from a model file",
         )
     first = printable(text.strip().splitlines()[0][:200], 200) if text.strip() else type(exc).__name__
     what = "Keras model" if kind == "keras" else "Keras .h5 model"
-    return EdgeExportError(f"cannot load the file as a {what} ({type(exc).__name__}: {first})", path=path,
-                           hint=f"{_FIX_SOURCE}; a truncated or corrupt file needs saving again")
+    return EdgeExportError(
+        f"cannot load the file as a {what} ({type(exc).__name__}: {first})",
+        path=path,
+        hint=f"{_FIX_SOURCE}; a truncated or corrupt file needs saving again",
+    )
 
 
 def _saved_model(keras: Any, path: Path) -> Any:
@@ -200,22 +217,34 @@ def _saved_model(keras: Any, path: Path) -> Any:
         loaded = tf.saved_model.load(str(path))
         signature = loaded.signatures["serving_default"]
     except KeyError:
-        raise EdgeExportError("the SavedModel has no serving_default signature", path=path,
-                              hint="save it with model.export(path) or tf.saved_model.save(model, path)") from None
+        raise EdgeExportError(
+            "the SavedModel has no serving_default signature",
+            path=path,
+            hint="save it with model.export(path) or tf.saved_model.save(model, path)",
+        ) from None
     except Exception as exc:
-        raise EdgeExportError(f"cannot load the SavedModel ({type(exc).__name__}: "
-                              f"{printable(str(exc).strip()[:200], 200)})", path=path, hint=_FIX_SOURCE) from None
+        raise EdgeExportError(
+            f"cannot load the SavedModel ({type(exc).__name__}: {printable(str(exc).strip()[:200], 200)})",
+            path=path,
+            hint=_FIX_SOURCE,
+        ) from None
     inputs = signature.structured_input_signature[1]
     if len(inputs) != 1:
-        raise EdgeExportError(f"the SavedModel takes {len(inputs)} inputs ({', '.join(sorted(inputs))}); "
-                              "an image classifier takes one image", path=path,
-                              hint="export a model with a single image input")
+        raise EdgeExportError(
+            f"the SavedModel takes {len(inputs)} inputs ({', '.join(sorted(inputs))}); "
+            "an image classifier takes one image",
+            path=path,
+            hint="export a model with a single image input",
+        )
     (spec,) = inputs.values()
     outputs = signature.structured_outputs
     if len(outputs) != 1:
-        raise EdgeExportError(f"the SavedModel has {len(outputs)} outputs ({', '.join(sorted(outputs))}); "
-                              "a classifier has one (class scores)", path=path,
-                              hint="export the classification head only (a detection model is not a classifier)")
+        raise EdgeExportError(
+            f"the SavedModel has {len(outputs)} outputs ({', '.join(sorted(outputs))}); "
+            "a classifier has one (class scores)",
+            path=path,
+            hint="export the classification head only (a detection model is not a classifier)",
+        )
     layer = keras.layers.TFSMLayer(str(path.resolve()), call_endpoint="serving_default", name="saved_model")
     shape = tuple(spec.shape)
     x = keras.Input(shape[1:], name="saved_model_input")
@@ -227,25 +256,32 @@ def _saved_model(keras: Any, path: Path) -> Any:
 def model_shape(model: Any, path: Path, image_size: int | None) -> ModelShape:
     """Input size and output units from the model's signature; a clear error for what is not an image classifier."""
     if len(model.inputs) != 1:
-        raise EdgeExportError(f"the model has {len(model.inputs)} inputs; an image classifier has one", path=path,
-                              hint="export a model with a single image input")
+        raise EdgeExportError(
+            f"the model has {len(model.inputs)} inputs; an image classifier has one",
+            path=path,
+            hint="export a model with a single image input",
+        )
     shape = tuple(model.inputs[0].shape)
     if len(shape) != 4 or shape[-1] != 3:
         raise EdgeExportError(
             f"the model's input {printable(shape, 80)} is not a batch of RGB images (N x H x W x 3, channels last)",
-            path=path, hint="edge-export exports channels-last RGB image classifiers",
+            path=path,
+            hint="edge-export exports channels-last RGB image classifiers",
         )
     height = input_side(shape[1], shape[2], shape, image_size, path)
     if len(model.outputs) != 1:
         raise EdgeExportError(
-            f"the model has {len(model.outputs)} outputs; a classifier has one (class scores)", path=path,
+            f"the model has {len(model.outputs)} outputs; a classifier has one (class scores)",
+            path=path,
             hint="export the classification head only (a detection or multi-task model is not a classifier)",
         )
     out = tuple(model.outputs[0].shape)
     if len(out) != 2 or out[-1] is None:
         raise EdgeExportError(
             f"the model's output {printable(out, 80)} is not class scores (N x classes): a detection, segmentation "
-            "or feature model?", path=path, hint="end the model in a Dense layer over the classes",
+            "or feature model?",
+            path=path,
+            hint="end the model in a Dense layer over the classes",
         )
     return ModelShape(image_size=height, outputs=int(out[-1]), activation=_last_activation(model))
 
@@ -255,15 +291,24 @@ def input_side(height: int | None, width: int | None, shape: Any, image_size: in
     a clear error for a free size without the flag, a flag that contradicts the model, or a non-square input."""
     if height is None or width is None:
         if image_size is None:
-            raise EdgeExportError(f"the model takes any image size {printable(shape, 80)}: name the one to export",
-                                  path=path, hint="pass --image-size N (model.image_size=N), the size it was trained at")
+            raise EdgeExportError(
+                f"the model takes any image size {printable(shape, 80)}: name the one to export",
+                path=path,
+                hint="pass --image-size N (model.image_size=N), the size it was trained at",
+            )
         height = width = image_size
     elif image_size is not None and (height, width) != (image_size, image_size):
-        raise EdgeExportError(f"--image-size {image_size} differs from the model's input {height}x{width}", path=path,
-                              hint="leave --image-size out: the model's own size is used")
+        raise EdgeExportError(
+            f"--image-size {image_size} differs from the model's input {height}x{width}",
+            path=path,
+            hint="leave --image-size out: the model's own size is used",
+        )
     if height != width:
-        raise EdgeExportError(f"the model's input is {height}x{width}; edge-export exports square inputs so far",
-                              path=path, hint="make the model's input square")
+        raise EdgeExportError(
+            f"the model's input is {height}x{width}; edge-export exports square inputs so far",
+            path=path,
+            hint="make the model's input square",
+        )
     if not 8 <= int(height) <= 1024:
         raise EdgeExportError(f"the model's input size {height} is outside 8..1024", path=path)
     return int(height)
@@ -299,11 +344,15 @@ def check_output(kind: str, shape: ModelShape, path: Path) -> None:
     if kind.startswith("sigmoid") and shape.outputs != 1:
         raise EdgeExportError(
             f"the model ends in {shape.outputs} sigmoid units: a multi-label model, not a single-label classifier",
-            path=path, hint="edge-export exports classifiers with one class per image (softmax, logits or one sigmoid)",
+            path=path,
+            hint="edge-export exports classifiers with one class per image (softmax, logits or one sigmoid)",
         )
     if not kind.startswith("sigmoid") and shape.outputs == 1:
-        raise EdgeExportError("the model has one output unit, so it is binary: its output is sigmoid or sigmoid-logit",
-                              path=path, hint="pass --output sigmoid or --output sigmoid-logit")
+        raise EdgeExportError(
+            "the model has one output unit, so it is binary: its output is sigmoid or sigmoid-logit",
+            path=path,
+            hint="pass --output sigmoid or --output sigmoid-logit",
+        )
 
 
 def classes_of(shape: ModelShape) -> int:
@@ -325,8 +374,9 @@ def wrap_model(keras: Any, model: Any, image_size: int, input_scale: str, output
         y = keras.layers.Softmax(name=PROBABILITIES_LAYER, dtype="float32")(y)
     elif output in ("sigmoid", "sigmoid-logit"):
         # p -> [1 - p, p] (sigmoid); z -> softmax([0, z]) = [1 - sigmoid(z), sigmoid(z)] (sigmoid-logit)
-        dense = keras.layers.Dense(2, activation="linear" if output == "sigmoid" else "softmax",
-                                   name=PROBABILITIES_LAYER, dtype="float32")
+        dense = keras.layers.Dense(
+            2, activation="linear" if output == "sigmoid" else "softmax", name=PROBABILITIES_LAYER, dtype="float32"
+        )
         y = dense(y)
         kernel = np.array([[-1.0, 1.0]] if output == "sigmoid" else [[0.0, 1.0]], np.float32)
         bias = np.array([1.0, 0.0] if output == "sigmoid" else [0.0, 0.0], np.float32)
@@ -344,8 +394,11 @@ def read_labels_file(path: Path) -> list[str]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        raise EdgeExportError(f"cannot read the labels file ({type(exc).__name__})", path=path,
-                              hint="a UTF-8 text file, one class name a line") from None
+        raise EdgeExportError(
+            f"cannot read the labels file ({type(exc).__name__})",
+            path=path,
+            hint="a UTF-8 text file, one class name a line",
+        ) from None
     labels = label_lines(text)
     if len(set(labels)) != len(labels):
         raise EdgeExportError("the labels file names a class twice", path=path, hint="one distinct name a line")

@@ -124,8 +124,16 @@ class Classifier:
             names = [str(i) for i in range(classes)]
         for note in notes:
             warnings.warn(note, NormalizationUnknownWarning, stacklevel=2)
-        return cls(backend, names, prep, metadata, max_pixels, standard,
-                   {"labels": labels_source, "preprocessing": prep_source}, notes)
+        return cls(
+            backend,
+            names,
+            prep,
+            metadata,
+            max_pixels,
+            standard,
+            {"labels": labels_source, "preprocessing": prep_source},
+            notes,
+        )
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -159,7 +167,9 @@ class Classifier:
     def __repr__(self) -> str:
         return f"Classifier({str(self.path)!r}, backend={self.backend.name}, input_size={self.input_size})"
 
-    def predict(self, images: Any, top_k: int = 5, batch_size: int = 1, channels: str = "RGB") -> list[list[Prediction]]:
+    def predict(
+        self, images: Any, top_k: int = 5, batch_size: int = 1, channels: str = "RGB"
+    ) -> list[list[Prediction]]:
         """Images (path, PIL image, uint8 array, a list of them, or an NxHxWx3 batch) -> top-k per image.
 
         Arrays are taken as RGB; a frame from OpenCV (``cv2.imread``, ``VideoCapture.read``) is BGR: say so with
@@ -180,8 +190,9 @@ class Classifier:
         pixel limit, a bad array) gives its EdgeExportError in its place; the others are still predicted."""
         return self._predict(images, top_k, batch_size, keep_errors=True, channels=channels)
 
-    def predict_iter(self, images: Any, top_k: int = 5, batch_size: int = 1, keep_errors: bool = True,
-                     channels: str = "RGB"):
+    def predict_iter(
+        self, images: Any, top_k: int = 5, batch_size: int = 1, keep_errors: bool = True, channels: str = "RGB"
+    ):
         """Like ``predict_each`` (``keep_errors=False``: like ``predict``), one result at a time in input order
         as soon as it is ready: a long list of files prints its first results at once, not after the last."""
         return self._results(images, top_k, batch_size, keep_errors, channels)
@@ -195,8 +206,10 @@ class Classifier:
         batch_size = _positive_count(batch_size, "batch_size")
         items = _as_list(images)
         if channels not in CHANNEL_ORDERS:
-            raise EdgeExportError(f"channels must be one of {', '.join(CHANNEL_ORDERS)}, got {printable(repr(channels), 40)}",
-                                  hint='"BGR" for frames from OpenCV, "RGB" (the default) for everything else')
+            raise EdgeExportError(
+                f"channels must be one of {', '.join(CHANNEL_ORDERS)}, got {printable(repr(channels), 40)}",
+                hint='"BGR" for frames from OpenCV, "RGB" (the default) for everything else',
+            )
         if channels == "BGR":  # arrays only: a view with the channel axis reversed (no copy)
             items = [x[..., ::-1] if isinstance(x, np.ndarray) and x.ndim == 3 else x for x in items]
         return self._stream(items, top_k, batch_size, keep_errors)
@@ -211,7 +224,9 @@ class Classifier:
             rows = {}
             if usable:
                 arrays = [decoded[i] for i in usable]
-                rows = dict(zip(usable, self.predict_proba(arrays[0][np.newaxis] if len(arrays) == 1 else np.stack(arrays))))
+                rows = dict(
+                    zip(usable, self.predict_proba(arrays[0][np.newaxis] if len(arrays) == 1 else np.stack(arrays)))
+                )
             for i in chunk:
                 yield self._top_k(rows[i], top_k) if i in rows else decoded[i]
 
@@ -331,14 +346,17 @@ def _as_list(images: Any) -> list[ImageInput]:
     return [images]
 
 
-def _standard_metadata(backend: Backend, metadata: ModelMetadata | None, labels: Any,
-                       preprocessing: Any, mean: Any, std: Any) -> StandardMetadata | None:
+def _standard_metadata(
+    backend: Backend, metadata: ModelMetadata | None, labels: Any, preprocessing: Any, mean: Any, std: Any
+) -> StandardMetadata | None:
     """The standard TFLite metadata, read only when the arguments and the edge_export entry leave labels or
     preprocessing open (the edge_export entry comes first; a model of ours has it complete)."""
     if backend.path.suffix.lower() != ".tflite":
         return None
     need_labels = labels is None and (metadata is None or metadata.labels is None)
-    need_prep = preprocessing is None and (metadata is None or metadata.preprocessing is None) and (mean is None or std is None)
+    need_prep = (
+        preprocessing is None and (metadata is None or metadata.preprocessing is None) and (mean is None or std is None)
+    )
     if not (need_labels or need_prep):
         return None
     return read_standard_metadata(backend.path, labels=need_labels)
@@ -369,7 +387,10 @@ def _choose_preprocessing(
     if preprocessing is None and metadata is not None and metadata.preprocessing is not None:
         preprocessing, source = metadata.preprocessing, "edge_export"
     if preprocessing is None and standard is not None and standard.has_normalization:
-        preprocessing, source = _standard_preprocessing(backend, standard, overrides.get("size")), STANDARD_METADATA_NAME
+        preprocessing, source = (
+            _standard_preprocessing(backend, standard, overrides.get("size")),
+            STANDARD_METADATA_NAME,
+        )
     if preprocessing is None:
         preprocessing, source = _default_preprocessing(backend, overrides.get("size"), standard), "model"
         if not backend.input_spec.is_integer and "mean" not in overrides and "std" not in overrides:
@@ -391,9 +412,11 @@ def _unknown_normalization(backend: Backend, standard: StandardMetadata | None) 
         has = f"it has no edge_export or {STANDARD_METADATA_NAME} metadata"
     else:
         has = "it has no edge_export metadata"
-    return (f"{backend.path.name}: the float model's input normalization is unknown ({has}): pixels go in as "
-            "0-255 (mean 0, std 1). If the model expects another range, pass --mean and --std (Classifier.load("
-            "mean=..., std=...)): e.g. --mean 127.5 --std 127.5 for [-1, 1], --mean 0 --std 255 for [0, 1]")
+    return (
+        f"{backend.path.name}: the float model's input normalization is unknown ({has}): pixels go in as "
+        "0-255 (mean 0, std 1). If the model expects another range, pass --mean and --std (Classifier.load("
+        "mean=..., std=...)): e.g. --mean 127.5 --std 127.5 for [-1, 1], --mean 0 --std 255 for [0, 1]"
+    )
 
 
 def _model_size(backend: Backend, size: tuple[int, int] | None, standard: StandardMetadata | None) -> tuple[int, int]:
@@ -412,7 +435,9 @@ def _model_size(backend: Backend, size: tuple[int, int] | None, standard: Standa
     )
 
 
-def _standard_preprocessing(backend: Backend, standard: StandardMetadata, size: tuple[int, int] | None) -> Preprocessing:
+def _standard_preprocessing(
+    backend: Backend, standard: StandardMetadata, size: tuple[int, int] | None
+) -> Preprocessing:
     """A float input: NormalizationOptions on 0-255 RGB pixels. An integer input: the raw pixels (uint8) or
     pixels - 128 (int8), as MediaPipe Tasks and the Task Library feed it and as the schema means it ("the
     image data will be scaled back to [0, 255]" for uint8, "to [-128, 127]" for int8: the normalization and
@@ -420,21 +445,29 @@ def _standard_preprocessing(backend: Backend, standard: StandardMetadata, size: 
     if standard.color_space not in (None, "RGB", "UNKNOWN"):
         raise EdgeExportError(
             f"the model's {STANDARD_METADATA_NAME} says its input is {standard.color_space}; this runtime feeds RGB images",
-            path=backend.path, hint="use an RGB model")
+            path=backend.path,
+            hint="use an RGB model",
+        )
     if standard.input_content not in (None, "ImageProperties"):
         raise EdgeExportError(
             f"the model's {STANDARD_METADATA_NAME} describes its input as {standard.input_content}, not an image",
-            path=backend.path, hint="this runtime classifies images: use an image model")
+            path=backend.path,
+            hint="this runtime classifies images: use an image model",
+        )
     try:
         checked = Preprocessing(size=_model_size(backend, size, standard), mean=standard.mean, std=standard.std)
     except EdgeExportError as exc:
-        raise EdgeExportError(f"{STANDARD_METADATA_NAME} NormalizationOptions: {exc.message}", path=backend.path,
-                              hint="the model's metadata is unusable: pass --mean and --std") from None
+        raise EdgeExportError(
+            f"{STANDARD_METADATA_NAME} NormalizationOptions: {exc.message}",
+            path=backend.path,
+            hint="the model's metadata is unusable: pass --mean and --std",
+        ) from None
     return _default_preprocessing(backend, checked.size) if backend.input_spec.is_integer else checked
 
 
-def _default_preprocessing(backend: Backend, size: tuple[int, int] | None,
-                           standard: StandardMetadata | None = None) -> Preprocessing:
+def _default_preprocessing(
+    backend: Backend, size: tuple[int, int] | None, standard: StandardMetadata | None = None
+) -> Preprocessing:
     spec = backend.input_spec
     size = _model_size(backend, size, standard)
     if spec.is_quantized:
@@ -454,15 +487,15 @@ def _check_input(backend: Backend, prep: Preprocessing) -> None:
     model_hw = tuple(shape[1:3])
     if None not in model_hw and model_hw != tuple(prep.size):
         raise EdgeExportError(
-            f"image size {prep.size[0]}x{prep.size[1]} does not match the model's input "
-            f"{model_hw[0]}x{model_hw[1]}",
+            f"image size {prep.size[0]}x{prep.size[1]} does not match the model's input {model_hw[0]}x{model_hw[1]}",
             path=backend.path,
             hint="leave out size (--size) or pass the model's own input size",
         )
 
 
-def _choose_labels(labels: Any, metadata: ModelMetadata | None, standard: StandardMetadata | None,
-                   path: Path) -> tuple[list[str] | None, str | None]:
+def _choose_labels(
+    labels: Any, metadata: ModelMetadata | None, standard: StandardMetadata | None, path: Path
+) -> tuple[list[str] | None, str | None]:
     """The labels and where they came from: arguments, the edge_export entry, the standard metadata's labels file."""
     if isinstance(labels, (str, Path)):
         return read_labels(labels), "arguments"
@@ -480,8 +513,11 @@ def read_labels(path: str | Path) -> list[str]:
     lines dropped)."""
     path = Path(path)
     if path.exists() and not is_regular_file(path):  # a FIFO or device would block or never end
-        raise EdgeExportError("labels file is not a regular file (a FIFO, device or folder): not read", path=path,
-                              hint="pass a labels.txt file")
+        raise EdgeExportError(
+            "labels file is not a regular file (a FIFO, device or folder): not read",
+            path=path,
+            hint="pass a labels.txt file",
+        )
     try:
         lines = label_lines(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -491,8 +527,11 @@ def read_labels(path: str | Path) -> list[str]:
     if not lines:
         raise EdgeExportError("labels file is empty", path=path, hint="write one label per line")
     if len(lines) > MAX_LABELS:
-        raise EdgeExportError(f"labels file has {len(lines)} labels, more than {MAX_LABELS}", path=path,
-                              hint="pass the labels file that belongs to this model")
+        raise EdgeExportError(
+            f"labels file has {len(lines)} labels, more than {MAX_LABELS}",
+            path=path,
+            hint="pass the labels file that belongs to this model",
+        )
     return lines
 
 
@@ -514,8 +553,9 @@ def _triple(value: Triple, name: str) -> tuple[float, float, float]:
     except (TypeError, ValueError, OverflowError):
         raise EdgeExportError(f"{name} must be numbers, got {value!r}"[:200], hint=hint) from None
     if not all(np.isfinite(values)) or (name == "std" and any(v == 0 for v in values)):
-        raise EdgeExportError(f"{name} must be finite numbers{' other than 0' if name == 'std' else ''}, got {value!r}"[:200],
-                              hint=hint)
+        raise EdgeExportError(
+            f"{name} must be finite numbers{' other than 0' if name == 'std' else ''}, got {value!r}"[:200], hint=hint
+        )
     if len(values) == 1:
         values = values * 3
     if len(values) != 3:

@@ -64,8 +64,12 @@ class FrameResult:
     latency_ms: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"frame": self.frame, "time_s": None if self.time_s is None else round(self.time_s, 4),
-                "predictions": [p._asdict() for p in self.predictions], "latency_ms": round(self.latency_ms, 3)}
+        return {
+            "frame": self.frame,
+            "time_s": None if self.time_s is None else round(self.time_s, 4),
+            "predictions": [p._asdict() for p in self.predictions],
+            "latency_ms": round(self.latency_ms, 3),
+        }
 
 
 @dataclass
@@ -91,25 +95,35 @@ class StreamSummary:
         return self.ended in (ENDED, LIMIT)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"event": "summary", "source": self.source, "frames_read": self.frames_read,
-                "frames_classified": self.frames_classified, "seconds": round(self.seconds, 3),
-                "frames_per_s": round(self.fps, 2), "latency_ms": {"p50": self.latency(50), "p95": self.latency(95)},
-                "ended": self.ended, "message": self.message}
+        return {
+            "event": "summary",
+            "source": self.source,
+            "frames_read": self.frames_read,
+            "frames_classified": self.frames_classified,
+            "seconds": round(self.seconds, 3),
+            "frames_per_s": round(self.fps, 2),
+            "latency_ms": {"p50": self.latency(50), "p95": self.latency(95)},
+            "ended": self.ended,
+            "message": self.message,
+        }
 
     def text(self) -> str:
         p50, p95 = self.latency(50), self.latency(95)
         timing = f"; model p50 {p50:.2f} ms, p95 {p95:.2f} ms per frame" if p50 is not None else ""
         how = "" if self.ended == ENDED else f"; stopped: {self.ended}" + (f" ({self.message})" if self.message else "")
-        return (f"{self.source}: {self.frames_read} frames read, {self.frames_classified} classified in "
-                f"{self.seconds:.2f} s = {self.fps:.1f} frames/s{timing}{how}")
+        return (
+            f"{self.source}: {self.frames_read} frames read, {self.frames_classified} classified in "
+            f"{self.seconds:.2f} s = {self.fps:.1f} frames/s{timing}{how}"
+        )
 
 
 def _cv2():
     try:
         import cv2
     except ImportError:
-        raise EdgeExportError("reading video, cameras or streams needs OpenCV, which is not installed",
-                              hint=INSTALL_HINT) from None
+        raise EdgeExportError(
+            "reading video, cameras or streams needs OpenCV, which is not installed", hint=INSTALL_HINT
+        ) from None
     return cv2
 
 
@@ -130,19 +144,33 @@ def open_capture(argument: str) -> tuple[Any, bool]:
     if not capture.isOpened():
         capture.release()
         if text.isdigit():
-            raise EdgeExportError(f"camera {text} cannot be opened (no /dev/video{text}, or another program holds it)",
-                                  hint="list cameras with `ls /dev/video*`; close other programs using it")
+            raise EdgeExportError(
+                f"camera {text} cannot be opened (no /dev/video{text}, or another program holds it)",
+                hint="list cameras with `ls /dev/video*`; close other programs using it",
+            )
         if live:
-            raise EdgeExportError(f"cannot open the stream {printable(text, 300)}",
-                                  hint="check the URL, the network and that the stream is on")
-        raise EdgeExportError("cannot open this video (not a format OpenCV's FFmpeg reads, or damaged)", path=text,
-                              hint="re-encode it, e.g. ffmpeg -i IN -c:v libx264 OUT.mp4")
+            raise EdgeExportError(
+                f"cannot open the stream {printable(text, 300)}",
+                hint="check the URL, the network and that the stream is on",
+            )
+        raise EdgeExportError(
+            "cannot open this video (not a format OpenCV's FFmpeg reads, or damaged)",
+            path=text,
+            hint="re-encode it, e.g. ffmpeg -i IN -c:v libx264 OUT.mp4",
+        )
     return capture, live
 
 
 def classify_frames(
-    classifier: Any, argument: str, *, top_k: int = 5, every: int = 1, fps: float | None = None,
-    stall_timeout_s: float = DEFAULT_STALL_S, max_frames: int | None = None, summary: StreamSummary | None = None,
+    classifier: Any,
+    argument: str,
+    *,
+    top_k: int = 5,
+    every: int = 1,
+    fps: float | None = None,
+    stall_timeout_s: float = DEFAULT_STALL_S,
+    max_frames: int | None = None,
+    summary: StreamSummary | None = None,
 ) -> Iterator[FrameResult]:
     """Classify the frames of a video, camera or stream as they come; fills ``summary`` (pass one to read it
     after the loop, however it ended). Errors opening the source raise EdgeExportError before any frame."""
@@ -176,8 +204,13 @@ def classify_frames(
             while not stop.is_set():
                 if not capture.grab():
                     short = total and index + 1 < total - 1  # a file that ends before its own frame count
-                    put(("end", READ_ERROR if short else ENDED,
-                         f"the video ended at frame {index + 1} of {total} (damaged?)" if short else None))
+                    put(
+                        (
+                            "end",
+                            READ_ERROR if short else ENDED,
+                            f"the video ended at frame {index + 1} of {total} (damaged?)" if short else None,
+                        )
+                    )
                     return
                 index += 1
                 summary.frames_read = index + 1

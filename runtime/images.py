@@ -44,13 +44,25 @@ from edge_export.core.untrusted import DEFAULT_MAX_IMAGE_PIXELS, is_regular_file
 # Images larger than this (width x height, from the header) are refused before decoding: a 109 KB PNG can
 # declare 30000 x 30000 pixels (2.7 GB as RGB). 64 megapixels is e.g. 8000 x 8000, or a 9248 x 6936 photo.
 DEFAULT_MAX_PIXELS = DEFAULT_MAX_IMAGE_PIXELS  # the default of the data.max_image_pixels setting
-PIXEL_LIMIT_SETTING = "data.max_image_pixels (build/train/export/bench), --max-image-pixels (predict), max_pixels= (Classifier)"
+PIXEL_LIMIT_SETTING = (
+    "data.max_image_pixels (build/train/export/bench), --max-image-pixels (predict), max_pixels= (Classifier)"
+)
 
 # What Pillow raises on malformed files besides OSError (its plugins parse with struct, index into
 # tables, divide by header fields, ...): any of these means "this file is not a usable image".
 _DECODE_ERRORS = (
-    UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError,
-    TypeError, ZeroDivisionError, MemoryError, Image.DecompressionBombError,
+    UnidentifiedImageError,
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    struct.error,
+    IndexError,
+    KeyError,
+    TypeError,
+    ZeroDivisionError,
+    MemoryError,
+    Image.DecompressionBombError,
 )
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
@@ -217,15 +229,20 @@ def open_rgb(path: str | Path, max_pixels: int | None = None, size: tuple[int, i
         if declared and int(declared.group(1)) > limit:
             raise _too_large("", int(declared.group(1)), limit, path) from None
         raise ImageDecodeError(  # over Pillow's own limit (2 x PIL.Image.MAX_IMAGE_PIXELS), within ours
-            f"image is too large to decode safely ({printable(str(exc), 160)})", path=path,
+            f"image is too large to decode safely ({printable(str(exc), 160)})",
+            path=path,
             hint="shrink the image; a limit above Pillow's own needs PIL.Image.MAX_IMAGE_PIXELS raised too",
         ) from None
     except _DECODE_ERRORS as exc:
         # Pillow's "cannot identify image file <_CappedReader name=3>" names our file object, not the file
-        detail = "not an image format Pillow reads" if isinstance(exc, UnidentifiedImageError) else (
-            f"{type(exc).__name__}: {printable(str(exc), 160)}")
-        raise ImageDecodeError(f"cannot decode image ({detail})", path=path,
-                               hint="re-save it as JPEG/PNG or remove it") from None
+        detail = (
+            "not an image format Pillow reads"
+            if isinstance(exc, UnidentifiedImageError)
+            else (f"{type(exc).__name__}: {printable(str(exc), 160)}")
+        )
+        raise ImageDecodeError(
+            f"cannot decode image ({detail})", path=path, hint="re-save it as JPEG/PNG or remove it"
+        ) from None
 
 
 def _draft(image: Image.Image, size: tuple[int, int]) -> None:
@@ -307,8 +324,13 @@ def load_image(
             fast = _opencv_jpeg(cv2, source, size, max_pixels)
             if fast is not None:
                 return _opencv_resize(cv2, fast, size, method)
-        if isinstance(source, np.ndarray) and source.dtype == np.uint8 and source.ndim == 3 and source.shape[2] == 3 \
-                and 0 not in source.shape:
+        if (
+            isinstance(source, np.ndarray)
+            and source.dtype == np.uint8
+            and source.ndim == 3
+            and source.shape[2] == 3
+            and 0 not in source.shape
+        ):
             return _opencv_resize(cv2, source, size, method)  # a frame: no round trip through a PIL image
         return _opencv_resize(cv2, np.asarray(_rgb_image(source, size, max_pixels), dtype=np.uint8), size, method)
     return resize(_rgb_image(source, size, max_pixels), size, method)
@@ -349,15 +371,22 @@ def opencv():
         except ImportError:
             import warnings
 
-            warnings.warn("a model made with the opencv decoder runs through Pillow here: OpenCV is not installed "
-                          "(pip install 'edge-export[video]' for the same pixels as in training, about 3x faster)",
-                          stacklevel=3)
+            warnings.warn(
+                "a model made with the opencv decoder runs through Pillow here: OpenCV is not installed "
+                "(pip install 'edge-export[video]' for the same pixels as in training, about 3x faster)",
+                stacklevel=3,
+            )
             cv2 = None
         _OPENCV.append(cv2)
     return _OPENCV[0]
 
 
-_OPENCV_INTERPOLATION = {"bilinear": "INTER_LINEAR", "bicubic": "INTER_CUBIC", "nearest": "INTER_NEAREST", "area": "INTER_AREA"}
+_OPENCV_INTERPOLATION = {
+    "bilinear": "INTER_LINEAR",
+    "bicubic": "INTER_CUBIC",
+    "nearest": "INTER_NEAREST",
+    "area": "INTER_AREA",
+}
 assert tuple(_OPENCV_INTERPOLATION) == RESIZE_NAMES, "every resize name has an OpenCV interpolation"
 
 
@@ -442,8 +471,11 @@ def _opencv_jpeg(cv2, path: str | Path, size: tuple[int, int], max_pixels: int |
         if orientation == 0:
             return None
         target = _reducible_to((width, height), size, orientation)
-        for scale, reduced in ((8, cv2.IMREAD_REDUCED_GRAYSCALE_8), (4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
-                               (2, cv2.IMREAD_REDUCED_GRAYSCALE_2)):
+        for scale, reduced in (
+            (8, cv2.IMREAD_REDUCED_GRAYSCALE_8),
+            (4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
+            (2, cv2.IMREAD_REDUCED_GRAYSCALE_2),
+        ):
             if target is not None and -(-width // scale) >= target[0] and -(-height // scale) >= target[1]:
                 flags |= reduced  # the grayscale bit is the "reduced" bit; IMREAD_COLOR_RGB keeps colour
                 break
@@ -463,8 +495,11 @@ class Decoded(NamedTuple):
 
 
 def decode_many(
-    files: "list[Path] | tuple[Path, ...]", size: tuple[int, int], method: str = "bilinear",
-    max_pixels: int | None = None, workers: int | None = None,
+    files: "list[Path] | tuple[Path, ...]",
+    size: tuple[int, int],
+    method: str = "bilinear",
+    max_pixels: int | None = None,
+    workers: int | None = None,
 ) -> Decoded:
     """Decode and resize many files on threads (Pillow releases the GIL): the one batch decoder that
     training, export checks and bench share. Unreadable files (and those over ``max_pixels``) are skipped,
@@ -502,8 +537,10 @@ def _array_to_image(array: np.ndarray) -> Image.Image:
             hint="convert with array.astype('uint8') after scaling to 0-255",
         )
     if array.ndim in (2, 3) and (array.shape[0] == 0 or array.shape[1] == 0):
-        raise EdgeExportError(f"image array has shape {array.shape}: an image with no pixels",
-                              hint="pass an image at least 1x1 (HxWx3, uint8)")
+        raise EdgeExportError(
+            f"image array has shape {array.shape}: an image with no pixels",
+            hint="pass an image at least 1x1 (HxWx3, uint8)",
+        )
     if array.ndim == 2:
         return Image.fromarray(array).convert("RGB")
     if array.ndim == 3 and array.shape[2] in (1, 3, 4):

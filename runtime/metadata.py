@@ -17,15 +17,28 @@ from edge_export.core.errors import EdgeExportError
 from edge_export.core.untrusted import loads_json, printable
 from edge_export.runtime.backends import load_backend
 from edge_export.runtime.metadata_entry import (
-    METADATA_NAME, TFLITE_IDENTIFIER, read_tflite_metadata_text, tflite_metadata_buffer,
+    METADATA_NAME,
+    TFLITE_IDENTIFIER,
+    read_tflite_metadata_text,
+    tflite_metadata_buffer,
 )
 from edge_export.runtime.preprocessing import Preprocessing
 
 # re-exported: the metadata's names where export and the readers of TFLITE_METADATA look for them
 __all__ = [
-    "FORMAT_VERSION", "MAX_LABELS", "MAX_METADATA_BYTES", "METADATA_NAME", "TFLITE_IDENTIFIER", "ModelMetadata",
-    "label_lines", "parse_metadata", "parse_model_metadata", "read_metadata", "read_model_metadata",
-    "read_tflite_metadata_text", "tflite_metadata_buffer",
+    "FORMAT_VERSION",
+    "MAX_LABELS",
+    "MAX_METADATA_BYTES",
+    "METADATA_NAME",
+    "TFLITE_IDENTIFIER",
+    "ModelMetadata",
+    "label_lines",
+    "parse_metadata",
+    "parse_model_metadata",
+    "read_metadata",
+    "read_model_metadata",
+    "read_tflite_metadata_text",
+    "tflite_metadata_buffer",
 ]
 
 FORMAT_VERSION = 1
@@ -42,8 +55,18 @@ def label_lines(text: str) -> list[str]:
     return lines
 
 
-_TEXT_FIELDS = ("backbone", "format", "precision", "int8_io", "edge_export", "name", "description", "version", "author",
-                "license")
+_TEXT_FIELDS = (
+    "backbone",
+    "format",
+    "precision",
+    "int8_io",
+    "edge_export",
+    "name",
+    "description",
+    "version",
+    "author",
+    "license",
+)
 _COUNT_FIELDS = ("opset", "calibration_images")
 
 
@@ -91,9 +114,12 @@ class ModelMetadata:
     def create(cls, labels: Sequence[str], preprocessing: Preprocessing, **values: Any) -> "ModelMetadata":
         """A record to embed: ``values`` are fields; other keywords go to ``extra`` (tests, other tools)."""
         known = {f.name for f in fields(cls)} - {"extra", "labels", "preprocessing"}
-        return cls(labels=tuple(str(label) for label in labels), preprocessing=preprocessing,
-                   **{k: v for k, v in values.items() if k in known},
-                   extra={k: v for k, v in values.items() if k not in known})
+        return cls(
+            labels=tuple(str(label) for label in labels),
+            preprocessing=preprocessing,
+            **{k: v for k, v in values.items() if k in known},
+            extra={k: v for k, v in values.items() if k not in known},
+        )
 
     @classmethod
     def from_dict(cls, meta: Any, *, source: str | Path | None = None) -> "ModelMetadata":
@@ -113,7 +139,9 @@ class ModelMetadata:
         if labels is not None and not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
             raise EdgeExportError(f"{METADATA_NAME} metadata: labels must be a list of strings", path=source)
         if labels is not None and not 0 < len(labels) <= MAX_LABELS:
-            raise EdgeExportError(f"{METADATA_NAME} metadata: {len(labels)} labels (expected 1 to {MAX_LABELS})", path=source)
+            raise EdgeExportError(
+                f"{METADATA_NAME} metadata: {len(labels)} labels (expected 1 to {MAX_LABELS})", path=source
+            )
         preprocessing = None
         if "preprocessing" in meta:
             if not isinstance(meta["preprocessing"], dict):
@@ -121,21 +149,26 @@ class ModelMetadata:
             try:
                 preprocessing = Preprocessing.from_dict(meta["preprocessing"])
             except EdgeExportError as exc:
-                raise EdgeExportError(f"{METADATA_NAME} metadata: {exc.message}", path=source,
-                                      hint="the model's metadata is damaged or not edge-export's: re-export the model") from None
+                raise EdgeExportError(
+                    f"{METADATA_NAME} metadata: {exc.message}",
+                    path=source,
+                    hint="the model's metadata is damaged or not edge-export's: re-export the model",
+                ) from None
         values: dict[str, Any] = {}
         for key in _TEXT_FIELDS:
             if meta.get(key) is not None:
                 if not isinstance(meta[key], str):
-                    raise EdgeExportError(f"{METADATA_NAME} metadata: {key} {printable(repr(meta[key]), 80)} is not a string",
-                                          path=source)
+                    raise EdgeExportError(
+                        f"{METADATA_NAME} metadata: {key} {printable(repr(meta[key]), 80)} is not a string", path=source
+                    )
                 values[key] = meta[key]
         for key in _COUNT_FIELDS:
             value = meta.get(key)
             if value is not None:
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                    raise EdgeExportError(f"{METADATA_NAME} metadata: {key} {printable(repr(value), 80)} is not a count",
-                                          path=source)
+                    raise EdgeExportError(
+                        f"{METADATA_NAME} metadata: {key} {printable(repr(value), 80)} is not a count", path=source
+                    )
                 values[key] = value
         if meta.get("qat") is not None:
             if not isinstance(meta["qat"], dict):
@@ -143,8 +176,11 @@ class ModelMetadata:
             values["qat"] = meta["qat"]
         known = {f.name for f in fields(cls)} - {"extra"}
         return cls(
-            labels=None if labels is None else tuple(labels), preprocessing=preprocessing, format_version=version,
-            extra={k: v for k, v in meta.items() if k not in known}, **values,
+            labels=None if labels is None else tuple(labels),
+            preprocessing=preprocessing,
+            format_version=version,
+            extra={k: v for k, v in meta.items() if k not in known},
+            **values,
         )
 
 
@@ -159,9 +195,7 @@ def read_model_metadata(path: str | Path) -> ModelMetadata | None:
     elif suffix == ".onnx":
         text = _read_onnx_metadata_text(path)
     else:
-        raise EdgeExportError(
-            f"unknown model format {path.suffix!r}", path=path, hint="use a .tflite or .onnx file"
-        )
+        raise EdgeExportError(f"unknown model format {path.suffix!r}", path=path, hint="use a .tflite or .onnx file")
     return parse_model_metadata(text, path)
 
 
@@ -175,8 +209,11 @@ def parse_model_metadata(text: str | bytes | None, path: str | Path | None = Non
     if text is None:
         return None
     if len(text) > MAX_METADATA_BYTES:
-        raise EdgeExportError(f"{METADATA_NAME} metadata is {len(text)} bytes, over the {MAX_METADATA_BYTES} limit",
-                              path=path, hint="the model was not made by edge-export, or is damaged")
+        raise EdgeExportError(
+            f"{METADATA_NAME} metadata is {len(text)} bytes, over the {MAX_METADATA_BYTES} limit",
+            path=path,
+            hint="the model was not made by edge-export, or is damaged",
+        )
     return ModelMetadata.from_dict(loads_json(text, what=f"{METADATA_NAME} metadata", source=path), source=path)
 
 

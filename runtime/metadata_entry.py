@@ -28,8 +28,11 @@ def read_tflite_metadata_text(data: bytes, path: str | Path | None = None) -> st
     try:
         return blob.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise EdgeExportError(f"{METADATA_NAME} metadata is not UTF-8 text ({exc})", path=path,
-                              hint="the model's metadata is damaged or not edge-export's: re-export the model") from None
+        raise EdgeExportError(
+            f"{METADATA_NAME} metadata is not UTF-8 text ({exc})",
+            path=path,
+            hint="the model's metadata is damaged or not edge-export's: re-export the model",
+        ) from None
 
 
 def tflite_metadata_buffer(data: bytes, name: str, path: str | Path | None = None) -> bytes | None:

@@ -126,7 +126,9 @@ class DiskArray:
         self.path = Path(path)
         with open(self.path, "rb") as f:
             version = np.lib.format.read_magic(f)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
             shape, fortran, dtype = read_header(f)
             self.offset = f.tell()
         if fortran or dtype.hasobject:
@@ -323,8 +325,12 @@ def cache_key(files: Sequence[Path], size: tuple[int, int], method: str, max_pix
 
 
 def decoded_pixels(
-    files: Sequence[Path], size: tuple[int, int], method: str = "bilinear", max_pixels: int | None = None,
-    workers: int | None = None, progress=None,
+    files: Sequence[Path],
+    size: tuple[int, int],
+    method: str = "bilinear",
+    max_pixels: int | None = None,
+    workers: int | None = None,
+    progress=None,
 ) -> CachedPixels:
     """The decoded images of ``files`` from the cache, decoding them (in chunks) into it first if needed."""
     files = list(files)
@@ -345,24 +351,38 @@ def decoded_pixels(
             _evict(root, max_cache_bytes())
             return stored
         key = key_after  # the files changed while being decoded: again, as they are now
-    raise EdgeExportError(f"the images changed on disk each time they were decoded ({MAX_KEY_ATTEMPTS} tries)",
-                          hint="decode them when nothing is writing to the folder")
+    raise EdgeExportError(
+        f"the images changed on disk each time they were decoded ({MAX_KEY_ATTEMPTS} tries)",
+        hint="decode them when nothing is writing to the folder",
+    )
 
 
-def _decode_entry(root: Path, key: str, files, size, method, max_pixels, workers, progress) -> tuple[CachedPixels | None, str]:
+def _decode_entry(
+    root: Path, key: str, files, size, method, max_pixels, workers, progress
+) -> tuple[CachedPixels | None, str]:
     """Decode ``files`` into the entry ``key``: (the entry, key), or (None, their key now) when their content changed
     meanwhile (nothing is stored)."""
     entry = root / key
     _clean_stale_temporaries(root)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key[:12]}-", dir=root))
     try:
-        kept, errors, pixels_crc32 = _decode_into(tmp / "pixels.npy", files, size, method, max_pixels, workers, progress)
+        kept, errors, pixels_crc32 = _decode_into(
+            tmp / "pixels.npy", files, size, method, max_pixels, workers, progress
+        )
         key_after = cache_key(files, size, method, max_pixels)
         if key_after != key:
             return None, key_after
-        meta = {"format": FORMAT, "images": len(kept), "files": len(files), "size": list(size), "method": method,
-                "kept": kept, "errors": {str(i): why for i, why in errors.items()},
-                "bytes": os.path.getsize(tmp / "pixels.npy"), "pixels_crc32": pixels_crc32}
+        meta = {
+            "format": FORMAT,
+            "images": len(kept),
+            "files": len(files),
+            "size": list(size),
+            "method": method,
+            "kept": kept,
+            "errors": {str(i): why for i, why in errors.items()},
+            "bytes": os.path.getsize(tmp / "pixels.npy"),
+            "pixels_crc32": pixels_crc32,
+        }
         with open(tmp / "meta.json", "w", encoding="utf-8") as f:
             json.dump(meta, f)
             f.flush()
@@ -377,7 +397,9 @@ def _decode_entry(root: Path, key: str, files, size, method, max_pixels, workers
                 os.rename(tmp, entry)
     finally:
         remove_entry(tmp, _TEMPORARY)
-    opened = _open_entry(entry, len(files), size, verify=False)  # ours, just written (or another process's, checked above)
+    opened = _open_entry(
+        entry, len(files), size, verify=False
+    )  # ours, just written (or another process's, checked above)
     if opened is None:
         raise OSError(f"the pixel cache entry {printable(entry)} could not be read back")
     opened.reused = False
@@ -418,19 +440,30 @@ def _open_entry(entry: Path, n_files: int, size: tuple[int, int], verify: bool) 
         errors = {int(k): str(v) for k, v in meta["errors"].items()}
         kept_set = set(kept) if isinstance(kept, list) and all(type(i) is int for i in kept) else None
         ok = kept_set is not None and (
-            meta.get("format") == FORMAT and meta.get("files") == n_files and meta.get("size") == list(size)
-            and all(0 <= a < b for a, b in zip(kept, kept[1:])) and (not kept or 0 <= kept[0] and kept[-1] < n_files)
+            meta.get("format") == FORMAT
+            and meta.get("files") == n_files
+            and meta.get("size") == list(size)
+            and all(0 <= a < b for a, b in zip(kept, kept[1:]))
+            and (not kept or 0 <= kept[0] and kept[-1] < n_files)
             and all(0 <= i < n_files and i not in kept_set for i in errors)
-            and len(kept) + len(errors) == n_files and meta.get("images") == len(kept)
+            and len(kept) + len(errors) == n_files
+            and meta.get("images") == len(kept)
         )
         if not ok:
             return None
         pixels = CachedPixels(entry / "pixels.npy", kept, dict(sorted(errors.items())), reused=True)
-        if pixels.shape != (len(kept), *size, 3) or pixels.dtype != np.uint8 or meta.get("bytes") != os.path.getsize(pixels.path):
+        if (
+            pixels.shape != (len(kept), *size, 3)
+            or pixels.dtype != np.uint8
+            or meta.get("bytes") != os.path.getsize(pixels.path)
+        ):
             return None
         if verify and rows_crc32(pixels) != meta.get("pixels_crc32"):
-            log.warning("the pixel cache entry %s does not hold the pixels it was written with (changed on disk): "
-                        "decoding the images again", printable(entry))
+            log.warning(
+                "the pixel cache entry %s does not hold the pixels it was written with (changed on disk): "
+                "decoding the images again",
+                printable(entry),
+            )
             return None
         return pixels
     except (OSError, ValueError, KeyError, TypeError, AttributeError, SyntaxError, RecursionError):
@@ -461,8 +494,9 @@ def _touch(entry: Path) -> None:
 
 def claim_root(root: Path) -> None:
     """Make ``root`` the pixel cache, or refuse it: see the module doc. Creates it when missing."""
-    hint = ("point EDGE_EXPORT_PIXEL_CACHE at a new or empty folder (the cache deletes old entries in it), "
-            "or set it to off")
+    hint = (
+        "point EDGE_EXPORT_PIXEL_CACHE at a new or empty folder (the cache deletes old entries in it), or set it to off"
+    )
     if root.is_symlink() and not root.exists():
         raise EdgeExportError("the pixel cache folder is a broken link", path=root, hint=hint)
     if root.exists() and not root.is_dir():
@@ -476,13 +510,20 @@ def claim_root(root: Path) -> None:
             raise EdgeExportError(
                 f"the pixel cache folder holds files edge-export did not write ({', '.join(printable(n, 40) for n in sorted(foreign)[:5])}"
                 f"{' ...' if len(foreign) > 5 else ''}): it is not used, so that nothing in it is ever deleted",
-                path=root, hint=hint)
+                path=root,
+                hint=hint,
+            )
         with open(root / MARKER, "w", encoding="utf-8") as f:
-            f.write("edge-export pixel cache: decoded images, removed least recently used first. Only folders "
-                    "named by a cache key holding meta.json and pixels.npy are ever deleted.\n")
+            f.write(
+                "edge-export pixel cache: decoded images, removed least recently used first. Only folders "
+                "named by a cache key holding meta.json and pixels.npy are ever deleted.\n"
+            )
     except OSError as exc:
-        raise EdgeExportError(f"cannot use the pixel cache folder ({type(exc).__name__}: {printable(str(exc), 200)})",
-                              path=root, hint=hint) from None
+        raise EdgeExportError(
+            f"cannot use the pixel cache folder ({type(exc).__name__}: {printable(str(exc), 200)})",
+            path=root,
+            hint=hint,
+        ) from None
 
 
 def _ours(path: Path, name: re.Pattern) -> bool:

@@ -8,7 +8,9 @@ from typing import Callable, Optional
 import numpy as np
 
 from edge_export.core.records.preprocessing import (  # noqa: F401  (the record, where the runtime's readers look)
-    MAX_NORMALIZATION, MIN_STD, Preprocessing,
+    MAX_NORMALIZATION,
+    MIN_STD,
+    Preprocessing,
 )
 from edge_export.runtime.quantization import quantize
 from edge_export.runtime.tensors import TensorSpec

@@ -45,12 +45,17 @@ def check_shape(shape: Sequence[Optional[int]], what: str, path: Path | str | No
     for d in known:
         elements *= max(d, 1)
     sides = list(shape[1:3]) if what == "input" and len(shape) == 4 else []
-    if any(d < 0 for d in known) or elements > MAX_TENSOR_ELEMENTS or any(s is not None and s > MAX_INPUT_SIDE for s in sides):
+    if (
+        any(d < 0 for d in known)
+        or elements > MAX_TENSOR_ELEMENTS
+        or any(s is not None and s > MAX_INPUT_SIDE for s in sides)
+    ):
         text = "x".join("?" if d is None else str(d) for d in shape)
         raise EdgeExportError(
             f"the model's {what} shape {text} is too large for an image classifier "
             f"(limits: {MAX_TENSOR_ELEMENTS} elements, {MAX_INPUT_SIDE} pixels a side)",
-            path=path, hint="check the model file: it is damaged, or not an image classifier",
+            path=path,
+            hint="check the model file: it is damaged, or not an image classifier",
         )
 
 
@@ -63,9 +68,14 @@ def check_quantization(spec: TensorSpec, what: str = "input", path: str | Path |
     if not spec.is_integer:
         return
     info = np.iinfo(spec.dtype)
-    if (not math.isfinite(spec.scale) or spec.scale < 0 or 0 < spec.scale < MIN_SCALE
-            or not info.min <= spec.zero_point <= info.max):
+    if (
+        not math.isfinite(spec.scale)
+        or spec.scale < 0
+        or 0 < spec.scale < MIN_SCALE
+        or not info.min <= spec.zero_point <= info.max
+    ):
         raise EdgeExportError(
             f"the model's {what} quantization is degenerate (scale {spec.scale!r}, zero point {spec.zero_point!r})",
-            path=path, hint="the model file is damaged or was quantized wrongly: re-export it",
+            path=path,
+            hint="the model file is damaged or was quantized wrongly: re-export it",
         )

@@ -83,7 +83,9 @@ def read_standard_metadata(path: str | Path, *, labels: bool = True) -> Standard
     return parse_standard_metadata(data, path, labels=labels)
 
 
-def parse_standard_metadata(data: bytes, path: str | Path | None = None, *, labels: bool = True) -> StandardMetadata | None:
+def parse_standard_metadata(
+    data: bytes, path: str | Path | None = None, *, labels: bool = True
+) -> StandardMetadata | None:
     """The standard metadata of the model ``data`` (a whole .tflite file, its zip included), or None.
 
     ``labels``: also read the labels file from the model's zip (skip it when the caller has labels).
@@ -92,19 +94,28 @@ def parse_standard_metadata(data: bytes, path: str | Path | None = None, *, labe
     if buffer is None:
         return None
     if len(buffer) > MAX_METADATA_BYTES:
-        raise EdgeExportError(f"{STANDARD_METADATA_NAME} is {len(buffer)} bytes, over the {MAX_METADATA_BYTES} limit",
-                              path=path, hint=_HINT)
+        raise EdgeExportError(
+            f"{STANDARD_METADATA_NAME} is {len(buffer)} bytes, over the {MAX_METADATA_BYTES} limit",
+            path=path,
+            hint=_HINT,
+        )
     if len(buffer) < 8 or buffer[4:8] != METADATA_IDENTIFIER:
         raise EdgeExportError(
             f"{STANDARD_METADATA_NAME} is not TFLite Model Metadata (file identifier {printable(repr(bytes(buffer[4:8])), 40)}, "
-            f"expected {METADATA_IDENTIFIER.decode()})", path=path, hint=_HINT)
+            f"expected {METADATA_IDENTIFIER.decode()})",
+            path=path,
+            hint=_HINT,
+        )
     try:
         meta = _parse(buffer)
     except EdgeExportError as exc:
         raise EdgeExportError(f"{STANDARD_METADATA_NAME}: {exc.message}", path=path, hint=exc.hint or _HINT) from None
     except (struct.error, IndexError, ValueError, TypeError, OverflowError, AttributeError, RecursionError) as exc:
-        raise EdgeExportError(f"{STANDARD_METADATA_NAME} is damaged ({type(exc).__name__}: {printable(str(exc), 200)})",
-                              path=path, hint=_HINT) from None
+        raise EdgeExportError(
+            f"{STANDARD_METADATA_NAME} is damaged ({type(exc).__name__}: {printable(str(exc), 200)})",
+            path=path,
+            hint=_HINT,
+        ) from None
     if labels and meta.labels_file is not None:
         text = read_associated_file(data, meta.labels_file, path)
         meta = _replace(meta, labels=tuple(parse_labels(text, meta.labels_file, path)))
@@ -122,8 +133,11 @@ def _parse(buffer: bytes) -> StandardMetadata:
 
     root = fb.ModelMetadata.GetRootAs(buffer, 0)
     values: dict[str, Any] = {
-        "name": _text(root.Name()), "description": _text(root.Description()), "version": _text(root.Version()),
-        "author": _text(root.Author()), "license": _text(root.License()),
+        "name": _text(root.Name()),
+        "description": _text(root.Description()),
+        "version": _text(root.Version()),
+        "author": _text(root.Author()),
+        "license": _text(root.License()),
         "min_parser_version": _text(root.MinParserVersion()),
     }
     _check_parser_version(values["min_parser_version"])
@@ -215,14 +229,16 @@ def _check_parser_version(version: str | None) -> None:
     if int(parts[0]) > int(SCHEMA_VERSION.split(".")[0]):
         raise EdgeExportError(
             f"the metadata needs a parser of version {printable(version, 40)}; this runtime reads schema {SCHEMA_VERSION}",
-            hint="upgrade edge-export, or pass --labels/--mean/--std")
+            hint="upgrade edge-export, or pass --labels/--mean/--std",
+        )
 
 
 # ------------------------------------------------------------------------------------ associated files
 
 
-def read_associated_file(data: bytes, name: str, path: str | Path | None = None,
-                         limit: int = MAX_METADATA_BYTES) -> bytes:
+def read_associated_file(
+    data: bytes, name: str, path: str | Path | None = None, limit: int = MAX_METADATA_BYTES
+) -> bytes:
     """The file ``name`` from the zip appended to the model ``data`` (at most ``limit`` bytes)."""
     where = f"associated file {printable(repr(name), 120)}"
     try:
@@ -230,21 +246,40 @@ def read_associated_file(data: bytes, name: str, path: str | Path | None = None,
             try:
                 info = archive.getinfo(name)
             except KeyError:
-                raise EdgeExportError(f"the metadata names {where} but the model's zip has no such file",
-                                      path=path, hint=_HINT) from None
+                raise EdgeExportError(
+                    f"the metadata names {where} but the model's zip has no such file", path=path, hint=_HINT
+                ) from None
             if info.file_size > limit:
-                raise EdgeExportError(f"{where} is {info.file_size} bytes, over the {limit} limit", path=path, hint=_HINT)
+                raise EdgeExportError(
+                    f"{where} is {info.file_size} bytes, over the {limit} limit", path=path, hint=_HINT
+                )
             if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-                raise EdgeExportError(f"{where} uses zip compression method {info.compress_type} (stored or deflated expected)",
-                                      path=path, hint=_HINT)
+                raise EdgeExportError(
+                    f"{where} uses zip compression method {info.compress_type} (stored or deflated expected)",
+                    path=path,
+                    hint=_HINT,
+                )
             with archive.open(info) as f:
                 blob = f.read(limit + 1)  # a zip bomb stops here, whatever its header says
     except EdgeExportError:
         raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError, OSError,
-            ValueError, zlib.error, struct.error, OverflowError) as exc:
-        raise EdgeExportError(f"cannot read {where} from the model's zip ({type(exc).__name__}: {printable(str(exc), 200)})",
-                              path=path, hint=_HINT) from None
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        NotImplementedError,
+        RuntimeError,
+        EOFError,
+        OSError,
+        ValueError,
+        zlib.error,
+        struct.error,
+        OverflowError,
+    ) as exc:
+        raise EdgeExportError(
+            f"cannot read {where} from the model's zip ({type(exc).__name__}: {printable(str(exc), 200)})",
+            path=path,
+            hint=_HINT,
+        ) from None
     if len(blob) > limit:
         raise EdgeExportError(f"{where} is over the {limit} bytes limit", path=path, hint=_HINT)
     return blob
@@ -259,10 +294,20 @@ def associated_file_names(data: bytes, path: str | Path | None = None) -> list[s
             return archive.namelist()
     except EdgeExportError:
         raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError, OSError,
-            ValueError, struct.error, OverflowError) as exc:
-        raise EdgeExportError(f"the model's zip of associated files is damaged ({type(exc).__name__})", path=path,
-                              hint=_HINT) from None
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        NotImplementedError,
+        RuntimeError,
+        EOFError,
+        OSError,
+        ValueError,
+        struct.error,
+        OverflowError,
+    ) as exc:
+        raise EdgeExportError(
+            f"the model's zip of associated files is damaged ({type(exc).__name__})", path=path, hint=_HINT
+        ) from None
 
 
 def _end_of_directory(data: bytes) -> int | None:
@@ -277,15 +322,23 @@ def _open_zip(data: bytes, path: str | Path | None) -> zipfile.ZipFile:
     central directory of any size into memory)."""
     end = _end_of_directory(data)
     if end is None:
-        raise EdgeExportError("the metadata names associated files but the model has no zip of them",
-                              path=path, hint=_HINT)
+        raise EdgeExportError(
+            "the metadata names associated files but the model has no zip of them", path=path, hint=_HINT
+        )
     entries, directory_size = struct.unpack_from("<HI", data, end + 10)
     if entries == 0xFFFF or directory_size == 0xFFFFFFFF:
-        raise EdgeExportError("the model's zip of associated files is a ZIP64 archive (not needed for labels; refused)",
-                              path=path, hint=_HINT)
+        raise EdgeExportError(
+            "the model's zip of associated files is a ZIP64 archive (not needed for labels; refused)",
+            path=path,
+            hint=_HINT,
+        )
     if entries > MAX_ZIP_ENTRIES or directory_size > MAX_ZIP_DIRECTORY:
-        raise EdgeExportError(f"the model's zip declares {entries} files in a {directory_size}-byte directory "
-                              f"(at most {MAX_ZIP_ENTRIES} files are read)", path=path, hint=_HINT)
+        raise EdgeExportError(
+            f"the model's zip declares {entries} files in a {directory_size}-byte directory "
+            f"(at most {MAX_ZIP_ENTRIES} files are read)",
+            path=path,
+            hint=_HINT,
+        )
     return zipfile.ZipFile(io.BytesIO(data))
 
 
@@ -294,9 +347,13 @@ def parse_labels(blob: bytes, name: str = LABELS_FILE, path: str | Path | None =
     try:
         lines = label_lines(blob.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise EdgeExportError(f"labels file {printable(repr(name), 120)} is not UTF-8 text ({exc.reason})",
-                              path=path, hint=_HINT) from None
+        raise EdgeExportError(
+            f"labels file {printable(repr(name), 120)} is not UTF-8 text ({exc.reason})", path=path, hint=_HINT
+        ) from None
     if not 0 < len(lines) <= MAX_LABELS:
-        raise EdgeExportError(f"labels file {printable(repr(name), 120)} has {len(lines)} labels (expected 1 to {MAX_LABELS})",
-                              path=path, hint=_HINT)
+        raise EdgeExportError(
+            f"labels file {printable(repr(name), 120)} has {len(lines)} labels (expected 1 to {MAX_LABELS})",
+            path=path,
+            hint=_HINT,
+        )
     return lines

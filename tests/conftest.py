@@ -96,7 +96,8 @@ def device_env(folder: Path) -> tuple[dict[str, str], list[str], Path]:
         pkg.mkdir(parents=True, exist_ok=True)
         record = "" if name == "matplotlib" else f"open({str(log)!r}, 'a').write(__name__ + '\\n')\n"
         (pkg / "__init__.py").write_text(
-            record + f"raise ModuleNotFoundError({f'No module named {name!r} (blocked: not on the device)'!r}, name={name!r})\n"
+            record
+            + f"raise ModuleNotFoundError({f'No module named {name!r} (blocked: not on the device)'!r}, name={name!r})\n"
         )
     paths = [str(blockers), *site.getsitepackages()]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
@@ -107,10 +108,17 @@ def device_env(folder: Path) -> tuple[dict[str, str], list[str], Path]:
 # ----------------------------------------------------------------------------- a tiny build, paused at a known point
 
 BUILD_FAST = [
-    "model.backbone=tiny_cnn", "model.weights=none", "train.batch_size=8",
-    "train.feature_extraction.epochs=3", "train.fine_tune.epochs=2",
-    "export.formats=tflite-fp32,tflite-int8,onnx-fp32", "export.representative_images=16",
-    "export.accuracy_budget=100", "bench.runs=5", "bench.warmup=1", "bench.threads=[1]",
+    "model.backbone=tiny_cnn",
+    "model.weights=none",
+    "train.batch_size=8",
+    "train.feature_extraction.epochs=3",
+    "train.fine_tune.epochs=2",
+    "export.formats=tflite-fp32,tflite-int8,onnx-fp32",
+    "export.representative_images=16",
+    "export.accuracy_budget=100",
+    "bench.runs=5",
+    "bench.warmup=1",
+    "bench.threads=[1]",
     "build.accuracy_budget=100",
 ]
 
@@ -119,7 +127,19 @@ def build_cmd(data: Path, out: Path, *extra: str) -> list[str]:
     """``edge-export build --json`` of a tiny tiny_cnn run (seconds): JSON events on stdout."""
     import sys
 
-    return [sys.executable, "-m", "edge_export.cli", "build", "--data", str(data), "--out", str(out), "--json", *BUILD_FAST, *extra]
+    return [
+        sys.executable,
+        "-m",
+        "edge_export.cli",
+        "build",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--json",
+        *BUILD_FAST,
+        *extra,
+    ]
 
 
 def start_paused(cmd: list[str], point: str, env: dict | None = None):

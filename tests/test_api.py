@@ -132,7 +132,9 @@ def test_bad_settings_fail_in_the_cli_before_any_work(capsys, tmp_path, args, sa
 
 
 def test_unknown_provider_flavour_and_device(capsys, tmp_path):
-    code, output = cli_main(capsys, "predict", str(tmp_path / "m.onnx"), str(tmp_path / "a.jpg"), "--provider", "quantum")
+    code, output = cli_main(
+        capsys, "predict", str(tmp_path / "m.onnx"), str(tmp_path / "a.jpg"), "--provider", "quantum"
+    )
     assert code != 0 and "quantum" in output and "CPUExecutionProvider" in output and "cuda" in output
     with pytest.raises(EdgeExportError, match="(?s)unknown bundle flavour .toaster.*cpu, rpi, jetson"):
         api.package(tmp_path, flavour="toaster")
@@ -147,8 +149,10 @@ def test_unknown_provider_flavour_and_device(capsys, tmp_path):
 # ------------------------------------------------------------------------------- one list of flags
 
 
-@pytest.mark.parametrize("command, names", [("train", api.TRAIN_FLAGS), ("build", api.BUILD_FLAGS),
-                                            ("export", api.EXPORT_FLAGS), ("bench", api.BENCH_FLAGS)])
+@pytest.mark.parametrize(
+    "command, names",
+    [("train", api.TRAIN_FLAGS), ("build", api.BUILD_FLAGS), ("export", api.EXPORT_FLAGS), ("bench", api.BENCH_FLAGS)],
+)
 def test_cli_options_are_the_api_flags(capsys, command, names):
     code, output = cli_main(capsys, command, "--help")
     assert code == 0
@@ -158,7 +162,9 @@ def test_cli_options_are_the_api_flags(capsys, command, names):
 
 def test_build_takes_the_train_flags():
     assert set(api.TRAIN_FLAGS) <= set(api.BUILD_FLAGS)
-    config = api.resolve_config(backbone="mobilenet_v2", image_size=160, weights="none", fine_tune=False, flags=api.BUILD_FLAGS)
+    config = api.resolve_config(
+        backbone="mobilenet_v2", image_size=160, weights="none", fine_tune=False, flags=api.BUILD_FLAGS
+    )
     assert (config.model.backbone, config.model.image_size, config.model.weights) == ("mobilenet_v2", 160, "none")
     assert config.train.fine_tune.enabled is False
     assert config.sources["model.backbone"] == "override"
@@ -178,14 +184,27 @@ def test_precedence_config_overrides_flags(tmp_path):
 
 
 def test_config_output_is_a_config_file(capsys, tmp_path):
-    code, text = cli_main(capsys, "config", "export.formats=tflite-int8,onnx-fp32", "train.fine_tune.learning_rate=2e-5",
-                          "bench.threads=[1]", "model.image_size=160")
+    code, text = cli_main(
+        capsys,
+        "config",
+        "export.formats=tflite-int8,onnx-fp32",
+        "train.fine_tune.learning_rate=2e-5",
+        "bench.threads=[1]",
+        "model.image_size=160",
+    )
     assert code == 0 and "# override" in text and "# default" in text
     saved = tmp_path / "saved.yaml"
     saved.write_text(text)
     loaded = load_config(saved)
-    expected = load_config(None, ["export.formats=tflite-int8,onnx-fp32", "train.fine_tune.learning_rate=2e-5",
-                                  "bench.threads=[1]", "model.image_size=160"])
+    expected = load_config(
+        None,
+        [
+            "export.formats=tflite-int8,onnx-fp32",
+            "train.fine_tune.learning_rate=2e-5",
+            "bench.threads=[1]",
+            "model.image_size=160",
+        ],
+    )
     assert loaded.to_dict() == expected.to_dict()
     code, again = cli_main(capsys, "config", "--config", str(saved))
     assert code == 0 and f"# {saved}" in again
@@ -214,8 +233,14 @@ def _written(path: Path, text: str) -> Path:
 def test_build_then_export_then_bench_through_the_api(image_folder, tmp_path):
     lines: list[str] = []
     overrides = [o for o in BUILD_FAST if not o.startswith("model.backbone") and not o.startswith("export.formats")]
-    result = api.build(data=str(image_folder), out=tmp_path / "run", backbone="tiny_cnn", formats="tflite-int8,onnx-fp32",
-                       overrides=overrides, echo=lines.append)
+    result = api.build(
+        data=str(image_folder),
+        out=tmp_path / "run",
+        backbone="tiny_cnn",
+        formats="tflite-int8,onnx-fp32",
+        overrides=overrides,
+        echo=lines.append,
+    )
     assert result.ok, result.failures
     assert result.ran == ["train", "export", "bench"] and any("== train" in line for line in lines)
     assert result.recommendation.artifact in ("tflite-int8", "onnx-fp32")  # a typed record (core/records)
@@ -224,6 +249,14 @@ def test_build_then_export_then_bench_through_the_api(image_folder, tmp_path):
     assert exported.ok and "tflite-fp16" in exported.manifest.formats
     assert exported.manifest.artifact("tflite-int8") is not None  # earlier artifacts of the same model stay
 
-    outcome = api.bench(tmp_path / "run", data=image_folder / "test", out=tmp_path / "bench", runs=5, warmup=1,
-                        threads=[1], keras=False, echo=None)
+    outcome = api.bench(
+        tmp_path / "run",
+        data=image_folder / "test",
+        out=tmp_path / "bench",
+        runs=5,
+        warmup=1,
+        threads=[1],
+        keras=False,
+        echo=None,
+    )
     assert outcome.ok and {r.name for r in outcome.result.rows} >= {"tflite-int8", "onnx-fp32", "tflite-fp16"}

@@ -56,7 +56,13 @@ def test_keras_weight_cache_is_used_offline(tmp_path, shared):
         "k = m.get_layer('conv1').get_weights()[0]\n"
         "print('std', float(k.std()))\n"
     )
-    env = {**os.environ, "KERAS_HOME": str(home), "no_proxy": "*", "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"}
+    env = {
+        **os.environ,
+        "KERAS_HOME": str(home),
+        "no_proxy": "*",
+        "https_proxy": "http://127.0.0.1:9",
+        "http_proxy": "http://127.0.0.1:9",
+    }
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     std = float(result.stdout.split("std")[-1])

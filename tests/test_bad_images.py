@@ -37,7 +37,9 @@ def write_bomb_png(path: Path, width: int, height: int) -> Path:
     parts = [z.compress(row * 256) for _ in range(height // 256)]
     parts += [z.compress(row * (height % 256)), z.flush()]
     header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -147,13 +149,22 @@ def test_bench_skips_a_bomb_and_names_it(tiny_export, tmp_path):
     bomb = write_bomb_png(test / "red" / "bomb.png", 30000, 30000)
     model = next((tiny_export["run"] / "export").glob("*.onnx"))
     config = BenchConfig(threads=[1], runs=5, warmup=1, batch_size=4)
-    outcome = bench_run(models=[model], data=test, config=config, out=tmp_path / "bench", keras=False,
-                        isolate=False, echo=None)
+    outcome = bench_run(
+        models=[model], data=test, config=config, out=tmp_path / "bench", keras=False, isolate=False, echo=None
+    )
     assert outcome.ok and outcome.report["data"]["skipped"] == [str(bomb)]
     assert outcome.report["data"]["images"] == 12
     with pytest.raises(EdgeExportError, match="no readable test images"):  # the setting reaches bench
-        bench_run(models=[model], data=test, config=config, out=tmp_path / "bench2", keras=False, isolate=False,
-                  echo=None, max_image_pixels=100)
+        bench_run(
+            models=[model],
+            data=test,
+            config=config,
+            out=tmp_path / "bench2",
+            keras=False,
+            isolate=False,
+            echo=None,
+            max_image_pixels=100,
+        )
 
 
 # ----------------------------------------------------------------------------- item 10: non-regular files
@@ -207,8 +218,10 @@ def test_counts_are_of_the_images_used(tmp_path):
     assert "not used: 1 test image(s) of blue that could not be decoded" in table
     summary = ds.summary()
     assert summary["counts"]["train"] == {"blue": 4, "red": 4}
-    assert summary["skipped"] == {"train": {"red": ["train/red/bad1.jpg", "train/red/bad2.jpg"]},
-                                  "test": {"blue": ["test/blue/bad3.jpg"]}}
+    assert summary["skipped"] == {
+        "train": {"red": ["train/red/bad1.jpg", "train/red/bad2.jpg"]},
+        "test": {"blue": ["test/blue/bad3.jpg"]},
+    }
     assert len(ds.listing()) == 8 + 4 + 4 + 3  # the fingerprint's input does not change with decoding
 
 
@@ -263,12 +276,23 @@ def test_train_records_the_images_used_nested_and_skipped(tmp_path):
     (root / "train" / "red" / ".thumbnails").mkdir()
     Image.new("RGB", (8, 8)).save(root / "train" / "red" / ".thumbnails" / "t.jpg")
     run = RunFolder(tmp_path / "run")
-    metrics = train_run(load_config(None, [f"data.path={root}", *TINY_TRAIN, "train.fine_tune.enabled=false",
-                                           "train.feature_extraction.epochs=1"]), run)
+    metrics = train_run(
+        load_config(
+            None,
+            [f"data.path={root}", *TINY_TRAIN, "train.fine_tune.enabled=false", "train.feature_extraction.epochs=1"],
+        ),
+        run,
+    )
     dataset = json.loads(run.dataset.read_text())
-    assert dataset["counts"]["train"] == {"blue": 6, "red": 4} and dataset["counts"]["validation"] == {"blue": 2, "red": 2}
+    assert dataset["counts"]["train"] == {"blue": 6, "red": 4} and dataset["counts"]["validation"] == {
+        "blue": 2,
+        "red": 2,
+    }
     assert metrics["train"]["images"] == 10 and metrics["validation"]["images"] == 4
-    assert dataset["skipped"] == {"train": {"red": ["train/red/bad.jpg"]}, "validation": {"blue": ["validation/blue/bomb.png"]}}
+    assert dataset["skipped"] == {
+        "train": {"red": ["train/red/bad.jpg"]},
+        "validation": {"blue": ["validation/blue/bomb.png"]},
+    }
     assert dataset["nested_folders"] == {"train/blue/more/x/blue": 2}
     assert dataset["hidden"] == ["train/red/.thumbnails"]
 
@@ -295,7 +319,9 @@ def test_nested_folders_count_as_their_class_and_are_reported(tmp_path, caplog):
     assert ds.misfiled() == ["train/cats/dogs"]
     assert any("train/cats/dogs/ is a sub-folder named like another class" in r.getMessage() for r in caplog.records)
     table = ds.counts_table()
-    assert "cats: 2 image(s) in sub-folders, counted as cats: train/cats/2020/summer/ (1), train/cats/dogs/ (1)" in table
+    assert (
+        "cats: 2 image(s) in sub-folders, counted as cats: train/cats/2020/summer/ (1), train/cats/dogs/ (1)" in table
+    )
     assert "warning: train/cats/dogs/ is named like another class" in table and "3 hidden" in table
     summary = ds.summary()
     assert summary["nested_folders"] == {"train/cats/2020/summer": 1, "train/cats/dogs": 1}
@@ -329,8 +355,21 @@ def test_build_with_an_all_unreadable_class_is_a_one_line_error(tmp_path):
         f.unlink()
     write_bomb_png(root / "train" / "blue" / "bomb.png", 30000, 30000)
     proc = subprocess.run(
-        [sys.executable, "-m", "edge_export.cli", "train", "--data", str(root), "--out", str(tmp_path / "run"), *TINY_TRAIN],
-        capture_output=True, text=True, timeout=600, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "edge_export.cli",
+            "train",
+            "--data",
+            str(root),
+            "--out",
+            str(tmp_path / "run"),
+            *TINY_TRAIN,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
     )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and "bomb.png" in proc.stderr and "class 'blue'" in proc.stderr

@@ -58,8 +58,11 @@ def tiny_run(tmp_path_factory) -> dict[str, Path]:
     data = write_image_folder(base / "data", {"train": 12, "validation": 6, "test": 6})
     run = RunFolder(base / "run")
     overrides = [
-        f"data.path={data}", "model.backbone=tiny_cnn", "model.weights=none",
-        "train.feature_extraction.epochs=2", "train.fine_tune.epochs=1",
+        f"data.path={data}",
+        "model.backbone=tiny_cnn",
+        "model.weights=none",
+        "train.feature_extraction.epochs=2",
+        "train.fine_tune.epochs=1",
     ]
     train_run(load_config(None, overrides), run)
 
@@ -68,10 +71,12 @@ def tiny_run(tmp_path_factory) -> dict[str, Path]:
 
     model = keras.models.load_model(run.model, compile=False)
     labels = run.read_labels()
-    calibration = np.stack([
-        np.asarray(Image.open(p).convert("RGB").resize((32, 32)), np.float32)
-        for p in sorted((data / "train").rglob("*.png"))[:16]
-    ])
+    calibration = np.stack(
+        [
+            np.asarray(Image.open(p).convert("RGB").resize((32, 32)), np.float32)
+            for p in sorted((data / "train").rglob("*.png"))[:16]
+        ]
+    )
 
     def convert(int8: bool) -> bytes:
         converter = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -92,11 +97,28 @@ def tiny_run(tmp_path_factory) -> dict[str, Path]:
     for name, precision, int8 in (("tflite-fp32", "fp32", False), ("tflite-int8", "int8", True)):
         path = export / f"{name}.tflite"
         path.write_bytes(embed_tflite_metadata(convert(int8), {**meta, "precision": precision}))
-        artifacts.append({
-            "name": name, "path": path.name, "format": "tflite", "precision": precision,
-            "size_bytes": path.stat().st_size, "sha256": "0" * 64, "status": "ok", "parity": {},
-        })
-    artifacts.append({"name": "onnx-fp32", "path": None, "format": "onnx", "precision": "fp32", "status": "failed", "error": "no tf2onnx"})
+        artifacts.append(
+            {
+                "name": name,
+                "path": path.name,
+                "format": "tflite",
+                "precision": precision,
+                "size_bytes": path.stat().st_size,
+                "sha256": "0" * 64,
+                "status": "ok",
+                "parity": {},
+            }
+        )
+    artifacts.append(
+        {
+            "name": "onnx-fp32",
+            "path": None,
+            "format": "onnx",
+            "precision": "fp32",
+            "status": "failed",
+            "error": "no tf2onnx",
+        }
+    )
     made_from = {"sha256": run.verify().model_sha256}  # an export of this run's model (bench checks it)
     (export / "manifest.json").write_text(json.dumps({"model": made_from, "artifacts": artifacts}))
     return {"run": run.root, "data": data, "base": base}
@@ -107,7 +129,9 @@ def tiny_run(tmp_path_factory) -> dict[str, Path]:
 
 def test_bench_json_schema(tiny_run, tmp_path):
     out = tmp_path / "out"
-    result = _cli("bench", str(tiny_run["run"]), "--data", str(tiny_run["data"]), "--out", str(out), *FAST, "bench.batch_size=3")
+    result = _cli(
+        "bench", str(tiny_run["run"]), "--data", str(tiny_run["data"]), "--out", str(out), *FAST, "bench.batch_size=3"
+    )
     assert result.exit_code == 0, result.output
     assert "tflite-int8" in result.output and "p50 ms @1t" in result.output
 
@@ -119,7 +143,14 @@ def test_bench_json_schema(tiny_run, tmp_path):
     assert not list(out.glob(".*partial*"))
 
     machine = report["machine"]
-    for key, kind in {"cpu": str, "cores": int, "usable_cores": int, "os": str, "python": str, "libraries": dict}.items():
+    for key, kind in {
+        "cpu": str,
+        "cores": int,
+        "usable_cores": int,
+        "os": str,
+        "python": str,
+        "libraries": dict,
+    }.items():
         assert isinstance(machine[key], kind), key
     assert {"numpy", "ai-edge-litert", "onnxruntime", "tensorflow"} <= set(machine["libraries"])
     assert report["data"]["classes"] == ["blue", "red"] and report["data"]["images"] == 12
@@ -144,7 +175,9 @@ def test_bench_json_schema(tiny_run, tmp_path):
         assert isinstance(a["top1_agreement"], float) and 0 <= a["top1_agreement"] <= 1
         assert a["threads"] == 1
         lat = a["latency_ms"]
-        assert set(lat) >= {"p50", "p90", "p99", "mean", "std"} and all(isinstance(lat[k], float) for k in ("p50", "p90", "p99", "mean", "std"))
+        assert set(lat) >= {"p50", "p90", "p99", "mean", "std"} and all(
+            isinstance(lat[k], float) for k in ("p50", "p90", "p99", "mean", "std")
+        )
         assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"]
         if a["format"] == "keras":  # the reference: its bare call only (the runtime's overhead is the artifacts')
             assert a["e2e_p50"] is None and a["overhead_pct"] is None
@@ -152,7 +185,9 @@ def test_bench_json_schema(tiny_run, tmp_path):
             assert isinstance(a["e2e_p50"], float) and a["e2e_p50"] > 0 and isinstance(a["overhead_pct"], float)
             e2e, opencv = a["e2e_ms"], a["opencv_ms"]  # per photo medians, then p50/p90 over the 12 photos
             assert e2e["photos"] == 12 and e2e["p50"] == a["e2e_p50"] and 0 < e2e["p50"] <= e2e["p90"]
-            assert 0 < opencv["p50"] <= opencv["p90"] and a["e2e_vs_opencv"] == pytest.approx(e2e["p50"] / opencv["p50"])
+            assert 0 < opencv["p50"] <= opencv["p90"] and a["e2e_vs_opencv"] == pytest.approx(
+                e2e["p50"] / opencv["p50"]
+            )
         assert a["decode_ms"]["p50"] > 0 and a["throughput"]["images_per_s"] > 0 and a["throughput"]["batch_size"] == 3
         assert isinstance(a["peak_rss_mb"], float) and a["peak_rss_mb"] > 0
         assert [c["label"] for c in a["per_class"]] == ["blue", "red"]
@@ -174,7 +209,18 @@ def test_min_accuracy_fails_after_writing_outputs(tiny_run, tmp_path):
     for cls in ("blue", "red"):
         shutil.copytree(tiny_run["data"] / "test" / "blue", data / cls)
     out = tmp_path / "out"
-    result = _cli("bench", str(tiny_run["run"]), "--data", str(data), "--out", str(out), "--no-keras", *FAST, "--min-accuracy", "0.75")
+    result = _cli(
+        "bench",
+        str(tiny_run["run"]),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--no-keras",
+        *FAST,
+        "--min-accuracy",
+        "0.75",
+    )
     assert result.exit_code == 1, result.output
     assert "below --min-accuracy 75.00%" in result.output and "tflite-int8 (50.00%)" in result.output
     report = json.loads((out / "bench.json").read_text())
@@ -186,7 +232,18 @@ def test_min_accuracy_fails_after_writing_outputs(tiny_run, tmp_path):
     assert all(a["accuracy"] == 0.5 and a["top1_agreement"] is None for a in report["artifacts"])
     assert (out / "bench.md").is_file() and (out / "confusion_matrices.png").is_file()
 
-    passing = _cli("bench", str(tiny_run["run"]), "--data", str(data), "--out", str(out), "--no-keras", *FAST, "--min-accuracy", "0.5")
+    passing = _cli(
+        "bench",
+        str(tiny_run["run"]),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--no-keras",
+        *FAST,
+        "--min-accuracy",
+        "0.5",
+    )
     assert passing.exit_code == 0, passing.output
 
 
@@ -206,7 +263,14 @@ def test_in_process_library_call_with_two_thread_counts(tiny_run, tmp_path):
     model = tiny_run["run"] / "export" / "tflite-int8.tflite"
     config = BenchConfig(threads=[1, 2], runs=5, warmup=1, batch_size=2)
     lines: list[str] = []
-    outcome = bench_run(models=[model], data=tiny_run["data"] / "test", config=config, out=tmp_path / "o", isolate=False, echo=lines.append)
+    outcome = bench_run(
+        models=[model],
+        data=tiny_run["data"] / "test",
+        config=config,
+        out=tmp_path / "o",
+        isolate=False,
+        echo=lines.append,
+    )
     assert outcome.ok and outcome.files["json"].is_file()
     (a,) = outcome.report["artifacts"]
     assert a["name"] == "tflite-int8" and a["precision"] == "int8" and a["source"] == "argument"
@@ -255,7 +319,9 @@ def test_classification_metrics_match_a_direct_computation():
         assert row["precision"] == pytest.approx(precision) and row["recall"] == pytest.approx(recall)
         assert row["f1"] == pytest.approx(2 * precision * recall / (precision + recall))
         assert row["support"] == support and row["predicted"] == predicted
-    assert m["per_class"][0]["precision"] == pytest.approx(2 / 3) and m["per_class"][0]["recall"] == pytest.approx(1 / 2)
+    assert m["per_class"][0]["precision"] == pytest.approx(2 / 3) and m["per_class"][0]["recall"] == pytest.approx(
+        1 / 2
+    )
     assert m["macro_f1"] == pytest.approx(np.mean([r["f1"] for r in m["per_class"]]))
 
     # a class never predicted: precision and F1 are 0, not NaN; no "(other)" column when nothing is outside
@@ -280,7 +346,9 @@ def test_latency_percentiles_are_ordered_and_positive():
     durations = time_calls(lambda: calls.append(sum(range(2000))), runs=20, warmup=3)
     assert len(durations) == 20 and len(calls) == 23 and all(d > 0 for d in durations)
     order: list[str] = []
-    timed = time_interleaved({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, runs=5, warmup=1, block=2)
+    timed = time_interleaved(
+        {"a": lambda: order.append("a"), "b": lambda: order.append("b")}, runs=5, warmup=1, block=2
+    )
     assert {k: len(v) for k, v in timed.items()} == {"a": 5, "b": 5}
     assert "".join(order) == "ab" + "aabb" + "bbaa" + "ab"  # warm-up, then blocks of 2 in alternating order
     real = measure(lambda: np.linalg.svd(np.ones((40, 40))), runs=15, warmup=2)
@@ -299,7 +367,17 @@ def test_reference_model_as_model_argument(shared, tmp_path):
     (data / "Egyptian cat").mkdir(parents=True)
     shutil.copy(reference / "cat.bmp", data / "Egyptian cat" / "cat.bmp")
     out = tmp_path / "out"
-    result = _cli("bench", str(model), "--labels", str(reference / "imagenet_labels.txt"), "--data", str(data), "--out", str(out), *FAST)
+    result = _cli(
+        "bench",
+        str(model),
+        "--labels",
+        str(reference / "imagenet_labels.txt"),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        *FAST,
+    )
     assert result.exit_code == 0, result.output
     (a,) = json.loads((out / "bench.json").read_text())["artifacts"]
     assert a["name"] == "mobilenet_v2_1.0_224_quant" and a["status"] == "ok"
@@ -310,7 +388,12 @@ def test_reference_model_as_model_argument(shared, tmp_path):
     assert 0 < a["latency_ms"]["p50"] <= a["latency_ms"]["p90"] <= a["latency_ms"]["p99"]
     # end to end (decode + resize + normalize + run) is measured; 5 runs on a shared machine are too few
     # to assert it is slower than the bare call, so only that it was timed
-    assert a["e2e_p50"] > 0 and a["decode_ms"]["p50"] > 0 and a["e2e_ms"]["photos"] == 1 and a["e2e_ms"]["runs_per_photo"] == 5
+    assert (
+        a["e2e_p50"] > 0
+        and a["decode_ms"]["p50"] > 0
+        and a["e2e_ms"]["photos"] == 1
+        and a["e2e_ms"]["runs_per_photo"] == 5
+    )
 
 
 # ----------------------------------------------------------------------------- errors (exit 2, no traceback)
@@ -327,7 +410,9 @@ def test_missing_data_folder_and_missing_model_are_clear_errors(tmp_path, image_
     broken.write_bytes(b"not a model")
     proc = _main("bench", str(broken), "--data", str(missing), "--out", str(tmp_path / "o"))
     assert proc.returncode == 2, proc.stderr
-    assert "test data folder not found" in proc.stderr and str(missing) in proc.stderr and "Traceback" not in proc.stderr
+    assert (
+        "test data folder not found" in proc.stderr and str(missing) in proc.stderr and "Traceback" not in proc.stderr
+    )
 
     proc = _main("bench", str(broken), "--data", str(image_folder / "test"), "--out", str(tmp_path / "o"))
     assert proc.returncode == 2 and "not a TFLite model" in proc.stderr and "Traceback" not in proc.stderr
@@ -357,13 +442,24 @@ def test_compare_reference_times_the_models_over_photos_interleaved(tiny_run, sh
     reference = script.modern_reference(tmp_path / "cache", **settings)
     built = reference.stat().st_mtime_ns
     result = script.compare_reference(
-        tiny_run["run"], tiny_run["data"], cache=tmp_path / "cache", reference_settings=settings,
-        tf1_reference=tf1 if tf1.is_file() else False, every=2, repeats=2, warmup=1,
+        tiny_run["run"],
+        tiny_run["data"],
+        cache=tmp_path / "cache",
+        reference_settings=settings,
+        tf1_reference=tf1 if tf1.is_file() else False,
+        every=2,
+        repeats=2,
+        warmup=1,
     )
     assert result["models"]["reference"]["path"] == str(reference) and reference.stat().st_mtime_ns == built  # cached
     assert result["artifact"] == "tflite-int8"  # no recommendation in this run: the default
-    assert len(result["photos"]) == 6 and result["photos"] == [str(p) for p in sorted(
-        (tiny_run["data"] / "test").rglob("*.png"), key=lambda p: (p.parent.name, p.name))][::2]
+    assert (
+        len(result["photos"]) == 6
+        and result["photos"]
+        == [str(p) for p in sorted((tiny_run["data"] / "test").rglob("*.png"), key=lambda p: (p.parent.name, p.name))][
+            ::2
+        ]
+    )
     names = ["tflite-int8", "reference"] + (["reference_tf1"] if tf1.is_file() else [])
     assert list(result["models"]) == names
     for m in result["models"].values():
@@ -391,8 +487,15 @@ def test_decode_cost_splits_the_time_around_the_model(tiny_run, tmp_path):
     script = load_script("decode_cost")
     result = script.decode_cost(tiny_run["run"], tiny_run["data"], every=3, repeats=2)
     assert result["artifact"] == "tflite-int8" and len(result["photos"]) == 4
-    expected = {"bare", "decode 1/1", "decode 1/2", "decode 1/4", "decode 1/8", "load_image",
-                *(f"resize {m}" for m in RESIZE_METHODS)}
+    expected = {
+        "bare",
+        "decode 1/1",
+        "decode 1/2",
+        "decode 1/4",
+        "decode 1/8",
+        "load_image",
+        *(f"resize {m}" for m in RESIZE_METHODS),
+    }
     assert set(result["ms"]) == expected and set(result["share_of_bare_pct"]) == expected - {"bare"}
     assert all(0 < v["p50"] <= v["p90"] for v in result["ms"].values())
     text = script.render(result)
@@ -402,12 +505,16 @@ def test_decode_cost_splits_the_time_around_the_model(tiny_run, tmp_path):
     data = tmp_path / "test"
     shutil.copytree(tiny_run["data"] / "test", data)
     (data / "red" / "broken.png").write_bytes(b"not an image")  # left out with a note, not a traceback
-    assert str(data / "red" / "broken.png") not in script.decode_cost(tiny_run["run"], data, every=1, repeats=1)["photos"]
+    assert (
+        str(data / "red" / "broken.png") not in script.decode_cost(tiny_run["run"], data, every=1, repeats=1)["photos"]
+    )
 
     from click.testing import CliRunner  # the command line: the table and the JSON, or one error line and exit 2
 
     out = tmp_path / "cost.json"
-    result = CliRunner().invoke(script.main, [str(tiny_run["run"]), "--data", str(data), "--repeats", "1", "--json", str(out)])
+    result = CliRunner().invoke(
+        script.main, [str(tiny_run["run"]), "--data", str(data), "--repeats", "1", "--json", str(out)]
+    )
     assert result.exit_code == 0 and "decode 1/8" in result.output and json.loads(out.read_text())["repeats"] == 1
     result = CliRunner().invoke(script.main, [str(tmp_path / "no-run"), "--data", str(data)])
     assert result.exit_code == 2 and result.output.startswith("error: ") and "Traceback" not in result.output
@@ -440,7 +547,8 @@ def _colour_onnx(path: Path) -> Path:
         helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1),
     ]
     graph = helper.make_graph(
-        nodes, "colour",
+        nodes,
+        "colour",
         [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["batch", 16, 16, 3])],
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 4])],
         initializer=[
@@ -487,7 +595,9 @@ def test_a_model_that_fails_while_measured_is_recorded_and_the_rest_go_on(tmp_pa
 
     monkeypatch.setattr(measure_module, "measure_model", flaky)
     config = BenchConfig(threads=[1], runs=5, warmup=0, batch_size=2)
-    outcome = bench_run(models=[good, bad], data=image_folder / "test", config=config, out=tmp_path / "o", isolate=False, echo=None)
+    outcome = bench_run(
+        models=[good, bad], data=image_folder / "test", config=config, out=tmp_path / "o", isolate=False, echo=None
+    )
     assert outcome.failed == ["bad"] and not outcome.ok
     by_name = {a["name"]: a for a in outcome.report["artifacts"]}
     assert by_name["good"]["status"] == "ok" and by_name["bad"]["status"] == "failed"
@@ -512,12 +622,21 @@ def test_provider_reaches_onnx_models_only_and_a_bad_one_fails_first(tiny_export
 
     monkeypatch.setattr(Classifier, "load", classmethod(recording_load))
     config = BenchConfig(threads=[1], runs=5, warmup=1, batch_size=2)
-    outcome = bench_run(models=models, data=tiny_export["data"] / "test", config=config, out=tmp_path / "o",
-                        isolate=False, echo=None, providers=["cpu"])
+    outcome = bench_run(
+        models=models,
+        data=tiny_export["data"] / "test",
+        config=config,
+        out=tmp_path / "o",
+        isolate=False,
+        echo=None,
+        providers=["cpu"],
+    )
     assert outcome.ok
     assert seen == {".onnx": ["cpu"], ".tflite": None}
 
     out = tmp_path / "bad"
-    proc = _main("bench", str(models[0]), "--data", str(tiny_export["data"] / "test"), "--out", str(out), "--provider", "nope")
+    proc = _main(
+        "bench", str(models[0]), "--data", str(tiny_export["data"] / "test"), "--out", str(out), "--provider", "nope"
+    )
     assert proc.returncode == 2 and "--provider" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert not out.exists()

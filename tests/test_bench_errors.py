@@ -91,7 +91,9 @@ def swapped_bench(tiny_export, tmp_path_factory):
     data = tiny_export["data"] / "test"
     lines: list[str] = []
     right = bench_run(models=[model], data=data, config=FAST, out=base / "right", isolate=False, echo=lines.append)
-    wrong = bench_run(models=[model], data=data, labels=swapped, config=FAST, out=base / "wrong", isolate=False, echo=None)
+    wrong = bench_run(
+        models=[model], data=data, labels=swapped, config=FAST, out=base / "wrong", isolate=False, echo=None
+    )
     return {"right": right, "wrong": wrong, "model": model, "swapped": swapped, "data": data, "lines": lines}
 
 
@@ -127,8 +129,15 @@ def test_misclassified_list_is_bounded_by_the_setting(swapped_bench, tmp_path):
     from edge_export.benchmarks.suite import bench_run
 
     config = BenchConfig(threads=[1], runs=5, warmup=1, batch_size=2, misclassified=3, robustness=False)
-    outcome = bench_run(models=[swapped_bench["model"]], data=swapped_bench["data"], labels=swapped_bench["swapped"],
-                        config=config, out=tmp_path / "o", isolate=False, echo=None)
+    outcome = bench_run(
+        models=[swapped_bench["model"]],
+        data=swapped_bench["data"],
+        labels=swapped_bench["swapped"],
+        config=config,
+        out=tmp_path / "o",
+        isolate=False,
+        echo=None,
+    )
     (row,) = outcome.result.rows
     full = swapped_bench["wrong"].result.rows[0].misclassified
     assert row.misclassified == full[:3] and len(full) > 3
@@ -157,8 +166,9 @@ def test_robustness_accuracy_in_bench_json_matches_the_suite_run_directly(swappe
     classes = sorted({f.parent.name for f in files})
     labels = [classes.index(f.parent.name) for f in files]
     order = [clf.labels.index(c) for c in classes]
-    direct = robustness.evaluate(lambda x: clf.predict_proba(x)[:, order], pixels, labels,
-                                 [f.relative_to(data).as_posix() for f in files])
+    direct = robustness.evaluate(
+        lambda x: clf.predict_proba(x)[:, order], pixels, labels, [f.relative_to(data).as_posix() for f in files]
+    )
     assert direct["correct"] == rob["correct"] and direct["by_shift"] == rob["by_shift"]
     md = swapped_bench["right"].files["md"].read_text()
     assert "## Robustness" in md and "| shifted |" in md
@@ -188,7 +198,9 @@ def test_bench_json_misclassified_and_robustness_are_checked_when_read():
     with pytest.raises(EdgeExportError, match="robustness.accuracy"):
         BenchRow.from_dict({"name": "m", "format": "tflite", "robustness": {"accuracy": 2.0, "by_shift": {}}})
     with pytest.raises(EdgeExportError, match="by_shift.blur.accuracy"):
-        BenchRow.from_dict({"name": "m", "format": "tflite", "robustness": {"accuracy": 0.5, "by_shift": {"blur": {"accuracy": -1}}}})
+        BenchRow.from_dict(
+            {"name": "m", "format": "tflite", "robustness": {"accuracy": 0.5, "by_shift": {"blur": {"accuracy": -1}}}}
+        )
 
 
 def test_bench_settings_are_validated():
@@ -252,15 +264,40 @@ def assert_markdown_tables_parse(text: str) -> int:
 def _bench_row(name: str, classes: list[str], misclassified: list[dict], accuracy: float = 0.9) -> dict:
     k = len(classes)
     matrix = (np.eye(k, dtype=int) * 9 + np.roll(np.eye(k, dtype=int), 1, axis=1)).tolist()
-    per_class = [{"label": c, "precision": 0.9, "recall": 0.9 - 0.01 * (i % 7), "f1": 0.9 - 0.01 * (i % 7),
-                  "support": 10, "predicted": 10} for i, c in enumerate(classes)]
+    per_class = [
+        {
+            "label": c,
+            "precision": 0.9,
+            "recall": 0.9 - 0.01 * (i % 7),
+            "f1": 0.9 - 0.01 * (i % 7),
+            "support": 10,
+            "predicted": 10,
+        }
+        for i, c in enumerate(classes)
+    ]
     return {
-        "name": name, "format": "tflite", "precision": "int8", "status": "ok", "size_bytes": 1000, "accuracy": accuracy,
-        "images": 10 * k, "correct": 9 * k, "latency_ms": {"p50": 1.0, "p90": 1.2}, "fps": 1000.0, "threads": 1,
-        "per_class": per_class, "confusion": {"rows": classes, "columns": classes, "matrix": matrix},
+        "name": name,
+        "format": "tflite",
+        "precision": "int8",
+        "status": "ok",
+        "size_bytes": 1000,
+        "accuracy": accuracy,
+        "images": 10 * k,
+        "correct": 9 * k,
+        "latency_ms": {"p50": 1.0, "p90": 1.2},
+        "fps": 1000.0,
+        "threads": 1,
+        "per_class": per_class,
+        "confusion": {"rows": classes, "columns": classes, "matrix": matrix},
         "misclassified": misclassified,
-        "robustness": {"accuracy": 0.8, "images": 10 * k, "correct": 8 * k,
-                       "by_shift": {s: {"accuracy": 0.8, "images": 2 * k, "correct": int(1.6 * k)} for s in robustness.SHIFT_NAMES}},
+        "robustness": {
+            "accuracy": 0.8,
+            "images": 10 * k,
+            "correct": 8 * k,
+            "by_shift": {
+                s: {"accuracy": 0.8, "images": 2 * k, "correct": int(1.6 * k)} for s in robustness.SHIFT_NAMES
+            },
+        },
     }
 
 
@@ -277,18 +314,38 @@ def _report(tmp_path, classes: list[str], n_wrong: int, recommended: str = "tfli
         path = folder / f"img {i}.png"
         Image.new("RGB", (300 + i, 200), (i * 7 % 256, 80, 160)).save(path)
         files.append(path)
-    wrong = [{"path": f.relative_to(data).as_posix(), "true": f.parent.name, "predicted": classes[(classes.index(f.parent.name) + 1) % len(classes)],
-              "confidence": round(0.99 - i * 0.01, 4)} for i, f in enumerate(files)]
+    wrong = [
+        {
+            "path": f.relative_to(data).as_posix(),
+            "true": f.parent.name,
+            "predicted": classes[(classes.index(f.parent.name) + 1) % len(classes)],
+            "confidence": round(0.99 - i * 0.01, 4),
+        }
+        for i, f in enumerate(files)
+    ]
     wrong.append({"path": "gone/missing.png", "true": classes[0], "predicted": classes[1], "confidence": 0.1})
     run = RunFolder(tmp_path / "run").create()
     report = {
         "dataset": {"classes": classes, "counts": {"test": {c: 10 for c in classes}}},
-        "export": {"artifacts": [{"name": "tflite-int8", "status": "ok", "size_bytes": 1000,
-                                  "parity": {"accuracy": 0.9, "accuracy_drop": 0.1, "top1_agreement": 0.99, "max_abs_diff": 0.01}}]},
-        "bench": {"bench_version": 1, "data": {"path": str(data), "classes": classes, "images": 10 * len(classes)},
-                  "settings": {"robustness": robustness.describe()},
-                  "artifacts": [_bench_row("keras", classes, wrong[:2]) | {"format": "keras"},
-                                _bench_row("tflite-int8", classes, wrong)]},
+        "export": {
+            "artifacts": [
+                {
+                    "name": "tflite-int8",
+                    "status": "ok",
+                    "size_bytes": 1000,
+                    "parity": {"accuracy": 0.9, "accuracy_drop": 0.1, "top1_agreement": 0.99, "max_abs_diff": 0.01},
+                }
+            ]
+        },
+        "bench": {
+            "bench_version": 1,
+            "data": {"path": str(data), "classes": classes, "images": 10 * len(classes)},
+            "settings": {"robustness": robustness.describe()},
+            "artifacts": [
+                _bench_row("keras", classes, wrong[:2]) | {"format": "keras"},
+                _bench_row("tflite-int8", classes, wrong),
+            ],
+        },
         "recommendation": {"artifact": recommended, "why": "fastest"},
         "command": "edge-export build",
     }
@@ -309,7 +366,7 @@ def test_report_gallery_is_bounded_worst_first_and_tables_parse(tmp_path):
     for thumb in thumbs:
         with Image.open(thumb) as im:
             assert max(im.size) <= THUMBNAIL
-    gallery = md[md.index("## Misclassified test images: tflite-int8 (recommended)"):]
+    gallery = md[md.index("## Misclassified test images: tflite-int8 (recommended)") :]
     assert f"{GALLERY_MAX} of" in gallery
     links = re.findall(r"!\[misclassified (\d+)\]\((report_files/misclassified-\d+\.jpg)\)", gallery)
     assert [int(i) for i, _ in links] == list(range(1, GALLERY_MAX + 1))
@@ -321,7 +378,9 @@ def test_report_gallery_is_bounded_worst_first_and_tables_parse(tmp_path):
     assert html.count("data:image/jpeg;base64,") == GALLERY_MAX and "&lt;b&gt;bold" in html
     assert "<b>bold" not in html
     # five classes: a confusion matrix picture with names, the per-class table in class order
-    assert (run.report_files / "confusion_matrix.png").is_file() and "![confusion matrix](report_files/confusion_matrix.png)" in md
+    assert (
+        run.report_files / "confusion_matrix.png"
+    ).is_file() and "![confusion matrix](report_files/confusion_matrix.png)" in md
     assert "Most frequent confusions" not in md
 
 
@@ -334,7 +393,7 @@ def test_report_switches_to_sorted_tables_beyond_40_classes(tmp_path):
     assert_markdown_tables_parse(md)
     assert not (run.report_files / "confusion_matrix.png").exists() and "confusion_matrix.png" not in md
     assert "## Most frequent confusions: tflite-int8 (recommended)" in md
-    per_class = md[md.index("## Per-class precision and recall"):].split("\n\n")[1]
+    per_class = md[md.index("## Per-class precision and recall") :].split("\n\n")[1]
     recalls = [float(r) for r in re.findall(r"^\| class_\d+ \| [\d.]+ \| ([\d.]+) \|", per_class, re.M)]
     assert len(recalls) == PER_CLASS_SHOWN and recalls == sorted(recalls)  # worst first, cut
     assert f"lowest F1 of {len(many)}" in md

@@ -24,10 +24,14 @@ def _model(nested: bool):
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             n = layer.gamma.shape[0]
-            layer.set_weights([rng.uniform(0.2, 3, n), rng.normal(0, 1, n), rng.normal(0, 1, n), rng.uniform(0.1, 4, n)])
+            layer.set_weights(
+                [rng.uniform(0.2, 3, n), rng.normal(0, 1, n), rng.normal(0, 1, n), rng.uniform(0.1, 4, n)]
+            )
         elif layer.weights:
             # weights of very different sizes per channel: their int8 rounding steps differ a lot
-            layer.set_weights([w + rng.normal(0, 1, w.shape) * rng.choice([0.01, 1.0], w.shape) for w in layer.get_weights()])
+            layer.set_weights(
+                [w + rng.normal(0, 1, w.shape) * rng.choice([0.01, 1.0], w.shape) for w in layer.get_weights()]
+            )
     if not nested:
         return model
     outer_in = keras.Input((24, 24, 3))
@@ -49,7 +53,9 @@ def _rounded(model):
                 continue
             gamma, _, _, var = item.bn.get_weights()
             g = gamma / np.sqrt(var + item.bn.epsilon)
-            axis, shape = (2, (1, 1, -1, 1)) if isinstance(item.conv, keras.layers.DepthwiseConv2D) else (3, (1, 1, 1, -1))
+            axis, shape = (
+                (2, (1, 1, -1, 1)) if isinstance(item.conv, keras.layers.DepthwiseConv2D) else (3, (1, 1, 1, -1))
+            )
             folded = kernel * g.reshape(shape)
             item.conv.set_weights([int8_per_channel(folded, axis) / g.reshape(shape), *rest])
     return model
@@ -133,5 +139,8 @@ def test_export_setting_decides_and_the_manifest_says_what_was_done(tiny_export,
         assert decision["used"] is True and "validation" not in decision
     else:  # chosen on the validation photos: the one agreeing better (ties: the smaller mean difference)
         without, with_ = decision["validation"]["without"], decision["validation"]["with"]
-        better = (with_["top1_agreement"], -with_["mean_abs_diff"]) > (without["top1_agreement"], -without["mean_abs_diff"])
+        better = (with_["top1_agreement"], -with_["mean_abs_diff"]) > (
+            without["top1_agreement"],
+            -without["mean_abs_diff"],
+        )
         assert decision["used"] is better

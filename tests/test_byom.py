@@ -17,8 +17,13 @@ from PIL import Image
 
 from conftest import cli_main, load_script
 
-FAST = ["export.representative_images=16", "bench.runs=5", "bench.warmup=1", "bench.threads=[1]",
-        "bench.robustness=false"]
+FAST = [
+    "export.representative_images=16",
+    "bench.runs=5",
+    "bench.warmup=1",
+    "bench.threads=[1]",
+    "bench.robustness=false",
+]
 
 
 def write_photos(root: Path, per_class: int = 50, seed: int = 0, splits: tuple[str, ...] = ()) -> Path:
@@ -58,9 +63,18 @@ def brightness_model(scale: str, output: str, size: int = 24, invariant: bool = 
     return keras.Model(inputs, y)
 
 
-def brightness_onnx(path: Path, expects: str = "imagenet", output: str = "logits", channels_first: bool = True,
-                    batch: int | None = 1, size: int = 24, second_input: bool = False, uint8: bool = False,
-                    reverse: bool = False, invariant: bool = False) -> Path:
+def brightness_onnx(
+    path: Path,
+    expects: str = "imagenet",
+    output: str = "logits",
+    channels_first: bool = True,
+    batch: int | None = 1,
+    size: int = 24,
+    second_input: bool = False,
+    uint8: bool = False,
+    reverse: bool = False,
+    invariant: bool = False,
+) -> Path:
     """The brightness classifier as an ONNX graph made node by node (no converter), as PyTorch exports them by
     default: channels first, batch fixed at 1. ``expects`` "imagenet": no scaling inside, so only ImageNet
     mean/std separates the classes (the sum of the channel means is above 2.4 for bright photos only); "0-255":
@@ -89,8 +103,10 @@ def brightness_onnx(path: Path, expects: str = "imagenet", output: str = "logits
         nodes.append(helper.make_node("Add", [x, "bias"], ["biased"]))
         x = "biased"
     if expects == "0-255":
-        nodes += [helper.make_node("Mul", [x, const("k", 1 / 127.5)], ["scaled"]),
-                  helper.make_node("Add", ["scaled", const("offset", -1.0)], ["rescaled"])]
+        nodes += [
+            helper.make_node("Mul", [x, const("k", 1 / 127.5)], ["scaled"]),
+            helper.make_node("Add", ["scaled", const("offset", -1.0)], ["rescaled"]),
+        ]
         x = "rescaled"
     if not channels_first:
         nodes.append(helper.make_node("Transpose", [x], ["nchw"], perm=[0, 3, 1, 2]))
@@ -100,12 +116,17 @@ def brightness_onnx(path: Path, expects: str = "imagenet", output: str = "logits
         nodes.append(helper.make_node("Conv", [x, const("kernel", np.ones((2, 3, 8, 8)))], ["out"], strides=[8, 8]))
         out_dims = [batch or "N", 2, size // 8, size // 8]
     else:
-        nodes += [helper.make_node("GlobalAveragePool", [x], ["pooled"]),
-                  helper.make_node("Flatten", ["pooled"], ["flat"], axis=1)]
+        nodes += [
+            helper.make_node("GlobalAveragePool", [x], ["pooled"]),
+            helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
+        ]
         if output == "sigmoid":  # p(dark) = sigmoid(-10 (sum - t))
-            nodes += [helper.make_node("Gemm", ["flat", const("W", [[-10.0 * sign]] * 3),
-                                                   const("b", [10 * sign * threshold])], ["z"]),
-                      helper.make_node("Sigmoid", ["z"], ["out"])]
+            nodes += [
+                helper.make_node(
+                    "Gemm", ["flat", const("W", [[-10.0 * sign]] * 3), const("b", [10 * sign * threshold])], ["z"]
+                ),
+                helper.make_node("Sigmoid", ["z"], ["out"]),
+            ]
         else:
             gemm_out = "out" if output == "logits" else "z"
             kernel = [[10.0, -10.0], [0.0, 0.0], [-10.0, 10.0]] if invariant else [[10.0 * sign, -10.0 * sign]] * 3
@@ -114,8 +135,9 @@ def brightness_onnx(path: Path, expects: str = "imagenet", output: str = "logits
             if output == "softmax":
                 nodes.append(helper.make_node("Softmax", ["z"], ["out"], axis=1))
         out_dims = [batch or "N", units]
-    graph = helper.make_graph(nodes, "brightness", inputs,
-                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, out_dims)], weights)
+    graph = helper.make_graph(
+        nodes, "brightness", inputs, [helper.make_tensor_value_info("out", TensorProto.FLOAT, out_dims)], weights
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -131,8 +153,7 @@ def photos(tmp_path_factory) -> Path:
 def build(model, photos: Path, out: Path, *extra: str, **settings):
     from edge_export import api
 
-    return api.build(None, out=out, model=model, data=str(photos), echo=None,
-                     overrides=[*FAST, *extra], **settings)
+    return api.build(None, out=out, model=model, data=str(photos), echo=None, overrides=[*FAST, *extra], **settings)
 
 
 def manifest_of(out: Path) -> dict:
@@ -150,7 +171,9 @@ def test_tutorial_model_sigmoid_head_preprocessing_inside(photos, tmp_path):
     path = tmp_path / "cats_dogs_classifier.keras"
     brightness_model("0-255", "sigmoid", augment=True).save(path)
     out = tmp_path / "run"
-    result = build(str(path), photos, out, "export.formats=tflite-fp32,tflite-int8,onnx-fp32,onnx-int8,tflite-qat-int8:auto")
+    result = build(
+        str(path), photos, out, "export.formats=tflite-fp32,tflite-int8,onnx-fp32,onnx-int8,tflite-qat-int8:auto"
+    )
     assert result.ok, result.failures
     manifest = manifest_of(out)
     imported = manifest["model"]["imported_from"]
@@ -159,13 +182,18 @@ def test_tutorial_model_sigmoid_head_preprocessing_inside(photos, tmp_path):
     assert imported["sha256"] == __import__("hashlib").sha256(path.read_bytes()).hexdigest()
     assert [row["input_scale"] for row in imported["check"]][0] == "0-255" and len(imported["check"]) == 4
     assert {a["name"]: a["status"] for a in manifest["artifacts"]} == dict.fromkeys(
-        ["tflite-fp32", "tflite-int8", "onnx-fp32", "onnx-int8"], "ok")
+        ["tflite-fp32", "tflite-int8", "onnx-fp32", "onnx-int8"], "ok"
+    )
     assert manifest["auto"]["tflite-qat-int8"]["ran"] is False
     assert "imported model" in manifest["auto"]["tflite-qat-int8"]["reason"]
     int8 = next(a for a in manifest["artifacts"] if a["name"] == "tflite-int8")
     assert int8["parity"]["top1_agreement"] == 1.0
     correction = int8["bias_correction"]  # decided on the validation photos, both candidates recorded
-    assert correction["mode"] == "auto" and correction["layers"] >= 1 and set(correction["validation"]) == {"without", "with"}
+    assert (
+        correction["mode"] == "auto"
+        and correction["layers"] >= 1
+        and set(correction["validation"]) == {"without", "with"}
+    )
     card = json.loads((out / "export" / "model_card.json").read_text())
     assert card["model"]["source"]["imported_from"]["input_scale"] == "0-255"
 
@@ -179,7 +207,9 @@ def test_tutorial_model_sigmoid_head_preprocessing_inside(photos, tmp_path):
     bench = json.loads((out / "bench" / "bench.json").read_text())
     assert {r["name"]: r["images"] for r in bench["artifacts"]}["tflite-int8"] == len(test)
 
-    again = build(str(path), photos, out, "export.formats=tflite-fp32,tflite-int8,onnx-fp32,onnx-int8,tflite-qat-int8:auto")
+    again = build(
+        str(path), photos, out, "export.formats=tflite-fp32,tflite-int8,onnx-fp32,onnx-int8,tflite-qat-int8:auto"
+    )
     assert again.skipped == ["train", "export", "bench"]
 
 
@@ -236,8 +266,9 @@ def test_logits_output_and_flags_taken_as_given(photos, tmp_path):
     path = tmp_path / "logits.keras"
     brightness_model("-1-1", "logits").save(path)
     out = tmp_path / "run"
-    assert build(str(path), photos, out, "export.formats=tflite-fp32", stages=["train", "export"],
-                 input_scale="-1-1").ok
+    assert build(
+        str(path), photos, out, "export.formats=tflite-fp32", stages=["train", "export"], input_scale="-1-1"
+    ).ok
     imported = manifest_of(out)["model"]["imported_from"]
     assert (imported["input_scale"], imported["output"]) == ("-1-1", "logits")
     assert imported["decided"] == {"input_scale": "flag", "output": "model"}
@@ -281,8 +312,9 @@ def test_in_memory_model_and_a_changed_file_is_a_new_model(photos, tmp_path):
     out = tmp_path / "run"
     assert build(model, photos, out, "export.formats=tflite-fp32", stages=["train", "export"]).ok
     first = manifest_of(out)["model"]["imported_from"]["sha256"]
-    again = build(brightness_model("-1-1", "softmax"), photos, out, "export.formats=tflite-fp32",
-                  stages=["train", "export"])
+    again = build(
+        brightness_model("-1-1", "softmax"), photos, out, "export.formats=tflite-fp32", stages=["train", "export"]
+    )
     assert again.ran == ["train", "export"]
     imported = manifest_of(out)["model"]["imported_from"]
     assert imported["sha256"] != first and imported["input_scale"] == "-1-1"
@@ -299,8 +331,9 @@ def test_labels_file_in_another_order_is_followed(photos, tmp_path):
     labels = tmp_path / "labels.txt"
     labels.write_text("dark\nbright\n")
     out = tmp_path / "run"
-    assert build(str(path), photos, out, "export.formats=tflite-fp32", stages=["train", "export"],
-                 labels=str(labels)).ok
+    assert build(
+        str(path), photos, out, "export.formats=tflite-fp32", stages=["train", "export"], labels=str(labels)
+    ).ok
     assert manifest_of(out)["artifacts"][0]["parity"]["accuracy"] == 1.0
     assert (out / "labels.txt").read_text().split() == ["bright", "dark"]
 
@@ -395,19 +428,22 @@ def _onnx_integer_input(tmp_path: Path) -> Path:
     return brightness_onnx(tmp_path / "uint8.onnx", uint8=True)
 
 
-@pytest.mark.parametrize("make, message, fix", [
-    (_two_inputs, "the model has 2 inputs", "single image input"),
-    (_detection, "is not class scores", "Dense layer over the classes"),
-    (_regression, "no preprocessing makes the model better than guessing", "--labels"),
-    (_free_size, "takes any image size", "--image-size"),
-    (_not_a_model, "cannot load the file as a Keras model", ".keras"),
-    (_weights_only, "holds weights only", "save the whole model"),
-    (_three_classes, "but the model outputs 3 classes", "--labels FILE"),
-    (_onnx, "not a valid ONNX model", "onnx.checker"),
-    (_onnx_two_inputs, "the model has 2 inputs", "single image input"),
-    (_onnx_detection, "is not class scores", "layer over the classes"),
-    (_onnx_integer_input, "is not float32 or float16", "float model"),
-])
+@pytest.mark.parametrize(
+    "make, message, fix",
+    [
+        (_two_inputs, "the model has 2 inputs", "single image input"),
+        (_detection, "is not class scores", "Dense layer over the classes"),
+        (_regression, "no preprocessing makes the model better than guessing", "--labels"),
+        (_free_size, "takes any image size", "--image-size"),
+        (_not_a_model, "cannot load the file as a Keras model", ".keras"),
+        (_weights_only, "holds weights only", "save the whole model"),
+        (_three_classes, "but the model outputs 3 classes", "--labels FILE"),
+        (_onnx, "not a valid ONNX model", "onnx.checker"),
+        (_onnx_two_inputs, "the model has 2 inputs", "single image input"),
+        (_onnx_detection, "is not class scores", "layer over the classes"),
+        (_onnx_integer_input, "is not float32 or float16", "float model"),
+    ],
+)
 def test_bad_models_are_clear_errors_before_any_work(photos, tmp_path, make, message, fix):
     from edge_export.core.errors import EdgeExportError
 
@@ -421,7 +457,7 @@ def test_bad_models_are_clear_errors_before_any_work(photos, tmp_path, make, mes
     assert not (out / "model.keras").exists()
 
 
-CUSTOM_LAYER = '''
+CUSTOM_LAYER = """
 import keras
 
 
@@ -429,7 +465,7 @@ import keras
 class Brighten(keras.layers.Layer):
     def call(self, x):
         return x * 1.0
-'''
+"""
 
 
 def test_custom_objects_named_in_the_error_and_loaded_from_a_module(photos, tmp_path):
@@ -453,8 +489,9 @@ def test_custom_objects_named_in_the_error_and_loaded_from_a_module(photos, tmp_
     with pytest.raises(EdgeExportError) as info:
         build(str(path), photos, out, "export.formats=tflite-fp32", stages=["train", "export"])
     assert "Brighten" in info.value.message and "model.custom_objects" in info.value.hint
-    assert build(str(path), photos, out, "export.formats=tflite-fp32", stages=["train", "export"],
-                 custom_objects=str(module)).ok
+    assert build(
+        str(path), photos, out, "export.formats=tflite-fp32", stages=["train", "export"], custom_objects=str(module)
+    ).ok
 
 
 # ---------------------------------------------------------------------------------------------- ONNX models
@@ -514,8 +551,9 @@ def test_onnx_sigmoid_channels_last_labels_reordered_then_a_keras_model_replaces
     from edge_export.core.run_folder import RunFolder
     from edge_export.runtime.classifier import Classifier
 
-    path = brightness_onnx(tmp_path / "tf_like.onnx", expects="0-255", output="sigmoid", channels_first=False,
-                           batch=None)
+    path = brightness_onnx(
+        tmp_path / "tf_like.onnx", expects="0-255", output="sigmoid", channels_first=False, batch=None
+    )
     labels = tmp_path / "labels.txt"
     labels.write_text("bright\ndark\n")
     out = tmp_path / "run"
@@ -529,11 +567,15 @@ def test_onnx_sigmoid_channels_last_labels_reordered_then_a_keras_model_replaces
     reversed_labels = tmp_path / "reversed.txt"
     reversed_labels.write_text("dark\nbright\n")
     with pytest.raises(EdgeExportError, match="better than guessing"):  # the unit is p(dark): this order is wrong
-        build(str(path), photos, out, "export.formats=onnx-fp32", stages=["train", "export"], labels=str(reversed_labels))
-    other = brightness_onnx(tmp_path / "reversed.onnx", expects="0-255", output="sigmoid", channels_first=False,
-                            reverse=True)  # its unit is p(bright): the second class of the labels file
-    assert build(str(other), photos, out, "export.formats=onnx-fp32", stages=["train", "export"],
-                 labels=str(reversed_labels)).ok
+        build(
+            str(path), photos, out, "export.formats=onnx-fp32", stages=["train", "export"], labels=str(reversed_labels)
+        )
+    other = brightness_onnx(
+        tmp_path / "reversed.onnx", expects="0-255", output="sigmoid", channels_first=False, reverse=True
+    )  # its unit is p(bright): the second class of the labels file
+    assert build(
+        str(other), photos, out, "export.formats=onnx-fp32", stages=["train", "export"], labels=str(reversed_labels)
+    ).ok
     classifier = Classifier.load(out / "export" / "onnx-fp32.onnx")
     assert list(classifier.labels) == ["bright", "dark"]  # the data's order
     assert {a[0].label for a in classifier.predict([str(p) for p in dark])} == {"dark"}
@@ -569,12 +611,34 @@ def test_cli_export_and_bench_take_a_model_file(photos, tmp_path, capsys, monkey
     path = tmp_path / "model.keras"
     brightness_model("0-255", "softmax").save(path)
     monkeypatch.chdir(tmp_path)
-    code, text = cli_main(capsys, "export", str(path), "--data", str(photos), "--formats", "tflite-int8",
-                          "--out", "exported", "export.representative_images=16")
+    code, text = cli_main(
+        capsys,
+        "export",
+        str(path),
+        "--data",
+        str(photos),
+        "--formats",
+        "tflite-int8",
+        "--out",
+        "exported",
+        "export.representative_images=16",
+    )
     assert code == 0, text
     assert "model expects: input 0-255" in text and (tmp_path / "exported/export/tflite-int8.tflite").is_file()
-    code, text = cli_main(capsys, "bench", str(path), "--data", str(photos), "--runs", "5", "--warmup", "1",
-                          "--threads", "1", "bench.robustness=false")
+    code, text = cli_main(
+        capsys,
+        "bench",
+        str(path),
+        "--data",
+        str(photos),
+        "--runs",
+        "5",
+        "--warmup",
+        "1",
+        "--threads",
+        "1",
+        "bench.robustness=false",
+    )
     assert code == 0, text
     bench = json.loads((tmp_path / "runs/model/bench/bench.json").read_text())
     assert [r["name"] for r in bench["artifacts"]] == ["keras"] and bench["artifacts"][0]["accuracy"] == 1.0
@@ -585,8 +649,9 @@ def test_cli_export_takes_an_onnx_file_and_bench_measures_it_as_it_is(photos, tm
     (no import: its preprocessing is named by flags, as for any model file without metadata)."""
     path = brightness_onnx(tmp_path / "net.onnx")
     monkeypatch.chdir(tmp_path)
-    code, text = cli_main(capsys, "export", str(path), "--data", str(photos), "--formats", "onnx",
-                          "export.representative_images=16")
+    code, text = cli_main(
+        capsys, "export", str(path), "--data", str(photos), "--formats", "onnx", "export.representative_images=16"
+    )
     assert code == 0, text
     assert "model expects: input imagenet" in text and (tmp_path / "runs/net/export/onnx-int8.onnx").is_file()
     code, text = cli_main(capsys, "export", str(path), "--data", str(photos), "--formats", "tflite-int8", "--out", "t")

@@ -18,8 +18,13 @@ import pytest
 from conftest import device_env, write_image_folder
 from edge_export.cli import main
 
-TINY = ["model.backbone=tiny_cnn", "model.weights=none", "train.batch_size=8",
-        "train.feature_extraction.epochs=1", "train.fine_tune.enabled=false"]
+TINY = [
+    "model.backbone=tiny_cnn",
+    "model.weights=none",
+    "train.batch_size=8",
+    "train.feature_extraction.epochs=1",
+    "train.fine_tune.enabled=false",
+]
 
 
 def run_main(capsys, *args: str) -> tuple[int, str, str]:
@@ -36,7 +41,7 @@ def assert_one_line_error(err: str, *fragments: str) -> None:
     lines = [line for line in err.splitlines() if line.strip()]
     starts = [i for i, line in enumerate(lines) if line.startswith("error: ")]
     assert len(starts) == 1, err
-    assert [line[:7] for line in lines[starts[0] + 1:]] in ([], ["  fix: "]), err
+    assert [line[:7] for line in lines[starts[0] + 1 :]] in ([], ["  fix: "]), err
     for fragment in fragments:
         assert fragment in err, (fragment, err)
 
@@ -55,11 +60,19 @@ def test_out_naming_a_file_is_refused_before_any_work(command, tmp_path, data, c
     file.write_text("mine")
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    before = {"train": ["--data", data], "build": ["--data", data], "bench": [run_dir / "m.tflite", "--data", data],
-              "package": [run_dir]}[command]
-    for out, message in ((file, f"--out {file} is a file, not a folder"),
-                         (file / "run", f"--out {file / 'run'} cannot be made: {file} is a file, not a folder")):
-        code, _, err = run_main(capsys, command, *before, "--out", out, *(TINY if command in ("train", "build") else []))
+    before = {
+        "train": ["--data", data],
+        "build": ["--data", data],
+        "bench": [run_dir / "m.tflite", "--data", data],
+        "package": [run_dir],
+    }[command]
+    for out, message in (
+        (file, f"--out {file} is a file, not a folder"),
+        (file / "run", f"--out {file / 'run'} cannot be made: {file} is a file, not a folder"),
+    ):
+        code, _, err = run_main(
+            capsys, command, *before, "--out", out, *(TINY if command in ("train", "build") else [])
+        )
         assert code == 2
         assert_one_line_error(err, message, "fix: pass a")
     assert file.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["data", "notes.txt", "run"]
@@ -69,13 +82,19 @@ def test_out_naming_a_file_is_refused_before_any_work(command, tmp_path, data, c
 # ----------------------------------------------------------------------------- bad numbers, before config.yaml
 
 
-@pytest.mark.parametrize("override, message", [
-    ("train.seed=-5", "bad config value for train.seed: expected an integer 0..4294967295"),
-    ("train.seed=4294967296", "train.seed: expected an integer 0..4294967295"),
-    ("train.batch_size=.inf", "bad config value inf for train.batch_size: expected a finite number"),
-    ("train.batch_size=.nan", "bad config value nan for train.batch_size: expected a finite number"),
-    ("train.feature_extraction.learning_rate=.nan", "train.feature_extraction.learning_rate: expected a finite number"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.seed=-5", "bad config value for train.seed: expected an integer 0..4294967295"),
+        ("train.seed=4294967296", "train.seed: expected an integer 0..4294967295"),
+        ("train.batch_size=.inf", "bad config value inf for train.batch_size: expected a finite number"),
+        ("train.batch_size=.nan", "bad config value nan for train.batch_size: expected a finite number"),
+        (
+            "train.feature_extraction.learning_rate=.nan",
+            "train.feature_extraction.learning_rate: expected a finite number",
+        ),
+    ],
+)
 def test_bad_numbers_fail_before_the_run_folder_is_made(override, message, tmp_path, data, capsys):
     out = tmp_path / "run"
     code, _, err = run_main(capsys, "train", "--data", data, "--out", out, *TINY, override)
@@ -110,21 +129,43 @@ def test_disk_full_is_one_line_naming_the_file(tmp_path, data, capsys, monkeypat
     out = tmp_path / "run"
     code, _, err = run_main(capsys, "train", "--data", data, "--out", out, *TINY)
     assert code == 2
-    assert_one_line_error(err, f"{out}{os.sep}", ": no space left on the device", f"fix: free space on the file system holding {out}")
+    assert_one_line_error(
+        err, f"{out}{os.sep}", ": no space left on the device", f"fix: free space on the file system holding {out}"
+    )
     assert not [p for p in out.rglob("*") if ".partial" in p.name]  # the atomic write cleaned up
 
 
-@pytest.mark.parametrize("error, expected", [
-    (OSError(errno.EROFS, "Read-only file system", "/w/run/model.keras"),
-     ["error: /w/run/model.keras: read-only file system", "fix: choose a writable --out"]),
-    (OSError(errno.EACCES, "Permission denied", "/w/run"),
-     ["error: /w/run: permission denied", "fix: fix the permissions of /w/run, or choose a folder you can write to (--out)"]),
-    (OSError(errno.EDQUOT, "Disk quota exceeded", "/w/run/a.onnx"),
-     ["error: /w/run/a.onnx: disk quota exceeded", "fix: free space in your quota on /w/run"]),
-    (OSError(errno.ENOSPC, "No space left on device"), ["error: no space left on the device (No space left on device)"]),
-    (ModuleNotFoundError("No module named 'tf2onnx'", name="tf2onnx"),
-     ["error: this command needs TensorFlow, which is not installed here", "fix: pip install 'edge-export[train]'"]),
-])
+@pytest.mark.parametrize(
+    "error, expected",
+    [
+        (
+            OSError(errno.EROFS, "Read-only file system", "/w/run/model.keras"),
+            ["error: /w/run/model.keras: read-only file system", "fix: choose a writable --out"],
+        ),
+        (
+            OSError(errno.EACCES, "Permission denied", "/w/run"),
+            [
+                "error: /w/run: permission denied",
+                "fix: fix the permissions of /w/run, or choose a folder you can write to (--out)",
+            ],
+        ),
+        (
+            OSError(errno.EDQUOT, "Disk quota exceeded", "/w/run/a.onnx"),
+            ["error: /w/run/a.onnx: disk quota exceeded", "fix: free space in your quota on /w/run"],
+        ),
+        (
+            OSError(errno.ENOSPC, "No space left on device"),
+            ["error: no space left on the device (No space left on device)"],
+        ),
+        (
+            ModuleNotFoundError("No module named 'tf2onnx'", name="tf2onnx"),
+            [
+                "error: this command needs TensorFlow, which is not installed here",
+                "fix: pip install 'edge-export[train]'",
+            ],
+        ),
+    ],
+)
 def test_errors_about_the_place_written_to_are_one_line(error, expected, capsys, monkeypatch):
     def broken():
         raise error
@@ -135,13 +176,17 @@ def test_errors_about_the_place_written_to_are_one_line(error, expected, capsys,
     assert_one_line_error(err, *expected)
 
 
-@pytest.mark.parametrize("error", [
-    OSError(errno.EIO, "Input/output error"),  # not a user's mistake we can name a fix for
-    OSError(errno.EPERM, "Operation not permitted"),  # no file: e.g. a signal to a process not ours
-    ModuleNotFoundError("No module named 'nonexistent'", name="nonexistent"),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError(errno.EIO, "Input/output error"),  # not a user's mistake we can name a fix for
+        OSError(errno.EPERM, "Operation not permitted"),  # no file: e.g. a signal to a process not ours
+        ModuleNotFoundError("No module named 'nonexistent'", name="nonexistent"),
+    ],
+)
 def test_other_errors_stay_bugs(error, monkeypatch):
     """Only errors about the place written to (or a missing extra) become one-liners; bugs keep their traceback."""
+
     def broken():
         raise error
 
@@ -160,8 +205,10 @@ def _mount_tmpfs(options: str) -> list[str] | None:
 
 def _cli_in_mount(mount: list[str], folder: Path, options: str, then: str, args: list) -> subprocess.CompletedProcess:
     folder.mkdir()
-    script = f"mount -t tmpfs -o {options} none {folder} && {then} exec \"$0\" -m edge_export.cli \"$@\""
-    return subprocess.run([*mount, script, sys.executable, *map(str, args)], capture_output=True, text=True, timeout=600)
+    script = f'mount -t tmpfs -o {options} none {folder} && {then} exec "$0" -m edge_export.cli "$@"'
+    return subprocess.run(
+        [*mount, script, sys.executable, *map(str, args)], capture_output=True, text=True, timeout=600
+    )
 
 
 def test_out_on_a_read_only_file_system(tmp_path, data):
@@ -171,7 +218,9 @@ def test_out_on_a_read_only_file_system(tmp_path, data):
     ro = tmp_path / "ro"
     proc = _cli_in_mount(mount, ro, "ro,size=64k", "", ["train", "--data", data, "--out", ro / "run", *TINY])
     assert proc.returncode == 2, proc.stderr
-    assert_one_line_error(proc.stderr, f"--out {ro / 'run'} is on a read-only file system", "fix: choose a writable --out")
+    assert_one_line_error(
+        proc.stderr, f"--out {ro / 'run'} is on a read-only file system", "fix: choose a writable --out"
+    )
 
 
 def test_disk_full_for_real(tmp_path, data):
@@ -183,7 +232,9 @@ def test_disk_full_for_real(tmp_path, data):
     fill = f"head -c 1048576 /dev/zero > {full}/fill 2>/dev/null;"
     proc = _cli_in_mount(mount, full, "size=64k", fill, ["train", "--data", data, "--out", full / "run", *TINY])
     assert proc.returncode == 2, proc.stderr
-    assert_one_line_error(proc.stderr, "no space left on the device", f"fix: free space on the file system holding {full / 'run'}")
+    assert_one_line_error(
+        proc.stderr, "no space left on the device", f"fix: free space on the file system holding {full / 'run'}"
+    )
     assert f"{full / 'run'}" in proc.stderr.splitlines()[-2]  # the error names the run folder (or the file in it)
 
 
@@ -198,20 +249,32 @@ def no_tensorflow(tmp_path_factory) -> dict[str, str]:
 
 
 def _cli(env: dict[str, str], *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edge_export.cli", *map(str, args)], env=env, capture_output=True,
-                          text=True, timeout=300, cwd=env.get("HOME", "/"))
+    return subprocess.run(
+        [sys.executable, "-m", "edge_export.cli", *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=env.get("HOME", "/"),
+    )
 
 
 def test_commands_that_need_tensorflow_say_which_extra(no_tensorflow, tmp_path, data, tiny_export):
     run = tiny_export["run"]  # a finished run: export gets as far as needing TensorFlow
     before = sorted((str(p), p.stat().st_mtime_ns) for p in run.rglob("*") if p.is_file())
-    for command, args in (("train", ["--data", data, "--out", tmp_path / "t", *TINY]),
-                          ("build", ["--data", data, "--out", tmp_path / "b", *TINY]),
-                          ("export", [run])):
+    for command, args in (
+        ("train", ["--data", data, "--out", tmp_path / "t", *TINY]),
+        ("build", ["--data", data, "--out", tmp_path / "b", *TINY]),
+        ("export", [run]),
+    ):
         proc = _cli(no_tensorflow, command, *args)
         assert proc.returncode == 2, (command, proc.stderr)
-        assert_one_line_error(proc.stderr, f"`edge-export {command}` needs TensorFlow", "No module named 'tensorflow'",
-                              "fix: pip install 'edge-export[train]'")
+        assert_one_line_error(
+            proc.stderr,
+            f"`edge-export {command}` needs TensorFlow",
+            "No module named 'tensorflow'",
+            "fix: pip install 'edge-export[train]'",
+        )
     assert not (tmp_path / "t").exists() and not (tmp_path / "b").exists()
     assert sorted((str(p), p.stat().st_mtime_ns) for p in run.rglob("*") if p.is_file()) == before
     # what the base install is for still works
@@ -238,11 +301,27 @@ def test_imagenet_weights_without_network(tmp_path, data, capsys, monkeypatch):
         raise urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution"))
 
     monkeypatch.setattr(file_utils, "urlretrieve", offline)
-    code, _, err = run_main(capsys, "train", "--data", data, "--out", tmp_path / "run", "--backbone", "mobilenet_v2",
-                            "--image-size", "96", "train.fine_tune.enabled=false")
+    code, _, err = run_main(
+        capsys,
+        "train",
+        "--data",
+        data,
+        "--out",
+        tmp_path / "run",
+        "--backbone",
+        "mobilenet_v2",
+        "--image-size",
+        "96",
+        "train.fine_tune.enabled=false",
+    )
     assert code == 2
     assert_one_line_error(
-        err, "could not download the ImageNet weights https://", "/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5: ", "download mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5 elsewhere",
+        err,
+        "could not download the ImageNet weights https://",
+        "/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5: ",
+        "download mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5 elsewhere",
         "Temporary failure in name resolution",
-        f"copy it into {keras_home / 'models'}", "model.weights=PATH", "model.weights=none",
+        f"copy it into {keras_home / 'models'}",
+        "model.weights=PATH",
+        "model.weights=none",
     )

@@ -42,8 +42,13 @@ def exports(tiny_export, tmp_path_factory) -> dict:
     manifest = export_run(run, config.export, run_config=config, formats=",".join(TFLITE + ONNX), echo=None)
     files = {a.name: ExportFolder(run).root / a.path for a in manifest.artifacts if a.status != "failed"}
     images = sorted(str(p) for p in (tiny_export["data"] / "test").glob("*/*.png"))
-    return {"run": run, "files": files, "failed": {a.name: a.error for a in manifest.artifacts if a.status == "failed"},
-            "labels": run.read_labels(), "images": images}
+    return {
+        "run": run,
+        "files": files,
+        "failed": {a.name: a.error for a in manifest.artifacts if a.status == "failed"},
+        "labels": run.read_labels(),
+        "images": images,
+    }
 
 
 def artifact(exports: dict, name: str) -> Path:
@@ -175,7 +180,8 @@ def test_onnx_convention_keys_replace_ours_and_keep_others():
 
     graph = helper.make_graph(
         [helper.make_node("GlobalAveragePool", ["x"], ["pooled"]), helper.make_node("Flatten", ["pooled"], ["y"])],
-        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 24, 20])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 24, 20])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])],
     )
     model = helper.make_model(graph)
@@ -184,8 +190,14 @@ def test_onnx_convention_keys_replace_ours_and_keep_others():
     entry = model.metadata_props.add()
     entry.key, entry.value = "other_tool", "kept"
     prep = Preprocessing(size=(24, 20), mean=(127.5,) * 3, std=(127.5,) * 3)
-    meta = build_metadata(["a", "b's", "c"], prep, description="three classes", edge_export="9.9",
-                          author="A. Person", license="Apache-2.0")
+    meta = build_metadata(
+        ["a", "b's", "c"],
+        prep,
+        description="three classes",
+        edge_export="9.9",
+        author="A. Person",
+        license="Apache-2.0",
+    )
     embed_onnx_metadata(model, meta)
     embed_onnx_metadata(model, meta)
     props = {p.key: p.value for p in model.metadata_props}
@@ -236,8 +248,9 @@ def test_runtime_reads_metadata_written_by_mediapipe(tmp_path, capsys):
     python = client("mediapipe-0.10")
     bare, model = tmp_path / "bare.tflite", tmp_path / "written_by_mediapipe.tflite"
     bare.write_bytes(_red_sign_tflite())
-    answer = clients.run_client(python, "mediapipe-write", str(bare), str(model), "--labels", "bright,dark",
-                                "--mean", "127.5", "--std", "127.5")
+    answer = clients.run_client(
+        python, "mediapipe-write", str(bare), str(model), "--labels", "bright,dark", "--mean", "127.5", "--std", "127.5"
+    )
     assert answer["metadata"]["subgraph_metadata"][0]["input_tensor_metadata"][0]["process_units"]
     images = {}
     for name, value in (("bright", 200), ("dark", 60)):
@@ -271,8 +284,9 @@ def test_clients_check_script_on_a_tiny_build(exports, tmp_path):
     python = client("mediapipe")
     check = load_script("clients_check")
     test_split = Path(exports["images"][0]).parents[1]
-    result = check.clients_check(exports["run"].root, test_split, envs=("mediapipe",), opencv_images=3,
-                                 echo=lambda line: None)
+    result = check.clients_check(
+        exports["run"].root, test_split, envs=("mediapipe",), opencv_images=3, echo=lambda line: None
+    )
     assert result["environments"]["mediapipe"]["mediapipe"] == clients.installed_versions(python)["mediapipe"]
     assert [r["artifact"] for r in result["mediapipe"]] == list(check.TFLITE)
     for r in result["mediapipe"]:

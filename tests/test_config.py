@@ -10,7 +10,9 @@ from edge_export.core.errors import EdgeExportError
 
 def test_precedence_and_sources(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("model:\n  backbone: mobilenet_v2\n  image_size: 160\ntrain:\n  fine_tune:\n    learning_rate: 1e-4\n")
+    path.write_text(
+        "model:\n  backbone: mobilenet_v2\n  image_size: 160\ntrain:\n  fine_tune:\n    learning_rate: 1e-4\n"
+    )
     config = load_config(path, ["model.image_size=192"])
     assert config.model.backbone == "mobilenet_v2"
     assert config.model.image_size == 192

@@ -40,9 +40,19 @@ def test_the_measuring_child_reports_the_peak_of_the_command(tmp_path):
 
 def test_table_and_plot(tmp_path):
     def row(n, rss):
-        run = {"returncode": 0, "wall_s": n / 10, "peak_rss_bytes": rss, "cache_bytes": n * 1000,
-               "timing_seconds": {"decode": 1.0}}
-        return {"train_images": n, "repeated_photos": 0, "cold": run, "warm": {**run, "timing_seconds": {"decode": 0.1}}}
+        run = {
+            "returncode": 0,
+            "wall_s": n / 10,
+            "peak_rss_bytes": rss,
+            "cache_bytes": n * 1000,
+            "timing_seconds": {"decode": 1.0},
+        }
+        return {
+            "train_images": n,
+            "repeated_photos": 0,
+            "cold": run,
+            "warm": {**run, "timing_seconds": {"decode": 0.1}},
+        }
 
     rows = [row(100, 2_000_000_000), row(200, 2_200_000_000)]
     text = cost_curve.table(rows)

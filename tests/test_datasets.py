@@ -66,7 +66,9 @@ def test_unreadable_images_skipped_with_one_warning(tmp_path, caplog):
     assert len(pixels) == len(split.files) - 2 and pixels.shape[1:] == (16, 16, 3)
     assert pixels.dtype == np.uint8 and len(labels) == len(pixels)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1 and "broken.jpg" in warnings[0].getMessage() and "truncated.png" in warnings[0].getMessage()
+    assert (
+        len(warnings) == 1 and "broken.jpg" in warnings[0].getMessage() and "truncated.png" in warnings[0].getMessage()
+    )
 
 
 def test_named_dataset_resolves_locally_before_download(tmp_path, monkeypatch):
@@ -77,7 +79,9 @@ def test_named_dataset_resolves_locally_before_download(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGE_EXPORT_DATA_DIR", str(tmp_path / "elsewhere"))
     with pytest.raises(EdgeExportError, match="not available locally"):
         resolve_data("cats_vs_dogs", download=False)
-    cached = write_image_folder(tmp_path / "cache" / "datasets" / "cats_vs_dogs_small", {"train": 1}, classes=("cats", "dogs"))
+    cached = write_image_folder(
+        tmp_path / "cache" / "datasets" / "cats_vs_dogs_small", {"train": 1}, classes=("cats", "dogs")
+    )
     assert resolve_data("cats_vs_dogs", download=False) == cached
 
 

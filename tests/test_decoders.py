@@ -32,7 +32,10 @@ def _photo(path: Path, size=(300, 220), seed=0, detail=10, **save) -> Path:
 
 def test_pixel_methods_name_the_decoder_and_old_names_mean_pillow():
     assert pixel_method("bilinear") == "bilinear" and pixel_method("area", "opencv") == "opencv:area"
-    assert parse_pixel_method("bilinear") == ("pillow", "bilinear") and parse_pixel_method(OPENCV) == ("opencv", "bilinear")
+    assert parse_pixel_method("bilinear") == ("pillow", "bilinear") and parse_pixel_method(OPENCV) == (
+        "opencv",
+        "bilinear",
+    )
     for bad in ("opencv:zoom", "magick:bilinear", "", None):
         with pytest.raises(EdgeExportError, match="unknown pixel method"):
             parse_pixel_method(bad)
@@ -47,7 +50,9 @@ def test_pixel_methods_name_the_decoder_and_old_names_mean_pillow():
 def test_opencv_pixels_are_a_jpeg_decoded_by_opencv_and_close_to_pillows(tmp_path):
     photo = _photo(tmp_path / "a.jpg")  # under twice the input: decoded in full
     got = load_image(photo, (160, 128), OPENCV)
-    expected = cv2.resize(cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB), (128, 160), interpolation=cv2.INTER_LINEAR)
+    expected = cv2.resize(
+        cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB), (128, 160), interpolation=cv2.INTER_LINEAR
+    )
     assert got.shape == (160, 128, 3) and got.dtype == np.uint8 and np.array_equal(got, expected)
     pillow = load_image(photo, (160, 128))
     assert np.abs(got.astype(int) - pillow).mean() < 3  # another library's rounding and filter, the same picture
@@ -104,7 +109,9 @@ def test_other_formats_are_decoded_by_pillow_and_resized_by_opencv(tmp_path):
     assert np.array_equal(got, load_image(tmp_path / "a.png", (50, 40)))  # same size: no resize, Pillow's flattening
     assert tuple(got[5, 35]) == (255, 255, 255) and tuple(got[5, 5]) == (200, 0, 0)
     frame = np.random.default_rng(0).integers(0, 255, (90, 120, 3), dtype=np.uint8)
-    assert np.array_equal(load_image(frame, (45, 60), OPENCV), cv2.resize(frame, (60, 45), interpolation=cv2.INTER_LINEAR))
+    assert np.array_equal(
+        load_image(frame, (45, 60), OPENCV), cv2.resize(frame, (60, 45), interpolation=cv2.INTER_LINEAR)
+    )
 
 
 def test_a_model_recording_opencv_runs_through_pillow_with_a_warning_where_opencv_is_missing(tmp_path, monkeypatch):

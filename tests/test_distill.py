@@ -16,15 +16,22 @@ import pytest
 
 from conftest import start_paused, write_image_folder
 
-TINY = ["model.backbone=tiny_cnn", "model.weights=none", "train.batch_size=8", "train.feature_extraction.epochs=2",
-        "train.feature_extraction.learning_rate=0.05", "train.fine_tune.epochs=1"]
+TINY = [
+    "model.backbone=tiny_cnn",
+    "model.weights=none",
+    "train.batch_size=8",
+    "train.feature_extraction.epochs=2",
+    "train.feature_extraction.learning_rate=0.05",
+    "train.fine_tune.epochs=1",
+]
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     # 40 photos a class: 80 training photos, two chunks of views (trainer/distill.CHUNK = 64)
-    return write_image_folder(tmp_path_factory.mktemp("distill") / "data", {"train": 40, "validation": 6, "test": 6},
-                              size=(36, 44))
+    return write_image_folder(
+        tmp_path_factory.mktemp("distill") / "data", {"train": 40, "validation": 6, "test": 6}, size=(36, 44)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +72,9 @@ def test_targets_are_the_teachers_on_the_same_views_and_the_run_is_seeded(data, 
 
     dataset = scan_dataset(data, 0.2, 1337)
     default = load_config(None).model  # the decoder and resize the student was trained with
-    photos, photo_labels, _ = stream_pixels(dataset.splits["train"], (40, 40), pixel_method(default.resize, default.decoder))
+    photos, photo_labels, _ = stream_pixels(
+        dataset.splits["train"], (40, 40), pixel_method(default.resize, default.decoder)
+    )
     model = keras.models.load_model(teacher / "model.keras", compile=False)
     expected = np.asarray(model(np.asarray(photos[:64], np.float32), training=False))
     np.testing.assert_allclose(probs[:64], expected, atol=1e-5)
@@ -85,7 +94,9 @@ def test_targets_are_the_teachers_on_the_same_views_and_the_run_is_seeded(data, 
 
     plain = tmp_path / "plain"
     train_student(data, plain)
-    history = {run: json.loads((run / "history.json").read_text())["feature_extraction"]["loss"] for run in (first, plain)}
+    history = {
+        run: json.loads((run / "history.json").read_text())["feature_extraction"]["loss"] for run in (first, plain)
+    }
     assert history[first][0] != pytest.approx(history[plain][0], abs=1e-4)  # other targets, other loss
 
 
@@ -93,8 +104,19 @@ def test_killed_during_the_teachers_pass_resumes_to_the_same_targets(data, teach
     """kill -9 after the first chunk of views and targets is written: the re-run keeps it, makes the second,
     and ends with the targets of an uninterrupted run."""
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "edge_export.cli", "train", "--data", str(data), "--out", str(out), *TINY,
-           "model.image_size=32", f"train.distill.teacher={teacher}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "edge_export.cli",
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        *TINY,
+        "model.image_size=32",
+        f"train.distill.teacher={teacher}",
+    ]
     proc, events = start_paused(cmd, "train.distill.chunk")
     assert events[-1]["chunk"] == 0
     os.kill(proc.pid, signal.SIGKILL)

@@ -26,13 +26,21 @@ from conftest import cli_main, write_image_folder
 from edge_export.core.config import load_config
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.run_folder import RunFolder
-from edge_export.trainer.distribute import CLASS_IMBALANCE_RATIO, class_weights, parse_tf_config, resolve_mixed_precision
+from edge_export.trainer.distribute import (
+    CLASS_IMBALANCE_RATIO,
+    class_weights,
+    parse_tf_config,
+    resolve_mixed_precision,
+)
 
 LOSS_TOLERANCE = 1e-4  # observed: equal to 1e-6 or better; see the module docstring
 
 COMMON = [
-    "model.backbone=tiny_cnn", "model.weights=none", "model.dropout=0",
-    "train.feature_extraction.epochs=2", "train.fine_tune.epochs=1",
+    "model.backbone=tiny_cnn",
+    "model.weights=none",
+    "model.dropout=0",
+    "train.feature_extraction.epochs=2",
+    "train.fine_tune.epochs=1",
 ]
 DEFAULT = ["train.batch_size=8", "train.feature_extraction.learning_rate=0.05", "train.fine_tune.learning_rate=0.001"]
 HALVED = ["train.batch_size=4", "train.feature_extraction.learning_rate=0.025", "train.fine_tune.learning_rate=0.0005"]
@@ -73,11 +81,14 @@ def reference(tmp_path_factory) -> dict:
     }
     proc = subprocess.run(
         [sys.executable, "-c", MIRRORED_CHILD, str(data), str(base / "runs"), json.dumps(runs)],
-        capture_output=True, text=True, timeout=900, env=CPU_REPLICAS_ENV,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=CPU_REPLICAS_ENV,
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULTS ")]
     assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-    return {"data": data, "runs": base / "runs", **json.loads(lines[-1][len("RESULTS "):])}
+    return {"data": data, "runs": base / "runs", **json.loads(lines[-1][len("RESULTS ") :])}
 
 
 def _same_result(a: dict, b: dict) -> None:
@@ -114,11 +125,25 @@ def test_two_workers_train_together_and_only_the_chief_writes(reference, tmp_pat
     outs = [tmp_path / "chief", tmp_path / "worker1"]
     procs, logs = [], []
     for index, out in enumerate(outs):
-        env = {**CPU_REPLICAS_ENV, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        env = {
+            **CPU_REPLICAS_ENV,
+            "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+        }
         log = open(tmp_path / f"worker{index}.log", "w")
         logs.append(log)
-        cmd = [sys.executable, "-m", "edge_export.cli", "train", "--data", str(reference["data"]), "--out", str(out),
-               *COMMON, *HALVED, "train.distribute=multi_worker"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "edge_export.cli",
+            "train",
+            "--data",
+            str(reference["data"]),
+            "--out",
+            str(out),
+            *COMMON,
+            *HALVED,
+            "train.distribute=multi_worker",
+        ]
         procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
     try:
         codes = [p.wait(timeout=900) for p in procs]
@@ -135,7 +160,12 @@ def test_two_workers_train_together_and_only_the_chief_writes(reference, tmp_pat
     assert not outs[1].exists() or not any(outs[1].rglob("*.keras"))  # the other worker wrote to scratch
     metrics = json.loads(chief.metrics.read_text())
     training = metrics["training"]
-    assert (training["strategy"], training["workers"], training["replicas"], training["chief"]) == ("multi_worker", 2, 2, True)
+    assert (training["strategy"], training["workers"], training["replicas"], training["chief"]) == (
+        "multi_worker",
+        2,
+        2,
+        True,
+    )
     assert training["global_batch_size"] == 8
     # predictions gathered from both workers come back in order: same accuracies and losses as one process
     _same_result(reference["none"], metrics)
@@ -144,15 +174,18 @@ def test_two_workers_train_together_and_only_the_chief_writes(reference, tmp_pat
 # ----------------------------------------------------------------------------------------- TF_CONFIG
 
 
-@pytest.mark.parametrize("text, expected", [
-    (None, "not set"),
-    ("{cluster", "not valid JSON"),
-    ('{"task": {"type": "worker", "index": 0}}', '"cluster" and a "task"'),
-    ('{"cluster": {"worker": ["no-port"]}, "task": {"type": "worker", "index": 0}}', "host:port"),
-    ('{"cluster": {"ps": ["a:1"]}, "task": {"type": "worker", "index": 0}}', 'no "worker"'),
-    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "evaluator", "index": 0}}', "task must be"),
-    ('{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 2}}', "index 2"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (None, "not set"),
+        ("{cluster", "not valid JSON"),
+        ('{"task": {"type": "worker", "index": 0}}', '"cluster" and a "task"'),
+        ('{"cluster": {"worker": ["no-port"]}, "task": {"type": "worker", "index": 0}}', "host:port"),
+        ('{"cluster": {"ps": ["a:1"]}, "task": {"type": "worker", "index": 0}}', 'no "worker"'),
+        ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "evaluator", "index": 0}}', "task must be"),
+        ('{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 2}}', "index 2"),
+    ],
+)
 def test_bad_tf_config_is_a_clear_error(text, expected):
     with pytest.raises(EdgeExportError) as info:
         parse_tf_config(text)
@@ -161,14 +194,18 @@ def test_bad_tf_config_is_a_clear_error(text, expected):
 
 
 def test_tf_config_parses():
-    cluster, task, index = parse_tf_config('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}')
+    cluster, task, index = parse_tf_config(
+        '{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}'
+    )
     assert cluster == {"worker": ["a:1", "b:2"]} and (task, index) == ("worker", 1)
 
 
 def test_multi_worker_without_tf_config_fails_before_writing(capsys, monkeypatch, image_folder, tmp_path):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     out = tmp_path / "run"
-    code, text = cli_main(capsys, "train", "--data", str(image_folder), "--out", str(out), *COMMON, "train.distribute=multi_worker")
+    code, text = cli_main(
+        capsys, "train", "--data", str(image_folder), "--out", str(out), *COMMON, "train.distribute=multi_worker"
+    )
     assert code != 0 and "TF_CONFIG" in text and "Traceback" not in text
     assert not out.exists()
 
@@ -195,7 +232,13 @@ def test_class_weight_auto_on_an_unbalanced_set_is_applied_and_recorded(tmp_path
     data = write_image_folder(tmp_path / "data", {"train": 12, "validation": 4})
     for png in sorted((data / "train" / "red").glob("*.png"))[:8]:
         png.unlink()  # blue 12, red 4
-    fast = [f"data.path={data}", *COMMON, "train.batch_size=8", "train.fine_tune.enabled=false", "train.feature_extraction.epochs=1"]
+    fast = [
+        f"data.path={data}",
+        *COMMON,
+        "train.batch_size=8",
+        "train.fine_tune.enabled=false",
+        "train.feature_extraction.epochs=1",
+    ]
     results = {}
     for setting in ("auto", "none"):
         run = RunFolder(tmp_path / setting)
@@ -237,10 +280,19 @@ def test_mixed_float16_keeps_the_softmax_float32_and_saves_a_float32_model(image
     assert model.get_layer(CLASSIFIER).compute_dtype == "float32" and model.output.dtype == "float32"
 
     run = RunFolder(tmp_path / "run")
-    metrics = train_run(load_config(None, [
-        f"data.path={image_folder}", *COMMON, "train.batch_size=8", "train.feature_extraction.epochs=1",
-        "train.mixed_precision=mixed_float16",
-    ]), run)
+    metrics = train_run(
+        load_config(
+            None,
+            [
+                f"data.path={image_folder}",
+                *COMMON,
+                "train.batch_size=8",
+                "train.feature_extraction.epochs=1",
+                "train.mixed_precision=mixed_float16",
+            ],
+        ),
+        run,
+    )
     assert metrics["training"]["mixed_precision"] == "mixed_float16"
     assert keras.mixed_precision.dtype_policy().name == "float32"  # the process's policy is restored
     saved = keras.models.load_model(run.model)

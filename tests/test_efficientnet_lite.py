@@ -43,9 +43,7 @@ def _image(name: str) -> np.ndarray:
     return load_image(_reference() / name, (224, 224))[None].astype(np.float32)
 
 
-@pytest.mark.parametrize(
-    "image, label", [("cat.bmp", "Egyptian cat"), ("grace_hopper.bmp", "military uniform")]
-)
+@pytest.mark.parametrize("image, label", [("cat.bmp", "Egyptian cat"), ("grace_hopper.bmp", "military uniform")])
 def test_imagenet_top1(model, image, label):
     labels = (_reference() / "imagenet_labels.txt").read_text().splitlines()[1:]
     probabilities = np.asarray(model(_image(image), training=False))[0]
@@ -110,7 +108,7 @@ def _torch_state(model, variant) -> tuple[dict, list]:
         value = np.ascontiguousarray(value)
         storage = FakeStorage(str(len(storages)), value.reshape(-1))
         storages.append(storage)
-        strides = [int(np.prod(value.shape[i + 1:])) for i in range(value.ndim)]
+        strides = [int(np.prod(value.shape[i + 1 :])) for i in range(value.ndim)]
         state[key] = FakeTensor(storage, 0, value.shape, strides)
 
     for layer in model.layers:
@@ -132,8 +130,9 @@ def _torch_state(model, variant) -> tuple[dict, list]:
     return state, storages
 
 
-@pytest.mark.parametrize("name, blocks, last_channels", [("efficientnet_lite1", 21, 320),
-                                                          ("efficientnet_lite2", 21, 352)])
+@pytest.mark.parametrize(
+    "name, blocks, last_channels", [("efficientnet_lite1", 21, 320), ("efficientnet_lite2", 21, 352)]
+)
 def test_lite1_lite2_read_a_synthetic_checkpoint(tmp_path, name, blocks, last_channels):
     """Lite1/Lite2's architecture (Google's width/depth rules, stem, head and end stages fixed) takes a checkpoint
     of its own shape, every layer by name; another variant's checkpoint is a clear error naming the variant."""

@@ -174,8 +174,13 @@ def test_memory_saving_batch_sizes_change_no_result(trained, tmp_path, monkeypat
         onnx_export._save(onnx_export.fp32_model(ctx), work / "fp32.onnx")
         onnx_export.quantize(work / "fp32.onnx", work / "int8.onnx", calibration, work)
         graph = onnx.load_model(str(work / "int8.onnx")).graph
-        quantization.append({t.name: numpy_helper.to_array(t).astype(np.float64) for t in graph.initializer
-                             if t.name.endswith(("_scale", "_zero_point"))})
+        quantization.append(
+            {
+                t.name: numpy_helper.to_array(t).astype(np.float64)
+                for t in graph.initializer
+                if t.name.endswith(("_scale", "_zero_point"))
+            }
+        )
     ctx.close()
     assert quantization[0] and all(q.keys() == quantization[0].keys() for q in quantization)
     for q in quantization[1:]:  # every activation's range: the same (a min of mins, a max of maxes)
@@ -198,8 +203,18 @@ def test_manifest_is_complete_and_true(exported, trained):
         assert artifact["size_bytes"] == path.stat().st_size
         assert artifact["sha256"] == sha256_of(path)
         fmt = FORMATS[artifact["name"]]
-        assert (artifact["format"], artifact["precision"], artifact["path"]) == (fmt.family, fmt.precision, fmt.filename)
-        assert set(artifact["parity"]) >= {"top1_agreement", "max_abs_diff", "accuracy", "keras_accuracy", "accuracy_drop"}
+        assert (artifact["format"], artifact["precision"], artifact["path"]) == (
+            fmt.family,
+            fmt.precision,
+            fmt.filename,
+        )
+        assert set(artifact["parity"]) >= {
+            "top1_agreement",
+            "max_abs_diff",
+            "accuracy",
+            "keras_accuracy",
+            "accuracy_drop",
+        }
         assert artifact["parity"]["keras_accuracy"] == on_disk["keras"]["accuracy"]
     assert folder.labels.read_text().splitlines() == run.read_labels()
     card = json.loads(folder.model_card.read_text())
@@ -242,7 +257,10 @@ def test_qat_reports_its_epochs_and_keeps_the_best(exported):
     assert qat["images"] == 32 and qat["trained_weights"] == 5
 
 
-@pytest.mark.parametrize("blocks, expected", [(3, ["block0_conv", "block1_conv", "block2_conv", "classifier"]), (1, ["block2_conv", "classifier"])])
+@pytest.mark.parametrize(
+    "blocks, expected",
+    [(3, ["block0_conv", "block1_conv", "block2_conv", "classifier"]), (1, ["block2_conv", "classifier"])],
+)
 def test_qat_fine_tunes_only_what_training_fine_tuned(trained, validation, blocks, expected):
     from edge_export.export.qat import trainable_layers
     from edge_export.core.tf_env import import_keras
@@ -415,7 +433,11 @@ def test_unknown_format_is_a_clear_cli_error(trained, tmp_path, capsys):
 
 def _files(run: RunFolder) -> dict[str, tuple[int, str]]:
     """Each artifact file: (mtime_ns, sha256)."""
-    return {p.name: (p.stat().st_mtime_ns, sha256_of(p)) for p in run.export_dir.iterdir() if p.suffix in (".tflite", ".onnx")}
+    return {
+        p.name: (p.stat().st_mtime_ns, sha256_of(p))
+        for p in run.export_dir.iterdir()
+        if p.suffix in (".tflite", ".onnx")
+    }
 
 
 def test_exporting_some_formats_adds_or_replaces_only_those(trained, tmp_path, capsys):
@@ -459,8 +481,15 @@ def test_a_new_model_removes_the_older_models_artifacts(trained, tmp_path):
     lines: list[str] = []
     manifest = export_run(run, formats="tflite-fp16", echo=lines.append)
     assert [a.name for a in manifest.artifacts] == ["tflite-fp16"]
-    assert sorted(p.name for p in run.export_dir.iterdir()) == ["labels.txt", "manifest.json", "model_card.json", "tflite-fp16.tflite"]
-    assert "export/: removing the earlier export (tflite-fp32, onnx-fp32): it was made from an older model.keras" in lines
+    assert sorted(p.name for p in run.export_dir.iterdir()) == [
+        "labels.txt",
+        "manifest.json",
+        "model_card.json",
+        "tflite-fp16.tflite",
+    ]
+    assert (
+        "export/: removing the earlier export (tflite-fp32, onnx-fp32): it was made from an older model.keras" in lines
+    )
     assert manifest.model.sha256 == sha256_of(run.model) and manifest.model.run_id == run.verify().run_id
 
 
@@ -511,13 +540,20 @@ def test_what_was_made_from_a_replaced_artifact_is_stale(trained, tmp_path):
     bench_run(run, data=data, config=BenchConfig(threads=[1], runs=5, warmup=0, batch_size=2), isolate=False, echo=None)
     ctx = SimpleNamespace(run=run, config=config, test_dir=data)
     bench_fingerprint = stages._bench_fingerprint(ctx)
-    int8 = next(a for a in json.loads(ExportFolder(run).manifest.read_text())["artifacts"] if a["name"] == "tflite-int8")
+    int8 = next(
+        a for a in json.loads(ExportFolder(run).manifest.read_text())["artifacts"] if a["name"] == "tflite-int8"
+    )
     # what build and package record (deploy/recommendation.json, package/*/bundle.json): the artifact's sha256
     (run.deploy_dir).mkdir()
-    (run.deploy_dir / "recommendation.json").write_text(json.dumps({"artifact": "tflite-int8", "sha256": int8["sha256"]}))
+    (run.deploy_dir / "recommendation.json").write_text(
+        json.dumps({"artifact": "tflite-int8", "sha256": int8["sha256"]})
+    )
     (run.package_dir / "tflite-int8-cpu").mkdir(parents=True)
-    (run.package_dir / "tflite-int8-cpu" / "bundle.json").write_text(json.dumps(
-        {"source": {"artifact": "tflite-int8"}, "artifacts": [{"name": "tflite-int8", "sha256": int8["sha256"]}]}))
+    (run.package_dir / "tflite-int8-cpu" / "bundle.json").write_text(
+        json.dumps(
+            {"source": {"artifact": "tflite-int8"}, "artifacts": [{"name": "tflite-int8", "sha256": int8["sha256"]}]}
+        )
+    )
     (run.root / "report.json").write_text(json.dumps({"recommendation": {"artifact": "tflite-int8"}}))
     assert stale_dependents(run) == [] and stale_bench(run) == []
 
@@ -530,7 +566,9 @@ def test_what_was_made_from_a_replaced_artifact_is_stale(trained, tmp_path):
     assert "bench/bench.json measured tflite-int8" in stale[0] and "re-run bench" in stale[0]
     assert "deploy/ holds tflite-int8" in stale[1] and "package/tflite-int8-cpu bundles tflite-int8" in stale[2]
     assert stages._bench_fingerprint(ctx) != bench_fingerprint  # the build re-runs bench
-    with pytest.raises(EdgeExportError, match="stale: the build recommended tflite-int8 from bench numbers measured before"):
+    with pytest.raises(
+        EdgeExportError, match="stale: the build recommended tflite-int8 from bench numbers measured before"
+    ):
         package_run(run, out=tmp_path / "out", echo=None)
 
 

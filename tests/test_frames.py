@@ -181,8 +181,15 @@ def test_frames_rate_script_measures_the_video_against_the_bare_rate(tiny_export
     from conftest import load_script
 
     script = load_script("frames_rate")
-    result = script.measure(tiny_export["run"], tiny_export["data"] / "test", "tflite-int8", frames=12, size=(64, 48),
-                            codec="MJPG", repeats=1)
+    result = script.measure(
+        tiny_export["run"],
+        tiny_export["data"] / "test",
+        "tflite-int8",
+        frames=12,
+        size=(64, 48),
+        codec="MJPG",
+        repeats=1,
+    )
     (run,) = result["repeats"]
     assert run["frames"] == 12 and run["ended"] == "end" and run["frames_per_s"] > 0 and run["bare_p50_ms"] > 0
     assert result["ratio"] == pytest.approx(run["frames_per_s"] * run["bare_p50_ms"] / 1000.0)

@@ -38,9 +38,18 @@ MAX_EXAMPLES = int(os.environ.get("EDGE_EXPORT_FUZZ_EXAMPLES", "300"))  # a deep
 RANDOM = os.environ.get("EDGE_EXPORT_FUZZ_RANDOM") == "1"  # new examples each run instead of the fixed ones
 
 settings.register_profile(
-    "edge-export-fuzz", max_examples=MAX_EXAMPLES, derandomize=not RANDOM, deadline=None, database=None, print_blob=False,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
-                           HealthCheck.function_scoped_fixture],
+    "edge-export-fuzz",
+    max_examples=MAX_EXAMPLES,
+    derandomize=not RANDOM,
+    deadline=None,
+    database=None,
+    print_blob=False,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+        HealthCheck.function_scoped_fixture,
+    ],
 )
 FUZZ = settings.get_profile("edge-export-fuzz")
 child_only = pytest.mark.skipif(not CHILD, reason="runs in the memory-limited child of test_fuzz_under_a_memory_limit")
@@ -53,9 +62,17 @@ def test_fuzz_under_a_memory_limit(tiny_export, tmp_path):
         f"resource.setrlimit(resource.RLIMIT_AS, ({MEMORY_LIMIT}, {MEMORY_LIMIT}))\n"
         f"sys.exit(pytest.main([{__file__!r}, '-q', '-x', '-p', 'no:cacheprovider', '-k', 'fuzz_ and not memory_limit']))\n"
     )
-    env = {**os.environ, "EDGE_EXPORT_FUZZ_CHILD": "1", "EDGE_EXPORT_FUZZ_MODELS": str(Path(tiny_export["run"]) / "export"),
-           "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", limited], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "EDGE_EXPORT_FUZZ_CHILD": "1",
+        "EDGE_EXPORT_FUZZ_MODELS": str(Path(tiny_export["run"]) / "export"),
+        "OPENBLAS_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", limited], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     assert " passed" in proc.stdout and "skipped" not in proc.stdout.splitlines()[-1], proc.stdout[-2000:]
 
@@ -94,12 +111,41 @@ def mutated(draw, base: bytes) -> bytes:
     return bytes(data)
 
 
-NASTY_TEXT = st.sampled_from(["", ".", "..", "../x", "../../victim", "/etc/passwd", "a/b", "a\\b", "C:x", "x\x00y",
-                              "\x1b[2J", "tflite-int8", "onnx-fp32", "é", "a" * 200, "~", "link", "NaN"])
-JSON_SCALARS = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=True, allow_infinity=True)
-                | st.text(max_size=20) | NASTY_TEXT)
-JSON_VALUES = st.recursive(JSON_SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-                           max_leaves=20)
+NASTY_TEXT = st.sampled_from(
+    [
+        "",
+        ".",
+        "..",
+        "../x",
+        "../../victim",
+        "/etc/passwd",
+        "a/b",
+        "a\\b",
+        "C:x",
+        "x\x00y",
+        "\x1b[2J",
+        "tflite-int8",
+        "onnx-fp32",
+        "é",
+        "a" * 200,
+        "~",
+        "link",
+        "NaN",
+    ]
+)
+JSON_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20)
+    | NASTY_TEXT
+)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
 
 
 def _write(path: Path, data: bytes) -> Path:
@@ -167,20 +213,32 @@ def test_fuzz_onnx_metadata(work, data):
 
 
 def _metadata_documents():
-    preprocessing = st.fixed_dictionaries({}, optional={
-        "size": st.lists(JSON_SCALARS, max_size=3) | JSON_SCALARS,
-        "mean": st.lists(JSON_SCALARS, max_size=4) | JSON_SCALARS,
-        "std": st.lists(JSON_SCALARS, max_size=4) | JSON_SCALARS,
-        "resize": JSON_SCALARS | st.sampled_from(["bilinear", "nearest", "bicubic"]),
-        "color": JSON_SCALARS | st.just("RGB"),
-        "input_range": st.lists(JSON_SCALARS, max_size=3),
-    })
-    document = st.fixed_dictionaries({"format_version": st.sampled_from([1, 1, 0, 2, True, "1", None])}, optional={
-        "labels": st.lists(st.text(max_size=10), max_size=5) | JSON_VALUES,
-        "preprocessing": preprocessing | JSON_VALUES,
-    })
-    return st.one_of(document.map(json.dumps), JSON_VALUES.map(json.dumps), st.text(max_size=100),
-                     document.map(json.dumps).flatmap(lambda text: mutated(text.encode()).map(lambda b: b.decode("utf-8", "replace"))))
+    preprocessing = st.fixed_dictionaries(
+        {},
+        optional={
+            "size": st.lists(JSON_SCALARS, max_size=3) | JSON_SCALARS,
+            "mean": st.lists(JSON_SCALARS, max_size=4) | JSON_SCALARS,
+            "std": st.lists(JSON_SCALARS, max_size=4) | JSON_SCALARS,
+            "resize": JSON_SCALARS | st.sampled_from(["bilinear", "nearest", "bicubic"]),
+            "color": JSON_SCALARS | st.just("RGB"),
+            "input_range": st.lists(JSON_SCALARS, max_size=3),
+        },
+    )
+    document = st.fixed_dictionaries(
+        {"format_version": st.sampled_from([1, 1, 0, 2, True, "1", None])},
+        optional={
+            "labels": st.lists(st.text(max_size=10), max_size=5) | JSON_VALUES,
+            "preprocessing": preprocessing | JSON_VALUES,
+        },
+    )
+    return st.one_of(
+        document.map(json.dumps),
+        JSON_VALUES.map(json.dumps),
+        st.text(max_size=100),
+        document.map(json.dumps).flatmap(
+            lambda text: mutated(text.encode()).map(lambda b: b.decode("utf-8", "replace"))
+        ),
+    )
 
 
 @child_only
@@ -199,14 +257,24 @@ def test_fuzz_metadata_json(text):
 
 
 def _manifests():
-    entry = st.fixed_dictionaries({}, optional={
-        "name": NASTY_TEXT | JSON_SCALARS, "path": NASTY_TEXT | JSON_SCALARS | st.just("tflite-int8.tflite"),
-        "status": st.sampled_from(["ok", "failed"]) | JSON_SCALARS, "sha256": st.just("ab" * 32) | JSON_SCALARS,
-        "size_bytes": st.integers(-5, 2**70) | JSON_SCALARS, "format": JSON_SCALARS, "precision": JSON_SCALARS,
-    })
+    entry = st.fixed_dictionaries(
+        {},
+        optional={
+            "name": NASTY_TEXT | JSON_SCALARS,
+            "path": NASTY_TEXT | JSON_SCALARS | st.just("tflite-int8.tflite"),
+            "status": st.sampled_from(["ok", "failed"]) | JSON_SCALARS,
+            "sha256": st.just("ab" * 32) | JSON_SCALARS,
+            "size_bytes": st.integers(-5, 2**70) | JSON_SCALARS,
+            "format": JSON_SCALARS,
+            "precision": JSON_SCALARS,
+        },
+    )
     document = st.fixed_dictionaries({"artifacts": st.lists(entry | JSON_VALUES, max_size=4) | JSON_VALUES})
-    return st.one_of(document.map(json.dumps), JSON_VALUES.map(json.dumps),
-                     document.map(json.dumps).flatmap(lambda text: mutated(text.encode())))
+    return st.one_of(
+        document.map(json.dumps),
+        JSON_VALUES.map(json.dumps),
+        document.map(json.dumps).flatmap(lambda text: mutated(text.encode())),
+    )
 
 
 @child_only
@@ -239,15 +307,25 @@ def test_fuzz_manifest(work, text):
 
 
 def _bundles():
-    artifact = st.fixed_dictionaries({}, optional={
-        "name": NASTY_TEXT | JSON_SCALARS, "path": NASTY_TEXT | JSON_SCALARS | st.just("models/m.tflite"),
-        "sha256": st.just("ab" * 32) | JSON_SCALARS, "size_bytes": JSON_SCALARS,
-    })
+    artifact = st.fixed_dictionaries(
+        {},
+        optional={
+            "name": NASTY_TEXT | JSON_SCALARS,
+            "path": NASTY_TEXT | JSON_SCALARS | st.just("models/m.tflite"),
+            "sha256": st.just("ab" * 32) | JSON_SCALARS,
+            "size_bytes": JSON_SCALARS,
+        },
+    )
     paths = NASTY_TEXT | JSON_SCALARS
-    document = st.fixed_dictionaries({"artifacts": st.lists(artifact | JSON_VALUES, max_size=3) | JSON_VALUES}, optional={
-        "wheel": paths | st.just("wheels/w.whl"), "requirements": paths | st.just("requirements.txt"),
-        "labels": paths | st.just("labels.txt"), "model_card": paths,
-    })
+    document = st.fixed_dictionaries(
+        {"artifacts": st.lists(artifact | JSON_VALUES, max_size=3) | JSON_VALUES},
+        optional={
+            "wheel": paths | st.just("wheels/w.whl"),
+            "requirements": paths | st.just("requirements.txt"),
+            "labels": paths | st.just("labels.txt"),
+            "model_card": paths,
+        },
+    )
     return st.one_of(document.map(json.dumps), document.map(json.dumps).flatmap(lambda text: mutated(text.encode())))
 
 
@@ -272,7 +350,7 @@ def test_fuzz_bundle_json(work, text):
         _clean(exc)
         info = None
     if info is not None:
-        for relative in [a["path"] for a in info["artifacts"]] + [info[k] for k in ("wheel", "requirements") ]:
+        for relative in [a["path"] for a in info["artifacts"]] + [info[k] for k in ("wheel", "requirements")]:
             assert root in (folder / relative).resolve().parents, relative
     here, bundle_main.HERE = bundle_main.HERE, root
     try:
@@ -289,19 +367,31 @@ def test_fuzz_bundle_json(work, text):
 # ----------------------------------------------------------------------------- config YAML
 
 
-YAML_TEXT = st.lists(st.sampled_from(list("{}[]:,-&*!|>'\"#?%@` \n\tabc019.eE+_") + ["train", "seed", "data", "bench", "threads", "!!"]),
-                     max_size=80).map("".join)
+YAML_TEXT = st.lists(
+    st.sampled_from(list("{}[]:,-&*!|>'\"#?%@` \n\tabc019.eE+_") + ["train", "seed", "data", "bench", "threads", "!!"]),
+    max_size=80,
+).map("".join)
 
 
 def _configs():
     from edge_export.core.config import Config
 
-    sections = {"data": ["path", "validation_split", "max_image_pixels"], "train": ["seed", "batch_size", "backbone", "epochs"],
-                "bench": ["threads", "runs", "warmup"], "export": ["formats", "accuracy_budget"], "build": ["stages"]}
+    sections = {
+        "data": ["path", "validation_split", "max_image_pixels"],
+        "train": ["seed", "batch_size", "backbone", "epochs"],
+        "bench": ["threads", "runs", "warmup"],
+        "export": ["formats", "accuracy_budget"],
+        "build": ["stages"],
+    }
     values = JSON_VALUES | st.sampled_from(["1e-5", ".nan", ".inf", "2024-02-30", "0x10", "1_000", "yes", "~"])
     section = st.sampled_from(list(sections)).flatmap(
-        lambda s: st.tuples(st.just(s), st.dictionaries(st.sampled_from(sections[s]) | st.text(max_size=5), values, max_size=3)))
-    document = st.lists(section, max_size=4).map(dict) | st.dictionaries(JSON_SCALARS.filter(lambda k: k is not None), values, max_size=3)
+        lambda s: st.tuples(
+            st.just(s), st.dictionaries(st.sampled_from(sections[s]) | st.text(max_size=5), values, max_size=3)
+        )
+    )
+    document = st.lists(section, max_size=4).map(dict) | st.dictionaries(
+        JSON_SCALARS.filter(lambda k: k is not None), values, max_size=3
+    )
 
     def dump(doc):
         import yaml
@@ -309,8 +399,7 @@ def _configs():
         return yaml.safe_dump(doc, allow_unicode=True)
 
     base = Config().to_yaml() if hasattr(Config(), "to_yaml") else ""
-    return st.one_of(document.map(dump), YAML_TEXT,
-                     mutated(base.encode()).map(lambda b: b.decode("utf-8", "replace")))
+    return st.one_of(document.map(dump), YAML_TEXT, mutated(base.encode()).map(lambda b: b.decode("utf-8", "replace")))
 
 
 @child_only
@@ -342,8 +431,10 @@ def _checkpoints() -> dict[str, bytes]:
     floats = FakeStorage("1001", np.arange(30, dtype=np.float32))
     steps = FakeStorage("7", np.array([42], dtype=np.int64))
     state = collections.OrderedDict(
-        whole=FakeTensor(floats, 0, (30,), (1,)), transposed=FakeTensor(floats, 2, (3, 4), (1, 3)),
-        weight=FakeTensor(floats, 5, (2, 2), (2, 1), parameter=True), steps=FakeTensor(steps, 0, (), ()),
+        whole=FakeTensor(floats, 0, (30,), (1,)),
+        transposed=FakeTensor(floats, 2, (3, 4), (1, 3)),
+        weight=FakeTensor(floats, 5, (2, 2), (2, 1), parameter=True),
+        steps=FakeTensor(steps, 0, (), ()),
     )
     with tempfile.TemporaryDirectory() as tmp:
         write_legacy(Path(tmp) / "a.pth", state, [floats, steps])
@@ -391,8 +482,15 @@ def _images() -> dict[str, bytes]:
     rng = np.random.default_rng(0)
     rgb = Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8))
     out = {}
-    for name, image, kwargs in [("png", rgb, {}), ("jpeg", rgb, {"quality": 80}), ("gif", rgb.convert("P"), {}),
-                                ("bmp", rgb, {}), ("webp", rgb, {}), ("png", rgb.convert("LA"), {}), ("tiff", rgb, {})]:
+    for name, image, kwargs in [
+        ("png", rgb, {}),
+        ("jpeg", rgb, {"quality": 80}),
+        ("gif", rgb.convert("P"), {}),
+        ("bmp", rgb, {}),
+        ("webp", rgb, {}),
+        ("png", rgb.convert("LA"), {}),
+        ("tiff", rgb, {}),
+    ]:
         buffer = io.BytesIO()
         image.save(buffer, format=name.upper(), **kwargs)
         out[f"{name}-{image.mode}"] = buffer.getvalue()

@@ -19,10 +19,21 @@ def test_a_diverged_training_run_is_an_error_naming_the_setting_and_writes_no_mo
     data = write_image_folder(tmp_path / "data", {"train": 12, "validation": 6, "test": 6})
     out = tmp_path / "run"
     with pytest.raises(EdgeExportError, match="training diverged in stage feature_extraction: loss is nan") as info:
-        api.train(None, out=out, data=str(data), echo=None, overrides=[
-            "model.backbone=tiny_cnn", "model.weights=none", "model.image_size=32", "train.batch_size=8",
-            "train.feature_extraction.epochs=3", "train.fine_tune.enabled=false",
-            "train.feature_extraction.learning_rate=1e38"])
+        api.train(
+            None,
+            out=out,
+            data=str(data),
+            echo=None,
+            overrides=[
+                "model.backbone=tiny_cnn",
+                "model.weights=none",
+                "model.image_size=32",
+                "train.batch_size=8",
+                "train.feature_extraction.epochs=3",
+                "train.fine_tune.enabled=false",
+                "train.feature_extraction.learning_rate=1e38",
+            ],
+        )
     assert "train.feature_extraction.learning_rate" in info.value.hint
     assert not (out / "model.keras").exists() and not (out / "run.json").exists()
 
@@ -102,7 +113,10 @@ def test_tune_never_replays_a_failed_latency_and_keys_results_by_the_remote_sett
 
     def broken(combos):
         calls.append("broken")
-        return {c: LatencyRecord(*c, "ssh://pi@device.local", status="failed", error="python3.99: not found") for c in combos}
+        return {
+            c: LatencyRecord(*c, "ssh://pi@device.local", status="failed", error="python3.99: not found")
+            for c in combos
+        }
 
     def fixed(combos):
         calls.append("fixed")
@@ -124,11 +138,20 @@ def test_bad_numbers_and_empty_images_are_clear_errors():
 
     from edge_export.runtime.classifier import Classifier
 
-    model = Path(__file__).resolve().parents[1].parent / "shared" / "reference-models" / "mobilenet_v1_0.25_128_quant.tflite"
+    model = (
+        Path(__file__).resolve().parents[1].parent
+        / "shared"
+        / "reference-models"
+        / "mobilenet_v1_0.25_128_quant.tflite"
+    )
     if not model.is_file():
         pytest.skip("the shared reference models are not here")
-    for bad, message in ((dict(mean="abc"), "mean must be numbers"), (dict(mean=(1, "x", 2)), "mean must be numbers"),
-                         (dict(std=0), "other than 0"), (dict(mean=float("nan")), "finite")):
+    for bad, message in (
+        (dict(mean="abc"), "mean must be numbers"),
+        (dict(mean=(1, "x", 2)), "mean must be numbers"),
+        (dict(std=0), "other than 0"),
+        (dict(mean=float("nan")), "finite"),
+    ):
         with pytest.raises(EdgeExportError, match=message):
             Classifier.load(model, **bad)
     with pytest.raises(EdgeExportError, match="an image with no pixels"):
@@ -143,9 +166,11 @@ def test_an_output_inside_the_data_is_refused_before_any_work(tmp_path, command)
 
     data = write_image_folder(tmp_path / "data", {"train": 4, "validation": 2})
     out = data / "train" / "runs"
-    call = {"train": lambda: api.train(None, out=out, data=str(data), echo=None),
-            "build": lambda: api.build(None, out=out, data=str(data), echo=None),
-            "tune": lambda: api.tune(None, out=out, data=str(data), echo=None)}[command]
+    call = {
+        "train": lambda: api.train(None, out=out, data=str(data), echo=None),
+        "build": lambda: api.build(None, out=out, data=str(data), echo=None),
+        "tune": lambda: api.tune(None, out=out, data=str(data), echo=None),
+    }[command]
     with pytest.raises(EdgeExportError, match="is inside --data") as info:
         call()
     assert "outside the data set" in info.value.hint and not out.exists()
@@ -168,8 +193,11 @@ def test_remote_settings_and_bounds_are_checked_before_any_work(tmp_path):
         with pytest.raises(EdgeExportError, match=message):
             RemoteSettings(remote_dir=bad)
     assert remote_base("~") == "." and remote_base("~/edge") == "edge" and remote_base("/opt/edge/") == "/opt/edge"
-    for override, key in (("train.feature_extraction.epochs=1000000000", "train.feature_extraction.epochs"),
-                          ("bench.threads=[1,100000]", "bench.threads"), ("bench.runs=10000000000", "bench.runs")):
+    for override, key in (
+        ("train.feature_extraction.epochs=1000000000", "train.feature_extraction.epochs"),
+        ("bench.threads=[1,100000]", "bench.threads"),
+        ("bench.runs=10000000000", "bench.runs"),
+    ):
         with pytest.raises(EdgeExportError, match=key):
             load_config(None, [override])
     table = tmp_path / "table.json"
@@ -195,7 +223,9 @@ def test_a_devices_words_reach_no_terminal_or_report_raw(tiny_export, tmp_path):
 
     model = tiny_export["run"] / "export" / "tflite-int8.tflite"
     config = BenchConfig(threads=[1], runs=5, warmup=1, batch_size=2)
-    outcome = bench_run(models=[model], data=tiny_export["data"] / "test", config=config, out=tmp_path / "o", isolate=False, echo=None)
+    outcome = bench_run(
+        models=[model], data=tiny_export["data"] / "test", config=config, out=tmp_path / "o", isolate=False, echo=None
+    )
     device = json.loads(json.dumps(outcome.report))  # the same bench, as a hostile device would send it back
     device["machine"].update(cpu=HOSTILE_TEXT, os=HOSTILE_TEXT, libraries={"numpy": HOSTILE_TEXT, HOSTILE_TEXT: "1"})
     device["data"]["path"] = HOSTILE_TEXT
@@ -229,12 +259,31 @@ def test_a_tune_candidate_folder_is_locked_against_a_concurrent_train(tmp_path):
     data = write_image_folder(tmp_path / "data", {"train": 12, "validation": 6, "test": 6})
     table = tmp_path / "latency.json"  # a fake device: no timing needed
     table.write_text(json.dumps({"tiny_cnn-32-int8": {"p50_ms": 3.2, "p90_ms": 3.5, "size_bytes": 32000}}))
-    small = ["model.backbone=tiny_cnn", "model.weights=none", "train.batch_size=8", "train.feature_extraction.epochs=2",
-             "train.fine_tune.enabled=false"]
+    small = [
+        "model.backbone=tiny_cnn",
+        "model.weights=none",
+        "train.batch_size=8",
+        "train.feature_extraction.epochs=2",
+        "train.fine_tune.enabled=false",
+    ]
     out = tmp_path / "tune"
-    cmd = [sys.executable, "-m", "edge_export.cli", "tune", "--data", str(data), "--out", str(out), "--json", *small,
-           "tune.backbones=[tiny_cnn]", "tune.image_sizes=[32]", "tune.fine_tune_blocks=[0]", "tune.precisions=[int8]",
-           f"tune.latency_table={table}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "edge_export.cli",
+        "tune",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--json",
+        *small,
+        "tune.backbones=[tiny_cnn]",
+        "tune.image_sizes=[32]",
+        "tune.fine_tune_blocks=[0]",
+        "tune.precisions=[int8]",
+        f"tune.latency_table={table}",
+    ]
     proc, _ = start_paused(cmd, "train.feature_extraction.epoch.1")  # inside the candidate's training
     try:
         candidate = TuneFolder(out).run("tiny_cnn-32-ft0")

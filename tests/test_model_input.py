@@ -50,4 +50,6 @@ def test_classifier_feeds_the_same_input_as_the_float_path(shared):
     np.testing.assert_array_equal(clf._model_input(pixels), expected)
     from edge_export.runtime.quantization import dequantize
 
-    np.testing.assert_array_equal(clf.predict_proba(pixels), dequantize(clf.backend.run(expected), clf.backend.output_spec))
+    np.testing.assert_array_equal(
+        clf.predict_proba(pixels), dequantize(clf.backend.run(expected), clf.backend.output_spec)
+    )

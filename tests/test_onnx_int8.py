@@ -39,9 +39,11 @@ def test_onnx_int8_is_byte_identical_in_another_process_without_sympy(exported, 
     absence used to switch the quantizer to another graph silently), makes the same files."""
     run, _ = exported
     other = _copy(tiny_export, tmp_path / "run")
-    code = ("import sys; sys.modules['sympy'] = None\n"  # `import sympy` raises ImportError, as where it is absent
-            "from edge_export.cli import main\n"
-            f"main(['export', {str(other.root)!r}, '--formats', {','.join(NAMES)!r}])")
+    code = (
+        "import sys; sys.modules['sympy'] = None\n"  # `import sympy` raises ImportError, as where it is absent
+        "from edge_export.cli import main\n"
+        f"main(['export', {str(other.root)!r}, '--formats', {','.join(NAMES)!r}])"
+    )
     env = {**os.environ, "PYTHONHASHSEED": "12345", "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -107,8 +109,12 @@ def test_head_nodes_follow_the_last_global_pooling():
         helper.make_node("Gemm", ["f", "d", "b"], ["logits"], name="dense"),
         helper.make_node("Softmax", ["logits"], ["y"], name="softmax"),
     ]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])])
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
+    )
     assert head_nodes(helper.make_model(graph)) == ["flatten", "dense", "softmax"]
     assert head_nodes(onnx.ModelProto()) == []
 
@@ -123,8 +129,9 @@ def test_the_settings_benchmark_scores_each_setting_on_validation(tiny_export, t
     run = _copy(tiny_export, tmp_path / "run")
     out = tmp_path / "settings.json"
     before = sorted(p.relative_to(run.root) for p in run.root.rglob("*"))
-    result = CliRunner().invoke(script.main, [str(run.root), "--settings", "shipped,percentile-head-int8,u8u8",
-                                              "--out", str(out)])
+    result = CliRunner().invoke(
+        script.main, [str(run.root), "--settings", "shipped,percentile-head-int8,u8u8", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     rows = {row["name"]: row for row in json.loads(out.read_text())["rows"]}
     assert rows["shipped"]["settings"] == INT8_SETTINGS and rows["percentile-head-int8"]["settings"]["head"] == "int8"
@@ -138,11 +145,14 @@ def test_the_settings_benchmark_scores_each_setting_on_validation(tiny_export, t
     assert sorted(p.relative_to(run.root) for p in run.root.rglob("*")) == before  # the run folder is untouched
 
 
-@pytest.mark.parametrize("weights, activations, weight_type, activation_type", [
-    ("int8 per channel", "uint8 per tensor", "INT8", "UINT8"),  # the shipped U8S8
-    ("uint8 per channel", "uint8 per tensor", "UINT8", "UINT8"),
-    ("int8 per channel", "int8 per tensor", "INT8", "INT8"),
-])
+@pytest.mark.parametrize(
+    "weights, activations, weight_type, activation_type",
+    [
+        ("int8 per channel", "uint8 per tensor", "INT8", "UINT8"),  # the shipped U8S8
+        ("uint8 per channel", "uint8 per tensor", "UINT8", "UINT8"),
+        ("int8 per channel", "int8 per tensor", "INT8", "INT8"),
+    ],
+)
 def test_the_settings_types_reach_the_graph(tiny_export, tmp_path, weights, activations, weight_type, activation_type):
     """The manifest's words are what the quantizer was told: a conv's weights and its input have those types."""
     import onnx

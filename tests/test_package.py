@@ -18,8 +18,14 @@ from edge_export.core.errors import EdgeExportError
 from edge_export.core.hashing import sha256_file as sha256_of
 
 BUNDLE_FILES = {
-    "README.md", "bundle.json", "run.py", "requirements.txt", "labels.txt", "model_card.json",
-    "models/tflite-int8.tflite", "wheels/edge_export-0.1.0-py3-none-any.whl",
+    "README.md",
+    "bundle.json",
+    "run.py",
+    "requirements.txt",
+    "labels.txt",
+    "model_card.json",
+    "models/tflite-int8.tflite",
+    "wheels/edge_export-0.1.0-py3-none-any.whl",
 }
 
 
@@ -57,7 +63,10 @@ def test_bundle_folder_and_archive(bundle):
     with tarfile.open(archive) as tar:
         members = {m.name for m in tar.getmembers() if m.isfile()}
         assert members == {f"tflite-int8-rpi/{f}" for f in BUNDLE_FILES}
-        assert tar.extractfile("tflite-int8-rpi/models/tflite-int8.tflite").read() == (bundle / "models/tflite-int8.tflite").read_bytes()
+        assert (
+            tar.extractfile("tflite-int8-rpi/models/tflite-int8.tflite").read()
+            == (bundle / "models/tflite-int8.tflite").read_bytes()
+        )
         assert tar.getmember("tflite-int8-rpi/run.py").mode & 0o111
     assert not list(bundle.parent.glob(".*partial*"))  # written under temporary names, then renamed
 
@@ -66,24 +75,41 @@ def test_bundle_folder_and_archive(bundle):
     exported = next(a for a in manifest["artifacts"] if a["name"] == "tflite-int8")
     (model,) = info["artifacts"]
     assert model == {
-        "name": "tflite-int8", "path": "models/tflite-int8.tflite", "format": "tflite", "precision": "int8",
-        "size_bytes": exported["size_bytes"], "sha256": exported["sha256"],
+        "name": "tflite-int8",
+        "path": "models/tflite-int8.tflite",
+        "format": "tflite",
+        "precision": "int8",
+        "size_bytes": exported["size_bytes"],
+        "sha256": exported["sha256"],
     }
     assert sha256_of(bundle / model["path"]) == exported["sha256"]
     assert info["target"] == "rpi" and info["wheel"] == "wheels/edge_export-0.1.0-py3-none-any.whl"
     assert (bundle / "labels.txt").read_text() == (run / "export/labels.txt").read_text()
-    assert json.loads((bundle / "model_card.json").read_text()) == json.loads((run / "export/model_card.json").read_text())
+    assert json.loads((bundle / "model_card.json").read_text()) == json.loads(
+        (run / "export/model_card.json").read_text()
+    )
 
     # pinned to what is installed here; TF-free
-    pins = [line for line in (bundle / "requirements.txt").read_text().splitlines() if line and not line.startswith("#")]
+    pins = [
+        line for line in (bundle / "requirements.txt").read_text().splitlines() if line and not line.startswith("#")
+    ]
     # the model was trained with the opencv decoder: the device gets OpenCV too, for the same pixels
-    assert pins == _pins("numpy", "Pillow", "click", "PyYAML", "ai-edge-litert", "opencv-python-headless") == info["pinned"]
+    assert (
+        pins
+        == _pins("numpy", "Pillow", "click", "PyYAML", "ai-edge-litert", "opencv-python-headless")
+        == info["pinned"]
+    )
     assert "64-bit" in (bundle / "README.md").read_text()
 
     with zipfile.ZipFile(bundle / info["wheel"]) as whl:
         names = set(whl.namelist())
         meta = whl.read("edge_export-0.1.0.dist-info/METADATA").decode()
-    assert {"edge_export/runtime/classifier.py", "edge_export/benchmarks/suite.py", "edge_export/cli.py", "edge_export/deploy/bundle_main.py"} <= names
+    assert {
+        "edge_export/runtime/classifier.py",
+        "edge_export/benchmarks/suite.py",
+        "edge_export/cli.py",
+        "edge_export/deploy/bundle_main.py",
+    } <= names
     base = [line for line in meta.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line]
     assert base and not any("tensorflow" in line or "keras" in line for line in base)
 
@@ -115,7 +141,9 @@ def test_package_errors_leave_nothing_behind(tiny_export, tmp_path):
 
     with pytest.raises(EdgeExportError, match="no finished export"):
         package_run(tmp_path, echo=None)
-    with pytest.raises(EdgeExportError, match=r"no exported artifact 'tflite-fp16' in this run \(exported ok: tflite-int8, onnx-fp32\)"):
+    with pytest.raises(
+        EdgeExportError, match=r"no exported artifact 'tflite-fp16' in this run \(exported ok: tflite-int8, onnx-fp32\)"
+    ):
         package_run(tiny_export["run"], artifact="tflite-fp16", out=tmp_path / "o", echo=None)
     with pytest.raises(EdgeExportError, match="unknown bundle flavour 'pi'"):
         package_run(tiny_export["run"], flavour="pi", out=tmp_path / "o", echo=None)
@@ -147,29 +175,63 @@ def test_bundle_predicts_and_benchmarks_with_tensorflow_blocked(bundle, tiny_exp
     with tarfile.open(bundle.with_name("tflite-int8-rpi.tar.gz")) as tar:
         tar.extractall(device)
     run_py = device / "tflite-int8-rpi" / "run.py"
-    nowhere = subprocess.run([*python, "-c", "import edge_export"], env=env, cwd=tmp_path, capture_output=True, text=True)
+    nowhere = subprocess.run(
+        [*python, "-c", "import edge_export"], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
     assert nowhere.returncode != 0 and "No module named 'edge_export'" in nowhere.stderr  # only the bundle has it
 
     images = sorted((tiny_export["data"] / "test").rglob("*.png"))[:3]
-    proc = subprocess.run([*python, str(run_py), "predict", *map(str, images), "--json", "--top-k", "2"],
-                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [*python, str(run_py), "predict", *map(str, images), "--json", "--top-k", "2"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     answers = json.loads(proc.stdout)
     expected = Classifier.load(bundle / "models/tflite-int8.tflite").predict([str(p) for p in images], top_k=2)
     assert [a["image"] for a in answers] == [str(p) for p in images]
     for answer, predictions in zip(answers, expected):
         assert [p["label"] for p in answer["predictions"]] == [p.label for p in predictions]
-        assert [p["probability"] for p in answer["predictions"]] == pytest.approx([p.probability for p in predictions], abs=1e-6)
+        assert [p["probability"] for p in answer["predictions"]] == pytest.approx(
+            [p.probability for p in predictions], abs=1e-6
+        )
 
     out = tmp_path / "bench"
-    proc = subprocess.run([*python, str(run_py), "bench", "--data", str(tiny_export["data"]), "--out", str(out),
-                           "--threads", "1", "--runs", "5", "--warmup", "1"],
-                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [
+            *python,
+            str(run_py),
+            "bench",
+            "--data",
+            str(tiny_export["data"]),
+            "--out",
+            str(out),
+            "--threads",
+            "1",
+            "--runs",
+            "5",
+            "--warmup",
+            "1",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert "no plots: matplotlib is not installed" in proc.stdout
     report = json.loads((out / "bench.json").read_text())
     (row,) = report["artifacts"]
-    assert row["name"] == "tflite-int8" and row["status"] == "ok" and row["backend"] == "litert" and row["target"] == "local"
+    assert (
+        row["name"] == "tflite-int8"
+        and row["status"] == "ok"
+        and row["backend"] == "litert"
+        and row["target"] == "local"
+    )
     assert row["latency_ms"]["p50"] > 0 and row["images"] == 12
     machine = report["machine"]
     assert isinstance(machine["cpu"], str) and machine["cpu"] and isinstance(machine["cores"], int) and machine["os"]
@@ -177,8 +239,15 @@ def test_bundle_predicts_and_benchmarks_with_tensorflow_blocked(bundle, tiny_exp
     assert (out / "bench.md").is_file() and not list(out.glob("*.png"))
     assert not log.exists(), f"tried to import: {log.read_text()}"
 
-    here = bench_run(models=[bundle / "models/tflite-int8.tflite"], data=tiny_export["data"], labels=bundle / "labels.txt",
-                     config=BenchConfig(threads=[1], runs=5, warmup=1), out=tmp_path / "here", isolate=False, echo=None)
+    here = bench_run(
+        models=[bundle / "models/tflite-int8.tflite"],
+        data=tiny_export["data"],
+        labels=bundle / "labels.txt",
+        config=BenchConfig(threads=[1], runs=5, warmup=1),
+        out=tmp_path / "here",
+        isolate=False,
+        echo=None,
+    )
     assert row["accuracy"] == here.report["artifacts"][0]["accuracy"]
     assert row["confusion"] == here.report["artifacts"][0]["confusion"]
 
@@ -187,8 +256,14 @@ def test_bundle_predicts_and_benchmarks_with_tensorflow_blocked(bundle, tiny_exp
     from test_frames import COLOURS, write_video
 
     video = write_video(tmp_path / "clip.avi", COLOURS[8:12])  # red, red, blue, blue
-    proc = subprocess.run([*python, str(run_py), "predict", str(video), "--json", "--top-k", "1"],
-                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [*python, str(run_py), "predict", str(video), "--json", "--top-k", "1"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [x["predictions"][0]["label"] for x in lines[:-1]] == COLOURS[8:12]
@@ -202,8 +277,24 @@ def test_wheel_from_an_installed_copy(bundle, tmp_path):
 
     original = bundle / "wheels/edge_export-0.1.0-py3-none-any.whl"
     target = tmp_path / "site"
-    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--disable-pip-version-check",
-                           "-q", "--target", str(target), str(original)], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-index",
+            "--disable-pip-version-check",
+            "-q",
+            "--target",
+            str(target),
+            str(original),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     dist = importlib_metadata.PathDistribution(target / "edge_export-0.1.0.dist-info")
     (tmp_path / "w").mkdir()
@@ -235,8 +326,11 @@ def _edit_manifest(run: Path, **changes) -> None:
 
 def _tree(folder: Path) -> dict[str, bytes]:
     """Every file below ``folder`` with its bytes (a run folder's lock file aside)."""
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and not p.name.startswith(".lock")}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.name.startswith(".lock")
+    }
 
 
 @pytest.mark.parametrize("how", ["name", "path", "recommendation"])
@@ -282,20 +376,28 @@ def _refused_on_the_device(bundle_copy: Path, tmp_path: Path) -> str:
     """`python run.py predict x.png` in ``bundle_copy``: exit 2 with one error line (returned), nothing run."""
     image = tmp_path / "x.png"
     image.write_bytes(b"")
-    proc = subprocess.run([sys.executable, str(bundle_copy / "run.py"), "predict", str(image)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(bundle_copy / "run.py"), "predict", str(image)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     return lines[0]
 
 
-@pytest.mark.parametrize("key, value", [
-    ("wheel", "../outside"),
-    ("artifact_path", "../../outside/model.tflite"),
-    ("artifact_path", "/etc/passwd"),
-    ("labels", "../outside/labels.txt"),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("wheel", "../outside"),
+        ("artifact_path", "../../outside/model.tflite"),
+        ("artifact_path", "/etc/passwd"),
+        ("labels", "../outside/labels.txt"),
+    ],
+)
 def test_bundle_json_paths_outside_the_bundle_are_refused_on_the_device(bundle, tmp_path, key, value):
     """run.py checks bundle.json before it imports anything from the paths it names."""
     device = tmp_path / "device"
@@ -358,9 +460,28 @@ def test_bundle_benchmark_from_the_repository_root(bundle, tiny_export, tmp_path
     with tarfile.open(bundle.with_name("tflite-int8-rpi.tar.gz")) as tar:
         tar.extractall(device)
     out = tmp_path / "bench"
-    proc = subprocess.run([*python, str(device / "tflite-int8-rpi" / "run.py"), "bench", "--data", str(tiny_export["data"]),
-                           "--out", str(out), "--threads", "1", "--runs", "5", "--warmup", "1"],
-                          env=env, cwd=root, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [
+            *python,
+            str(device / "tflite-int8-rpi" / "run.py"),
+            "bench",
+            "--data",
+            str(tiny_export["data"]),
+            "--out",
+            str(out),
+            "--threads",
+            "1",
+            "--runs",
+            "5",
+            "--warmup",
+            "1",
+        ],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     (row,) = json.loads((out / "bench.json").read_text())["artifacts"]
     assert row["status"] == "ok" and row["images"] == 12, row

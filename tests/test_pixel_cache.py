@@ -34,7 +34,11 @@ def _files(root: Path) -> list[Path]:
 
 
 def _entries(root: Path) -> list[Path]:
-    return [p for p in root.iterdir() if not p.name.startswith(".") and p.name != pixel_cache.MARKER] if root.is_dir() else []
+    return (
+        [p for p in root.iterdir() if not p.name.startswith(".") and p.name != pixel_cache.MARKER]
+        if root.is_dir()
+        else []
+    )
 
 
 def test_cached_pixels_are_the_in_memory_decode_and_are_reused(tmp_path, cache):
@@ -247,12 +251,23 @@ def test_training_batches_from_disk_train_exactly_like_keras_on_arrays(tmp_path)
 
     def train(disk: bool):
         seed_everything(3)
-        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dropout(0.3),
-                                  keras.layers.Dense(3, activation="softmax")])
+        model = keras.Sequential(
+            [
+                keras.Input((6,)),
+                keras.layers.Dense(8, activation="relu"),
+                keras.layers.Dropout(0.3),
+                keras.layers.Dense(3, activation="softmax"),
+            ]
+        )
         model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
         if disk:
-            history = model.fit(fit_dataset(on_disk, y, 16, True), validation_data=ordered_dataset(val_on_disk, y[:50], 16),
-                                epochs=3, shuffle=False, verbose=0)
+            history = model.fit(
+                fit_dataset(on_disk, y, 16, True),
+                validation_data=ordered_dataset(val_on_disk, y[:50], 16),
+                epochs=3,
+                shuffle=False,
+                verbose=0,
+            )
             return model.get_weights(), history.history, predict(model, on_disk, 16)
         history = model.fit(x, y, validation_data=(x[:50], y[:50]), epochs=3, batch_size=16, shuffle=True, verbose=0)
         return model.get_weights(), history.history, model.predict(x, batch_size=16, verbose=0)
@@ -346,7 +361,8 @@ _operations = st.lists(
         st.tuples(st.just("damage_rows"), st.integers(0, 10**6)),  # an entry's pixel bytes overwritten
         st.tuples(st.just("copy_folder")),  # the same photos in a fresh folder (a device's working folder)
     ),
-    min_size=1, max_size=8,
+    min_size=1,
+    max_size=8,
 )
 
 
@@ -415,6 +431,12 @@ def test_pixel_cache_cost_script_times_a_hit_against_a_decode(tmp_path, monkeypa
     monkeypatch.setenv("EDGE_EXPORT_PIXEL_CACHE", str(tmp_path / "unused"))  # the script uses a temporary folder
     script = load_script("pixel_cache_cost")
     result = script.measure(str(data / "test"), 32, 2)
-    assert result["photos"] == 8 and set(result["median_ms"]) == {"decode", "stat key", "content key", "pixel check", "hit"}
+    assert result["photos"] == 8 and set(result["median_ms"]) == {
+        "decode",
+        "stat key",
+        "content key",
+        "pixel check",
+        "hit",
+    }
     assert all(v > 0 for v in result["median_ms"].values()) and "of a decode" in script.render(result)
     assert not (tmp_path / "unused").exists()

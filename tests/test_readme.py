@@ -73,7 +73,7 @@ def commands() -> list[tuple[int, list[str]]]:
             except ValueError:
                 continue
             if "edge-export" in words:
-                out.append((line, words[words.index("edge-export") + 1:]))
+                out.append((line, words[words.index("edge-export") + 1 :]))
     return out
 
 
@@ -121,7 +121,9 @@ def test_readme_command_parses(capsys, line, argv):
 def test_readme_python_blocks_run(tmp_path, monkeypatch, capsys):
     from PIL import Image
 
-    data = write_image_folder(tmp_path / "shared" / "data" / "cats_vs_dogs_small", {"train": 12, "validation": 6, "test": 6})
+    data = write_image_folder(
+        tmp_path / "shared" / "data" / "cats_vs_dogs_small", {"train": 12, "validation": 6, "test": 6}
+    )
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)

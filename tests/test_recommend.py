@@ -16,10 +16,24 @@ from edge_export.pipeline.recommend import recommend
 
 def row(name, accuracy, p50, size_mb=1.0, fmt="tflite", status="ok", device="local", source="manifest"):
     if status != "ok":
-        return BenchRow(name=name, format=fmt, status=status, error="it broke", device=device, source=source,
-                        size_bytes=int(size_mb * 1e6))
-    return BenchRow(name=name, format=fmt, accuracy=accuracy, latency_ms={"p50": p50, "p90": p50 * 1.1},
-                    size_bytes=int(size_mb * 1e6), device=device, source=source)
+        return BenchRow(
+            name=name,
+            format=fmt,
+            status=status,
+            error="it broke",
+            device=device,
+            source=source,
+            size_bytes=int(size_mb * 1e6),
+        )
+    return BenchRow(
+        name=name,
+        format=fmt,
+        accuracy=accuracy,
+        latency_ms={"p50": p50, "p90": p50 * 1.1},
+        size_bytes=int(size_mb * 1e6),
+        device=device,
+        source=source,
+    )
 
 
 def bench(*rows):
@@ -30,14 +44,24 @@ KERAS = row("keras", 0.95, 50.0, size_mb=10, fmt="keras", source="run")
 
 
 def test_fastest_within_the_budget_and_under_the_size_limit():
-    result = bench(KERAS, row("fp32", 0.95, 10.0, size_mb=9), row("int8", 0.945, 4.0, size_mb=2.5),
-                   row("tiny", 0.90, 1.0, size_mb=0.5))
+    result = bench(
+        KERAS,
+        row("fp32", 0.95, 10.0, size_mb=9),
+        row("int8", 0.945, 4.0, size_mb=2.5),
+        row("tiny", 0.90, 1.0, size_mb=0.5),
+    )
     rec = recommend(result, accuracy_budget=1.0, max_size_mb=None)
     assert rec.artifact == "int8"  # tiny is faster but 5 points below the Keras model
     assert "fastest within the budget on test cpu" in rec.why and "p50 4.00 ms" in rec.why
     rejected = {c.name: c.rejected for c in rec.candidates}
-    assert rejected["fp32"] == [] and rejected["int8"] == [] and rejected["tiny"][0].startswith("accuracy 90.00% < 94.00%")
-    assert [c.name for c in rec.candidates] == ["fp32", "int8", "tiny"]  # the Keras model is the reference, not a candidate
+    assert (
+        rejected["fp32"] == [] and rejected["int8"] == [] and rejected["tiny"][0].startswith("accuracy 90.00% < 94.00%")
+    )
+    assert [c.name for c in rec.candidates] == [
+        "fp32",
+        "int8",
+        "tiny",
+    ]  # the Keras model is the reference, not a candidate
 
     small = recommend(result, accuracy_budget=1.0, max_size_mb=2.0)
     # fp32 (9 MB) and int8 (2.5 MB) fail the size limit, tiny the accuracy budget: each is named
@@ -59,7 +83,11 @@ def test_a_failed_row_is_never_recommended_nor_a_reference():
     only_failed = recommend(bench(KERAS, broken), 1.0, None)
     assert only_failed.artifact is None and only_failed.why == "no artifact was measured successfully"
     # a failed Keras row is no reference: the most accurate artifact is
-    rec = recommend(bench(row("keras", None, None, fmt="keras", status="failed"), row("x", 0.80, 2.0), row("y", 0.70, 1.0)), 5.0, None)
+    rec = recommend(
+        bench(row("keras", None, None, fmt="keras", status="failed"), row("x", 0.80, 2.0), row("y", 0.70, 1.0)),
+        5.0,
+        None,
+    )
     assert rec.artifact == "x" and "below the most accurate artifact" in rec.why
 
 
@@ -67,7 +95,9 @@ def test_no_candidate_names_the_constraint_that_failed():
     result = bench(KERAS, row("fat", 0.95, 2.0, size_mb=50), row("bad", 0.50, 1.0, size_mb=1))
     assert recommend(result, 1.0, 10.0).why == "no artifact meets the accuracy budget or the size limit"
     assert recommend(bench(KERAS, row("bad", 0.50, 1.0)), 1.0, 10.0).why == "no artifact meets the accuracy budget"
-    assert recommend(bench(KERAS, row("fat", 0.95, 2.0, size_mb=50)), 1.0, 10.0).why == "no artifact meets the size limit"
+    assert (
+        recommend(bench(KERAS, row("fat", 0.95, 2.0, size_mb=50)), 1.0, 10.0).why == "no artifact meets the size limit"
+    )
     both = recommend(bench(KERAS, row("fat-bad", 0.5, 2.0, size_mb=50)), 1.0, 10.0)
     assert both.why == "no artifact meets the accuracy budget and the size limit"
 
@@ -80,13 +110,22 @@ def test_rows_of_other_devices_are_not_candidates():
 
 def test_stale_rows_mean_no_recommendation():
     rec = recommend(bench(KERAS, row("int8", 0.95, 5.0)), 1.0, None, stale=["int8"])
-    assert rec.artifact is None and rec.why.startswith("stale: bench/bench.json measured int8") and "re-run bench" in rec.why
+    assert (
+        rec.artifact is None
+        and rec.why.startswith("stale: bench/bench.json measured int8")
+        and "re-run bench" in rec.why
+    )
 
 
 def test_below_is_one_rule_for_bench_and_the_build_gate():
     min_accuracy = 0.9
-    rows = [KERAS, row("low", 0.85, 1.0), row("good", 0.93, 1.0), row("broken", None, None, status="failed"),
-            row("keras-low", 0.5, 1.0, fmt="keras")]
+    rows = [
+        KERAS,
+        row("low", 0.85, 1.0),
+        row("good", 0.93, 1.0),
+        row("broken", None, None, status="failed"),
+        row("keras-low", 0.5, 1.0, fmt="keras"),
+    ]
     assert [r.name for r in rows if r.below(min_accuracy)] == ["low"]  # the reference and a failed row are not "below"
     assert not any(r.below(None) for r in rows)
     for r in rows:
@@ -99,8 +138,12 @@ def test_below_is_one_rule_for_bench_and_the_build_gate():
 
 
 def test_bench_json_round_trip_keeps_its_keys(tmp_path):
-    result = bench(KERAS, row("int8", 0.95, 5.0), row("broken", None, None, status="failed"),
-                   row("int8", 0.94, 9.0, device="pi@raspberrypi"))
+    result = bench(
+        KERAS,
+        row("int8", 0.95, 5.0),
+        row("broken", None, None, status="failed"),
+        row("int8", 0.94, 9.0, device="pi@raspberrypi"),
+    )
     result.devices = {"local": {"cpu": "x"}, "pi@raspberrypi": {"cpu": "arm"}}
     data = json.loads(json.dumps(result.to_dict()))
     assert [a["target"] for a in data["artifacts"]] == ["local", "local", "local", "pi@raspberrypi"]
@@ -110,10 +153,12 @@ def test_bench_json_round_trip_keeps_its_keys(tmp_path):
     assert [r.id for r in back.rows] == ["keras", "int8", "broken", "int8@pi@raspberrypi"]
     assert back.to_dict() == data and back.multi_device
 
-    for bad, message in (({**data, "bench_version": 99}, "format version 99"),
-                         ({**data, "artifacts": [{"name": "x", "status": "maybe"}]}, "status"),
-                         ({**data, "artifacts": [{"name": "x", "accuracy": "high"}]}, "finite number"),
-                         ({**data, "artifacts": [{"name": "x", "latency_ms": [1]}]}, "not a JSON object")):
+    for bad, message in (
+        ({**data, "bench_version": 99}, "format version 99"),
+        ({**data, "artifacts": [{"name": "x", "status": "maybe"}]}, "status"),
+        ({**data, "artifacts": [{"name": "x", "accuracy": "high"}]}, "finite number"),
+        ({**data, "artifacts": [{"name": "x", "latency_ms": [1]}]}, "not a JSON object"),
+    ):
         with pytest.raises(EdgeExportError, match=message):
             BenchResult.from_dict(bad, source="bench.json")
 
@@ -148,7 +193,10 @@ def test_the_build_gate_fails_on_the_same_rows_as_bench(tmp_path):
     result = bench(*rows)
     gates = _gates(run, load_config(None, ["bench.min_accuracy=0.9"]), result)
     assert gates == [f"bench: {p}" for p in result.problems(0.9)]
-    assert gates == ["bench: could not measure broken: it broke", "bench: low: accuracy 85.00% below the minimum 90.00%"]
+    assert gates == [
+        "bench: could not measure broken: it broke",
+        "bench: low: accuracy 85.00% below the minimum 90.00%",
+    ]
     assert sorted(result.failed + result.below_min_accuracy) == ["broken", "low"]  # bench's own verdict: the same rows
     assert _gates(run, load_config(None, []), result) == ["bench: could not measure broken: it broke"]
 
@@ -160,16 +208,55 @@ def test_the_readers_answer_any_json_with_a_record_or_a_clear_error():
     from hypothesis import strategies as st
 
     scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
-    values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-                          max_leaves=12)
-    keys = st.sampled_from(["name", "status", "target", "format", "accuracy", "latency_ms", "size_bytes", "threads",
-                            "by_threads", "per_class", "confusion", "sha256", "below_min_accuracy", "why", "artifact",
-                            "candidates", "budget", "device"])
+    values = st.recursive(
+        scalars,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+        max_leaves=12,
+    )
+    keys = st.sampled_from(
+        [
+            "name",
+            "status",
+            "target",
+            "format",
+            "accuracy",
+            "latency_ms",
+            "size_bytes",
+            "threads",
+            "by_threads",
+            "per_class",
+            "confusion",
+            "sha256",
+            "below_min_accuracy",
+            "why",
+            "artifact",
+            "candidates",
+            "budget",
+            "device",
+        ]
+    )
     row_like = st.dictionaries(keys, values, max_size=6)
-    bench_like = st.fixed_dictionaries({}, optional={"artifacts": st.lists(row_like, max_size=3) | values, "targets": values,
-                                                     "settings": values, "bench_version": values, "target_errors": values})
-    rec_like = st.fixed_dictionaries({}, optional={"artifact": values, "why": values, "candidates": st.lists(row_like, max_size=2) | values,
-                                                   "budget": values, "sha256": values, "recommendation_version": values})
+    bench_like = st.fixed_dictionaries(
+        {},
+        optional={
+            "artifacts": st.lists(row_like, max_size=3) | values,
+            "targets": values,
+            "settings": values,
+            "bench_version": values,
+            "target_errors": values,
+        },
+    )
+    rec_like = st.fixed_dictionaries(
+        {},
+        optional={
+            "artifact": values,
+            "why": values,
+            "candidates": st.lists(row_like, max_size=2) | values,
+            "budget": values,
+            "sha256": values,
+            "recommendation_version": values,
+        },
+    )
 
     @settings(max_examples=300, derandomize=True, deadline=None, database=None)
     @given(bench_like | values, rec_like | values)

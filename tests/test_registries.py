@@ -48,7 +48,12 @@ def test_each_format_exports_alone_and_passes_the_runtime_check(name, fresh_run,
     assert isinstance(manifest, Manifest) and manifest.formats == [name]
     (artifact,) = manifest.artifacts
     assert artifact.ok, artifact.error
-    assert (artifact.name, artifact.format, artifact.precision, artifact.path) == (name, fmt.family, fmt.precision, fmt.filename)
+    assert (artifact.name, artifact.format, artifact.precision, artifact.path) == (
+        name,
+        fmt.family,
+        fmt.precision,
+        fmt.filename,
+    )
 
     path = fresh_run.export_dir / artifact.path
     meta = read_model_metadata(path)  # the typed record the runtime reads back

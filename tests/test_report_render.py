@@ -28,10 +28,30 @@ def report_dir(tmp_path):
     report = {
         "dataset": {"classes": ["cats", "dogs"], "counts": {"train": {"cats": 10, "dogs": 10}}},
         "train": {"metrics": {"validation": {"accuracy": 0.99, "loss": 0.02, "images": 20}}},
-        "export": {"artifacts": [{"name": "tflite-int8", "status": "ok", "size_bytes": 4_000_000,
-                                  "parity": {"accuracy": 0.99, "accuracy_drop": 0.1, "top1_agreement": 0.995, "max_abs_diff": 0.01}}]},
-        "bench": {"artifacts": [{"name": "tflite-int8", "status": "ok", "size_bytes": 4_000_000, "accuracy": 0.988,
-                                 "top1_agreement": 0.996, "latency_ms": {"p50": 12.5, "p90": 13.0}, "fps": 80.0, "threads": 1}]},
+        "export": {
+            "artifacts": [
+                {
+                    "name": "tflite-int8",
+                    "status": "ok",
+                    "size_bytes": 4_000_000,
+                    "parity": {"accuracy": 0.99, "accuracy_drop": 0.1, "top1_agreement": 0.995, "max_abs_diff": 0.01},
+                }
+            ]
+        },
+        "bench": {
+            "artifacts": [
+                {
+                    "name": "tflite-int8",
+                    "status": "ok",
+                    "size_bytes": 4_000_000,
+                    "accuracy": 0.988,
+                    "top1_agreement": 0.996,
+                    "latency_ms": {"p50": 12.5, "p90": 13.0},
+                    "fps": 80.0,
+                    "threads": 1,
+                }
+            ]
+        },
         "recommendation": {"artifact": "tflite-int8", "why": "fastest"},
         "machine": {"cpu": "test cpu"},
         "command": "edge-export build --data x",
@@ -52,10 +72,20 @@ def test_report_files_hold_tables_and_embedded_plots(report_dir):
 def test_report_renders_in_headless_chromium(report_dir, tmp_path):
     shot = tmp_path / "shot.png"
     cmd = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars", "--window-size=1200,3000",
-        f"--screenshot={shot}", (report_dir.root / "report.html").as_uri(),
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--hide-scrollbars",
+        "--window-size=1200,3000",
+        f"--screenshot={shot}",
+        (report_dir.root / "report.html").as_uri(),
     ]
     subprocess.run(cmd, capture_output=True, timeout=120)
     assert shot.is_file(), "Chromium wrote no screenshot"

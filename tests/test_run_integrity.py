@@ -21,8 +21,12 @@ from edge_export.core.hashing import sha256_file as sha256_of
 from edge_export.core.run_folder import RunFolder
 
 FAST = [
-    "model.backbone=tiny_cnn", "model.weights=none", "train.batch_size=8",
-    "train.feature_extraction.epochs=2", "train.feature_extraction.learning_rate=0.05", "train.fine_tune.epochs=1",
+    "model.backbone=tiny_cnn",
+    "model.weights=none",
+    "train.batch_size=8",
+    "train.feature_extraction.epochs=2",
+    "train.feature_extraction.learning_rate=0.05",
+    "train.fine_tune.epochs=1",
 ]
 EXPORT = ["--formats", "tflite-fp32"]
 
@@ -52,7 +56,11 @@ def main(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Completed
     """The real console entry point in a fresh process, in ``cwd``."""
     return subprocess.run(
         [sys.executable, "-c", "from edge_export.cli import main; main()", *args],
-        capture_output=True, text=True, timeout=600, cwd=cwd, env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -78,8 +86,10 @@ def test_a_file_from_another_run_is_refused(trained, tmp_path, name):
         f.write(b"\n")  # what another train would have written there
     with pytest.raises(EdgeExportError) as info:
         run.verify()
-    assert (f"run folder {run.root} holds files from different runs ({name} does not match model.keras's run; "
-            "train was interrupted?)") in str(info.value)
+    assert (
+        f"run folder {run.root} holds files from different runs ({name} does not match model.keras's run; "
+        "train was interrupted?)"
+    ) in str(info.value)
     assert f"re-run `edge-export train --out {run.root}`" in str(info.value)
 
 
@@ -212,8 +222,15 @@ def test_build_does_not_recommend_from_a_stale_bench_and_re_runs_it(trained, tmp
     from edge_export.pipeline.runner import build
 
     settings = [
-        f"data.path={trained['data']}", *FAST, "export.formats=tflite-fp32,tflite-int8", "export.representative_images=8",
-        "export.accuracy_budget=100", "bench.runs=5", "bench.warmup=0", "bench.threads=[1]", "build.accuracy_budget=100",
+        f"data.path={trained['data']}",
+        *FAST,
+        "export.formats=tflite-fp32,tflite-int8",
+        "export.representative_images=8",
+        "export.accuracy_budget=100",
+        "bench.runs=5",
+        "bench.warmup=0",
+        "bench.threads=[1]",
+        "build.accuracy_budget=100",
     ]
     run = RunFolder(tmp_path / "run")
     config = load_config(None, settings)

@@ -51,7 +51,9 @@ def test_temporary_files_go_to_the_run_folder_and_are_cleaned(tmp_path, monkeypa
         assert tempfile.gettempdir() == os.environ["TMPDIR"] == str(run.tmp_dir.resolve())
         made = Path(tempfile.mkdtemp(prefix="edge-export-"))
         assert made.parent == run.tmp_dir.resolve()
-        child = subprocess.run([sys.executable, "-c", "import tempfile; print(tempfile.gettempdir())"], capture_output=True, text=True)
+        child = subprocess.run(
+            [sys.executable, "-c", "import tempfile; print(tempfile.gettempdir())"], capture_output=True, text=True
+        )
         assert child.stdout.strip() == str(run.tmp_dir.resolve())  # children too (TMPDIR)
     assert not run.tmp_dir.exists()
     assert tempfile.tempdir == before and os.environ["TMPDIR"] == str(tmp_path / "system")
@@ -103,7 +105,9 @@ def test_concurrent_builds_on_one_out(data, tmp_path):
         assert in_use
         second = subprocess.run(build_cmd(data, out), capture_output=True, text=True, timeout=300)
         assert second.returncode == 2, second.stderr
-        assert re.search(rf"error: run folder {re.escape(str(out))} is in use by pid {first.pid} \(edge-export build ", second.stderr)
+        assert re.search(
+            rf"error: run folder {re.escape(str(out))} is in use by pid {first.pid} \(edge-export build ", second.stderr
+        )
         assert "Traceback" not in second.stderr and second.stdout == ""
         assert sorted(p.relative_to(out) for p in (out / ".tmp").rglob("*")) == in_use  # the first's files untouched
     finally:

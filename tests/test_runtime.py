@@ -652,8 +652,22 @@ def test_predict_cli_plain_and_json():
 
 
 def test_predict_cli_options_and_errors(models, image_files, tmp_path):
-    result = _cli("predict", str(models["onnx_bare"]), str(image_files[0]), "--mean", "0,0,0", "--std", "1",
-                  "--size", "16x16", "--provider", "cpu", "--json", "--top-k", "1")
+    result = _cli(
+        "predict",
+        str(models["onnx_bare"]),
+        str(image_files[0]),
+        "--mean",
+        "0,0,0",
+        "--std",
+        "1",
+        "--size",
+        "16x16",
+        "--provider",
+        "cpu",
+        "--json",
+        "--top-k",
+        "1",
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)[0]["predictions"][0]["label"] in {"0", "1", "2", "3"}
 
@@ -699,6 +713,7 @@ def test_predict_cli_takes_folders(models, image_files, tmp_path, monkeypatch):
     assert json.loads(result.stdout) == [{"image": str(tmp_path / "empty"), "error": "no image files in this folder"}]
 
     real_access = os.access
+
     def access(path, mode):  # a folder that can be listed (click checks that) but not entered: faked, as root
         return False if Path(path) == photos and mode & os.X_OK else real_access(path, mode)  # enters any folder
 
@@ -744,8 +759,18 @@ def test_predict_cli_prints_every_result_and_an_error_per_bad_image(models, imag
     (tmp_path / "empty").mkdir()  # a folder stands for its images: one without any is an error in its place
     bad = [str(broken), str(bomb), str(fifo), "/dev/zero", str(tmp_path / "empty"), str(tmp_path / "missing.png")]
     good = [str(image_files[0]), str(image_files[1])]
-    command = [sys.executable, "-c", "from edge_export.cli import main; main()", "predict", str(models["onnx"]),
-               good[0], *bad, good[1], "--top-k", "2"]
+    command = [
+        sys.executable,
+        "-c",
+        "from edge_export.cli import main; main()",
+        "predict",
+        str(models["onnx"]),
+        good[0],
+        *bad,
+        good[1],
+        "--top-k",
+        "2",
+    ]
     # a safety net only: a refused FIFO returns at once; one waited on would never return
     proc = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 1, proc.stderr
@@ -755,11 +780,14 @@ def test_predict_cli_prints_every_result_and_an_error_per_bad_image(models, imag
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert [e.split(": ")[1] for e in errors] == bad
     assert "over the limit of 64 megapixels" in errors[1] and "not a regular file" in errors[2]
-    assert "not a regular file" in errors[3] and "no image files in this folder" in errors[4] and "not found" in errors[5]
+    assert (
+        "not a regular file" in errors[3] and "no image files in this folder" in errors[4] and "not found" in errors[5]
+    )
     assert "6 of 8 image(s) and folder(s) (1 folder(s) without a usable image) failed" in proc.stderr
 
-    proc = subprocess.run([*command, "--json", "--max-image-pixels", "1000"], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
+    proc = subprocess.run(
+        [*command, "--json", "--max-image-pixels", "1000"], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
     assert proc.returncode == 1
     payload = json.loads(proc.stdout)
     assert [item["image"] for item in payload] == [good[0], *bad, good[1]]
@@ -767,8 +795,9 @@ def test_predict_cli_prints_every_result_and_an_error_per_bad_image(models, imag
     assert "900 megapixels, over the limit of 1000 pixels" in payload[2]["error"]
     assert all("error" in item for item in payload[1:-1])
 
-    proc = subprocess.run([*command[:5], good[0], "--labels", str(fifo)], capture_output=True, text=True, timeout=300,
-                          cwd=ROOT)  # a labels "file" that is a FIFO is refused, not waited on
+    proc = subprocess.run(
+        [*command[:5], good[0], "--labels", str(fifo)], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )  # a labels "file" that is a FIFO is refused, not waited on
     assert proc.returncode == 2 and "not a regular file" in proc.stderr and "Traceback" not in proc.stderr
 
 

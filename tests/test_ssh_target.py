@@ -36,7 +36,9 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory):
     if not SSHD.is_file() or shutil.which("ssh") is None or shutil.which("ssh-keygen") is None:
-        pytest.skip(f"OpenSSH server/client not installed ({SSHD}, ssh, ssh-keygen): apt-get install openssh-server openssh-client")
+        pytest.skip(
+            f"OpenSSH server/client not installed ({SSHD}, ssh, ssh-keygen): apt-get install openssh-server openssh-client"
+        )
     privsep = Path("/run/sshd")
     if not privsep.is_dir():
         try:
@@ -45,7 +47,9 @@ def sshd(tmp_path_factory):
             pytest.skip(f"sshd needs {privsep} and it cannot be created here ({exc})")
     folder = tmp_path_factory.mktemp("sshd")
     for name in ("host_key", "user_key"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(folder / name)], check=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(folder / name)], check=True
+        )
     shutil.copy(folder / "user_key.pub", folder / "authorized_keys")
     port = _free_port()
     user = getpass.getuser()
@@ -66,19 +70,38 @@ def sshd(tmp_path_factory):
     known_hosts = folder / "known_hosts"
     known_hosts.write_text(f"[127.0.0.1]:{port} {host_key}\n")
     log = open(folder / "sshd.log", "w")
-    proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config), "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [str(SSHD), "-D", "-e", "-f", str(config), "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
+    )
     options = [
-        f"UserKnownHostsFile={known_hosts}", "GlobalKnownHostsFile=/dev/null",
-        f"IdentityFile={folder / 'user_key'}", "IdentitiesOnly=yes",
+        f"UserKnownHostsFile={known_hosts}",
+        "GlobalKnownHostsFile=/dev/null",
+        f"IdentityFile={folder / 'user_key'}",
+        "IdentitiesOnly=yes",
     ]
-    ssh = ["ssh", *(x for o in options for x in ("-o", o)), "-o", "BatchMode=yes", "-p", str(port), f"{user}@127.0.0.1", "true"]
+    ssh = [
+        "ssh",
+        *(x for o in options for x in ("-o", o)),
+        "-o",
+        "BatchMode=yes",
+        "-p",
+        str(port),
+        f"{user}@127.0.0.1",
+        "true",
+    ]
     deadline = time.monotonic() + 60  # a poll for sshd to answer, with a generous overall deadline (never a fixed wait)
     while subprocess.run(ssh, capture_output=True).returncode != 0:
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             pytest.fail(f"sshd did not come up: {(folder / 'sshd.log').read_text()}")
         time.sleep(0.2)
-    yield {"url": f"ssh://{user}@127.0.0.1:{port}", "name": f"{user}@127.0.0.1:{port}", "port": port, "options": options, "folder": folder}
+    yield {
+        "url": f"ssh://{user}@127.0.0.1:{port}",
+        "name": f"{user}@127.0.0.1:{port}",
+        "port": port,
+        "options": options,
+        "folder": folder,
+    }
     proc.terminate()
     proc.wait(timeout=10)
     log.close()
@@ -108,8 +131,19 @@ def test_bench_on_a_device_over_ssh(tiny_export, sshd, device_python, tmp_path):
     remote_python, blocked_log = device_python
     out, remote_dir = tmp_path / "out", tmp_path / "device-home"
     result = _bench(
-        str(tiny_export["run"]), "--data", str(tiny_export["data"]), "--out", str(out), *FAST,
-        "--device", sshd["url"], *_ssh_args(sshd), "--remote-python", remote_python, "--remote-dir", str(remote_dir),
+        str(tiny_export["run"]),
+        "--data",
+        str(tiny_export["data"]),
+        "--out",
+        str(out),
+        *FAST,
+        "--device",
+        sshd["url"],
+        *_ssh_args(sshd),
+        "--remote-python",
+        remote_python,
+        "--remote-dir",
+        str(remote_dir),
     )  # the other tests pass the old name, --target
     assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
     report = json.loads((out / "bench.json").read_text())
@@ -123,16 +157,27 @@ def test_bench_on_a_device_over_ssh(tiny_export, sshd, device_python, tmp_path):
     for artifact in ("tflite-int8", "onnx-fp32"):
         local, remote = rows[(artifact, "local")], rows[(artifact, name)]
         assert remote["status"] == "ok", remote.get("error")
-        assert remote["accuracy"] == local["accuracy"] and remote["confusion"] == local["confusion"]  # same runtime, same images
-        assert (remote["format"], remote["precision"], remote["size_bytes"]) == (local["format"], local["precision"], local["size_bytes"])
+        assert (
+            remote["accuracy"] == local["accuracy"] and remote["confusion"] == local["confusion"]
+        )  # same runtime, same images
+        assert (remote["format"], remote["precision"], remote["size_bytes"]) == (
+            local["format"],
+            local["precision"],
+            local["size_bytes"],
+        )
         assert remote["latency_ms"]["p50"] > 0 and remote["by_threads"][0]["threads_requested"] == 1
     assert report["ok"] and report["failed"] == []
     assert report["target_runs"][name]["images"] == 12
     assert any((sshd["folder"] / "pixels").iterdir())  # decoded into the login's cache (SetEnv above), never ~/.cache
     # the table shows both machines; the device's own report is kept
     lines = result.output.splitlines()
-    assert any(line.startswith("tflite-int8") and f" {name} " in line for line in lines) and "p50 ms @1t" in result.output
-    assert json.loads((out / BenchFiles.DEVICES / name.replace(":", "_") / BenchFiles.JSON).read_text())["machine"] == device
+    assert (
+        any(line.startswith("tflite-int8") and f" {name} " in line for line in lines) and "p50 ms @1t" in result.output
+    )
+    assert (
+        json.loads((out / BenchFiles.DEVICES / name.replace(":", "_") / BenchFiles.JSON).read_text())["machine"]
+        == device
+    )
     md = (out / "bench.md").read_text()
     assert f"- device {name}:" in md and f"### tflite-int8@{name}" in md
     assert not list(remote_dir.glob("bench-*"))  # the device's working folder is removed
@@ -146,8 +191,21 @@ def test_unknown_host_key_is_refused_before_any_local_work(tiny_export, sshd, de
     options = [o if not o.startswith("UserKnownHostsFile=") else f"UserKnownHostsFile={empty}" for o in sshd["options"]]
     model = tiny_export["run"] / "export" / "tflite-int8.tflite"
     out = tmp_path / "out"
-    result = _bench(str(model), "--data", str(tiny_export["data"]), "--out", str(out), *FAST, "--target", sshd["url"],
-                    *_ssh_args(sshd, options), "--remote-python", remote_python, "--remote-dir", str(tmp_path / "home"))
+    result = _bench(
+        str(model),
+        "--data",
+        str(tiny_export["data"]),
+        "--out",
+        str(out),
+        *FAST,
+        "--target",
+        sshd["url"],
+        *_ssh_args(sshd, options),
+        "--remote-python",
+        remote_python,
+        "--remote-dir",
+        str(tmp_path / "home"),
+    )
     assert isinstance(result.exception, EdgeExportError), result.output
     text = str(result.exception)
     assert "host key is not trusted, refusing to connect" in text and "Host key verification failed" in text
@@ -159,8 +217,21 @@ def test_unknown_host_key_is_refused_before_any_local_work(tiny_export, sshd, de
 def test_device_without_python_is_a_clear_error(tiny_export, sshd, tmp_path):
     model = tiny_export["run"] / "export" / "tflite-int8.tflite"
     out = tmp_path / "out"
-    result = _bench(str(model), "--data", str(tiny_export["data"]), "--out", str(out), *FAST, "--target", sshd["url"],
-                    *_ssh_args(sshd), "--remote-python", "/nonexistent/bin/python3", "--remote-dir", str(tmp_path / "home"))
+    result = _bench(
+        str(model),
+        "--data",
+        str(tiny_export["data"]),
+        "--out",
+        str(out),
+        *FAST,
+        "--target",
+        sshd["url"],
+        *_ssh_args(sshd),
+        "--remote-python",
+        "/nonexistent/bin/python3",
+        "--remote-dir",
+        str(tmp_path / "home"),
+    )
     assert isinstance(result.exception, EdgeExportError), result.output
     assert f"{sshd['name']}: no Python at '/nonexistent/bin/python3' on the device" in str(result.exception)
     assert "--remote-python" in result.exception.hint
@@ -174,17 +245,32 @@ def test_unknown_host_fails_first_and_once(tiny_export, tmp_path, capsys):
 
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as info:
-        main(["bench", str(tiny_export["run"]), "--data", str(tiny_export["data"]), "--out", str(out), *FAST,
-              "--target", "ssh://nobody@does-not-exist.invalid"])
+        main(
+            [
+                "bench",
+                str(tiny_export["run"]),
+                "--data",
+                str(tiny_export["data"]),
+                "--out",
+                str(out),
+                *FAST,
+                "--target",
+                "ssh://nobody@does-not-exist.invalid",
+            ]
+        )
     stdout, stderr = capsys.readouterr()
     assert info.value.code == 2
     assert (stdout + stderr).count("does-not-exist.invalid does not resolve") == 1, stdout + stderr
-    assert stderr.startswith("error: nobody@does-not-exist.invalid: the host name does-not-exist.invalid does not resolve")
+    assert stderr.startswith(
+        "error: nobody@does-not-exist.invalid: the host name does-not-exist.invalid does not resolve"
+    )
     assert "nothing was measured" in stderr and "fix: check the name in --device" in stderr
     _assert_nothing_measured(out, stdout)
 
 
-def test_a_device_that_fails_after_the_check_keeps_the_local_results(tiny_export, sshd, device_python, tmp_path, capsys):
+def test_a_device_that_fails_after_the_check_keeps_the_local_results(
+    tiny_export, sshd, device_python, tmp_path, capsys
+):
     """The device answers, but its --remote-dir cannot be made: local results are written, the failure said once."""
     from edge_export.cli import main
 
@@ -194,8 +280,24 @@ def test_a_device_that_fails_after_the_check_keeps_the_local_results(tiny_export
     model = tiny_export["run"] / "export" / "tflite-int8.tflite"
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as info:
-        main(["bench", str(model), "--data", str(tiny_export["data"]), "--out", str(out), *FAST, "--target", sshd["url"],
-              *_ssh_args(sshd), "--remote-python", remote_python, "--remote-dir", str(blocker / "home")])
+        main(
+            [
+                "bench",
+                str(model),
+                "--data",
+                str(tiny_export["data"]),
+                "--out",
+                str(out),
+                *FAST,
+                "--target",
+                sshd["url"],
+                *_ssh_args(sshd),
+                "--remote-python",
+                remote_python,
+                "--remote-dir",
+                str(blocker / "home"),
+            ]
+        )
     stdout, stderr = capsys.readouterr()
     assert info.value.code == 1
     assert (stdout + stderr).count("could not unpack") == 1, stdout + stderr
@@ -207,14 +309,33 @@ def test_setup_makes_a_venv_on_the_device(tiny_export, sshd, tmp_path):
     """--setup: venv + pinned requirements + the wheel on the device (system site packages: no network here)."""
     model = tiny_export["run"] / "export" / "onnx-fp32.onnx"
     out, home = tmp_path / "out", tmp_path / "home"
-    result = _bench(str(model), "--data", str(tiny_export["data"]), "--out", str(out), *FAST, "--target", sshd["url"],
-                    *_ssh_args(sshd), "--remote-python", sys.executable,
-                    "--remote-dir", str(home), "--setup", "--system-site-packages")
+    result = _bench(
+        str(model),
+        "--data",
+        str(tiny_export["data"]),
+        "--out",
+        str(out),
+        *FAST,
+        "--target",
+        sshd["url"],
+        *_ssh_args(sshd),
+        "--remote-python",
+        sys.executable,
+        "--remote-dir",
+        str(home),
+        "--setup",
+        "--system-site-packages",
+    )
     assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
     assert "setting up" in result.output
     venv_python = home / "venv" / "bin" / "python"
     assert venv_python.exists()
-    shown = subprocess.run([str(venv_python), "-c", "import edge_export; print(edge_export.__file__)"], capture_output=True, text=True, cwd=tmp_path)
+    shown = subprocess.run(
+        [str(venv_python), "-c", "import edge_export; print(edge_export.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert str(home / "venv") in shown.stdout  # edge-export installed from the bundle's wheel into the venv
     report = json.loads((out / "bench.json").read_text())
     remote = [a for a in report["artifacts"] if a["target"] == sshd["name"]]
@@ -224,7 +345,11 @@ def test_setup_makes_a_venv_on_the_device(tiny_export, sshd, tmp_path):
 
 def test_bad_targets_are_rejected_before_any_work(tmp_path, image_folder):
     model = tmp_path / "m.tflite"
-    for bad, message in (("pi@host", "not an ssh device"), ("ssh://host:notaport", "bad ssh device"), ("ssh://", "bad ssh device")):
+    for bad, message in (
+        ("pi@host", "not an ssh device"),
+        ("ssh://host:notaport", "bad ssh device"),
+        ("ssh://", "bad ssh device"),
+    ):
         result = _bench(str(model), "--data", str(image_folder), "--out", str(tmp_path / "o"), "--target", bad)
         assert isinstance(result.exception, EdgeExportError) and message in str(result.exception), (bad, result.output)
     result = _bench(str(model), "--data", str(image_folder), "--target", "ssh://h", "--ssh-option", "NoEquals")
@@ -240,7 +365,12 @@ def _assert_nothing_measured(out: Path, output: str) -> None:
 def _assert_local_intact(out: Path, name: str, why: str) -> None:
     report = json.loads((out / "bench.json").read_text())
     (row,) = report["artifacts"]
-    assert row["name"] == "tflite-int8" and row["target"] == "local" and row["status"] == "ok" and row["accuracy"] is not None
+    assert (
+        row["name"] == "tflite-int8"
+        and row["target"] == "local"
+        and row["status"] == "ok"
+        and row["accuracy"] is not None
+    )
     assert set(report["targets"]) == {"local"} and name in report["target_errors"], why
     assert report["ok"] is False
     assert f"FAILED device {name}" in (out / "bench.md").read_text()
@@ -265,8 +395,16 @@ def test_linked_photos_are_shipped_as_photos_and_the_device_cache_is_reused(tiny
         target.parent.mkdir(parents=True, exist_ok=True)
         target.symlink_to(os.path.relpath(photo, target.parent))  # valid here, a dead link anywhere else
     model = tiny_export["run"] / "export" / "tflite-int8.tflite"
-    common = [*FAST, "--device", sshd["url"], *_ssh_args(sshd), "--remote-python", remote_python,
-              "--remote-dir", str(tmp_path / "home")]
+    common = [
+        *FAST,
+        "--device",
+        sshd["url"],
+        *_ssh_args(sshd),
+        "--remote-python",
+        remote_python,
+        "--remote-dir",
+        str(tmp_path / "home"),
+    ]
     result = _bench(str(model), "--data", str(links), "--out", str(tmp_path / "o1"), *common)
     assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
     report = json.loads((tmp_path / "o1" / "bench.json").read_text())
@@ -281,7 +419,9 @@ def test_linked_photos_are_shipped_as_photos_and_the_device_cache_is_reused(tiny
     assert _device_entries(sshd) == entries  # reused by content: nothing new left on the device
 
 
-def test_a_device_that_measures_other_photos_is_a_failed_device_not_a_row(tiny_export, sshd, device_python, tmp_path, monkeypatch):
+def test_a_device_that_measures_other_photos_is_a_failed_device_not_a_row(
+    tiny_export, sshd, device_python, tmp_path, monkeypatch
+):
     """Class 3's rule: the counts are compared; a device that measured fewer photos (here: one lost on the way)
     is a FAILED device, and none of its rows reach the table."""
     import tarfile
@@ -305,8 +445,21 @@ def test_a_device_that_measures_other_photos_is_a_failed_device_not_a_row(tiny_e
     remote_python, _ = device_python
     model = tiny_export["run"] / "export" / "tflite-int8.tflite"
     out = tmp_path / "out"
-    result = _bench(str(model), "--data", str(tiny_export["data"]), "--out", str(out), *FAST, "--device", sshd["url"],
-                    *_ssh_args(sshd), "--remote-python", remote_python, "--remote-dir", str(tmp_path / "home"))
+    result = _bench(
+        str(model),
+        "--data",
+        str(tiny_export["data"]),
+        "--out",
+        str(out),
+        *FAST,
+        "--device",
+        sshd["url"],
+        *_ssh_args(sshd),
+        "--remote-python",
+        remote_python,
+        "--remote-dir",
+        str(tmp_path / "home"),
+    )
     assert result.exit_code == 1, result.output
     _assert_local_intact(out, sshd["name"], "measured other photos")
     error = json.loads((out / "bench.json").read_text())["target_errors"][sshd["name"]]

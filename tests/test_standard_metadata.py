@@ -120,17 +120,31 @@ def _with_metadata_object(data: bytes, change, files: dict[str, bytes] | None = 
 
 
 def test_written_metadata_parses_back_with_the_schema(bare):
-    data = _standard_only(bare["float"], name="Tiny birds", description="Birds and pets.", version="7",
-                          author="Jane Doe", license="Apache-2.0")
+    data = _standard_only(
+        bare["float"],
+        name="Tiny birds",
+        description="Birds and pets.",
+        version="7",
+        author="Jane Doe",
+        license="Apache-2.0",
+    )
     meta = _metadata_object(data)
     assert (meta.name, meta.description, meta.version, meta.author, meta.license) == (
-        b"Tiny birds", b"Birds and pets.", b"7", b"Jane Doe", b"Apache-2.0")
+        b"Tiny birds",
+        b"Birds and pets.",
+        b"7",
+        b"Jane Doe",
+        b"Apache-2.0",
+    )
     assert meta.minParserVersion == b"1.0.0"
     (subgraph,) = meta.subgraphMetadata
     (image,), (scores,) = subgraph.inputTensorMetadata, subgraph.outputTensorMetadata
     assert image.content.contentPropertiesType == fb.ContentProperties.ImageProperties
     assert image.content.contentProperties.colorSpace == fb.ColorSpaceType.RGB
-    assert (image.content.contentProperties.defaultSize.height, image.content.contentProperties.defaultSize.width) == SIZE
+    assert (
+        image.content.contentProperties.defaultSize.height,
+        image.content.contentProperties.defaultSize.width,
+    ) == SIZE
     (unit,) = image.processUnits
     assert unit.optionsType == fb.ProcessUnitOptions.NormalizationOptions
     assert list(unit.options.mean) == [127.5] * 3 and list(unit.options.std) == [127.5] * 3
@@ -141,7 +155,11 @@ def test_written_metadata_parses_back_with_the_schema(bare):
     assert labels.name == LABELS_FILE.encode() and labels.type == fb.AssociatedFileType.TENSOR_AXIS_LABELS
     archive = zipfile.ZipFile(io.BytesIO(data))  # zipped onto the end, stored (MediaPipe reads only that)
     (entry,) = archive.infolist()
-    assert (entry.filename, entry.compress_type, entry.date_time) == (LABELS_FILE, zipfile.ZIP_STORED, (1980, 1, 1, 0, 0, 0))
+    assert (entry.filename, entry.compress_type, entry.date_time) == (
+        LABELS_FILE,
+        zipfile.ZIP_STORED,
+        (1980, 1, 1, 0, 0, 0),
+    )
     assert archive.read(LABELS_FILE).decode().splitlines() == LABELS
     assert tflite_metadata_buffer(data, METADATA_NAME) is None  # no edge_export entry: standard metadata only
 
@@ -252,7 +270,9 @@ def test_exported_float_model_predicts_the_same_from_either_metadata(exported, i
     assert theirs.labels == ours.labels
     # the standard metadata has no field for the decoder: a model read through it alone is decoded by OpenCV where
     # it is installed (as ours was trained), else by Pillow; everything else it says is ours
-    assert ours.preprocessing.decoder == "opencv" and theirs.preprocessing == replace(ours.preprocessing, decoder=FOREIGN_DECODER)
+    assert ours.preprocessing.decoder == "opencv" and theirs.preprocessing == replace(
+        ours.preprocessing, decoder=FOREIGN_DECODER
+    )
     assert theirs.predict(images, top_k=2) == ours.predict(images, top_k=2)
 
 
@@ -302,10 +322,13 @@ def test_predict_cli_needs_no_flags_on_a_standard_metadata_model(standard_model,
 
 
 @needs_reference
-@pytest.mark.parametrize("model, image, top1", [
-    ("mobilenet_v1_0.25_128_quant.tflite", "cat.bmp", "Egyptian cat"),
-    ("mobilenet_v2_1.0_224_quant.tflite", "grace_hopper.bmp", "military uniform"),
-])
+@pytest.mark.parametrize(
+    "model, image, top1",
+    [
+        ("mobilenet_v1_0.25_128_quant.tflite", "cat.bmp", "Egyptian cat"),
+        ("mobilenet_v2_1.0_224_quant.tflite", "grace_hopper.bmp", "military uniform"),
+    ],
+)
 def test_published_models_with_standard_metadata_need_no_flags(model, image, top1, capsys):
     """shared/'s published models carry TFLITE_METADATA written by another writer (name "ImageClassifier",
     labels in imagenet_labels.txt zipped onto the model): predict names the classes with no flags."""
@@ -364,6 +387,7 @@ def _set(path: str, value):
         for part in parents:
             obj = obj[int(part)] if part.isdigit() else getattr(obj, part)
         setattr(obj, last, value)
+
     return change
 
 
@@ -371,19 +395,33 @@ INPUT = "subgraphMetadata.0.inputTensorMetadata.0"
 OUTPUT = "subgraphMetadata.0.outputTensorMetadata.0"
 
 
-@pytest.mark.parametrize("change, message", [
-    (_set(f"{INPUT}.processUnits.0.options.mean", [1.0, 2.0]), "mean has 2 values"),
-    (_set(f"{INPUT}.processUnits.0.options.std", [0.0]), "std"),
-    (_set(f"{INPUT}.processUnits.0.options.std", [float("nan")]), "not finite"),
-    (_set(f"{INPUT}.content.contentProperties.colorSpace", fb.ColorSpaceType.GRAYSCALE), "GRAYSCALE"),
-    (_set(f"{INPUT}.content.contentPropertiesType", fb.ContentProperties.FeatureProperties), "not an image"),
-    (_set("minParserVersion", "2.0.0"), "parser of version 2.0.0"),
-    (_set("minParserVersion", "one"), "not a version number"),
-    (_set(f"{OUTPUT}.associatedFiles.0.name", "missing.txt"), "no such file"),
-    (_set(f"{OUTPUT}.associatedFiles.0.name", ""), "has no name"),
-    (_set(f"{INPUT}.processUnits", [fb.ProcessUnitT()] * 65), "at most 64"),
-], ids=["mean-2", "std-0", "std-nan", "grayscale", "not-image", "major-version", "bad-version", "missing-file",
-        "empty-name", "many-units"])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (_set(f"{INPUT}.processUnits.0.options.mean", [1.0, 2.0]), "mean has 2 values"),
+        (_set(f"{INPUT}.processUnits.0.options.std", [0.0]), "std"),
+        (_set(f"{INPUT}.processUnits.0.options.std", [float("nan")]), "not finite"),
+        (_set(f"{INPUT}.content.contentProperties.colorSpace", fb.ColorSpaceType.GRAYSCALE), "GRAYSCALE"),
+        (_set(f"{INPUT}.content.contentPropertiesType", fb.ContentProperties.FeatureProperties), "not an image"),
+        (_set("minParserVersion", "2.0.0"), "parser of version 2.0.0"),
+        (_set("minParserVersion", "one"), "not a version number"),
+        (_set(f"{OUTPUT}.associatedFiles.0.name", "missing.txt"), "no such file"),
+        (_set(f"{OUTPUT}.associatedFiles.0.name", ""), "has no name"),
+        (_set(f"{INPUT}.processUnits", [fb.ProcessUnitT()] * 65), "at most 64"),
+    ],
+    ids=[
+        "mean-2",
+        "std-0",
+        "std-nan",
+        "grayscale",
+        "not-image",
+        "major-version",
+        "bad-version",
+        "missing-file",
+        "empty-name",
+        "many-units",
+    ],
+)
 def test_malformed_standard_metadata_is_a_clean_error(bare, tmp_path, change, message):
     path = tmp_path / "bad.tflite"
     path.write_bytes(_with_metadata_object(_standard_only(bare["float"]), change))
@@ -392,11 +430,15 @@ def test_malformed_standard_metadata_is_a_clean_error(bare, tmp_path, change, me
     assert str(path) in str(info.value)
 
 
-@pytest.mark.parametrize("labels_text, message", [
-    (b"\xff\xfe not utf-8", "not UTF-8"),
-    (b"\n\n", "has 0 labels"),
-    (b"a\nb\n", "2 labels given"),
-], ids=["not-utf8", "empty", "wrong-count"])
+@pytest.mark.parametrize(
+    "labels_text, message",
+    [
+        (b"\xff\xfe not utf-8", "not UTF-8"),
+        (b"\n\n", "has 0 labels"),
+        (b"a\nb\n", "2 labels given"),
+    ],
+    ids=["not-utf8", "empty", "wrong-count"],
+)
 def test_bad_labels_files_are_clean_errors(bare, tmp_path, labels_text, message):
     data = _standard_only(bare["float"])
     path = tmp_path / "bad-labels.tflite"
@@ -450,9 +492,11 @@ def test_damaged_huge_and_crowded_zips_are_clean_errors(bare, tmp_path):
 def test_wrong_identifier_and_oversized_entries_are_clean_errors(bare, tmp_path):
     data = _standard_only(bare["float"])
     buffer = tflite_metadata_buffer(data, STANDARD_METADATA_NAME)
-    for blob, message in ((buffer[:4] + b"XXXX" + buffer[8:], "not TFLite Model Metadata"),
-                          (b"{}", "not TFLite Model Metadata"),
-                          (b"\x00" * (17 * 1024 * 1024), "over the")):
+    for blob, message in (
+        (buffer[:4] + b"XXXX" + buffer[8:], "not TFLite Model Metadata"),
+        (b"{}", "not TFLite Model Metadata"),
+        (b"\x00" * (17 * 1024 * 1024), "over the"),
+    ):
         path = tmp_path / "wrong.tflite"
         path.write_bytes(set_tflite_metadata(data, {STANDARD_METADATA_NAME: blob}))
         with pytest.raises(EdgeExportError, match=message):

@@ -225,11 +225,15 @@ def _peak_mb(function) -> float:
     return peak / 1e6
 
 
-@pytest.mark.parametrize("attack", [
-    b"\x80\x02]r\xf0\xff\xff\x7f.",  # LONG_BINPUT at index 2**31: the C unpickler sizes its memo table by it
-    b"\x80\x02X\x00\x00\x00\xf0abc.",  # a 4 GB string in a file of a few bytes
-    b"\x80\x05\x96" + struct.pack("<Q", 1 << 40) + b".",  # BYTEARRAY8 of 1 TB: allocated before it is read
-], ids=["memo-index", "huge-string", "bytearray8"])
+@pytest.mark.parametrize(
+    "attack",
+    [
+        b"\x80\x02]r\xf0\xff\xff\x7f.",  # LONG_BINPUT at index 2**31: the C unpickler sizes its memo table by it
+        b"\x80\x02X\x00\x00\x00\xf0abc.",  # a 4 GB string in a file of a few bytes
+        b"\x80\x05\x96" + struct.pack("<Q", 1 << 40) + b".",  # BYTEARRAY8 of 1 TB: allocated before it is read
+    ],
+    ids=["memo-index", "huge-string", "bytearray8"],
+)
 def test_pickle_opcodes_cannot_make_the_reader_allocate(tmp_path, attack):
     """Refused from what the file holds, not by running out of memory (a MemoryError is no defence: without
     a memory limit the allocation succeeds, or the kernel kills the process)."""

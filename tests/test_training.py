@@ -37,8 +37,11 @@ def _changed(before, after):
 @pytest.mark.parametrize("mode", ["cached", "augmented"])
 def test_feature_extraction_trains_only_the_head(image_folder, tmp_path, mode):
     metrics, run = _train(
-        image_folder, tmp_path / "run", "train.fine_tune.enabled=false",
-        f"train.feature_extraction.mode={mode}", "train.feature_extraction.epochs=3",
+        image_folder,
+        tmp_path / "run",
+        "train.fine_tune.enabled=false",
+        f"train.feature_extraction.mode={mode}",
+        "train.feature_extraction.epochs=3",
     )
     from edge_export.trainer.model import ModelSpec, build_classifier
 
@@ -54,9 +57,12 @@ def test_feature_extraction_trains_only_the_head(image_folder, tmp_path, mode):
 
 def test_fine_tune_changes_only_unfrozen_layers_and_never_batchnorm(image_folder, tmp_path):
     _, run = _train(
-        image_folder, tmp_path / "run",
-        "train.feature_extraction.epochs=2", "train.fine_tune.epochs=3",
-        "train.fine_tune.unfreeze_blocks=1", "train.fine_tune.learning_rate=0.01",
+        image_folder,
+        tmp_path / "run",
+        "train.feature_extraction.epochs=2",
+        "train.fine_tune.epochs=3",
+        "train.fine_tune.unfreeze_blocks=1",
+        "train.fine_tune.learning_rate=0.01",
     )
     after_stage1 = keras.models.load_model(run.checkpoints / "feature_extraction_best.keras")
     final = keras.models.load_model(run.model)
@@ -68,7 +74,9 @@ def test_fine_tune_changes_only_unfrozen_layers_and_never_batchnorm(image_folder
 
 
 def test_run_folder_contract(image_folder, tmp_path):
-    metrics, run = _train(image_folder, tmp_path / "run", "train.feature_extraction.epochs=2", "train.fine_tune.epochs=1")
+    metrics, run = _train(
+        image_folder, tmp_path / "run", "train.feature_extraction.epochs=2", "train.fine_tune.epochs=1"
+    )
     for path in (run.model, run.labels, run.config, run.history, run.metrics, run.curves, run.model_spec):
         assert path.is_file(), path
     assert run.read_labels() == ["blue", "red"]
@@ -150,8 +158,17 @@ def test_cli_errors_are_clear(tmp_path, image_folder):
 def test_cli_train_end_to_end(tmp_path, image_folder):
     out = tmp_path / "run"
     result = _cli(
-        "train", "--data", str(image_folder), "--out", str(out), "--backbone", "tiny_cnn", "--weights", "none",
-        "train.feature_extraction.epochs=2", "train.fine_tune.epochs=1",
+        "train",
+        "--data",
+        str(image_folder),
+        "--out",
+        str(out),
+        "--backbone",
+        "tiny_cnn",
+        "--weights",
+        "none",
+        "train.feature_extraction.epochs=2",
+        "train.fine_tune.epochs=1",
     )
     assert result.returncode == 0, result.stderr
     assert "validation" in result.stdout and "blue" in result.stdout  # the per-class table came first
@@ -159,7 +176,13 @@ def test_cli_train_end_to_end(tmp_path, image_folder):
 
 
 def test_cached_mirrored_images_train_and_evaluate_on_the_real_splits(image_folder, tmp_path):
-    metrics, run = _train(image_folder, tmp_path / "run", "train.cache_flipped=true", "train.feature_extraction.epochs=1", "train.fine_tune.epochs=1")
+    metrics, run = _train(
+        image_folder,
+        tmp_path / "run",
+        "train.cache_flipped=true",
+        "train.feature_extraction.epochs=1",
+        "train.fine_tune.epochs=1",
+    )
     assert metrics["train"]["images"] == 24 and metrics["validation"]["images"] == 12  # mirrors are not evaluated
     assert run.model.is_file()
 
@@ -182,8 +205,16 @@ def test_resize_setting_reaches_training_export_and_runtime(tmp_path, monkeypatc
         return decode(split, size, method, *args, **kwargs)
 
     monkeypatch.setattr(datasets, "_decode", spy)
-    config = load_config(None, [f"data.path={data}", *TINY, "model.resize=nearest", "train.fine_tune.enabled=false",
-                                "train.feature_extraction.epochs=1"])
+    config = load_config(
+        None,
+        [
+            f"data.path={data}",
+            *TINY,
+            "model.resize=nearest",
+            "train.fine_tune.enabled=false",
+            "train.feature_extraction.epochs=1",
+        ],
+    )
     run = RunFolder(tmp_path / "run")
     train_run(config, run)
     assert methods and set(methods) == {"opencv:nearest"}  # the default decoder, with the resize asked for

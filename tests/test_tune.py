@@ -16,15 +16,28 @@ from conftest import start_paused, write_image_folder
 from test_ssh_target import device_python, sshd  # noqa: F401  (fixtures: a real sshd on 127.0.0.1)
 from edge_export.core.config import load_config
 from edge_export.core.records.tune import (
-    DONE, NOT_PROMOTED, PRUNED, CandidateRecord, LatencyRecord, TuneResult,
+    DONE,
+    NOT_PROMOTED,
+    PRUNED,
+    CandidateRecord,
+    LatencyRecord,
+    TuneResult,
 )
 from edge_export.core.run_folder import TuneFolder
 
 TINY = [
-    "model.backbone=tiny_cnn", "model.weights=none", "train.batch_size=8",
-    "train.feature_extraction.epochs=3", "train.feature_extraction.learning_rate=0.05", "train.fine_tune.epochs=1",
-    "export.representative_images=8", "export.accuracy_budget=100",
-    "tune.backbones=[tiny_cnn]", "tune.image_sizes=[32,48]", "tune.fine_tune_blocks=[0,1]", "tune.precisions=[int8]",
+    "model.backbone=tiny_cnn",
+    "model.weights=none",
+    "train.batch_size=8",
+    "train.feature_extraction.epochs=3",
+    "train.feature_extraction.learning_rate=0.05",
+    "train.fine_tune.epochs=1",
+    "export.representative_images=8",
+    "export.accuracy_budget=100",
+    "tune.backbones=[tiny_cnn]",
+    "tune.image_sizes=[32,48]",
+    "tune.fine_tune_blocks=[0,1]",
+    "tune.precisions=[int8]",
 ]
 
 
@@ -33,8 +46,10 @@ def fake_device(calls: list):
 
     def measure(combos):
         calls.extend(combos)
-        return {(b, size, p): LatencyRecord(b, size, p, "fake", p50_ms=size / 10, p90_ms=size / 9, size_bytes=size * 1000)
-                for b, size, p in combos}
+        return {
+            (b, size, p): LatencyRecord(b, size, p, "fake", p50_ms=size / 10, p90_ms=size / 9, size_bytes=size * 1000)
+            for b, size, p in combos
+        }
 
     return measure
 
@@ -50,8 +65,9 @@ def searched(data, tmp_path_factory) -> dict:
 
     out = tmp_path_factory.mktemp("tune") / "search"
     calls: list = []
-    result = api.tune(None, out=out, overrides=[f"data.path={data}", *TINY], max_latency_ms=4.0,
-                      measure=fake_device(calls), echo=None)
+    result = api.tune(
+        None, out=out, overrides=[f"data.path={data}", *TINY], max_latency_ms=4.0, measure=fake_device(calls), echo=None
+    )
     return {"out": out, "result": result, "calls": calls, "data": data}
 
 
@@ -59,13 +75,20 @@ def test_pruned_by_latency_before_any_training(searched):
     result, folder = searched["result"], TuneFolder(searched["out"])
     assert sorted(searched["calls"]) == [("tiny_cnn", 32, "int8"), ("tiny_cnn", 48, "int8")]  # once per combination
     by_key = {c.key: c for c in result.candidates}
-    assert set(by_key) == {"tiny_cnn-32-ft0-int8", "tiny_cnn-32-ft1-int8", "tiny_cnn-48-ft0-int8", "tiny_cnn-48-ft1-int8"}
+    assert set(by_key) == {
+        "tiny_cnn-32-ft0-int8",
+        "tiny_cnn-32-ft1-int8",
+        "tiny_cnn-48-ft0-int8",
+        "tiny_cnn-48-ft1-int8",
+    }
     for key in ("tiny_cnn-48-ft0-int8", "tiny_cnn-48-ft1-int8"):
         assert by_key[key].status == PRUNED and "p50 4.80 ms > max 4 ms" in by_key[key].reasons[0]
         assert not folder.run(by_key[key].key.rsplit("-", 1)[0]).root.exists()  # never trained
     assert not any(p.name.startswith("tiny_cnn-48") for p in (folder.root / TuneFolder.RUNS).iterdir())
     done = [c for c in result.candidates if c.status == DONE]
-    assert done and all(c.image_size == 32 and c.val_accuracy is not None and c.p50_ms == c.latency_ms == 3.2 for c in done)
+    assert done and all(
+        c.image_size == 32 and c.val_accuracy is not None and c.p50_ms == c.latency_ms == 3.2 for c in done
+    )
 
 
 def test_no_candidate_sees_the_test_split(searched):
@@ -113,8 +136,15 @@ def test_a_rerun_keeps_finished_candidates_and_measures_nothing(searched):
     records = sorted((folder.root / TuneFolder.CANDIDATES).glob("*.json"))
     before = {p: p.stat().st_mtime_ns for p in records}
     calls: list = []
-    result, built = api.tune(None, out=folder.root, overrides=[f"data.path={searched['data']}", *TINY], max_latency_ms=4.0,
-                             measure=fake_device(calls), build_chosen=True, echo=None)
+    result, built = api.tune(
+        None,
+        out=folder.root,
+        overrides=[f"data.path={searched['data']}", *TINY],
+        max_latency_ms=4.0,
+        measure=fake_device(calls),
+        build_chosen=True,
+        echo=None,
+    )
     assert calls == []  # the latency table is cached in TUNE_DIR
     assert {p: p.stat().st_mtime_ns for p in records} == before
     assert result.chosen == searched["result"].chosen
@@ -125,18 +155,38 @@ def test_a_rerun_keeps_finished_candidates_and_measures_nothing(searched):
 
 def test_resume_after_kill_does_not_redo_finished_candidates(data, tmp_path):
     table = tmp_path / "latency.json"  # a fake device, through the config: tune.latency_table
-    table.write_text(json.dumps({f"tiny_cnn-{s}-int8": {"p50_ms": s / 10, "p90_ms": s / 9, "size_bytes": s * 1000}
-                                 for s in (32, 48)}))
+    table.write_text(
+        json.dumps(
+            {f"tiny_cnn-{s}-int8": {"p50_ms": s / 10, "p90_ms": s / 9, "size_bytes": s * 1000} for s in (32, 48)}
+        )
+    )
     out = tmp_path / "tune"
-    cmd = [sys.executable, "-m", "edge_export.cli", "tune", "--data", str(data), "--out", str(out), "--json",
-           *TINY, f"tune.latency_table={table}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "edge_export.cli",
+        "tune",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--json",
+        *TINY,
+        f"tune.latency_table={table}",
+    ]
     first = "tiny_cnn-32-ft0-int8"  # the first model quantized: the fastest near the frontier
     proc, _ = start_paused(cmd, f"tune.candidate.{first}")
     folder = TuneFolder(out)
     record = folder.candidate_record(first)
     assert CandidateRecord.read(record).status == DONE  # written before the pause point
-    stamps = {p: p.stat().st_mtime_ns for p in (record, folder.run("tiny_cnn-32-ft0").build_state_dir / "export.json",
-                                                folder.run("tiny_cnn-32-ft0").build_state_dir / "train.json")}
+    stamps = {
+        p: p.stat().st_mtime_ns
+        for p in (
+            record,
+            folder.run("tiny_cnn-32-ft0").build_state_dir / "export.json",
+            folder.run("tiny_cnn-32-ft0").build_state_dir / "train.json",
+        )
+    }
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
     assert not folder.result.exists()
@@ -161,7 +211,9 @@ def test_real_latency_of_random_weight_models_is_measured_once(data, tmp_path):
     config = load_config(None, [f"data.path={data}", *TINY, "tune.latency_runs=5", "tune.latency_warmup=1"])
     calls: list = []
     real = device_measure(folder, config, ["blue", "red"], echo=lambda line: None)
-    table = LatencyTable(folder, config, 2, lambda combos: calls.append(list(combos)) or real(combos), echo=lambda line: None)
+    table = LatencyTable(
+        folder, config, 2, lambda combos: calls.append(list(combos)) or real(combos), echo=lambda line: None
+    )
     combos = [("tiny_cnn", 32, "int8"), ("tiny_cnn", 32, "fp16")]
     found = table.get(combos)
     assert calls == [combos]  # both in one measurement (timed interleaved)
@@ -178,15 +230,23 @@ def test_latency_statistic_min_ranks_by_the_uncontended_time(data, tmp_path):
     from edge_export import api
 
     def busy(combos):  # a loaded host: p50 far above the fastest call
-        return {(b, z, p): LatencyRecord(b, z, p, "busy", p50_ms=9.0, p90_ms=30.0, min_ms=1.5, size_bytes=1000)
-                for b, z, p in combos}
+        return {
+            (b, z, p): LatencyRecord(b, z, p, "busy", p50_ms=9.0, p90_ms=30.0, min_ms=1.5, size_bytes=1000)
+            for b, z, p in combos
+        }
 
     small = [f"data.path={data}", *TINY, "tune.image_sizes=[32]", "tune.fine_tune_blocks=[0]"]
     result = api.tune(None, out=tmp_path / "p50", overrides=small, max_latency_ms=2.0, measure=busy, echo=None)
     assert result.chosen is None and result.binding == ["max_latency_ms"]
     assert not (tmp_path / "p50" / TuneFolder.RUNS).exists()  # all pruned: nothing trained
-    result = api.tune(None, out=tmp_path / "min", overrides=[*small, "tune.latency_statistic=min"], max_latency_ms=2.0,
-                      measure=busy, echo=None)
+    result = api.tune(
+        None,
+        out=tmp_path / "min",
+        overrides=[*small, "tune.latency_statistic=min"],
+        max_latency_ms=2.0,
+        measure=busy,
+        echo=None,
+    )
     chosen = result.candidate(result.chosen)
     assert chosen is not None and chosen.latency_ms == chosen.min_ms == 1.5 and chosen.p50_ms == 9.0
     assert "min 1.50 ms" in result.why
@@ -199,11 +259,25 @@ def test_latency_on_an_ssh_device(data, tmp_path, sshd, device_python):
     from edge_export.deploy.remote import RemoteSettings
 
     remote_python, _ = device_python
-    remote = RemoteSettings(ssh_options=list(sshd["options"]), python=remote_python, remote_dir=str(tmp_path / "remote"))
+    remote = RemoteSettings(
+        ssh_options=list(sshd["options"]), python=remote_python, remote_dir=str(tmp_path / "remote")
+    )
     out = tmp_path / "tune"
-    result = api.tune(None, out=out, overrides=[f"data.path={data}", *TINY, "tune.image_sizes=[32]", "tune.fine_tune_blocks=[0]",
-                                                "tune.latency_runs=5", "tune.latency_warmup=1"],
-                      device=sshd["url"], remote=remote, echo=None)
+    result = api.tune(
+        None,
+        out=out,
+        overrides=[
+            f"data.path={data}",
+            *TINY,
+            "tune.image_sizes=[32]",
+            "tune.fine_tune_blocks=[0]",
+            "tune.latency_runs=5",
+            "tune.latency_warmup=1",
+        ],
+        device=sshd["url"],
+        remote=remote,
+        echo=None,
+    )
     record = LatencyRecord.read(TuneFolder(out).latency_record("tiny_cnn-32-int8"))
     assert record.ok and record.device == sshd["url"] and 0 < record.min_ms <= record.p50_ms
     assert result.device == sshd["url"] and result.chosen == "tiny_cnn-32-ft0-int8"
@@ -214,8 +288,14 @@ def test_a_spent_budget_starts_nothing_new(data, tmp_path):
     from edge_export.core.records.tune import SKIPPED
 
     calls: list = []
-    result = api.tune(None, out=tmp_path / "t", overrides=[f"data.path={data}", *TINY], budget_minutes=1e-9,
-                      measure=fake_device(calls), echo=None)
+    result = api.tune(
+        None,
+        out=tmp_path / "t",
+        overrides=[f"data.path={data}", *TINY],
+        budget_minutes=1e-9,
+        measure=fake_device(calls),
+        echo=None,
+    )
     assert calls == [] and result.chosen is None
     assert all(c.status == SKIPPED and "budget" in c.reasons[0] for c in result.candidates)
     assert not (tmp_path / "t" / TuneFolder.RUNS).exists()
@@ -227,7 +307,9 @@ def test_reference_script_times_the_reference_with_the_tune_models(searched, tmp
 
     folder = TuneFolder(tmp_path / "tune")  # two real random-weight models in a tune folder's latency/models
     config = load_config(None, [f"data.path={searched['data']}", *TINY, "tune.latency_runs=5", "tune.latency_warmup=1"])
-    device_measure(folder, config, ["blue", "red"], echo=lambda line: None)([("tiny_cnn", 32, "int8"), ("tiny_cnn", 48, "int8")])
+    device_measure(folder, config, ["blue", "red"], echo=lambda line: None)(
+        [("tiny_cnn", 32, "int8"), ("tiny_cnn", 48, "int8")]
+    )
     script = load_script("tune_reference")
     tiny = {"input_size": 32, "alpha": 0.35, "classes": 2, "calibration": 2, "cache": tmp_path / "ref"}
     result = script.reference_latency(folder.root, runs=5, warmup=1, reference_settings=tiny)
@@ -240,8 +322,17 @@ def test_reference_script_times_the_reference_with_the_tune_models(searched, tmp
 
 
 def record(key_size: int, blocks: int, status: str, acc: float | None, p50: float, reasons=()) -> CandidateRecord:
-    return CandidateRecord("b", key_size, blocks, "int8", status=status, val_accuracy=acc, p50_ms=p50, latency_ms=p50,
-                           reasons=list(reasons))
+    return CandidateRecord(
+        "b",
+        key_size,
+        blocks,
+        "int8",
+        status=status,
+        val_accuracy=acc,
+        p50_ms=p50,
+        latency_ms=p50,
+        reasons=list(reasons),
+    )
 
 
 def test_min_accuracy_picks_the_fastest_above_it_and_says_it_bound():
@@ -311,7 +402,9 @@ def test_a_bad_latency_table_is_a_clear_error(data, tmp_path):
     table = tmp_path / "table.json"
     table.write_text("[1, 2]")
     with pytest.raises(EdgeExportError, match="latency table"):
-        api.tune(None, out=tmp_path / "t", overrides=[f"data.path={data}", *TINY, f"tune.latency_table={table}"], echo=None)
+        api.tune(
+            None, out=tmp_path / "t", overrides=[f"data.path={data}", *TINY, f"tune.latency_table={table}"], echo=None
+        )
 
 
 def test_outputs_without_an_evaluated_candidate_drop_an_earlier_plot(tmp_path):
@@ -324,35 +417,52 @@ def test_outputs_without_an_evaluated_candidate_drop_an_earlier_plot(tmp_path):
     folder = TuneFolder(tmp_path)
     folder.plot.parent.mkdir(parents=True, exist_ok=True)
     folder.plot.write_bytes(b"an earlier search's plot")
-    result = TuneResult(candidates=[], chosen=None, why="no candidate", binding=[], constraints={}, device="local",
-                        seconds={})
+    result = TuneResult(
+        candidates=[], chosen=None, why="no candidate", binding=[], constraints={}, device="local", seconds={}
+    )
     write_outputs(folder, result, load_config(None), lambda *a, **k: None)
     assert not folder.plot.exists()
     assert TuneFolder.PLOT not in folder.table.read_text()
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("binding", 7, "binding is not a list"), ("notes", "text", "notes is not a list"),
-    ("seconds", [1, 2], "seconds is not an object"), ("space", "x", "space is not an object"),
-    ("constraints", [1], "constraints is not an object"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("binding", 7, "binding is not a list"),
+        ("notes", "text", "notes is not a list"),
+        ("seconds", [1, 2], "seconds is not an object"),
+        ("space", "x", "space is not an object"),
+        ("constraints", [1], "constraints is not an object"),
+    ],
+)
 def test_malformed_tune_json_is_a_clear_error(tmp_path, key, value, message):
     """A hand-edited or damaged tune.json: an error naming the file and the key, never a traceback or a value
     iterated character by character."""
     from edge_export.core.errors import EdgeExportError
     from edge_export.core.records.tune import TuneResult
 
-    good = TuneResult(candidates=[], chosen=None, why="no candidate", binding=["latency"], constraints={},
-                      device="local", seconds={"total": 1.0}).to_dict()
+    good = TuneResult(
+        candidates=[],
+        chosen=None,
+        why="no candidate",
+        binding=["latency"],
+        constraints={},
+        device="local",
+        seconds={"total": 1.0},
+    ).to_dict()
     assert TuneResult.from_dict(good).binding == ["latency"]
     with pytest.raises(EdgeExportError, match=message) as error:
         TuneResult.from_dict({**good, key: value}, source=tmp_path / "tune.json")
     assert "tune.json" in str(error.value)
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("seconds", [1], "seconds is not an object"), ("reasons", "slow", "reasons is not a list"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("seconds", [1], "seconds is not an object"),
+        ("reasons", "slow", "reasons is not a list"),
+    ],
+)
 def test_malformed_candidate_record_is_a_clear_error(tmp_path, key, value, message):
     """A damaged candidate record: the same one-line error (naming the candidate, the key and the fix)."""
     from edge_export.core.errors import EdgeExportError

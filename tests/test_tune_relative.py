@@ -45,10 +45,17 @@ def _time(timer: FakeTimer, keys, **settings):
 def test_ratio_to_the_reference_and_only_candidates_near_the_ceiling_are_retimed():
     timer = FakeTimer({"fast": 5.0, "close_below": 9.5, "close_above": 10.5, "slow": 20.0})
     out = _time(timer, ["fast", "close_below", "close_above", "slow"])
-    assert {k: round(v["ratio"], 3) for k, v in out.items()} == {"fast": 0.5, "close_below": 0.95, "close_above": 1.05,
-                                                                 "slow": 2.0}
-    assert timer.rounds == [["fast", "close_below", "close_above", "slow"], ["close_below", "close_above"],
-                            ["close_below", "close_above"]]
+    assert {k: round(v["ratio"], 3) for k, v in out.items()} == {
+        "fast": 0.5,
+        "close_below": 0.95,
+        "close_above": 1.05,
+        "slow": 2.0,
+    }
+    assert timer.rounds == [
+        ["fast", "close_below", "close_above", "slow"],
+        ["close_below", "close_above"],
+        ["close_below", "close_above"],
+    ]
     assert out["fast"]["ratios"] == [0.5] and len(out["close_below"]["ratios"]) == 3
     assert out["fast"]["reference"]["p50"] == 10.0  # the reference's timing of the same round
     assert _time(FakeTimer({"a": 9.5}), ["a"], retimes=0)["a"]["ratios"] == [0.95]  # no re-timing asked
@@ -113,8 +120,9 @@ def test_search_prunes_by_the_ratio_and_shows_it(tmp_path):
     data = write_image_folder(tmp_path / "data", {"train": 12, "validation": 6, "test": 6})
     overrides = [f"data.path={data}", *TINY, "tune.fine_tune_blocks=[0]", f"tune.latency_reference={REFERENCE_MODEL}"]
     config = load_config(None, overrides)
-    measure, timer = relative_device(config, {("tiny_cnn", 32, "int8"): 3.2, ("tiny_cnn", 48, "int8"): 4.4},
-                                     load=lambda i: (1.0, 3.0, 0.5)[i])
+    measure, timer = relative_device(
+        config, {("tiny_cnn", 32, "int8"): 3.2, ("tiny_cnn", 48, "int8"): 4.4}, load=lambda i: (1.0, 3.0, 0.5)[i]
+    )
     out = tmp_path / "tune"
     result = api.tune(None, out=out, overrides=overrides, measure=measure, echo=None)
     by_key = {c.key: c for c in result.candidates}

@@ -26,8 +26,16 @@ def _manifest_run(tmp_path: Path, **entry) -> "RunFolder":  # noqa: F821
     run = RunFolder(tmp_path / "run")
     (run.export_dir).mkdir(parents=True)
     (run.export_dir / "tflite-int8.tflite").write_bytes(b"model")
-    artifact = {"name": "tflite-int8", "path": "tflite-int8.tflite", "status": "ok", "format": "tflite",
-                "precision": "int8", "size_bytes": 5, "sha256": "ab" * 32, **entry}
+    artifact = {
+        "name": "tflite-int8",
+        "path": "tflite-int8.tflite",
+        "status": "ok",
+        "format": "tflite",
+        "precision": "int8",
+        "size_bytes": 5,
+        "sha256": "ab" * 32,
+        **entry,
+    }
     (run.export_dir / "manifest.json").write_text(json.dumps({"artifacts": [artifact]}))
     return run
 
@@ -37,25 +45,30 @@ def test_read_manifest_accepts_what_export_writes(tmp_path):
 
     (entry,) = read_manifest(_manifest_run(tmp_path)).artifacts
     assert entry.name == "tflite-int8" and entry.path == "tflite-int8.tflite" and entry.ok
-    (entry,) = read_manifest(_manifest_run(tmp_path / "failed", status="failed", path=None, sha256=None, size_bytes=None)).artifacts
+    (entry,) = read_manifest(
+        _manifest_run(tmp_path / "failed", status="failed", path=None, sha256=None, size_bytes=None)
+    ).artifacts
     assert entry.status == "failed" and not entry.ok
 
 
-@pytest.mark.parametrize("entry, message", [
-    ({"name": "../../victim"}, "not a safe name"),
-    ({"name": "a/b"}, "not a safe name"),
-    ({"name": ".hidden"}, "not a safe name"),
-    ({"name": "x\x1b[2Jy"}, "not a safe name"),
-    ({"name": 7}, "not a safe name"),
-    ({"path": "../../victim.tflite"}, "points outside"),
-    ({"path": "/etc/passwd"}, "points outside"),
-    ({"path": "C:\\windows\\x.tflite"}, "points outside"),
-    ({"path": ""}, "not a relative path"),
-    ({"sha256": "../../x"}, "64 hex digits"),
-    ({"size_bytes": -1}, "non-negative integer"),
-    ({"size_bytes": 1e300}, "non-negative integer"),
-    ({"status": ["ok"]}, "not a string"),
-])
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ({"name": "../../victim"}, "not a safe name"),
+        ({"name": "a/b"}, "not a safe name"),
+        ({"name": ".hidden"}, "not a safe name"),
+        ({"name": "x\x1b[2Jy"}, "not a safe name"),
+        ({"name": 7}, "not a safe name"),
+        ({"path": "../../victim.tflite"}, "points outside"),
+        ({"path": "/etc/passwd"}, "points outside"),
+        ({"path": "C:\\windows\\x.tflite"}, "points outside"),
+        ({"path": ""}, "not a relative path"),
+        ({"sha256": "../../x"}, "64 hex digits"),
+        ({"size_bytes": -1}, "non-negative integer"),
+        ({"size_bytes": 1e300}, "non-negative integer"),
+        ({"status": ["ok"]}, "not a string"),
+    ],
+)
 def test_read_manifest_refuses_unsafe_entries(tmp_path, entry, message):
     from edge_export.export.manifest import read_manifest
 
@@ -72,7 +85,7 @@ def test_read_manifest_refuses_a_link_out_and_bad_documents(tmp_path):
     (run.export_dir / "link.tflite").symlink_to(tmp_path / "outside.tflite")
     with pytest.raises(EdgeExportError, match="resolves outside"):
         read_manifest(run)
-    for text in ("[]", "{\"artifacts\": {}}", "{", "[" * 100000, "{\"artifacts\": [1]}"):
+    for text in ("[]", '{"artifacts": {}}', "{", "[" * 100000, '{"artifacts": [1]}'):
         (run.export_dir / "manifest.json").write_text(text)
         with pytest.raises(EdgeExportError):
             read_manifest(run)
@@ -85,15 +98,40 @@ def test_read_manifest_refuses_a_link_out_and_bad_documents(tmp_path):
 def test_manifest_record_round_trips_the_document_and_keeps_unknown_keys(tmp_path):
     from edge_export.core.records.manifest import ArtifactRecord, Manifest
 
-    entry = {"name": "tflite-int8", "format": "tflite", "precision": "int8", "path": "tflite-int8.tflite",
-             "size_bytes": 5, "sha256": "ab" * 32, "status": "ok", "parity": {"accuracy": 0.5}, "input": None,
-             "seconds": 1.5, "calibration_images": 8, "settings": {"int8_io": "uint8"}}
-    document = {"manifest_version": 1, "edge_export": "0.1", "created": "now",
-                "model": {"path": "../model.keras", "sha256": "cd" * 32, "run_id": "r", "backbone": "tiny_cnn",
-                          "image_size": 32, "num_classes": 2},
-                "labels": "labels.txt", "settings": {"formats": ["tflite-int8"]}, "keras": {"accuracy": 1.0},
-                "artifacts": [entry, {"name": "onnx-fp32", "status": "failed", "error": "boom"}],
-                "ok": False, "failed": ["onnx-fp32"], "seconds": 2.0}
+    entry = {
+        "name": "tflite-int8",
+        "format": "tflite",
+        "precision": "int8",
+        "path": "tflite-int8.tflite",
+        "size_bytes": 5,
+        "sha256": "ab" * 32,
+        "status": "ok",
+        "parity": {"accuracy": 0.5},
+        "input": None,
+        "seconds": 1.5,
+        "calibration_images": 8,
+        "settings": {"int8_io": "uint8"},
+    }
+    document = {
+        "manifest_version": 1,
+        "edge_export": "0.1",
+        "created": "now",
+        "model": {
+            "path": "../model.keras",
+            "sha256": "cd" * 32,
+            "run_id": "r",
+            "backbone": "tiny_cnn",
+            "image_size": 32,
+            "num_classes": 2,
+        },
+        "labels": "labels.txt",
+        "settings": {"formats": ["tflite-int8"]},
+        "keras": {"accuracy": 1.0},
+        "artifacts": [entry, {"name": "onnx-fp32", "status": "failed", "error": "boom"}],
+        "ok": False,
+        "failed": ["onnx-fp32"],
+        "seconds": 2.0,
+    }
     manifest = Manifest.from_dict(document, folder=tmp_path)
     assert manifest.artifact("tflite-int8").details == {"calibration_images": 8, "settings": {"int8_io": "uint8"}}
     assert manifest.artifact("tflite-int8").accuracy == 0.5 and manifest.failed == ["onnx-fp32"] and not manifest.ok
@@ -112,15 +150,18 @@ def test_manifest_record_round_trips_the_document_and_keeps_unknown_keys(tmp_pat
         ArtifactRecord.from_dict({**entry, "parity": [1]}, folder=tmp_path)
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"backbone": "../x"}, "not a safe name"),
-    ({"image_size": 32.5}, "image_size"),
-    ({"image_size": True}, "image_size"),
-    ({"num_classes": 0}, "num_classes"),
-    ({"dropout": 1.5}, "dropout"),
-    ({"preprocessing": [1]}, "preprocessing"),
-    ({"format_version": 9}, "format version 9"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"backbone": "../x"}, "not a safe name"),
+        ({"image_size": 32.5}, "image_size"),
+        ({"image_size": True}, "image_size"),
+        ({"num_classes": 0}, "num_classes"),
+        ({"dropout": 1.5}, "dropout"),
+        ({"preprocessing": [1]}, "preprocessing"),
+        ({"format_version": 9}, "format version 9"),
+    ],
+)
 def test_model_spec_reader_refuses_malformed_files(tmp_path, change, message):
     from edge_export.core.records.model_spec import DEFAULT_DROPOUT, ModelSpec
 
@@ -162,16 +203,22 @@ g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
 h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
 i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
 """
-NESTED_MAPPINGS = "".join(f"k{i}: &k{i} {{" + ", ".join(f"x{j}: *k{i - 1}" for j in range(9)) + "}\n" for i in range(1, 12))
+NESTED_MAPPINGS = "".join(
+    f"k{i}: &k{i} {{" + ", ".join(f"x{j}: *k{i - 1}" for j in range(9)) + "}\n" for i in range(1, 12)
+)
 
 
-@pytest.mark.parametrize("text, message", [
-    (BILLION_LAUGHS, "anchors or aliases"),
-    ("k0: &k0 {x: 1}\n" + NESTED_MAPPINGS, "anchors or aliases"),
-    ("train: " + "[" * 10000 + "]" * 10000 + "\n", "nests deeper"),
-    ("train: {seed: 2024-02-30}\n", "invalid YAML value"),
-    ("train: !!python/object/apply:os.system ['true']\n", "invalid YAML"),
-], ids=["billion-laughs", "nested-mapping-aliases", "deep-nesting", "bad-date", "python-tag"])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (BILLION_LAUGHS, "anchors or aliases"),
+        ("k0: &k0 {x: 1}\n" + NESTED_MAPPINGS, "anchors or aliases"),
+        ("train: " + "[" * 10000 + "]" * 10000 + "\n", "nests deeper"),
+        ("train: {seed: 2024-02-30}\n", "invalid YAML value"),
+        ("train: !!python/object/apply:os.system ['true']\n", "invalid YAML"),
+    ],
+    ids=["billion-laughs", "nested-mapping-aliases", "deep-nesting", "bad-date", "python-tag"],
+)
 def test_config_yaml_bombs_and_oddities_are_clean_errors(tmp_path, text, message):
     from edge_export.core.config import load_config
 
@@ -199,21 +246,24 @@ def test_config_file_size_and_encoding_are_bounded(tmp_path):
 # ----------------------------------------------------------------------------- preprocessing and quantization (item 5)
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("mean", (NAN, 0.0, 0.0), "mean"),
-    ("mean", (math.inf, 0.0, 0.0), "mean"),
-    ("mean", (1e300, 0.0, 0.0), "mean"),
-    ("std", (1.0, 1.0, NAN), "std"),
-    ("std", (1e-9, 1.0, 1.0), "std"),
-    ("std", (0.0, 1.0, 1.0), "std"),
-    ("std", (-1.0, 1.0, 1.0), "std"),
-    ("std", (math.inf, 1.0, 1.0), "std"),
-    ("size", (224, 10**6), "size"),
-    ("size", (224.5, 224), "size"),
-    ("input_range", (0.0, NAN), "input_range"),
-    ("input_range", (255.0, 0.0), "input_range"),
-    ("color", "BGR", "color"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("mean", (NAN, 0.0, 0.0), "mean"),
+        ("mean", (math.inf, 0.0, 0.0), "mean"),
+        ("mean", (1e300, 0.0, 0.0), "mean"),
+        ("std", (1.0, 1.0, NAN), "std"),
+        ("std", (1e-9, 1.0, 1.0), "std"),
+        ("std", (0.0, 1.0, 1.0), "std"),
+        ("std", (-1.0, 1.0, 1.0), "std"),
+        ("std", (math.inf, 1.0, 1.0), "std"),
+        ("size", (224, 10**6), "size"),
+        ("size", (224.5, 224), "size"),
+        ("input_range", (0.0, NAN), "input_range"),
+        ("input_range", (255.0, 0.0), "input_range"),
+        ("color", "BGR", "color"),
+    ],
+)
 def test_preprocessing_refuses_non_finite_and_degenerate_values(field, value, message):
     from edge_export.runtime.preprocessing import Preprocessing
 
@@ -259,7 +309,9 @@ def _with_metadata(tiny_export, tmp_path: Path, name: str, change) -> Path:
 
 @pytest.mark.parametrize("name", ["onnx-fp32.onnx", "tflite-int8.tflite"])
 @pytest.mark.parametrize("field, value", [("mean", [NAN] * 3), ("std", [1e-12] * 3), ("std", [math.inf] * 3)])
-def test_metadata_with_nan_mean_or_zero_std_is_an_error_not_nan_scores(tiny_export, tmp_path, capsys, name, field, value):
+def test_metadata_with_nan_mean_or_zero_std_is_an_error_not_nan_scores(
+    tiny_export, tmp_path, capsys, name, field, value
+):
     from edge_export.runtime.classifier import Classifier
     from edge_export.runtime.metadata import read_metadata
 
@@ -274,7 +326,9 @@ def test_metadata_with_nan_mean_or_zero_std_is_an_error_not_nan_scores(tiny_expo
     assert code != 0 and "error:" in output and "nan" not in output.split("error:")[0].lower(), output
 
 
-@pytest.mark.parametrize("flags", [["--mean", "nan,nan,nan"], ["--std", "0.0000001"], ["--std", "inf"], ["--mean", "1e39"]])
+@pytest.mark.parametrize(
+    "flags", [["--mean", "nan,nan,nan"], ["--std", "0.0000001"], ["--std", "inf"], ["--mean", "1e39"]]
+)
 def test_predict_flags_go_through_the_same_check(tiny_export, capsys, flags):
     model = Path(tiny_export["run"]) / "export" / "tflite-int8.tflite"
     image = next((Path(tiny_export["data"]) / "test").rglob("*.png"))
@@ -287,7 +341,10 @@ def test_metadata_labels_are_bounded_and_kept_as_stored(tiny_export, tmp_path):
     from edge_export.runtime.classifier import Classifier
     from edge_export.runtime.metadata import MAX_LABELS, parse_metadata
 
-    assert parse_metadata(json.dumps({"format_version": 1, "labels": ["a\x1b[31m", "b"]}))["labels"] == ["a\x1b[31m", "b"]
+    assert parse_metadata(json.dumps({"format_version": 1, "labels": ["a\x1b[31m", "b"]}))["labels"] == [
+        "a\x1b[31m",
+        "b",
+    ]
     with pytest.raises(EdgeExportError, match="labels"):
         parse_metadata(json.dumps({"format_version": 1, "labels": ["x"] * (MAX_LABELS + 1)}))
     with pytest.raises(EdgeExportError, match="format_version"):
@@ -342,8 +399,15 @@ def test_non_finite_outputs_fail_in_bench_and_parity(tmp_path):
     model = _nan_model(tmp_path / "nan.onnx")
     data = write_image_folder(tmp_path / "data", {"test": 2}, size=(8, 8))
     (tmp_path / "labels.txt").write_text("blue\nred\n")
-    outcome = bench_run(models=[model], data=data / "test", labels=tmp_path / "labels.txt", out=tmp_path / "bench",
-                        config=BenchConfig(threads=[1], runs=5, warmup=1), isolate=False, echo=None)
+    outcome = bench_run(
+        models=[model],
+        data=data / "test",
+        labels=tmp_path / "labels.txt",
+        out=tmp_path / "bench",
+        config=BenchConfig(threads=[1], runs=5, warmup=1),
+        isolate=False,
+        echo=None,
+    )
     (row,) = outcome.report["artifacts"]
     assert not outcome.ok and row["status"] == "failed" and row["accuracy"] is None, row
     assert "not finite" in row["error"]
@@ -358,7 +422,8 @@ def test_absurd_input_shapes_from_a_model_are_refused_before_allocating(tmp_path
     from edge_export.runtime.backends import load_backend
 
     graph = helper.make_graph(
-        [helper.make_node("ReduceMean", ["x"], ["y"], axes=[1, 2], keepdims=0)], "huge",
+        [helper.make_node("ReduceMean", ["x"], ["y"], axes=[1, 2], keepdims=0)],
+        "huge",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 100000, 100000, 3])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
     )
@@ -368,7 +433,9 @@ def test_absurd_input_shapes_from_a_model_are_refused_before_allocating(tmp_path
     with pytest.raises(EdgeExportError, match="input shape 1x100000x100000x3 is too large"):
         load_backend(tmp_path / "huge.onnx")
 
-    keras = tf.keras.Sequential([tf.keras.Input((20000, 20000, 3), batch_size=1), tf.keras.layers.GlobalAveragePooling2D()])
+    keras = tf.keras.Sequential(
+        [tf.keras.Input((20000, 20000, 3), batch_size=1), tf.keras.layers.GlobalAveragePooling2D()]
+    )
     (tmp_path / "huge.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(keras).convert())
     with pytest.raises(EdgeExportError, match="input shape 1x20000x20000x3 is too large"):
         load_backend(tmp_path / "huge.tflite")

@@ -13,8 +13,13 @@ from edge_export.core.pause import pause_point
 from edge_export.core.tf_env import import_keras
 
 
-def BestCheckpoint(full_model: Any, path: Path | None, baseline: float = math.inf, stage: str = "train",
-                   diverged_hint: str | None = None) -> Any:
+def BestCheckpoint(
+    full_model: Any,
+    path: Path | None,
+    baseline: float = math.inf,
+    stage: str = "train",
+    diverged_hint: str | None = None,
+) -> Any:
     """A ``_BestCheckpoint`` on the Keras this process uses (chosen when training starts, not at import)."""
     return _best_checkpoint_class(import_keras())(full_model, path, baseline, stage, diverged_hint)
 
@@ -36,8 +41,14 @@ class _BestCheckpointLogic:
     and reporting success would hide it.
     """
 
-    def __init__(self, full_model: Any, path: Path | None, baseline: float = math.inf, stage: str = "train",
-                 diverged_hint: str | None = None):
+    def __init__(
+        self,
+        full_model: Any,
+        path: Path | None,
+        baseline: float = math.inf,
+        stage: str = "train",
+        diverged_hint: str | None = None,
+    ):
         super().__init__()
         self.stage = stage
         self.diverged_hint = diverged_hint
@@ -54,7 +65,9 @@ class _BestCheckpointLogic:
             if value is not None and not math.isfinite(float(value)):
                 raise EdgeExportError(
                     f"training diverged in stage {self.stage}: {key} is {float(value)} after epoch {epoch + 1}; "
-                    "nothing is saved from this run", hint=self.diverged_hint or "lower the learning rate")
+                    "nothing is saved from this run",
+                    hint=self.diverged_hint or "lower the learning rate",
+                )
         val_loss = (logs or {}).get("val_loss")
         if val_loss is not None and val_loss < self.best:
             self.best, self.best_epoch = float(val_loss), epoch

@@ -122,8 +122,10 @@ class Dataset:
         if self.validation_from_train:
             lines.append("(validation: a seeded split of train/)")
         if self.made_split is not None:
-            lines.append(f"(no split folders: split by the tool, {'/'.join(f'{f:g}' for f in self.made_split['fractions'])} "
-                         f"with seed {self.made_split['seed']}; the lists are in the run's dataset.json)")
+            lines.append(
+                f"(no split folders: split by the tool, {'/'.join(f'{f:g}' for f in self.made_split['fractions'])} "
+                f"with seed {self.made_split['seed']}; the lists are in the run's dataset.json)"
+            )
         for n in names:
             for c, files in self.splits[n].skipped_by_class(self.class_names).items():
                 lines.append(f"(not used: {len(files)} {n} image(s) of {printable(c, 60)} that could not be decoded)")
@@ -132,13 +134,19 @@ class Dataset:
             mine = {k: v for k, v in nested.items() if k.split("/")[1] == c}
             if mine:
                 where = ", ".join(f"{printable(k, 80)}/ ({v})" for k, v in mine.items())
-                lines.append(f"({printable(c, 60)}: {sum(mine.values())} image(s) in sub-folders, counted as {printable(c, 60)}: {where})")
+                lines.append(
+                    f"({printable(c, 60)}: {sum(mine.values())} image(s) in sub-folders, counted as {printable(c, 60)}: {where})"
+                )
         for folder in self.misfiled():
             lines.append(f"(warning: {printable(folder, 80)}/ is named like another class: misfiled?)")
         if self.hidden:
-            lines.append(f"(not used: {len(self.hidden)} hidden file(s)/folder(s), e.g. {printable(self.hidden[0].relative_to(self.root), 80)})")
+            lines.append(
+                f"(not used: {len(self.hidden)} hidden file(s)/folder(s), e.g. {printable(self.hidden[0].relative_to(self.root), 80)})"
+            )
         if self.irregular:
-            lines.append(f"(not used: {len(self.irregular)} image name(s) that are not regular files, e.g. {printable(self.irregular[0].relative_to(self.root), 80)})")
+            lines.append(
+                f"(not used: {len(self.irregular)} image name(s) that are not regular files, e.g. {printable(self.irregular[0].relative_to(self.root), 80)})"
+            )
         return "\n".join(lines)
 
     def summary(self) -> dict:
@@ -151,16 +159,19 @@ class Dataset:
             # files that could not be decoded, per split and class (not in counts)
             "skipped": {
                 n: {c: [rel(f) for f in files] for c, files in s.skipped_by_class(self.class_names).items()}
-                for n, s in self.splits.items() if s.skipped
+                for n, s in self.splits.items()
+                if s.skipped
             },
             "nested_folders": self.nested_folders(),  # used as their class folder's class (in counts)
             "misfiled_folders": self.misfiled(),
             "hidden": [rel(p) for p in self.hidden],  # not used
             "not_regular_files": [rel(p) for p in self.irregular],  # not used
             # the tool's split of a folder with no split folders: every file, by split (posix paths below root)
-            "split": None if self.made_split is None else {
-                **self.made_split, "files": {n: [p.relative_to(self.root).as_posix() for p in s.files]
-                                             for n, s in self.splits.items()},
+            "split": None
+            if self.made_split is None
+            else {
+                **self.made_split,
+                "files": {n: [p.relative_to(self.root).as_posix() for p in s.files] for n, s in self.splits.items()},
             },
         }
 
@@ -170,15 +181,21 @@ class Dataset:
         for name, split in self.splits.items():
             for f, y in zip(split.files, split.labels):
                 st = f.stat()
-                rows.append(f"{name}\t{self.class_names[y]}\t{f.relative_to(self.root)}\t{st.st_size}\t{int(st.st_mtime)}")
+                rows.append(
+                    f"{name}\t{self.class_names[y]}\t{f.relative_to(self.root)}\t{st.st_size}\t{int(st.st_mtime)}"
+                )
         return rows
 
 
 VALIDATION_ALIASES = ("validation", "val", "valid")  # the folder names taken for validation/, first found wins
 
 
-def scan_dataset(root: str | Path, validation_split: float = 0.2, seed: int = 1337,
-                 split: "tuple[float, float, float] | list[float]" = (0.8, 0.1, 0.1)) -> Dataset:
+def scan_dataset(
+    root: str | Path,
+    validation_split: float = 0.2,
+    seed: int = 1337,
+    split: "tuple[float, float, float] | list[float]" = (0.8, 0.1, 0.1),
+) -> Dataset:
     """``root/{train,validation,test}/<class>/*`` (``val/`` or ``valid/`` for validation/), or a folder of class
     folders with no splits (``root/<class>/*``): that one is split by the tool, per class, seeded (``split``:
     train, validation, test fractions; see :func:`split_flat`)."""
@@ -190,9 +207,10 @@ def scan_dataset(root: str | Path, validation_split: float = 0.2, seed: int = 13
         if not any((root / name).is_dir() for name in (*VALIDATION_ALIASES, "test")) and len(_class_folders(root)) >= 2:
             return _scan_flat(root, seed, tuple(split))
         raise EdgeExportError(
-            "dataset has no train/ folder", path=root,
+            "dataset has no train/ folder",
+            path=root,
             hint="lay the data out as DIR/train/<class>/*.jpg (validation/ and test/ optional), "
-                 "or as DIR/<class>/*.jpg with no split folders (the tool splits it: data.split)",
+            "or as DIR/<class>/*.jpg with no split folders (the tool splits it: data.split)",
         )
     class_names = _class_folders(train_dir)
     if len(class_names) < 2:
@@ -223,16 +241,30 @@ def scan_dataset(root: str | Path, validation_split: float = 0.2, seed: int = 13
         empty = [class_names[i] for i, n in enumerate(split.counts(len(class_names))) if n == 0]
         if empty and name == "train":
             raise EdgeExportError(
-                f"train split has no images for class(es) {empty}", path=train_dir, hint="add images or remove the empty folders"
+                f"train split has no images for class(es) {empty}",
+                path=train_dir,
+                hint="add images or remove the empty folders",
             )
-    dataset = Dataset(root=root, class_names=class_names, splits=splits, validation_from_train=validation_from_train,
-                      hidden=left_out["hidden"], irregular=left_out["irregular"])
+    dataset = Dataset(
+        root=root,
+        class_names=class_names,
+        splits=splits,
+        validation_from_train=validation_from_train,
+        hidden=left_out["hidden"],
+        irregular=left_out["irregular"],
+    )
     for folder in dataset.misfiled():
-        log.warning("%s/ is a sub-folder named like another class: its images count as %s (misfiled?)",
-                    printable(root / folder), printable(folder.split("/")[1], 60))
+        log.warning(
+            "%s/ is a sub-folder named like another class: its images count as %s (misfiled?)",
+            printable(root / folder),
+            printable(folder.split("/")[1], 60),
+        )
     if dataset.irregular:
-        log.warning("not used: %d image name(s) that are not regular files (FIFO, device, broken link), e.g. %s",
-                    len(dataset.irregular), printable(dataset.irregular[0]))
+        log.warning(
+            "not used: %d image name(s) that are not regular files (FIFO, device, broken link), e.g. %s",
+            len(dataset.irregular),
+            printable(dataset.irregular[0]),
+        )
     return dataset
 
 
@@ -282,8 +314,9 @@ def decode_splits(
         if name in ("train", "validation"):
             _check_no_class_lost(dataset, split)
         if not len(labels):
-            raise EdgeExportError(f"no readable images in the {name} split", path=dataset.root / name,
-                                  hint="check the image files")
+            raise EdgeExportError(
+                f"no readable images in the {name} split", path=dataset.root / name, hint="check the image files"
+            )
         arrays[name] = (pixels, labels)
     if dataset.skipped:
         log.info("images used after decoding:\n%s", dataset.counts_table())
@@ -307,7 +340,7 @@ def _check_no_class_lost(dataset: Dataset, split: Split) -> None:
         f"no usable {split.name} image left for {len(lost)} class(es) after decoding: " + "; ".join(parts),
         path=dataset.root,
         hint="the warning above says why each was skipped (unreadable, or over data.max_image_pixels): "
-             "replace or re-save them, or remove the class folder",
+        "replace or re-save them, or remove the class folder",
     )
 
 
@@ -316,12 +349,23 @@ def _decode(
 ) -> tuple[CachedPixels, np.ndarray, list[Path]]:
     started = time.perf_counter()
     decoded = decoded_pixels(split.files, size, method, max_pixels, workers)
-    log.info("%s: %d images at %dx%d %s in %.1fs (%s)", split.name, len(decoded), size[0], size[1],
-             "from the pixel cache" if decoded.reused else "decoded", time.perf_counter() - started,
-             printable(decoded.path.parent, 200))
+    log.info(
+        "%s: %d images at %dx%d %s in %.1fs (%s)",
+        split.name,
+        len(decoded),
+        size[0],
+        size[1],
+        "from the pixel cache" if decoded.reused else "decoded",
+        time.perf_counter() - started,
+        printable(decoded.path.parent, 200),
+    )
     if decoded.errors:
-        log.warning("skipped %d unreadable image(s) in %s:\n%s", len(decoded.errors), split.name,
-                    skipped_text(split.files, decoded.errors))
+        log.warning(
+            "skipped %d unreadable image(s) in %s:\n%s",
+            len(decoded.errors),
+            split.name,
+            skipped_text(split.files, decoded.errors),
+        )
     return decoded, split.labels[decoded.kept], [split.files[i] for i in decoded.errors]
 
 
@@ -332,7 +376,8 @@ def _split_folder(root: Path, name: str) -> Path | None:
     if len(found) > 1:
         raise EdgeExportError(
             f"the dataset has {len(found)} validation folders ({', '.join(p.name + '/' for p in found)})",
-            path=root, hint="keep one of validation/, val/, valid/",
+            path=root,
+            hint="keep one of validation/, val/, valid/",
         )
     return found[0] if found else None
 
@@ -348,12 +393,24 @@ def _scan_flat(root: Path, seed: int, fractions: tuple[float, float, float]) -> 
         if empty:
             raise EdgeExportError(
                 f"the {name} split of {printable(root)} has no images of class(es) {empty}: too few photos to split",
-                path=root, hint="add photos (at least 2 per class; 10 or more for a meaningful check)",
+                path=root,
+                hint="add photos (at least 2 per class; 10 or more for a meaningful check)",
             )
-    dataset = Dataset(root=root, class_names=class_names, splits=splits, hidden=left_out["hidden"],
-                      irregular=left_out["irregular"], made_split={"seed": seed, "fractions": list(fractions)})
-    log.info("%s has no split folders: split per class into train/validation/test %s with seed %d "
-             "(recorded in the run's dataset.json)", printable(root), "/".join(f"{f:g}" for f in fractions), seed)
+    dataset = Dataset(
+        root=root,
+        class_names=class_names,
+        splits=splits,
+        hidden=left_out["hidden"],
+        irregular=left_out["irregular"],
+        made_split={"seed": seed, "fractions": list(fractions)},
+    )
+    log.info(
+        "%s has no split folders: split per class into train/validation/test %s with seed %d "
+        "(recorded in the run's dataset.json)",
+        printable(root),
+        "/".join(f"{f:g}" for f in fractions),
+        seed,
+    )
     return dataset
 
 
@@ -361,6 +418,7 @@ def split_flat(every: Split, root: Path, seed: int, fractions: tuple[float, floa
     """Each class's files ordered by a seeded hash of their path below ``root`` (not by the order found), then
     cut by ``fractions``: the same files give the same split on any machine, in any folder, and a photo added
     later moves few others. Every class with 3 or more files keeps at least one validation photo."""
+
     def key(path: Path) -> str:
         return hashlib.sha256(f"{seed}\0{path.relative_to(root).as_posix()}".encode()).hexdigest()
 
@@ -371,11 +429,12 @@ def split_flat(every: Split, root: Path, seed: int, fractions: tuple[float, floa
         n_val = max(1, round(n * fractions[1])) if n >= 3 else (1 if n == 2 else 0)
         n_test = round(n * fractions[2]) if n - n_val > 1 else 0
         chosen["validation"] += idx[:n_val]
-        chosen["test"] += idx[n_val:n_val + n_test]
-        chosen["train"] += idx[n_val + n_test:]
+        chosen["test"] += idx[n_val : n_val + n_test]
+        chosen["train"] += idx[n_val + n_test :]
     return {
         name: Split(name, [every.files[i] for i in sorted(idx)], every.labels[sorted(idx)].astype(np.int64))
-        for name, idx in chosen.items() if idx or name != "test"
+        for name, idx in chosen.items()
+        if idx or name != "test"
     }
 
 

@@ -67,13 +67,19 @@ def load_teacher(path: str | Path, class_names: list[str]) -> Teacher:
         raise EdgeExportError("the distillation teacher's run folder is not there", path=run.root, hint=hint)
     record = run.verify()  # its model and labels from one train (else a clear error)
     if record.model_name != RunFolder.MODEL:
-        raise EdgeExportError("the distillation teacher must be a Keras run (model.keras), not an ONNX import",
-                              path=run.reference_model, hint=hint)
+        raise EdgeExportError(
+            "the distillation teacher must be a Keras run (model.keras), not an ONNX import",
+            path=run.reference_model,
+            hint=hint,
+        )
     labels = run.read_labels()
     if labels != list(class_names):
         raise EdgeExportError(
             f"the teacher's classes ({', '.join(printable(c, 30) for c in labels[:10])}) are not the data's "
-            f"({', '.join(printable(c, 30) for c in class_names[:10])})", path=run.labels, hint=hint)
+            f"({', '.join(printable(c, 30) for c in class_names[:10])})",
+            path=run.labels,
+            hint=hint,
+        )
     spec = ModelSpec.read(run.model_spec)
     keras = import_keras()
     model = keras.models.load_model(run.model, compile=False, safe_mode=not spec.loads_external_code)
@@ -109,15 +115,40 @@ def _view(image: np.ndarray, box: tuple, size: int) -> np.ndarray:
     return out[:, ::-1] if flip else out
 
 
-def views_fingerprint(teacher: Teacher, files: list[Path], labels: np.ndarray, student_size: int, settings: DistillConfig,
-                      seed: int, resize: str) -> str:
-    return fingerprint("distill-views", 1, teacher.model_sha256, [str(f) for f in files], labels.tolist(), student_size,
-                       teacher.image_size, settings.views, settings.temperature, settings.weight, seed, resize)
+def views_fingerprint(
+    teacher: Teacher,
+    files: list[Path],
+    labels: np.ndarray,
+    student_size: int,
+    settings: DistillConfig,
+    seed: int,
+    resize: str,
+) -> str:
+    return fingerprint(
+        "distill-views",
+        1,
+        teacher.model_sha256,
+        [str(f) for f in files],
+        labels.tolist(),
+        student_size,
+        teacher.image_size,
+        settings.views,
+        settings.temperature,
+        settings.weight,
+        seed,
+        resize,
+    )
 
 
 def distillation_data(
-    teacher: Teacher, run: RunFolder, teacher_pixels: Callable[[], Any], student_pixels: np.ndarray, labels: np.ndarray,
-    settings: DistillConfig, seed: int, key: str,
+    teacher: Teacher,
+    run: RunFolder,
+    teacher_pixels: Callable[[], Any],
+    student_pixels: np.ndarray,
+    labels: np.ndarray,
+    settings: DistillConfig,
+    seed: int,
+    key: str,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(student pixels: the photos then their views, hard labels, soft targets) for the training split.
 
@@ -143,12 +174,18 @@ def distillation_data(
                     chunk_views_t.append(_view(originals[i - start], box, teacher.image_size))
                     chunk_views_s.append(_view(originals[i - start], box, student_pixels.shape[1]))
                     chunk_labels.append(labels[i])
-            with_originals = np.concatenate([originals, np.asarray(chunk_views_t, np.uint8).reshape(-1, *originals.shape[1:])])
+            with_originals = np.concatenate(
+                [originals, np.asarray(chunk_views_t, np.uint8).reshape(-1, *originals.shape[1:])]
+            )
             probs = teacher(with_originals)
             with atomic_path(path) as tmp:
                 with open(tmp, "wb") as f:
-                    np.savez(f, views=np.asarray(chunk_views_s, np.uint8).reshape(-1, *student_pixels.shape[1:]),
-                             view_labels=np.asarray(chunk_labels, np.int64), probs=probs)
+                    np.savez(
+                        f,
+                        views=np.asarray(chunk_views_s, np.uint8).reshape(-1, *student_pixels.shape[1:]),
+                        view_labels=np.asarray(chunk_labels, np.int64),
+                        probs=probs,
+                    )
             pause_point("train.distill.chunk", chunk=start // CHUNK)  # tests: kill during the teacher's pass
         with np.load(path) as saved:
             count = min(n, start + CHUNK) - start
@@ -161,8 +198,15 @@ def distillation_data(
     pixels = np.concatenate([np.asarray(student_pixels), *views]) if settings.views else np.asarray(student_pixels)
     soft = soft_targets(np.concatenate([teacher_originals, teacher_views]), all_labels, settings)
     agreement = float(np.mean(teacher_originals.argmax(axis=1) == labels))
-    log.info("distillation: teacher %s (%d px) labels %d photos and %d views; it agrees with the labels on %.2f%% "
-             "of the photos", teacher.run.root, teacher.image_size, n, len(all_labels) - n, 100 * agreement)
+    log.info(
+        "distillation: teacher %s (%d px) labels %d photos and %d views; it agrees with the labels on %.2f%% "
+        "of the photos",
+        teacher.run.root,
+        teacher.image_size,
+        n,
+        len(all_labels) - n,
+        100 * agreement,
+    )
     return pixels, all_labels, soft
 
 

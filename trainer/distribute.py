@@ -36,9 +36,7 @@ from edge_export.core.errors import EdgeExportError
 log = logging.getLogger(__name__)
 
 TF_CONFIG = "TF_CONFIG"
-TF_CONFIG_EXAMPLE = (
-    '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
-)
+TF_CONFIG_EXAMPLE = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
 CLASS_IMBALANCE_RATIO = 1.5  # class_weight=auto balances when max/min training images per class exceeds this
 
 
@@ -56,7 +54,13 @@ class Distribution:
         return per_replica_batch * self.replicas, learning_rate * self.replicas
 
     def record(self) -> dict:
-        return {"strategy": self.kind, "replicas": self.replicas, "workers": self.workers, "task": self.task, "chief": self.is_chief}
+        return {
+            "strategy": self.kind,
+            "replicas": self.replicas,
+            "workers": self.workers,
+            "task": self.task,
+            "chief": self.is_chief,
+        }
 
 
 _MADE: dict[str, Distribution] = {}
@@ -87,7 +91,9 @@ def _make_distribution(setting: str, gpus: list) -> Distribution:
         _patch_keras_symbolic_build()
         chief = task_type == "chief" or (task_type == "worker" and index == 0 and "chief" not in cluster)
         workers = sum(len(cluster.get(k, [])) for k in ("chief", "worker"))
-        return Distribution(strategy, "multi_worker", strategy.num_replicas_in_sync, workers, f"{task_type} {index}", chief)
+        return Distribution(
+            strategy, "multi_worker", strategy.num_replicas_in_sync, workers, f"{task_type} {index}", chief
+        )
     if setting == "mirrored":
         devices = None if gpus else [d.name for d in tf.config.list_logical_devices("CPU")]
         if devices and len(devices) > 1:
@@ -114,7 +120,9 @@ def parse_tf_config(text: str | None) -> tuple[dict[str, list], str, int]:
     """(cluster, task type, task index) from TF_CONFIG's JSON, or an error naming TF_CONFIG and its fix."""
     hint = f"set {TF_CONFIG} on every worker, e.g. {TF_CONFIG}='{TF_CONFIG_EXAMPLE}' (index 1 on the second)"
     if not text:
-        raise EdgeExportError(f"train.distribute=multi_worker needs the {TF_CONFIG} environment variable, which is not set", hint=hint)
+        raise EdgeExportError(
+            f"train.distribute=multi_worker needs the {TF_CONFIG} environment variable, which is not set", hint=hint
+        )
     try:
         config = json.loads(text)
     except ValueError as exc:
@@ -130,9 +138,14 @@ def parse_tf_config(text: str | None) -> tuple[dict[str, list], str, int]:
         raise EdgeExportError(f'{TF_CONFIG}: the cluster lists no "worker" (or "chief")', hint=hint)
     task_type, index = task.get("type"), task.get("index", 0)
     if task_type not in ("chief", "worker") or isinstance(index, bool) or not isinstance(index, int):
-        raise EdgeExportError(f'{TF_CONFIG}: task must be {{"type": "worker" or "chief", "index": <int>}}, got {task!r}', hint=hint)
+        raise EdgeExportError(
+            f'{TF_CONFIG}: task must be {{"type": "worker" or "chief", "index": <int>}}, got {task!r}', hint=hint
+        )
     if not 0 <= index < len(cluster.get(task_type, [])):
-        raise EdgeExportError(f"{TF_CONFIG}: task index {index} is not in cluster {task_type!r} ({len(cluster.get(task_type, []))} listed)", hint=hint)
+        raise EdgeExportError(
+            f"{TF_CONFIG}: task index {index} is not in cluster {task_type!r} ({len(cluster.get(task_type, []))} listed)",
+            hint=hint,
+        )
     return cluster, task_type, index
 
 
@@ -187,8 +200,11 @@ def _patch_keras_symbolic_build() -> None:
         # Keras reduces each step's outputs with strategy.reduce("MEAN", v, axis=0), which fails for the
         # scalar losses and metrics; a scalar is averaged over the replicas (axis=None) instead.
         if reduction in ("auto", "mean") and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+
             def mean(v: Any) -> Any:
-                local = strategy.experimental_local_results(v)[0] if isinstance(v, tf.distribute.DistributedValues) else v
+                local = (
+                    strategy.experimental_local_results(v)[0] if isinstance(v, tf.distribute.DistributedValues) else v
+                )
                 return strategy.reduce("MEAN", v, axis=0 if len(local.shape) else None)
 
             return tf.nest.map_structure(mean, values)
@@ -201,7 +217,9 @@ def _patch_keras_symbolic_build() -> None:
         for _, _, it in iterator:
             batch = next(it)
             data_batch = tf.nest.map_structure(
-                lambda v: strategy.experimental_local_results(v)[0] if isinstance(v, tf.distribute.DistributedValues) else v,
+                lambda v: (
+                    strategy.experimental_local_results(v)[0] if isinstance(v, tf.distribute.DistributedValues) else v
+                ),
                 batch,
             )
             break

@@ -59,7 +59,9 @@ def resolve_data(spec: str, download: bool = True) -> Path:
             if (root / folder / "train").is_dir():
                 return root / folder
     if not download:
-        raise EdgeExportError(f"dataset {spec!r} is not available locally", hint="set EDGE_EXPORT_DATA_DIR to its parent folder")
+        raise EdgeExportError(
+            f"dataset {spec!r} is not available locally", hint="set EDGE_EXPORT_DATA_DIR to its parent folder"
+        )
     return _download(known, cache_dir() / "datasets")
 
 
@@ -71,9 +73,10 @@ def _download(known: NamedDataset, root: Path) -> Path:
         try:
             with urllib.request.urlopen(known.url, timeout=60) as response:
                 total = int(response.headers.get("Content-Length") or 0) or None
-                with open(archive, "wb") as f, click.progressbar(
-                    length=total, label=f"downloading {known.name}", file=None
-                ) as bar:
+                with (
+                    open(archive, "wb") as f,
+                    click.progressbar(length=total, label=f"downloading {known.name}", file=None) as bar,
+                ):
                     while chunk := response.read(1 << 20):
                         f.write(chunk)
                         bar.update(len(chunk))

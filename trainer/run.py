@@ -42,7 +42,11 @@ def train_run(config: Config, run: RunFolder, dataset: Dataset | None = None) ->
     dist = make_distribution(config.train.distribute)  # first: the strategy must exist before any TF operation
     if dist.is_chief:
         return _train_run(config, run, dataset, dist, t_start)
-    log.info("%s of %d workers: training into a scratch folder (only the chief writes the run folder)", dist.task, dist.workers)
+    log.info(
+        "%s of %d workers: training into a scratch folder (only the chief writes the run folder)",
+        dist.task,
+        dist.workers,
+    )
     with tempfile.TemporaryDirectory(prefix="edge-export-worker-") as scratch:
         return _train_run(config, RunFolder(Path(scratch) / "run"), dataset, dist, t_start)
 
@@ -68,8 +72,9 @@ def _train_run(config: Config, run: RunFolder, dataset: Dataset | None, dist: Di
     t = time.perf_counter()  # decoded first: an unusable dataset (a class left with no readable image) writes nothing
     # the pixels are made as the recorded preprocessing says (written with the model below): the runtime makes the same
     preprocessing = model_preprocessing(spec, config.model.resize, config.model.decoder)
-    decoded = decode_splits(dataset, (spec.image_size, spec.image_size), preprocessing.pixel_method,
-                            max_pixels=config.data.max_image_pixels)
+    decoded = decode_splits(
+        dataset, (spec.image_size, spec.image_size), preprocessing.pixel_method, max_pixels=config.data.max_image_pixels
+    )
     data = {name: SplitArrays(pixels, labels) for name, (pixels, labels) in decoded.items()}
     decode_seconds = time.perf_counter() - t
     log.info("decoded %d images in %.1fs", sum(len(d.labels) for d in data.values()), decode_seconds)
@@ -81,15 +86,21 @@ def _train_run(config: Config, run: RunFolder, dataset: Dataset | None, dist: Di
 
     soft = None
     if config.train.distill.teacher is not None:
-        data["train"], soft, distilled = _distilled_train(config, dataset, data["train"], spec, run,
-                                                                 preprocessing.pixel_method)
+        data["train"], soft, distilled = _distilled_train(
+            config, dataset, data["train"], spec, run, preprocessing.pixel_method
+        )
     weights = class_weights(data["train"].labels, dataset.num_classes, config.train.class_weight)
     train_cfg = scaled_train_config(config.train, dist)
     policy = resolve_mixed_precision(config.train.mixed_precision)
     training = {
-        **dist.record(), "global_batch_size": train_cfg.batch_size,
-        "learning_rates": {"feature_extraction": train_cfg.feature_extraction.learning_rate, "fine_tune": train_cfg.fine_tune.learning_rate},
-        "mixed_precision": policy, "class_weight": config.train.class_weight,
+        **dist.record(),
+        "global_batch_size": train_cfg.batch_size,
+        "learning_rates": {
+            "feature_extraction": train_cfg.feature_extraction.learning_rate,
+            "fine_tune": train_cfg.fine_tune.learning_rate,
+        },
+        "mixed_precision": policy,
+        "class_weight": config.train.class_weight,
         "class_weights": {dataset.class_names[i]: round(w, 6) for i, w in weights.items()} if weights else None,
         **({"distill": distilled} if soft is not None else {}),
     }
@@ -124,10 +135,14 @@ def _train_run(config: Config, run: RunFolder, dataset: Dataset | None, dist: Di
 
     write_text(run.labels, "\n".join(dataset.class_names) + "\n")
     write_json(run.dataset, dataset.summary())  # counts of the images used; skipped ones per split and class
-    write_json(run.history, {s.name: {**s.history, "best_epoch": s.best_epoch, "best_val_loss": s.best_val_loss} for s in outcome.stages})
+    write_json(
+        run.history,
+        {s.name: {**s.history, "best_epoch": s.best_epoch, "best_val_loss": s.best_val_loss} for s in outcome.stages},
+    )
     plot_learning_curves(outcome.stages, run.curves)
     recorded = dataclasses.replace(
-        spec, preprocessing=preprocessing.to_dict(),
+        spec,
+        preprocessing=preprocessing.to_dict(),
         versions={"edge_export": __version__, "keras": keras.__version__, "python": platform.python_version()},
     )
     write_json(run.model_spec, recorded.to_dict())
@@ -148,14 +163,29 @@ def _distilled_train(config: Config, dataset: Dataset, train, spec: ModelSpec, r
     settings = config.train.distill
     teacher = load_teacher(settings.teacher, dataset.class_names)
     split = dataset.splits["train"]
-    key = views_fingerprint(teacher, split.used_files(), train.labels, spec.image_size, settings, config.train.seed, method)
+    key = views_fingerprint(
+        teacher, split.used_files(), train.labels, spec.image_size, settings, config.train.seed, method
+    )
     size = (teacher.image_size, teacher.image_size)
     pixels, labels, soft = distillation_data(
-        teacher, run, lambda: stream_pixels(split, size, method, max_pixels=config.data.max_image_pixels)[0],
-        np.asarray(train.pixels), train.labels, settings, config.train.seed, key)
-    record = {"teacher": str(teacher.run.root.resolve()), "teacher_sha256": teacher.model_sha256,
-              "teacher_image_size": teacher.image_size, "views": settings.views, "weight": settings.weight,
-              "temperature": settings.temperature, "training_images": int(len(labels))}
+        teacher,
+        run,
+        lambda: stream_pixels(split, size, method, max_pixels=config.data.max_image_pixels)[0],
+        np.asarray(train.pixels),
+        train.labels,
+        settings,
+        config.train.seed,
+        key,
+    )
+    record = {
+        "teacher": str(teacher.run.root.resolve()),
+        "teacher_sha256": teacher.model_sha256,
+        "teacher_image_size": teacher.image_size,
+        "views": settings.views,
+        "weight": settings.weight,
+        "temperature": settings.temperature,
+        "training_images": int(len(labels)),
+    }
     return SplitArrays(pixels, labels), soft, record
 
 
@@ -164,7 +194,8 @@ def scaled_train_config(train: TrainConfig, dist: Distribution) -> TrainConfig:
     batch, fe_lr = dist.scale(train.batch_size, train.feature_extraction.learning_rate)
     _, ft_lr = dist.scale(train.batch_size, train.fine_tune.learning_rate)
     return dataclasses.replace(
-        train, batch_size=batch,
+        train,
+        batch_size=batch,
         feature_extraction=dataclasses.replace(train.feature_extraction, learning_rate=fe_lr),
         fine_tune=dataclasses.replace(train.fine_tune, learning_rate=ft_lr),
     )

@@ -23,7 +23,6 @@ import numpy as np
 from edge_export.runtime.pixel_cache import DiskArray, NpyWriter
 
 
-
 def _take(x: Any, indices: np.ndarray) -> np.ndarray:
     return x.take(indices) if isinstance(x, DiskArray) else x[indices]
 
@@ -81,6 +80,7 @@ def _gather(indices_dataset: Any, x: Any, y: np.ndarray | None, steps: int, shuf
     row_shape = tuple(x.shape[1:])
 
     if y is None:
+
         def load(i):
             out = tf.numpy_function(lambda idx: _take(x, idx), [i], x_dtype, stateful=False)
             out.set_shape((None, *row_shape))
@@ -90,7 +90,9 @@ def _gather(indices_dataset: Any, x: Any, y: np.ndarray | None, steps: int, shuf
         y_dtype = tf.as_dtype(labels.dtype)
 
         def load(i):
-            xb, yb = tf.numpy_function(lambda idx: (_take(x, idx), labels[idx]), [i], (x_dtype, y_dtype), stateful=False)
+            xb, yb = tf.numpy_function(
+                lambda idx: (_take(x, idx), labels[idx]), [i], (x_dtype, y_dtype), stateful=False
+            )
             xb.set_shape((None, *row_shape))
             yb.set_shape((None, *labels.shape[1:]))
             return xb, yb
@@ -109,8 +111,13 @@ def _gather(indices_dataset: Any, x: Any, y: np.ndarray | None, steps: int, shuf
 CHUNK_ROWS = 128  # rows read from disk per model.predict call (rounded up to whole batches): 32 MB at 288 px
 
 
-def predict_batches(model: Any, x: Any, batch_size: int, transform: Callable[[np.ndarray], np.ndarray] | None = None,
-                    rows: int | None = None):
+def predict_batches(
+    model: Any,
+    x: Any,
+    batch_size: int,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    rows: int | None = None,
+):
     """Yield ``model``'s outputs chunk by chunk: ``model.predict`` on consecutive chunks of whole batches, so
     the model runs exactly the batches ``model.predict(x, batch_size)`` would (and any strategy splits them
     as it would)."""

@@ -60,8 +60,13 @@ class TrainingOutcome:
 
 
 def train_two_stages(
-    model: Any, backbone: BackboneSpec, cfg: TrainConfig, data: dict[str, SplitArrays], run: RunFolder,
-    class_weight: dict[int, float] | None = None, soft_targets: np.ndarray | None = None,
+    model: Any,
+    backbone: BackboneSpec,
+    cfg: TrainConfig,
+    data: dict[str, SplitArrays],
+    run: RunFolder,
+    class_weight: dict[int, float] | None = None,
+    soft_targets: np.ndarray | None = None,
 ) -> TrainingOutcome:
     """Call under the strategy's scope (trainer/distribute.py); ``cfg.batch_size`` is the global batch.
     ``soft_targets``: N x C targets of the training split (distillation, trainer/distill.py) in place of its labels;
@@ -80,13 +85,16 @@ def train_two_stages(
     acts: dict[str, Any] = {}  # frozen-base activations per split, on disk (trainer/streaming.py)
     store = ActivationStore()
     try:
-        return _train(model, cfg, data, run, class_weight, keras, top, stages, verbose, cut, t0, acts, store, soft_targets)
+        return _train(
+            model, cfg, data, run, class_weight, keras, top, stages, verbose, cut, t0, acts, store, soft_targets
+        )
     finally:
         store.close()
 
 
-def _train(model, cfg, data, run, class_weight, keras, top, stages, verbose, cut, t0, acts, store,
-           soft_targets=None) -> TrainingOutcome:
+def _train(
+    model, cfg, data, run, class_weight, keras, top, stages, verbose, cut, t0, acts, store, soft_targets=None
+) -> TrainingOutcome:
     fine = cfg.fine_tune
     # the targets of the cached training activations: labels, or (distillation) soft targets, validation one-hot
     train_labels = data["train"].labels if soft_targets is None else soft_targets
@@ -109,7 +117,9 @@ def _train(model, cfg, data, run, class_weight, keras, top, stages, verbose, cut
     if fe.enabled:
         t = time.perf_counter()
         if fe.mode == "cached":
-            from_acts = keras.Model(cut if cut is not None else model.get_layer(POOL).input, model.get_layer(POOL).output)
+            from_acts = keras.Model(
+                cut if cut is not None else model.get_layer(POOL).input, model.get_layer(POOL).output
+            )
             pooled = {n: store.compute(f"pooled-{n}", from_acts, a, 256) for n, a in acts.items()}
             head_in = keras.Input(pooled["train"].shape[1:], name="pooled_features")
             head = keras.Model(head_in, model.get_layer(CLASSIFIER)(model.get_layer(DROPOUT)(head_in)))
@@ -118,8 +128,20 @@ def _train(model, cfg, data, run, class_weight, keras, top, stages, verbose, cut
             head = _augmented(model, cfg.augment, model.input.shape[1:])
             x_train, y_train, x_val = data["train"].pixels, _targets(data, soft_targets), data["validation"].pixels
         stage = _fit(
-            "feature_extraction", head, model, x_train, y_train, x_val, val_labels,
-            fe.learning_rate, fe.epochs, fe.patience, cfg, run, verbose, class_weight=class_weight,
+            "feature_extraction",
+            head,
+            model,
+            x_train,
+            y_train,
+            x_val,
+            val_labels,
+            fe.learning_rate,
+            fe.epochs,
+            fe.patience,
+            cfg,
+            run,
+            verbose,
+            class_weight=class_weight,
         )
         stage.seconds = time.perf_counter() - t
         stages.append(stage)
@@ -136,8 +158,21 @@ def _train(model, cfg, data, run, class_weight, keras, top, stages, verbose, cut
             x_train, y_train, x_val = data["train"].pixels, _targets(data, soft_targets), data["validation"].pixels
         baseline = stages[-1].best_val_loss if stages else math.inf
         stage = _fit(
-            "fine_tune", trained, model, x_train, y_train, x_val, val_labels,
-            fine.learning_rate, fine.epochs, fine.patience, cfg, run, verbose, baseline=baseline, class_weight=class_weight,
+            "fine_tune",
+            trained,
+            model,
+            x_train,
+            y_train,
+            x_val,
+            val_labels,
+            fine.learning_rate,
+            fine.epochs,
+            fine.patience,
+            cfg,
+            run,
+            verbose,
+            baseline=baseline,
+            class_weight=class_weight,
         )
         stage.seconds = time.perf_counter() - t
         stages.append(stage)
@@ -154,9 +189,21 @@ def _train(model, cfg, data, run, class_weight, keras, top, stages, verbose, cut
 
 
 def _fit(
-    name: str, trained: Any, full_model: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
-    y_val: np.ndarray, lr: float, epochs: int, patience: int, cfg: TrainConfig, run: RunFolder, verbose: int,
-    baseline: float = math.inf, class_weight: dict[int, float] | None = None,
+    name: str,
+    trained: Any,
+    full_model: Any,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    lr: float,
+    epochs: int,
+    patience: int,
+    cfg: TrainConfig,
+    run: RunFolder,
+    verbose: int,
+    baseline: float = math.inf,
+    class_weight: dict[int, float] | None = None,
 ) -> StageResult:
     keras = import_keras()
     soft = np.asarray(y_train).ndim == 2  # distillation: soft targets (validation one-hot)
@@ -164,13 +211,23 @@ def _fit(
     trained.compile(optimizer=keras.optimizers.Adam(lr), loss=SOFT_LOSS if soft else LOSS, metrics=["accuracy"])
     if math.isfinite(baseline):  # never end a stage worse than it started
         baseline = float(trained.evaluate(ordered_dataset(x_val, y_val, 256), verbose=0)[0])
-    checkpoint = BestCheckpoint(full_model, run.checkpoints / f"{name}_best.keras", baseline=baseline, stage=name,
-                                diverged_hint=f"lower train.{name}.learning_rate (now {lr:g}) and train again")
+    checkpoint = BestCheckpoint(
+        full_model,
+        run.checkpoints / f"{name}_best.keras",
+        baseline=baseline,
+        stage=name,
+        diverged_hint=f"lower train.{name}.learning_rate (now {lr:g}) and train again",
+    )
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience)
     log.info("stage %s: %d trainable weights, lr %g, up to %d epochs", name, len(trained.trainable_weights), lr, epochs)
     history = trained.fit(  # batches read from disk, in the order fit(x_train, y_train, shuffle=True) would use
         fit_dataset(x_train, y_train, cfg.batch_size, shuffle=True),
-        validation_data=ordered_dataset(x_val, y_val, cfg.batch_size), epochs=epochs, shuffle=False, callbacks=[checkpoint, stop], verbose=verbose, class_weight=class_weight,
+        validation_data=ordered_dataset(x_val, y_val, cfg.batch_size),
+        epochs=epochs,
+        shuffle=False,
+        callbacks=[checkpoint, stop],
+        verbose=verbose,
+        class_weight=class_weight,
     )
     return StageResult(
         name=name,

@@ -39,25 +39,39 @@ def unpack(bundle: Path, dest: Path) -> Path:
     if bundle.is_dir():
         return bundle
     if not tarfile.is_tarfile(bundle):
-        raise EdgeExportError("not a bundle folder or .tar.gz", path=bundle, hint="pass what `edge-export package` wrote")
+        raise EdgeExportError(
+            "not a bundle folder or .tar.gz", path=bundle, hint="pass what `edge-export package` wrote"
+        )
     if not hasattr(tarfile, "data_filter"):  # pragma: no cover - Python < 3.11.4
-        raise EdgeExportError("unpacking a bundle safely needs Python 3.11.4 or newer (tarfile filters)", path=bundle,
-                              hint="unpack it yourself and pass the folder")
+        raise EdgeExportError(
+            "unpacking a bundle safely needs Python 3.11.4 or newer (tarfile filters)",
+            path=bundle,
+            hint="unpack it yourself and pass the folder",
+        )
     try:
         with tarfile.open(bundle) as tar:
             members = tar.getmembers()
             tops = {Path(m.name).parts[0] if Path(m.name).parts else "" for m in members}
             if len(tops) != 1:
-                raise EdgeExportError(f"expected one folder in the archive, found {printable(sorted(tops))}", path=bundle,
-                                      hint="pass what `edge-export package` wrote")
+                raise EdgeExportError(
+                    f"expected one folder in the archive, found {printable(sorted(tops))}",
+                    path=bundle,
+                    hint="pass what `edge-export package` wrote",
+                )
             top = safe_name(tops.pop(), what="the archive's top folder", source=bundle)
             tar.extractall(dest, members=members, filter="data")  # refuses '..', absolute paths and links out
     except tarfile.FilterError as exc:
-        raise EdgeExportError(f"refused to unpack: {printable(str(exc))}", path=bundle,
-                              hint="the archive has a member outside its folder (or a link out): not a bundle `edge-export package` wrote") from None
+        raise EdgeExportError(
+            f"refused to unpack: {printable(str(exc))}",
+            path=bundle,
+            hint="the archive has a member outside its folder (or a link out): not a bundle `edge-export package` wrote",
+        ) from None
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        raise EdgeExportError(f"cannot unpack the archive ({printable(str(exc))})", path=bundle,
-                              hint="a corrupt or truncated copy? copy the bundle again") from None
+        raise EdgeExportError(
+            f"cannot unpack the archive ({printable(str(exc))})",
+            path=bundle,
+            hint="a corrupt or truncated copy? copy the bundle again",
+        ) from None
     return dest / top
 
 
@@ -84,8 +98,17 @@ def check_bundle(bundle: Path, data: Path, out: Path, config: BenchConfig, echo=
         _run([sys.executable, "-m", "venv", str(venv)], "python -m venv")
         echo(f"pip install -r {info['requirements']} {info['wheel']}  ({', '.join(info['pinned'])})")
         _run(
-            [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q",
-             "-r", str(layout.requirements), str(layout.root / info["wheel"])],
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "-q",
+                "-r",
+                str(layout.requirements),
+                str(layout.root / info["wheel"]),
+            ],
             "pip install (network access to PyPI is needed)",
         )
         install_s = time.perf_counter() - started
@@ -98,8 +121,23 @@ def check_bundle(bundle: Path, data: Path, out: Path, config: BenchConfig, echo=
         threads = ",".join(str(t) for t in config.threads)
         echo(f"bench in the venv: run.py bench --data {data}")
         _run(
-            [str(python), str(layout.run), "bench", "--data", str(data), "--out", str(device_out), "--threads", threads,
-             "--runs", str(config.runs), "--warmup", str(config.warmup), "--batch-size", str(config.batch_size)],
+            [
+                str(python),
+                str(layout.run),
+                "bench",
+                "--data",
+                str(data),
+                "--out",
+                str(device_out),
+                "--threads",
+                threads,
+                "--runs",
+                str(config.runs),
+                "--warmup",
+                str(config.warmup),
+                "--batch-size",
+                str(config.batch_size),
+            ],
             "the bundle's bench in the clean venv",
         )
         device = BenchResult.read(device_out / BenchFiles.JSON)
@@ -107,20 +145,24 @@ def check_bundle(bundle: Path, data: Path, out: Path, config: BenchConfig, echo=
         echo("the same models benchmarked here")
         models = [layout.root / a["path"] for a in info["artifacts"]]
         labels = layout.root / info["labels"] if info.get("labels") else None
-        local = bench_run(models=models, data=data, config=config, out=out / "local", labels=labels, keras=False, echo=None).result
+        local = bench_run(
+            models=models, data=data, config=config, out=out / "local", labels=labels, keras=False, echo=None
+        ).result
 
     rows = []
     for d in device.rows:
         here = next((r for r in local.rows if r.name == d.name), None)
         local_accuracy = here.accuracy if here else None
-        rows.append({
-            "name": d.name,
-            "device_accuracy": d.accuracy,
-            "local_accuracy": local_accuracy,
-            "same_accuracy": d.accuracy is not None and d.accuracy == local_accuracy,
-            "device_p50_ms": d.p50_ms,
-            "local_p50_ms": here.p50_ms if here else None,
-        })
+        rows.append(
+            {
+                "name": d.name,
+                "device_accuracy": d.accuracy,
+                "local_accuracy": local_accuracy,
+                "same_accuracy": d.accuracy is not None and d.accuracy == local_accuracy,
+                "device_p50_ms": d.p50_ms,
+                "local_p50_ms": here.p50_ms if here else None,
+            }
+        )
     result = {
         "bundle": str(bundle),
         "data": str(data),
@@ -136,7 +178,12 @@ def check_bundle(bundle: Path, data: Path, out: Path, config: BenchConfig, echo=
 
 @click.command()
 @click.argument("bundle", type=click.Path(exists=True, path_type=Path))
-@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="Test images: DIR/<class>/*.")
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Test images: DIR/<class>/*.",
+)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("bundle-check"), show_default=True)
 @click.option("--threads", default="1", show_default=True, help="Comma-separated thread counts (0 = all cores).")
 @click.option("--runs", type=int, default=50, show_default=True)
@@ -148,6 +195,7 @@ def main(bundle: Path, data: Path, out: Path, threads: str, runs: int, warmup: i
     except EdgeExportError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(2)
+
     def show(x, fmt):
         return format(x, fmt) if x is not None else "-"
 

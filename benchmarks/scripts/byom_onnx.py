@@ -45,9 +45,13 @@ def pytorch_style_onnx(keras_path: Path, out: Path) -> Path:
     spec = [tf.TensorSpec((1, 3, SIZE, SIZE), tf.float32, name="input")]
     frozen = convert_variables_to_constants_v2(tf.function(forward, input_signature=spec).get_concrete_function())
     inputs = [t.name for t in frozen.inputs if t.dtype != tf.resource]
-    proto, _ = tf2onnx.convert.from_graph_def(frozen.graph.as_graph_def(), input_names=inputs,
-                                              output_names=[t.name for t in frozen.outputs], opset=17,
-                                              tensors_to_rename={inputs[0]: "input"})
+    proto, _ = tf2onnx.convert.from_graph_def(
+        frozen.graph.as_graph_def(),
+        input_names=inputs,
+        output_names=[t.name for t in frozen.outputs],
+        opset=17,
+        tensors_to_rename={inputs[0]: "input"},
+    )
     path = out / "cats_dogs_nchw.onnx"
     onnx.save_model(proto, str(path))
     return path
@@ -62,11 +66,25 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     onnx_path = pytorch_style_onnx(args.model, args.out)
     run = args.out / "build"
-    command = [sys.executable, "-m", "edge_export.cli", "build", "--model", str(onnx_path), "--data", str(args.data),
-               "--out", str(run), "--force"]
+    command = [
+        sys.executable,
+        "-m",
+        "edge_export.cli",
+        "build",
+        "--model",
+        str(onnx_path),
+        "--data",
+        str(args.data),
+        "--out",
+        str(run),
+        "--force",
+    ]
     first = subprocess.run(command, capture_output=True, text=True)
-    check = [line for line in (first.stdout + first.stderr).splitlines()
-             if line.startswith(("preprocessing check", "  ", "model expects", "error:", "  fix:"))]
+    check = [
+        line
+        for line in (first.stdout + first.stderr).splitlines()
+        if line.startswith(("preprocessing check", "  ", "model expects", "error:", "  fix:"))
+    ]
     print("\n".join(check))
     asked = first.returncode != 0 and "cannot tell what the model expects" in first.stdout + first.stderr
     started = time.perf_counter()
@@ -78,13 +96,23 @@ def main() -> None:
     seconds = time.perf_counter() - started
     manifest = json.loads((run / "export" / "manifest.json").read_text())
     bench = json.loads((run / "bench" / "bench.json").read_text())
-    rows = {r["name"]: {"accuracy": r.get("accuracy"), "agreement": r.get("top1_agreement"),
-                        "p50_ms": (r.get("latency_ms") or {}).get("p50"), "images": r.get("images")}
-            for r in bench["artifacts"]}
+    rows = {
+        r["name"]: {
+            "accuracy": r.get("accuracy"),
+            "agreement": r.get("top1_agreement"),
+            "p50_ms": (r.get("latency_ms") or {}).get("p50"),
+            "images": r.get("images"),
+        }
+        for r in bench["artifacts"]
+    }
     result = {
-        "model": str(onnx_path), "build_seconds": round(seconds, 1),
-        "check_without_flag": check, "asked_for_input_scale": asked,
-        "imported_from": {k: manifest["model"]["imported_from"][k] for k in ("kind", "input_scale", "output", "decided")},
+        "model": str(onnx_path),
+        "build_seconds": round(seconds, 1),
+        "check_without_flag": check,
+        "asked_for_input_scale": asked,
+        "imported_from": {
+            k: manifest["model"]["imported_from"][k] for k in ("kind", "input_scale", "output", "decided")
+        },
         "validation_parity": {a["name"]: a["parity"] for a in manifest["artifacts"]},
         "skipped": {name: d["reason"] for name, d in manifest.get("auto", {}).items()},
         "bench": rows,

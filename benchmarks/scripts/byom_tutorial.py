@@ -36,10 +36,12 @@ def train_tutorial_model(data: Path, out: Path, weights: Path, epochs: int, fine
 
     keras.utils.set_random_seed(seed)
     train = keras.utils.image_dataset_from_directory(data / "train", image_size=(SIZE, SIZE), batch_size=32, seed=seed)
-    validation = keras.utils.image_dataset_from_directory(data / "validation", image_size=(SIZE, SIZE), batch_size=32,
-                                                          shuffle=False)
-    base = keras.applications.MobileNet(input_shape=(SIZE, SIZE, 3), alpha=0.25, include_top=False,
-                                        weights=str(weights))
+    validation = keras.utils.image_dataset_from_directory(
+        data / "validation", image_size=(SIZE, SIZE), batch_size=32, shuffle=False
+    )
+    base = keras.applications.MobileNet(
+        input_shape=(SIZE, SIZE, 3), alpha=0.25, include_top=False, weights=str(weights)
+    )
     base.trainable = False
     inputs = keras.Input((SIZE, SIZE, 3))
     x = keras.layers.RandomFlip("horizontal")(inputs)
@@ -70,7 +72,9 @@ def keras_pipeline(model_path: Path, data: Path, out: Path) -> dict:
     from ai_edge_litert.interpreter import Interpreter
 
     model = keras.models.load_model(model_path)
-    test = keras.utils.image_dataset_from_directory(data / "test", image_size=(SIZE, SIZE), batch_size=32, shuffle=False)
+    test = keras.utils.image_dataset_from_directory(
+        data / "test", image_size=(SIZE, SIZE), batch_size=32, shuffle=False
+    )
     pixels = np.concatenate([x.numpy() for x, _ in test])
     labels = np.concatenate([y.numpy() for _, y in test])
     keras_p = model.predict(pixels, batch_size=32, verbose=0)[:, 0]
@@ -111,8 +115,18 @@ def keras_pipeline(model_path: Path, data: Path, out: Path) -> dict:
 
 def run_build(model_path: Path, data: Path, out: Path) -> dict:
     build_dir = out / "build"
-    cmd = [sys.executable, "-m", "edge_export.cli", "build", "--model", str(model_path), "--data", str(data),
-           "--out", str(build_dir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "edge_export.cli",
+        "build",
+        "--model",
+        str(model_path),
+        "--data",
+        str(data),
+        "--out",
+        str(build_dir),
+    ]
     started = time.perf_counter()
     subprocess.run(cmd, check=False)
     seconds = time.perf_counter() - started
@@ -120,12 +134,23 @@ def run_build(model_path: Path, data: Path, out: Path) -> dict:
     manifest = json.loads((build_dir / "export" / "manifest.json").read_text())
     rows = {}
     for row in bench["artifacts"]:
-        rows.setdefault(row["name"], {
-            "accuracy": row.get("accuracy"), "agreement_with_keras": row.get("top1_agreement"),
-            "size_bytes": row.get("size_bytes"), "status": row.get("status"), "p50_ms": (row.get("latency_ms") or {}).get("p50"),
-        })
-    return {"build_seconds": round(seconds, 1), "command": " ".join(cmd[2:]), "rows": rows,
-            "imported_from": manifest["model"].get("imported_from"), "auto": manifest.get("auto")}
+        rows.setdefault(
+            row["name"],
+            {
+                "accuracy": row.get("accuracy"),
+                "agreement_with_keras": row.get("top1_agreement"),
+                "size_bytes": row.get("size_bytes"),
+                "status": row.get("status"),
+                "p50_ms": (row.get("latency_ms") or {}).get("p50"),
+            },
+        )
+    return {
+        "build_seconds": round(seconds, 1),
+        "command": " ".join(cmd[2:]),
+        "rows": rows,
+        "imported_from": manifest["model"].get("imported_from"),
+        "auto": manifest.get("auto"),
+    }
 
 
 def main() -> None:
@@ -141,22 +166,28 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     model_path = args.out / "cats_dogs_classifier.keras"
     if not (args.skip_training and model_path.is_file()):
-        model_path = train_tutorial_model(args.data, args.out, args.weights, args.epochs, args.fine_tune_epochs, args.seed)
+        model_path = train_tutorial_model(
+            args.data, args.out, args.weights, args.epochs, args.fine_tune_epochs, args.seed
+        )
     result = {"model": str(model_path), **keras_pipeline(model_path, args.data, args.out)}
     result["edge_export"] = run_build(model_path, args.data, args.out)
     (args.out / "byom_tutorial.json").write_text(json.dumps(result, indent=2) + "\n")
     keras_accuracy = result["keras_accuracy_keras_pipeline"]
     print(f"\n{'pipeline':<34} {'test accuracy':>14} {'vs Keras':>9} {'agreement':>10}")
     print(f"{'Keras model (Keras pipeline)':<34} {keras_accuracy:>14.2%} {'':>9} {'':>10}")
-    print(f"{'TF docs int8 recipe (uint8 I/O)':<34} {result['tf_recipe_int8_accuracy']:>14.2%} "
-          f"{100 * (result['tf_recipe_int8_accuracy'] - keras_accuracy):>+9.2f} "
-          f"{result['tf_recipe_int8_agreement_with_keras']:>10.2%}")
+    print(
+        f"{'TF docs int8 recipe (uint8 I/O)':<34} {result['tf_recipe_int8_accuracy']:>14.2%} "
+        f"{100 * (result['tf_recipe_int8_accuracy'] - keras_accuracy):>+9.2f} "
+        f"{result['tf_recipe_int8_agreement_with_keras']:>10.2%}"
+    )
     for name, row in result["edge_export"]["rows"].items():
         if row["accuracy"] is None:
             continue
         agreement = row["agreement_with_keras"]
-        print(f"{'edge-export ' + name:<34} {row['accuracy']:>14.2%} {100 * (row['accuracy'] - keras_accuracy):>+9.2f} "
-              f"{agreement if agreement is None else format(agreement, '.2%'):>10}")
+        print(
+            f"{'edge-export ' + name:<34} {row['accuracy']:>14.2%} {100 * (row['accuracy'] - keras_accuracy):>+9.2f} "
+            f"{agreement if agreement is None else format(agreement, '.2%'):>10}"
+        )
     print(f"wrote {args.out / 'byom_tutorial.json'}")
 
 

@@ -34,8 +34,12 @@ from typing import Any, Sequence
 # "mediapipe-0.10" is the 0.10 line most apps use, whose metadata writer works.
 CLIENTS: dict[str, tuple[str, ...]] = {
     "mediapipe": ("mediapipe==1.2.3", "opencv-contrib-python==5.1.0.95", "onnxruntime==1.32.0", "numpy==2.4.6"),
-    "mediapipe-0.10": ("mediapipe==0.10.21", "opencv-contrib-python==4.11.0.86", "onnxruntime==1.32.0",
-                       "numpy==1.26.4"),
+    "mediapipe-0.10": (
+        "mediapipe==0.10.21",
+        "opencv-contrib-python==4.11.0.86",
+        "onnxruntime==1.32.0",
+        "numpy==1.26.4",
+    ),
 }
 VENV_TIMEOUT_S = 180
 PIP_TIMEOUT_S = 900  # the whole install; pip itself gives up on a silent connection after 30 s
@@ -86,28 +90,52 @@ def _make(name: str, echo) -> tuple[Path | None, str | None]:
         started = time.monotonic()
         steps = (
             ([sys.executable, "-m", "venv", str(venv)], VENV_TIMEOUT_S),
-            ([str(_python_in(venv)), "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
-              "--timeout", "30", "--retries", "2", *CLIENTS[name]], PIP_TIMEOUT_S),
+            (
+                [
+                    str(_python_in(venv)),
+                    "-m",
+                    "pip",
+                    "install",
+                    "--disable-pip-version-check",
+                    "--no-input",
+                    "--timeout",
+                    "30",
+                    "--retries",
+                    "2",
+                    *CLIENTS[name],
+                ],
+                PIP_TIMEOUT_S,
+            ),
         )
         for command, limit in steps:
             reason = _step(command, limit)
             if reason:
                 shutil.rmtree(venv, ignore_errors=True)
                 return None, f"cannot make the client environment {name}: {reason}"
-        freeze = subprocess.run([str(_python_in(venv)), "-m", "pip", "freeze"], capture_output=True, text=True,
-                                timeout=120)
-        ready.write_text(json.dumps({  # last: its presence says the environment is complete
-            "name": name, "requirements": list(CLIENTS[name]), "python": sys.version.split()[0],
-            "installed": freeze.stdout.split(), "seconds": round(time.monotonic() - started, 1),
-        }, indent=1))
+        freeze = subprocess.run(
+            [str(_python_in(venv)), "-m", "pip", "freeze"], capture_output=True, text=True, timeout=120
+        )
+        ready.write_text(
+            json.dumps(
+                {  # last: its presence says the environment is complete
+                    "name": name,
+                    "requirements": list(CLIENTS[name]),
+                    "python": sys.version.split()[0],
+                    "installed": freeze.stdout.split(),
+                    "seconds": round(time.monotonic() - started, 1),
+                },
+                indent=1,
+            )
+        )
         return _python_in(venv), None
 
 
 def _step(command: Sequence[str], limit: float) -> str | None:
     """None when ``command`` succeeds within ``limit`` seconds, else a one-line reason."""
     try:
-        done = subprocess.run(list(command), capture_output=True, text=True, timeout=limit,
-                              env={**os.environ, "PIP_NO_INPUT": "1"})
+        done = subprocess.run(
+            list(command), capture_output=True, text=True, timeout=limit, env={**os.environ, "PIP_NO_INPUT": "1"}
+        )
     except subprocess.TimeoutExpired:
         return f"`{' '.join(command[:4])} ...` ran past {limit:.0f} s"
     except OSError as exc:
@@ -155,8 +183,13 @@ def run_client(python: Path, command: str, *args: str, timeout: float = CLIENT_T
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env.update(GLOG_minloglevel="2", TF_CPP_MIN_LOG_LEVEL="2", PYTHONNOUSERSITE="1")
     try:
-        done = subprocess.run([str(python), str(Path(__file__).resolve()), command, *args], capture_output=True,
-                              text=True, timeout=timeout, env=env)
+        done = subprocess.run(
+            [str(python), str(Path(__file__).resolve()), command, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
     except subprocess.TimeoutExpired:
         raise RuntimeError(f"client {command} ran past {timeout:.0f} s") from None
     last = done.stdout.strip().splitlines()[-1:] if done.stdout.strip() else []
@@ -179,8 +212,7 @@ def mediapipe_classify(model: str, images: Sequence[str]) -> dict[str, Any]:
     from mediapipe.tasks import python as mp_python
     from mediapipe.tasks.python import vision
 
-    options = vision.ImageClassifierOptions(base_options=mp_python.BaseOptions(model_asset_path=model),
-                                            max_results=-1)
+    options = vision.ImageClassifierOptions(base_options=mp_python.BaseOptions(model_asset_path=model), max_results=-1)
     try:
         classifier = vision.ImageClassifier.create_from_options(options)
     except Exception as exc:  # what a user sees when MediaPipe refuses the model
@@ -193,8 +225,12 @@ def mediapipe_classify(model: str, images: Sequence[str]) -> dict[str, Any]:
             except Exception as exc:  # an image MediaPipe cannot decode: its error in its place
                 results.append({"error": f"{type(exc).__name__}: {exc}"})
                 continue
-            results.append([{"index": c.index, "score": float(c.score), "name": c.category_name,
-                             "display_name": c.display_name} for c in categories])
+            results.append(
+                [
+                    {"index": c.index, "score": float(c.score), "name": c.category_name, "display_name": c.display_name}
+                    for c in categories
+                ]
+            )
     return {"loaded": True, "error": None, "mediapipe": mp.__version__, "results": results}
 
 
@@ -204,7 +240,9 @@ def mediapipe_write(model: str, out: str, labels: Sequence[str], mean: float, st
     from mediapipe.tasks.python.metadata.metadata_writers import image_classifier, metadata_writer
 
     writer = image_classifier.MetadataWriter.create(
-        Path(model).read_bytes(), input_norm_mean=[mean], input_norm_std=[std],
+        Path(model).read_bytes(),
+        input_norm_mean=[mean],
+        input_norm_std=[std],
         labels=metadata_writer.Labels().add(list(labels)),
     )
     data, metadata_json = writer.populate()
@@ -244,9 +282,13 @@ def onnx_metadata(model: str) -> dict[str, Any]:
         if key in props:
             decoded[key] = int(props[key])
     inp = session.get_inputs()[0]
-    return {"onnxruntime": ort.__version__, "keys": sorted(props), "props": props, "decoded": decoded,
-            "input": {"name": inp.name, "shape": [d if isinstance(d, int) else None for d in inp.shape],
-                      "type": inp.type}}
+    return {
+        "onnxruntime": ort.__version__,
+        "keys": sorted(props),
+        "props": props,
+        "decoded": decoded,
+        "input": {"name": inp.name, "shape": [d if isinstance(d, int) else None for d in inp.shape], "type": inp.type},
+    }
 
 
 def opencv_dnn(model: str, images: Sequence[str]) -> dict[str, Any]:
@@ -266,8 +308,13 @@ def opencv_dnn(model: str, images: Sequence[str]) -> dict[str, Any]:
     session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     ort_rows = session.run(None, {name: batch})[0]
-    out: dict[str, Any] = {"opencv": cv2.__version__, "onnxruntime": ort.__version__, "size": list(size),
-                           "ort_top1": [int(i) for i in ort_rows.argmax(-1)], "ort_scores": ort_rows.tolist()}
+    out: dict[str, Any] = {
+        "opencv": cv2.__version__,
+        "onnxruntime": ort.__version__,
+        "size": list(size),
+        "ort_top1": [int(i) for i in ort_rows.argmax(-1)],
+        "ort_scores": ort_rows.tolist(),
+    }
     try:
         net = cv2.dnn.readNetFromONNX(model)
     except cv2.error as exc:
@@ -281,8 +328,15 @@ def opencv_dnn(model: str, images: Sequence[str]) -> dict[str, Any]:
         scores.append(rows.reshape(-1).tolist())
     net.setInput(batch)
     batch_rows = np.asarray(net.forward())
-    return {**out, "loaded": True, "error": None, "shapes": shapes, "top1": top1, "scores": scores,
-            "batch_shape": list(batch_rows.shape)}
+    return {
+        **out,
+        "loaded": True,
+        "error": None,
+        "shapes": shapes,
+        "top1": top1,
+        "scores": scores,
+        "batch_shape": list(batch_rows.shape),
+    }
 
 
 def _main(argv: Sequence[str]) -> int:
@@ -308,9 +362,12 @@ def _main(argv: Sequence[str]) -> int:
     meta.add_argument("model")
     args = parser.parse_args(argv)
     if getattr(args, "images", None):  # "@FILE": the image paths, one a line (a whole test split)
-        args.images = [line for item in args.images
-                       for line in (Path(item[1:]).read_text().splitlines() if item.startswith("@") else [item])
-                       if line]
+        args.images = [
+            line
+            for item in args.images
+            for line in (Path(item[1:]).read_text().splitlines() if item.startswith("@") else [item])
+            if line
+        ]
     if args.command == "make":
         python, reason = client_python(args.name, echo=lambda line: print(line, file=sys.stderr))
         if python is None:

@@ -56,10 +56,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from script_cli import finish, json_option, sample_options  # noqa: E402 (the scripts' shared command line)
 
 TF1_REFERENCE_NAME = "mobilenet_v2_1.0_224_quant.tflite"
-KINDS = ("bare", "predict_proba", "e2e", "decode", *HAND_WRITTEN)  # the hand-written pipelines: benchmarks/hand_written.py
+KINDS = (
+    "bare",
+    "predict_proba",
+    "e2e",
+    "decode",
+    *HAND_WRITTEN,
+)  # the hand-written pipelines: benchmarks/hand_written.py
 REFERENCE = "reference"  # the modern MobileNetV2 conversion
 REFERENCE_TF1 = "reference_tf1"  # the shared TF1-era file
-LABELS = {REFERENCE: "MobileNetV2 1.0 224 int8, modern conversion", REFERENCE_TF1: "MobileNetV2 1.0 224 int8, TF1-era file"}
+LABELS = {
+    REFERENCE: "MobileNetV2 1.0 224 int8, modern conversion",
+    REFERENCE_TF1: "MobileNetV2 1.0 224 int8, TF1-era file",
+}
 
 
 # ----------------------------------------------------------------------------- the models
@@ -84,8 +93,14 @@ def default_tf1_reference() -> Path:
 
 
 def modern_reference(
-    cache: str | Path | None = None, *, input_size: int = 224, alpha: float = 1.0, classes: int = 1001,
-    calibration: int = 16, seed: int = 0, echo: Callable[[str], None] | None = None,
+    cache: str | Path | None = None,
+    *,
+    input_size: int = 224,
+    alpha: float = 1.0,
+    classes: int = 1001,
+    calibration: int = 16,
+    seed: int = 0,
+    echo: Callable[[str], None] | None = None,
 ) -> Path:
     """The modern MobileNetV2 reference (see the module doc): built with TensorFlow on first use, then read
     from ``cache``. The settings are for tests (a tiny one converts in seconds); the defaults are the reference."""
@@ -96,7 +111,10 @@ def modern_reference(
     except PackageNotFoundError:
         tf_version = "unknown"
     cache = Path(cache) if cache is not None else default_cache()
-    path = cache / f"mobilenet_v2_{alpha:g}_{input_size}_c{classes}_int8_uint8io_cal{calibration}_s{seed}_tf{tf_version}.tflite"
+    path = (
+        cache
+        / f"mobilenet_v2_{alpha:g}_{input_size}_c{classes}_int8_uint8io_cal{calibration}_s{seed}_tf{tf_version}.tflite"
+    )
     if path.is_file():
         return path
     if echo:
@@ -146,7 +164,9 @@ def artifact_path(run: RunFolder, name: str) -> Path:
     if entry is None:
         raise EdgeExportError(f"the run's export has no artifact {name!r}", path=run.export_manifest)
     if not entry.ok or not entry.path:
-        raise EdgeExportError(f"artifact {name!r} failed to export", path=run.export_manifest, hint="see its error there")
+        raise EdgeExportError(
+            f"artifact {name!r} failed to export", path=run.export_manifest, hint="see its error there"
+        )
     path = run.export_dir / entry.path
     if not path.is_file():
         raise EdgeExportError(f"artifact {name!r} is missing", path=path, hint="re-run `edge-export export`")
@@ -238,7 +258,9 @@ def compare_reference(
     if reference is not None:
         models[REFERENCE] = Path(reference)
         if not models[REFERENCE].is_file():
-            raise EdgeExportError("reference model not found", path=reference, hint="pass --reference PATH, or leave it out to build one")
+            raise EdgeExportError(
+                "reference model not found", path=reference, hint="pass --reference PATH, or leave it out to build one"
+            )
     else:
         models[REFERENCE] = modern_reference(cache, echo=echo, **(reference_settings or {}))
     if tf1_reference is not False:
@@ -246,7 +268,9 @@ def compare_reference(
         if tf1.is_file():
             models[REFERENCE_TF1] = tf1
         elif tf1_reference not in (None, True):
-            raise EdgeExportError("TF1-era reference model not found", path=tf1, hint="pass --tf1-reference PATH or --no-tf1")
+            raise EdgeExportError(
+                "TF1-era reference model not found", path=tf1, hint="pass --tf1-reference PATH or --no-tf1"
+            )
     photos = scan_test_folder(data).files[::every][:images]
     timed = {name: _Model(path, photos) for name, path in models.items()}
     kinds = [k for k in KINDS if k != "opencv" or opencv_installed()]  # the OpenCV row where OpenCV is installed
@@ -284,7 +308,9 @@ def compare_reference(
             "ms": ms,
             "per_photo_ms": {kind: [round(float(v), 4) for v in per_photo[kind]] for kind in kinds},
             # predict(path) against each hand-written pipeline: p50 over p50, p90 over p90 (the same photos)
-            "e2e_vs": {kind: {q: ms["e2e"][q] / ms[kind][q] for q in ("p50", "p90")} for kind in HAND_WRITTEN if kind in ms},
+            "e2e_vs": {
+                kind: {q: ms["e2e"][q] / ms[kind][q] for q in ("p50", "p90")} for kind in HAND_WRITTEN if kind in ms
+            },
             "e2e_overhead_pct": _spread(e2e_overhead),
             "overhead_pct": _spread(proba_overhead),
             "decode_share_pct": 100.0 * ms["decode"]["p50"] / ms["e2e"]["p50"] if ms["e2e"]["p50"] > 0 else None,
@@ -325,20 +351,44 @@ def _image_size(path: Path) -> tuple[int, int]:
 
 
 def render(result: dict[str, Any]) -> str:
-    header = ["model", "input", "size", "bare p50", "p90", "e2e p50", "p90", "decode p50", "p90",
-              "overhead (no decode) p50", "e2e overhead p50", "p90", "OpenCV p50", "p90", "Pillow p50"]
+    header = [
+        "model",
+        "input",
+        "size",
+        "bare p50",
+        "p90",
+        "e2e p50",
+        "p90",
+        "decode p50",
+        "p90",
+        "overhead (no decode) p50",
+        "e2e overhead p50",
+        "p90",
+        "OpenCV p50",
+        "p90",
+        "Pillow p50",
+    ]
     rows = [header]
     for name, m in result["models"].items():
         ms = m["ms"]
-        rows.append([
-            f"{name}: {m['label']}" if name != result["artifact"] else f"{name} ({Path(m['path']).name})",
-            m["input"], f"{m['size_bytes'] / 1e6:.2f} MB",
-            f"{ms['bare']['p50']:.3f}", f"{ms['bare']['p90']:.3f}", f"{ms['e2e']['p50']:.3f}", f"{ms['e2e']['p90']:.3f}",
-            f"{ms['decode']['p50']:.3f}", f"{ms['decode']['p90']:.3f}", f"{m['overhead_pct']['p50']:+.1f}%",
-            f"{m['e2e_overhead_pct']['p50']:+.1f}%", f"{m['e2e_overhead_pct']['p90']:+.1f}%",
-            *((f"{ms['opencv']['p50']:.3f}", f"{ms['opencv']['p90']:.3f}") if "opencv" in ms else ("-", "-")),
-            f"{ms['pillow']['p50']:.3f}",
-        ])
+        rows.append(
+            [
+                f"{name}: {m['label']}" if name != result["artifact"] else f"{name} ({Path(m['path']).name})",
+                m["input"],
+                f"{m['size_bytes'] / 1e6:.2f} MB",
+                f"{ms['bare']['p50']:.3f}",
+                f"{ms['bare']['p90']:.3f}",
+                f"{ms['e2e']['p50']:.3f}",
+                f"{ms['e2e']['p90']:.3f}",
+                f"{ms['decode']['p50']:.3f}",
+                f"{ms['decode']['p90']:.3f}",
+                f"{m['overhead_pct']['p50']:+.1f}%",
+                f"{m['e2e_overhead_pct']['p50']:+.1f}%",
+                f"{m['e2e_overhead_pct']['p90']:+.1f}%",
+                *((f"{ms['opencv']['p50']:.3f}", f"{ms['opencv']['p90']:.3f}") if "opencv" in ms else ("-", "-")),
+                f"{ms['pillow']['p50']:.3f}",
+            ]
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
     size = result["median_photo_size"]
@@ -355,13 +405,19 @@ def render(result: dict[str, Any]) -> str:
         f"{art['overhead_pct']['p50']:+.1f}%",
         f"modern reference: {ref['e2e_overhead_pct']['p50']:+.1f}% median, {ref['e2e_overhead_pct']['p90']:+.1f}% p90 "
         f"end to end (decode+resize {ref['ms']['decode']['p50']:.3f} ms of a {ref['ms']['e2e']['p50']:.3f} ms call)",
-        *(f"{name}: predict(path) takes {m['e2e_vs']['opencv']['p50']:.3f}x the hand-written OpenCV pipeline's p50 "
-          f"({m['e2e_vs']['opencv']['p90']:.3f}x at p90) and {m['e2e_vs']['pillow']['p50']:.3f}x the Pillow tutorial's"
-          for name, m in result["models"].items() if "opencv" in m.get("e2e_vs", {})),
+        *(
+            f"{name}: predict(path) takes {m['e2e_vs']['opencv']['p50']:.3f}x the hand-written OpenCV pipeline's p50 "
+            f"({m['e2e_vs']['opencv']['p90']:.3f}x at p90) and {m['e2e_vs']['pillow']['p50']:.3f}x the Pillow tutorial's"
+            for name, m in result["models"].items()
+            if "opencv" in m.get("e2e_vs", {})
+        ),
         *(f"{kind} pipeline: {text}" for kind, text in HAND_WRITTEN.items()),
         "a stream of photos, predict(paths) on the whole sample (decoding ahead on another core; wall clock, per photo): "
-        + "; ".join(f"{name} {m['stream']['predict_paths_ms']:.3f} ms vs {m['stream']['bare_ms']:.3f} ms bare, "
-                    f"{m['stream']['overhead_pct']:+.1f}%" for name, m in result["models"].items()),
+        + "; ".join(
+            f"{name} {m['stream']['predict_paths_ms']:.3f} ms vs {m['stream']['bare_ms']:.3f} ms bare, "
+            f"{m['stream']['overhead_pct']:+.1f}%"
+            for name, m in result["models"].items()
+        ),
         f"machine: {describe(result['machine'])}",
     ]
     return "\n".join(lines)
@@ -370,19 +426,50 @@ def render(result: dict[str, Any]) -> str:
 @click.command()
 @sample_options("Interleaved repeats per photo.")
 @click.option("--warmup", default=3, show_default=True, type=click.IntRange(min=0))
-@click.option("--clock", type=click.Choice(sorted(CLOCKS)), default="wall", show_default=True,
-              help="wall, or cpu: the thread's CPU time (steadier on a shared, loaded machine).")
-@click.option("--cache", type=click.Path(path_type=Path), help="Where the modern reference is cached [$EDGE_EXPORT_CACHE/reference-models].")
-@click.option("--reference", type=click.Path(path_type=Path), help="A modern reference file to use instead of building one.")
-@click.option("--tf1-reference", type=click.Path(path_type=Path), help=f"The TF1-era file [shared/reference-models/{TF1_REFERENCE_NAME}].")
+@click.option(
+    "--clock",
+    type=click.Choice(sorted(CLOCKS)),
+    default="wall",
+    show_default=True,
+    help="wall, or cpu: the thread's CPU time (steadier on a shared, loaded machine).",
+)
+@click.option(
+    "--cache",
+    type=click.Path(path_type=Path),
+    help="Where the modern reference is cached [$EDGE_EXPORT_CACHE/reference-models].",
+)
+@click.option(
+    "--reference", type=click.Path(path_type=Path), help="A modern reference file to use instead of building one."
+)
+@click.option(
+    "--tf1-reference",
+    type=click.Path(path_type=Path),
+    help=f"The TF1-era file [shared/reference-models/{TF1_REFERENCE_NAME}].",
+)
 @click.option("--no-tf1", is_flag=True, help="Leave the TF1-era file out.")
 @json_option
-def main(run_dir, data, artifact, every, images, repeats, warmup, clock, cache, reference, tf1_reference, no_tf1, json_out) -> None:
+def main(
+    run_dir, data, artifact, every, images, repeats, warmup, clock, cache, reference, tf1_reference, no_tf1, json_out
+) -> None:
     """Time RUN_DIR's artifact and the MobileNetV2 references side by side at 1 thread over real photos."""
-    finish(lambda: compare_reference(
-        run_dir, data, artifact=artifact, reference=reference, tf1_reference=False if no_tf1 else tf1_reference,
-        cache=cache, every=every, images=images, repeats=repeats, warmup=warmup, clock=clock, echo=click.echo,
-    ), render, json_out)
+    finish(
+        lambda: compare_reference(
+            run_dir,
+            data,
+            artifact=artifact,
+            reference=reference,
+            tf1_reference=False if no_tf1 else tf1_reference,
+            cache=cache,
+            every=every,
+            images=images,
+            repeats=repeats,
+            warmup=warmup,
+            clock=clock,
+            echo=click.echo,
+        ),
+        render,
+        json_out,
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -74,7 +74,7 @@ def measured(cmd: list[str], env: dict[str, str], log: Path) -> dict:
     wrapper = [sys.executable, __file__, "--_measure", "--", *cmd]
     with open(log, "w") as out:
         proc = subprocess.run(wrapper, env=env, stdout=subprocess.PIPE, stderr=out, text=True)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{\"measured\"")]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith('{"measured"')]
     if not lines:
         return {"returncode": proc.returncode, "error": f"no measurement (see {log})"}
     return json.loads(lines[-1])["measured"]
@@ -86,8 +86,18 @@ def _measure_child(cmd: list[str]) -> int:
     wall = time.perf_counter() - started
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the largest of the waited-for descendants
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    print(json.dumps({"measured": {"returncode": proc.returncode, "wall_s": round(wall, 2),
-                                   "peak_rss_bytes": int(usage.ru_maxrss * scale)}}), flush=True)
+    print(
+        json.dumps(
+            {
+                "measured": {
+                    "returncode": proc.returncode,
+                    "wall_s": round(wall, 2),
+                    "peak_rss_bytes": int(usage.ru_maxrss * scale),
+                }
+            }
+        ),
+        flush=True,
+    )
     return proc.returncode
 
 
@@ -125,8 +135,11 @@ def run_size(images: int, args, overrides: list[str]) -> dict:
             "timing_seconds": metrics.get("timing_seconds"),
             "test_accuracy": (metrics.get("test") or {}).get("accuracy"),
         }
-        print(f"  wall {result.get('wall_s')} s, peak RSS {result.get('peak_rss_bytes', 0) / 1e9:.2f} GB, "
-              f"cache {row[label]['cache_bytes'] / 1e6:.0f} MB, exit {result.get('returncode')}", flush=True)
+        print(
+            f"  wall {result.get('wall_s')} s, peak RSS {result.get('peak_rss_bytes', 0) / 1e9:.2f} GB, "
+            f"cache {row[label]['cache_bytes'] / 1e6:.0f} MB, exit {result.get('returncode')}",
+            flush=True,
+        )
         if not args.keep:
             shutil.rmtree(out, ignore_errors=True)
     if not args.keep:
@@ -185,8 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--multiples", default="1,2,4,8", help="sizes as multiples of N [1,2,4,8]")
     parser.add_argument("--work", type=Path, default=Path("runs/cost-curve-work"), help="data links, caches, runs")
     parser.add_argument("--out", type=Path, default=Path("runs/cost-curve"), help="where the JSON, table and plot go")
-    parser.add_argument("--holdout", type=int, default=None,
-                        help="photos per class in validation/ and test/ [all: 500] (fewer for a quick check)")
+    parser.add_argument(
+        "--holdout",
+        type=int,
+        default=None,
+        help="photos per class in validation/ and test/ [all: 500] (fewer for a quick check)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the run folders, caches and data links")
     parser.add_argument("overrides", nargs="*", help="settings for every train, e.g. train.fine_tune.epochs=2")
     args = parser.parse_args(argv)
@@ -199,12 +216,20 @@ def main(argv: list[str] | None = None) -> int:
     rows = [run_size(size, args, args.overrides) for size in sizes]
     first, last = rows[0]["cold"], rows[-1]["cold"]
     summary = {
-        "rss_ratio_largest_to_smallest": round(last.get("peak_rss_bytes", 0) / max(1, first.get("peak_rss_bytes", 1)), 3),
+        "rss_ratio_largest_to_smallest": round(
+            last.get("peak_rss_bytes", 0) / max(1, first.get("peak_rss_bytes", 1)), 3
+        ),
         "wall_ratio_largest_to_smallest": round(last.get("wall_s", 0) / max(1e-9, first.get("wall_s", 1)), 3),
         "images_ratio": sizes[-1] / sizes[0],
     }
-    record = {"source": str(SOURCE), "overrides": args.overrides, "sizes": sizes, "rows": rows, "summary": summary,
-              "machine": {"cpus": os.cpu_count(), "platform": sys.platform}}
+    record = {
+        "source": str(SOURCE),
+        "overrides": args.overrides,
+        "sizes": sizes,
+        "rows": rows,
+        "summary": summary,
+        "machine": {"cpus": os.cpu_count(), "platform": sys.platform},
+    }
     (args.out / "cost_curve.json").write_text(json.dumps(record, indent=2) + "\n")
     (args.out / "cost_curve.md").write_text(table(rows) + f"\n{json.dumps(summary)}\n")
     plot(rows, args.out / "cost_curve.png")

@@ -51,8 +51,15 @@ def _decode(path: Path, scale: int) -> Any:
         return image.convert("RGB") if image.mode != "RGB" else image.copy()
 
 
-def decode_cost(run: RunFolder | str | Path, data: str | Path, *, artifact: str | None = None, every: int = 10,
-                images: int | None = None, repeats: int = 5) -> dict[str, Any]:
+def decode_cost(
+    run: RunFolder | str | Path,
+    data: str | Path,
+    *,
+    artifact: str | None = None,
+    every: int = 10,
+    images: int | None = None,
+    repeats: int = 5,
+) -> dict[str, Any]:
     """The per-photo costs described in the module doc, for the run's ``artifact`` (default: the recommended one)."""
     from edge_export.runtime.classifier import Classifier
     from edge_export.runtime.images import RESIZE_METHODS, load_image
@@ -96,8 +103,14 @@ def decode_cost(run: RunFolder | str | Path, data: str | Path, *, artifact: str 
     per_photo = {kind: np.median(t, axis=0) for kind, t in times.items()}
     bare = per_photo["bare"]
     return {
-        "run_dir": str(run.root), "artifact": artifact, "data": str(data), "photos": [str(p) for p in photos],
-        "input": list(size), "resize": method, "repeats": repeats, "clock": "thread CPU time",
+        "run_dir": str(run.root),
+        "artifact": artifact,
+        "data": str(data),
+        "photos": [str(p) for p in photos],
+        "input": list(size),
+        "resize": method,
+        "repeats": repeats,
+        "clock": "thread CPU time",
         "ms": {k: {"p50": float(np.median(v)), "p90": float(np.percentile(v, 90))} for k, v in per_photo.items()},
         "share_of_bare_pct": {k: float(np.median(v / bare) * 100.0) for k, v in per_photo.items() if k != "bare"},
         "machine": machine_info(),
@@ -108,7 +121,9 @@ def render(result: dict[str, Any]) -> str:
     lines = [f"{'':14s}  {'p50 ms':>8s}  {'p90 ms':>8s}  {'share of bare':>13s}"]
     for kind, ms in result["ms"].items():
         share = result["share_of_bare_pct"].get(kind)
-        lines.append(f"{kind:14s}  {ms['p50']:8.3f}  {ms['p90']:8.3f}  {'' if share is None else f'{share:12.1f}%':>13s}")
+        lines.append(
+            f"{kind:14s}  {ms['p50']:8.3f}  {ms['p90']:8.3f}  {'' if share is None else f'{share:12.1f}%':>13s}"
+        )
     lines += [
         f"{result['artifact']} ({result['input'][0]}x{result['input'][1]}, resize {result['resize']}), "
         f"{len(result['photos'])} photos of {result['data']}, {result['clock']}, median of {result['repeats']} per photo",
@@ -122,8 +137,11 @@ def render(result: dict[str, Any]) -> str:
 @json_option
 def main(run_dir, data, artifact, every, images, repeats, json_out) -> None:
     """Decode and resize costs against RUN_DIR's artifact, per photo, on this CPU."""
-    finish(lambda: decode_cost(run_dir, data, artifact=artifact, every=every, images=images, repeats=repeats),
-           render, json_out)
+    finish(
+        lambda: decode_cost(run_dir, data, artifact=artifact, every=every, images=images, repeats=repeats),
+        render,
+        json_out,
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

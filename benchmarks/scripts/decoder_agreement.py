@@ -36,7 +36,7 @@ def _top1(classifier: Classifier, files: list[Path], method: str) -> np.ndarray:
     decoded = decode_many(files, tuple(classifier.preprocessing.size), method)
     if decoded.errors:
         raise RuntimeError(f"unreadable test photos: {decoded.errors}")
-    scores = np.concatenate([classifier.predict_proba(decoded.pixels[i:i + 64]) for i in range(0, len(files), 64)])
+    scores = np.concatenate([classifier.predict_proba(decoded.pixels[i : i + 64]) for i in range(0, len(files), 64)])
     return scores.argmax(axis=1)
 
 

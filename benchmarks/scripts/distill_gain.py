@@ -21,11 +21,30 @@ from pathlib import Path
 
 def train(data: Path, out: Path, backbone: str, size: int, seed: int, extra: list[str]) -> dict:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "edge_export.cli", "train", "--data", str(data), "--out", str(out),
-                    f"model.backbone={backbone}", f"model.image_size={size}", f"train.seed={seed}", *extra], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge_export.cli",
+            "train",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            f"model.backbone={backbone}",
+            f"model.image_size={size}",
+            f"train.seed={seed}",
+            *extra,
+        ],
+        check=True,
+    )
     metrics = json.loads((out / "metrics.json").read_text())
-    return {"validation": metrics["validation"], "seconds": round(time.perf_counter() - started, 1),
-            "timing_seconds": metrics["timing_seconds"], "distill": metrics["training"].get("distill")}
+    return {
+        "validation": metrics["validation"],
+        "seconds": round(time.perf_counter() - started, 1),
+        "timing_seconds": metrics["timing_seconds"],
+        "distill": metrics["training"].get("distill"),
+    }
 
 
 def main() -> None:
@@ -41,16 +60,28 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     result = {
-        "student": f"{args.backbone}@{args.image_size}", "teacher": str(args.teacher.resolve()),
+        "student": f"{args.backbone}@{args.image_size}",
+        "teacher": str(args.teacher.resolve()),
         "teacher_validation": json.loads((args.teacher / "metrics.json").read_text())["validation"],
         "plain": train(args.data, args.out / "plain", args.backbone, args.image_size, args.seed, []),
-        "distilled": train(args.data, args.out / "distilled", args.backbone, args.image_size, args.seed,
-                           [f"train.distill.teacher={args.teacher}", f"train.distill.views={args.views}",
-                            f"train.distill.weight={args.weight}"]),
+        "distilled": train(
+            args.data,
+            args.out / "distilled",
+            args.backbone,
+            args.image_size,
+            args.seed,
+            [
+                f"train.distill.teacher={args.teacher}",
+                f"train.distill.views={args.views}",
+                f"train.distill.weight={args.weight}",
+            ],
+        ),
     }
     for name in ("plain", "distilled"):
         v = result[name]["validation"]
-        print(f"{name:<10} validation accuracy {v['accuracy']:.2%}  loss {v['loss']:.4f}  ({result[name]['seconds']:.0f} s)")
+        print(
+            f"{name:<10} validation accuracy {v['accuracy']:.2%}  loss {v['loss']:.4f}  ({result[name]['seconds']:.0f} s)"
+        )
     gain = result["distilled"]["validation"]["accuracy"] - result["plain"]["validation"]["accuracy"]
     result["gain_points"] = round(100 * gain, 2)
     print(f"distillation: {100 * gain:+.2f} points of validation accuracy")

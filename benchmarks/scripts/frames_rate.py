@@ -39,13 +39,16 @@ def write_video(path: Path, photos: list[Path], frames: int, size: tuple[int, in
     if not writer.isOpened():
         raise RuntimeError(f"OpenCV cannot write {codec} into {path.suffix}")
     for i in range(frames):
-        writer.write(cv2.resize(cv2.imread(str(photos[i % len(photos)])), (width, height), interpolation=cv2.INTER_AREA))
+        writer.write(
+            cv2.resize(cv2.imread(str(photos[i % len(photos)])), (width, height), interpolation=cv2.INTER_AREA)
+        )
     writer.release()
     return path
 
 
-def measure(run_dir: Path, data: Path, artifact: str | None, frames: int, size: tuple[int, int], codec: str,
-            repeats: int) -> dict:
+def measure(
+    run_dir: Path, data: Path, artifact: str | None, frames: int, size: tuple[int, int], codec: str, repeats: int
+) -> dict:
     from edge_export.runtime.classifier import Classifier
     from edge_export.runtime.frames import StreamSummary, classify_frames
     from edge_export.runtime.images import load_image
@@ -69,22 +72,45 @@ def measure(run_dir: Path, data: Path, artifact: str | None, frames: int, size: 
             summary = StreamSummary(str(video))
             for _ in classify_frames(classifier, str(video), top_k=1, summary=summary):
                 pass
-            runs.append({"bare_p50_ms": bare_p50, "frames_per_s": summary.fps, "bare_rate": 1000.0 / bare_p50,
-                         "ratio": summary.fps / (1000.0 / bare_p50), "frames": summary.frames_classified,
-                         "latency_p50_ms": summary.latency(50), "latency_p95_ms": summary.latency(95),
-                         "ended": summary.ended})
-    return {"run_dir": str(run_dir), "artifact": name, "frames": frames, "size": list(size), "codec": codec,
-            "repeats": runs, "ratio": statistics.median(r["ratio"] for r in runs),
-            "frames_per_s": statistics.median(r["frames_per_s"] for r in runs),
-            "bare_rate": statistics.median(r["bare_rate"] for r in runs), "machine": machine_info()}
+            runs.append(
+                {
+                    "bare_p50_ms": bare_p50,
+                    "frames_per_s": summary.fps,
+                    "bare_rate": 1000.0 / bare_p50,
+                    "ratio": summary.fps / (1000.0 / bare_p50),
+                    "frames": summary.frames_classified,
+                    "latency_p50_ms": summary.latency(50),
+                    "latency_p95_ms": summary.latency(95),
+                    "ended": summary.ended,
+                }
+            )
+    return {
+        "run_dir": str(run_dir),
+        "artifact": name,
+        "frames": frames,
+        "size": list(size),
+        "codec": codec,
+        "repeats": runs,
+        "ratio": statistics.median(r["ratio"] for r in runs),
+        "frames_per_s": statistics.median(r["frames_per_s"] for r in runs),
+        "bare_rate": statistics.median(r["bare_rate"] for r in runs),
+        "machine": machine_info(),
+    }
 
 
 def render(r: dict) -> str:
-    lines = [f"{r['artifact']} on a {r['size'][0]}x{r['size'][1]} {r['codec']} video of {r['frames']} frames, 1 thread:"]
-    lines += [f"  repeat {i}: {x['frames']} frames at {x['frames_per_s']:.1f} frames/s; bare p50 {x['bare_p50_ms']:.3f} ms "
-              f"= {x['bare_rate']:.1f}/s; ratio {x['ratio']:.3f}; per-frame model p50 {x['latency_p50_ms']:.3f} ms, "
-              f"p95 {x['latency_p95_ms']:.3f} ms ({x['ended']})" for i, x in enumerate(r["repeats"], 1)]
-    lines.append(f"median: {r['frames_per_s']:.1f} frames/s = {r['ratio']:.1%} of 1000 / bare p50 ({r['bare_rate']:.1f}/s)")
+    lines = [
+        f"{r['artifact']} on a {r['size'][0]}x{r['size'][1]} {r['codec']} video of {r['frames']} frames, 1 thread:"
+    ]
+    lines += [
+        f"  repeat {i}: {x['frames']} frames at {x['frames_per_s']:.1f} frames/s; bare p50 {x['bare_p50_ms']:.3f} ms "
+        f"= {x['bare_rate']:.1f}/s; ratio {x['ratio']:.3f}; per-frame model p50 {x['latency_p50_ms']:.3f} ms, "
+        f"p95 {x['latency_p95_ms']:.3f} ms ({x['ended']})"
+        for i, x in enumerate(r["repeats"], 1)
+    ]
+    lines.append(
+        f"median: {r['frames_per_s']:.1f} frames/s = {r['ratio']:.1%} of 1000 / bare p50 ({r['bare_rate']:.1f}/s)"
+    )
     lines.append(f"machine: {describe(r['machine'])}")
     return "\n".join(lines)
 

@@ -36,10 +36,17 @@ import numpy as np
 from edge_export.core.process import child_popen_kwargs
 
 SETTINGS = [
-    "model.backbone=tiny_cnn", "model.weights=none", "train.batch_size=8",
-    "train.feature_extraction.epochs=3", "train.fine_tune.epochs=2",
-    "export.formats=tflite-fp32,tflite-int8,onnx-fp32", "export.representative_images=16",
-    "export.accuracy_budget=100", "bench.runs=5", "bench.warmup=1", "bench.threads=[1]",
+    "model.backbone=tiny_cnn",
+    "model.weights=none",
+    "train.batch_size=8",
+    "train.feature_extraction.epochs=3",
+    "train.fine_tune.epochs=2",
+    "export.formats=tflite-fp32,tflite-int8,onnx-fp32",
+    "export.representative_images=16",
+    "export.accuracy_budget=100",
+    "bench.runs=5",
+    "bench.warmup=1",
+    "bench.threads=[1]",
     "build.accuracy_budget=100",
 ]
 KILL_WINDOW = 0.85  # of the reference build's time: a later kill mostly lands after a build finished
@@ -66,7 +73,19 @@ class Build:
     """``edge-export build --json`` in a child process; its events read as they come."""
 
     def __init__(self, data: Path, out: Path, tmpdir: Path, *extra: str):
-        cmd = [sys.executable, "-m", "edge_export.cli", "build", "--data", str(data), "--out", str(out), "--json", *SETTINGS, *extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            "edge_export.cli",
+            "build",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--json",
+            *SETTINGS,
+            *extra,
+        ]
         env = {**os.environ, "TMPDIR": str(tmpdir), "TF_CPP_MIN_LOG_LEVEL": "3"}
         env.pop("EDGE_EXPORT_PAUSE_AT", None)
         self.started = time.monotonic()
@@ -195,7 +214,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     ref_seconds = time.monotonic() - reference.started
     ref_digests, ref_weights = artifact_digests(work / "reference"), weights(work / "reference")
-    print(f"reference build: {ref_seconds:.1f}s, artifacts {', '.join(ref_digests)}; killing at [0, {KILL_WINDOW * ref_seconds:.1f}]s")
+    print(
+        f"reference build: {ref_seconds:.1f}s, artifacts {', '.join(ref_digests)}; killing at [0, {KILL_WINDOW * ref_seconds:.1f}]s"
+    )
 
     rows = []
     run: Path | None = None
@@ -212,10 +233,15 @@ def main(argv: list[str] | None = None) -> int:
         build.proc.send_signal(signal.SIGKILL)
         build.wait(60)
         row = {
-            "round": i, "run": run.name, "mode": "--force on the last" if reuse else "fresh", "kill_at_s": round(delay, 2),
-            "stage": build.stage, "finished_before_kill": finished_first,
+            "round": i,
+            "run": run.name,
+            "mode": "--force on the last" if reuse else "fresh",
+            "kill_at_s": round(delay, 2),
+            "stage": build.stage,
+            "finished_before_kill": finished_first,
             "orphans": orphans_after_kill(work),
-            "system_tmp_after_kill": listing(tmp), "run_tmp_after_kill": len(listing(run / ".tmp")),
+            "system_tmp_after_kill": listing(tmp),
+            "run_tmp_after_kill": len(listing(run / ".tmp")),
         }
         again = Build(data, run, tmp)
         row["rerun_status"] = again.wait(args.timeout)
@@ -230,15 +256,23 @@ def main(argv: list[str] | None = None) -> int:
             row["same_artifacts"] = row["same_weights"] = False
             row["rerun_error"] = again.stderr[-2000:]
         row["ok"] = (
-            not row["orphans"] and not row["system_tmp_after_kill"] and not row["system_tmp_after_rerun"]
-            and not row["run_tmp_after_rerun"] and row["rerun_status"] == 0 and row["same_artifacts"] and row["same_weights"]
+            not row["orphans"]
+            and not row["system_tmp_after_kill"]
+            and not row["system_tmp_after_rerun"]
+            and not row["run_tmp_after_rerun"]
+            and row["rerun_status"] == 0
+            and row["same_artifacts"]
+            and row["same_weights"]
         )
         rows.append(row)
         print(_line(row), flush=True)
 
     passed = all(r["ok"] for r in rows)
     summary = {
-        "kills": len(rows), "seed": args.seed, "reference_seconds": round(ref_seconds, 1), "pass": passed,
+        "kills": len(rows),
+        "seed": args.seed,
+        "reference_seconds": round(ref_seconds, 1),
+        "pass": passed,
         "orphans": sum(len(r["orphans"]) for r in rows),
         "system_tmp_left": sum(len(r["system_tmp_after_kill"]) + len(r["system_tmp_after_rerun"]) for r in rows),
         "run_tmp_left_after_rerun": sum(len(r["run_tmp_after_rerun"]) for r in rows),
@@ -249,7 +283,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     out_json.write_text(json.dumps({"summary": summary, "rounds": rows}, indent=2) + "\n")
     print(f"wrote {out_json}")
-    print(("PASS" if passed else "FAIL") + ": " + ", ".join(f"{k} {v}" for k, v in summary.items() if k not in ("pass", "seed")))
+    print(
+        ("PASS" if passed else "FAIL")
+        + ": "
+        + ", ".join(f"{k} {v}" for k, v in summary.items() if k not in ("pass", "seed"))
+    )
     if args.work is None and passed:
         shutil.rmtree(work, ignore_errors=True)
     return 0 if passed else 1

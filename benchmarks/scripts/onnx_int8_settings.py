@@ -47,8 +47,12 @@ def _session(path: Path, optimize: bool = True, threads: int | None = None) -> A
 
 
 def _probabilities(session: Any, pixels: np.ndarray) -> np.ndarray:
-    return np.concatenate([session.run(None, {"image": np.asarray(pixels[i : i + 32], dtype=np.float32)})[0]
-                           for i in range(0, len(pixels), 32)])
+    return np.concatenate(
+        [
+            session.run(None, {"image": np.asarray(pixels[i : i + 32], dtype=np.float32)})[0]
+            for i in range(0, len(pixels), 32)
+        ]
+    )
 
 
 def _p50_ms(path: Path, image: np.ndarray, runs: int = 50) -> float:
@@ -90,12 +94,26 @@ def score(path: Path, sets: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 @click.command()
 @click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.option("--settings", "names", default=",".join(VARIANTS), show_default=True,
-              help=f"Comma-separated, from: {', '.join(VARIANTS)}.")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/bench-onnx-int8/results.json"),
-              show_default=True, help="JSON file for the results.")
-@click.option("--kernel-free/--no-kernel-free", default=True, show_default=True,
-              help="Also run each graph with ONNX Runtime's optimizations off (QDQ in float) and report the agreement.")
+@click.option(
+    "--settings",
+    "names",
+    default=",".join(VARIANTS),
+    show_default=True,
+    help=f"Comma-separated, from: {', '.join(VARIANTS)}.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("runs/bench-onnx-int8/results.json"),
+    show_default=True,
+    help="JSON file for the results.",
+)
+@click.option(
+    "--kernel-free/--no-kernel-free",
+    default=True,
+    show_default=True,
+    help="Also run each graph with ONNX Runtime's optimizations off (QDQ in float) and report the agreement.",
+)
 def main(run_dir: Path, names: str, out: Path, kernel_free: bool) -> None:
     from edge_export.core.config import load_config
     from edge_export.core.hashing import sha256_file
@@ -118,30 +136,46 @@ def main(run_dir: Path, names: str, out: Path, kernel_free: bool) -> None:
         validation = ctx.parity_images()
         pixels = np.asarray(validation.pixels)
         shifted, _ = apply_suite(pixels, [f"validation/{i}" for i in range(len(pixels))])  # one seeded shift each
-        sets = {"validation": (pixels, validation.labels, keras_probabilities(ctx.model, pixels)),
-                "validation_shifted": (shifted, validation.labels, keras_probabilities(ctx.model, shifted))}
+        sets = {
+            "validation": (pixels, validation.labels, keras_probabilities(ctx.model, pixels)),
+            "validation_shifted": (shifted, validation.labels, keras_probabilities(ctx.model, shifted)),
+        }
         for name in [n.strip() for n in names.split(",") if n.strip()]:
             settings = {**INT8_SETTINGS, **VARIANTS[name]}
             path = work / f"{name}.onnx"
             started = time.perf_counter()
             quantize(source, path, calibration, work, settings)
             seconds = time.perf_counter() - started
-            row = {"name": name, "settings": settings, "quantize_seconds": round(seconds, 1),
-                   "size_bytes": path.stat().st_size, "sha256": sha256_file(path),
-                   "calibration_images": int(len(calibration)), **score(path, sets, kernel_free)}
+            row = {
+                "name": name,
+                "settings": settings,
+                "quantize_seconds": round(seconds, 1),
+                "size_bytes": path.stat().st_size,
+                "sha256": sha256_file(path),
+                "calibration_images": int(len(calibration)),
+                **score(path, sets, kernel_free),
+            }
             rows.append(row)
             clean, moved = row["validation"], row["validation_shifted"]
-            click.echo(f"{name:22s} agreement {clean['top1_agreement']:.2%} (shifted {moved['top1_agreement']:.2%})  "
-                       f"drop {clean['accuracy_drop']:+.2f} (shifted {moved['accuracy_drop']:+.2f})  "
-                       + (f"kernels=float {clean['kernels_vs_float']:.2%} / {moved['kernels_vs_float']:.2%}  "
-                          f"float: agreement {clean['float_top1_agreement']:.2%} / {moved['float_top1_agreement']:.2%}  "
-                          if kernel_free else "")
-                       + f"p50 {row['p50_ms_1thread']:.2f} ms  {seconds:.0f}s  {row['size_bytes'] / 1e6:.2f} MB")
+            click.echo(
+                f"{name:22s} agreement {clean['top1_agreement']:.2%} (shifted {moved['top1_agreement']:.2%})  "
+                f"drop {clean['accuracy_drop']:+.2f} (shifted {moved['accuracy_drop']:+.2f})  "
+                + (
+                    f"kernels=float {clean['kernels_vs_float']:.2%} / {moved['kernels_vs_float']:.2%}  "
+                    f"float: agreement {clean['float_top1_agreement']:.2%} / {moved['float_top1_agreement']:.2%}  "
+                    if kernel_free
+                    else ""
+                )
+                + f"p50 {row['p50_ms_1thread']:.2f} ms  {seconds:.0f}s  {row['size_bytes'] / 1e6:.2f} MB"
+            )
     finally:
         ctx.close()
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"run": str(run.root), "split": "validation", "machine": describe(machine_info()),
-                               "rows": rows}, indent=2))
+    out.write_text(
+        json.dumps(
+            {"run": str(run.root), "split": "validation", "machine": describe(machine_info()), "rows": rows}, indent=2
+        )
+    )
     click.echo(f"wrote {out}")
 
 

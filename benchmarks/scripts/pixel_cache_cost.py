@@ -82,22 +82,36 @@ def _measure(data: str, size: int, repeats: int) -> dict:
         ms = {name: 1000 * statistics.median(t) for name, t in times.items()}
         pixels_mb = len(entry) * entry.row_bytes / 1e6
         files_mb = sum(f.stat().st_size for f in files) / 1e6
-    return {"photos": len(files), "size": size, "repeats": repeats, "files_mb": files_mb, "pixels_mb": pixels_mb,
-            "median_ms": ms, "content_check_share_of_decode": (ms["content key"] + ms["pixel check"] - ms["stat key"]) / ms["decode"],
-            "hit_share_of_decode": ms["hit"] / ms["decode"], "machine": machine_info()}
+    return {
+        "photos": len(files),
+        "size": size,
+        "repeats": repeats,
+        "files_mb": files_mb,
+        "pixels_mb": pixels_mb,
+        "median_ms": ms,
+        "content_check_share_of_decode": (ms["content key"] + ms["pixel check"] - ms["stat key"]) / ms["decode"],
+        "hit_share_of_decode": ms["hit"] / ms["decode"],
+        "machine": machine_info(),
+    }
 
 
 def render(r: dict) -> str:
-    lines = [f"{r['photos']} photos ({r['files_mb']:.1f} MB of files, {r['pixels_mb']:.0f} MB of pixels at "
-             f"{r['size']}x{r['size']}); {describe(r['machine'])}; median of {r['repeats']}"]
+    lines = [
+        f"{r['photos']} photos ({r['files_mb']:.1f} MB of files, {r['pixels_mb']:.0f} MB of pixels at "
+        f"{r['size']}x{r['size']}); {describe(r['machine'])}; median of {r['repeats']}"
+    ]
     lines += [f"  {name:<12} {value:9.1f} ms" for name, value in r["median_ms"].items()]
-    lines.append(f"content check (content key + pixel check - stat key) = {r['content_check_share_of_decode']:.1%} of a "
-                 f"decode; a hit = {r['hit_share_of_decode']:.1%} of a decode")
+    lines.append(
+        f"content check (content key + pixel check - stat key) = {r['content_check_share_of_decode']:.1%} of a "
+        f"decode; a hit = {r['hit_share_of_decode']:.1%} of a decode"
+    )
     return "\n".join(lines)
 
 
 @click.command()
-@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="a folder of <class>/<image> files")
+@click.option(
+    "--data", required=True, type=click.Path(exists=True, file_okay=False), help="a folder of <class>/<image> files"
+)
 @click.option("--size", default=288, show_default=True, help="decoded side in pixels (the default build's input)")
 @click.option("--repeats", default=5, show_default=True)
 @json_option

@@ -16,14 +16,22 @@ def sample_options(repeats_help: str = "Repeats per photo.") -> Callable[[Callab
     """RUN_DIR, --data, --artifact, --every, --images and --repeats: a run's artifact timed over every Nth photo."""
 
     def decorate(command: Callable) -> Callable:
-        for option in reversed([
-            click.argument("run_dir", type=click.Path(path_type=Path)),
-            click.option("--data", required=True, type=click.Path(path_type=Path), help="Test folder (<class>/ images)."),
-            click.option("--artifact", help="Which of the run's artifacts [the build's recommended one, else tflite-int8]."),
-            click.option("--every", default=10, show_default=True, type=click.IntRange(min=1), help="Every Nth photo."),
-            click.option("--images", type=click.IntRange(min=1), help="At most this many photos."),
-            click.option("--repeats", default=5, show_default=True, type=click.IntRange(min=1), help=repeats_help),
-        ]):
+        for option in reversed(
+            [
+                click.argument("run_dir", type=click.Path(path_type=Path)),
+                click.option(
+                    "--data", required=True, type=click.Path(path_type=Path), help="Test folder (<class>/ images)."
+                ),
+                click.option(
+                    "--artifact", help="Which of the run's artifacts [the build's recommended one, else tflite-int8]."
+                ),
+                click.option(
+                    "--every", default=10, show_default=True, type=click.IntRange(min=1), help="Every Nth photo."
+                ),
+                click.option("--images", type=click.IntRange(min=1), help="At most this many photos."),
+                click.option("--repeats", default=5, show_default=True, type=click.IntRange(min=1), help=repeats_help),
+            ]
+        ):
             command = option(command)
         return command
 
@@ -31,11 +39,14 @@ def sample_options(repeats_help: str = "Repeats per photo.") -> Callable[[Callab
 
 
 def json_option(command: Callable) -> Callable:
-    return click.option("--json", "json_out", type=click.Path(path_type=Path),
-                        help="Also write the numbers to this JSON file.")(command)
+    return click.option(
+        "--json", "json_out", type=click.Path(path_type=Path), help="Also write the numbers to this JSON file."
+    )(command)
 
 
-def finish(compute: Callable[[], dict[str, Any]], render: Callable[[dict[str, Any]], str], json_out: Path | None) -> None:
+def finish(
+    compute: Callable[[], dict[str, Any]], render: Callable[[dict[str, Any]], str], json_out: Path | None
+) -> None:
     """Run ``compute``; print ``render`` of its result and write it to ``json_out``. A user's error (an
     EdgeExportError) is one line and exit status 2, not a traceback."""
     try:

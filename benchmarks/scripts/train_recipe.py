@@ -28,7 +28,19 @@ def main(data: str, seeds: str, out: Path, overrides: tuple[str, ...]) -> None:
     rows = []
     for seed in [int(s) for s in seeds.split(",")]:
         run_dir = out / f"seed{seed}"
-        cmd = [sys.executable, "-m", "edge_export.cli", "train", "--data", data, "--out", str(run_dir), "--seed", str(seed), *overrides]
+        cmd = [
+            sys.executable,
+            "-m",
+            "edge_export.cli",
+            "train",
+            "--data",
+            data,
+            "--out",
+            str(run_dir),
+            "--seed",
+            str(seed),
+            *overrides,
+        ]
         click.echo(f"$ {' '.join(cmd[2:])}")
         t = time.perf_counter()
         with open(out / f"seed{seed}.log", "w") as log:
@@ -53,8 +65,13 @@ def main(data: str, seeds: str, out: Path, overrides: tuple[str, ...]) -> None:
     result = {"data": data, "overrides": list(overrides), "runs": rows, "median": median}
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = ["| seed | wall (s) | val acc | val loss | test acc |", "|---|---|---|---|---|"]
-    lines += [f"| {r['seed']} | {r['wall_seconds']:.0f} | {r['validation_accuracy']:.4f} | {r['validation_loss']:.4f} | {r['test_accuracy']} |" for r in rows]
-    lines.append(f"| **median** | {median['wall_seconds']:.0f} | {median['validation_accuracy']:.4f} | {median['validation_loss']:.4f} | {median.get('test_accuracy')} |")
+    lines += [
+        f"| {r['seed']} | {r['wall_seconds']:.0f} | {r['validation_accuracy']:.4f} | {r['validation_loss']:.4f} | {r['test_accuracy']} |"
+        for r in rows
+    ]
+    lines.append(
+        f"| **median** | {median['wall_seconds']:.0f} | {median['validation_accuracy']:.4f} | {median['validation_loss']:.4f} | {median.get('test_accuracy')} |"
+    )
     (out / "results.md").write_text("\n".join(lines) + "\n")
     click.echo("\n".join(lines))
 

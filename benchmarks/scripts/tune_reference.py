@@ -33,8 +33,14 @@ def _compare_reference():
     return module
 
 
-def reference_latency(tune_dir: str | Path | None = None, *, runs: int = 200, warmup: int = 10,
-                      reference: str | Path | None = None, reference_settings: dict | None = None) -> dict[str, Any]:
+def reference_latency(
+    tune_dir: str | Path | None = None,
+    *,
+    runs: int = 200,
+    warmup: int = 10,
+    reference: str | Path | None = None,
+    reference_settings: dict | None = None,
+) -> dict[str, Any]:
     """{model: {p50, p90, min, ratio_p50, ratio_min}} with the reference first (see the module doc)."""
     from edge_export.runtime.backends.litert import LiteRTBackend
 
@@ -50,22 +56,34 @@ def reference_latency(tune_dir: str | Path | None = None, *, runs: int = 200, wa
         backend = LiteRTBackend.load(path, threads=1)
         shape = [1 if d is None or d < 1 else d for d in backend.input_spec.shape]
         x = rng.integers(0, 256, shape).astype(backend.input_spec.dtype)
-        calls[name] = (lambda b=backend, x=x: b.run(x))
+        calls[name] = lambda b=backend, x=x: b.run(x)
     timed = time_interleaved(calls, runs=runs, warmup=warmup, block=10)
     stats = {name: summarize(d) for name, d in timed.items()}
     ref = stats[REFERENCE]
-    return {name: {"p50": s["p50"], "p90": s["p90"], "min": s["min"], "ratio_p50": s["p50"] / ref["p50"],
-                   "ratio_min": s["min"] / ref["min"]} for name, s in stats.items()}
+    return {
+        name: {
+            "p50": s["p50"],
+            "p90": s["p90"],
+            "min": s["min"],
+            "ratio_p50": s["p50"] / ref["p50"],
+            "ratio_min": s["min"] / ref["min"],
+        }
+        for name, s in stats.items()
+    }
 
 
 def render(result: dict[str, Any]) -> str:
     width = max(len(n) for n in result)
     lines = [f"{'model':<{width}}  {'p50 ms':>8}  {'p90 ms':>8}  {'min ms':>8}  {'x ref p50':>9}  {'x ref min':>9}"]
     for name, s in result.items():
-        lines.append(f"{name:<{width}}  {s['p50']:8.3f}  {s['p90']:8.3f}  {s['min']:8.3f}  {s['ratio_p50']:9.2f}  {s['ratio_min']:9.2f}")
+        lines.append(
+            f"{name:<{width}}  {s['p50']:8.3f}  {s['p90']:8.3f}  {s['min']:8.3f}  {s['ratio_p50']:9.2f}  {s['ratio_min']:9.2f}"
+        )
     ref = result[REFERENCE]
-    lines.append(f"bare 1-thread calls, interleaved in one process; --max-latency-ms {ref['p50']:.2f} (p50) or "
-                 f"{ref['min']:.2f} with tune.latency_statistic=min")
+    lines.append(
+        f"bare 1-thread calls, interleaved in one process; --max-latency-ms {ref['p50']:.2f} (p50) or "
+        f"{ref['min']:.2f} with tune.latency_statistic=min"
+    )
     return "\n".join(lines)
 
 

@@ -22,6 +22,7 @@ def check_format_version(data: Any, key: str, supported: int, *, what: str, sour
     if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= supported:
         raise EdgeExportError(
             f"{what} has format version {version!r}; this edge-export reads 1..{supported}",
-            path=source, hint="re-create it with this edge-export, or upgrade edge-export",
+            path=source,
+            hint="re-create it with this edge-export, or upgrade edge-export",
         )
     return version

@@ -34,20 +34,84 @@ _ROW_KEYS = {"target": "device"}
 _BASE = ("name", "target", "format", "precision", "path", "source", "size_bytes", "sha256", "status")
 _FAILED = ("error", "accuracy", "top1_agreement", "threads", "latency_ms", "below_min_accuracy")
 _OK = (
-    "accuracy", "top1_agreement", "threads", "latency_ms", "fps", "e2e_p50", "overhead_pct", "e2e_overhead_pct",
-    "predict_proba_ms", "e2e_ms", "opencv_ms", "e2e_vs_opencv", "decode_ms", "throughput_ips", "throughput", "peak_rss_mb",
-    "memory", "backend", "input", "dynamic_batch", "images", "correct", "macro_f1", "macro_precision", "macro_recall", "per_class",
-    "confusion", "by_threads", "below_min_accuracy", "seconds", "misclassified", "robustness",
+    "accuracy",
+    "top1_agreement",
+    "threads",
+    "latency_ms",
+    "fps",
+    "e2e_p50",
+    "overhead_pct",
+    "e2e_overhead_pct",
+    "predict_proba_ms",
+    "e2e_ms",
+    "opencv_ms",
+    "e2e_vs_opencv",
+    "decode_ms",
+    "throughput_ips",
+    "throughput",
+    "peak_rss_mb",
+    "memory",
+    "backend",
+    "input",
+    "dynamic_batch",
+    "images",
+    "correct",
+    "macro_f1",
+    "macro_precision",
+    "macro_recall",
+    "per_class",
+    "confusion",
+    "by_threads",
+    "below_min_accuracy",
+    "seconds",
+    "misclassified",
+    "robustness",
 )
-_NUMBERS = ("accuracy", "top1_agreement", "fps", "e2e_p50", "overhead_pct", "e2e_overhead_pct", "e2e_vs_opencv", "throughput_ips",
-            "peak_rss_mb", "macro_f1", "macro_precision", "macro_recall", "seconds")
+_NUMBERS = (
+    "accuracy",
+    "top1_agreement",
+    "fps",
+    "e2e_p50",
+    "overhead_pct",
+    "e2e_overhead_pct",
+    "e2e_vs_opencv",
+    "throughput_ips",
+    "peak_rss_mb",
+    "macro_f1",
+    "macro_precision",
+    "macro_recall",
+    "seconds",
+)
 _INTS = ("size_bytes", "threads", "images", "correct")
 _TEXTS = ("format", "precision", "path", "source", "sha256", "error", "backend")
-_MAPS = ("latency_ms", "predict_proba_ms", "e2e_ms", "opencv_ms", "decode_ms", "throughput", "memory", "input", "confusion", "robustness")
+_MAPS = (
+    "latency_ms",
+    "predict_proba_ms",
+    "e2e_ms",
+    "opencv_ms",
+    "decode_ms",
+    "throughput",
+    "memory",
+    "input",
+    "confusion",
+    "robustness",
+)
 _LISTS = ("per_class", "by_threads", "misclassified")
 # bench.json's free-text parts, escaped on reading (core.untrusted.printable_strings): the whole document's and a row's
-DESCRIPTIVE = ("machine", "targets", "devices", "target_runs", "device_runs", "target_errors", "device_errors",
-               "created", "edge_export", "skipped", "failed", "below_min_accuracy")
+DESCRIPTIVE = (
+    "machine",
+    "targets",
+    "devices",
+    "target_runs",
+    "device_runs",
+    "target_errors",
+    "device_errors",
+    "created",
+    "edge_export",
+    "skipped",
+    "failed",
+    "below_min_accuracy",
+)
 ROW_DESCRIPTIVE = ("name", "error", "backend", "format", "precision", "source", "by_threads", "memory", "input")
 
 
@@ -81,7 +145,9 @@ class BenchRow:
     e2e_overhead_pct: float | None = None
     predict_proba_ms: dict[str, Any] | None = None
     e2e_ms: dict[str, Any] | None = None  # predict(path) over a sample of test photos: p50, p90 over photos
-    opencv_ms: dict[str, Any] | None = None  # the hand-written OpenCV pipeline on the same photos (benchmarks/hand_written.py)
+    opencv_ms: dict[str, Any] | None = (
+        None  # the hand-written OpenCV pipeline on the same photos (benchmarks/hand_written.py)
+    )
     e2e_vs_opencv: float | None = None  # e2e p50 / opencv p50
     decode_ms: dict[str, Any] | None = None
     throughput_ips: float | None = None
@@ -130,8 +196,11 @@ class BenchRow:
         model (not the Keras reference) whose accuracy is under ``min_accuracy``. A failed (unmeasured)
         row is not "below": it is failed, which fails both bench and the build on its own."""
         return (
-            min_accuracy is not None and self.ok and not self.is_reference
-            and self.accuracy is not None and self.accuracy < min_accuracy
+            min_accuracy is not None
+            and self.ok
+            and not self.is_reference
+            and self.accuracy is not None
+            and self.accuracy < min_accuracy
         )
 
     def latency_at(self, threads: int | None, *, requested: bool = False) -> float | None:
@@ -154,11 +223,15 @@ class BenchRow:
             raise EdgeExportError("a bench row is not a JSON object", path=source, hint="re-run bench")
         name = data.get("name")
         if not isinstance(name, str) or not name or len(name) > 300:
-            raise EdgeExportError(f"a bench row has no usable name ({printable(repr(name), 80)})", path=source, hint="re-run bench")
+            raise EdgeExportError(
+                f"a bench row has no usable name ({printable(repr(name), 80)})", path=source, hint="re-run bench"
+            )
         what = f"bench row {printable(name, 80)}"
         status = data.get("status", "ok")
         if status not in STATUSES:
-            raise EdgeExportError(f"{what}: status {printable(repr(status), 40)} is not one of {', '.join(STATUSES)}", path=source)
+            raise EdgeExportError(
+                f"{what}: status {printable(repr(status), 40)} is not one of {', '.join(STATUSES)}", path=source
+            )
         device = data.get("target", data.get("device")) or LOCAL
         if not isinstance(device, str):
             raise EdgeExportError(f"{what}: device {printable(repr(device), 80)} is not a name", path=source)
@@ -216,19 +289,34 @@ def _misclassified_entry(entry: dict[str, Any], what: str, source: str | Path | 
     """One misclassified image: its path must be relative and stay inside the test folder (the report
     opens it), its names text of bounded length, its confidence a fraction."""
     path = entry.get("path")
-    if (not isinstance(path, str) or not path or len(path) > 4096 or "\x00" in path or path.startswith(("/", "\\"))
-            or ".." in path.replace("\\", "/").split("/") or re.match(r"^[A-Za-z]:", path)):
-        raise EdgeExportError(f"{what}: misclassified path {printable(repr(path), 120)} is not a path inside the test folder",
-                              path=source, hint="re-run bench")
+    if (
+        not isinstance(path, str)
+        or not path
+        or len(path) > 4096
+        or "\x00" in path
+        or path.startswith(("/", "\\"))
+        or ".." in path.replace("\\", "/").split("/")
+        or re.match(r"^[A-Za-z]:", path)
+    ):
+        raise EdgeExportError(
+            f"{what}: misclassified path {printable(repr(path), 120)} is not a path inside the test folder",
+            path=source,
+            hint="re-run bench",
+        )
     out: dict[str, Any] = {"path": path}
     for key in ("true", "predicted"):
         value = entry.get(key)
         if not isinstance(value, str) or len(value) > 1000:
-            raise EdgeExportError(f"{what}: misclassified {key} {printable(repr(value), 80)} is not a class name",
-                                  path=source, hint="re-run bench")
+            raise EdgeExportError(
+                f"{what}: misclassified {key} {printable(repr(value), 80)} is not a class name",
+                path=source,
+                hint="re-run bench",
+            )
         out[key] = value
     confidence = entry.get("confidence")
-    out["confidence"] = None if confidence is None else _fraction(confidence, f"{what}: misclassified confidence", source)
+    out["confidence"] = (
+        None if confidence is None else _fraction(confidence, f"{what}: misclassified confidence", source)
+    )
     return out
 
 
@@ -240,10 +328,16 @@ def _robustness(value: dict[str, Any], what: str, source: str | Path | None) -> 
             out[key] = _checked(key, value[key], f"{what}: robustness", source)
     by_shift = value.get("by_shift") or {}
     if not isinstance(by_shift, dict) or not all(isinstance(v, dict) for v in by_shift.values()):
-        raise EdgeExportError(f"{what}: robustness.by_shift is not a JSON object of objects", path=source, hint="re-run bench")
+        raise EdgeExportError(
+            f"{what}: robustness.by_shift is not a JSON object of objects", path=source, hint="re-run bench"
+        )
     out["by_shift"] = {
-        str(name): {**v, "accuracy": None if v.get("accuracy") is None
-                    else _fraction(v["accuracy"], f"{what}: robustness.by_shift.{printable(name, 40)}.accuracy", source)}
+        str(name): {
+            **v,
+            "accuracy": None
+            if v.get("accuracy") is None
+            else _fraction(v["accuracy"], f"{what}: robustness.by_shift.{printable(name, 40)}.accuracy", source),
+        }
         for name, v in by_shift.items()
     }
     return out
@@ -296,8 +390,11 @@ class BenchResult:
         """Why this benchmark does not pass, with the one ``BenchRow.below`` rule (bench's exit status
         and the build's gate): failed rows, rows below ``min_accuracy``, devices that could not measure."""
         out = [f"could not measure {r.id}: {r.error or 'failed'}" for r in self.rows if not r.ok]
-        out += [f"{r.id}: accuracy {r.accuracy:.2%} below the minimum {min_accuracy:.2%}"
-                for r in self.rows if r.below(min_accuracy)]
+        out += [
+            f"{r.id}: accuracy {r.accuracy:.2%} below the minimum {min_accuracy:.2%}"
+            for r in self.rows
+            if r.below(min_accuracy)
+        ]
         out += [f"could not measure on {name}: {message}" for name, message in self.device_errors.items()]
         return out
 
@@ -343,7 +440,9 @@ class BenchResult:
                 value = data.get(key)
                 if value is not None:
                     if not isinstance(value, dict):
-                        raise EdgeExportError(f"bench.json: {key} is not a JSON object", path=source, hint="re-run bench")
+                        raise EdgeExportError(
+                            f"bench.json: {key} is not a JSON object", path=source, hint="re-run bench"
+                        )
                     return value
             return {}
 
@@ -351,9 +450,28 @@ class BenchResult:
         if not isinstance(skipped, list):
             raise EdgeExportError("bench.json: skipped is not a list", path=source, hint="re-run bench")
         seconds = data.get("seconds")
-        known = {"bench_version", "edge_export", "created", "run_dir", "data", "settings", "reference", "artifacts",
-                 "skipped", "failed", "below_min_accuracy", "ok", "machine", "targets", "devices", "target_runs",
-                 "device_runs", "target_errors", "device_errors", "seconds"}
+        known = {
+            "bench_version",
+            "edge_export",
+            "created",
+            "run_dir",
+            "data",
+            "settings",
+            "reference",
+            "artifacts",
+            "skipped",
+            "failed",
+            "below_min_accuracy",
+            "ok",
+            "machine",
+            "targets",
+            "devices",
+            "target_runs",
+            "device_runs",
+            "target_errors",
+            "device_errors",
+            "seconds",
+        }
         return cls(
             rows=[BenchRow.from_dict(r, source=source) for r in rows],
             machine=mapping("machine"),

@@ -82,7 +82,9 @@ class ArtifactRecord:
         _sha256(data.get("sha256"), f"artifact {name}", source)
         size = data.get("size_bytes")
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
-            raise _error(f"artifact {name}: size_bytes {printable(repr(size), 80)} is not a non-negative integer", source)
+            raise _error(
+                f"artifact {name}: size_bytes {printable(repr(size), 80)} is not a non-negative integer", source
+            )
         for key in ("status", "format", "precision", "error"):
             if data.get(key) is not None and not isinstance(data[key], str):
                 raise _error(f"artifact {name}: {key} is not a string", source)
@@ -193,14 +195,21 @@ class Manifest:
     def from_dict(cls, data: Any, *, folder: str | Path, source: str | Path | None = None) -> "Manifest":
         """The manifest, checked (``folder``: the export folder its paths are relative to)."""
         if not isinstance(data, dict) or not isinstance(data.get("artifacts"), list):
-            raise EdgeExportError("malformed manifest (no list of artifacts)", path=source, hint="re-run `edge-export export`")
-        version = check_format_version(data, "manifest_version", MANIFEST_VERSION, what="export manifest", source=source)
+            raise EdgeExportError(
+                "malformed manifest (no list of artifacts)", path=source, hint="re-run `edge-export export`"
+            )
+        version = check_format_version(
+            data, "manifest_version", MANIFEST_VERSION, what="export manifest", source=source
+        )
         artifacts: list[ArtifactRecord] = []
         for entry in data["artifacts"]:
             artifact = ArtifactRecord.from_dict(entry, folder=folder, source=source)
             if any(a.name == artifact.name for a in artifacts):
-                raise EdgeExportError(f"malformed manifest: artifact {artifact.name!r} is listed twice", path=source,
-                                      hint="re-run `edge-export export`")
+                raise EdgeExportError(
+                    f"malformed manifest: artifact {artifact.name!r} is listed twice",
+                    path=source,
+                    hint="re-run `edge-export export`",
+                )
             artifacts.append(artifact)
         for key in ("settings", "keras", "auto"):
             if data.get(key) is not None and not isinstance(data[key], dict):

@@ -39,21 +39,37 @@ class ModelSource:
         if self.kind not in SOURCE_KINDS or self.input_scale not in INPUT_SCALES or self.output not in OUTPUT_KINDS:
             raise EdgeExportError(
                 f"model_spec.json's source is malformed (kind {self.kind!r}, input_scale {self.input_scale!r}, "
-                f"output {self.output!r})", hint="re-run the build with --model FILE",
+                f"output {self.output!r})",
+                hint="re-run the build with --model FILE",
             )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "sha256": self.sha256, "kind": self.kind, "input_scale": self.input_scale,
-                "output": self.output, "decided": dict(self.decided), "check": list(self.check)}
+        return {
+            "path": self.path,
+            "sha256": self.sha256,
+            "kind": self.kind,
+            "input_scale": self.input_scale,
+            "output": self.output,
+            "decided": dict(self.decided),
+            "check": list(self.check),
+        }
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str | Path | None = None) -> "ModelSource":
-        if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in
-                                                 ("path", "sha256", "kind", "input_scale", "output")):
-            raise EdgeExportError("model_spec.json's source is malformed", path=source,
-                                  hint="re-run the build with --model FILE")
+        if not isinstance(data, dict) or not all(
+            isinstance(data.get(k), str) for k in ("path", "sha256", "kind", "input_scale", "output")
+        ):
+            raise EdgeExportError(
+                "model_spec.json's source is malformed", path=source, hint="re-run the build with --model FILE"
+            )
         decided = data.get("decided") if isinstance(data.get("decided"), dict) else {}
         check = data.get("check") if isinstance(data.get("check"), list) else []
-        return cls(path=data["path"], sha256=data["sha256"], kind=data["kind"], input_scale=data["input_scale"],
-                   output=data["output"], decided={str(k): str(v) for k, v in decided.items()},
-                   check=[row for row in check if isinstance(row, dict)])
+        return cls(
+            path=data["path"],
+            sha256=data["sha256"],
+            kind=data["kind"],
+            input_scale=data["input_scale"],
+            output=data["output"],
+            decided={str(k): str(v) for k, v in decided.items()},
+            check=[row for row in check if isinstance(row, dict)],
+        )

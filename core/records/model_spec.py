@@ -57,11 +57,14 @@ class ModelSpec:
         unsafe deserialization; the user named the folder, so it is loaded)."""
         return self.source is not None and self.source.kind == "savedmodel"
 
-
     def architecture(self) -> dict[str, Any]:
         """The four values that rebuild the same architecture (e.g. the QAT worker's job)."""
-        return {"backbone": self.backbone, "image_size": self.image_size, "num_classes": self.num_classes,
-                "dropout": self.dropout}
+        return {
+            "backbone": self.backbone,
+            "image_size": self.image_size,
+            "num_classes": self.num_classes,
+            "dropout": self.dropout,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,8 +105,15 @@ class ModelSpec:
         versions = {k: data[k] for k in ("edge_export", "keras", "python") if isinstance(data.get(k), str)}
         source_data = data.get("source")
         model_source = ModelSource.from_dict(source_data, source=source) if source_data is not None else None
-        return cls(backbone=backbone, dropout=float(dropout), preprocessing=preprocessing, weights=weights,
-                   versions=versions or None, source=model_source, **sizes)
+        return cls(
+            backbone=backbone,
+            dropout=float(dropout),
+            preprocessing=preprocessing,
+            weights=weights,
+            versions=versions or None,
+            source=model_source,
+            **sizes,
+        )
 
     @classmethod
     def read(cls, path: str | Path) -> "ModelSpec":

@@ -44,10 +44,14 @@ def parse_pixel_method(method: str) -> tuple[str, str]:
     decoder, _, resize = method.rpartition(":") if isinstance(method, str) else ("", "", method)
     decoder = decoder or DEFAULT_DECODER
     if decoder not in DECODERS or resize not in RESIZE_METHODS:
-        raise EdgeExportError(f"unknown pixel method {printable(repr(method), 80)}",
-                              hint=f"a resize ({', '.join(RESIZE_METHODS)}), optionally after a decoder: "
-                                   f"{', '.join(d + ':' for d in DECODERS)}")
+        raise EdgeExportError(
+            f"unknown pixel method {printable(repr(method), 80)}",
+            hint=f"a resize ({', '.join(RESIZE_METHODS)}), optionally after a decoder: "
+            f"{', '.join(d + ':' for d in DECODERS)}",
+        )
     return decoder, resize
+
+
 MAX_INPUT_SIDE = 8192  # pixels a side of a model input; larger is refused before allocating anything
 # (x - mean) / std on pixels 0-255: a std below this (or any value beyond MAX_NORMALIZATION) is degenerate.
 MIN_STD = 1e-3
@@ -70,12 +74,20 @@ class Preprocessing:
                 f"unknown resize method {printable(repr(self.resize), 80)}", hint=f"use one of {sorted(RESIZE_METHODS)}"
             )
         if self.decoder not in DECODERS:
-            raise EdgeExportError(f"unknown image decoder {printable(repr(self.decoder), 80)}",
-                                  hint=f"use one of {', '.join(DECODERS)} (a newer edge-export may know more)")
-        if (len(self.size) != 2 or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in self.size)
-                or min(self.size) < 8 or max(self.size) > MAX_INPUT_SIDE):
-            raise EdgeExportError(f"bad input size {printable(self.size, 80)}",
-                                  hint=f"give (height, width), integers from 8 to {MAX_INPUT_SIDE}")
+            raise EdgeExportError(
+                f"unknown image decoder {printable(repr(self.decoder), 80)}",
+                hint=f"use one of {', '.join(DECODERS)} (a newer edge-export may know more)",
+            )
+        if (
+            len(self.size) != 2
+            or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in self.size)
+            or min(self.size) < 8
+            or max(self.size) > MAX_INPUT_SIDE
+        ):
+            raise EdgeExportError(
+                f"bad input size {printable(self.size, 80)}",
+                hint=f"give (height, width), integers from 8 to {MAX_INPUT_SIDE}",
+            )
         for name, values, low in (("mean", self.mean, None), ("std", self.std, MIN_STD)):
             if len(values) != 3:
                 raise EdgeExportError(f"{name} must have 3 values (R, G, B), got {printable(values, 80)}")
@@ -122,8 +134,9 @@ class Preprocessing:
                 decoder=d.get("decoder", DEFAULT_DECODER),
             )
         except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
-            raise EdgeExportError(f"malformed preprocessing description {printable(repr(d), 200)}: "
-                                  f"{printable(str(exc), 200)}") from None
+            raise EdgeExportError(
+                f"malformed preprocessing description {printable(repr(d), 200)}: {printable(str(exc), 200)}"
+            ) from None
 
 
 def _check_legacy(color: Any, input_range: tuple[float, ...]) -> None:

@@ -30,22 +30,38 @@ class Candidate:
     rejected: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "p50_ms": self.p50_ms, "accuracy": self.accuracy, "size_bytes": self.size_bytes,
-                "rejected": list(self.rejected)}
+        return {
+            "name": self.name,
+            "p50_ms": self.p50_ms,
+            "accuracy": self.accuracy,
+            "size_bytes": self.size_bytes,
+            "rejected": list(self.rejected),
+        }
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str | Path | None = None) -> "Candidate":
         if not isinstance(data, dict) or not isinstance(data.get("name"), str):
-            raise EdgeExportError("a recommendation candidate has no name", path=source, hint="re-run `edge-export build`")
+            raise EdgeExportError(
+                "a recommendation candidate has no name", path=source, hint="re-run `edge-export build`"
+            )
 
         def number(key: str) -> float | None:
             value = data.get(key)
-            return None if value is None else finite_number(value, what=f"candidate {printable(data['name'], 80)}: {key}", source=source)
+            return (
+                None
+                if value is None
+                else finite_number(value, what=f"candidate {printable(data['name'], 80)}: {key}", source=source)
+            )
 
         size = number("size_bytes")
         rejected = data.get("rejected") or []
-        return cls(data["name"], number("p50_ms"), number("accuracy"), None if size is None else int(size),
-                   [str(r) for r in rejected] if isinstance(rejected, list) else [str(rejected)])
+        return cls(
+            data["name"],
+            number("p50_ms"),
+            number("accuracy"),
+            None if size is None else int(size),
+            [str(r) for r in rejected] if isinstance(rejected, list) else [str(rejected)],
+        )
 
 
 @dataclass
@@ -76,15 +92,18 @@ class Recommendation:
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str | Path | None = None) -> "Recommendation":
-        version = check_format_version(data, "recommendation_version", RECOMMENDATION_VERSION, what="recommendation",
-                                       source=source)
+        version = check_format_version(
+            data, "recommendation_version", RECOMMENDATION_VERSION, what="recommendation", source=source
+        )
         artifact = data.get("artifact")
         if artifact is not None:
             artifact = safe_name(artifact, what="recommended artifact", source=source)
         why = data.get("why")
         candidates = data.get("candidates") or []
         if not isinstance(candidates, list):
-            raise EdgeExportError("recommendation: candidates is not a list", path=source, hint="re-run `edge-export build`")
+            raise EdgeExportError(
+                "recommendation: candidates is not a list", path=source, hint="re-run `edge-export build`"
+            )
         budget = data.get("budget") if isinstance(data.get("budget"), dict) else {}
 
         def number(value: Any, what: str) -> float | None:

@@ -46,7 +46,9 @@ def _text(data: dict, key: str, what: str, source: Any, optional: bool = False) 
     if value is None and optional:
         return None
     if not isinstance(value, str):
-        raise EdgeExportError(f"{what}: {key} is not a string", path=source, hint="delete the file; tune measures it again")
+        raise EdgeExportError(
+            f"{what}: {key} is not a string", path=source, hint="delete the file; tune measures it again"
+        )
     return printable(value, 400)
 
 
@@ -56,7 +58,9 @@ def _of_type(data: dict, key: str, kind: type, what: str, source: Any, hint: str
     if value is None:
         return kind()
     if not isinstance(value, kind):
-        raise EdgeExportError(f"{what}: {key} is not {'a list' if kind is list else 'an object'}", path=source, hint=hint)
+        raise EdgeExportError(
+            f"{what}: {key} is not {'a list' if kind is list else 'an object'}", path=source, hint=hint
+        )
     return value
 
 
@@ -104,16 +108,25 @@ class LatencyRecord:
         what = "tune latency record"
         size = _number(data, "size_bytes", what, source)
         return cls(
-            backbone=_text(data, "backbone", what, source), image_size=int(_number(data, "image_size", what, source) or 0),
-            precision=_text(data, "precision", what, source), device=_text(data, "device", what, source),
-            p50_ms=_number(data, "p50_ms", what, source), p90_ms=_number(data, "p90_ms", what, source),
-            size_bytes=None if size is None else int(size), seconds=_number(data, "seconds", what, source) or 0.0,
-            min_ms=_number(data, "min_ms", what, source), status=_text(data, "status", what, source), error=_text(data, "error", what, source, optional=True),
+            backbone=_text(data, "backbone", what, source),
+            image_size=int(_number(data, "image_size", what, source) or 0),
+            precision=_text(data, "precision", what, source),
+            device=_text(data, "device", what, source),
+            p50_ms=_number(data, "p50_ms", what, source),
+            p90_ms=_number(data, "p90_ms", what, source),
+            size_bytes=None if size is None else int(size),
+            seconds=_number(data, "seconds", what, source) or 0.0,
+            min_ms=_number(data, "min_ms", what, source),
+            status=_text(data, "status", what, source),
+            error=_text(data, "error", what, source, optional=True),
             fingerprint=_text(data, "fingerprint", what, source),
             reference_p50_ms=_number(data, "reference_p50_ms", what, source),
-            reference_min_ms=_number(data, "reference_min_ms", what, source), ratio=_number(data, "ratio", what, source),
-            ratios=[finite_number(v, what=f"{what}: ratios", source=source)
-                    for v in _of_type(data, "ratios", list, what, source, "delete the file; tune measures it again")],
+            reference_min_ms=_number(data, "reference_min_ms", what, source),
+            ratio=_number(data, "ratio", what, source),
+            ratios=[
+                finite_number(v, what=f"{what}: ratios", source=source)
+                for v in _of_type(data, "ratios", list, what, source, "delete the file; tune measures it again")
+            ],
         )
 
     @classmethod
@@ -157,22 +170,33 @@ class CandidateRecord:
         what = f"tune candidate {printable(data.get('key'), 80)}"
         status = _text(data, "status", what, source)
         if status not in STATUSES:
-            raise EdgeExportError(f"{what}: unknown status {status!r}", path=source, hint="delete the file; tune redoes it")
+            raise EdgeExportError(
+                f"{what}: unknown status {status!r}", path=source, hint="delete the file; tune redoes it"
+            )
         redo = "delete the file; tune redoes it"
-        seconds, reasons = _of_type(data, "seconds", dict, what, source, redo), _of_type(data, "reasons", list, what, source, redo)
+        seconds, reasons = (
+            _of_type(data, "seconds", dict, what, source, redo),
+            _of_type(data, "reasons", list, what, source, redo),
+        )
         size = _number(data, "size_bytes", what, source)
         return cls(
-            backbone=_text(data, "backbone", what, source), image_size=int(_number(data, "image_size", what, source) or 0),
+            backbone=_text(data, "backbone", what, source),
+            image_size=int(_number(data, "image_size", what, source) or 0),
             fine_tune_blocks=int(_number(data, "fine_tune_blocks", what, source) or 0),
-            precision=_text(data, "precision", what, source), status=status,
+            precision=_text(data, "precision", what, source),
+            status=status,
             val_accuracy=_number(data, "val_accuracy", what, source),
             keras_val_accuracy=_number(data, "keras_val_accuracy", what, source),
-            p50_ms=_number(data, "p50_ms", what, source), p90_ms=_number(data, "p90_ms", what, source),
-            min_ms=_number(data, "min_ms", what, source), latency_ms=_number(data, "latency_ms", what, source),
+            p50_ms=_number(data, "p50_ms", what, source),
+            p90_ms=_number(data, "p90_ms", what, source),
+            min_ms=_number(data, "min_ms", what, source),
+            latency_ms=_number(data, "latency_ms", what, source),
             latency_ratio=_number(data, "latency_ratio", what, source),
             size_bytes=None if size is None else int(size),
             robustness_accuracy=_number(data, "robustness_accuracy", what, source),
-            seconds={printable(k, 40): finite_number(v, what=f"{what}: seconds", source=source) for k, v in seconds.items()},
+            seconds={
+                printable(k, 40): finite_number(v, what=f"{what}: seconds", source=source) for k, v in seconds.items()
+            },
             reasons=[printable(r, 400) for r in reasons],
             run_dir=_text(data, "run_dir", what, source, optional=True),
             fingerprint=_text(data, "fingerprint", what, source),
@@ -203,9 +227,16 @@ class TuneResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "format_version": TUNE_VERSION, "chosen": self.chosen, "why": self.why, "binding": list(self.binding),
-            "constraints": self.constraints, "device": self.device, "seconds": self.seconds,
-            "chosen_config": self.chosen_config, "space": self.space, "notes": list(self.notes),
+            "format_version": TUNE_VERSION,
+            "chosen": self.chosen,
+            "why": self.why,
+            "binding": list(self.binding),
+            "constraints": self.constraints,
+            "device": self.device,
+            "seconds": self.seconds,
+            "chosen_config": self.chosen_config,
+            "space": self.space,
+            "notes": list(self.notes),
             "candidates": [c.to_dict() for c in self.candidates],
         }
 
@@ -215,17 +246,21 @@ class TuneResult:
         candidates = data.get("candidates")
         if not isinstance(candidates, list):
             raise EdgeExportError("tune.json has no candidate list", path=source, hint="re-run `edge-export tune`")
+
         def of_type(key: str, kind: type) -> Any:
             return _of_type(data, key, kind, "tune.json", source, "re-run `edge-export tune`")
 
         seconds = of_type("seconds", dict)
         return cls(
             candidates=[CandidateRecord.from_dict(c, source=source) for c in candidates],
-            chosen=_text(data, "chosen", "tune.json", source, optional=True), why=_text(data, "why", "tune.json", source),
+            chosen=_text(data, "chosen", "tune.json", source, optional=True),
+            why=_text(data, "why", "tune.json", source),
             binding=[printable(b, 80) for b in of_type("binding", list)],
             constraints=of_type("constraints", dict),
             device=_text(data, "device", "tune.json", source),
-            seconds={printable(k, 40): finite_number(v, what="tune.json: seconds", source=source) for k, v in seconds.items()},
+            seconds={
+                printable(k, 40): finite_number(v, what="tune.json: seconds", source=source) for k, v in seconds.items()
+            },
             chosen_config=_text(data, "chosen_config", "tune.json", source, optional=True),
             space=of_type("space", dict),
             notes=[printable(n, 400) for n in of_type("notes", list)],

@@ -14,7 +14,9 @@ def backbones() -> None:
     widths = [max(len(r[i]) for r in rows + [("name", "size", "", "")]) for i in range(3)]
     click.echo(f"{'name':<{widths[0]}}  {'size':>{widths[1]}}  description / weights")
     for name, size, description, source in rows:
-        click.echo(f"{name:<{widths[0]}}  {size:>{widths[1]}}  {description}\n{'':<{widths[0] + widths[1] + 4}}weights: {source}")
+        click.echo(
+            f"{name:<{widths[0]}}  {size:>{widths[1]}}  {description}\n{'':<{widths[0] + widths[1] + 4}}weights: {source}"
+        )
 
 
 def _weights(spec) -> str:
@@ -24,4 +26,6 @@ def _weights(spec) -> str:
     sizes = [s for s in (spec.fixed_sizes or (spec.default_size,)) if spec.weights_offline(s)]
     if not sizes:
         return f"{spec.weights_source}; not available offline yet"
-    return f"{spec.weights_source}; available offline" + (f" ({', '.join(map(str, sizes))} px)" if spec.fixed_sizes else "")
+    return f"{spec.weights_source}; available offline" + (
+        f" ({', '.join(map(str, sizes))} px)" if spec.fixed_sizes else ""
+    )

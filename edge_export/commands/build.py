@@ -16,15 +16,21 @@ from edge_export.commands.options import setting_options
 
 
 @click.command()
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML config with every stage's settings.")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/build"), show_default=True, help="Run folder.")
+@click.option(
+    "--config", "config_path", type=click.Path(path_type=Path), help="YAML config with every stage's settings."
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("runs/build"), show_default=True, help="Run folder."
+)
 @click.option("--force", is_flag=True, help="Redo the selected stages even if up to date.")
 @setting_options(BUILD_FLAGS)
 @click.option("--quiet", is_flag=True, help="Only the final summary.")
 @click.option("--json", "as_json", is_flag=True, help="JSON-lines events on stdout, nothing else.")
 @click.argument("overrides", nargs=-1)
 @click.pass_context
-def build(ctx: click.Context, config_path, out: Path, force: bool, quiet: bool, as_json: bool, overrides, **flags) -> None:
+def build(
+    ctx: click.Context, config_path, out: Path, force: bool, quiet: bool, as_json: bool, overrides, **flags
+) -> None:
     """Train, export and benchmark in one resumable pipeline (wraps ``edge_export.api.build``).
 
     OVERRIDES are key=value (any stage's setting, e.g. export.int8_io=int8).
@@ -39,8 +45,15 @@ def build(ctx: click.Context, config_path, out: Path, force: bool, quiet: bool, 
     debug = bool((ctx.find_root().obj or {}).get("debug"))
     with api.cli_spelling(), contextlib.redirect_stdout(io.StringIO()) if silent else contextlib.nullcontext():
         result = api.build(
-            config_path, out=out, force=force, overrides=list(overrides), command=command,
-            echo=None if silent else click.echo, event=emit, debug=debug, **flags,
+            config_path,
+            out=out,
+            force=force,
+            overrides=list(overrides),
+            command=command,
+            echo=None if silent else click.echo,
+            event=emit,
+            debug=debug,
+            **flags,
         )
     if not as_json:
         click.echo(f"stages run: {', '.join(result.ran) or 'none'}; skipped: {', '.join(result.skipped) or 'none'}")

@@ -20,8 +20,9 @@ from edge_export.core.run_folder import RunFolder
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML config file (export: section).")
 @click.argument("overrides", nargs=-1)
 @click.pass_context
-def export(ctx: click.Context, run_dir: Path, config_path: Path | None, overrides: tuple[str, ...], out: Path | None,
-           **flags) -> None:
+def export(
+    ctx: click.Context, run_dir: Path, config_path: Path | None, overrides: tuple[str, ...], out: Path | None, **flags
+) -> None:
     """Export the model in RUN_DIR to RUN_DIR/export/. OVERRIDES are key=value, e.g. export.int8_io=int8.
 
     MODEL (bring your own model: a .keras, .h5, SavedModel folder or .onnx) is imported with the photos in
@@ -44,8 +45,9 @@ def export(ctx: click.Context, run_dir: Path, config_path: Path | None, override
 
     debug = bool((ctx.find_root().obj or {}).get("debug"))
     with api.cli_spelling():
-        result = api.export(run_dir, config_path, overrides=list(overrides), echo=click.echo, debug=debug,
-                            out=out, **flags)
+        result = api.export(
+            run_dir, config_path, overrides=list(overrides), echo=click.echo, debug=debug, out=out, **flags
+        )
     click.echo("")
     print_table(result.manifest, click.echo)
     for artifact in result.failed:

@@ -60,24 +60,63 @@ def _expand_folders(arguments: tuple[str, ...]) -> list[tuple[str, str | None]]:
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=1), help="Predictions per image.")
 @click.option("--labels", "labels_file", type=click.Path(dir_okay=False), help="labels.txt (overrides the model's).")
-@click.option("--mean", callback=_floats3,
-              help="Per-channel mean R,G,B subtracted from 0-255 pixels [default: the model's metadata].")
-@click.option("--std", callback=_floats3, help="Per-channel std R,G,B the pixels are divided by [default: the model's metadata].")
+@click.option(
+    "--mean",
+    callback=_floats3,
+    help="Per-channel mean R,G,B subtracted from 0-255 pixels [default: the model's metadata].",
+)
+@click.option(
+    "--std", callback=_floats3, help="Per-channel std R,G,B the pixels are divided by [default: the model's metadata]."
+)
 @click.option("--size", callback=_size, help="Input size HxW (models without a fixed size).")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for the interpreter.")
 @click.option("--provider", "providers", multiple=True, help="ONNX Runtime provider (cpu, cuda, tensorrt); repeatable.")
-@click.option("--max-image-pixels", type=click.IntRange(min=1), metavar="N",
-              help="Refuse images larger than N pixels (width x height) before decoding [default: 64000000].")
+@click.option(
+    "--max-image-pixels",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Refuse images larger than N pixels (width x height) before decoding [default: 64000000].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text (a video: one JSON line per frame).")
-@click.option("--every", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Video, camera or stream: classify one frame in N.")
-@click.option("--fps", type=click.FloatRange(min=0, min_open=True),
-              help="Video, camera or stream: classify at most this many frames per second (of video time).")
-@click.option("--max-frames", type=click.IntRange(min=1), help="Video, camera or stream: stop after this many classified frames.")
-@click.option("--stall-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
-              help="Video, camera or stream: stop when no frame arrives for this many seconds.")
-def predict(model, images, top_k, labels_file, mean, std, size, threads, providers, max_image_pixels, as_json,
-            every, fps, max_frames, stall_timeout) -> None:
+@click.option(
+    "--every",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Video, camera or stream: classify one frame in N.",
+)
+@click.option(
+    "--fps",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Video, camera or stream: classify at most this many frames per second (of video time).",
+)
+@click.option(
+    "--max-frames", type=click.IntRange(min=1), help="Video, camera or stream: stop after this many classified frames."
+)
+@click.option(
+    "--stall-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Video, camera or stream: stop when no frame arrives for this many seconds.",
+)
+def predict(
+    model,
+    images,
+    top_k,
+    labels_file,
+    mean,
+    std,
+    size,
+    threads,
+    providers,
+    max_image_pixels,
+    as_json,
+    every,
+    fps,
+    max_frames,
+    stall_timeout,
+) -> None:
     """Classify IMAGE files (or every image below a folder) with MODEL (.tflite or .onnx), or the frames of one
     video file, camera (its index: 0) or stream URL (rtsp://, http://...).
 
@@ -95,8 +134,15 @@ def predict(model, images, top_k, labels_file, mean, std, size, threads, provide
     from edge_export.core.untrusted import printable
     from edge_export.runtime.frames import is_frame_source
 
-    load = dict(labels=labels_file, mean=mean, std=std, size=size, threads=threads, providers=list(providers) or None,
-                max_pixels=max_image_pixels)
+    load = dict(
+        labels=labels_file,
+        mean=mean,
+        std=std,
+        size=size,
+        threads=threads,
+        providers=list(providers) or None,
+        max_pixels=max_image_pixels,
+    )
     if any(is_frame_source(a) for a in images):
         if len(images) != 1:
             raise click.UsageError("give one video, camera or stream at a time (not mixed with images)")
@@ -133,7 +179,9 @@ def predict(model, images, top_k, labels_file, mean, std, size, threads, provide
         click.echo(json.dumps(payload, indent=2))
     if failed:
         folders = sum(why is not None for _, why in entries)
-        counted = f"{len(entries)} image(s)" + (f" and folder(s) ({folders} folder(s) without a usable image)" if folders else "")
+        counted = f"{len(entries)} image(s)" + (
+            f" and folder(s) ({folders} folder(s) without a usable image)" if folders else ""
+        )
         click.secho(f"{failed} of {counted} failed", fg="red", err=True)
         sys.exit(1)
 
@@ -163,8 +211,17 @@ def _say_warnings(classifier) -> None:
         click.secho(f"warning: {printable(note, 1000)}", fg="yellow", err=True)
 
 
-def _predict_frames(model: str, source: str, load: dict, top_k: int, as_json: bool, every: int, fps: float | None,
-                    max_frames: int | None, stall_timeout: float) -> None:
+def _predict_frames(
+    model: str,
+    source: str,
+    load: dict,
+    top_k: int,
+    as_json: bool,
+    every: int,
+    fps: float | None,
+    max_frames: int | None,
+    stall_timeout: float,
+) -> None:
     """One line per classified frame as it comes (``--json``: one JSON object per line), then the summary:
     frames read and classified, frames/s, the model's p50/p95 per frame. Exit status 1 when the source stopped
     early (a read error, a stall); the frames classified before are printed all the same."""
@@ -177,8 +234,16 @@ def _predict_frames(model: str, source: str, load: dict, top_k: int, as_json: bo
     _say_warnings(classifier)
     summary = StreamSummary(describe_source(source))
     try:
-        for r in classify_frames(classifier, source, top_k=top_k, every=every, fps=fps, stall_timeout_s=stall_timeout,
-                                 max_frames=max_frames, summary=summary):
+        for r in classify_frames(
+            classifier,
+            source,
+            top_k=top_k,
+            every=every,
+            fps=fps,
+            stall_timeout_s=stall_timeout,
+            max_frames=max_frames,
+            summary=summary,
+        ):
             if as_json:
                 click.echo(json.dumps(r.to_dict()))
             else:
@@ -193,7 +258,10 @@ def _predict_frames(model: str, source: str, load: dict, top_k: int, as_json: bo
         else:
             click.echo(summary.text(), err=True)
     if not summary.ok:
-        click.secho(f"error: {summary.source}: stopped early ({summary.ended}"
-                    f"{': ' + summary.message if summary.message else ''}); {summary.frames_classified} frame(s) classified",
-                    fg="red", err=True)
+        click.secho(
+            f"error: {summary.source}: stopped early ({summary.ended}"
+            f"{': ' + summary.message if summary.message else ''}); {summary.frames_classified} frame(s) classified",
+            fg="red",
+            err=True,
+        )
         sys.exit(1)

@@ -29,4 +29,6 @@ def train(out: Path | None, config_path: Path | None, overrides: tuple[str, ...]
     if metrics.get("training", {}).get("chief", True):
         click.echo(f"total {metrics['timing_seconds']['total']:.0f}s  ->  {result.run.model}")
     else:  # a multi_worker worker: its run folder was scratch, removed
-        click.echo(f"total {metrics['timing_seconds']['total']:.0f}s  (trained with the chief; only the chief writes the run folder)")
+        click.echo(
+            f"total {metrics['timing_seconds']['total']:.0f}s  (trained with the chief; only the chief writes the run folder)"
+        )

@@ -41,6 +41,7 @@ from edge_export.core.run_folder import RunFolder
 from edge_export.core.untrusted import path_inside, read_json, safe_name
 
 from edge_export.core.echo import Echo  # noqa: E402  (the one Echo type)
+
 BUNDLE_VERSION = 1
 DEFAULT_ARTIFACT = "tflite-int8"
 
@@ -101,13 +102,19 @@ class BundleLayout:
     def read_info(self) -> dict[str, Any]:
         """bundle.json, checked: every artifact's name and every path in it stay inside the bundle."""
         if not self.info.is_file():
-            raise EdgeExportError("not an edge-export bundle (no bundle.json)", path=self.info,
-                                  hint="pass a folder made by `edge-export package`")
+            raise EdgeExportError(
+                "not an edge-export bundle (no bundle.json)",
+                path=self.info,
+                hint="pass a folder made by `edge-export package`",
+            )
         info = read_json(self.info, what="bundle.json")
         artifacts = info.get("artifacts") if isinstance(info, dict) else None
         if not isinstance(artifacts, list) or not artifacts:
-            raise EdgeExportError("not an edge-export bundle (no list of artifacts)", path=self.info,
-                                  hint="pass a folder made by `edge-export package`")
+            raise EdgeExportError(
+                "not an edge-export bundle (no list of artifacts)",
+                path=self.info,
+                hint="pass a folder made by `edge-export package`",
+            )
         for entry in artifacts:
             record = ArtifactRecord.from_dict(entry, folder=self.root, source=self.info)
             if record.path is None:
@@ -181,7 +188,12 @@ def package_run(
     folder = out_dir / bundle_name(name, flavour)
     echo(f"packaging {name} ({reason}) for {flavour}")
     info = build_bundle(
-        folder, [model], flavour=flavour, labels=labels, model_card=card, wheel=wheel,
+        folder,
+        [model],
+        flavour=flavour,
+        labels=labels,
+        model_card=card,
+        wheel=wheel,
         source={"run_dir": str(run.root.resolve()), "artifact": name, "why": reason},
     )
     archive = write_archive(folder)
@@ -203,7 +215,8 @@ def choose_artifact(run: RunFolder, entries: dict[str, ArtifactRecord], requeste
         if requested not in entries:
             raise EdgeExportError(
                 f"no exported artifact {requested!r} in this run (exported ok: {available})",
-                path=run.export_manifest, hint="pass --artifact with one of those names",
+                path=run.export_manifest,
+                hint="pass --artifact with one of those names",
             )
         return requested, "--artifact"
     recommended = _recommended(run)
@@ -211,18 +224,23 @@ def choose_artifact(run: RunFolder, entries: dict[str, ArtifactRecord], requeste
         if recommended in entries:
             stale = stale_recommendation(run, recommended)
             if stale:
-                raise EdgeExportError(f"stale: {stale}", path=run.bench_dir,
-                                      hint="re-run bench (`edge-export build`), or pass --artifact NAME")
+                raise EdgeExportError(
+                    f"stale: {stale}",
+                    path=run.bench_dir,
+                    hint="re-run bench (`edge-export build`), or pass --artifact NAME",
+                )
             return recommended, "the build's recommendation"
         raise EdgeExportError(
             f"the build recommends {recommended!r} but the export has no such artifact (exported ok: {available})",
-            path=run.export_manifest, hint="re-run `edge-export build`, or pass --artifact NAME",
+            path=run.export_manifest,
+            hint="re-run `edge-export build`, or pass --artifact NAME",
         )
     if DEFAULT_ARTIFACT in entries:
         return DEFAULT_ARTIFACT, "default: no build recommendation"
     raise EdgeExportError(
         f"no recommendation and no {DEFAULT_ARTIFACT} artifact to default to (exported ok: {available})",
-        path=run.root, hint="pass --artifact NAME",
+        path=run.root,
+        hint="pass --artifact NAME",
     )
 
 
@@ -259,7 +277,9 @@ def build_bundle(
         if not m.path.is_file():
             raise EdgeExportError("model file not found", path=m.path, hint="re-run `edge-export export`")
         if m.path.suffix.lower() not in FAMILIES:
-            raise EdgeExportError(f"not a model file ({m.path.suffix!r})", path=m.path, hint="bundle .tflite or .onnx files")
+            raise EdgeExportError(
+                f"not a model file ({m.path.suffix!r})", path=m.path, hint="bundle .tflite or .onnx files"
+            )
     names = [m.filename for m in models]
     if len(set(names)) != len(names):
         raise EdgeExportError(f"two models would share a file name in the bundle: {names}")
@@ -274,12 +294,19 @@ def build_bundle(
             if m.sha256 and m.sha256 != digest:
                 raise EdgeExportError(
                     f"{m.name} does not match the sha256 in the export manifest (changed since the export?)",
-                    path=m.path, hint="re-run `edge-export export`",
+                    path=m.path,
+                    hint="re-run `edge-export export`",
                 )
-            artifacts.append({
-                "name": m.name, "path": layout.relative(dest), "format": m.family, "precision": m.precision,
-                "size_bytes": dest.stat().st_size, "sha256": digest,
-            })
+            artifacts.append(
+                {
+                    "name": m.name,
+                    "path": layout.relative(dest),
+                    "format": m.family,
+                    "precision": m.precision,
+                    "size_bytes": dest.stat().st_size,
+                    "sha256": digest,
+                }
+            )
         if wheel is not None:
             whl = copy_file(wheel, layout.wheels / Path(wheel).name)
         else:
@@ -332,8 +359,7 @@ def write_archive(folder: str | Path, archive: str | Path | None = None) -> Path
 def _requirements_text(pins: list[str], flavour: str) -> str:
     return (
         f"# edge-export {__version__} runtime for flavour {flavour}: pinned to the versions the model was checked with.\n"
-        "# No TensorFlow. Install: python -m pip install -r requirements.txt wheels/*.whl\n"
-        + "\n".join(pins) + "\n"
+        "# No TensorFlow. Install: python -m pip install -r requirements.txt wheels/*.whl\n" + "\n".join(pins) + "\n"
     )
 
 
@@ -344,22 +370,22 @@ def render_readme(info: dict[str, Any], notes: str, name: str) -> str:
         for a in info["artifacts"]
     )
     labels = f" --labels {info['labels']}" if info.get("labels") else ""
-    return f"""# {name}: edge-export bundle for {info['target']}
+    return f"""# {name}: edge-export bundle for {info["target"]}
 
-Made by edge-export {info['edge_export']} on {info['created']} for: {info['target_description']}.
+Made by edge-export {info["edge_export"]} on {info["created"]} for: {info["target_description"]}.
 
 | model | format | precision | bytes | sha256 |
 |---|---|---|---|---|
 {models}
 
 Everything runs without TensorFlow: numpy, Pillow, click, PyYAML and one model runtime
-(`requirements.txt`, pinned), plus edge-export itself (`{info['wheel']}`).
+(`requirements.txt`, pinned), plus edge-export itself (`{info["wheel"]}`).
 
 ## Install (on the device)
 
 ```bash
 python3 -m venv venv && . venv/bin/activate
-python -m pip install -r requirements.txt {info['wheel']}
+python -m pip install -r requirements.txt {info["wheel"]}
 ```
 
 `run.py` also works without installing the wheel (it imports edge-export from `wheels/`): then only
@@ -373,7 +399,7 @@ python run.py predict IMAGE.jpg [IMAGE2.png ...] [--top-k 3] [--json] [--threads
 python run.py predict clip.mp4 --every 2 --json     # one JSON line per frame, then frames/s and latency
 python run.py predict 0 --fps 5                     # camera 0, at most 5 frames a second; Ctrl-C stops
 # the same with the installed command:
-edge-export predict {first['path']} IMAGE.jpg{labels}
+edge-export predict {first["path"]} IMAGE.jpg{labels}
 ```
 
 ## Benchmark: accuracy and latency on this device
@@ -388,7 +414,7 @@ model, cores, OS, Python and library versions). From the development machine, `e
 --data TEST_DIR --device ssh://user@device` does all of this over SSH and merges the device's numbers
 into the local table.
 
-## Notes for {info['target']}
+## Notes for {info["target"]}
 
 {notes}
 

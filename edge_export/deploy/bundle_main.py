@@ -39,7 +39,12 @@ def _inside(relative, what):
         raise BadBundle("bundle.json: %s %r is not a relative path" % (what, relative))
     parts = relative.replace("\\", "/").split("/")
     path = (HERE / relative).resolve()
-    if relative.startswith(("/", "\\")) or ".." in parts or ":" in parts[0] or (path != HERE and HERE not in path.parents):
+    if (
+        relative.startswith(("/", "\\"))
+        or ".." in parts
+        or ":" in parts[0]
+        or (path != HERE and HERE not in path.parents)
+    ):
         raise BadBundle("bundle.json: %s %r points outside the bundle %s" % (what, relative, HERE))
     return path
 
@@ -85,11 +90,16 @@ def verify(info):
             continue
         actual = _sha256(path) if isinstance(expected, str) else expected
         if actual != expected:
-            problems.append("%s differs from bundle.json (sha256 %s..., expected %s...): replaced or damaged"
-                            % (relative, actual[:12], expected[:12]))
+            problems.append(
+                "%s differs from bundle.json (sha256 %s..., expected %s...): replaced or damaged"
+                % (relative, actual[:12], expected[:12])
+            )
     if problems:
-        raise BadBundle("the bundle does not match bundle.json: " + "; ".join(problems)
-                        + " (unpack the bundle again, or package it again with edge-export package)")
+        raise BadBundle(
+            "the bundle does not match bundle.json: "
+            + "; ".join(problems)
+            + " (unpack the bundle again, or package it again with edge-export package)"
+        )
 
 
 def _use_bundled_wheel(info):
@@ -107,10 +117,12 @@ def _pick_model(info, argv):
         i = argv.index("--model")
         if i + 1 >= len(argv):
             raise SystemExit("--model needs a name: " + ", ".join(repr(a["name"]) for a in artifacts))
-        name, argv = argv[i + 1], argv[:i] + argv[i + 2:]
+        name, argv = argv[i + 1], argv[:i] + argv[i + 2 :]
         chosen = [a for a in artifacts if a["name"] == name]
         if not chosen:
-            raise SystemExit("no model %r in this bundle (it has: %s)" % (name, ", ".join(repr(a["name"]) for a in artifacts)))
+            raise SystemExit(
+                "no model %r in this bundle (it has: %s)" % (name, ", ".join(repr(a["name"]) for a in artifacts))
+            )
         return str(HERE / chosen[0]["path"]), argv
     return str(HERE / artifacts[0]["path"]), argv
 
@@ -130,7 +142,11 @@ def main(argv=None):
         return 0
     command, rest = argv[0], argv[1:]
     if command == "info":
-        print(json.dumps({k: info[k] for k in ("target", "edge_export", "artifacts", "requirements") if k in info}, indent=2))
+        print(
+            json.dumps(
+                {k: info[k] for k in ("target", "edge_export", "artifacts", "requirements") if k in info}, indent=2
+            )
+        )
         return 0
     if command not in ("predict", "bench"):
         sys.stderr.write("error: unknown command %r (use predict, bench or info)\n" % command)

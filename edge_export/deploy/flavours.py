@@ -54,7 +54,7 @@ FLAVOURS: dict[str, Flavour] = {
             "  index) INSTEAD of the `onnxruntime` line, then choose the execution providers at prediction time:\n"
             "  `edge-export predict MODEL IMAGE --provider tensorrt --provider cuda` (TensorRT first, CUDA next,\n"
             "  CPU is always the fallback). Check what the wheel offers with\n"
-            "  `python -c \"import onnxruntime as o; print(o.get_available_providers())\"`.\n"
+            '  `python -c "import onnxruntime as o; print(o.get_available_providers())"`.\n'
             "- The TensorRT execution provider builds an engine on the first run (seconds to minutes); set\n"
             "  `ORT_TENSORRT_ENGINE_CACHE_ENABLE=1` and `ORT_TENSORRT_CACHE_PATH` to keep it between runs.\n"
             "  Int8 QDQ models need TensorRT's int8 support; fp32 ONNX is the safe start (fp16 is TensorRT's choice).\n"
@@ -78,7 +78,9 @@ def pinned_requirements(families: Iterable[str], decoders: Iterable[str] = ()) -
     names = list(BASE_REQUIREMENTS)
     for family in dict.fromkeys(families):
         if family not in FAMILY_REQUIREMENTS:
-            raise EdgeExportError(f"no runtime known for model family {family!r}", hint=f"one of {', '.join(FAMILY_REQUIREMENTS)}")
+            raise EdgeExportError(
+                f"no runtime known for model family {family!r}", hint=f"one of {', '.join(FAMILY_REQUIREMENTS)}"
+            )
         names.append(FAMILY_REQUIREMENTS[family])
     names += [DECODER_REQUIREMENTS[d] for d in dict.fromkeys(decoders) if DECODER_REQUIREMENTS.get(d)]
     pins = []

@@ -37,6 +37,7 @@ from edge_export.core.run_folder import BenchFiles, RunFolder
 from edge_export.core.untrusted import loads_json
 
 from edge_export.core.echo import Echo  # noqa: E402  (the one Echo type)
+
 BUNDLE, TESTS, RESULTS = "bundle", "test", "out"
 MISSING_PACKAGES = 3  # run.py's exit status when the runtime is not installed
 MIN_PYTHON = (3, 10)
@@ -101,7 +102,9 @@ def bench_on_devices(
     result = outcome.result
     rows = [r for r in result.rows if not r.is_reference and r.path and Path(r.path).is_file()]
     if not rows:
-        raise EdgeExportError("no model to benchmark on a device (the Keras model needs TensorFlow; devices run exported artifacts)")
+        raise EdgeExportError(
+            "no model to benchmark on a device (the Keras model needs TensorFlow; devices run exported artifacts)"
+        )
     if devices:
         with tempfile.TemporaryDirectory(prefix="edge-export-remote-") as tmp:
             tmp_dir = Path(tmp)
@@ -117,7 +120,9 @@ def bench_on_devices(
             for device in devices:
                 name = device.address.name
                 try:
-                    remote = bench_on_device(device.conn, device.python_version, bundle_archive, tests_archive, info, config, settings, echo)
+                    remote = bench_on_device(
+                        device.conn, device.python_version, bundle_archive, tests_archive, info, config, settings, echo
+                    )
                 except EdgeExportError as exc:
                     fix = f" (fix: {exc.hint})" if exc.hint else ""
                     record_device_error(result, name, exc.message + fix)  # shown once: the table's FAILED device line
@@ -125,8 +130,12 @@ def bench_on_devices(
                 write_json(outcome.out_dir / BenchFiles.DEVICES / _safe(name) / BenchFiles.JSON, remote.to_dict())
                 differs = photos_differ(result.data, remote.data)
                 if differs:  # the table would state one count and hold another's measurements
-                    record_device_error(result, name, f"the device measured other photos than this machine ({differs}): "
-                                        "its rows are left out (fix: check the test folder's links and files)")
+                    record_device_error(
+                        result,
+                        name,
+                        f"the device measured other photos than this machine ({differs}): "
+                        "its rows are left out (fix: check the test folder's links and files)",
+                    )
                     continue
                 merge_device(result, name, remote, config.min_accuracy)
     return write_outputs(result, outcome.out_dir, echo)
@@ -171,10 +180,14 @@ def bench_on_device(
                 "or --remote-python with an interpreter that has them",
             )
         if proc.returncode not in (0, 1):  # 1: a model failed or missed a gate; bench.json is written
-            raise EdgeExportError(f"{device.name}: the benchmark failed on the device (exit status {proc.returncode}): {tail(proc)}")
+            raise EdgeExportError(
+                f"{device.name}: the benchmark failed on the device (exit status {proc.returncode}): {tail(proc)}"
+            )
         raw = conn.read_file(f"{work}/{RESULTS}/{BenchFiles.JSON}", doing=f"fetching {BenchFiles.JSON}")
         source = f"{device.name}:{work}/{RESULTS}/{BenchFiles.JSON}"
-        remote = BenchResult.from_dict(loads_json(raw, what=f"{device.name}'s {BenchFiles.JSON}", source=source), source=source)
+        remote = BenchResult.from_dict(
+            loads_json(raw, what=f"{device.name}'s {BenchFiles.JSON}", source=source), source=source
+        )
         say(f"measured in {time.perf_counter() - started:.0f}s on {remote.machine.get('cpu', '?')}")
         return remote
     finally:
@@ -187,8 +200,10 @@ def _python_command(python: str) -> str:
     try:
         words = shlex.split(python)
     except ValueError as exc:  # an unbalanced quote
-        raise EdgeExportError(f"--remote-python {printable(repr(python), 120)} cannot be read: {exc}",
-                              hint="quote it as a shell would, e.g. --remote-python '/opt/my env/bin/python3'") from None
+        raise EdgeExportError(
+            f"--remote-python {printable(repr(python), 120)} cannot be read: {exc}",
+            hint="quote it as a shell would, e.g. --remote-python '/opt/my env/bin/python3'",
+        ) from None
     if not words:
         raise EdgeExportError("--remote-python is empty", hint="name the device's Python, e.g. --remote-python python3")
     return " ".join(shlex.quote(w) for w in words)
@@ -202,12 +217,15 @@ def remote_base(remote_dir: str) -> str:
     if base in ("~", "~/"):
         return "."
     if base.startswith("~") and not base.startswith("~/"):
-        raise EdgeExportError(f"--remote-dir {printable(repr(remote_dir), 120)}: another user's home is not supported",
-                              hint=hint)
+        raise EdgeExportError(
+            f"--remote-dir {printable(repr(remote_dir), 120)}: another user's home is not supported", hint=hint
+        )
     base = base[2:] if base.startswith("~/") else base  # relative paths start at the login's home anyway
     if not base or not base.strip("/"):
-        raise EdgeExportError(f"--remote-dir {printable(repr(remote_dir), 120)} is "
-                              f"{'empty' if not base else 'the file system root'}", hint=hint)
+        raise EdgeExportError(
+            f"--remote-dir {printable(repr(remote_dir), 120)} is {'empty' if not base else 'the file system root'}",
+            hint=hint,
+        )
     return base.rstrip("/")
 
 
@@ -224,7 +242,13 @@ def check_python(conn: SshConnection, python: str, shown: str) -> str:
 
 
 def setup_runtime(
-    conn: SshConnection, python: str, venv: str, bundle: str, info: dict[str, Any], system_site_packages: bool, say: Echo
+    conn: SshConnection,
+    python: str,
+    venv: str,
+    bundle: str,
+    info: dict[str, Any],
+    system_site_packages: bool,
+    say: Echo,
 ) -> str:
     """A venv on the device with the bundle's pinned requirements and wheel; returns its python."""
     q = shlex.quote

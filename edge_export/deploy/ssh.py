@@ -51,16 +51,22 @@ class SshDevice:
             parts = urlsplit(url)
             port = parts.port
         except ValueError:  # an unbalanced [ (IPv6) or a port that is not a number
-            raise EdgeExportError(f"bad ssh device {shown}: not [user@]host[:port] with a port 1..65535", hint=hint) from None
+            raise EdgeExportError(
+                f"bad ssh device {shown}: not [user@]host[:port] with a port 1..65535", hint=hint
+            ) from None
         if parts.path not in ("", "/") or parts.query or parts.fragment or parts.password is not None:
             raise EdgeExportError(f"bad ssh device {shown}: only user, host and port belong in it", hint=hint)
         host, user = parts.hostname or "", parts.username
         if not _valid_host(host):
-            raise EdgeExportError(f"bad ssh device {shown}: {printable(repr(host), 80)} is not a host name or IP address",
-                                  hint=hint)
+            raise EdgeExportError(
+                f"bad ssh device {shown}: {printable(repr(host), 80)} is not a host name or IP address", hint=hint
+            )
         if user is not None and not _USER.fullmatch(user):
-            raise EdgeExportError(f"bad ssh device {shown}: {printable(repr(user), 80)} is not a login name "
-                                  "(letters, digits, . _ -, not starting with -)", hint=hint)
+            raise EdgeExportError(
+                f"bad ssh device {shown}: {printable(repr(user), 80)} is not a login name "
+                "(letters, digits, . _ -, not starting with -)",
+                hint=hint,
+            )
         if port is not None and not 1 <= port <= 65535:
             raise EdgeExportError(f"bad ssh device {shown}: port {port} is not 1..65535", hint=hint)
         return cls(host=host, user=user, port=port)
@@ -100,7 +106,9 @@ def parse_options(options: Sequence[str]) -> list[str]:
     for item in options:
         key, sep, value = item.partition("=")
         if not sep or not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", key) or not value:
-            raise EdgeExportError(f"bad ssh option {item!r}", hint="use KEY=VALUE, e.g. --ssh-option IdentityFile=~/.ssh/pi_ed25519")
+            raise EdgeExportError(
+                f"bad ssh option {item!r}", hint="use KEY=VALUE, e.g. --ssh-option IdentityFile=~/.ssh/pi_ed25519"
+            )
         out.append(f"{key}={value}")
     return out
 
@@ -122,12 +130,19 @@ class SshConnection:
             args += ["-p", str(self.device.port)]
         return [*args, "--", self.device.destination, remote_command]  # "--": nothing after it is an option
 
-    def run(self, remote_command: str, *, doing: str, stdin: Path | None = None, timeout: float | None = None) -> subprocess.CompletedProcess:
+    def run(
+        self, remote_command: str, *, doing: str, stdin: Path | None = None, timeout: float | None = None
+    ) -> subprocess.CompletedProcess:
         """Run a shell command on the device; ssh's own failures (255) become EdgeExportError naming ``doing``."""
         try:
             with open(stdin, "rb") if stdin is not None else contextlib.nullcontext(subprocess.DEVNULL) as source:
-                proc = subprocess.run(self.command(remote_command), stdin=source, capture_output=True, timeout=timeout,
-                                      **child_popen_kwargs())  # dies with us: no ssh left behind by a kill
+                proc = subprocess.run(
+                    self.command(remote_command),
+                    stdin=source,
+                    capture_output=True,
+                    timeout=timeout,
+                    **child_popen_kwargs(),
+                )  # dies with us: no ssh left behind by a kill
         except subprocess.TimeoutExpired:
             raise EdgeExportError(f"{self.device.name}: no answer within {timeout:.0f}s while {doing}") from None
         if proc.returncode == SSH_FAILED:
@@ -169,9 +184,24 @@ class SshConnection:
                 f"{name}: the host name {self.device.host} does not resolve: {text}",
                 hint="check the name in --device (or use the device's IP address), and the network",
             )
-        if any(s in stderr.lower() for s in ("connection refused", "could not resolve", "timed out", "no route to host", "network is unreachable")):
-            return EdgeExportError(f"{name}: cannot connect while {doing}: {text}", hint=f"check that the device is on and that `ssh{port} {self.device.destination}` works")
-        return EdgeExportError(f"{name}: lost the ssh connection while {doing}: {text}", hint="check the network and the device, then run again")
+        if any(
+            s in stderr.lower()
+            for s in (
+                "connection refused",
+                "could not resolve",
+                "timed out",
+                "no route to host",
+                "network is unreachable",
+            )
+        ):
+            return EdgeExportError(
+                f"{name}: cannot connect while {doing}: {text}",
+                hint=f"check that the device is on and that `ssh{port} {self.device.destination}` works",
+            )
+        return EdgeExportError(
+            f"{name}: lost the ssh connection while {doing}: {text}",
+            hint="check the network and the device, then run again",
+        )
 
 
 def tail(proc: subprocess.CompletedProcess, lines: int = 4) -> str:

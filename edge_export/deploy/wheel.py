@@ -64,8 +64,18 @@ def _pip_wheel(root: Path, tmp: Path) -> Path:
     # the package folder, its linked layers (edge_export/core -> ../core, ...) copied as the folders they point to
     shutil.copytree(root / "edge_export", src / "edge_export", ignore=ignore, symlinks=False)
     cmd = [
-        sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-        "--disable-pip-version-check", "-q", "-w", str(out), str(src),
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+        "--disable-pip-version-check",
+        "-q",
+        "-w",
+        str(out),
+        str(src),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wheels = sorted(out.glob("edge_export-*.whl")) if out.is_dir() else []

@@ -11,8 +11,9 @@ from edge_export.core.records.recommendation import Candidate, Recommendation
 ACCURACY, SIZE = "the accuracy budget", "the size limit"
 
 
-def recommend(bench: BenchResult, accuracy_budget: float, max_size_mb: float | None,
-              stale: list[str] | None = None) -> Recommendation:
+def recommend(
+    bench: BenchResult, accuracy_budget: float, max_size_mb: float | None, stale: list[str] | None = None
+) -> Recommendation:
     """Pick from the rows measured on this machine (rows of other devices are not candidates for it).
 
     The reference is the Keras model's accuracy (else the most accurate artifact); a candidate may be
@@ -22,17 +23,25 @@ def recommend(bench: BenchResult, accuracy_budget: float, max_size_mb: float | N
     """
     settings = dict(accuracy_budget=accuracy_budget, max_size_mb=max_size_mb)
     if stale:
-        return Recommendation(None, (
-            f"stale: bench/bench.json measured {', '.join(stale)} as it was before (changed or removed since): "
-            "re-run bench (`edge-export build --stages bench`)"), **settings)
+        return Recommendation(
+            None,
+            (
+                f"stale: bench/bench.json measured {', '.join(stale)} as it was before (changed or removed since): "
+                "re-run bench (`edge-export build --stages bench`)"
+            ),
+            **settings,
+        )
     rows = [r for r in bench.local_rows() if r.ok]
     keras = next((r for r in rows if r.is_reference and r.accuracy is not None), None)
     artifacts = [r for r in rows if not r.is_reference and r.accuracy is not None]
     if not artifacts:
         return Recommendation(None, "no artifact was measured successfully", **settings)
     reference = keras.accuracy if keras else max(r.accuracy for r in artifacts)
-    reference_name = (("the Keras model" if keras.format == KERAS else "the imported model as given") if keras
-                      else "the most accurate artifact")
+    reference_name = (
+        ("the Keras model" if keras.format == KERAS else "the imported model as given")
+        if keras
+        else "the most accurate artifact"
+    )
     floor = reference - accuracy_budget / 100.0
     limit = max_size_mb * 1e6 if max_size_mb else None
 
@@ -40,7 +49,9 @@ def recommend(bench: BenchResult, accuracy_budget: float, max_size_mb: float | N
     for r in artifacts:
         reasons = []
         if r.accuracy < floor - 1e-12:
-            reasons.append(f"accuracy {r.accuracy:.2%} < {floor:.2%} ({accuracy_budget:g} point(s) below {reference_name})")
+            reasons.append(
+                f"accuracy {r.accuracy:.2%} < {floor:.2%} ({accuracy_budget:g} point(s) below {reference_name})"
+            )
         if limit is not None and (r.size_bytes or 0) > limit:
             reasons.append(f"size {r.size_bytes / 1e6:.2f} MB > {max_size_mb:g} MB")
         candidates.append(Candidate(r.name, r.p50_ms, r.accuracy, r.size_bytes, reasons))
@@ -48,8 +59,11 @@ def recommend(bench: BenchResult, accuracy_budget: float, max_size_mb: float | N
     device = bench.machine.get("cpu") or "this machine"
     ok = [c for c in candidates if not c.rejected and c.p50_ms is not None]
     if not ok:
-        failed = [what for what, word in ((ACCURACY, "accuracy"), (SIZE, "size"))
-                  if all(any(reason.startswith(word) for reason in c.rejected) for c in candidates)]
+        failed = [
+            what
+            for what, word in ((ACCURACY, "accuracy"), (SIZE, "size"))
+            if all(any(reason.startswith(word) for reason in c.rejected) for c in candidates)
+        ]
         which = " and ".join(failed) or f"{ACCURACY} or {SIZE}"
         return Recommendation(None, f"no artifact meets {which}", candidates, device, **settings)
     best = min(ok, key=lambda c: c.p50_ms)  # min keeps the first of equal p50s

@@ -22,8 +22,11 @@ from edge_export.core.run_folder import ReportFiles, RunFolder
 from edge_export.core.untrusted import printable, read_json
 
 
-def gather(run: RunFolder, dataset_summary: dict, recommendation: Recommendation | None, command: str) -> dict[str, Any]:
+def gather(
+    run: RunFolder, dataset_summary: dict, recommendation: Recommendation | None, command: str
+) -> dict[str, Any]:
     """report.json's content: what each stage recorded (bench.json through its one reader, ``BenchResult``)."""
+
     def read(path: Path) -> Any:  # bounded, and a damaged file is an error naming it, not a traceback
         return read_json(path) if path.is_file() else None
 
@@ -34,7 +37,8 @@ def gather(run: RunFolder, dataset_summary: dict, recommendation: Recommendation
         "export": read(run.export_manifest),
         "bench": bench.to_dict() if bench else None,
         "recommendation": recommendation.to_dict() if recommendation else None,
-        "machine": (bench.machine if bench else None) or {"python": platform.python_version(), "platform": platform.platform()},
+        "machine": (bench.machine if bench else None)
+        or {"python": platform.python_version(), "platform": platform.platform()},
         "edge_export": __version__,
         "command": command,
     }
@@ -84,7 +88,9 @@ def write_reports(run: RunFolder, report: dict[str, Any]) -> dict[str, Path]:
         html_parts += [_html(block) for block in _blocks(content)]
     for title, path in images.items():
         data = base64.b64encode(path.read_bytes()).decode()
-        html_parts.append(f'<h2>{html.escape(title)}</h2><img alt="{html.escape(title)}" src="data:image/png;base64,{data}">')
+        html_parts.append(
+            f'<h2>{html.escape(title)}</h2><img alt="{html.escape(title)}" src="data:image/png;base64,{data}">'
+        )
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>edge-export report</title><style>"
         "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
@@ -132,9 +138,14 @@ def _html(block: Any) -> str:
     if isinstance(block, _Gallery):
         figures = []
         for thumb, cells in block.items:
-            img = (f'<img alt="" src="data:image/jpeg;base64,{base64.b64encode(thumb.read_bytes()).decode()}">'
-                   if thumb else "<div>(unreadable)</div>")
-            caption = "<br>".join(f"{html.escape(h)}: {html.escape(printable(c, 200))}" for h, c in zip(block.header[2:], cells[1:]))
+            img = (
+                f'<img alt="" src="data:image/jpeg;base64,{base64.b64encode(thumb.read_bytes()).decode()}">'
+                if thumb
+                else "<div>(unreadable)</div>"
+            )
+            caption = "<br>".join(
+                f"{html.escape(h)}: {html.escape(printable(c, 200))}" for h, c in zip(block.header[2:], cells[1:])
+            )
             figures.append(f"<figure>{img}<figcaption>{html.escape(cells[0])}. {caption}</figcaption></figure>")
         return '<div class="gallery">' + "".join(figures) + "</div>"
     return f"<pre>{html.escape(str(block))}</pre>"
@@ -149,41 +160,77 @@ def _sections(report: dict[str, Any], run: RunFolder) -> list[tuple[str, Any]]:
     ds = report.get("dataset") or {}
     if ds.get("counts"):
         splits = list(ds["counts"])
-        rows = [["class", *splits]] + [[c, *[str(ds["counts"][s].get(c, 0)) for s in splits]] for c in ds.get("classes", [])]
+        rows = [["class", *splits]] + [
+            [c, *[str(ds["counts"][s].get(c, 0)) for s in splits]] for c in ds.get("classes", [])
+        ]
         sections.append(("Dataset", rows))
     metrics = (report.get("train") or {}).get("metrics")
     if metrics:
         rows = [["split", "accuracy", "loss", "images"]]
-        rows += [[s, f"{m['accuracy']:.2%}", f"{m['loss']:.4f}", str(m.get("images", ""))] for s, m in metrics.items() if isinstance(m, dict) and "accuracy" in m]
+        rows += [
+            [s, f"{m['accuracy']:.2%}", f"{m['loss']:.4f}", str(m.get("images", ""))]
+            for s, m in metrics.items()
+            if isinstance(m, dict) and "accuracy" in m
+        ]
         sections.append(("Training (Keras model)", rows))
     if report.get("export"):
         manifest = Manifest.from_dict(report["export"], folder=run.export_dir, source=run.report_json)
         rows = [["artifact", "status", "size", "val accuracy", "drop (pts)", "agreement", "max |Δp|"]]
         for a in manifest.artifacts:
             parity = a.parity or {}
-            rows.append([
-                a.name, a.status, size_text(a.size_bytes, ""), percent(a.accuracy, ""), number(a.accuracy_drop, missing=""),
-                percent(parity.get("top1_agreement"), ""), number(parity.get("max_abs_diff"), 4, missing=""),
-            ])
+            rows.append(
+                [
+                    a.name,
+                    a.status,
+                    size_text(a.size_bytes, ""),
+                    percent(a.accuracy, ""),
+                    number(a.accuracy_drop, missing=""),
+                    percent(parity.get("top1_agreement"), ""),
+                    number(parity.get("max_abs_diff"), 4, missing=""),
+                ]
+            )
         sections.append(("Export and parity (validation split)", rows))
     if report.get("bench"):
         bench = BenchResult.from_dict(report["bench"], source=run.report_json)
         robust = any(r.robustness for r in bench.rows)
-        rows = [["artifact", "status", "size", "test accuracy", *(["shifted accuracy"] if robust else []), "agreement",
-                 "p50 ms", "p90 ms", "FPS", "threads"]]
+        rows = [
+            [
+                "artifact",
+                "status",
+                "size",
+                "test accuracy",
+                *(["shifted accuracy"] if robust else []),
+                "agreement",
+                "p50 ms",
+                "p90 ms",
+                "FPS",
+                "threads",
+            ]
+        ]
         for r in bench.rows:
             lat = r.latency_ms or {}
-            rows.append([
-                r.id, r.status, size_text(r.size_bytes, ""), percent(r.accuracy, ""),
-                *([percent((r.robustness or {}).get("accuracy"), "")] if robust else []), percent(r.top1_agreement, ""),
-                number(lat.get("p50"), missing=""), number(lat.get("p90"), missing=""), number(r.fps, 1, missing=""), "" if r.threads is None else str(r.threads),
-            ])
+            rows.append(
+                [
+                    r.id,
+                    r.status,
+                    size_text(r.size_bytes, ""),
+                    percent(r.accuracy, ""),
+                    *([percent((r.robustness or {}).get("accuracy"), "")] if robust else []),
+                    percent(r.top1_agreement, ""),
+                    number(lat.get("p50"), missing=""),
+                    number(lat.get("p90"), missing=""),
+                    number(r.fps, 1, missing=""),
+                    "" if r.threads is None else str(r.threads),
+                ]
+            )
         sections.append(("Benchmark (test split)", rows))
         recommended = (report.get("recommendation") or {}).get("artifact")
         sections += _bench_details(bench, recommended if isinstance(recommended, str) else None, run)
     machine = report.get("machine") or {}
     if machine:
-        rows = [["item", "value"]] + [[k, json.dumps(v) if isinstance(v, (dict, list)) else str(v)] for k, v in machine.items()]
+        rows = [["item", "value"]] + [
+            [k, json.dumps(v) if isinstance(v, (dict, list)) else str(v)] for k, v in machine.items()
+        ]
         sections.append(("Machine and libraries", rows))
     sections.append(("Reproduce", report.get("command", "")))
     return sections
@@ -198,15 +245,23 @@ def _bench_details(bench: BenchResult, recommended: str | None, run: RunFolder) 
     confusions) and the gallery of misclassified images, for the recommended artifact (else the first
     measured one)."""
     from edge_export.benchmarks.render import (
-        CONFUSION_MAX_CLASSES, per_class_table, robustness_table, suite_text, top_confusions,
+        CONFUSION_MAX_CLASSES,
+        per_class_table,
+        robustness_table,
+        suite_text,
+        top_confusions,
     )
 
     sections: list[tuple[str, Any]] = []
     robust = robustness_table(bench.local_rows())
     if robust:
-        sections.append(("Robustness (test split under camera-like shifts)", (_Note(suite_text(bench.settings)), robust)))
+        sections.append(
+            ("Robustness (test split under camera-like shifts)", (_Note(suite_text(bench.settings)), robust))
+        )
     measured = [r for r in bench.local_rows() if r.ok]
-    row = next((r for r in measured if r.name == recommended), None) or next((r for r in measured if not r.is_reference), None)
+    row = next((r for r in measured if r.name == recommended), None) or next(
+        (r for r in measured if not r.is_reference), None
+    )
     if row is None:
         return sections
     which = f"{row.id}" + (" (recommended)" if row.name == recommended else "")
@@ -223,9 +278,18 @@ def _bench_details(bench: BenchResult, recommended: str | None, run: RunFolder) 
     total = max((row.images or 0) - (row.correct or 0), len(row.misclassified or []))
     if gallery is not None:
         shown = len(gallery.items)
-        sections.append((f"Misclassified test images: {which}", (
-            _Note(f"{shown} of {total}, most confident errors first (all {len(row.misclassified or [])} listed in "
-                  f"{run.bench_json.relative_to(run.root).as_posix()})."), gallery)))
+        sections.append(
+            (
+                f"Misclassified test images: {which}",
+                (
+                    _Note(
+                        f"{shown} of {total}, most confident errors first (all {len(row.misclassified or [])} listed in "
+                        f"{run.bench_json.relative_to(run.root).as_posix()})."
+                    ),
+                    gallery,
+                ),
+            )
+        )
     elif row.misclassified is not None and total == 0:
         sections.append((f"Misclassified test images: {which}", _Note("none: every test image is classified right.")))
     return sections

@@ -54,7 +54,9 @@ def build(
 ) -> BuildResult:
     event = event or (lambda e: None)
     result = BuildResult()
-    dataset = scan_dataset(resolve_data(config.data.path), config.data.validation_split, config.train.seed, config.data.split)
+    dataset = scan_dataset(
+        resolve_data(config.data.path), config.data.validation_split, config.train.seed, config.data.split
+    )
     run.create()
     for folder in (run.root, run.export_dir, run.bench_dir, run.checkpoints):
         remove_partials(folder)  # leftovers of a killed build: never used, never mistaken for results
@@ -92,9 +94,15 @@ def build(
             result.failures.append(f"no recommendation: {result.recommendation.why}")
     report = gather(run, dataset.summary(), result.recommendation, command)
     result.reports = write_reports(run, report)
-    event({"event": "build_finished", "ok": result.ok, "failures": result.failures,
-           "recommendation": result.recommendation.artifact if result.recommendation else None,
-           "report": str(result.reports["html"])})
+    event(
+        {
+            "event": "build_finished",
+            "ok": result.ok,
+            "failures": result.failures,
+            "recommendation": result.recommendation.artifact if result.recommendation else None,
+            "report": str(result.reports["html"]),
+        }
+    )
     return result
 
 

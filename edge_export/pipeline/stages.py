@@ -38,7 +38,8 @@ class BuildContext:
             if (self.dataset.root / split).is_dir():
                 return self.dataset.root / split
         raise EdgeExportError(
-            "no test/ or validation/ folder to benchmark on", path=self.dataset.root,
+            "no test/ or validation/ folder to benchmark on",
+            path=self.dataset.root,
             hint="add a test/ split or set build.test_data",
         )
 
@@ -67,8 +68,9 @@ def _train_fingerprint(ctx: BuildContext) -> str:
     if ctx.config.train.distill.teacher is not None:  # a retrained teacher is another teacher: train again
         model = RunFolder(Path(ctx.config.train.distill.teacher).expanduser()).model
         teacher = sha256_file(model) if model.is_file() else "missing"
-    return fingerprint("train", __version__, c["data"], c["model"], c["train"], ctx.dataset.listing(),
-                       *([teacher] if teacher else []))
+    return fingerprint(
+        "train", __version__, c["data"], c["model"], c["train"], ctx.dataset.listing(), *([teacher] if teacher else [])
+    )
 
 
 def _train(ctx: BuildContext) -> dict:
@@ -121,17 +123,22 @@ def _bench_fingerprint(ctx: BuildContext) -> str:
     record = ctx.run.verify()
     model = (record.model_sha256, record.run_id)
     test_dir = ctx.test_dir
-    listing = sorted(
-        f"{p.relative_to(test_dir)}\t{p.stat().st_size}" for p in test_dir.rglob("*") if p.is_file()
+    listing = sorted(f"{p.relative_to(test_dir)}\t{p.stat().st_size}" for p in test_dir.rglob("*") if p.is_file())
+    return fingerprint(
+        "bench", __version__, ctx.config.to_dict()["bench"], ctx.config.data.max_image_pixels, manifest, model, listing
     )
-    return fingerprint("bench", __version__, ctx.config.to_dict()["bench"], ctx.config.data.max_image_pixels, manifest, model, listing)
 
 
 def _bench(ctx: BuildContext) -> dict:
     from edge_export.benchmarks.suite import bench_run
 
-    outcome = bench_run(ctx.run, data=ctx.test_dir, config=ctx.config.bench, echo=ctx.echo,
-                        max_image_pixels=ctx.config.data.max_image_pixels)
+    outcome = bench_run(
+        ctx.run,
+        data=ctx.test_dir,
+        config=ctx.config.bench,
+        echo=ctx.echo,
+        max_image_pixels=ctx.config.data.max_image_pixels,
+    )
     return outcome.report
 
 

@@ -40,13 +40,16 @@ class StageState:
         return True
 
     def mark_done(self, stage: str, fingerprint: str, root: Path, outputs: list[Path], seconds: float) -> None:
-        write_json(self._path(stage), {
-            "stage": stage,
-            "fingerprint": fingerprint,
-            "outputs": {str(p.relative_to(root)): sha256_file(p) for p in outputs if p.is_file()},
-            "seconds": round(seconds, 2),
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        })
+        write_json(
+            self._path(stage),
+            {
+                "stage": stage,
+                "fingerprint": fingerprint,
+                "outputs": {str(p.relative_to(root)): sha256_file(p) for p in outputs if p.is_file()},
+                "seconds": round(seconds, 2),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            },
+        )
 
     def forget(self, stage: str) -> None:
         self._path(stage).unlink(missing_ok=True)

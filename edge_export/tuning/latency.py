@@ -48,8 +48,9 @@ LATENCY_IMAGES = 2  # generated images per class for the latency benchmark (its 
 CALIBRATION_IMAGES = 8  # random calibration images: the int8 model's speed does not depend on them
 
 
-def latency_fingerprint(config: Config, backbone: str, size: int, precision: str, classes: int,
-                        remote: Any = None) -> str:
+def latency_fingerprint(
+    config: Config, backbone: str, size: int, precision: str, classes: int, remote: Any = None
+) -> str:
     """Of everything a latency number depends on: the model, the device, how it is timed, the reference, and
     for an ssh:// device the settings that decide what runs there (its Python, folder, venv, ssh options)."""
     t = config.tune
@@ -57,30 +58,53 @@ def latency_fingerprint(config: Config, backbone: str, size: int, precision: str
     if t.latency_reference is not None:  # the ratio depends on the reference file and on how it is re-timed
         from edge_export.core.hashing import sha256_file
 
-        relative = (sha256_file(Path(t.latency_reference).expanduser()), t.ratio_ceiling, t.latency_retimes,
-                    t.latency_near, t.latency_statistic)
+        relative = (
+            sha256_file(Path(t.latency_reference).expanduser()),
+            t.ratio_ceiling,
+            t.latency_retimes,
+            t.latency_near,
+            t.latency_statistic,
+        )
     device = None
     if t.device.strip() != LOCAL and remote is not None:
         device = [list(remote.ssh_options), remote.python, remote.remote_dir, remote.setup, remote.system_site_packages]
-    return fingerprint("tune-latency", __version__, 2, backbone, size, precision, classes, config.export.int8_io,
-                       t.device, t.latency_runs, t.latency_warmup, t.latency_table, *([relative] if relative else []),
-                       *([device] if device else []))
+    return fingerprint(
+        "tune-latency",
+        __version__,
+        2,
+        backbone,
+        size,
+        precision,
+        classes,
+        config.export.int8_io,
+        t.device,
+        t.latency_runs,
+        t.latency_warmup,
+        t.latency_table,
+        *([relative] if relative else []),
+        *([device] if device else []),
+    )
 
 
 class LatencyTable:
     """Cached latency records of ``folder``; ``measure`` fills in what is missing (or stale)."""
 
-    def __init__(self, folder: TuneFolder, config: Config, classes: int, measure: Measure, echo: Echo,
-                 remote: Any = None):
+    def __init__(
+        self, folder: TuneFolder, config: Config, classes: int, measure: Measure, echo: Echo, remote: Any = None
+    ):
         self.folder, self.config, self.classes, self.measure, self.echo = folder, config, classes, measure, echo
         self.remote = remote  # an ssh:// device's settings: part of every record's key
 
     def cached(self, backbone: str, size: int, precision: str) -> LatencyRecord | None:
         """The record measured earlier with the same key; a failure is never replayed as a result (the cause may
         be fixed now): it is measured again."""
-        record = read_kept(self.folder.latency_record(f"{backbone}-{size}-{precision}"), LatencyRecord,
-                           self._fingerprint(backbone, size, precision),
-                           lambda text: self.echo(f"latency: {text}"), "measuring again")
+        record = read_kept(
+            self.folder.latency_record(f"{backbone}-{size}-{precision}"),
+            LatencyRecord,
+            self._fingerprint(backbone, size, precision),
+            lambda text: self.echo(f"latency: {text}"),
+            "measuring again",
+        )
         if record is not None and not record.ok:
             self.echo(f"latency: {record.key} failed last time ({record.error}): measuring again")
             return None
@@ -97,9 +121,13 @@ class LatencyTable:
             try:
                 measured = self.measure(missing)
             except EdgeExportError as exc:
-                measured = {c: LatencyRecord(*c, self.config.tune.device, status="failed", error=exc.message) for c in missing}
+                measured = {
+                    c: LatencyRecord(*c, self.config.tune.device, status="failed", error=exc.message) for c in missing
+                }
             for c in missing:
-                record = measured.get(c) or LatencyRecord(*c, self.config.tune.device, status="failed", error="not measured")
+                record = measured.get(c) or LatencyRecord(
+                    *c, self.config.tune.device, status="failed", error="not measured"
+                )
                 record.fingerprint = self._fingerprint(*c)
                 write_json(self.folder.latency_record(record.key), record.to_dict())  # one record, atomically
                 pause_point(f"tune.latency.{record.key}")
@@ -113,8 +141,11 @@ MAX_TABLE_NUMBER = 1e9  # ms or bytes in a latency table: above it a number is a
 def _bounded(value: Any, what: str, path: Any) -> float:
     number = finite_number(value, what=what, source=path, minimum=0)
     if number > MAX_TABLE_NUMBER:
-        raise EdgeExportError(f"{what} is {number:g}, not a plausible latency or size (at most {MAX_TABLE_NUMBER:g})",
-                              path=path, hint="fix the latency table (milliseconds and bytes)")
+        raise EdgeExportError(
+            f"{what} is {number:g}, not a plausible latency or size (at most {MAX_TABLE_NUMBER:g})",
+            path=path,
+            hint="fix the latency table (milliseconds and bytes)",
+        )
     return number
 
 
@@ -122,8 +153,11 @@ def table_measure(path: str | Path, device: str) -> Measure:
     """A ``Measure`` that reads a latency table measured earlier (JSON: key -> p50_ms, p90_ms, size_bytes)."""
     table = read_json(path, what="the latency table (tune.latency_table)")
     if not isinstance(table, dict):
-        raise EdgeExportError("the latency table is not a JSON object", path=path,
-                              hint='write {"BACKBONE-SIZE-PRECISION": {"p50_ms": 3.4, "p90_ms": 3.6, "size_bytes": 4000000}}')
+        raise EdgeExportError(
+            "the latency table is not a JSON object",
+            path=path,
+            hint='write {"BACKBONE-SIZE-PRECISION": {"p50_ms": 3.4, "p90_ms": 3.6, "size_bytes": 4000000}}',
+        )
 
     def measure(combos: Sequence[Combo]) -> dict:
         out = {}
@@ -131,13 +165,22 @@ def table_measure(path: str | Path, device: str) -> Measure:
             key = f"{backbone}-{size}-{p}"
             entry = table.get(key)
             if not isinstance(entry, dict) or entry.get("p50_ms") is None:
-                out[(backbone, size, p)] = LatencyRecord(backbone, size, p, device, status="failed",
-                                                         error=f"not in the latency table {path}")
+                out[(backbone, size, p)] = LatencyRecord(
+                    backbone, size, p, device, status="failed", error=f"not in the latency table {path}"
+                )
                 continue
             number = lambda k: None if entry.get(k) is None else _bounded(entry[k], f"{key}: {k}", path)  # noqa: E731
             size_bytes = number("size_bytes")
-            out[(backbone, size, p)] = LatencyRecord(backbone, size, p, device, p50_ms=number("p50_ms"), p90_ms=number("p90_ms"),
-                                                     min_ms=number("min_ms"), size_bytes=None if size_bytes is None else int(size_bytes))
+            out[(backbone, size, p)] = LatencyRecord(
+                backbone,
+                size,
+                p,
+                device,
+                p50_ms=number("p50_ms"),
+                p90_ms=number("p90_ms"),
+                min_ms=number("min_ms"),
+                size_bytes=None if size_bytes is None else int(size_bytes),
+            )
         return out
 
     return measure
@@ -185,8 +228,13 @@ class RandomWeightExport:
         from edge_export.runtime.metadata import ModelMetadata
 
         return ModelMetadata(
-            labels=tuple(self.labels), preprocessing=self.preprocessing, backbone=self.backbone, format=fmt.name,
-            precision=fmt.precision, int8_io=self.config.int8_io if fmt.integer_io else None, edge_export=__version__,
+            labels=tuple(self.labels),
+            preprocessing=self.preprocessing,
+            backbone=self.backbone,
+            format=fmt.name,
+            precision=fmt.precision,
+            int8_io=self.config.int8_io if fmt.integer_io else None,
+            edge_export=__version__,
             calibration_images=calibration_images,
         )
 
@@ -223,19 +271,26 @@ def device_measure(folder: TuneFolder, config: Config, labels: list[str], echo: 
                 if p in made:
                     paths[(backbone, size, p)] = made[p]
                 else:
-                    records[(backbone, size, p)] = LatencyRecord(backbone, size, p, device, seconds=round(each, 2),
-                                                                 status="failed", error=errors[p])
-            echo(f"latency: exported random-weight {backbone} {size} ({', '.join(precisions)}) in {each * len(precisions):.0f}s")
+                    records[(backbone, size, p)] = LatencyRecord(
+                        backbone, size, p, device, seconds=round(each, 2), status="failed", error=errors[p]
+                    )
+            echo(
+                f"latency: exported random-weight {backbone} {size} ({', '.join(precisions)}) in {each * len(precisions):.0f}s"
+            )
         if not paths:
             return records
         started = time.perf_counter()
-        timer = ((lambda p: _time_local(p, config)) if ssh is None
-                 else (lambda p: _time_on_device(folder, p, config, labels, ssh, echo)))
+        timer = (
+            (lambda p: _time_local(p, config))
+            if ssh is None
+            else (lambda p: _time_on_device(folder, p, config, labels, ssh, echo))
+        )
         timed = timed_with_reference(timer, paths, config)
         each = (time.perf_counter() - started) / len(paths)
         for combo, path in paths.items():
-            records[combo] = latency_record(combo, device, timed.get(combo), path.stat().st_size,
-                                            round(seconds[combo] + each, 2))
+            records[combo] = latency_record(
+                combo, device, timed.get(combo), path.stat().st_size, round(seconds[combo] + each, 2)
+            )
         return records
 
     return measure
@@ -247,8 +302,15 @@ def timed_with_reference(timer: Timer, paths: dict, config: Config) -> dict:
     t = config.tune
     if t.latency_reference is None:
         return timer(paths)
-    return time_relative(timer, paths, check_reference(t.latency_reference), ceiling=t.ratio_ceiling,
-                         statistic=t.latency_statistic, retimes=t.latency_retimes, band=t.latency_near)
+    return time_relative(
+        timer,
+        paths,
+        check_reference(t.latency_reference),
+        ceiling=t.ratio_ceiling,
+        statistic=t.latency_statistic,
+        retimes=t.latency_retimes,
+        band=t.latency_near,
+    )
 
 
 def latency_record(combo: Combo, device: str, result: Any, size_bytes: int | None, seconds: float) -> LatencyRecord:
@@ -257,14 +319,24 @@ def latency_record(combo: Combo, device: str, result: Any, size_bytes: int | Non
     if not isinstance(result, dict):
         return LatencyRecord(*combo, device, seconds=seconds, status="failed", error=result or "not measured")
     reference = result.get("reference") or {}
-    return LatencyRecord(*combo, device, p50_ms=result["p50"], p90_ms=result["p90"], min_ms=result.get("min"),
-                         size_bytes=size_bytes, seconds=seconds, reference_p50_ms=reference.get("p50"),
-                         reference_min_ms=reference.get("min"), ratio=result.get("ratio"),
-                         ratios=list(result.get("ratios") or []))
+    return LatencyRecord(
+        *combo,
+        device,
+        p50_ms=result["p50"],
+        p90_ms=result["p90"],
+        min_ms=result.get("min"),
+        size_bytes=size_bytes,
+        seconds=seconds,
+        reference_p50_ms=reference.get("p50"),
+        reference_min_ms=reference.get("min"),
+        ratio=result.get("ratio"),
+        ratios=list(result.get("ratios") or []),
+    )
 
 
-def _export_random(folder: TuneFolder, config: Config, labels: list[str], backbone: str, size: int,
-                   precisions: Sequence[str]) -> tuple[dict[str, Path], dict[str, str]]:
+def _export_random(
+    folder: TuneFolder, config: Config, labels: list[str], backbone: str, size: int, precisions: Sequence[str]
+) -> tuple[dict[str, Path], dict[str, str]]:
     """The random-weight model of ``backbone`` at ``size`` converted to each precision (files kept in
     TUNE_DIR/latency/models/, atomically: a re-run after a kill converts only what is missing)."""
     from edge_export.core.atomic import atomic_path
@@ -319,7 +391,7 @@ def _time_local(paths: dict, config: Config) -> dict:
             size = tuple(clf.preprocessing.size)
             pixels = rng.integers(0, 256, (1, *size, 3), dtype=np.uint8)  # size is (height, width)
             x = clf._model_input(pixels)
-            calls[combo] = (lambda b=clf.backend, x=x: b.run(x))
+            calls[combo] = lambda b=clf.backend, x=x: b.run(x)
         except Exception as exc:  # a model that does not load is this combination's failure
             out[combo] = f"does not run: {type(exc).__name__}: {exc}"
     if calls:
@@ -339,8 +411,15 @@ def _time_on_device(folder: TuneFolder, paths: dict, config: Config, labels: lis
     images = _latency_images(folder, labels)
     t = config.tune
     bench_config = BenchConfig(threads=[1], runs=t.latency_runs, warmup=t.latency_warmup, batch_size=1)
-    outcome = bench_run(None, data=images, models=list(paths.values()), config=bench_config,
-                        out=folder.latency_bench("device"), keras=False, echo=None)
+    outcome = bench_run(
+        None,
+        data=images,
+        models=list(paths.values()),
+        config=bench_config,
+        out=folder.latency_bench("device"),
+        keras=False,
+        echo=None,
+    )
     outcome = bench_on_devices(outcome, devices, data=images, config=bench_config, settings=settings, echo=echo)
     name = devices[0].address.name
     error = outcome.result.device_errors.get(name)
@@ -351,7 +430,11 @@ def _time_on_device(folder: TuneFolder, paths: dict, config: Config, labels: lis
         if error or row is None or not row.ok or row.p50_ms is None:
             out[combo] = f"on {name}: {error or (row.error if row is not None else 'not measured')}"
         else:
-            out[combo] = {"p50": row.p50_ms, "p90": (row.latency_ms or {}).get("p90"), "min": (row.latency_ms or {}).get("min")}
+            out[combo] = {
+                "p50": row.p50_ms,
+                "p90": (row.latency_ms or {}).get("p90"),
+                "min": (row.latency_ms or {}).get("min"),
+            }
     return out
 
 

@@ -13,22 +13,45 @@ from edge_export.core.records.tune import DONE, CandidateRecord, TuneResult
 from edge_export.core.run_folder import TuneFolder
 from edge_export.tuning.space import candidate_config, pareto
 
-HEADER = ["candidate", "status", "val acc (artifact)", "val acc (Keras)", "p50 ms", "p90 ms", "min ms", "x ref", "size",
-          "robustness", "seconds", "why"]
+HEADER = [
+    "candidate",
+    "status",
+    "val acc (artifact)",
+    "val acc (Keras)",
+    "p50 ms",
+    "p90 ms",
+    "min ms",
+    "x ref",
+    "size",
+    "robustness",
+    "seconds",
+    "why",
+]
 
 
 def rows(result: TuneResult) -> list[list[str]]:
     out = [HEADER]
-    order = sorted(result.candidates, key=lambda r: (r.status != DONE, r.latency_ms if r.latency_ms is not None else 1e18, r.key))
+    order = sorted(
+        result.candidates, key=lambda r: (r.status != DONE, r.latency_ms if r.latency_ms is not None else 1e18, r.key)
+    )
     for r in order:
         mark = " *" if r.key == result.chosen else ""
-        out.append([
-            r.key + mark, r.status, percent(r.val_accuracy, ""), percent(r.keras_val_accuracy, ""), number(r.p50_ms, missing=""),
-            number(r.p90_ms, missing=""), number(r.min_ms, missing=""),
-            "" if r.latency_ratio is None else f"{r.latency_ratio:.2f}x", size_text(r.size_bytes, ""),
-            percent(r.robustness_accuracy, ""),
-            f"{sum(r.seconds.values()):.0f}" if r.seconds else "", "; ".join(r.reasons)[:120],
-        ])
+        out.append(
+            [
+                r.key + mark,
+                r.status,
+                percent(r.val_accuracy, ""),
+                percent(r.keras_val_accuracy, ""),
+                number(r.p50_ms, missing=""),
+                number(r.p90_ms, missing=""),
+                number(r.min_ms, missing=""),
+                "" if r.latency_ratio is None else f"{r.latency_ratio:.2f}x",
+                size_text(r.size_bytes, ""),
+                percent(r.robustness_accuracy, ""),
+                f"{sum(r.seconds.values()):.0f}" if r.seconds else "",
+                "; ".join(r.reasons)[:120],
+            ]
+        )
     return out
 
 
@@ -52,15 +75,19 @@ def write_chosen_config(path: Path, config: Config, chosen: CandidateRecord) -> 
     """The chosen candidate's build config: the search's settings with its backbone, size, depth and format."""
     c = candidate_config(config, chosen.backbone, chosen.image_size, chosen.fine_tune_blocks, [chosen.precision])
     c.build.stages = ["train", "export", "bench"]
-    head = (f"# edge-export tune: the chosen candidate {chosen.key} (validation accuracy "
-            f"{percent(chosen.val_accuracy)}, {config.tune.latency_statistic} {number(chosen.latency_ms)} ms on {config.tune.device})\n"
-            "# edge-export build --config THIS_FILE --out RUN_DIR\n")
+    head = (
+        f"# edge-export tune: the chosen candidate {chosen.key} (validation accuracy "
+        f"{percent(chosen.val_accuracy)}, {config.tune.latency_statistic} {number(chosen.latency_ms)} ms on {config.tune.device})\n"
+        "# edge-export build --config THIS_FILE --out RUN_DIR\n"
+    )
     return write_text(path, head + c.to_yaml())
 
 
 def plot_pareto(result: TuneResult, path: Path) -> Path | None:
     """Validation accuracy vs device latency of the evaluated candidates; the frontier joined, the chosen marked."""
-    done = [r for r in result.candidates if r.status == DONE and r.val_accuracy is not None and r.latency_ms is not None]
+    done = [
+        r for r in result.candidates if r.status == DONE and r.val_accuracy is not None and r.latency_ms is not None
+    ]
     if not done:
         return None
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -72,20 +99,52 @@ def plot_pareto(result: TuneResult, path: Path) -> Path | None:
     for precision, marker in (("int8", "o"), ("fp16", "s"), ("fp32", "^")):
         pts = [r for r in done if r.precision == precision]
         if pts:
-            ax.scatter([r.latency_ms for r in pts], [100 * r.val_accuracy for r in pts], marker=marker, label=precision, alpha=0.8)
-    heads = [r for r in result.candidates if r.status != DONE and r.keras_val_accuracy is not None and r.latency_ms is not None]
+            ax.scatter(
+                [r.latency_ms for r in pts],
+                [100 * r.val_accuracy for r in pts],
+                marker=marker,
+                label=precision,
+                alpha=0.8,
+            )
+    heads = [
+        r
+        for r in result.candidates
+        if r.status != DONE and r.keras_val_accuracy is not None and r.latency_ms is not None
+    ]
     if heads:
-        ax.scatter([r.latency_ms for r in heads], [100 * r.keras_val_accuracy for r in heads], marker=".", color="grey",
-                   label="not quantized (Keras accuracy)", alpha=0.6)
-    front = sorted((done[i] for i in pareto([(r.latency_ms, r.val_accuracy) for r in done])), key=lambda r: r.latency_ms)
-    ax.plot([r.latency_ms for r in front], [100 * r.val_accuracy for r in front], color="tab:green", lw=1, label="frontier")
+        ax.scatter(
+            [r.latency_ms for r in heads],
+            [100 * r.keras_val_accuracy for r in heads],
+            marker=".",
+            color="grey",
+            label="not quantized (Keras accuracy)",
+            alpha=0.6,
+        )
+    front = sorted(
+        (done[i] for i in pareto([(r.latency_ms, r.val_accuracy) for r in done])), key=lambda r: r.latency_ms
+    )
+    ax.plot(
+        [r.latency_ms for r in front], [100 * r.val_accuracy for r in front], color="tab:green", lw=1, label="frontier"
+    )
     for r in done:
-        ax.annotate(f"{r.backbone} {r.image_size} ft{r.fine_tune_blocks}", (r.latency_ms, 100 * r.val_accuracy),
-                    fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax.annotate(
+            f"{r.backbone} {r.image_size} ft{r.fine_tune_blocks}",
+            (r.latency_ms, 100 * r.val_accuracy),
+            fontsize=6,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
     chosen = result.candidate(result.chosen)
     if chosen is not None:
-        ax.scatter([chosen.latency_ms], [100 * chosen.val_accuracy], s=250, facecolors="none", edgecolors="red", lw=2,
-                   label=f"chosen: {chosen.key}")
+        ax.scatter(
+            [chosen.latency_ms],
+            [100 * chosen.val_accuracy],
+            s=250,
+            facecolors="none",
+            edgecolors="red",
+            lw=2,
+            label=f"chosen: {chosen.key}",
+        )
     limit = result.constraints.get("max_latency_ms")
     if limit:
         ax.axvline(limit, color="red", ls="--", lw=1, label=f"max latency {limit:g} ms")
@@ -117,10 +176,17 @@ def write_outputs(folder: TuneFolder, result: TuneResult, config: Config, echo: 
         plotted = None
     if plotted is None:
         folder.plot.unlink(missing_ok=True)  # an earlier search's plot is not this one's
-    md = ["# edge-export tune\n", markdown_table(rows(result)), "",
-          f"**chosen**: {result.chosen or 'none'} - {result.why}", "",
-          f"**binding constraint(s)**: {', '.join(result.binding) or 'none'}", "",
-          "**time (s)**: " + ", ".join(f"{k} {v:.0f}" for k, v in result.seconds.items()), ""]
+    md = [
+        "# edge-export tune\n",
+        markdown_table(rows(result)),
+        "",
+        f"**chosen**: {result.chosen or 'none'} - {result.why}",
+        "",
+        f"**binding constraint(s)**: {', '.join(result.binding) or 'none'}",
+        "",
+        "**time (s)**: " + ", ".join(f"{k} {v:.0f}" for k, v in result.seconds.items()),
+        "",
+    ]
     if folder.plot.is_file():
         md += [f"![Pareto]({TuneFolder.PLOT})", ""]
     md += [f"- {n}" for n in result.notes]

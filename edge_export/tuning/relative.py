@@ -30,11 +30,17 @@ def check_reference(path: str | Path) -> Path:
     """The reference model's path, or a clear error (missing, not a model file)."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise EdgeExportError("the latency reference model is not a file", path=path,
-                              hint="--faster-than REF.tflite|REF.onnx (tune.latency_reference)")
+        raise EdgeExportError(
+            "the latency reference model is not a file",
+            path=path,
+            hint="--faster-than REF.tflite|REF.onnx (tune.latency_reference)",
+        )
     if path.suffix.lower() not in SUFFIXES:
-        raise EdgeExportError(f"the latency reference must be a .tflite or .onnx model, not {path.suffix or 'no suffix'!r}",
-                              path=path, hint="convert it first (edge-export export), or name a .tflite/.onnx file")
+        raise EdgeExportError(
+            f"the latency reference must be a .tflite or .onnx model, not {path.suffix or 'no suffix'!r}",
+            path=path,
+            hint="convert it first (edge-export export), or name a .tflite/.onnx file",
+        )
     return path
 
 
@@ -43,8 +49,16 @@ def near(ratio: float, ceiling: float, band: float) -> bool:
     return abs(math.log(ratio / ceiling)) <= math.log1p(band)
 
 
-def time_relative(timer: Timer, paths: dict[Hashable, Path], reference: Path, *, ceiling: float, statistic: str,
-                  retimes: int, band: float) -> dict[Hashable, Any]:
+def time_relative(
+    timer: Timer,
+    paths: dict[Hashable, Path],
+    reference: Path,
+    *,
+    ceiling: float,
+    statistic: str,
+    retimes: int,
+    band: float,
+) -> dict[Hashable, Any]:
     """Time ``paths`` with ``reference`` in every round; re-time those near ``ceiling``. Per key: the timing of
     its median round plus ``reference`` (the reference's timing in that round), ``ratio`` (the median of its
     rounds' ratios, by ``statistic``: p50 or min) and ``ratios`` (every round's); or the timer's error text."""
@@ -55,8 +69,11 @@ def time_relative(timer: Timer, paths: dict[Hashable, Path], reference: Path, *,
         timed = timer({**{key: paths[key] for key in keys}, REFERENCE: reference})
         ref = timed.get(REFERENCE)
         if not isinstance(ref, dict) or not ref.get(statistic):
-            raise EdgeExportError(f"the latency reference did not run: {ref or 'not measured'}", path=reference,
-                                  hint="check that it runs: edge-export bench REF --data DIR")
+            raise EdgeExportError(
+                f"the latency reference did not run: {ref or 'not measured'}",
+                path=reference,
+                hint="check that it runs: edge-export bench REF --data DIR",
+            )
         for key in keys:
             result = timed.get(key)
             if isinstance(result, dict) and result.get(statistic):

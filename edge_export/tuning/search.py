@@ -43,7 +43,15 @@ from edge_export.core.errors import EdgeExportError
 from edge_export.core.hashing import fingerprint
 from edge_export.core.pause import pause_point
 from edge_export.core.records.tune import (
-    DONE, FAILED, NOT_PROMOTED, NOT_QUANTIZED, PRUNED, SKIPPED, CandidateRecord, TuneResult, read_kept,
+    DONE,
+    FAILED,
+    NOT_PROMOTED,
+    NOT_QUANTIZED,
+    PRUNED,
+    SKIPPED,
+    CandidateRecord,
+    TuneResult,
+    read_kept,
 )
 from edge_export.core.run_folder import TuneFolder
 from edge_export.core.run_lock import locked_run
@@ -78,21 +86,50 @@ class Search:
     def candidate_fingerprint(self, p: Point) -> str:
         c = self.config.to_dict()
         t = c["tune"]
-        return fingerprint("tune-candidate", __version__, p.key, self.listing, c["data"], c["model"], c["train"],
-                           c["export"], t["device"], t["max_latency_ms"], t["max_size_mb"], t["latency_table"],
-                           t["latency_reference"], t["max_latency_ratio"],
-                           t["latency_runs"], t["latency_warmup"], t["latency_statistic"])
+        return fingerprint(
+            "tune-candidate",
+            __version__,
+            p.key,
+            self.listing,
+            c["data"],
+            c["model"],
+            c["train"],
+            c["export"],
+            t["device"],
+            t["max_latency_ms"],
+            t["max_size_mb"],
+            t["latency_table"],
+            t["latency_reference"],
+            t["max_latency_ratio"],
+            t["latency_runs"],
+            t["latency_warmup"],
+            t["latency_statistic"],
+        )
 
     def finish(self, record: CandidateRecord) -> None:
         """A candidate is final: its one record, atomically (a re-run keeps it)."""
         write_json(self.folder.candidate_record(record.key), record.to_dict())
-        self.event({"event": "tune_candidate", "key": record.key, "status": record.status,
-                    "val_accuracy": record.val_accuracy, "latency_ms": record.latency_ms})
+        self.event(
+            {
+                "event": "tune_candidate",
+                "key": record.key,
+                "status": record.status,
+                "val_accuracy": record.val_accuracy,
+                "latency_ms": record.latency_ms,
+            }
+        )
         pause_point(f"tune.candidate.{record.key}")  # tests: kill after a finished candidate
 
 
-def tune(config: Config, folder: TuneFolder, *, measure: Measure | None = None, echo: Echo = print,
-         event: Event | None = None, remote: Any = None) -> TuneResult:
+def tune(
+    config: Config,
+    folder: TuneFolder,
+    *,
+    measure: Measure | None = None,
+    echo: Echo = print,
+    event: Event | None = None,
+    remote: Any = None,
+) -> TuneResult:
     """Run (or resume) the search of ``config.tune`` into ``folder``; returns what tune.json holds.
 
     ``measure``: how a backbone x size x precision is timed (default: random-weight models on
@@ -101,11 +138,14 @@ def tune(config: Config, folder: TuneFolder, *, measure: Measure | None = None, 
     """
     from edge_export.trainer.datasets import scan_dataset
     from edge_export.trainer.named_datasets import resolve_data
+
     started = time.perf_counter()
     t = config.tune
     event = event or (lambda e: None)
     points, notes = search_space(config)
-    dataset = scan_dataset(resolve_data(config.data.path), config.data.validation_split, config.train.seed, config.data.split)
+    dataset = scan_dataset(
+        resolve_data(config.data.path), config.data.validation_split, config.train.seed, config.data.split
+    )
     folder.root.mkdir(parents=True, exist_ok=True)
     for sub in (folder.root / TuneFolder.CANDIDATES, folder.latency_dir):
         if sub.is_dir():
@@ -114,23 +154,29 @@ def tune(config: Config, folder: TuneFolder, *, measure: Measure | None = None, 
     s = Search(config, folder, echo, event, deadline, listing=fingerprint(dataset.listing()))
     s.train_config = _without_test(config, dataset.root, folder, echo)
     if measure is None:
-        measure = (table_measure(t.latency_table, t.device) if t.latency_table
-                   else device_measure(folder, config, dataset.class_names, echo, remote))
+        measure = (
+            table_measure(t.latency_table, t.device)
+            if t.latency_table
+            else device_measure(folder, config, dataset.class_names, echo, remote)
+        )
     table = LatencyTable(folder, config, dataset.num_classes, measure, echo, remote)
 
     kept = 0
     for p in points:
         record = _earlier(s, p)
         if record is None:
-            record = CandidateRecord(p.backbone, p.image_size, p.fine_tune_blocks, p.precision,
-                                     fingerprint=s.candidate_fingerprint(p))
+            record = CandidateRecord(
+                p.backbone, p.image_size, p.fine_tune_blocks, p.precision, fingerprint=s.candidate_fingerprint(p)
+            )
         else:
             kept += 1
         s.records[p.key] = record
-    echo(f"tune: {len(points)} candidates ({len({p.backbone for p in points})} backbone(s), sizes "
-         f"{sorted({p.image_size for p in points})}, fine-tune blocks {sorted({p.fine_tune_blocks for p in points})}, "
-         f"precisions {list(dict.fromkeys(p.precision for p in points))}) on {t.device}"
-         + (f"; {kept} finished earlier, kept" if kept else ""))
+    echo(
+        f"tune: {len(points)} candidates ({len({p.backbone for p in points})} backbone(s), sizes "
+        f"{sorted({p.image_size for p in points})}, fine-tune blocks {sorted({p.fine_tune_blocks for p in points})}, "
+        f"precisions {list(dict.fromkeys(p.precision for p in points))}) on {t.device}"
+        + (f"; {kept} finished earlier, kept" if kept else "")
+    )
 
     _latency(s, points, table)
     heads = _heads(s, points)
@@ -142,15 +188,30 @@ def tune(config: Config, folder: TuneFolder, *, measure: Measure | None = None, 
     s.seconds["total"] = round(time.perf_counter() - started, 2)
     chosen, why, binding = choose(list(s.records.values()), config)
     result = TuneResult(
-        candidates=sorted(s.records.values(), key=lambda r: (r.backbone, r.image_size, r.fine_tune_blocks, r.precision)),
-        chosen=chosen, why=why, binding=binding,
-        constraints={"max_latency_ms": t.max_latency_ms, "max_size_mb": t.max_size_mb, "min_accuracy": t.min_accuracy,
-                     "budget_minutes": t.budget_minutes, "max_latency_ratio": t.ratio_ceiling,
-                     "latency_reference": t.latency_reference},
-        device=t.device, seconds=s.seconds,
-        space={"backbones": sorted({p.backbone for p in points}), "image_sizes": sorted({p.image_size for p in points}),
-               "fine_tune_blocks": sorted({p.fine_tune_blocks for p in points}), "precisions": list(t.precisions),
-               "candidates": len(points), "latency_statistic": t.latency_statistic},
+        candidates=sorted(
+            s.records.values(), key=lambda r: (r.backbone, r.image_size, r.fine_tune_blocks, r.precision)
+        ),
+        chosen=chosen,
+        why=why,
+        binding=binding,
+        constraints={
+            "max_latency_ms": t.max_latency_ms,
+            "max_size_mb": t.max_size_mb,
+            "min_accuracy": t.min_accuracy,
+            "budget_minutes": t.budget_minutes,
+            "max_latency_ratio": t.ratio_ceiling,
+            "latency_reference": t.latency_reference,
+        },
+        device=t.device,
+        seconds=s.seconds,
+        space={
+            "backbones": sorted({p.backbone for p in points}),
+            "image_sizes": sorted({p.image_size for p in points}),
+            "fine_tune_blocks": sorted({p.fine_tune_blocks for p in points}),
+            "precisions": list(t.precisions),
+            "candidates": len(points),
+            "latency_statistic": t.latency_statistic,
+        },
         notes=notes,
     )
     write_outputs(folder, result, config, echo)
@@ -187,8 +248,13 @@ def _without_test(config: Config, root: Path, folder: TuneFolder, echo: Echo) ->
 
 def _earlier(s: Search, p: Point) -> CandidateRecord | None:
     """The finished record of ``p`` from an earlier run of this search (same settings), if any."""
-    record = read_kept(s.folder.candidate_record(p.key), CandidateRecord, s.candidate_fingerprint(p),
-                       lambda text: s.echo(f"tune: {text}"), "redoing that candidate")
+    record = read_kept(
+        s.folder.candidate_record(p.key),
+        CandidateRecord,
+        s.candidate_fingerprint(p),
+        lambda text: s.echo(f"tune: {text}"),
+        "redoing that candidate",
+    )
     return record if record is not None and record.status in (DONE, PRUNED, FAILED) else None
 
 
@@ -208,11 +274,19 @@ def _latency(s: Search, points: list[Point], table: LatencyTable) -> None:
         record = latencies.get(c)
         if record is None:
             continue
-        shown = (f"p50 {record.p50_ms:.2f} ms, p90 {record.p90_ms or 0:.2f} ms"
-                 + (f", min {record.min_ms:.2f} ms" if record.min_ms is not None else "")) if record.ok else f"FAILED: {record.error}"
+        shown = (
+            (
+                f"p50 {record.p50_ms:.2f} ms, p90 {record.p90_ms or 0:.2f} ms"
+                + (f", min {record.min_ms:.2f} ms" if record.min_ms is not None else "")
+            )
+            if record.ok
+            else f"FAILED: {record.error}"
+        )
         if record.ok and record.ratio is not None:
-            shown += (f", {record.ratio:.2f}x the reference ({t.latency_statistic} {_reference_ms(record, t):.2f} ms"
-                      f"{f'; median of {len(record.ratios)} rounds' if len(record.ratios) > 1 else ''})")
+            shown += (
+                f", {record.ratio:.2f}x the reference ({t.latency_statistic} {_reference_ms(record, t):.2f} ms"
+                f"{f'; median of {len(record.ratios)} rounds' if len(record.ratios) > 1 else ''})"
+            )
         if record.ok and record.size_bytes:
             shown += f", {record.size_bytes / 1e6:.2f} MB"
         s.echo(f"latency {record.key} on {record.device}: {shown}")
@@ -238,8 +312,10 @@ def _latency(s: Search, points: list[Point], table: LatencyTable) -> None:
             reasons.append(f"latency {t.latency_statistic} {r.latency_ms:.2f} ms > max {t.max_latency_ms:g} ms")
         if t.ratio_ceiling is not None and (r.latency_ratio is None or r.latency_ratio > t.ratio_ceiling):
             measured = "not measured" if r.latency_ratio is None else f"{r.latency_ratio:.2f}x"
-            reasons.append(f"latency ratio {measured} the reference's ({Path(t.latency_reference).name}, timed with it) "
-                           f"> max {t.ratio_ceiling:g}x")
+            reasons.append(
+                f"latency ratio {measured} the reference's ({Path(t.latency_reference).name}, timed with it) "
+                f"> max {t.ratio_ceiling:g}x"
+            )
         if t.max_size_mb is not None and lat.size_bytes is not None and lat.size_bytes > t.max_size_mb * 1e6:
             reasons.append(f"size {lat.size_bytes / 1e6:.2f} MB > max {t.max_size_mb:g} MB")
         if reasons:
@@ -325,7 +401,9 @@ def _heads(s: Search, points: list[Point]) -> dict[tuple[str, int], float]:
     return heads
 
 
-def promote(heads: dict[tuple[str, int], float], latency: dict[tuple[str, int], float], fraction: float) -> list[tuple[str, int]]:
+def promote(
+    heads: dict[tuple[str, int], float], latency: dict[tuple[str, int], float], fraction: float
+) -> list[tuple[str, int]]:
     """Successive halving's cut: the frontier pairs (head accuracy vs latency) first, then the most accurate."""
     pairs = sorted(heads)
     n = max(1, math.ceil(fraction * len(pairs)))
@@ -344,14 +422,18 @@ def _fine_tune(s: Search, points: list[Point], heads: dict[tuple[str, int], floa
         if _alive(s, p) and p.pair in heads:
             latency[p.pair] = min(latency.get(p.pair, math.inf), s.records[p.key].latency_ms)
     promoted = promote({q: a for q, a in heads.items() if q in latency}, latency, s.config.tune.promote)
-    s.echo(f"tune: fine-tuning {len(promoted)} of {len(heads)} (backbone, size) pairs: "
-           + ", ".join(f"{b}@{sz} (head {heads[(b, sz)]:.2%})" for b, sz in promoted))
+    s.echo(
+        f"tune: fine-tuning {len(promoted)} of {len(heads)} (backbone, size) pairs: "
+        + ", ".join(f"{b}@{sz} (head {heads[(b, sz)]:.2%})" for b, sz in promoted)
+    )
     for p in points:
         r = s.records[p.key]
         if p.fine_tune_blocks > 0 and p.pair in heads and p.pair not in promoted and r.status == SKIPPED:
             r.status = NOT_PROMOTED
-            r.reasons = [f"not promoted: head-only validation accuracy {heads[p.pair]:.2%} ranked below the "
-                         f"top {s.config.tune.promote:g} of the pairs (frontier first)"]
+            r.reasons = [
+                f"not promoted: head-only validation accuracy {heads[p.pair]:.2%} ranked below the "
+                f"top {s.config.tune.promote:g} of the pairs (frontier first)"
+            ]
     for pair in promoted:
         for blocks in depths:
             live = [p for p in points if p.pair == pair and p.fine_tune_blocks == blocks and _alive(s, p)]
@@ -391,7 +473,9 @@ def _quantize(s: Search, points: list[Point]) -> None:
     front = {keys[i] for i in pareto([estimate(k) for k in keys])}
     if t.min_accuracy is not None and any(estimate(k)[1] >= t.min_accuracy - QUANT_SLACK for k in keys):
         # the fastest models that may reach the minimum after quantization, frontier first
-        order = sorted(keys, key=lambda k: (estimate(k)[1] < t.min_accuracy - QUANT_SLACK, k not in front, estimate(k)[0], k))
+        order = sorted(
+            keys, key=lambda k: (estimate(k)[1] < t.min_accuracy - QUANT_SLACK, k not in front, estimate(k)[0], k)
+        )
     else:
         order = sorted(keys, key=lambda k: (k not in front, -estimate(k)[1], estimate(k)[0], k))
     chosen = [k for k in order if k in done_models]
@@ -410,8 +494,14 @@ def _quantize(s: Search, points: list[Point]) -> None:
         s.echo(f"tune: quantizing {k} ({', '.join(p.precision for p in ps)})")
         t0 = time.perf_counter()
         try:
-            result = _build_candidate(s, k, candidate_config(s.train_config, p0.backbone, p0.image_size, p0.fine_tune_blocks,
-                                                             [p.precision for p in ps]), ["train", "export"])
+            result = _build_candidate(
+                s,
+                k,
+                candidate_config(
+                    s.train_config, p0.backbone, p0.image_size, p0.fine_tune_blocks, [p.precision for p in ps]
+                ),
+                ["train", "export"],
+            )
             from edge_export.export.manifest import read_manifest
 
             manifest = read_manifest(run)
@@ -423,7 +513,12 @@ def _quantize(s: Search, points: list[Point]) -> None:
         for p in ps:
             r = s.records[p.key]
             r.run_dir = str(Path(TuneFolder.RUNS) / k)
-            r.seconds.update({name: round(v / (len(ps) if name == "export" else 1), 2) for name, v in s.model_seconds.get(k, {}).items()})
+            r.seconds.update(
+                {
+                    name: round(v / (len(ps) if name == "export" else 1), 2)
+                    for name, v in s.model_seconds.get(k, {}).items()
+                }
+            )
             artifact = manifest.artifact(PRECISION_FORMATS[p.precision]) if manifest is not None else None
             if artifact is None or artifact.accuracy is None:
                 r.status = FAILED
@@ -433,7 +528,9 @@ def _quantize(s: Search, points: list[Point]) -> None:
                 r.reasons = [] if artifact.ok else [f"export: {artifact.error}"]
                 if artifact.size_bytes:
                     r.size_bytes = int(artifact.size_bytes)  # the trained artifact's own size
-                s.echo(f"tune: {r.key}: validation accuracy {r.val_accuracy:.2%}, {t.latency_statistic} {r.latency_ms:.2f} ms on {t.device}")
+                s.echo(
+                    f"tune: {r.key}: validation accuracy {r.val_accuracy:.2%}, {t.latency_statistic} {r.latency_ms:.2f} ms on {t.device}"
+                )
                 robustness.measure(r, run.export_dir / artifact.path)
             s.finish(r)
     s.add_time("quantize", time.perf_counter() - started - (s.seconds.get("robustness", 0.0) - robust_before))
@@ -442,8 +539,10 @@ def _quantize(s: Search, points: list[Point]) -> None:
             r = s.records[p.key]
             if r.status == SKIPPED:
                 r.status = NOT_QUANTIZED
-                r.reasons = [f"not quantized: Keras validation accuracy {r.keras_val_accuracy:.2%} is not among the "
-                             f"{t.quantize_top} trained models nearest the frontier (tune.quantize_top)"]
+                r.reasons = [
+                    f"not quantized: Keras validation accuracy {r.keras_val_accuracy:.2%} is not among the "
+                    f"{t.quantize_top} trained models nearest the frontier (tune.quantize_top)"
+                ]
     for r in s.records.values():  # the time of each candidate's model, also for those not quantized
         if r.status in (PRUNED, FAILED) and r.keras_val_accuracy is None:
             continue  # never trained for itself (a model of the same settings may be another precision's)
@@ -486,14 +585,22 @@ class Robustness:
             prep = clf.preprocessing
             wanted = (tuple(prep.size), prep.pixel_method)  # what the device's runtime would feed it
             if wanted not in self.decoded:
-                self.decoded[wanted] = load_images(self.split, tuple(prep.size), prep.pixel_method, c.data.max_image_pixels)
+                self.decoded[wanted] = load_images(
+                    self.split, tuple(prep.size), prep.pixel_method, c.data.max_image_pixels
+                )
             images = self.decoded[wanted]
             if len(images.labels) != len(self.keys):  # an unreadable image was skipped: keys no longer line up
-                self.s.echo(f"tune: robustness of {r.key} not measured: {len(self.keys) - len(images.labels)} "
-                            "validation image(s) unreadable")
+                self.s.echo(
+                    f"tune: robustness of {r.key} not measured: {len(self.keys) - len(images.labels)} "
+                    "validation image(s) unreadable"
+                )
                 return
-            r.robustness_accuracy = float(evaluate(clf.predict_proba, images.pixels, images.labels, self.keys)["accuracy"])
-            self.s.echo(f"tune: {r.key}: accuracy under the camera-like shifts (validation) {r.robustness_accuracy:.2%}")
+            r.robustness_accuracy = float(
+                evaluate(clf.predict_proba, images.pixels, images.labels, self.keys)["accuracy"]
+            )
+            self.s.echo(
+                f"tune: {r.key}: accuracy under the camera-like shifts (validation) {r.robustness_accuracy:.2%}"
+            )
         except (EdgeExportError, ValueError, OSError) as exc:  # an optional measurement: never the search's failure
             self.s.echo(f"tune: robustness of {r.key} not measured: {getattr(exc, 'message', exc)}")
         finally:
@@ -508,9 +615,14 @@ def choose(records: list[CandidateRecord], config: Config) -> tuple[str | None, 
     t = config.tune
     stat = t.latency_statistic
     done = [r for r in records if r.status == DONE and r.val_accuracy is not None and r.latency_ms is not None]
-    pruned_by = {name: [r for r in records if r.status == PRUNED and any(x.startswith(word) for x in r.reasons)]
-                 for name, word in (("max_latency_ms", f"latency {stat}"), ("max_latency_ratio", "latency ratio"),
-                                    ("max_size_mb", "size"))}
+    pruned_by = {
+        name: [r for r in records if r.status == PRUNED and any(x.startswith(word) for x in r.reasons)]
+        for name, word in (
+            ("max_latency_ms", f"latency {stat}"),
+            ("max_latency_ratio", "latency ratio"),
+            ("max_size_mb", "size"),
+        )
+    }
     if not done:
         if records and all(r.status == PRUNED for r in records):
             bound = [n for n, rs in pruned_by.items() if rs]
@@ -527,22 +639,40 @@ def choose(records: list[CandidateRecord], config: Config) -> tuple[str | None, 
         fragile = [r for r in done if r.robustness_accuracy is None or r.robustness_accuracy < t.min_robustness - 1e-12]
         done = [r for r in done if r not in fragile]
         if not done:
-            return None, (f"no evaluated candidate reaches min robustness {t.min_robustness:.2%} (accuracy under the "
-                          "camera-like shifts, validation)"), ["min_robustness"]
+            return (
+                None,
+                (
+                    f"no evaluated candidate reaches min robustness {t.min_robustness:.2%} (accuracy under the "
+                    "camera-like shifts, validation)"
+                ),
+                ["min_robustness"],
+            )
 
     if t.min_accuracy is not None:
         ok = [r for r in done if r.val_accuracy >= t.min_accuracy - 1e-12]
         if not ok:
             best = max(done, key=lambda r: (r.val_accuracy, -r.latency_ms))
-            return None, (f"no evaluated candidate reaches min accuracy {t.min_accuracy:.2%} on validation; the most "
-                          f"accurate is {best.key} at {best.val_accuracy:.2%} ({best.latency_ms:.2f} ms): widen the space "
-                          f"(larger sizes, more fine-tuning, other backbones) or relax the limits"), ["min_accuracy"]
+            return (
+                None,
+                (
+                    f"no evaluated candidate reaches min accuracy {t.min_accuracy:.2%} on validation; the most "
+                    f"accurate is {best.key} at {best.val_accuracy:.2%} ({best.latency_ms:.2f} ms): widen the space "
+                    f"(larger sizes, more fine-tuning, other backbones) or relax the limits"
+                ),
+                ["min_accuracy"],
+            )
         chosen = min(ok, key=lambda r: (r.latency_ms, -r.val_accuracy, robust(r), r.key))
-        faster = [r for r in records if r is not chosen and r.latency_ms is not None and r.latency_ms < chosen.latency_ms]
-        below = [r for r in faster if r.status == DONE and r.val_accuracy is not None and r.val_accuracy < t.min_accuracy]
+        faster = [
+            r for r in records if r is not chosen and r.latency_ms is not None and r.latency_ms < chosen.latency_ms
+        ]
+        below = [
+            r for r in faster if r.status == DONE and r.val_accuracy is not None and r.val_accuracy < t.min_accuracy
+        ]
         unknown = [r for r in faster if r.status in (NOT_PROMOTED, NOT_QUANTIZED, SKIPPED)]
-        why = (f"the fastest candidate with validation accuracy >= {t.min_accuracy:.2%}: {chosen.key}, "
-               f"{chosen.val_accuracy:.2%}, {stat} {chosen.latency_ms:.2f} ms on {t.device}")
+        why = (
+            f"the fastest candidate with validation accuracy >= {t.min_accuracy:.2%}: {chosen.key}, "
+            f"{chosen.val_accuracy:.2%}, {stat} {chosen.latency_ms:.2f} ms on {t.device}"
+        )
         binding = []
         if below:
             binding.append("min_accuracy")
@@ -553,15 +683,21 @@ def choose(records: list[CandidateRecord], config: Config) -> tuple[str | None, 
             why += "; it is the fastest candidate in the space (no constraint bound it)"
     else:
         chosen = max(done, key=lambda r: (r.val_accuracy, -r.latency_ms, -robust(r), r.key))
-        why = (f"the most accurate candidate within the limits: {chosen.key}, validation accuracy "
-               f"{chosen.val_accuracy:.2%}, {stat} {chosen.latency_ms:.2f} ms on {t.device}")
+        why = (
+            f"the most accurate candidate within the limits: {chosen.key}, validation accuracy "
+            f"{chosen.val_accuracy:.2%}, {stat} {chosen.latency_ms:.2f} ms on {t.device}"
+        )
         binding = [n for n, rs in pruned_by.items() if rs]
         for name in binding:
             why += f"; {name} bound it: {len(pruned_by[name])} candidate(s) pruned before training"
         if not binding:
             why += "; no limit removed any candidate"
-    beaten = [r for r in fragile if (r.latency_ms < chosen.latency_ms if t.min_accuracy is not None else r.val_accuracy > chosen.val_accuracy)
-              and (t.min_accuracy is None or r.val_accuracy >= t.min_accuracy - 1e-12)]
+    beaten = [
+        r
+        for r in fragile
+        if (r.latency_ms < chosen.latency_ms if t.min_accuracy is not None else r.val_accuracy > chosen.val_accuracy)
+        and (t.min_accuracy is None or r.val_accuracy >= t.min_accuracy - 1e-12)
+    ]
     if beaten:
         binding.append("min_robustness")
         why += f"; min robustness bound it: {len(beaten)} better candidate(s) are below it"

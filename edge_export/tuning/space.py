@@ -54,7 +54,11 @@ def search_space(config: Config) -> tuple[list[Point], list[str]]:
     for p in t.precisions:
         get_format(PRECISION_FORMATS[p])
     explicit = bool(t.backbones)
-    names = list(dict.fromkeys(t.backbones)) if explicit else [b.name for b in list_backbones() if b.pretrained and b.default_search]
+    names = (
+        list(dict.fromkeys(t.backbones))
+        if explicit
+        else [b.name for b in list_backbones() if b.pretrained and b.default_search]
+    )
     if not explicit:
         named_only = [b.name for b in list_backbones() if b.pretrained and not b.default_search]
         if named_only:
@@ -66,8 +70,10 @@ def search_space(config: Config) -> tuple[list[Point], list[str]]:
         except EdgeExportError as exc:
             raise EdgeExportError(f"tune.backbones: {exc.message}", hint=exc.hint) from None
         if weights == "imagenet" and not explicit and not any(spec.weights_offline(z) for z in t.image_sizes):
-            notes.append(f"{name}: weights not available offline at sizes {sorted(set(t.image_sizes))} "
-                         f"({spec.weights_source}); not in the space")
+            notes.append(
+                f"{name}: weights not available offline at sizes {sorted(set(t.image_sizes))} "
+                f"({spec.weights_source}); not in the space"
+            )
             continue
         sizes = []
         for size in sorted(set(t.image_sizes)):
@@ -87,13 +93,16 @@ def search_space(config: Config) -> tuple[list[Point], list[str]]:
                     points.append(Point(name, size, blocks, precision))
     if not points:
         raise EdgeExportError(
-            "the tune search space is empty", hint="set tune.backbones (see `edge-export backbones`) and tune.image_sizes"
+            "the tune search space is empty",
+            hint="set tune.backbones (see `edge-export backbones`) and tune.image_sizes"
             + (": no backbone's weights are available offline" if not explicit else ""),
         )
     return points, notes
 
 
-def candidate_config(config: Config, backbone: str, size: int, blocks: int, precisions: list[str] | None = None) -> Config:
+def candidate_config(
+    config: Config, backbone: str, size: int, blocks: int, precisions: list[str] | None = None
+) -> Config:
     """The build config of one trained model of the search (``precisions``: the export formats to make)."""
     from edge_export.trainer.run import recorded_config
 

@@ -41,9 +41,7 @@ def backend_for(path: str | Path) -> type[Backend]:
     return backend_class(name)
 
 
-def load_backend(
-    path: str | Path, threads: int | None = None, providers: Sequence[str] | None = None
-) -> Backend:
+def load_backend(path: str | Path, threads: int | None = None, providers: Sequence[str] | None = None) -> Backend:
     """Open a model file with the backend its suffix selects."""
     path = Path(path)
     if not path.exists():

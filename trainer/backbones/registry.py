@@ -55,7 +55,9 @@ class BackboneSpec:
 
     def check_size(self, size: int, weights: str) -> None:
         if size < self.min_size:
-            raise EdgeExportError(f"{self.name} needs image_size >= {self.min_size}, got {size}", hint="raise --image-size")
+            raise EdgeExportError(
+                f"{self.name} needs image_size >= {self.min_size}, got {size}", hint="raise --image-size"
+            )
         if self.fixed_sizes and weights == "imagenet" and size not in self.fixed_sizes:
             raise EdgeExportError(
                 f"{self.name} ImageNet weights exist only for image sizes {list(self.fixed_sizes)}, got {size}",

@@ -19,14 +19,16 @@ def tiny_cnn_features(keras: Any, x: Any, weights: str) -> Any:
     return x
 
 
-register(BackboneSpec(
-    name="tiny_cnn",
-    default_size=32,
-    build=tiny_cnn_features,
-    unit_pattern=r"^(block\d+)_",
-    mean=(127.5, 127.5, 127.5),
-    std=(127.5, 127.5, 127.5),
-    min_size=16,
-    weights_source="random initialization (no pretrained weights)",
-    description="3-layer CNN with random weights, for tests and smoke runs",
-))
+register(
+    BackboneSpec(
+        name="tiny_cnn",
+        default_size=32,
+        build=tiny_cnn_features,
+        unit_pattern=r"^(block\d+)_",
+        mean=(127.5, 127.5, 127.5),
+        std=(127.5, 127.5, 127.5),
+        min_size=16,
+        weights_source="random initialization (no pretrained weights)",
+        description="3-layer CNN with random weights, for tests and smoke runs",
+    )
+)

@@ -237,8 +237,11 @@ def _load_legacy(file, path: Path):
         storage = storages[str(key)]
         (numel,) = struct.unpack("<q", file.read(8))
         if numel < 0 or numel * storage.dtype.itemsize > file.left():
-            raise EdgeExportError(f"storage {storage.key} declares {numel} elements, more than the file holds",
-                                  path=path, hint="the file is truncated or corrupt; download it again")
+            raise EdgeExportError(
+                f"storage {storage.key} declares {numel} elements, more than the file holds",
+                path=path,
+                hint="the file is truncated or corrupt; download it again",
+            )
         storage.data = _frombuffer(file.read(numel * storage.dtype.itemsize), storage, numel, path)
     return obj
 
@@ -268,8 +271,11 @@ def _load_zip(path: Path):
             budget -= info.file_size
             infos[key] = info
         if budget < 0:
-            raise EdgeExportError("the checkpoint's storages declare far more bytes than the file can hold (a zip bomb?)",
-                                  path=path, hint="only load checkpoints from sources you trust")
+            raise EdgeExportError(
+                "the checkpoint's storages declare far more bytes than the file can hold (a zip bomb?)",
+                path=path,
+                hint="only load checkpoints from sources you trust",
+            )
         for key, storage in storages.items():
             raw = archive.read(infos[key])
             storage.data = _frombuffer(raw, storage, len(raw) // storage.dtype.itemsize, path)
