@@ -7,7 +7,8 @@ matrix; they are wrong for every class. Precision of a class nothing was predict
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -14,7 +14,8 @@ the gap to the hand-written pipeline, on the same photos and the same model.
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -9,8 +9,8 @@ import os
 import platform
 from pathlib import Path
 
-from edge_export.core.versions import installed_versions
 from edge_export.core.untrusted import printable
+from edge_export.core.versions import installed_versions
 
 LIBRARIES = ("numpy", "Pillow", "ai-edge-litert", "tflite-runtime", "onnxruntime", "tensorflow", "keras")
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from edge_export.benchmarks.render import CONFUSION_MAX_CLASSES  # beyond it no matrix is drawn
 from edge_export.core.atomic import atomic_path
 from edge_export.core.formatting import size_text
-from edge_export.benchmarks.render import CONFUSION_MAX_CLASSES  # beyond it no matrix is drawn
 from edge_export.core.records.bench import BenchResult
 
 FORMAT_COLORS = {"tflite": "tab:blue", "onnx": "tab:orange", "keras": "tab:green"}

@@ -12,10 +12,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edge_export.core import __version__
 from edge_export.benchmarks.machine import describe
+from edge_export.core import __version__
 from edge_export.core.formatting import markdown_table, milliseconds, number, percent, rate, size_text
-from edge_export.core.records.bench import BENCH_VERSION, KERAS, LOCAL, BenchResult, BenchRow
+from edge_export.core.records.bench import BENCH_VERSION, LOCAL, BenchResult, BenchRow
 from edge_export.core.run_folder import BenchFiles
 from edge_export.core.untrusted import printable
 
@@ -229,7 +229,7 @@ def render_markdown(result: BenchResult, plots: dict[str, str] | None = None) ->
             continue
         out += [f"### {r.id}", "", f"accuracy {r.accuracy:.2%}, macro F1 {r.macro_f1:.4f}", ""]
         table, note = per_class_table(r)
-        out += [markdown_table(table), *([f"", note] if note else []), ""]
+        out += [markdown_table(table), *(["", note] if note else []), ""]
         conf = r.confusion
         if conf and len(conf["columns"]) <= 12:
             cm = [["true \\ predicted", *conf["columns"]]]

@@ -12,11 +12,11 @@ from __future__ import annotations
 import importlib.util
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from edge_export.core.atomic import write_json, write_text
 from edge_export.benchmarks import robustness
 from edge_export.benchmarks.classification import classification_metrics, top1_agreement
 from edge_export.benchmarks.hand_written import sample
@@ -32,19 +32,19 @@ from edge_export.benchmarks.testset import (
     scan_test_folder,
 )
 from edge_export.benchmarks.worker import measure_safely, run_worker
+from edge_export.core.atomic import write_json, write_text
 from edge_export.core.config import BenchConfig
-from edge_export.core.hashing import sha256_file
+from edge_export.core.echo import Echo  # noqa: E402  (the one Echo type)
 from edge_export.core.errors import EdgeExportError
-from edge_export.export.manifest import check_made_from, read_manifest
+from edge_export.core.hashing import sha256_file
 from edge_export.core.pause import pause_point
-from edge_export.core.records.model_spec import ModelSpec
 from edge_export.core.records.bench import KERAS, SOURCE, BenchResult, BenchRow
+from edge_export.core.records.model_spec import ModelSpec
 from edge_export.core.run_folder import BenchFiles, RunFolder
+from edge_export.core.untrusted import printable
+from edge_export.export.manifest import check_made_from, read_manifest
 from edge_export.runtime.backends import FAMILIES, SUFFIXES
 from edge_export.runtime.preprocessing import Preprocessing
-from edge_export.core.untrusted import printable
-
-from edge_export.core.echo import Echo  # noqa: E402  (the one Echo type)
 
 
 @dataclass

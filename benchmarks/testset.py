@@ -10,16 +10,16 @@ non-regular files are left out); images over ``max_pixels`` are unreadable ones.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
 from edge_export.core.errors import EdgeExportError
+from edge_export.core.untrusted import printable
 from edge_export.runtime.images import find_images, max_pixels_value, skipped_text
 from edge_export.runtime.pixel_cache import DiskArray, decoded_pixels
-from edge_export.core.untrusted import printable
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +219,7 @@ def decode_all(
 # chunks (plain reads, no mmap) so the test set never sits whole in its memory and its peak RSS stays the model's.
 
 
-def save_pixels(path: Path, pixels: "np.ndarray | DiskArray") -> Path:
+def save_pixels(path: Path, pixels: np.ndarray | DiskArray) -> Path:
     """The .npy holding ``pixels``: the cache's own file for pixels on disk (nothing copied), else ``path``."""
     if isinstance(pixels, DiskArray):
         return pixels.path

@@ -12,7 +12,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Union
 
 import yaml
 
@@ -50,7 +50,7 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     backbone: str = "efficientnet_lite0"
-    image_size: Optional[int] = None  # None: the backbone's default
+    image_size: int | None = None  # None: the backbone's default
     weights: str = "imagenet"  # "imagenet", "none", or a path to a weights file
     dropout: float = 0.2
     # how photos are resized to the input, in training and (recorded in every artifact) at run time: bilinear
@@ -96,7 +96,7 @@ class FeatureExtractionConfig:
 class FineTuneConfig:
     enabled: bool = True
     unfreeze_blocks: int = 3  # top blocks of the base to train (the backbone defines its blocks)
-    unfreeze_layers: Optional[int] = None  # alternatively, the top N layers of the base
+    unfreeze_layers: int | None = None  # alternatively, the top N layers of the base
     epochs: int = 10
     learning_rate: float = 1e-5
     patience: int = 3
@@ -124,7 +124,7 @@ class AugmentConfig:
 class DistillConfig:
     """Knowledge distillation (trainer/distill.py): a teacher's soft targets on the photos and on seeded views."""
 
-    teacher: Optional[str] = None  # a finished run folder (its model.keras); None: no distillation
+    teacher: str | None = None  # a finished run folder (its model.keras); None: no distillation
     weight: float = 0.5  # of the teacher in the targets: (1 - weight) one-hot + weight teacher
     temperature: float = 1.0  # > 1 softens the teacher's probabilities, < 1 sharpens them
     views: int = 2  # seeded augmented views (random resized crop + flip) per training photo, labelled by the teacher
@@ -178,8 +178,8 @@ class QATConfig:
     # split never beat epoch 0 on validation and cost 3 minutes each on 2 cores: one epoch on 500 images.
     epochs: int = 1
     learning_rate: float = 1e-5
-    max_images: Optional[int] = 500  # None: the whole training split
-    validation_images: Optional[int] = 500  # seeded sample of the validation split that picks the epoch
+    max_images: int | None = 500  # None: the whole training split
+    validation_images: int | None = 500  # seeded sample of the validation split that picks the epoch
     # tflite-qat-int8:auto (in the default export.formats) runs only when post-training tflite-int8 loses more
     # than this many points of validation accuracy against the Keras model; the manifest says which and why
     trigger_points: float = 0.3
@@ -205,11 +205,11 @@ class ExportMetadataConfig:
     ONNX metadata_props). None: name "<backbone> classifier", a description of the classes, version =
     the edge-export version; author and license are left out unless set."""
 
-    name: Optional[str] = None
-    description: Optional[str] = None
-    version: Optional[str] = None
-    author: Optional[str] = None
-    license: Optional[str] = None
+    name: str | None = None
+    description: str | None = None
+    version: str | None = None
+    author: str | None = None
+    license: str | None = None
 
     def validate(self) -> None:
         for key in ("name", "description", "version", "author", "license"):
@@ -247,7 +247,7 @@ class ExportConfig:
     representative_seed: int = 0
     onnx_opset: int = 17
     accuracy_budget: float = 1.0  # max drop in validation accuracy (points) before an artifact fails
-    parity_images: Optional[int] = None  # None: the whole validation split; else a seeded sample
+    parity_images: int | None = None  # None: the whole validation split; else a seeded sample
     qat: QATConfig = field(default_factory=QATConfig)
     metadata: ExportMetadataConfig = field(default_factory=ExportMetadataConfig)
 
@@ -270,7 +270,7 @@ class BenchConfig:
     warmup: int = 10
     runs: int = 100  # timed single-image runs per artifact and thread count
     batch_size: int = 8  # for throughput
-    min_accuracy: Optional[float] = None  # fail the run if any artifact is below (fraction, e.g. 0.985)
+    min_accuracy: float | None = None  # fail the run if any artifact is below (fraction, e.g. 0.985)
     robustness: bool = True  # accuracy under a seeded suite of camera-like shifts (benchmarks/robustness.py)
     misclassified: int = 500  # misclassified test images listed per artifact in bench.json (worst first)
 
@@ -299,8 +299,8 @@ class BenchConfig:
 class BuildConfig:
     stages: list = field(default_factory=lambda: ["train", "export", "bench"])
     accuracy_budget: float = 1.0  # recommendation: at most this many points below the Keras model
-    max_size_mb: Optional[float] = None  # recommendation: artifact size limit
-    test_data: Optional[str] = None  # folder to benchmark on; default: the dataset's test/ (else validation/)
+    max_size_mb: float | None = None  # recommendation: artifact size limit
+    test_data: str | None = None  # folder to benchmark on; default: the dataset's test/ (else validation/)
 
     def validate(self) -> None:
         # the stage names are the build's (app/pipeline/stages.py): checked there, before any work
@@ -320,10 +320,10 @@ class TuneConfig:
     fine_tune_blocks: list = field(default_factory=lambda: [0, 1, 2, 3])  # 0: head only (fine_tune.enabled=false)
     precisions: list = field(default_factory=lambda: ["int8", "fp16"])  # tflite-int8 / tflite-fp16 (also fp32)
     device: str = "local"  # where latency is measured: local, or ssh://[USER@]HOST[:PORT]
-    max_latency_ms: Optional[float] = None  # p50 at 1 thread on the device
-    max_size_mb: Optional[float] = None
-    min_accuracy: Optional[float] = None  # validation accuracy (fraction); None: the most accurate within the limits
-    budget_minutes: Optional[float] = None  # no new candidate is started after this; None: no limit
+    max_latency_ms: float | None = None  # p50 at 1 thread on the device
+    max_size_mb: float | None = None
+    min_accuracy: float | None = None  # validation accuracy (fraction); None: the most accurate within the limits
+    budget_minutes: float | None = None  # no new candidate is started after this; None: no limit
     promote: float = 0.5  # successive halving: fraction of the head-only (backbone, size) pairs fine-tuned
     quantize_top: int = 4  # trained models near the frontier that are quantized (exported) and measured
     # what is ranked and limited: "p50" (what bench reports) or "min" (the fastest call: on a busy, shared
@@ -331,20 +331,20 @@ class TuneConfig:
     latency_statistic: Literal["p50", "min"] = "p50"
     latency_runs: int = 100  # timed runs per random-weight model (after latency_warmup), interleaved
     latency_warmup: int = 5
-    latency_table: Optional[str] = None  # a JSON latency table measured earlier (instead of measuring)
+    latency_table: str | None = None  # a JSON latency table measured earlier (instead of measuring)
     # accuracy under the bench's camera-like shifts (validation images) is measured for every quantized
     # candidate and breaks ties by default; with a value, it is also a constraint (fraction)
-    min_robustness: Optional[float] = None
+    min_robustness: float | None = None
     # a model (.tflite / .onnx) the user names (`tune --faster-than REF`): timed in the same rounds as every
     # candidate, interleaved, on the same device; candidates are then limited by their latency RATIO to it
     # (tuning/relative.py). max_latency_ratio: the ceiling (default 1.0 with a reference; 0.8 = 20% faster)
-    latency_reference: Optional[str] = None
-    max_latency_ratio: Optional[float] = None
+    latency_reference: str | None = None
+    max_latency_ratio: float | None = None
     latency_retimes: int = 2  # more rounds (each with the reference) for candidates near the ratio ceiling
     latency_near: float = 0.25  # near: a ratio within this fraction of the ceiling, either side
 
     @property
-    def ratio_ceiling(self) -> Optional[float]:
+    def ratio_ceiling(self) -> float | None:
         """The latency ratio ceiling in force: max_latency_ratio, 1.0 with only a reference, None without one."""
         if self.latency_reference is None:
             return None
@@ -458,9 +458,7 @@ def _yaml_scalar(value: Any) -> str:
     return text
 
 
-def load_config(
-    path: "str | Path | Config | None" = None, overrides: dict[str, Any] | list[str] | None = None
-) -> Config:
+def load_config(path: str | Path | Config | None = None, overrides: dict[str, Any] | list[str] | None = None) -> Config:
     """Defaults, then the YAML file at ``path`` (or a ``Config`` to start from), then ``overrides``
     (dotted keys or ``key=value`` strings)."""
     raw: dict[str, Any] = {}

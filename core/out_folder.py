@@ -8,7 +8,6 @@ from pathlib import Path
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.untrusted import printable
 
-
 # the folders this process's command checked (and so writes to): named by errors that name no file
 CHECKED: list[Path] = []
 

@@ -117,7 +117,7 @@ class TuneFolder:
     def candidate_record(self, key: str) -> Path:
         return self.root / self.CANDIDATES / f"{key}.json"
 
-    def run(self, key: str) -> "RunFolder":
+    def run(self, key: str) -> RunFolder:
         return RunFolder(self.root / self.RUNS / key)
 
     @property
@@ -159,11 +159,11 @@ class RunFolder:
         self.root = Path(root)
 
     @classmethod
-    def new_default(cls, base: str | Path = "runs") -> "RunFolder":
+    def new_default(cls, base: str | Path = "runs") -> RunFolder:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         return cls(Path(base) / f"train-{stamp}")
 
-    def create(self) -> "RunFolder":
+    def create(self) -> RunFolder:
         self.root.mkdir(parents=True, exist_ok=True)
         return self
 

@@ -22,15 +22,16 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence, Union
+from typing import Any, Union
 
 from edge_export.core.config import Config, load_config, parse_overrides
 from edge_export.core.echo import Echo, silent
 from edge_export.core.errors import EdgeExportError
-from edge_export.core.records.manifest import ArtifactRecord, Manifest
 from edge_export.core.out_folder import check_not_inside, check_out_folder
+from edge_export.core.records.manifest import ArtifactRecord, Manifest
 from edge_export.core.run_folder import RunFolder
 
 ConfigLike = Union[Config, str, Path, None]

@@ -8,9 +8,10 @@ from __future__ import annotations
 import importlib
 import shutil
 import tempfile
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -18,15 +19,13 @@ from edge_export.core import __version__
 from edge_export.core.config import Config, ExportConfig
 from edge_export.core.echo import Echo
 from edge_export.core.errors import EdgeExportError
+from edge_export.core.records.model_spec import ModelSpec
+from edge_export.core.run_folder import RunFolder, RunRecord
 from edge_export.export.data import Images, load_images, open_dataset, representative_pixels, sample
 from edge_export.export.formats import FormatSpec
 from edge_export.export.layout import ExportFolder
-from edge_export.core.run_folder import RunFolder
-from edge_export.core.run_folder import RunRecord
 from edge_export.runtime.metadata import ModelMetadata
 from edge_export.runtime.preprocessing import Preprocessing
-from edge_export.core.records.model_spec import ModelSpec
-
 
 # A format's converter: ``convert(ctx, fmt, out_path)`` -> extra manifest details (or None)
 Converter = Callable[["ExportContext", FormatSpec, Path], "dict | None"]

@@ -30,7 +30,7 @@ def open_dataset(
     validation_split: float,
     seed: int,
     labels: list[str],
-    split: "list[float] | tuple[float, ...]" = (0.8, 0.1, 0.1),
+    split: list[float] | tuple[float, ...] = (0.8, 0.1, 0.1),
 ) -> Dataset:
     """The run's dataset, as training saw it (same split and seed); never downloads."""
     try:

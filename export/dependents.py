@@ -12,12 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from edge_export.core.errors import EdgeExportError
+from edge_export.core.hashing import sha256_file
 from edge_export.core.records.bench import KERAS, LOCAL, SOURCE, BenchResult
 from edge_export.core.records.recommendation import Recommendation
-from edge_export.export.manifest import read_manifest
-from edge_export.core.hashing import sha256_file
 from edge_export.core.run_folder import RunFolder
 from edge_export.core.untrusted import printable, read_json
+from edge_export.export.manifest import read_manifest
 
 MEASURED_FROM_RUN = ("manifest", "run")  # bench.json row sources that are files of the run folder
 

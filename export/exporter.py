@@ -22,20 +22,18 @@ from pathlib import Path
 
 from edge_export.core.atomic import atomic_path, write_json, write_text
 from edge_export.core.config import Config, ExportConfig, load_config
-from edge_export.export.context import ExportContext, load_converter
-from edge_export.export.formats import FormatSpec, auto_formats, resolve_formats
-from edge_export.core.hashing import sha256_file
+from edge_export.core.echo import Echo  # noqa: E402  (the one Echo type)
 from edge_export.core.errors import EdgeExportError
-from edge_export.export.dependents import stale_dependents
-from edge_export.export.formats import FORMATS
-from edge_export.core.records.manifest import ArtifactRecord, Manifest
-from edge_export.export.manifest import build_manifest, build_model_card, read_manifest, render_table
-from edge_export.export.parity import artifact_probabilities, check_budget, compare
+from edge_export.core.hashing import sha256_file
 from edge_export.core.native_stderr import native_stderr_captured
 from edge_export.core.pause import pause_point
+from edge_export.core.records.manifest import ArtifactRecord, Manifest
 from edge_export.core.run_folder import RunFolder
-
-from edge_export.core.echo import Echo  # noqa: E402  (the one Echo type)
+from edge_export.export.context import ExportContext, load_converter
+from edge_export.export.dependents import stale_dependents
+from edge_export.export.formats import FORMATS, FormatSpec, auto_formats, resolve_formats
+from edge_export.export.manifest import build_manifest, build_model_card, read_manifest, render_table
+from edge_export.export.parity import artifact_probabilities, check_budget, compare
 
 
 def export_run(

@@ -6,8 +6,8 @@ Converters are imported only when their format runs, so listing formats stays ch
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from edge_export.core.errors import EdgeExportError
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 import logging
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -29,8 +30,7 @@ from edge_export.core.config import Config
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.records.model_source import INPUT_SCALES, ModelSource
 from edge_export.core.records.model_spec import ModelSpec
-from edge_export.core.run_folder import RunFolder
-from edge_export.core.run_folder import forget_record, write_record
+from edge_export.core.run_folder import RunFolder, forget_record, write_record
 from edge_export.core.untrusted import printable
 from edge_export.export import input_check, onnx_source
 from edge_export.export.data import sample

@@ -4,12 +4,12 @@ format registry) and clearing it for a new export."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from edge_export.core.atomic import remove_partials
-from edge_export.export.formats import FORMATS, FormatSpec
 from edge_export.core.run_folder import RunFolder
+from edge_export.export.formats import FORMATS, FormatSpec
 
 
 class ExportFolder:

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from edge_export.core import __version__
-from edge_export.core.formatting import size_text
 from edge_export.core.errors import EdgeExportError
-from edge_export.export.formats import FORMATS
-from edge_export.core.run_folder import RunFolder
+from edge_export.core.formatting import size_text
 from edge_export.core.records.manifest import MANIFEST_VERSION, ArtifactRecord, ExportedModel, Manifest
+from edge_export.core.run_folder import RunFolder
 from edge_export.core.untrusted import printable, read_json
 from edge_export.core.versions import installed_versions
+from edge_export.export.formats import FORMATS
 
 LIBRARIES = (
     "tensorflow",

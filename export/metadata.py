@@ -4,7 +4,8 @@ exported models; the runtime reads it back with ``runtime.metadata.read_model_me
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import flatbuffers
 import numpy as np
@@ -123,7 +124,7 @@ def _set_entry(schema: Any, model: Any, name: str, blob: bytes | None) -> None:
     model.metadata = [e for e in entries if _name(e) != name] + [entry]
 
 
-def embed_onnx_metadata(model: "onnx.ModelProto", meta: ModelMetadata | dict[str, Any]) -> None:
+def embed_onnx_metadata(model: onnx.ModelProto, meta: ModelMetadata | dict[str, Any]) -> None:
     """Set ``model.metadata_props`` in place: the ``edge_export`` entry (the full document) and the plain
     string keys other tools read (``ONNX_CONVENTION_KEYS``, as Ultralytics' exports write them: ``names`` a
     Python-literal dict, ``imgsz`` ``[h, w]``, ``task``, ``stride``, ``batch``, ...; plus ``labels`` as a JSON
@@ -169,7 +170,7 @@ ONNX_CONVENTION_KEYS = (
 _ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 10: "float16", 11: "float64"}
 
 
-def _onnx_conventions(model: "onnx.ModelProto", doc: dict[str, Any]) -> dict[str, str]:
+def _onnx_conventions(model: onnx.ModelProto, doc: dict[str, Any]) -> dict[str, str]:
     """The convention keys for ``doc`` (an edge_export document) on ``model``; layout and dtype are read
     from the graph's first input, the size from it when static, else from the preprocessing."""
     # the document may be anything (tests embed damaged ones for the reader to refuse): use what is well formed

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from edge_export.core.errors import EdgeExportError
-from edge_export.export.source import ConversionSource
 from edge_export.export.formats import FormatSpec
 from edge_export.export.metadata import embed_onnx_metadata
+from edge_export.export.source import ConversionSource
 from edge_export.trainer.model import INPUT_NAME
 
 OUTPUT_NAME = "probabilities"

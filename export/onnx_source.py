@@ -17,9 +17,10 @@ exports) is made free when the graph runs a batch of two the same as two batches
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_export.runtime.classifier import Classifier
 from edge_export.core.untrusted import finite_array
+from edge_export.runtime.classifier import Classifier
 
 # Images per call, for the Keras model and for the artifacts. Small, for memory: a Keras functional model called
 # eagerly keeps every layer's output until the call returns, and TensorFlow's CPU allocator keeps the largest pool

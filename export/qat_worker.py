@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_export.export.qat import ERROR, JOB, MODEL, RESULT, TRAIN_X, TRAIN_Y, VAL_X, VAL_Y, WEIGHTS
 from edge_export.core.records.model_spec import ModelSpec
+from edge_export.export.qat import ERROR, JOB, MODEL, RESULT, TRAIN_X, TRAIN_Y, VAL_X, VAL_Y, WEIGHTS
 from edge_export.trainer.model import NORMALIZE, build_classifier
 
 

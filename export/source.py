@@ -17,8 +17,9 @@ format that asks for more (``FormatSpec.rebuilds_model``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -52,8 +53,8 @@ class ConversionSource(Protocol):
         qat: dict[str, Any] | None = None,
     ) -> ModelMetadata: ...
 
-    def model_copy(self) -> Optional[Any]: ...  # a fresh copy of the model to change, or None: no changes
+    def model_copy(self) -> Any | None: ...  # a fresh copy of the model to change, or None: no changes
 
-    def judging_photos(self) -> Optional[tuple[np.ndarray, np.ndarray]]: ...  # (pixels, model's probabilities)
+    def judging_photos(self) -> tuple[np.ndarray, np.ndarray] | None: ...  # (pixels, model's probabilities)
 
-    def onnx_graph(self) -> Optional[Any]: ...  # an imported ONNX model's graph (ONNX formats start from it), or None
+    def onnx_graph(self) -> Any | None: ...  # an imported ONNX model's graph (ONNX formats start from it), or None

@@ -4,8 +4,9 @@ Keras 3 (``from_keras_model`` does not). Dynamic batch; input ``image`` N x S x 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 

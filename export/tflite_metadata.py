@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import io
 import zipfile
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from edge_export.core.errors import EdgeExportError
 from edge_export.runtime import tflite_metadata_schema_py_generated as fb

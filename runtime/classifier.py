@@ -15,19 +15,20 @@ import functools
 import operator
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence, Union
+from typing import Any, NamedTuple, Union
 
 import numpy as np
 
 from edge_export.core.errors import EdgeExportError
+from edge_export.core.untrusted import finite_array, is_regular_file, printable
 from edge_export.runtime.backends import Backend, load_backend
 from edge_export.runtime.images import ImageInput, load_image, max_pixels_value, opencv_installed
 from edge_export.runtime.metadata import MAX_LABELS, ModelMetadata, label_lines, parse_model_metadata
 from edge_export.runtime.preprocessing import Preprocessing, direct_input
 from edge_export.runtime.quantization import dequantize, quantize, raw_pixel_mean_std
 from edge_export.runtime.tflite_metadata import STANDARD_METADATA_NAME, StandardMetadata, read_standard_metadata
-from edge_export.core.untrusted import finite_array, is_regular_file, printable
 
 Triple = Union[float, Sequence[float]]
 
@@ -92,7 +93,7 @@ class Classifier:
         threads: int | None = None,
         providers: Sequence[str] | None = None,
         max_pixels: int | None = None,
-    ) -> "Classifier":
+    ) -> Classifier:
         """Open ``path`` (.tflite or .onnx); ``labels`` is a list or a labels.txt path.
 
         ``max_pixels``: image files (and PIL images) larger than this many pixels (width x height, from the

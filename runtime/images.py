@@ -495,7 +495,7 @@ class Decoded(NamedTuple):
 
 
 def decode_many(
-    files: "list[Path] | tuple[Path, ...]",
+    files: list[Path] | tuple[Path, ...],
     size: tuple[int, int],
     method: str = "bilinear",
     max_pixels: int | None = None,
@@ -523,7 +523,7 @@ def decode_many(
     return Decoded(pixels, kept, dict(sorted(errors.items())))
 
 
-def skipped_text(files: "list[Path] | tuple[Path, ...]", errors: dict[int, str], limit: int = 20) -> str:
+def skipped_text(files: list[Path] | tuple[Path, ...], errors: dict[int, str], limit: int = 20) -> str:
     """The list of skipped files with their reasons, for one warning (bounded, printable)."""
     shown = "\n  ".join(f"{printable(files[i])}: {printable(why, 200)}" for i, why in list(errors.items())[:limit])
     more = f"\n  ... and {len(errors) - limit} more" if len(errors) > limit else ""

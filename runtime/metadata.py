@@ -8,10 +8,10 @@ The writers (embedding the document into a model file) live in ``edge_export.exp
 
 from __future__ import annotations
 
-import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.untrusted import loads_json, printable
@@ -111,7 +111,7 @@ class ModelMetadata:
         return {**d, **{k: v for k, v in self.extra.items() if k not in d}}
 
     @classmethod
-    def create(cls, labels: Sequence[str], preprocessing: Preprocessing, **values: Any) -> "ModelMetadata":
+    def create(cls, labels: Sequence[str], preprocessing: Preprocessing, **values: Any) -> ModelMetadata:
         """A record to embed: ``values`` are fields; other keywords go to ``extra`` (tests, other tools)."""
         known = {f.name for f in fields(cls)} - {"extra", "labels", "preprocessing"}
         return cls(
@@ -122,7 +122,7 @@ class ModelMetadata:
         )
 
     @classmethod
-    def from_dict(cls, meta: Any, *, source: str | Path | None = None) -> "ModelMetadata":
+    def from_dict(cls, meta: Any, *, source: str | Path | None = None) -> ModelMetadata:
         """The document, checked value by value (bounded labels; preprocessing checked by ``Preprocessing``)."""
         if not isinstance(meta, dict):
             raise EdgeExportError(f"malformed {METADATA_NAME} metadata: not a JSON object", path=source)

@@ -45,8 +45,8 @@ import tempfile
 import threading
 import time
 import zlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -76,7 +76,7 @@ log = logging.getLogger(__name__)
 class NpyWriter:
     """Append rows to a C-ordered ``.npy`` whose row count is filled in on ``close()``."""
 
-    def __init__(self, path: str | Path, dtype: "np.dtype | str", row_shape: Sequence[int]):
+    def __init__(self, path: str | Path, dtype: np.dtype | str, row_shape: Sequence[int]):
         self.path = Path(path)
         self.dtype = np.dtype(dtype)
         self.row_shape = tuple(int(d) for d in row_shape)
@@ -94,7 +94,7 @@ class NpyWriter:
         self.crc32 = zlib.crc32(data, self.crc32)
         self.rows += len(rows)
 
-    def close(self) -> "DiskArray":
+    def close(self) -> DiskArray:
         self._file.seek(0)
         self._file.write(_npy_header(self.dtype, (self.rows, *self.row_shape)))
         self._file.flush()

@@ -3,7 +3,7 @@ to pixels, and the cheap way from uint8 pixels to an integer model input."""
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import numpy as np
 
@@ -16,7 +16,7 @@ from edge_export.runtime.quantization import quantize
 from edge_export.runtime.tensors import TensorSpec
 
 
-def direct_input(prep: Preprocessing, spec: TensorSpec) -> Optional[Callable[[np.ndarray], np.ndarray]]:
+def direct_input(prep: Preprocessing, spec: TensorSpec) -> Callable[[np.ndarray], np.ndarray] | None:
     """For an integer model input, the cheap way from uint8 pixels to it, with no float copy: the pixels as they
     are (uint8 0-255), shifted by 128 (int8, pixel - 128), else a lookup in a table of ``quantize(prep.normalize(
     v), spec)`` for every pixel value v of every channel, made once per model, so it is bit-identical to the

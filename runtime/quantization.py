@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
-
 import numpy as np
 
-from edge_export.core.errors import EdgeExportError
 from edge_export.runtime.tensors import TensorSpec, check_quantization
 
 __all__ = ["check_quantization", "dequantize", "quantize", "raw_pixel_mean_std"]

@@ -5,9 +5,9 @@ degenerate quantization."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 
@@ -24,7 +24,7 @@ class TensorSpec:
     """A model input or output: shape (None for dynamic dims), dtype and affine quantization."""
 
     name: str
-    shape: tuple[Optional[int], ...]
+    shape: tuple[int | None, ...]
     dtype: np.dtype
     scale: float = 0.0
     zero_point: int = 0
@@ -38,7 +38,7 @@ class TensorSpec:
         return self.is_integer and self.scale > 0
 
 
-def check_shape(shape: Sequence[Optional[int]], what: str, path: Path | str | None) -> None:
+def check_shape(shape: Sequence[int | None], what: str, path: Path | str | None) -> None:
     """Refuse a tensor shape from a model file that no image classifier has, before anything is allocated."""
     known = [int(d) for d in shape if d is not None]
     elements = 1

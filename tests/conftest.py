@@ -60,8 +60,8 @@ TINY_TRAIN = [
 def tiny_export(tmp_path_factory) -> dict[str, Path]:
     """A trained tiny_cnn run with a real export (tflite-int8, onnx-fp32: manifest, labels, model card) and its data."""
     from edge_export.core.config import load_config
-    from edge_export.export.exporter import export_run
     from edge_export.core.run_folder import RunFolder
+    from edge_export.export.exporter import export_run
     from edge_export.trainer.run import train_run
 
     base = tmp_path_factory.mktemp("tiny_export")

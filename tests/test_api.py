@@ -11,12 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import BUILD_FAST, cli_main
 
 import edge_export
 from edge_export import api
 from edge_export.core.config import Config, load_config
 from edge_export.core.errors import EdgeExportError
+
+from conftest import BUILD_FAST, cli_main
 
 
 def test_import_is_cheap_and_the_api_is_reexported():

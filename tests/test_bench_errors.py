@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import write_image_folder
 from edge_export.benchmarks import robustness
 from edge_export.core.config import BenchConfig
 from edge_export.core.errors import EdgeExportError

@@ -474,6 +474,7 @@ def test_custom_objects_named_in_the_error_and_loaded_from_a_module(photos, tmp_
     module = tmp_path / "byom_layers.py"
     module.write_text(CUSTOM_LAYER)
     import importlib.util
+
     import keras
 
     spec = importlib.util.spec_from_file_location("byom_layers", module)

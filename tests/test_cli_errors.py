@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import device_env, write_image_folder
 from edge_export.cli import main
+
+from conftest import device_env, write_image_folder
 
 TINY = [
     "model.backbone=tiny_cnn",

@@ -242,8 +242,9 @@ def test_runtime_reads_metadata_written_by_mediapipe(tmp_path, capsys):
     """MediaPipe's own writer (metadata_writers.image_classifier, 0.10 line: the 1.x wheels' writer cannot
     import) labels a float model and sets NormalizationOptions 127.5/127.5; our runtime and `edge-export
     predict` use both with no flags."""
-    from conftest import cli_main
     from edge_export.runtime.classifier import Classifier
+
+    from conftest import cli_main
 
     python = client("mediapipe-0.10")
     bare, model = tmp_path / "bare.tflite", tmp_path / "written_by_mediapipe.tflite"

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import write_image_folder
 from edge_export.core.errors import EdgeExportError
 from edge_export.trainer.datasets import load_pixels, scan_dataset
 from edge_export.trainer.named_datasets import resolve_data
+
+from conftest import write_image_folder
 
 
 def test_classes_and_counts(image_folder):

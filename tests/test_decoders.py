@@ -4,7 +4,6 @@ pixels, and what a model records is what the runtime uses."""
 
 from __future__ import annotations
 
-import io
 import os
 import warnings
 from pathlib import Path
@@ -141,12 +140,13 @@ def test_the_pixel_cache_keeps_the_decoders_apart(tmp_path, monkeypatch):
 def test_a_trained_model_records_its_decoder_and_the_runtime_uses_it(tmp_path):
     """A model trained with model.decoder=opencv says so in its artifact's metadata; Classifier.predict(path) gives
     exactly the scores of its predict_proba on OpenCV's pixels (and not on Pillow's)."""
-    from conftest import TINY_TRAIN, write_image_folder
     from edge_export.core.config import load_config
     from edge_export.core.run_folder import RunFolder
     from edge_export.export.exporter import export_run
     from edge_export.runtime.classifier import Classifier
     from edge_export.trainer.run import train_run
+
+    from conftest import TINY_TRAIN, write_image_folder
 
     data = write_image_folder(tmp_path / "data", {"train": 8, "validation": 4, "test": 4}, size=(90, 70))
     run = RunFolder(tmp_path / "run")

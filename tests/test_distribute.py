@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import cli_main, write_image_folder
 from edge_export.core.config import load_config
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.run_folder import RunFolder
@@ -32,6 +31,8 @@ from edge_export.trainer.distribute import (
     parse_tf_config,
     resolve_mixed_precision,
 )
+
+from conftest import cli_main, write_image_folder
 
 LOSS_TOLERANCE = 1e-4  # observed: equal to 1e-6 or better; see the module docstring
 

@@ -15,8 +15,8 @@ from edge_export.runtime.images import load_image
 from edge_export.trainer.backbones.efficientnet_lite import (
     BLOCK_PREFIXES,
     efficientnet_lite0_features,
-    efficientnet_lite_features,
     efficientnet_lite0_imagenet,
+    efficientnet_lite_features,
     load_imagenet_weights,
 )
 

@@ -12,16 +12,17 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from conftest import TINY_TRAIN, write_image_folder
 from edge_export.core.config import load_config
 from edge_export.core.errors import EdgeExportError
-from edge_export.export.formats import FORMATS, resolve_formats
-from edge_export.export.layout import ExportFolder
 from edge_export.core.hashing import sha256_file as sha256_of
 from edge_export.core.records.manifest import Manifest
 from edge_export.core.run_folder import RunFolder
+from edge_export.export.formats import FORMATS, resolve_formats
+from edge_export.export.layout import ExportFolder
 from edge_export.runtime.classifier import Classifier
 from edge_export.runtime.metadata import read_metadata
+
+from conftest import TINY_TRAIN, write_image_folder
 
 QUICK_QAT = ["export.qat.epochs=1"]
 
@@ -52,7 +53,7 @@ def run_config(run: RunFolder, *overrides: str):
 
 
 @pytest.fixture(scope="module")
-def exported(trained, tmp_path_factory) -> tuple[RunFolder, "Manifest", list[str]]:
+def exported(trained, tmp_path_factory) -> tuple[RunFolder, Manifest, list[str]]:
     from edge_export.export.exporter import export_run
 
     run = copy_run(trained, tmp_path_factory.mktemp("exported") / "run")
@@ -65,8 +66,8 @@ def exported(trained, tmp_path_factory) -> tuple[RunFolder, "Manifest", list[str
 @pytest.fixture(scope="module")
 def validation(trained):
     """The validation pixels and labels, and the Keras model's probabilities for them."""
-    from edge_export.core.tf_env import import_keras
     from edge_export.core.records.preprocessing import pixel_method
+    from edge_export.core.tf_env import import_keras
     from edge_export.trainer.datasets import load_pixels, scan_dataset
 
     config = load_config(trained.config)
@@ -149,7 +150,8 @@ def test_memory_saving_batch_sizes_change_no_result(trained, tmp_path, monkeypat
     import onnx
     from onnx import numpy_helper
 
-    from edge_export.export import onnx as onnx_export, parity
+    from edge_export.export import onnx as onnx_export
+    from edge_export.export import parity
     from edge_export.export.context import ExportContext
 
     config = run_config(trained)
@@ -262,8 +264,8 @@ def test_qat_reports_its_epochs_and_keeps_the_best(exported):
     [(3, ["block0_conv", "block1_conv", "block2_conv", "classifier"]), (1, ["block2_conv", "classifier"])],
 )
 def test_qat_fine_tunes_only_what_training_fine_tuned(trained, validation, blocks, expected):
-    from edge_export.export.qat import trainable_layers
     from edge_export.core.tf_env import import_keras
+    from edge_export.export.qat import trainable_layers
     from edge_export.trainer.model import ModelSpec
 
     model = import_keras().models.load_model(trained.model, compile=False)

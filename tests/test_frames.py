@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import COLORS
 from edge_export.core.errors import EdgeExportError
+
+from conftest import COLORS
 
 cv2 = pytest.importorskip("cv2", reason="OpenCV (the video extra: pip install 'edge-export[video]') is not installed")
 

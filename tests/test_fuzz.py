@@ -281,9 +281,9 @@ def _manifests():
 @FUZZ
 @given(text=_manifests())
 def test_fuzz_manifest(work, text):
-    from edge_export.export.manifest import read_manifest
     from edge_export.core.run_folder import RunFolder
     from edge_export.core.untrusted import SAFE_NAME
+    from edge_export.export.manifest import read_manifest
 
     run = RunFolder(work / "run")
     export = run.export_dir

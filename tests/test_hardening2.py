@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_image_folder
 from edge_export.core.errors import EdgeExportError
+
+from conftest import write_image_folder
 
 
 def test_a_diverged_training_run_is_an_error_naming_the_setting_and_writes_no_model(tmp_path):
@@ -75,7 +76,8 @@ def test_ssh_ends_its_options_before_the_destination():
 def test_any_accepted_device_is_a_safe_destination():
     """Hypothesis: whatever text is put in the user, host and port places, a device that parses has a destination
     ssh cannot take for an option and a shell cannot take for syntax."""
-    from hypothesis import given, settings, strategies as st
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
 
     from edge_export.deploy.ssh import SshDevice
 
@@ -252,9 +254,10 @@ def test_a_tune_candidate_folder_is_locked_against_a_concurrent_train(tmp_path):
     import signal
     import sys
 
-    from conftest import start_paused
     from edge_export import api
     from edge_export.core.run_folder import TuneFolder
+
+    from conftest import start_paused
 
     data = write_image_folder(tmp_path / "data", {"train": 12, "validation": 6, "test": 6})
     table = tmp_path / "latency.json"  # a fake device: no timing needed

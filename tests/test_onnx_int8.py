@@ -122,8 +122,9 @@ def test_head_nodes_follow_the_last_global_pooling():
 def test_the_settings_benchmark_scores_each_setting_on_validation(tiny_export, tmp_path):
     from click.testing import CliRunner
 
-    from conftest import load_script
     from edge_export.export.onnx import INT8_SETTINGS
+
+    from conftest import load_script
 
     script = load_script("onnx_int8_settings")
     run = _copy(tiny_export, tmp_path / "run")
@@ -157,11 +158,10 @@ def test_the_settings_types_reach_the_graph(tiny_export, tmp_path, weights, acti
     """The manifest's words are what the quantizer was told: a conv's weights and its input have those types."""
     import onnx
 
-    from edge_export.export import onnx as onnx_export
-    from edge_export.export.onnx import INT8_SETTINGS, _save
-
     from edge_export.core.config import load_config
+    from edge_export.export import onnx as onnx_export
     from edge_export.export.context import ExportContext
+    from edge_export.export.onnx import INT8_SETTINGS, _save
 
     run = _copy(tiny_export, tmp_path / "run")
     config = load_config(run.config)

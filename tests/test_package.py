@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli_main, device_env, load_script
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.hashing import sha256_file as sha256_of
+
+from conftest import cli_main, device_env, load_script
 
 BUNDLE_FILES = {
     "README.md",
@@ -360,9 +361,9 @@ def test_package_refuses_names_and_paths_that_leave_the_run_folder(tiny_export, 
 
 
 def test_deploy_refuses_a_manifest_path_outside_the_export(tiny_export, tmp_path):
-    from edge_export.pipeline.runner import _deploy
     from edge_export.core.records.recommendation import Recommendation
     from edge_export.core.run_folder import RunFolder
+    from edge_export.pipeline.runner import _deploy
 
     run = _run_copy(tiny_export, tmp_path)
     (tmp_path / "work" / "secret.tflite").write_bytes(b"not for the deploy folder")

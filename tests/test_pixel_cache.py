@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import start_paused, write_image_folder
 from edge_export.runtime import pixel_cache
 from edge_export.runtime.images import decode_many
 from edge_export.runtime.pixel_cache import NpyWriter, cache_key, decoded_pixels
+
+from conftest import start_paused, write_image_folder
 
 SIZE = (24, 20)
 

@@ -17,6 +17,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+
 from conftest import BUILD_FAST, cli_main, write_image_folder
 
 README = Path(__file__).resolve().parents[1] / "README.md"

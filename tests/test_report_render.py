@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge_export.pipeline.report import write_reports
 from edge_export.core.run_folder import RunFolder
+from edge_export.pipeline.report import write_reports
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 

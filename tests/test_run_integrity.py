@@ -14,11 +14,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import start_paused, write_image_folder
 from edge_export.core.config import load_config
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.hashing import sha256_file as sha256_of
 from edge_export.core.run_folder import RunFolder
+
+from conftest import start_paused, write_image_folder
 
 FAST = [
     "model.backbone=tiny_cnn",

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import build_cmd, resume, start_paused, write_image_folder
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.run_folder import RunFolder
 from edge_export.core.run_lock import locked_run
+
+from conftest import build_cmd, resume, start_paused, write_image_folder
 
 
 def _cli(*args: str):

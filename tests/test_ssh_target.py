@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import device_env
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.run_folder import BenchFiles
+
+from conftest import device_env
 
 SSHD = Path("/usr/sbin/sshd")
 FAST = ["--threads", "1", "--runs", "5", "--warmup", "1", "--no-keras"]

@@ -4,20 +4,18 @@ with the file treated as untrusted. Real LiteRT on tiny models; the published mo
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import io
 import json
 import shutil
 import warnings
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import SHARED
 from edge_export.core.errors import EdgeExportError
 from edge_export.export.metadata import build_metadata, embed_tflite_metadata, set_tflite_metadata
 from edge_export.export.tflite_metadata import LABELS_FILE, STANDARD_METADATA_NAME, min_parser_version
@@ -26,6 +24,8 @@ from edge_export.runtime.classifier import Classifier, NormalizationUnknownWarni
 from edge_export.runtime.metadata import METADATA_NAME, read_model_metadata, tflite_metadata_buffer
 from edge_export.runtime.preprocessing import Preprocessing
 from edge_export.runtime.tflite_metadata import parse_standard_metadata, read_standard_metadata
+
+from conftest import SHARED
 
 SIZE = (16, 16)
 LABELS = ["cat", "dog", "bird"]

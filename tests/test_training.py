@@ -9,11 +9,12 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import write_image_folder
 from edge_export.core.config import load_config
 from edge_export.core.run_folder import RunFolder
 from edge_export.core.tf_env import import_keras
 from edge_export.trainer.run import train_run
+
+from conftest import write_image_folder
 
 keras = import_keras()
 

@@ -11,9 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from conftest import start_paused, write_image_folder
 from test_ssh_target import device_python, sshd  # noqa: F401  (fixtures: a real sshd on 127.0.0.1)
+
 from edge_export.core.config import load_config
 from edge_export.core.records.tune import (
     DONE,
@@ -24,6 +23,8 @@ from edge_export.core.records.tune import (
     TuneResult,
 )
 from edge_export.core.run_folder import TuneFolder
+
+from conftest import start_paused, write_image_folder
 
 TINY = [
     "model.backbone=tiny_cnn",
@@ -302,8 +303,9 @@ def test_a_spent_budget_starts_nothing_new(data, tmp_path):
 
 
 def test_reference_script_times_the_reference_with_the_tune_models(searched, tmp_path):
-    from conftest import load_script
     from edge_export.tuning.latency import device_measure
+
+    from conftest import load_script
 
     folder = TuneFolder(tmp_path / "tune")  # two real random-weight models in a tune folder's latency/models
     config = load_config(None, [f"data.path={searched['data']}", *TINY, "tune.latency_runs=5", "tune.latency_warmup=1"])

@@ -109,11 +109,12 @@ def relative_device(config, true_ms: dict, load=lambda i: 1.0):
 
 
 def test_search_prunes_by_the_ratio_and_shows_it(tmp_path):
-    from conftest import write_image_folder
     from test_tune import TINY
 
     from edge_export import api
     from edge_export.core.config import load_config
+
+    from conftest import write_image_folder
 
     if not REFERENCE_MODEL.is_file():
         pytest.skip("the shared reference models are not here")

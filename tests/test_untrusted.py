@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import cli_main
 from edge_export.core.errors import EdgeExportError
+
+from conftest import cli_main
 
 NAN = float("nan")
 
@@ -20,7 +20,7 @@ NAN = float("nan")
 # ----------------------------------------------------------------------------- manifests (item 1)
 
 
-def _manifest_run(tmp_path: Path, **entry) -> "RunFolder":  # noqa: F821
+def _manifest_run(tmp_path: Path, **entry) -> RunFolder:  # noqa: F821
     from edge_export.core.run_folder import RunFolder
 
     run = RunFolder(tmp_path / "run")
@@ -381,11 +381,12 @@ def _nan_model(path: Path) -> Path:
 
 
 def test_non_finite_outputs_fail_in_bench_and_parity(tmp_path):
-    from conftest import write_image_folder
     from edge_export.benchmarks.classification import top1_indices
     from edge_export.benchmarks.suite import bench_run
     from edge_export.core.config import BenchConfig
     from edge_export.export.parity import compare
+
+    from conftest import write_image_folder
 
     assert top1_indices(np.array([[0.2, 0.8], [0.9, 0.1]])) == [1, 0]
     with pytest.raises(EdgeExportError, match="not finite"):

@@ -24,7 +24,7 @@ def BestCheckpoint(
     return _best_checkpoint_class(import_keras())(full_model, path, baseline, stage, diverged_hint)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _best_checkpoint_class(keras: Any) -> type:
     class _BestCheckpoint(_BestCheckpointLogic, keras.callbacks.Callback):  # our methods first
         pass

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from edge_export.core.errors import EdgeExportError
+from edge_export.core.untrusted import printable
 from edge_export.runtime.images import find_images, skipped_text
 from edge_export.runtime.pixel_cache import CachedPixels, decoded_pixels
-from edge_export.core.untrusted import printable
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ def scan_dataset(
     root: str | Path,
     validation_split: float = 0.2,
     seed: int = 1337,
-    split: "tuple[float, float, float] | list[float]" = (0.8, 0.1, 0.1),
+    split: tuple[float, float, float] | list[float] = (0.8, 0.1, 0.1),
 ) -> Dataset:
     """``root/{train,validation,test}/<class>/*`` (``val/`` or ``valid/`` for validation/), or a folder of class
     folders with no splits (``root/<class>/*``): that one is split by the tool, per class, seeded (``split``:

@@ -21,9 +21,10 @@ pass resumes from the last chunk, and a re-run gives the same targets.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

@@ -16,8 +16,7 @@ import numpy as np
 from edge_export.core import __version__
 from edge_export.core.atomic import atomic_path, write_json, write_text
 from edge_export.core.config import Config, TrainConfig
-from edge_export.core.run_folder import RunFolder
-from edge_export.core.run_folder import forget_record, write_record
+from edge_export.core.run_folder import RunFolder, forget_record, write_record
 from edge_export.core.tf_env import import_keras, seed_everything
 from edge_export.trainer.datasets import Dataset, decode_splits, scan_dataset
 from edge_export.trainer.distribute import Distribution, class_weights, resolve_mixed_precision

@@ -25,8 +25,8 @@ from typing import Any
 
 import click
 
-from edge_export.core.atomic import write_json
 from edge_export.benchmarks.suite import bench_run
+from edge_export.core.atomic import write_json
 from edge_export.core.config import BenchConfig
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.records.bench import BenchResult

@@ -26,8 +26,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 # Pinned client environments: name -> requirements. "mediapipe" is the current release line (its metadata
 # writer is broken: it imports a native module, mediapipe.tasks.cc.metadata, that its wheels no longer ship);

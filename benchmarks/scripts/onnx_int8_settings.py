@@ -115,14 +115,14 @@ def score(path: Path, sets: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
     help="Also run each graph with ONNX Runtime's optimizations off (QDQ in float) and report the agreement.",
 )
 def main(run_dir: Path, names: str, out: Path, kernel_free: bool) -> None:
+    from edge_export.benchmarks.machine import describe, machine_info
+    from edge_export.benchmarks.robustness import apply_suite
     from edge_export.core.config import load_config
     from edge_export.core.hashing import sha256_file
     from edge_export.core.run_folder import RunFolder
     from edge_export.export.context import ExportContext
     from edge_export.export.onnx import INT8_SETTINGS, _save, fp32_model, quantize
     from edge_export.export.parity import keras_probabilities
-    from edge_export.benchmarks.machine import describe, machine_info
-    from edge_export.benchmarks.robustness import apply_suite
 
     run = RunFolder(run_dir)
     config = load_config(run.config)

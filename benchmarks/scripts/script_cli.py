@@ -3,8 +3,9 @@ end (print the table, write the JSON, or one error line and exit status 2)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 

@@ -218,7 +218,7 @@ class BenchRow:
         return out
 
     @classmethod
-    def from_dict(cls, data: Any, *, source: str | Path | None = None) -> "BenchRow":
+    def from_dict(cls, data: Any, *, source: str | Path | None = None) -> BenchRow:
         if not isinstance(data, dict):
             raise EdgeExportError("a bench row is not a JSON object", path=source, hint="re-run bench")
         name = data.get("name")
@@ -424,7 +424,7 @@ class BenchResult:
         return out
 
     @classmethod
-    def from_dict(cls, data: Any, *, source: str | Path | None = None) -> "BenchResult":
+    def from_dict(cls, data: Any, *, source: str | Path | None = None) -> BenchResult:
         version = check_format_version(data, "bench_version", BENCH_VERSION, what="bench.json", source=source)
         # what only describes (a device's CPU, OS and versions, errors, reasons, dates) reaches screens and reports:
         # through the printable filter here, once; names and paths the report opens (data, misclassified) are kept
@@ -491,6 +491,6 @@ class BenchResult:
         )
 
     @classmethod
-    def read(cls, path: str | Path) -> "BenchResult":
+    def read(cls, path: str | Path) -> BenchResult:
         """A bench.json file (bounded read); EdgeExportError naming it when it is missing or damaged."""
         return cls.from_dict(read_json(path), source=path)

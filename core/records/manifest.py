@@ -72,7 +72,7 @@ class ArtifactRecord:
         return {**d, **self.details}
 
     @classmethod
-    def from_dict(cls, data: Any, *, folder: str | Path, source: str | Path | None = None) -> "ArtifactRecord":
+    def from_dict(cls, data: Any, *, folder: str | Path, source: str | Path | None = None) -> ArtifactRecord:
         """The entry, checked; ``folder`` is what ``path`` is relative to (the export folder, a bundle)."""
         if not isinstance(data, dict):
             raise _error("malformed artifact entry (not an object)", source)
@@ -119,7 +119,7 @@ class ExportedModel:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "imported_from" or self.imported_from}
 
     @classmethod
-    def from_dict(cls, data: Any, *, source: str | Path | None = None) -> "ExportedModel":
+    def from_dict(cls, data: Any, *, source: str | Path | None = None) -> ExportedModel:
         if data is None:
             return cls()
         if not isinstance(data, dict):
@@ -192,7 +192,7 @@ class Manifest:
         }
 
     @classmethod
-    def from_dict(cls, data: Any, *, folder: str | Path, source: str | Path | None = None) -> "Manifest":
+    def from_dict(cls, data: Any, *, folder: str | Path, source: str | Path | None = None) -> Manifest:
         """The manifest, checked (``folder``: the export folder its paths are relative to)."""
         if not isinstance(data, dict) or not isinstance(data.get("artifacts"), list):
             raise EdgeExportError(

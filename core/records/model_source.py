@@ -55,7 +55,7 @@ class ModelSource:
         }
 
     @classmethod
-    def from_dict(cls, data: Any, *, source: str | Path | None = None) -> "ModelSource":
+    def from_dict(cls, data: Any, *, source: str | Path | None = None) -> ModelSource:
         if not isinstance(data, dict) or not all(
             isinstance(data.get(k), str) for k in ("path", "sha256", "kind", "input_scale", "output")
         ):

@@ -77,7 +77,7 @@ class ModelSpec:
         }
 
     @classmethod
-    def from_dict(cls, data: Any, *, source: str | Path | None = None) -> "ModelSpec":
+    def from_dict(cls, data: Any, *, source: str | Path | None = None) -> ModelSpec:
         check_format_version(data, "format_version", MODEL_SPEC_VERSION, what="model_spec.json", source=source)
 
         def bad(message: str) -> EdgeExportError:
@@ -116,7 +116,7 @@ class ModelSpec:
         )
 
     @classmethod
-    def read(cls, path: str | Path) -> "ModelSpec":
+    def read(cls, path: str | Path) -> ModelSpec:
         """The run's model_spec.json; a clear error when it is missing or malformed."""
         path = Path(path)
         if not path.is_file():

@@ -123,7 +123,7 @@ class Preprocessing:
         return out
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Preprocessing":
+    def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
         try:
             _check_legacy(d.get("color", "RGB"), tuple(float(v) for v in d.get("input_range", (0, 255))))
             return cls(

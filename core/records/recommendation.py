@@ -39,7 +39,7 @@ class Candidate:
         }
 
     @classmethod
-    def from_dict(cls, data: Any, *, source: str | Path | None = None) -> "Candidate":
+    def from_dict(cls, data: Any, *, source: str | Path | None = None) -> Candidate:
         if not isinstance(data, dict) or not isinstance(data.get("name"), str):
             raise EdgeExportError(
                 "a recommendation candidate has no name", path=source, hint="re-run `edge-export build`"
@@ -91,7 +91,7 @@ class Recommendation:
         return out
 
     @classmethod
-    def from_dict(cls, data: Any, *, source: str | Path | None = None) -> "Recommendation":
+    def from_dict(cls, data: Any, *, source: str | Path | None = None) -> Recommendation:
         version = check_format_version(
             data, "recommendation_version", RECOMMENDATION_VERSION, what="recommendation", source=source
         )

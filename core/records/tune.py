@@ -103,7 +103,7 @@ class LatencyRecord:
         return {"format_version": TUNE_VERSION, **asdict(self)}
 
     @classmethod
-    def from_dict(cls, data: Any, *, source: str | Path | None = None) -> "LatencyRecord":
+    def from_dict(cls, data: Any, *, source: str | Path | None = None) -> LatencyRecord:
         check_format_version(data, "format_version", TUNE_VERSION, what="a tune latency record", source=source)
         what = "tune latency record"
         size = _number(data, "size_bytes", what, source)
@@ -130,7 +130,7 @@ class LatencyRecord:
         )
 
     @classmethod
-    def read(cls, path: Path) -> "LatencyRecord":
+    def read(cls, path: Path) -> LatencyRecord:
         return cls.from_dict(read_json(path), source=path)
 
 
@@ -165,7 +165,7 @@ class CandidateRecord:
         return {"format_version": TUNE_VERSION, "key": self.key, **asdict(self)}
 
     @classmethod
-    def from_dict(cls, data: Any, *, source: str | Path | None = None) -> "CandidateRecord":
+    def from_dict(cls, data: Any, *, source: str | Path | None = None) -> CandidateRecord:
         check_format_version(data, "format_version", TUNE_VERSION, what="a tune candidate record", source=source)
         what = f"tune candidate {printable(data.get('key'), 80)}"
         status = _text(data, "status", what, source)
@@ -203,7 +203,7 @@ class CandidateRecord:
         )
 
     @classmethod
-    def read(cls, path: Path) -> "CandidateRecord":
+    def read(cls, path: Path) -> CandidateRecord:
         return cls.from_dict(read_json(path), source=path)
 
 
@@ -241,7 +241,7 @@ class TuneResult:
         }
 
     @classmethod
-    def from_dict(cls, data: Any, *, source: str | Path | None = None) -> "TuneResult":
+    def from_dict(cls, data: Any, *, source: str | Path | None = None) -> TuneResult:
         check_format_version(data, "format_version", TUNE_VERSION, what="tune.json", source=source)
         candidates = data.get("candidates")
         if not isinstance(candidates, list):
@@ -267,5 +267,5 @@ class TuneResult:
         )
 
     @classmethod
-    def read(cls, path: Path) -> "TuneResult":
+    def read(cls, path: Path) -> TuneResult:
         return cls.from_dict(read_json(path), source=path)

@@ -9,7 +9,6 @@ import click
 
 from edge_export.api import EXPORT_FLAGS, MODEL_FLAGS
 from edge_export.commands.options import setting_options
-from edge_export.core.run_folder import RunFolder
 
 
 @click.command()

@@ -19,28 +19,28 @@ from __future__ import annotations
 import json
 import stat
 import tarfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from edge_export.core import __version__
 from edge_export.core.atomic import atomic_path, copy_file
-from edge_export.deploy.flavours import get_flavour, pinned_requirements
-from edge_export.deploy.wheel import build_wheel
-from edge_export.core.hashing import sha256_file
-from edge_export.runtime.backends import FAMILIES
+from edge_export.core.echo import Echo  # noqa: E402  (the one Echo type)
 from edge_export.core.errors import EdgeExportError
-from edge_export.export.dependents import stale_recommendation
-from edge_export.export.layout import ExportFolder
+from edge_export.core.hashing import sha256_file
 from edge_export.core.records.manifest import ArtifactRecord
 from edge_export.core.records.recommendation import read_recommendation
-from edge_export.export.manifest import check_made_from, read_manifest
 from edge_export.core.run_folder import RunFolder
 from edge_export.core.untrusted import path_inside, read_json, safe_name
-
-from edge_export.core.echo import Echo  # noqa: E402  (the one Echo type)
+from edge_export.deploy.flavours import get_flavour, pinned_requirements
+from edge_export.deploy.wheel import build_wheel
+from edge_export.export.dependents import stale_recommendation
+from edge_export.export.layout import ExportFolder
+from edge_export.export.manifest import check_made_from, read_manifest
+from edge_export.runtime.backends import FAMILIES
 
 BUNDLE_VERSION = 1
 DEFAULT_ARTIFACT = "tflite-int8"

@@ -6,8 +6,8 @@ the same. Requirements are pinned to the versions installed HERE, the ones the e
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.versions import installed_version

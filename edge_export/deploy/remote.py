@@ -18,25 +18,24 @@ import shlex
 import tarfile
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from edge_export.core.atomic import write_json
-from edge_export.benchmarks.suite import BenchOutcome, write_outputs
 from edge_export.benchmarks.devices import merge_device, record_device_error
+from edge_export.benchmarks.suite import BenchOutcome, write_outputs
 from edge_export.benchmarks.testset import scan_test_folder
+from edge_export.core.atomic import write_json
 from edge_export.core.config import BenchConfig
-from edge_export.deploy.bundle import BundleModel, build_bundle, write_archive
-from edge_export.deploy.ssh import SshConnection, SshDevice, tail
+from edge_export.core.echo import Echo  # noqa: E402  (the one Echo type)
 from edge_export.core.errors import EdgeExportError
-from edge_export.core.untrusted import printable
-from edge_export.export.layout import ExportFolder
 from edge_export.core.records.bench import BenchResult, BenchRow
 from edge_export.core.run_folder import BenchFiles, RunFolder
-from edge_export.core.untrusted import loads_json
-
-from edge_export.core.echo import Echo  # noqa: E402  (the one Echo type)
+from edge_export.core.untrusted import loads_json, printable
+from edge_export.deploy.bundle import BundleModel, build_bundle, write_archive
+from edge_export.deploy.ssh import SshConnection, SshDevice, tail
+from edge_export.export.layout import ExportFolder
 
 BUNDLE, TESTS, RESULTS = "bundle", "test", "out"
 MISSING_PACKAGES = 3  # run.py's exit status when the runtime is not installed

@@ -14,9 +14,9 @@ import re
 import shlex
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 from urllib.parse import urlsplit
 
 from edge_export.core.errors import EdgeExportError
@@ -39,7 +39,7 @@ class SshDevice:
     port: int | None = None
 
     @classmethod
-    def parse(cls, url: str) -> "SshDevice":
+    def parse(cls, url: str) -> SshDevice:
         """``ssh://[user@]host[:port]``: the one parser of every place a device is named (bench --device, tune
         --device, tune.device). The user is a login name, the host a DNS name or an IP address, the port 1..65535:
         nothing that ssh could read as an option (a leading ``-``) or a shell could read as syntax gets through."""

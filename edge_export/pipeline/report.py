@@ -77,12 +77,12 @@ def write_reports(run: RunFolder, report: dict[str, Any]) -> dict[str, Path]:
     sections = _sections(report, run)
     if any(title.startswith("Confusion matrix") for title, _ in sections):
         images.pop("Confusion matrices", None)  # the recommended artifact's is in the report; all models' in bench/
-    md = [f"# edge-export build report\n"]
+    md = ["# edge-export build report\n"]
     for title, content in sections:
         md += [f"## {title}\n", "\n\n".join(_markdown(block, run) for block in _blocks(content)), ""]
     for title, path in images.items():
         md += [f"## {title}\n", f"![{title}]({path.relative_to(run.root)})", ""]
-    html_parts = [f"<h1>edge-export build report</h1>"]
+    html_parts = ["<h1>edge-export build report</h1>"]
     for title, content in sections:
         html_parts.append(f"<h2>{html.escape(title)}</h2>")
         html_parts += [_html(block) for block in _blocks(content)]

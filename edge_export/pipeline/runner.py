@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from edge_export.core.atomic import copy_file, remove_partials, write_json
-from edge_export.core.echo import Echo
 from edge_export.core.config import Config
+from edge_export.core.echo import Echo
+from edge_export.core.records.bench import BenchResult
+from edge_export.core.records.recommendation import Recommendation
+from edge_export.core.run_folder import DeployFiles, RunFolder
 from edge_export.export.dependents import stale_bench
 from edge_export.export.manifest import read_manifest  # checked names and paths: nothing lands outside deploy/
 from edge_export.pipeline.recommend import recommend
 from edge_export.pipeline.report import gather, write_reports
 from edge_export.pipeline.stages import BuildContext, get_stages
 from edge_export.pipeline.state import StageState
-from edge_export.core.records.bench import BenchResult
-from edge_export.core.records.recommendation import Recommendation
-from edge_export.core.run_folder import DeployFiles, RunFolder
 from edge_export.trainer.datasets import scan_dataset
 from edge_export.trainer.named_datasets import resolve_data
 

@@ -5,18 +5,17 @@ Adding a stage is adding one ``Stage`` entry to ``STAGES``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from edge_export.core import __version__
 from edge_export.core.config import Config
+from edge_export.core.echo import Echo  # noqa: E402  (the one Echo type)
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.hashing import fingerprint, sha256_file
 from edge_export.core.run_folder import RunFolder
 from edge_export.trainer.datasets import Dataset
-
-from edge_export.core.echo import Echo  # noqa: E402  (the one Echo type)
 
 
 @dataclass

@@ -20,8 +20,9 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -31,10 +32,10 @@ from edge_export.core.config import Config, ExportConfig
 from edge_export.core.echo import Echo
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.hashing import fingerprint
+from edge_export.core.pause import pause_point
 from edge_export.core.records.bench import LOCAL
 from edge_export.core.records.tune import LatencyRecord, read_kept
 from edge_export.core.run_folder import TuneFolder
-from edge_export.core.pause import pause_point
 from edge_export.core.untrusted import finite_number, read_json
 from edge_export.tuning.relative import Timer, check_reference, time_relative
 from edge_export.tuning.space import PRECISION_FORMATS

@@ -14,8 +14,9 @@ this machine's interleaved timing, a device's own benchmark, or a fake one in te
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import Any, Callable, Hashable
+from typing import Any
 
 import numpy as np
 

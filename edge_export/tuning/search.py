@@ -31,9 +31,10 @@ import copy
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from edge_export.core import __version__
 from edge_export.core.atomic import remove_partials, write_json

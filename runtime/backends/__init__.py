@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from edge_export.core.errors import EdgeExportError
 from edge_export.runtime.backends.base import Backend, TensorSpec

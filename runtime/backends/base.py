@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 
@@ -29,7 +28,7 @@ class Backend(abc.ABC):
 
     @classmethod
     @abc.abstractmethod
-    def load(cls, path: str | Path, threads: int | None = None, providers: Sequence[str] | None = None) -> "Backend":
+    def load(cls, path: str | Path, threads: int | None = None, providers: Sequence[str] | None = None) -> Backend:
         """Open ``path``; raise EdgeExportError naming it when it is missing or not a valid model."""
 
     @abc.abstractmethod

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from edge_export.core.errors import EdgeExportError
+from edge_export.core.untrusted import printable
 from edge_export.runtime.backends.base import Backend, TensorSpec, check_shape
 from edge_export.runtime.metadata_entry import TFLITE_IDENTIFIER, read_tflite_metadata_text
-from edge_export.core.untrusted import printable
 
 
 def interpreter_class():
@@ -42,7 +42,7 @@ class LiteRTBackend(Backend):
         super().__init__(path, _spec(inp), _spec(out))
 
     @classmethod
-    def load(cls, path, threads=None, providers: Sequence[str] | None = None) -> "LiteRTBackend":
+    def load(cls, path, threads=None, providers: Sequence[str] | None = None) -> LiteRTBackend:
         if providers:
             raise EdgeExportError("execution providers apply to ONNX models only", path=path)
         return cls(Path(path), threads)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -70,7 +70,7 @@ class OnnxRuntimeBackend(Backend):
         super().__init__(path, _spec(inputs[0], path), _spec(outputs[0], path))
 
     @classmethod
-    def load(cls, path, threads=None, providers: Sequence[str] | None = None) -> "OnnxRuntimeBackend":
+    def load(cls, path, threads=None, providers: Sequence[str] | None = None) -> OnnxRuntimeBackend:
         ort = _ort()
         path = Path(path)
         names = resolve_providers(providers)

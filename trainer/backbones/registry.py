@@ -8,8 +8,9 @@ to build with, so one definition serves Keras 3 and tf_keras (needed for quantiz
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any
 
 from edge_export.core.errors import EdgeExportError
 
@@ -23,15 +24,15 @@ class BackboneSpec:
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)  # normalization applied inside the model
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     min_size: int = 32
-    fixed_sizes: Optional[tuple[int, ...]] = None  # sizes for which ImageNet weights exist, if restricted
+    fixed_sizes: tuple[int, ...] | None = None  # sizes for which ImageNet weights exist, if restricted
     weights_source: str = ""
     # called on the whole built model with the weights setting: load weights, fix-ups (e.g. BGR -> RGB)
-    finish: Optional[Callable[[Any, str], None]] = None
+    finish: Callable[[Any, str], None] | None = None
     description: str = ""
     extra: dict = field(default_factory=dict)
     # whether its ImageNet weights load without a network at this size (installed or already cached); None:
     # no pretrained weights at all (random initialization only, e.g. the test backbone)
-    offline_weights: Optional[Callable[[int], bool]] = None
+    offline_weights: Callable[[int], bool] | None = None
     # in ``edge-export tune``'s default space (when its weights load offline); False: only when tune.backbones
     # names it (a backbone whose cost in the search is not measured yet)
     default_search: bool = True
@@ -49,7 +50,7 @@ class BackboneSpec:
         except OSError:
             return False
 
-    def unit_of(self, layer_name: str) -> Optional[str]:
+    def unit_of(self, layer_name: str) -> str | None:
         match = re.match(self.unit_pattern, layer_name)
         return match.group(1) if match else None
 
