@@ -90,3 +90,57 @@ def test_a_new_import_cycle_is_caught_even_inside_a_function(tmp_path):
     assert proc.returncode != 0, report
     assert "no import cycles" in report and "BROKEN" in report, report
     assert "No cycles are allowed in edge_export.core" in report, report
+
+
+HEAVY = ("tensorflow", "keras", "tf_keras", "tf2onnx", "onnx", "onnxruntime", "ai_edge_litert", "cv2", "matplotlib")
+
+
+def imports_inside_functions(package: Path):
+    """(file, line, statement) of every import inside a function of the package (its linked layers included)."""
+    import ast
+
+    for folder, _, names in os.walk(package, followlinks=True):
+        for name in sorted(names):
+            path = Path(folder) / name
+            if not name.endswith(".py") or name.endswith("_generated.py"):
+                continue
+            source = path.read_text()
+            lines = source.splitlines()
+            for node in ast.walk(ast.parse(source)):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    for inner in ast.walk(node):
+                        if isinstance(inner, (ast.Import, ast.ImportFrom)):
+                            yield path, inner.lineno, lines[inner.lineno - 1], lines[inner.lineno - 2]
+
+
+def test_every_import_inside_a_function_says_why():
+    """An import inside a function keeps a heavy module (TensorFlow, ONNX, OpenCV, matplotlib ...) out of
+    start-up; each says so with a ``# lazy: <why>`` comment on its line or the line above, so a deferred import
+    that dodges a cycle or has no reason is visible (cycles are refused by the acyclic_siblings contract)."""
+    unmarked = [
+        f"{path.relative_to(ROOT)}:{line}: {text.strip()}"
+        for path, line, text, above in imports_inside_functions(ROOT / "edge_export")
+        if "# lazy:" not in text and not above.strip().startswith("# lazy:")
+    ]
+    assert not unmarked, "imports inside functions without a '# lazy: <why>' comment:\n" + "\n".join(unmarked)
+
+
+def test_the_check_for_unmarked_imports_can_fail(tmp_path):
+    (tmp_path / "mod.py").write_text("def f():\n    import json\n\n\ndef g():\n    import csv  # lazy: test\n")
+    found = [(line, "# lazy:" in text) for _, line, text, _ in imports_inside_functions(tmp_path)]
+    assert sorted(found) == [(2, False), (6, True)]
+
+
+def test_the_cli_and_the_runtime_start_without_heavy_modules():
+    """What the lazy imports are for: every command's module and the runtime's classifier import without
+    TensorFlow, ONNX, OpenCV or matplotlib."""
+    code = (
+        "import importlib, pkgutil, sys\n"
+        "import edge_export.cli, edge_export.commands, edge_export.runtime.classifier, edge_export.runtime.frames\n"
+        "for m in pkgutil.iter_modules(edge_export.commands.__path__):\n"
+        "    importlib.import_module('edge_export.commands.' + m.name)\n"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]", proc.stdout
