@@ -31,11 +31,13 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
     return matrix
 
 
-def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], class_names: Sequence[str]) -> dict[str, Any]:
+def classification_metrics(
+    y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, class_names: Sequence[str]
+) -> dict[str, Any]:
     """Accuracy, per-class precision/recall/F1/support, macro and weighted averages, the confusion matrix."""
     k = len(class_names)
-    y_true, y_pred = _check(np.asarray(y_true), np.asarray(y_pred), k)
-    full = confusion_matrix(y_true, y_pred, k)
+    true, pred = _check(np.asarray(y_true), np.asarray(y_pred), k)
+    full = confusion_matrix(true, pred, k)
     tp = np.diag(full[:, :k]).astype(np.float64)
     support = full.sum(axis=1).astype(np.float64)  # images of each true class
     predicted = full[:, :k].sum(axis=0).astype(np.float64)  # images predicted as each class
@@ -43,7 +45,7 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], class_n
     recall = np.divide(tp, support, out=np.zeros(k), where=support > 0)
     denom = precision + recall
     f1 = np.divide(2 * precision * recall, denom, out=np.zeros(k), where=denom > 0)
-    n = len(y_true)
+    n = len(true)
     per_class = [
         {
             "label": str(name),

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from edge_export.runtime.images import load_image, opencv_installed
 from edge_export.runtime.quantization import quantize
@@ -33,16 +34,15 @@ def hand_written(kind: str, classifier: Any, photo: str) -> np.ndarray:
     """One photo through the ``kind`` pipeline and ``classifier``'s bare backend call: the raw output."""
     height, width = classifier.input_size
     if kind == "opencv":
-        import cv2
+        import cv2  # lazy: OpenCV is optional (the video and train extras) and 80 MB; only its pipeline needs it
 
-        pixels = cv2.resize(
-            cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB), (width, height), interpolation=cv2.INTER_LINEAR
-        )
+        bgr = cv2.imread(str(photo))
+        if bgr is None:  # a file OpenCV cannot decode (cvtColor would fail on it with a less clear error)
+            raise ValueError(f"OpenCV cannot read {photo}")
+        pixels = cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (width, height), interpolation=cv2.INTER_LINEAR)
     elif kind == "pillow":
-        from PIL import Image
-
         with Image.open(photo) as image:
-            pixels = np.asarray(image.convert("RGB").resize((width, height), Image.BILINEAR))
+            pixels = np.asarray(image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR))
     else:
         raise ValueError(f"unknown hand-written pipeline {kind!r}")
     prep, spec = classifier.preprocessing, classifier.backend.input_spec
@@ -71,10 +71,11 @@ def e2e_sample(classifier: Any, photos: Sequence[str], runs: int) -> dict[str, A
             prep.normalize(load_image(photo, tuple(prep.size), prep.pixel_method)[np.newaxis]),
             classifier.backend.input_spec,
         )
+        # called in this iteration only; the defaults bind this photo's values all the same
         calls = {
-            "bare": lambda: classifier.backend.run(x),
-            "e2e": lambda: classifier.predict(photo, top_k=1),
-            "opencv": lambda: hand_written("opencv", classifier, photo),
+            "bare": lambda x=x: classifier.backend.run(x),
+            "e2e": lambda photo=photo: classifier.predict(photo, top_k=1),
+            "opencv": lambda photo=photo: hand_written("opencv", classifier, photo),
         }
         times: dict[str, list[int]] = {k: [] for k in kinds}
         for k in kinds:  # warm-up: the file into the page cache, the interpreter's first call

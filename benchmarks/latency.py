@@ -80,7 +80,7 @@ def overhead_pct(total_ms: float, bare_ms: float) -> float | None:
     return (total_ms - bare_ms) / bare_ms * 100.0
 
 
-def throughput(run_batch: Callable[[], Any], batch_size: int, *, repeats: int, warmup: int = 1) -> dict[str, float]:
+def throughput(run_batch: Callable[[], Any], batch_size: int, *, repeats: int, warmup: int = 1) -> dict[str, Any]:
     """Images per second of ``run_batch`` (which handles ``batch_size`` images), from its median time."""
     stats = measure(run_batch, runs=max(1, repeats), warmup=max(1, warmup))
     return {

@@ -46,8 +46,12 @@ from edge_export.benchmarks.hand_written import e2e_sample
 from edge_export.benchmarks.latency import measure, overhead_pct, summarize, throughput, time_interleaved
 from edge_export.benchmarks.testset import iter_pixels, pixel_count, read_pixels
 from edge_export.core.errors import EdgeExportError
+from edge_export.core.records.model_spec import loads_external_code
+from edge_export.core.tf_env import import_keras
+from edge_export.runtime.classifier import Classifier
 from edge_export.runtime.images import load_image
 from edge_export.runtime.preprocessing import Preprocessing
+from edge_export.runtime.quantization import quantize
 
 ACCURACY_BATCH = 32
 
@@ -82,11 +86,8 @@ def measure_request(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def measure_model(req: dict[str, Any]) -> dict[str, Any]:
-    from edge_export.runtime.classifier import Classifier
-    from edge_export.runtime.quantization import quantize
-
     started = time.perf_counter()
-    memory = {"baseline_rss_mb": peak_rss_mb()}
+    memory: dict[str, Any] = {"baseline_rss_mb": peak_rss_mb()}
     runs, warmup = int(req["runs"]), int(req["warmup"])
 
     def load(threads: int) -> Classifier:
@@ -105,23 +106,27 @@ def measure_model(req: dict[str, Any]) -> dict[str, Any]:
     image = req["image"]
     by_threads: list[dict[str, Any]] = []
     info: dict[str, Any] = {}
-    for requested, used in req["threads"]:
+
+    def single_image(requested: int, used: int) -> tuple[dict[str, Any], Preprocessing]:
+        """The one-image timings at ``used`` threads (and, at the first thread count, what the model is), and
+        its preprocessing. A function of its own: its classifier is released before the next one loads."""
         clf = load(used)
         if not info:
             memory["after_load_rss_mb"] = peak_rss_mb()
             spec = clf.backend.input_spec
-            info = {
-                "backend": clf.backend.name,
-                "input": {
-                    "shape": list(spec.shape),
-                    "dtype": str(spec.dtype),
-                    "scale": spec.scale,
-                    "zero_point": spec.zero_point,
-                },
-                "dynamic_batch": bool(spec.shape and spec.shape[0] is None),
-                "preprocessing": clf.preprocessing.to_dict(),
-            }
-            prep = clf.preprocessing
+            info.update(
+                {
+                    "backend": clf.backend.name,
+                    "input": {
+                        "shape": list(spec.shape),
+                        "dtype": str(spec.dtype),
+                        "scale": spec.scale,
+                        "zero_point": spec.zero_point,
+                    },
+                    "dynamic_batch": bool(spec.shape and spec.shape[0] is None),
+                    "preprocessing": clf.preprocessing.to_dict(),
+                }
+            )
         x = prepared(clf, first)
         calls = {"bare": lambda: clf.backend.run(x)}
         if not by_threads:  # the runtime's overhead: at the first thread count (1 by default) only
@@ -130,10 +135,16 @@ def measure_model(req: dict[str, Any]) -> dict[str, Any]:
         entry = _latency_entry(requested, used, timed)
         if not by_threads:  # what a user sees: predict(path) over a sample of photos, beside the OpenCV pipeline
             entry.update(e2e_sample(clf, req.get("e2e_images") or [image], runs))
+        return entry, clf.preprocessing
+
+    for requested, used in req["threads"]:
+        entry, preprocessing = single_image(requested, used)
+        if not by_threads:
+            prep = preprocessing
         by_threads.append(entry)
-        del clf
+    height, width = prep.size
     decode = measure(
-        lambda: load_image(image, tuple(prep.size), prep.pixel_method, req.get("max_pixels")),
+        lambda: load_image(image, (height, width), prep.pixel_method, req.get("max_pixels")),
         runs=runs,
         warmup=min(warmup, 3),
     )
@@ -153,14 +164,16 @@ def measure_model(req: dict[str, Any]) -> dict[str, Any]:
 
     batch = _batch(req["pixels"], int(req["batch_size"]))
     repeats = max(3, runs // max(1, int(req["batch_size"])))
-    for entry in by_threads:
-        clf = load(entry["threads"])
+
+    def batch_throughput(threads: int) -> dict[str, Any]:
+        """Throughput at ``threads``; a function of its own: its classifier is released before the next loads."""
+        clf = load(threads)
         xb = prepared(clf, batch)
-        entry["throughput"] = throughput(
-            lambda: clf.backend.run(xb), len(batch), repeats=repeats, warmup=min(max(warmup, 1), 3)
-        )
+        return throughput(lambda: clf.backend.run(xb), len(batch), repeats=repeats, warmup=min(max(warmup, 1), 3))
+
+    for entry in by_threads:
+        entry["throughput"] = batch_throughput(entry["threads"])
         entry["throughput"]["mode"] = "batch" if info["dynamic_batch"] else "sequential"
-        del clf
     memory["peak_rss_total_mb"] = peak_rss_mb()
     memory["scope"] = "process"
     memory["ru_maxrss_mb"] = _ru_maxrss_mb()
@@ -187,11 +200,9 @@ def measure_keras(req: dict[str, Any]) -> dict[str, Any]:
     TensorFlow fixes its thread pools at start-up: only the first thread count of a process applies
     (``threads_applied``), so the suite runs one process per thread count.
     """
-    from edge_export.core.tf_env import import_keras
-
     started = time.perf_counter()
     keras = import_keras()
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: TensorFlow (seconds to import); imported above, by import_keras
 
     runs, warmup = int(req["runs"]), int(req["warmup"])
     prep = Preprocessing.from_dict(req["preprocessing"])
@@ -203,10 +214,8 @@ def measure_keras(req: dict[str, Any]) -> dict[str, Any]:
             applied.append(True)
         except RuntimeError:  # the runtime is initialized: the pools are fixed now
             applied.append(False)
-    memory = {"baseline_rss_mb": peak_rss_mb()}  # with TensorFlow imported
+    memory: dict[str, Any] = {"baseline_rss_mb": peak_rss_mb()}  # with TensorFlow imported
     try:
-        from edge_export.core.records.model_spec import loads_external_code
-
         model = keras.models.load_model(req["path"], compile=False, safe_mode=not loads_external_code(req["path"]))
     except Exception as exc:  # zipfile, h5, deserialization errors
         raise EdgeExportError(f"cannot load the Keras model ({type(exc).__name__}: {exc})", path=req["path"]) from None
@@ -229,8 +238,9 @@ def measure_keras(req: dict[str, Any]) -> dict[str, Any]:
         entry = _latency_entry(requested, used, timed)
         entry["threads_applied"] = ok
         by_threads.append(entry)
+    height, width = prep.size
     decode = measure(
-        lambda: load_image(image, tuple(prep.size), prep.pixel_method, req.get("max_pixels")),
+        lambda: load_image(image, (height, width), prep.pixel_method, req.get("max_pixels")),
         runs=runs,
         warmup=min(warmup, 3),
     )

@@ -14,13 +14,15 @@ from edge_export.benchmarks.render import CONFUSION_MAX_CLASSES  # beyond it no 
 from edge_export.core.atomic import atomic_path
 from edge_export.core.formatting import size_text
 from edge_export.core.records.bench import BenchResult
+from edge_export.core.untrusted import printable
 
 FORMAT_COLORS = {"tflite": "tab:blue", "onnx": "tab:orange", "keras": "tab:green"}
 
 
 def _figure(width: float, height: float):
+    # lazy: matplotlib (the train extra, a second to import); only a plot needs it
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # lazy: matplotlib (the train extra, a second to import); only a plot needs it
 
     fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
@@ -54,11 +56,12 @@ def _overlapping(points: list[tuple[float, float]], fraction: float = 0.04) -> l
 def plot_accuracy_latency(result: BenchResult, path: Path) -> Path:
     """Accuracy (y) against p50 latency at the first thread count (x); marker area proportional to size."""
     measured = [r for r in result.rows if r.ok and r.p50_ms is not None]
+    latencies = [r.p50_ms for r in measured if r.p50_ms is not None]  # one per measured row
     fig = _figure(8, 5)
     ax = fig.add_subplot(1, 1, 1)
     sizes = np.array([r.size_bytes or 0 for r in measured], dtype=np.float64)
     biggest = sizes.max() if len(sizes) and sizes.max() > 0 else 1.0
-    points = [(r.p50_ms, (r.accuracy or 0.0) * 100) for r in measured]
+    points = [(x, (r.accuracy or 0.0) * 100) for r, x in zip(measured, latencies)]
     for r, size, (x, y) in zip(measured, sizes, points):
         area = 30 + 1500 * size / biggest
         ax.scatter(
@@ -70,7 +73,6 @@ def plot_accuracy_latency(result: BenchResult, path: Path) -> Path:
             edgecolors="black",
             linewidths=0.5,
         )
-    latencies = [r.p50_ms for r in measured]
     if latencies and min(latencies) > 0 and max(latencies) / min(latencies) > 20:
         ax.set_xscale("log")
     threads = result.settings["threads_used"][0]
@@ -113,8 +115,6 @@ def plot_accuracy_latency(result: BenchResult, path: Path) -> Path:
 
 
 def _short(name: str, limit: int = 18) -> str:
-    from edge_export.core.untrusted import printable
-
     name = printable(name, 200)
     return name if len(name) <= limit else name[: limit - 1] + "…"
 
@@ -124,7 +124,7 @@ def plot_confusions(result: BenchResult, path: Path, names: list[str] | None = N
     counts in the cells up to 20 classes. None (nothing written) when no model has at most
     ``CONFUSION_MAX_CLASSES`` classes: such a matrix is unreadable, the tables say it instead."""
     measured = [
-        r
+        (r, r.confusion)
         for r in result.rows
         if r.ok
         and r.confusion
@@ -136,7 +136,7 @@ def plot_confusions(result: BenchResult, path: Path, names: list[str] | None = N
             path.unlink()  # a stale plot of an earlier benchmark would be taken for this one's
         return None
     n = len(measured)
-    k = max(len(r.confusion["columns"]) for r in measured)
+    k = max(len(conf["columns"]) for _, conf in measured)
     cols = min(n, 3 if k <= 12 else 2)
     rows = (n + cols - 1) // cols
     cell = 1.0 if k <= 6 else 0.45 if k <= 12 else 0.3 if k <= 24 else 0.22
@@ -145,9 +145,8 @@ def plot_confusions(result: BenchResult, path: Path, names: list[str] | None = N
     height = max(3.2, label_room + cell * k) * rows
     fontsize = 7 if k <= 24 else 6
     fig = _figure(width, height)
-    for i, row in enumerate(measured):
+    for i, (row, conf) in enumerate(measured):
         ax = fig.add_subplot(rows, cols, i + 1)
-        conf = row.confusion
         matrix = np.asarray(conf["matrix"], dtype=np.float64)
         totals = matrix.sum(axis=1, keepdims=True)
         norm = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)

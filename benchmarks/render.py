@@ -117,7 +117,8 @@ def _e2e_image(settings: dict) -> str:
 def _footer(result: BenchResult) -> list[str]:
     s, d = result.settings, result.data
     lines = [
-        f"{d['images']} test images, {len(d['classes'])} classes ({printable(d['path'])}); latency: {s['runs']} runs after "
+        f"{d['images']} test images, {len(d['classes'])} classes ({printable(d['path'])}); "
+        f"latency: {s['runs']} runs after "
         f"{s['warmup']} warm-up, one image, bare backend call; FPS = 1000/p50 at {s['threads_used'][0]} thread(s); "
         f"e2e = Classifier.predict(path){_e2e_image(s)}; overhead = predict_proba over the bare call",
     ]
@@ -159,7 +160,8 @@ def render_markdown(result: BenchResult, plots: dict[str, str] | None = None) ->
             if result.multi_device
             else [f"- machine: {describe(result.machine)}"]
         ),
-        f"- data: {printable(d['path'])}: {d['images']} images, classes {', '.join(printable(c, 80) for c in d['classes'])}"
+        f"- data: {printable(d['path'])}: {d['images']} images, "
+        f"classes {', '.join(printable(c, 80) for c in d['classes'])}"
         + (f" ({len(d['skipped'])} unreadable skipped)" if d.get("skipped") else ""),
         f"- latency: one image, {s['runs']} timed runs after {s['warmup']} warm-up; threads {s['threads_used']}"
         f" (requested {s['threads']}, 0 = all cores); throughput at batch {s['batch_size']}",
@@ -168,7 +170,8 @@ def render_markdown(result: BenchResult, plots: dict[str, str] | None = None) ->
         markdown_table(rows),
         "",
         "FPS = 1000 / p50 at the first thread count. *e2e* = `Classifier.predict(path)` (decode, resize, "
-        f"normalize/quantize, run, dequantize){_e2e_image(s)}; *overhead* = `predict_proba` on a preloaded image over the bare "
+        f"normalize/quantize, run, dequantize){_e2e_image(s)}; "
+        "*overhead* = `predict_proba` on a preloaded image over the bare "
         "backend call; RSS = peak resident memory of the process that measured the model.",
         "",
     ]
@@ -201,16 +204,16 @@ def render_markdown(result: BenchResult, plots: dict[str, str] | None = None) ->
     ]
     for r in result.rows:
         for e in r.by_threads or []:
-            l = e["latency_ms"]
+            bare = e["latency_ms"]
             lat.append(
                 [
                     r.id,
                     str(e["threads"]),
-                    milliseconds(l["p50"]),
-                    milliseconds(l["p90"]),
-                    milliseconds(l["p99"]),
-                    milliseconds(l["mean"]),
-                    milliseconds(l["std"]),
+                    milliseconds(bare["p50"]),
+                    milliseconds(bare["p90"]),
+                    milliseconds(bare["p99"]),
+                    milliseconds(bare["mean"]),
+                    milliseconds(bare["std"]),
                     milliseconds((e.get("predict_proba_ms") or {}).get("p50")),
                     milliseconds(e.get("e2e_p50")),
                     milliseconds((r.decode_ms or {}).get("p50")),
@@ -241,7 +244,8 @@ def render_markdown(result: BenchResult, plots: dict[str, str] | None = None) ->
         if wrong:
             total = (r.images or 0) - (r.correct or 0)
             out += [
-                f"Misclassified ({min(10, len(r.misclassified or []))} of {total}, most confident first; {len(r.misclassified or [])} listed in {BenchFiles.JSON}):",
+                f"Misclassified ({min(10, len(r.misclassified or []))} of {total}, most confident first; "
+                f"{len(r.misclassified or [])} listed in {BenchFiles.JSON}):",
                 "",
                 markdown_table(wrong),
                 "",
@@ -299,9 +303,10 @@ def top_confusions(row: BenchRow, n: int = 20) -> list[list[str]]:
 
 def suite_text(settings: dict[str, Any]) -> str:
     """One sentence on the robustness suite a benchmark used (its settings, read from a bench.json)."""
-    suite = settings.get("robustness")
-    suite = suite if isinstance(suite, dict) else {}
-    shifts = suite.get("shifts") if isinstance(suite.get("shifts"), dict) else {}
+    found = settings.get("robustness")
+    suite: dict[str, Any] = found if isinstance(found, dict) else {}
+    found_shifts = suite.get("shifts")
+    shifts: dict[str, Any] = found_shifts if isinstance(found_shifts, dict) else {}
     listed = "; ".join(f"{printable(name, 40)}: {printable(text, 200)}" for name, text in shifts.items())
     return (
         f"Each test image under one shift, chosen (like its random parameters) by a hash of the seed "
@@ -311,14 +316,14 @@ def suite_text(settings: dict[str, Any]) -> str:
 
 def robustness_table(rows: list[BenchRow]) -> list[list[str]]:
     """One row per model measured under the suite: clean accuracy, shifted accuracy, accuracy per shift."""
-    measured = [r for r in rows if r.ok and r.robustness]
+    measured = [(r, r.robustness) for r in rows if r.ok and r.robustness]
     if not measured:
         return []
-    shifts = list(dict.fromkeys(name for r in measured for name in (r.robustness.get("by_shift") or {})))
+    shifts = list(dict.fromkeys(name for _, robustness in measured for name in (robustness.get("by_shift") or {})))
     table = [["artifact", "accuracy", "shifted", "drop (pts)", *shifts]]
-    for r in measured:
-        by = r.robustness.get("by_shift") or {}
-        shifted = r.robustness["accuracy"]
+    for r, robustness in measured:
+        by = robustness.get("by_shift") or {}
+        shifted = robustness["accuracy"]
         table.append(
             [
                 r.id,

@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFilter
 
+from edge_export.benchmarks.testset import iter_pixels, pixel_count, read_pixels
+
 SEED = 20261201  # the suite's fixed seed (bench uses it; tune may pass another)
 SUITE_VERSION = 1  # bump when a shift's definition changes: results of different versions do not compare
 
@@ -137,8 +139,6 @@ def write_shifted(
 ) -> np.ndarray:
     """Shift the images of a pixel .npy (bench's ``testset.save_pixels`` format) into ``target``, in chunks
     (never the whole set in memory). Returns each image's shift index."""
-    from edge_export.benchmarks.testset import iter_pixels, pixel_count, read_pixels
-
     n = pixel_count(source)
     if n != len(keys):
         raise ValueError(f"{n} images in {source} but {len(keys)} keys")
@@ -159,13 +159,16 @@ def write_shifted(
 
 
 def summarize(
-    y_true: Sequence[int], y_pred: Sequence[int], shift_ids: Sequence[int], seed: int = SEED
+    y_true: Sequence[int] | np.ndarray,
+    y_pred: Sequence[int] | np.ndarray,
+    shift_ids: Sequence[int] | np.ndarray,
+    seed: int = SEED,
 ) -> dict[str, Any]:
     """Accuracy overall and per shift (what bench.json records per artifact under ``robustness``)."""
-    y_true, y_pred, ids = (np.asarray(a, dtype=np.int64).reshape(-1) for a in (y_true, y_pred, shift_ids))
-    if not (len(y_true) == len(y_pred) == len(ids)):
-        raise ValueError(f"lengths differ: {len(y_true)} labels, {len(y_pred)} predictions, {len(ids)} shifts")
-    right = y_true == y_pred
+    true, pred, ids = (np.asarray(a, dtype=np.int64).reshape(-1) for a in (y_true, y_pred, shift_ids))
+    if not (len(true) == len(pred) == len(ids)):
+        raise ValueError(f"lengths differ: {len(true)} labels, {len(pred)} predictions, {len(ids)} shifts")
+    right = true == pred
     by_shift = {}
     for index, shift in enumerate(SHIFTS):
         mask = ids == index
@@ -175,7 +178,7 @@ def summarize(
             "correct": int(right[mask].sum()),
             "accuracy": float(right[mask].mean()) if n else None,
         }
-    n = len(y_true)
+    n = len(true)
     return {
         "accuracy": float(right.mean()) if n else 0.0,
         "images": n,
@@ -198,7 +201,8 @@ def evaluate(
 
     ``predict``: a uint8 N x H x W x 3 batch -> class indices (N) or scores (N x classes; argmax taken),
     in the order of ``labels`` (the true class index of each image). ``pixels``: the clean images at the
-    model's input size, as one array (or rows on disk: anything sliceable with a ``shape``) or as an iterable of batches (in the order of ``keys``/``labels``).
+    model's input size, as one array (or rows on disk: anything sliceable with a ``shape``) or as an iterable of
+    batches (in the order of ``keys``/``labels``).
     ``keys``: a stable name per image (its path relative to the data folder), which seeds its shift.
     """
     chunks: Iterable[np.ndarray]

@@ -44,6 +44,7 @@ from edge_export.core.run_folder import BenchFiles, RunFolder
 from edge_export.core.untrusted import printable
 from edge_export.export.manifest import check_made_from, read_manifest
 from edge_export.runtime.backends import FAMILIES, SUFFIXES
+from edge_export.runtime.classifier import Classifier, read_labels
 from edge_export.runtime.preprocessing import Preprocessing
 
 
@@ -123,9 +124,9 @@ def bench_run(
     run = RunFolder(run) if run is not None and not isinstance(run, RunFolder) else run
     if run is None and not models:
         raise EdgeExportError("nothing to benchmark", hint="pass a run folder (with an export) or model files")
-    models = [Path(m) for m in models]
-    for model in models:
-        _check_model_file(model)
+    model_files = [Path(m) for m in models]
+    for model_file in model_files:
+        _check_model_file(model_file)
     if run is not None and not run.root.is_dir():
         raise EdgeExportError("run folder not found", path=run.root, hint="pass a run folder or model files")
     recorded = recorded_split(run.dataset, data, max_image_pixels) if run is not None else None
@@ -138,9 +139,11 @@ def bench_run(
         run_labels = run.read_labels() if run.labels.is_file() else None
         manifest_models, skipped = _manifest_models(run, testset, labels_arg, run_labels)
         to_measure += manifest_models
-    for model in models:
+    for model_file in model_files:
         to_measure.append(
-            _file_model(model, _unique(model.stem, to_measure), testset, labels_arg, None, "argument", None, None)
+            _file_model(
+                model_file, _unique(model_file.stem, to_measure), testset, labels_arg, None, "argument", None, None
+            )
         )
     keras_model = _keras_model(run, keras, testset, to_measure)
     if keras_model is not None:
@@ -160,7 +163,8 @@ def bench_run(
         pixel_files = _decode_groups(to_measure, testset, workdir, echo)
         robust_files = _shift_groups(pixel_files, testset, workdir, echo) if config.robustness else {}
         echo(
-            f"test data: {testset.root} ({len(testset.files)} images, classes {', '.join(printable(c, 60) for c in testset.class_names)})"
+            f"test data: {testset.root} ({len(testset.files)} images, "
+            f"classes {', '.join(printable(c, 60) for c in testset.class_names)})"
         )
         e2e_image = testset.typical_image()
         e2e_images = sample(testset.files)  # predict(path) is timed over these (bench.md: e2e)
@@ -196,7 +200,8 @@ def bench_run(
             rows.append(row)
             predicted.append(labels_predicted)
             echo(
-                f"[{i}/{len(to_measure)}] {model.name}: {_row_summary(row)} in {_duration(time.perf_counter() - model_started)}"
+                f"[{i}/{len(to_measure)}] {model.name}: {_row_summary(row)} "
+                f"in {_duration(time.perf_counter() - model_started)}"
                 + _progress_times(started, measuring_started, i, len(to_measure))
             )
             pause_point(f"bench.measured.{model.name}")  # tests: kill or resume mid-benchmark here
@@ -244,8 +249,6 @@ def _check_model_file(path: Path) -> None:
 
 
 def _read_labels(path: str | Path) -> list[str]:
-    from edge_export.runtime.classifier import read_labels
-
     return read_labels(path)
 
 
@@ -308,8 +311,6 @@ def _file_model(
     precision: str | None,
 ) -> BenchModel:
     """Open the model once here: its labels, input size and class mapping are checked before measuring."""
-    from edge_export.runtime.classifier import Classifier
-
     passed = labels_arg
     clf = Classifier.load(path, labels=passed, threads=1)
     meta = clf.model_metadata
@@ -322,7 +323,9 @@ def _file_model(
             )
         passed = fallback_labels
         clf = Classifier.load(path, labels=passed, threads=1)
-    mapping = map_classes(testset.class_names, clf.labels, path)
+    labels = clf.labels
+    assert labels is not None  # passed, or the model's own (checked above)
+    mapping = map_classes(testset.class_names, labels, path)
     if precision is None:
         precision = (meta.precision if meta is not None else None) or (
             "int8" if clf.backend.input_spec.is_integer else "float"
@@ -333,7 +336,7 @@ def _file_model(
         format=family or FAMILIES[path.suffix.lower()],
         precision=precision,
         path=path,
-        labels=clf.labels,
+        labels=labels,
         labels_arg=passed,
         preprocessing=clf.preprocessing,
         mapping=mapping,
@@ -416,7 +419,8 @@ def _decode_groups(to_measure: list[BenchModel], testset: TestSet, workdir: Path
     files: dict[tuple, Path] = {}
     for i, (size, method) in enumerate(keys):
         started = time.perf_counter()
-        pixels, bad = decode_all(testset.files, size, method, testset.max_pixels)
+        height, width = size
+        pixels, bad = decode_all(testset.files, (height, width), method, testset.max_pixels)
         if bad:
             testset.drop(bad)
             if i > 0:  # cannot happen (decoding does not depend on the size), but keep groups aligned
@@ -453,7 +457,8 @@ def _shift_groups(pixel_files: dict[tuple, Path], testset: TestSet, workdir: Pat
         files[(size, method)] = target = workdir / f"shifted-{size[0]}x{size[1]}-{method}.npy"
         robustness.write_shifted(path, target, keys)
         echo(
-            f"robustness suite: shifted {len(keys)} test images at {size[0]}x{size[1]} in {time.perf_counter() - started:.1f}s "
+            f"robustness suite: shifted {len(keys)} test images at {size[0]}x{size[1]} "
+            f"in {time.perf_counter() - started:.1f}s "
             f"({', '.join(robustness.SHIFT_NAMES)}; one per image, seed {robustness.SEED})"
         )
     return files
@@ -538,7 +543,7 @@ def _record(
     model: BenchModel, result: dict[str, Any], testset: TestSet, config: BenchConfig
 ) -> tuple[BenchRow, list[str] | None]:
     """The row of one measured model, and the labels it predicted (for the agreement; not kept)."""
-    base = dict(
+    base: dict[str, Any] = dict(
         name=model.name,
         format=model.format,
         precision=model.precision,
@@ -554,17 +559,19 @@ def _record(
         }
     if "error" in result:
         return BenchRow(**base, status="failed", error=result["error"]), None
+    assert predictions is not None  # checked above
     inverse = {model_index: test_index for test_index, model_index in enumerate(model.mapping)}
     y_pred = [inverse.get(int(p), -1) for p in predictions]
     metrics = classification_metrics(testset.labels, y_pred, testset.class_names)
     first = result["by_threads"][0]
     p50 = first["latency_ms"]["p50"]
+    from_worker: dict[str, Any] = {key: result.get(key) for key in WORKER_KEYS}
     row = BenchRow(
         **base,
         status="ok",
         **{key: metrics[key] for key in METRIC_KEYS},
         **{key: first.get(key) for key in FIRST_THREAD_KEYS},  # the first thread count's; by_threads has them all
-        **{key: result.get(key) for key in WORKER_KEYS},
+        **from_worker,
         fps=1000.0 / p50 if p50 > 0 else None,
         throughput_ips=first["throughput"]["images_per_s"],
         peak_rss_mb=result["memory"].get("peak_rss_mb"),

@@ -13,11 +13,13 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from edge_export.core.errors import EdgeExportError
-from edge_export.core.untrusted import printable
+from edge_export.core.untrusted import path_inside, printable, read_json
 from edge_export.runtime.images import find_images, max_pixels_value, skipped_text
 from edge_export.runtime.pixel_cache import DiskArray, decoded_pixels
 
@@ -114,8 +116,6 @@ def recorded_split(dataset_json: Path, data: str | Path, max_pixels: int | None 
     """The held-out photos of a run whose data folder had no split folders and was split by the tool (the run's
     dataset.json records every file by split): its test list (validation where the split made no test), when
     ``data`` is that same folder. None otherwise (``data`` is then scanned as it is)."""
-    from edge_export.core.untrusted import path_inside, read_json
-
     if not dataset_json.is_file():
         return None
     summary = read_json(dataset_json, what="dataset.json")
@@ -128,7 +128,8 @@ def recorded_split(dataset_json: Path, data: str | Path, max_pixels: int | None 
             return None
     except OSError:
         return None
-    files_by_split = split.get("files") if isinstance(split.get("files"), dict) else {}
+    found = split.get("files")
+    files_by_split: dict[str, Any] = found if isinstance(found, dict) else {}
     name = "test" if files_by_split.get("test") else "validation"
     listed = files_by_split.get(name)
     classes = summary.get("classes")
@@ -265,7 +266,6 @@ def _header(f) -> tuple[tuple[int, ...], int]:
 def typical_image(files: Sequence[Path]) -> Path:
     """The file of median pixel count among ``files`` (headers only, nothing decoded; an unreadable header
     counts as 0 pixels); ties broken by path, so the choice is the same on every run."""
-    from PIL import Image
 
     def pixels(path: Path) -> int:
         try:

@@ -16,6 +16,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from edge_export.benchmarks.measure import measure_request
 from edge_export.core.atomic import write_json
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.pause import pause_point
@@ -54,8 +55,6 @@ def run_worker(request: dict[str, Any], workdir: Path, name: str) -> dict[str, A
 
 def measure_safely(request: dict[str, Any]) -> dict[str, Any]:
     """``measure_request`` with failures turned into ``{"error": ...}`` (user errors without a traceback)."""
-    from edge_export.benchmarks.measure import measure_request
-
     try:
         return measure_request(request)
     except EdgeExportError as exc:

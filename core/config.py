@@ -12,12 +12,14 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.untrusted import DEFAULT_MAX_IMAGE_PIXELS, read_yaml
+
+_T = TypeVar("_T")
 
 MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's seeds are unsigned 32-bit
 
@@ -31,7 +33,7 @@ class DataConfig:
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     # a folder of class folders with no train/ (DIR/<class>/*.jpg) is split by the tool, per class, seeded
     # (train.seed): fractions for train, validation, test; the split is recorded in the run's dataset.json
-    split: list = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
 
     def validate(self) -> None:
         _check(0.0 < self.validation_split < 1.0, "data.validation_split", "a fraction between 0 and 1")
@@ -67,7 +69,7 @@ class ModelConfig:
     input_scale: Literal["auto", "0-255", "0-1", "-1-1", "imagenet"] = "auto"
     output: Literal["auto", "softmax", "logits", "sigmoid", "sigmoid-logit"] = "auto"
     labels: str = ""  # a labels file (one class name a line, in the model's output order); empty: the data's classes
-    custom_objects: list = field(default_factory=list)  # Python modules to import before loading (they register)
+    custom_objects: list[str] = field(default_factory=list)  # Python modules to import before loading (they register)
 
     def validate(self) -> None:
         _check(0.0 <= self.dropout < 1.0, "model.dropout", "a fraction in [0, 1)")
@@ -131,7 +133,7 @@ class DistillConfig:
 
     def validate(self) -> None:
         _check(
-            self.teacher is None or (isinstance(self.teacher, str) and self.teacher.strip()),
+            self.teacher is None or (isinstance(self.teacher, str) and bool(self.teacher.strip())),
             "train.distill.teacher",
             "a run folder",
         )
@@ -228,7 +230,7 @@ class ExportConfig:
     # tflite-qat-int8 in its auto mode: it costs about 4 of a build's minutes on 2 cores and, on cats vs dogs,
     # matched the post-training tflite-int8 (99.1% validation accuracy, 99.9% agreement, both), so it runs
     # only when tflite-int8 loses more than export.qat.trigger_points; name it plainly to always run it.
-    formats: list = field(
+    formats: list[str] = field(
         default_factory=lambda: [
             "tflite-fp32",
             "tflite-fp16",
@@ -266,7 +268,7 @@ class ExportConfig:
 
 @dataclass
 class BenchConfig:
-    threads: list = field(default_factory=lambda: [1, 0])  # 0: all cores
+    threads: list[int] = field(default_factory=lambda: [1, 0])  # 0: all cores
     warmup: int = 10
     runs: int = 100  # timed single-image runs per artifact and thread count
     batch_size: int = 8  # for throughput
@@ -297,7 +299,7 @@ class BenchConfig:
 
 @dataclass
 class BuildConfig:
-    stages: list = field(default_factory=lambda: ["train", "export", "bench"])
+    stages: list[str] = field(default_factory=lambda: ["train", "export", "bench"])
     accuracy_budget: float = 1.0  # recommendation: at most this many points below the Keras model
     max_size_mb: float | None = None  # recommendation: artifact size limit
     test_data: str | None = None  # folder to benchmark on; default: the dataset's test/ (else validation/)
@@ -315,10 +317,10 @@ class BuildConfig:
 class TuneConfig:
     """``edge-export tune``: the search space, the device's constraints and the search's budget."""
 
-    backbones: list = field(default_factory=list)  # empty: every registered backbone whose weights load offline
-    image_sizes: list = field(default_factory=lambda: [160, 192, 224, 256, 288, 320])
-    fine_tune_blocks: list = field(default_factory=lambda: [0, 1, 2, 3])  # 0: head only (fine_tune.enabled=false)
-    precisions: list = field(default_factory=lambda: ["int8", "fp16"])  # tflite-int8 / tflite-fp16 (also fp32)
+    backbones: list[str] = field(default_factory=list)  # empty: every registered backbone whose weights load offline
+    image_sizes: list[int] = field(default_factory=lambda: [160, 192, 224, 256, 288, 320])
+    fine_tune_blocks: list[int] = field(default_factory=lambda: [0, 1, 2, 3])  # 0: head only (fine_tune.enabled=false)
+    precisions: list[str] = field(default_factory=lambda: ["int8", "fp16"])  # tflite-int8 / tflite-fp16 (also fp32)
     device: str = "local"  # where latency is measured: local, or ssh://[USER@]HOST[:PORT]
     max_latency_ms: float | None = None  # p50 at 1 thread on the device
     max_size_mb: float | None = None
@@ -395,7 +397,7 @@ class TuneConfig:
         )
         _check(
             self.latency_reference is None
-            or (isinstance(self.latency_reference, str) and self.latency_reference.strip()),
+            or (isinstance(self.latency_reference, str) and bool(self.latency_reference.strip())),
             "tune.latency_reference",
             "a .tflite or .onnx file",
         )
@@ -501,7 +503,7 @@ def _check(ok: bool, key: str, expected: str) -> None:
         )
 
 
-def _fields(obj_or_cls: Any) -> list[dataclasses.Field]:
+def _fields(obj_or_cls: Any) -> list[dataclasses.Field[Any]]:
     return [f for f in dataclasses.fields(obj_or_cls) if f.name != "sources"]
 
 
@@ -516,7 +518,7 @@ def _dotted_keys(cls: type, prefix: str = "") -> list[str]:
     hints = typing.get_type_hints(cls)
     for f in _fields(cls):
         hint = hints[f.name]
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             keys += _dotted_keys(hint, f"{prefix}{f.name}.")
         else:
             keys.append(f"{prefix}{f.name}")
@@ -562,7 +564,7 @@ def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def _build(cls: type, raw: Any, prefix: str, path: Path | None) -> Any:
+def _build(cls: type[_T], raw: Any, prefix: str, path: Path | None) -> _T:
     where = f" in {path}" if path else ""
     if not isinstance(raw, dict):
         raise EdgeExportError(f"config section {prefix.rstrip('.') or 'top level'} must be a mapping{where}")
@@ -575,11 +577,11 @@ def _build(cls: type, raw: Any, prefix: str, path: Path | None) -> Any:
             f"unknown config key {name!r}{where}",
             hint=f"known keys under {prefix.rstrip('.') or 'the top level'}: {', '.join(sorted(known))}",
         )
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     for key, value in raw.items():
         hint = hints[key]
         dotted = f"{prefix}{key}"
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             kwargs[key] = _build(hint, value or {}, f"{dotted}.", path)
         else:
             kwargs[key] = _coerce(value, hint, dotted, where)
@@ -629,7 +631,7 @@ def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad
         return float(value)
-    if hint is list:
+    if hint is list or origin is list:  # list[int], list[str] ... : a list of any items, as YAML reads it
         if isinstance(value, str):
             try:
                 value = [yaml.safe_load(v.strip()) for v in value.split(",") if v.strip()]

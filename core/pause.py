@@ -27,6 +27,7 @@ import json
 import os
 import signal
 import sys
+from typing import Any
 
 ENV = "EDGE_EXPORT_PAUSE_AT"
 
@@ -36,7 +37,7 @@ def pause_requested(name: str) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern.strip()) for pattern in wanted.split(",") if pattern.strip())
 
 
-def pause_point(name: str, **extra) -> None:
+def pause_point(name: str, **extra: Any) -> None:
     """Stop here (SIGSTOP) after announcing it, if ``EDGE_EXPORT_PAUSE_AT`` names this point; else nothing."""
     if not pause_requested(name):
         return

@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from edge_export.core import __version__
 from edge_export.core.atomic import write_json
@@ -301,7 +302,7 @@ class RunFolder:
     def run_record(self) -> Path:
         return self.root / self.RUN_RECORD
 
-    def verify(self):
+    def verify(self) -> RunRecord:
         """The run record (``RunRecord``) after checking that every file train wrote belongs to one run;
         a clear EdgeExportError when the record is missing or a file does not match (an interrupted train).
         Every reader that pairs the model with its labels, config or spec calls this first."""
@@ -415,19 +416,20 @@ def verify_run(run: RunFolder) -> RunRecord:
 
 
 def _parse(data: object, run: RunFolder, fix: str) -> RunRecord:
-    files = data.get("files") if isinstance(data, dict) else None
-    run_id = data.get("run_id") if isinstance(data, dict) else None
-    ok = (
+    record: dict[str, Any] = data if isinstance(data, dict) else {}  # not an object: no run_id, malformed
+    files = record.get("files")
+    run_id = record.get("run_id")
+    if not (
         isinstance(run_id, str)
         and _RUN_ID.match(run_id) is not None
         and isinstance(files, dict)
         and any(set(files) == set(RunFolder.recorded(m)) for m in RunFolder.MODEL_FILES)
         and all(isinstance(v, str) and _SHA256.match(v) for v in files.values())
-    )
-    if not ok:
+    ):
         raise EdgeExportError(
-            f"{RunFolder.RUN_RECORD} is malformed (expected a run_id and the sha256 of {', '.join(RunFolder.RECORDED)})",
+            f"{RunFolder.RUN_RECORD} is malformed "
+            f"(expected a run_id and the sha256 of {', '.join(RunFolder.RECORDED)})",
             path=run.run_record,
             hint=fix,
         )
-    return RunRecord(run_id=run_id, files=dict(files), created=str(data.get("created", "")))
+    return RunRecord(run_id=run_id, files=dict(files), created=str(record.get("created", "")))

@@ -29,16 +29,18 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: no flock; the temp area still works, the lock is skipped
-    fcntl = None
+from types import ModuleType
 
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.pause import pause_point
 from edge_export.core.run_folder import RunFolder
 from edge_export.core.untrusted import printable
+
+fcntl: ModuleType | None
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no flock; the temp area still works, the lock is skipped
+    fcntl = None
 
 HINT = "wait for it to finish, or use another --out"
 

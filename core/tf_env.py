@@ -33,9 +33,10 @@ def import_keras(command: str | None = None) -> Any:
     try:
         if "tensorflow" not in sys.modules:
             with native_stderr_captured():
+                # lazy: TensorFlow (seconds to import, the train extra); first import with its C++ chatter hidden
                 import tensorflow  # noqa: F401
-        import keras
-        import tensorflow as tf
+        import keras  # lazy: Keras (the train extra, imports TensorFlow); only the commands that train/export
+        import tensorflow as tf  # lazy: TensorFlow (seconds to import); only the commands that need it
     except ModuleNotFoundError as exc:
         error = missing_train_extra(exc, command)
         if error is None:
@@ -48,7 +49,7 @@ def import_keras(command: str | None = None) -> Any:
 
 def seed_everything(seed: int) -> None:
     keras = import_keras()
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: TensorFlow (seconds to import); imported above, by import_keras
 
     keras.utils.set_random_seed(seed)
     try:

@@ -12,8 +12,12 @@ import json
 import math
 import os
 import re
+import stat
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+import numpy as np
+import yaml
 
 from edge_export.core.errors import EdgeExportError
 
@@ -114,19 +118,17 @@ def finite_number(
     return number
 
 
-def finite_array(array: Any, *, what: str, source: str | Path | None = None) -> Any:
+def finite_array(array: Any, *, what: str, source: str | Path | None = None) -> np.ndarray:
     """``array`` (numpy) when every value is finite, else a clear error: a nan is never a score."""
-    import numpy as np
-
-    array = np.asarray(array)
-    if array.dtype.kind in "fc" and not np.isfinite(array).all():
-        bad = int(array.size - np.isfinite(array).sum())
+    checked = np.asarray(array)
+    if checked.dtype.kind in "fc" and not np.isfinite(checked).all():
+        bad = int(checked.size - np.isfinite(checked).sum())
         raise EdgeExportError(
-            f"{what}: {bad} of {array.size} values are not finite (nan or inf)",
+            f"{what}: {bad} of {checked.size} values are not finite (nan or inf)",
             path=source,
             hint="the model or its preprocessing (mean/std, quantization scale) is broken: re-export it",
         )
-    return array
+    return checked
 
 
 def json_depth_ok(obj: Any, limit: int = MAX_JSON_DEPTH) -> bool:
@@ -200,8 +202,6 @@ MAX_YAML_NODES = 100_000
 
 def read_yaml(path: str | Path, *, what: str = "config file") -> Any:
     """Parse a YAML file from elsewhere (plain data, bounded) or raise a clear error naming it."""
-    import yaml
-
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -262,8 +262,6 @@ def read_yaml(path: str | Path, *, what: str = "config file") -> Any:
 
 def is_regular_file(path: str | Path) -> bool:
     """True for a regular file (following links); False for FIFOs, devices, sockets, folders."""
-    import stat
-
     try:
         return stat.S_ISREG(os.stat(path).st_mode)
     except OSError:

@@ -14,7 +14,7 @@ Precedence: defaults < config < overrides < named keywords. Every setting is che
 registries (backbones, formats, stages, providers, bundle flavours) before any work, and a bad one raises
 :class:`~edge_export.core.errors.EdgeExportError` naming the value, the flag or key, and the valid ones.
 
-Heavy imports (TensorFlow) happen inside the functions that need them: importing this module is cheap.
+Heavy imports (TensorFlow) happen inside the layers' functions that need them: importing this module is cheap.
 """
 
 from __future__ import annotations
@@ -25,17 +25,37 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
-from edge_export.core.config import Config, load_config, parse_overrides
+from edge_export.benchmarks.suite import BenchOutcome, bench_run
+from edge_export.core.atomic import atomic_path
+from edge_export.core.config import Config, flatten, load_config, parse_overrides
 from edge_export.core.echo import Echo, silent
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.out_folder import check_not_inside, check_out_folder
+from edge_export.core.records.bench import LOCAL, BenchResult
 from edge_export.core.records.manifest import ArtifactRecord, Manifest
-from edge_export.core.run_folder import RunFolder
+from edge_export.core.run_folder import RunFolder, TuneFolder
+from edge_export.core.run_lock import locked_run
+from edge_export.core.tf_env import require_tensorflow
+from edge_export.deploy.bundle import package_run
+from edge_export.deploy.flavours import get_flavour
+from edge_export.deploy.remote import RemoteSettings, bench_on_devices, connect_devices
+from edge_export.deploy.ssh import SshDevice
+from edge_export.export.exporter import export_run
+from edge_export.export.formats import resolve_formats
+from edge_export.export.manifest import read_manifest
+from edge_export.export.user_model import KERAS_SUFFIXES, source_kind
+from edge_export.pipeline.runner import build as run_build
+from edge_export.pipeline.stages import STAGES
+from edge_export.runtime.backends.onnx_runtime import check_providers
+from edge_export.trainer.backbones import get_backbone
+from edge_export.trainer.run import prepare_dataset, train_run
+from edge_export.tuning.relative import check_reference
+from edge_export.tuning.search import tune as run_tune
 
-ConfigLike = Union[Config, str, Path, None]
-Overrides = Union[Mapping[str, Any], Sequence[str], None]
+ConfigLike = Config | str | Path | None
+Overrides = Mapping[str, Any] | Sequence[str] | None
 
 
 # ------------------------------------------------------------------------------------------- the flags
@@ -62,7 +82,8 @@ FLAGS: dict[str, Flag] = {
         Flag(
             "data",
             "data.path",
-            "Dataset folder (train/, validation/, test/) or the name of a data set in $EDGE_EXPORT_DATA_DIR [cats_vs_dogs].",
+            "Dataset folder (train/, validation/, test/) or the name of a data set in "
+            "$EDGE_EXPORT_DATA_DIR [cats_vs_dogs].",
         ),
         Flag("backbone", "model.backbone", "Backbone name (see `edge-export backbones`)."),
         Flag("image_size", "model.image_size", "Input size in pixels (square) [the backbone's].", int),
@@ -115,7 +136,8 @@ FLAGS: dict[str, Flag] = {
         Flag(
             "min_accuracy",
             "bench.min_accuracy",
-            "Fail (exit 1) if an artifact's test accuracy is below this fraction (e.g. 0.985; the Keras reference is not gated).",
+            "Fail (exit 1) if an artifact's test accuracy is below this fraction "
+            "(e.g. 0.985; the Keras reference is not gated).",
             float,
         ),
         Flag("accuracy_budget", "build.accuracy_budget", "Recommendation: max points below the Keras model.", float),
@@ -215,9 +237,6 @@ def check_settings(config: Config) -> None:
 
     Errors name the config key (``resolve_config`` renames it to the flag the user typed).
     """
-    from edge_export.export.formats import resolve_formats
-    from edge_export.pipeline.stages import STAGES
-    from edge_export.trainer.backbones import get_backbone
 
     def named(key: str, call: Callable[[], Any]) -> Any:
         try:
@@ -238,21 +257,7 @@ def check_settings(config: Config) -> None:
         )
 
 
-def check_providers(providers: Sequence[str]) -> list[str]:
-    """ONNX Runtime execution providers (short or full names) that this onnxruntime offers; else an error."""
-    from edge_export.runtime.backends.onnx_runtime import PROVIDER_ALIASES, resolve_providers
-
-    try:
-        return resolve_providers(list(providers))
-    except EdgeExportError as exc:
-        raise EdgeExportError(
-            f"--provider: {exc.message}", hint=f"{exc.hint}; short names: {', '.join(PROVIDER_ALIASES)}"
-        ) from None
-
-
 def check_flavour(flavour: str) -> None:
-    from edge_export.deploy.flavours import get_flavour
-
     get_flavour(flavour)
 
 
@@ -288,17 +293,12 @@ def train(
     **settings: Any,
 ) -> TrainResult:
     """Train a classifier by transfer learning into the run folder ``out`` [runs/train-<time>]."""
-    from edge_export.core.tf_env import require_tensorflow
-
     echo = echo or silent
     resolved = resolve_config(config, overrides, flags=TRAIN_FLAGS, **settings)
     run = RunFolder(out) if out else RunFolder.new_default()
     check_out_folder(run.root)
     check_not_inside(run.root, resolved.data.path)
     require_tensorflow("train")
-    from edge_export.core.run_lock import locked_run
-    from edge_export.trainer.run import prepare_dataset, train_run
-
     dataset = prepare_dataset(resolved)
     echo(f"dataset: {dataset.root}")
     echo(dataset.counts_table())
@@ -310,8 +310,6 @@ def train(
 
 def export_config(run: RunFolder, config: ConfigLike = None, overrides: Overrides = None, **settings: Any) -> Config:
     """defaults < the run's config.yaml < ``config`` (only what it sets) < overrides < flags."""
-    from edge_export.core.config import flatten
-
     merged: dict = {}
     if config is not None:
         given = config if isinstance(config, Config) else load_config(config)
@@ -337,8 +335,6 @@ def export(
     is imported with ``data=`` (photos for calibration and the checks) into ``out=`` [runs/<its name>], then
     exported (an .onnx file to the ONNX formats).
     """
-    from edge_export.core.tf_env import require_tensorflow
-
     echo = echo or silent
     if is_model_source(run, onnx=True):
         out = settings.pop("out", None) or default_out(run)
@@ -357,8 +353,6 @@ def export(
             stages=["train", "export"],
             **settings,
         )
-        from edge_export.export.manifest import read_manifest
-
         folder = RunFolder(out)
         return _export_result(folder, read_manifest(folder))
     settings.pop("out", None)
@@ -374,9 +368,6 @@ def export(
     run.verify()  # before its config.yaml is read: model.keras and every file beside it are from one train
     resolved = export_config(run, config, overrides, **settings)
     require_tensorflow("export")  # before any work: nothing below runs without it
-    from edge_export.core.run_lock import locked_run
-    from edge_export.export.exporter import export_run
-
     echo(f"exporting {run.model} -> {run.export_dir}")
     with locked_run(run):
         manifest = export_run(run, resolved.export, run_config=resolved, echo=echo, debug=debug)
@@ -434,13 +425,8 @@ def bench(
         check_providers(providers)
     ssh_devices = parse_devices(devices)
     if ssh_devices:  # every device answers (ssh, login, Python) before any local work
-        from edge_export.deploy.remote import RemoteSettings, connect_devices
-
         remote = remote or RemoteSettings()
         ssh_devices = connect_devices(ssh_devices, remote)
-    from edge_export.benchmarks.suite import bench_run
-    from edge_export.core.run_lock import locked_run
-
     folder = None if run is None else (run if isinstance(run, RunFolder) else RunFolder(run))
     # writing RUN/bench: one writer per run folder (a run folder only read, with --out elsewhere, is not locked)
     with locked_run(folder) if folder is not None and out is None else contextlib.nullcontext():
@@ -457,8 +443,6 @@ def bench(
             providers=list(providers) or None,
         )
         if ssh_devices:
-            from edge_export.deploy.remote import bench_on_devices
-
             outcome = bench_on_devices(
                 outcome,
                 ssh_devices,
@@ -504,9 +488,6 @@ def _bench_model_source(
         stages=["train", "bench"],
         labels=None if labels is None else str(labels),
     )
-    from edge_export.benchmarks.suite import BenchOutcome
-    from edge_export.core.records.bench import BenchResult
-
     folder_run = RunFolder(folder)
     table = folder_run.bench_md.read_text(encoding="utf-8") if folder_run.bench_md.is_file() else ""
     return BenchOutcome(result=BenchResult.read(folder_run.bench_json), out_dir=folder_run.bench_dir, table=table)
@@ -514,9 +495,6 @@ def _bench_model_source(
 
 def parse_devices(values: Sequence[str], option: str = "--device") -> list:
     """``--device`` values -> the SSH devices (``local`` is always measured); checked before any work."""
-    from edge_export.core.records.bench import LOCAL
-    from edge_export.deploy.ssh import SshDevice
-
     devices: list = []
     for value in values:
         if value.strip() == LOCAL:
@@ -556,19 +534,12 @@ def build(
     resolved = resolve_config(config, overrides, flags=BUILD_FLAGS, **settings)
     check_not_inside(out, resolved.data.path)
     if resolved.model.source and "train" in resolved.build.stages:  # the file, before any work (its contents: later)
-        from edge_export.export.user_model import source_kind
-
         try:
             source_kind(Path(resolved.model.source).expanduser())
         except EdgeExportError as exc:
             raise _named(exc, {"model.source": _spell(FLAGS["model"])}) from None
     if {"train", "export"} & set(resolved.build.stages):
-        from edge_export.core.tf_env import require_tensorflow
-
         require_tensorflow("build")
-    from edge_export.core.run_lock import locked_run
-    from edge_export.pipeline.runner import build as run_build
-
     with locked_run(RunFolder(out), command) as run:
         return run_build(
             resolved,
@@ -588,8 +559,6 @@ def _save_model_object(model: Any, out: Path) -> Path:
             f"model= is a {type(model).__name__}, not a model",
             hint="pass a keras.Model, or the path of a .keras, .h5 or SavedModel folder",
         )
-    from edge_export.core.atomic import atomic_path
-
     out.mkdir(parents=True, exist_ok=True)
     path = out / "source_model.keras"
     with atomic_path(path) as tmp:
@@ -605,8 +574,6 @@ def is_model_source(target: Any, onnx: bool = False) -> bool:
     if not isinstance(target, (str, Path)):
         return hasattr(target, "save") and hasattr(target, "inputs")
     path = Path(target)
-    from edge_export.export.user_model import KERAS_SUFFIXES
-
     return (
         path.suffix.lower() in KERAS_SUFFIXES
         or (onnx and path.suffix.lower() == ".onnx")
@@ -662,18 +629,10 @@ def tune(
     if resolved.tune.device.strip() != "local":
         parse_devices([resolved.tune.device], option="--device")  # a bad address fails before any work
     if resolved.tune.latency_reference is not None:
-        from edge_export.tuning.relative import check_reference
-
         check_reference(resolved.tune.latency_reference)  # before any work
     check_out_folder(out)
     check_not_inside(out, resolved.data.path)
-    from edge_export.core.tf_env import require_tensorflow
-
     require_tensorflow("tune")
-    from edge_export.core.run_folder import TuneFolder
-    from edge_export.core.run_lock import locked_run
-    from edge_export.tuning.search import tune as run_tune
-
     folder = TuneFolder(out)
     with locked_run(RunFolder(out)):
         result = run_tune(resolved, folder, measure=measure, echo=echo or silent, event=event, remote=remote)
@@ -696,9 +655,6 @@ def package(
     check_flavour(flavour)
     if out is not None:
         check_out_folder(out)
-    from edge_export.core.run_lock import locked_run
-    from edge_export.deploy.bundle import package_run
-
     folder = run if isinstance(run, RunFolder) else RunFolder(run)
     if not folder.root.is_dir():
         raise EdgeExportError("run folder not found", path=folder.root, hint="pass a folder `edge-export build` wrote")

@@ -14,6 +14,9 @@ import click
 
 from edge_export.core import __version__
 from edge_export.core.errors import EdgeExportError
+from edge_export.core.out_folder import CHECKED
+from edge_export.core.tf_env import missing_train_extra
+from edge_export.core.untrusted import printable
 
 # command name -> "module:attribute"; each module defines one click command.
 COMMANDS = {
@@ -55,8 +58,6 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
-    from edge_export.core.out_folder import CHECKED
-
     CHECKED.clear()
     try:
         cli.main(args=argv, prog_name="edge-export", standalone_mode=False)
@@ -98,13 +99,11 @@ _NO_FILE_NAMED = (errno.ENOSPC, errno.EDQUOT)  # a write() names no file; atomic
 
 def _user_error(exc: BaseException) -> EdgeExportError | None:
     """A one-line error for a full disk, a read-only or forbidden place, or a missing [train] extra; None: a bug."""
-    from edge_export.core.out_folder import CHECKED
-    from edge_export.core.tf_env import missing_train_extra
-    from edge_export.core.untrusted import printable
-
     if isinstance(exc, ModuleNotFoundError):
         return missing_train_extra(exc)
-    known = _WRITE_ERRORS.get(exc.errno) if isinstance(exc, OSError) else None
+    if not isinstance(exc, OSError) or exc.errno is None:
+        return None
+    known = _WRITE_ERRORS.get(exc.errno)
     if known is None:
         return None
     what, fix = known

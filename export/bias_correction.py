@@ -37,7 +37,7 @@ class Correctable:
 def correctable_layers(model: Any) -> list[Correctable]:
     """The convolutions of ``model`` itself (not of models nested in it) that the correction applies to, each with
     the BatchNormalization applied to its output, in graph order. Layers called more than once are left out."""
-    import keras
+    import keras  # lazy: Keras (the train extra, imports TensorFlow); only an int8 export needs it
 
     if not hasattr(model, "inputs") or not _operations(model):
         return []
@@ -88,7 +88,7 @@ def int8_per_channel(weights: np.ndarray, axis: int) -> np.ndarray:
 def _shift(item: Correctable, tap_means: np.ndarray) -> np.ndarray:
     """(W_q - W) E[x] per output channel, for the folded weights the converter quantizes. ``tap_means``: the mean
     input each kernel tap sees (KH x KW x C, zero padding included), or the mean input (C) of a Dense layer."""
-    import keras
+    import keras  # lazy: Keras (the train extra, imports TensorFlow); only an int8 export needs it
 
     conv, bn = item.conv, item.bn
     kernel = np.asarray(conv.get_weights()[0], np.float64)
@@ -135,7 +135,7 @@ def _tap_sums(layer, values: np.ndarray) -> np.ndarray:
 
 def _input_means(model: Any, items: list[Correctable], inputs: list[np.ndarray]) -> list[np.ndarray]:
     """For each layer, the mean input of each kernel tap (a Dense layer: of each input), from float activations."""
-    import keras
+    import keras  # lazy: Keras (the train extra, imports TensorFlow); only an int8 export needs it
 
     probe = keras.Model(model.inputs, [item.conv.input for item in items])
     sums: list[Any] = [0.0] * len(items)
@@ -155,7 +155,7 @@ def _input_means(model: Any, items: list[Correctable], inputs: list[np.ndarray])
 
 def nested_inputs(parent: Any, nested: Any, parent_inputs: list[np.ndarray]) -> list[np.ndarray] | None:
     """What ``nested`` (a model called inside ``parent``) receives for ``parent_inputs``: None when unknown."""
-    import keras
+    import keras  # lazy: Keras (the train extra, imports TensorFlow); only an int8 export needs it
 
     for node in nested._inbound_nodes:
         tensors = list(getattr(node, "input_tensors", []) or [])
@@ -179,10 +179,10 @@ def _batches(inputs: list[np.ndarray]):
 def bias_correct(model: Any, pixels: np.ndarray) -> dict[str, Any]:
     """Correct ``model`` in place (a copy the caller owns) on the first ``IMAGES`` calibration ``pixels`` (uint8
     N x S x S x 3, the model's 0-255 input). Returns what was done: layers corrected and the largest shift."""
-    import keras
+    import keras  # lazy: Keras (the train extra, imports TensorFlow); only an int8 export needs it
 
     corrected, largest = 0, 0.0
-    todo = [(model, [np.asarray(pixels[:IMAGES], np.float32)])]
+    todo: list[tuple[Any, list[np.ndarray] | None]] = [(model, [np.asarray(pixels[:IMAGES], np.float32)])]
     seen: set[int] = set()
     while todo:
         current, inputs = todo.pop(0)

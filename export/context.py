@@ -20,12 +20,15 @@ from edge_export.core.config import Config, ExportConfig
 from edge_export.core.echo import Echo
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.records.model_spec import ModelSpec
+from edge_export.core.records.preprocessing import Preprocessing
 from edge_export.core.run_folder import RunFolder, RunRecord
+from edge_export.core.tf_env import import_keras
 from edge_export.export.data import Images, load_images, open_dataset, representative_pixels, sample
 from edge_export.export.formats import FormatSpec
 from edge_export.export.layout import ExportFolder
+from edge_export.export.parity import keras_probabilities, onnx_probabilities
+from edge_export.export.tflite_metadata import model_identity
 from edge_export.runtime.metadata import ModelMetadata
-from edge_export.runtime.preprocessing import Preprocessing
 
 # A format's converter: ``convert(ctx, fmt, out_path)`` -> extra manifest details (or None)
 Converter = Callable[["ExportContext", FormatSpec, Path], "dict | None"]
@@ -96,7 +99,7 @@ class ExportContext:
     def check_model(self) -> None:
         """Load the reference model once, before the export folder is touched: a corrupt one fails here."""
         if self.has_keras:
-            self.model
+            _ = self.model  # loaded (and cached) now
         else:
             self.parity_reference()
 
@@ -131,9 +134,10 @@ class ExportContext:
 
     def _load(self, split_name: str, count: int | None, seed: int) -> Images:
         split = self.dataset.splits[split_name]
+        height, width = self.preprocessing.size  # as a tuple, whatever sequence the record holds
         return load_images(
             sample(split, count, seed),
-            tuple(self.preprocessing.size),
+            (height, width),
             self.preprocessing.pixel_method,
             self.run_config.data.max_image_pixels,
         )
@@ -161,8 +165,6 @@ class ExportContext:
 
     def parity_reference(self) -> np.ndarray:
         """The Keras model's probabilities on ``parity_images()``: what every artifact is checked against."""
-        from edge_export.export.parity import keras_probabilities, onnx_probabilities
-
         if not self.has_keras:
             return self.memo("parity_reference", lambda: onnx_probabilities(self.run, self.parity_images().pixels))
         return self.memo("parity_reference", lambda: keras_probabilities(self.model, self.parity_images().pixels))
@@ -189,8 +191,6 @@ class ExportContext:
         qat: dict[str, Any] | None = None,
     ) -> ModelMetadata:
         """The ``edge_export`` metadata embedded in every artifact (the runtime's record, filled here)."""
-        from edge_export.export.tflite_metadata import model_identity
-
         info = self.config.metadata  # export.metadata: what the model says about itself
         name, description, version = model_identity(
             info.name, info.description, info.version, self.labels, self.spec.backbone, fmt.name, __version__
@@ -217,7 +217,6 @@ class ExportContext:
 def load_keras_model(run: RunFolder, spec: ModelSpec) -> Any:
     """The run's model.keras, or an EdgeExportError naming the file and what to do."""
     path = run.require_model()
-    from edge_export.core.tf_env import import_keras
 
     keras = import_keras()
     try:
@@ -242,7 +241,7 @@ def load_keras_model(run: RunFolder, spec: ModelSpec) -> Any:
 
 def load_onnx_reference(run: RunFolder) -> Any:
     """The run's model.onnx (an imported ONNX model, wrapped), or an EdgeExportError naming it."""
-    import onnx
+    import onnx  # lazy: onnx (the train extra); only a run imported from an ONNX model needs it
 
     path = run.model_onnx
     try:

@@ -66,13 +66,15 @@ def export_run(
     try:
         why_not = [unavailable_for(fmt, ctx, fmt.name in auto) for fmt in specs]
         if all(why_not):
+            first = why_not[0]
+            assert first is not None  # all() above
             raise EdgeExportError(
-                f"none of the requested formats can be made for this model: {why_not[0]['reason']}",
+                f"none of the requested formats can be made for this model: {first['reason']}",
                 path=run.reference_model,
                 hint="request others (--formats onnx for a model imported from ONNX, or all)",
             )
         ctx.check_model()  # a missing or corrupt model fails here, before the export folder is touched
-        ctx.dataset
+        _ = ctx.dataset  # scanned now: missing training data fails before the export folder is touched
         kept = _start(ctx, specs)
         write_text(ctx.folder.labels, "\n".join(ctx.labels) + "\n")
 
@@ -216,10 +218,11 @@ def _earlier_entries(ctx: ExportContext, requested: set[str]) -> list[ArtifactRe
     kept = []
     for entry in others:
         fmt = FORMATS.get(entry.name)
-        path = folder.artifact(fmt) if fmt is not None else None
         if fmt is None or (entry.path is not None and entry.path != fmt.filename):
             echo(f"export/: removing {entry.name}: not an artifact this export makes")
-        elif entry.path is not None and (not path.is_file() or sha256_file(path) != entry.sha256):
+            continue
+        path = folder.artifact(fmt)
+        if entry.path is not None and (not path.is_file() or sha256_file(path) != entry.sha256):
             echo(f"export/: removing {entry.name}: its file is missing or changed since it was exported")
         else:
             kept.append(entry)
@@ -287,7 +290,10 @@ def _summary(result: ArtifactRecord) -> str:
         return f"FAILED: {result.error}"
     p = result.parity or {}
     size = f"{result.size_bytes / 1e6:.2f} MB" if result.size_bytes else "-"
-    text = f"{size}, accuracy {p['accuracy']:.2%} (drop {p['accuracy_drop']:+.2f} points), agreement {p['top1_agreement']:.2%}"
+    text = (
+        f"{size}, accuracy {p['accuracy']:.2%} (drop {p['accuracy_drop']:+.2f} points), "
+        f"agreement {p['top1_agreement']:.2%}"
+    )
     return text if result.status == "ok" else f"FAILED: {result.error} [{text}]"
 
 

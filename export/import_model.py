@@ -30,10 +30,13 @@ from edge_export.core.config import Config
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.records.model_source import INPUT_SCALES, ModelSource
 from edge_export.core.records.model_spec import ModelSpec
+from edge_export.core.records.preprocessing import Preprocessing
 from edge_export.core.run_folder import RunFolder, forget_record, write_record
+from edge_export.core.tf_env import import_keras
 from edge_export.core.untrusted import printable
 from edge_export.export import input_check, onnx_source
 from edge_export.export.data import sample
+from edge_export.export.metadata import embed_onnx_metadata
 from edge_export.export.user_model import (
     IMPORTED_BACKBONE,
     ModelShape,
@@ -48,8 +51,9 @@ from edge_export.export.user_model import (
     source_sha256,
     wrap_model,
 )
-from edge_export.runtime.preprocessing import Preprocessing
+from edge_export.runtime.metadata import ModelMetadata
 from edge_export.trainer.datasets import Dataset, load_pixels, stream_pixels
+from edge_export.trainer.run import recorded_config
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +137,6 @@ def import_run(config: Config, run: RunFolder, dataset: Dataset, echo: Echo | No
         versions={"edge_export": __version__, **source.versions(), "python": platform.python_version()},
         source=record,
     )
-    from edge_export.trainer.run import recorded_config
 
     run.create()
     forget_record(run)  # until the new record is written last, no reader pairs old and new files
@@ -158,8 +161,6 @@ class _KerasSource:
     file_name = RunFolder.MODEL
 
     def __init__(self, path: Path, config: Config):
-        from edge_export.core.tf_env import import_keras
-
         self.model, self.kind = load_user_model(path, config.model.custom_objects)
         self.shape: ModelShape = model_shape(self.model, path, config.model.image_size)
         self.keras = import_keras()
@@ -207,16 +208,13 @@ class _OnnxSource:
         return onnx_source.runner_of(wrapped, self.path)
 
     def versions(self) -> dict[str, str]:
-        import onnx
-        import onnxruntime
+        import onnx  # lazy: onnx (the train extra); only an ONNX model's import needs it
+        import onnxruntime  # lazy: ONNX Runtime is optional (the onnx extra); only an ONNX model's import needs it
 
         return {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
 
     def save(self, wrapped: Any, tmp: Path, labels: list[str], preprocessing: Preprocessing) -> None:
-        import onnx
-
-        from edge_export.export.metadata import embed_onnx_metadata
-        from edge_export.runtime.metadata import ModelMetadata
+        import onnx  # lazy: onnx (the train extra); only an ONNX model's import needs it
 
         embed_onnx_metadata(
             wrapped,

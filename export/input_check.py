@@ -114,7 +114,8 @@ def decide(
     if not above_chance:
         raise EdgeExportError(
             f"no preprocessing makes the model better than guessing on {n} validation photos (best: "
-            f"{best.input_scale}, {best.output}: {best.accuracy:.1%}; always answering the largest class: {chance:.1%}). "
+            f"{best.input_scale}, {best.output}: {best.accuracy:.1%}; "
+            f"always answering the largest class: {chance:.1%}). "
             "Are the labels in the model's order, and is its output class scores (not a regression or detection head)?",
             path=source,
             hint="check the class order (--labels FILE) and the data; the table above shows each candidate",

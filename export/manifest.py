@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import platform
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,7 @@ def build_manifest(
     results: list[ArtifactRecord],
     keras: dict[str, Any],
     seconds: float,
-    kept: list[ArtifactRecord] = (),
+    kept: Sequence[ArtifactRecord] = (),
 ) -> Manifest:
     """The manifest of this export's ``results`` merged with ``kept``: entries an earlier export of the same
     model.keras made for other formats. ``settings.formats`` are the formats this export made; each entry
@@ -169,7 +170,8 @@ def model_card_input(ctx: Any) -> dict[str, Any]:
         "mean": list(prep.mean),
         "std": list(prep.std),
         "resize": (
-            f"{prep.resize} as PIL resamples ({'unfiltered' if prep.resize == 'nearest' else 'filtered when shrinking'}), "
+            f"{prep.resize} as PIL resamples "
+            f"({'unfiltered' if prep.resize == 'nearest' else 'filtered when shrinking'}), "
             if prep.decoder == "pillow"
             else f"{prep.resize} as cv2.resize interpolates (JPEG decoded by OpenCV, "
             "at a reduced DCT scale when at least twice the input), "

@@ -11,8 +11,15 @@ import flatbuffers
 import numpy as np
 
 from edge_export.core.errors import EdgeExportError
+from edge_export.core.records.preprocessing import Preprocessing
+from edge_export.export.tflite_metadata import (
+    STANDARD_METADATA_NAME,
+    append_zip,
+    carried_files,
+    model_identity,
+    standard_metadata,
+)
 from edge_export.runtime.metadata import FORMAT_VERSION, METADATA_NAME, TFLITE_IDENTIFIER, ModelMetadata
-from edge_export.runtime.preprocessing import Preprocessing
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -46,11 +53,9 @@ def embed_tflite_metadata(
     Without it, a standard entry and the files zipped onto the model are kept as they are.
     ``edge_export_entry=False`` (with ``standard``): the standard entry only, as a model made elsewhere has it.
     """
-    from edge_export.export.tflite_metadata import STANDARD_METADATA_NAME, standard_metadata
-
     data = metadata_json(meta).encode("utf-8")
     model = _parse_tflite(model_bytes)
-    entries = {METADATA_NAME: data} if edge_export_entry else {}
+    entries: dict[str, bytes | None] = {METADATA_NAME: data} if edge_export_entry else {}
     files = None
     if standard:
         record = meta if isinstance(meta, ModelMetadata) else ModelMetadata.from_dict(json.loads(data))
@@ -85,8 +90,6 @@ def _parse_tflite(model_bytes: bytes) -> Any:
 def _pack_tflite(
     model: Any, model_bytes: bytes, entries: dict[str, bytes | None], files: dict[str, bytes] | None
 ) -> bytes:
-    from edge_export.export.tflite_metadata import STANDARD_METADATA_NAME, append_zip, carried_files
-
     if files is None:  # the Pack below drops what follows the flatbuffer: the standard entry's files
         has_standard = any(_name(e) == STANDARD_METADATA_NAME for e in model.metadata or [])
         files = carried_files(model_bytes) if has_standard else {}
@@ -174,9 +177,10 @@ def _onnx_conventions(model: onnx.ModelProto, doc: dict[str, Any]) -> dict[str, 
     """The convention keys for ``doc`` (an edge_export document) on ``model``; layout and dtype are read
     from the graph's first input, the size from it when static, else from the preprocessing."""
     # the document may be anything (tests embed damaged ones for the reader to refuse): use what is well formed
-    labels = doc.get("labels") if isinstance(doc.get("labels"), list) else []
-    labels = [str(label) for label in labels]
-    prep = doc.get("preprocessing") if isinstance(doc.get("preprocessing"), dict) else {}
+    found_labels = doc.get("labels")
+    labels = [str(label) for label in found_labels] if isinstance(found_labels, list) else []
+    found_prep = doc.get("preprocessing")
+    prep: dict[str, Any] = found_prep if isinstance(found_prep, dict) else {}
     layout, dtype, height, width = "NHWC", "float32", None, None
     if len(model.graph.input):
         tensor = model.graph.input[0].type.tensor_type
@@ -185,9 +189,9 @@ def _onnx_conventions(model: onnx.ModelProto, doc: dict[str, Any]) -> dict[str, 
         if len(dims) == 4:
             layout = "NCHW" if dims[1] == 3 and dims[3] != 3 else "NHWC"
             height, width = (dims[2], dims[3]) if layout == "NCHW" else (dims[1], dims[2])
-    size = prep.get("size") if isinstance(prep.get("size"), list) and len(prep["size"]) == 2 else [None, None]
+    found_size = prep.get("size")
+    size = found_size if isinstance(found_size, list) and len(found_size) == 2 else [None, None]
     height, width = height or size[0], width or size[1]
-    from edge_export.export.tflite_metadata import model_identity
 
     def text(key: str) -> str | None:
         return str(doc[key]) if doc.get(key) else None
@@ -250,9 +254,11 @@ def _name(entry: Any) -> str:
 def _tflite_schema():
     """The generated TFLite schema (object API): LiteRT's copy, else TensorFlow's."""
     try:
+        # lazy: LiteRT is optional (the tflite extra); only a .tflite model's metadata needs it
         from ai_edge_litert import schema_py_generated as schema
     except ImportError:
         try:
+            # lazy: TensorFlow (seconds to import): the schema's fallback where LiteRT is missing
             from tensorflow.lite.python import schema_py_generated as schema
         except ImportError:
             raise EdgeExportError(

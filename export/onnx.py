@@ -12,6 +12,7 @@ import contextlib
 import gc
 import io
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import numpy as np
 from edge_export.core.errors import EdgeExportError
 from edge_export.export.formats import FormatSpec
 from edge_export.export.metadata import embed_onnx_metadata
+from edge_export.export.onnx_source import PREFIX
 from edge_export.export.source import ConversionSource
 from edge_export.trainer.model import INPUT_NAME
 
@@ -42,10 +44,10 @@ def fp32_model(ctx: ConversionSource) -> Any:
 
 
 def _convert(ctx: ConversionSource) -> Any:
-    import onnx
-    import tensorflow as tf
-    import tf2onnx
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    import onnx  # lazy: onnx (the train extra); only the ONNX formats need it
+    import tensorflow as tf  # lazy: TensorFlow (seconds to import, the train extra); only the conversion needs it
+    import tf2onnx  # lazy: tf2onnx (the train extra, imports TensorFlow); only the conversion needs it
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2  # lazy: as above
 
     model = ctx.model
     signature = [tf.TensorSpec(ctx.input_shape, tf.float32, name=INPUT_NAME)]
@@ -82,8 +84,6 @@ def _canonicalize(proto: Any) -> None:
     shares equal constants under whichever name it met first, walking sets, so both vary with PYTHONHASHSEED.
     Rename every made-up tensor after the first node (in graph order) that uses or makes it, then sort the
     initializers (their order carries no meaning in ONNX)."""
-    import re
-
     generated = re.compile(r"^(.*)__\d+(:\d+)?$")  # node `Relu6_min__10`, tensor `mul_1__6:0`
     renamed: dict[str, str] = {}
     graph = proto.graph
@@ -117,7 +117,7 @@ def _canonicalize(proto: Any) -> None:
 
 
 def _save(proto: Any, out: Path) -> None:
-    import onnx
+    import onnx  # lazy: onnx (the train extra); only the ONNX formats need it
 
     onnx.save_model(proto, str(out))
 
@@ -128,7 +128,7 @@ def opset_of(proto: Any) -> int:
 
 
 def convert_fp32(ctx: ConversionSource, fmt: FormatSpec, out: Path) -> dict:
-    import onnx
+    import onnx  # lazy: onnx (the train extra); only the ONNX formats need it
 
     proto = onnx.ModelProto()
     proto.CopyFrom(fp32_model(ctx))
@@ -160,7 +160,7 @@ INT8_SETTINGS: dict[str, Any] = {
 
 
 def convert_int8(ctx: ConversionSource, fmt: FormatSpec, out: Path) -> dict:
-    import onnx
+    import onnx  # lazy: onnx (the train extra); only the ONNX formats need it
 
     work = ctx.workdir / "onnx-int8"
     work.mkdir(exist_ok=True)
@@ -180,7 +180,9 @@ def quantize(source: Path, out: Path, pixels: Any, work: Path, settings: dict[st
     """Static int8 quantization of the float graph ``source`` into ``out``, calibrated on ``pixels`` (uint8
     N x H x W x 3, an array or anything that slices like one). ``settings``: ``INT8_SETTINGS`` by default
     (benchmarks/scripts/onnx_int8_settings.py passes others to compare them)."""
-    import onnx
+    import onnx  # lazy: onnx (the train extra); only the ONNX formats need it
+
+    # lazy: ONNX Runtime (the onnx and train extras); only the int8 quantization needs it
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     settings = {**INT8_SETTINGS, **(settings or {})}
@@ -189,6 +191,7 @@ def quantize(source: Path, out: Path, pixels: Any, work: Path, settings: dict[st
     graph = onnx.load_model(str(prepared))
     exclude = [*wrapper_stem(graph), *(head_nodes(graph) if settings["head"] == "float" else [])]
     method = settings["calibration"]
+    extra: dict[str, Any]
     if method == "MinMax":  # ranges from batches of images in one pass (one: a graph whose batch is fixed at 1)
         batch = 1 if _fixed_batch(prepared) else min(MINMAX_BATCH, len(pixels))
         reader, extra = _reader(pixels, batch=batch), {}
@@ -215,7 +218,7 @@ def quantize(source: Path, out: Path, pixels: Any, work: Path, settings: dict[st
 
 def _fixed_batch(path: Path) -> bool:
     """The graph's input batch dimension is a number (an imported model exported with batch 1), not free."""
-    import onnx
+    import onnx  # lazy: onnx (the train extra); only the ONNX formats need it
 
     dims = onnx.load_model(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
     return bool(dims) and dims[0].HasField("dim_value")
@@ -236,6 +239,7 @@ def prepare(source: Path, out: Path) -> None:
     sympy happened to be installed and be skipped silently, with the plain graph quantized instead, when it
     was not: a different artifact (3.81 vs 3.86 MB on the default build) from the same model, and a Dense
     that OpenCV DNN ran as 2 x 2 for one image. Now a failure is an error, never another graph."""
+    # lazy: ONNX Runtime (the onnx and train extras); only the int8 quantization needs it
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     try:
@@ -253,8 +257,6 @@ def wrapper_stem(proto: Any) -> list[str]:
     layout): they stay float. Quantized, ONNX Runtime runs a per-channel Mul and Add over the whole input image
     as QLinearMul/QLinearAdd with a slow broadcast: 1.8 ms of a 2.5 ms MobileNet 0.25 at 180 px, measured;
     in float they take microseconds, and the first convolution's input is quantized right after them."""
-    from edge_export.export.onnx_source import PREFIX
-
     head = set(head_nodes(proto))
     return [node.name for node in proto.graph.node if node.name.startswith(PREFIX) and node.name not in head]
 
@@ -305,6 +307,7 @@ def _reader(pixels: Any, batch: int = 1) -> Any:
     """An ONNX Runtime CalibrationDataReader: ``batch`` float32 images per call, then None; ``set_range``
     restricts it to a chunk of calls (ONNX Runtime's ``CalibStridedMinMax`` collection, which also serves the
     histogram methods). A batch's min and max are those of its images: MinMax ranges do not depend on it."""
+    # lazy: ONNX Runtime (the onnx and train extras); only the int8 quantization needs it
     from onnxruntime.quantization import CalibrationDataReader
 
     calls = -(-len(pixels) // batch)

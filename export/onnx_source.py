@@ -62,7 +62,7 @@ class OnnxShape:
 
 def load_onnx(path: Path) -> Any:
     """The checked ModelProto of ``path`` (external weights beside it load too); a clear error for anything else."""
-    import onnx
+    import onnx  # lazy: onnx (the train extra); only an ONNX model's import needs it
 
     try:
         proto = onnx.load_model(str(path))
@@ -176,6 +176,7 @@ class RawRunner:
     """The user's graph as it is, on NHWC float32 arrays already in its input scale: its raw output, N x ..."""
 
     def __init__(self, proto: Any, shape: OnnxShape, path: Path):
+        # lazy: ONNX Runtime is optional (the onnx extra); only an ONNX model's import needs it
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -213,7 +214,7 @@ def free_batch(proto: Any, shape: OnnxShape, path: Path) -> tuple[Any, OnnxShape
     else as it was (the runtime runs such a model one image per call)."""
     if not shape.fixed_batch:
         return proto, shape
-    import onnx
+    import onnx  # lazy: onnx (the train extra); only an ONNX model's import needs it
 
     candidate = onnx.ModelProto()
     candidate.CopyFrom(proto)
@@ -236,8 +237,8 @@ def free_batch(proto: Any, shape: OnnxShape, path: Path) -> tuple[Any, OnnxShape
 
 def wrap_onnx(proto: Any, shape: OnnxShape, input_scale: str, output: str, order: np.ndarray) -> Any:
     """The user's graph inside our contract (module docstring): a new ModelProto; ``proto`` is not changed."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    import onnx  # lazy: onnx (the train extra); only an ONNX model's import needs it
+    from onnx import TensorProto, helper, numpy_helper  # lazy: as above
 
     model = onnx.ModelProto()
     model.CopyFrom(proto)

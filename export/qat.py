@@ -27,7 +27,9 @@ from edge_export.core.process import child_popen_kwargs, python_module_command
 from edge_export.export.context import ExportContext
 from edge_export.export.formats import FormatSpec
 from edge_export.export.tflite import write_tflite
-from edge_export.trainer.model import NORMALIZE
+from edge_export.trainer.backbones import get_backbone
+from edge_export.trainer.model import HEAD_LAYERS, NORMALIZE
+from edge_export.trainer.two_stage import top_layers
 
 WORKER = "edge_export.export.qat_worker"
 JOB, WEIGHTS, TRAIN_X, TRAIN_Y = "job.json", "weights.npz", "train_x.npy", "train_y.npy"
@@ -83,7 +85,9 @@ def write_job(
     int8_io: str,
 ) -> None:
     job_dir.mkdir(parents=True, exist_ok=True)
-    weights = {f"{layer.name}/{i}": np.asarray(w) for layer in model.layers for i, w in enumerate(layer.get_weights())}
+    weights: dict[str, Any] = {
+        f"{layer.name}/{i}": np.asarray(w) for layer in model.layers for i, w in enumerate(layer.get_weights())
+    }
     np.savez(job_dir / WEIGHTS, **weights)
     np.save(job_dir / TRAIN_X, pixels)
     np.save(job_dir / TRAIN_Y, labels.astype(np.int64))
@@ -106,10 +110,6 @@ def trainable_layers(model: Any, spec: Any, fine_tune: Any) -> list[str]:
     """The layers training updated: the head, plus the top of the base that fine-tuning unfroze (as in
     ``trainer.stages``). QAT fine-tunes only these; the rest keeps its weights (BatchNormalization never
     trains). Updating the whole ImageNet base on a small dataset cost accuracy (1 point on cats vs dogs)."""
-    from edge_export.trainer.backbones import get_backbone
-    from edge_export.trainer.model import HEAD_LAYERS
-    from edge_export.trainer.two_stage import top_layers
-
     chosen = [layer for layer in model.layers if layer.name in HEAD_LAYERS]
     if fine_tune.enabled:
         chosen += top_layers(model, get_backbone(spec.backbone), fine_tune.unfreeze_blocks, fine_tune.unfreeze_layers)
@@ -145,6 +145,7 @@ def run_worker(job_dir: Path, echo=None) -> dict:
             text=True,
             **child_popen_kwargs(),  # dies with this process: a killed export leaves no worker training on
         )
+        assert proc.stdout is not None  # stdout=PIPE
         try:
             for line in proc.stdout:
                 if echo is not None and line.strip():

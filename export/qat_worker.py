@@ -24,6 +24,7 @@ import numpy as np
 
 from edge_export.core.records.model_spec import ModelSpec
 from edge_export.export.qat import ERROR, JOB, MODEL, RESULT, TRAIN_X, TRAIN_Y, VAL_X, VAL_Y, WEIGHTS
+from edge_export.export.tflite import float_tensors, set_integer_io
 from edge_export.trainer.model import NORMALIZE, build_classifier
 
 
@@ -48,9 +49,9 @@ def main(argv: list[str]) -> int:
 
 
 def run_job(job_dir: Path) -> dict:
-    import tensorflow as tf
-    import tensorflow_model_optimization as tfmot
-    import tf_keras
+    import tensorflow as tf  # lazy: only after main() sets TF_USE_LEGACY_KERAS=1 (tfmot needs tf_keras)
+    import tensorflow_model_optimization as tfmot  # lazy: as above
+    import tf_keras  # lazy: as above
 
     tf.get_logger().setLevel("ERROR")
     if not tf.keras.__name__.startswith("tf_keras"):
@@ -92,7 +93,6 @@ def run_job(job_dir: Path) -> dict:
     t = time.perf_counter()
     converter = tf.lite.TFLiteConverter.from_keras_model(qat_model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    from edge_export.export.tflite import float_tensors, set_integer_io
 
     set_integer_io(converter, job["int8_io"], integer_ops_only=False)
     data = converter.convert()
@@ -124,6 +124,7 @@ def _controllable_ema_decay(tf: Any, tfmot: Any) -> Any:
     (clipping e.g. the linear bottleneck outputs of EfficientNet). ``calibrate_ranges`` first sets the
     ranges to the running average of the observed batch ranges, then training continues at 0.999.
     """
+    # lazy: after main() sets TF_USE_LEGACY_KERAS=1 (tfmot needs tf_keras)
     from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
 
     decay = tf.Variable(EMA_DECAY, trainable=False, dtype=tf.float32, name="qat_range_ema_decay")
@@ -133,7 +134,7 @@ def _controllable_ema_decay(tf: Any, tfmot: Any) -> Any:
         kwargs["ema_decay"] = decay
         return original(*args, **kwargs)
 
-    moving_avg_quantize.__wrapped__ = original
+    moving_avg_quantize.__dict__["__wrapped__"] = original  # what the getattr above finds on a second call
     quant_ops.MovingAvgQuantize = moving_avg_quantize
     return decay
 
@@ -298,7 +299,7 @@ class _BestEpoch:
         self.batch_size, self.epochs = batch_size, epochs
         self.scores: list[tuple[float, float]] = []  # (accuracy, -loss) per epoch, 0 = before training
         self.best = 0
-        self._best_weights = None
+        self._best_weights: list[Any] | None = None
         self._forward = tf.function(lambda x: model(x, training=False))
         self.start()
 

@@ -24,15 +24,17 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from edge_export.core.config import ExportConfig
+from edge_export.core.records.preprocessing import Preprocessing
 from edge_export.runtime.metadata import ModelMetadata
-from edge_export.runtime.preprocessing import Preprocessing
 
 
 @runtime_checkable
 class ConversionSource(Protocol):
-    model: Any  # keras.Model: N x S x S x 3 pixels 0-255 in, N x C probabilities out
     preprocessing: Preprocessing  # the one record of the model's input, embedded in every artifact
     config: ExportConfig  # export settings (int8_io, onnx_opset, int8_bias_correction ...)
+
+    @property
+    def model(self) -> Any: ...  # keras.Model: N x S x S x 3 pixels 0-255 in, N x C probabilities out
 
     @property
     def workdir(self) -> Path: ...  # a temporary folder of this export, removed at its end

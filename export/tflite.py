@@ -13,7 +13,9 @@ import numpy as np
 from edge_export.export.bias_correction import bias_correct
 from edge_export.export.formats import FormatSpec
 from edge_export.export.metadata import embed_tflite_metadata
+from edge_export.export.parity import artifact_probabilities
 from edge_export.export.source import ConversionSource
+from edge_export.runtime.backends.litert import interpreter_class
 
 
 def saved_model(ctx: ConversionSource) -> Path:
@@ -30,6 +32,7 @@ def _saved_model_of(ctx: ConversionSource, model: Any, name: str) -> Path:
 
 def _converter(ctx: ConversionSource, model_dir: Path | None = None) -> Any:
     """A TFLite converter of ``model_dir`` (default: the model's SavedModel)."""
+    # lazy: TensorFlow (seconds to import, the train extra); only the TFLite conversion needs it
     import tensorflow as tf
 
     return tf.lite.TFLiteConverter.from_saved_model(str(model_dir or saved_model(ctx)))
@@ -56,6 +59,7 @@ def convert_fp32(ctx: ConversionSource, fmt: FormatSpec, out: Path) -> None:
 
 
 def convert_fp16(ctx: ConversionSource, fmt: FormatSpec, out: Path) -> None:
+    # lazy: TensorFlow (seconds to import, the train extra); only the TFLite conversion needs it
     import tensorflow as tf
 
     converter = _converter(ctx)
@@ -65,6 +69,7 @@ def convert_fp16(ctx: ConversionSource, fmt: FormatSpec, out: Path) -> None:
 
 
 def convert_dynamic(ctx: ConversionSource, fmt: FormatSpec, out: Path) -> None:
+    # lazy: TensorFlow (seconds to import, the train extra); only the TFLite conversion needs it
     import tensorflow as tf
 
     converter = _converter(ctx)
@@ -110,6 +115,7 @@ def convert_int8(ctx: ConversionSource, fmt: FormatSpec, out: Path) -> dict:
 
 
 def _int8(ctx: ConversionSource, model_dir: Path, pixels: np.ndarray) -> bytes:
+    # lazy: TensorFlow (seconds to import, the train extra); only the TFLite conversion needs it
     import tensorflow as tf
 
     converter = _converter(ctx, model_dir)
@@ -121,8 +127,6 @@ def _int8(ctx: ConversionSource, model_dir: Path, pixels: np.ndarray) -> bytes:
 
 def _agreement(ctx: ConversionSource, fmt: FormatSpec, data: bytes, judge: tuple[Any, np.ndarray]) -> dict[str, float]:
     """Top-1 agreement and mean absolute difference with the Keras model on the judging (validation) photos."""
-    from edge_export.export.parity import artifact_probabilities
-
     pixels, reference = judge
     path = ctx.workdir / "candidate-int8.tflite"
     write_tflite(ctx, fmt, data, path)
@@ -139,6 +143,7 @@ def set_integer_io(converter: Any, io_type: str, integer_ops_only: bool = True) 
     """int8 or uint8 input/output; with ``integer_ops_only`` conversion fails rather than keep float ops
     (post-training quantization; a quantization-aware model is checked with ``float_tensors`` instead,
     as the converter would ask it for a representative dataset)."""
+    # lazy: TensorFlow (seconds to import, the train extra); only the TFLite conversion needs it
     import tensorflow as tf
 
     dtype = {"uint8": tf.uint8, "int8": tf.int8}[io_type]
@@ -164,7 +169,5 @@ def representative_batches(pixels: np.ndarray) -> Iterator[list[np.ndarray]]:
 
 def float_tensors(data: bytes) -> list[str]:
     """Names of float32 activation tensors in a TFLite model (none in a full-integer model)."""
-    from edge_export.runtime.backends.litert import interpreter_class
-
     interpreter = interpreter_class()(model_content=data)
     return [d["name"] for d in interpreter.get_tensor_details() if d["dtype"] == np.float32]

@@ -155,7 +155,7 @@ def standard_metadata(model: Any, meta: ModelMetadata) -> tuple[bytes, dict[str,
 
 
 def _builder() -> Any:
-    import flatbuffers
+    import flatbuffers  # lazy: not in the base install (it comes with ai-edge-litert / onnxruntime)
 
     return flatbuffers.Builder(1024)
 

@@ -20,13 +20,15 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.records.model_source import INPUT_SCALES, OUTPUT_KINDS
+from edge_export.core.tf_env import import_keras
 from edge_export.core.untrusted import printable
+from edge_export.runtime.metadata import label_lines
 
 IMPORTED_BACKBONE = "imported"  # model_spec.json's backbone for a model edge-export did not train
 INPUT_NAME, SCALE_LAYER, PROBABILITIES_LAYER = "image", "input_scale", "to_probabilities"
@@ -47,6 +49,14 @@ class ModelShape:
     image_size: int  # the square input side
     outputs: int  # units of the one output (1: a binary sigmoid/logit)
     activation: str | None  # the last layer's activation where the model says it (softmax, sigmoid, linear)
+
+
+class OutputUnits(Protocol):
+    """What ``check_output`` and ``classes_of`` read of a shape: a ``ModelShape`` or an ONNX graph's
+    ``export.onnx_source.OnnxShape``."""
+
+    @property
+    def outputs(self) -> int: ...
 
 
 def source_kind(path: Path) -> str:
@@ -119,6 +129,7 @@ def import_custom_objects(modules: list[str]) -> None:
                         hint="model.custom_objects names .py files or importable modules",
                     )
                 spec = importlib.util.spec_from_file_location(f"edge_export_custom_{file.stem}", file)
+                assert spec is not None and spec.loader is not None  # a .py file always has both
                 module = importlib.util.module_from_spec(spec)
                 sys.modules[spec.name] = module
                 spec.loader.exec_module(module)
@@ -141,7 +152,6 @@ def load_user_model(path: Path, custom_objects: list[str] | tuple[str, ...] = ()
         raise EdgeExportError(f"not a Keras model ({kind})", path=path, hint=_FIX_SOURCE)
     check_memory(path)
     import_custom_objects(list(custom_objects))
-    from edge_export.core.tf_env import import_keras
 
     keras = import_keras()
     if kind == "savedmodel":
@@ -163,7 +173,8 @@ def load_user_model(path: Path, custom_objects: list[str] | tuple[str, ...] = ()
 
 def _check_h5(path: Path) -> None:
     try:
-        import h5py
+        # lazy: h5py comes with Keras (the train extra), which the base install lacks
+        import h5py  # type: ignore[import-untyped]  # h5py ships no type information
 
         with h5py.File(path, "r") as f:
             if "model_config" not in f.attrs:
@@ -211,7 +222,7 @@ def _load_error(path: Path, kind: str, exc: Exception) -> EdgeExportError:
 
 def _saved_model(keras: Any, path: Path) -> Any:
     """A SavedModel's serving_default signature as a Keras model (one image input, one output)."""
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: TensorFlow (seconds to import, the train extra); only a SavedModel needs it
 
     try:
         loaded = tf.saved_model.load(str(path))
@@ -338,7 +349,7 @@ def output_from_activation(shape: ModelShape) -> str | None:
     return {"softmax": "softmax", "linear": "logits"}.get(shape.activation or "")
 
 
-def check_output(kind: str, shape: ModelShape, path: Path) -> None:
+def check_output(kind: str, shape: OutputUnits, path: Path) -> None:
     if kind not in OUTPUT_KINDS:
         raise EdgeExportError(f"unknown model output kind {kind!r}", hint=f"use one of {', '.join(OUTPUT_KINDS)}")
     if kind.startswith("sigmoid") and shape.outputs != 1:
@@ -355,7 +366,7 @@ def check_output(kind: str, shape: ModelShape, path: Path) -> None:
         )
 
 
-def classes_of(shape: ModelShape) -> int:
+def classes_of(shape: OutputUnits) -> int:
     return 2 if shape.outputs == 1 else shape.outputs
 
 
@@ -387,8 +398,6 @@ def wrap_model(keras: Any, model: Any, image_size: int, input_scale: str, output
 
 
 def read_labels_file(path: Path) -> list[str]:
-    from edge_export.runtime.metadata import label_lines
-
     if not path.is_file():
         raise EdgeExportError("labels file not found", path=path, hint="one class name a line, in the model's order")
     try:

@@ -15,9 +15,10 @@ import functools
 import operator
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NamedTuple, Union
+from typing import Any, Literal, NamedTuple, overload
 
 import numpy as np
 
@@ -30,7 +31,7 @@ from edge_export.runtime.preprocessing import Preprocessing, direct_input
 from edge_export.runtime.quantization import dequantize, quantize, raw_pixel_mean_std
 from edge_export.runtime.tflite_metadata import STANDARD_METADATA_NAME, StandardMetadata, read_standard_metadata
 
-Triple = Union[float, Sequence[float]]
+Triple = float | Sequence[float]
 
 
 CHANNEL_ORDERS = ("RGB", "BGR")  # of image arrays given to predict (files and PIL images carry their own)
@@ -50,7 +51,7 @@ class NormalizationUnknownWarning(UserWarning):
 
 class Prediction(NamedTuple):
     label: str
-    index: int
+    index: int  # type: ignore[assignment]  # the class's index, a public field: it shadows tuple.index
     probability: float
 
 
@@ -67,7 +68,7 @@ class Classifier:
         standard_metadata: StandardMetadata | None = None,
         sources: dict[str, str | None] | None = None,
         notes: Sequence[str] = (),
-    ):
+    ) -> None:
         self.backend = backend
         self.path = backend.path
         self._labels = labels
@@ -112,7 +113,7 @@ class Classifier:
         if names is not None and classes is not None and len(names) != classes:
             if isinstance(labels, (str, Path)):
                 source = f"labels file {labels}"
-            elif labels_source == STANDARD_METADATA_NAME:
+            elif labels_source == STANDARD_METADATA_NAME and standard is not None:
                 source = f"the model's {STANDARD_METADATA_NAME} labels file {standard.labels_file!r}"
             else:
                 source = "labels"
@@ -139,7 +140,8 @@ class Classifier:
     @property
     def input_size(self) -> tuple[int, int]:
         """(height, width) the images are resized to."""
-        return tuple(self._preprocessing.size)
+        height, width = self._preprocessing.size
+        return (height, width)
 
     @property
     def labels(self) -> list[str] | None:
@@ -191,17 +193,41 @@ class Classifier:
         pixel limit, a bad array) gives its EdgeExportError in its place; the others are still predicted."""
         return self._predict(images, top_k, batch_size, keep_errors=True, channels=channels)
 
+    @overload
+    def predict_iter(
+        self, images: Any, top_k: int = ..., batch_size: int = ..., *, keep_errors: Literal[False], channels: str = ...
+    ) -> Iterator[list[Prediction]]: ...
+
+    @overload
+    def predict_iter(
+        self, images: Any, top_k: int = ..., batch_size: int = ..., keep_errors: bool = ..., channels: str = ...
+    ) -> Iterator[list[Prediction] | EdgeExportError]: ...
+
     def predict_iter(
         self, images: Any, top_k: int = 5, batch_size: int = 1, keep_errors: bool = True, channels: str = "RGB"
-    ):
+    ) -> Iterator[list[Prediction] | EdgeExportError]:
         """Like ``predict_each`` (``keep_errors=False``: like ``predict``), one result at a time in input order
         as soon as it is ready: a long list of files prints its first results at once, not after the last."""
         return self._results(images, top_k, batch_size, keep_errors, channels)
 
-    def _predict(self, images: Any, top_k: int, batch_size: int, keep_errors: bool, channels: str = "RGB") -> list:
+    @overload
+    def _predict(
+        self, images: Any, top_k: int, batch_size: int, keep_errors: Literal[False], channels: str = ...
+    ) -> list[list[Prediction]]: ...
+
+    @overload
+    def _predict(
+        self, images: Any, top_k: int, batch_size: int, keep_errors: bool, channels: str = ...
+    ) -> list[list[Prediction] | EdgeExportError]: ...
+
+    def _predict(
+        self, images: Any, top_k: int, batch_size: int, keep_errors: bool, channels: str = "RGB"
+    ) -> list[list[Prediction]] | list[list[Prediction] | EdgeExportError]:
         return list(self._results(images, top_k, batch_size, keep_errors, channels))
 
-    def _results(self, images: Any, top_k: int, batch_size: int, keep_errors: bool, channels: str = "RGB"):
+    def _results(
+        self, images: Any, top_k: int, batch_size: int, keep_errors: bool, channels: str = "RGB"
+    ) -> Iterator[list[Prediction] | EdgeExportError]:
         if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
             raise EdgeExportError(f"top_k must be a positive integer, got {top_k!r}")
         batch_size = _positive_count(batch_size, "batch_size")
@@ -215,21 +241,25 @@ class Classifier:
             items = [x[..., ::-1] if isinstance(x, np.ndarray) and x.ndim == 3 else x for x in items]
         return self._stream(items, top_k, batch_size, keep_errors)
 
-    def _stream(self, items: list, top_k: int, batch_size: int, keep_errors: bool):
+    def _stream(
+        self, items: list[ImageInput], top_k: int, batch_size: int, keep_errors: bool
+    ) -> Iterator[list[Prediction] | EdgeExportError]:
         for chunk, decoded in self._decoded_chunks(items, batch_size):
+            errors = {i: d for i, d in decoded.items() if isinstance(d, EdgeExportError)}
             if not keep_errors:
                 for i in chunk:  # the first unusable image, in input order
-                    if isinstance(decoded[i], EdgeExportError):
-                        raise decoded[i]
-            usable = [i for i in chunk if not isinstance(decoded[i], EdgeExportError)]
-            rows = {}
+                    if i in errors:
+                        raise errors[i]
+            usable = [i for i in chunk if i not in errors]
+            rows: dict[int, np.ndarray] = {}
             if usable:
-                arrays = [decoded[i] for i in usable]
+                pixels = {i: d for i, d in decoded.items() if not isinstance(d, EdgeExportError)}
+                arrays = [pixels[i] for i in usable]
                 rows = dict(
                     zip(usable, self.predict_proba(arrays[0][np.newaxis] if len(arrays) == 1 else np.stack(arrays)))
                 )
             for i in chunk:
-                yield self._top_k(rows[i], top_k) if i in rows else decoded[i]
+                yield self._top_k(rows[i], top_k) if i in rows else errors[i]
 
     def _load(self, item: ImageInput) -> np.ndarray | EdgeExportError:
         try:
@@ -237,7 +267,9 @@ class Classifier:
         except EdgeExportError as exc:
             return exc
 
-    def _decoded_chunks(self, items: list, batch_size: int):
+    def _decoded_chunks(
+        self, items: list[ImageInput], batch_size: int
+    ) -> Iterator[tuple[list[int], dict[int, np.ndarray | EdgeExportError]]]:
         """(indices, {index: pixels or its EdgeExportError}) per model call, in order. Several images are
         decoded ahead on threads (Pillow releases the GIL) while the model runs on the current chunk, so a
         stream of files costs about the model's time, not the model's plus the decoder's. Chunks grow 1, 2,
@@ -247,9 +279,8 @@ class Classifier:
         if len(items) == 1:
             yield [0], {0: self._load(items[0])}
             return
-        from concurrent.futures import ThreadPoolExecutor
 
-        def chunks():  # lazily: a million files need no million-entry plan
+        def chunks() -> Iterator[list[int]]:  # lazily: a million files need no million-entry plan
             start, size = 0, 1
             while start < len(items):
                 yield list(range(start, min(start + size, len(items))))
@@ -258,7 +289,7 @@ class Classifier:
         workers = decode_workers()
         ahead = max(2 * batch_size, workers)  # decoded images waiting at most: bounded for any number of files
         with ThreadPoolExecutor(workers, thread_name_prefix="edge-export-decode") as pool:
-            futures: dict[int, Any] = {}
+            futures: dict[int, Future[np.ndarray | EdgeExportError]] = {}
             submitted = 0
             try:
                 for chunk in chunks():
@@ -280,7 +311,7 @@ class Classifier:
         return out.reshape(out.shape[0], -1).astype(np.float32, copy=False)
 
     @functools.cached_property
-    def _direct_input(self):
+    def _direct_input(self) -> Callable[[np.ndarray], np.ndarray] | None:
         return direct_input(self._preprocessing, self.backend.input_spec)
 
     def _model_input(self, pixels: np.ndarray) -> np.ndarray:
@@ -300,7 +331,7 @@ class Classifier:
             return self._labels[index]
         return str(index)
 
-    def _check_pixels(self, pixels: Any) -> np.ndarray:
+    def _check_pixels(self, pixels: object) -> np.ndarray:
         h, w = self.input_size
         expected = f"uint8 pixels of shape N x {h} x {w} x 3"
         if not isinstance(pixels, np.ndarray):
@@ -445,7 +476,8 @@ def _standard_preprocessing(
     the input's quantization cancel out; applying both literally would be off by one on some pixels)."""
     if standard.color_space not in (None, "RGB", "UNKNOWN"):
         raise EdgeExportError(
-            f"the model's {STANDARD_METADATA_NAME} says its input is {standard.color_space}; this runtime feeds RGB images",
+            f"the model's {STANDARD_METADATA_NAME} says its input is {standard.color_space}; "
+            "this runtime feeds RGB images",
             path=backend.path,
             hint="use an RGB model",
         )
@@ -455,6 +487,7 @@ def _standard_preprocessing(
             path=backend.path,
             hint="this runtime classifies images: use an image model",
         )
+    assert standard.mean is not None and standard.std is not None  # the caller checked has_normalization
     try:
         checked = Preprocessing(size=_model_size(backend, size, standard), mean=standard.mean, std=standard.std)
     except EdgeExportError as exc:

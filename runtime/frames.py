@@ -26,12 +26,17 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.untrusted import printable
+from edge_export.runtime.images import load_image
+
+if TYPE_CHECKING:
+    from edge_export.runtime.classifier import Classifier, Prediction
 
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".mjpeg")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://", "rtmp://")
@@ -61,7 +66,7 @@ class FrameResult:
 
     frame: int
     time_s: float | None
-    predictions: list
+    predictions: list[Prediction]
     latency_ms: float
 
     def to_dict(self) -> dict[str, Any]:
@@ -118,9 +123,9 @@ class StreamSummary:
         )
 
 
-def _cv2():
+def _cv2() -> ModuleType:
     try:
-        import cv2
+        import cv2  # lazy: OpenCV is optional (the video extra) and 80 MB; only video, cameras and streams need it
     except ImportError:
         raise EdgeExportError(
             "reading video, cameras or streams needs OpenCV, which is not installed", hint=INSTALL_HINT
@@ -163,7 +168,7 @@ def open_capture(argument: str) -> tuple[Any, bool]:
 
 
 def classify_frames(
-    classifier: Any,
+    classifier: Classifier,
     argument: str,
     *,
     top_k: int = 5,
@@ -184,11 +189,11 @@ def classify_frames(
     cv2 = _cv2()
     size = classifier.input_size
     method = classifier.preprocessing.pixel_method
-    frames: queue.Queue = queue.Queue(QUEUE_FRAMES)
+    frames: queue.Queue[tuple[Any, ...]] = queue.Queue(QUEUE_FRAMES)  # ("frame", ...) or ("end", ...)
     stop = threading.Event()
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if not live else 0
 
-    def put(item) -> bool:
+    def put(item: tuple[Any, ...]) -> bool:
         while not stop.is_set():
             try:
                 frames.put(item, timeout=0.1)
@@ -198,8 +203,6 @@ def classify_frames(
         return False
 
     def read() -> None:  # the reader thread: decode, keep, resize; OpenCV and Pillow release the GIL
-        from edge_export.runtime.images import load_image
-
         index, next_due, started = -1, 0.0, time.monotonic()
         try:
             while not stop.is_set():

@@ -25,13 +25,17 @@ Every failure is an :class:`ImageDecodeError` naming the file.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import re
 import stat
 import struct
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import NamedTuple, Union
+from types import ModuleType
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -75,7 +79,7 @@ RESIZE_METHODS = {  # the preprocessing record's resize names (core.records.prep
 }
 assert tuple(RESIZE_METHODS) == RESIZE_NAMES, "every resize name of the preprocessing record has a filter"
 
-ImageInput = Union[str, Path, Image.Image, np.ndarray]
+ImageInput = str | Path | Image.Image | np.ndarray
 
 
 class ImageDecodeError(EdgeExportError):
@@ -133,7 +137,9 @@ def find_images(folder: Path) -> ImageScan:
     Folder links are followed, but every real folder is visited once (a link loop or a second link to
     the same folder adds nothing).
     """
-    files, hidden, irregular = [], [], []
+    files: list[Path] = []
+    hidden: list[Path] = []
+    irregular: list[Path] = []
     seen: set[tuple[int, int]] = set()
     stack = [Path(folder)]
     while stack:  # iterative: a deep tree cannot exhaust the call stack
@@ -160,7 +166,7 @@ def find_images(folder: Path) -> ImageScan:
     return ImageScan(sorted(files), sorted(hidden), sorted(irregular))
 
 
-def _is_dir(entry: os.DirEntry) -> bool:
+def _is_dir(entry: os.DirEntry[str]) -> bool:
     try:
         return entry.is_dir()  # follows links
     except OSError:
@@ -268,7 +274,7 @@ def _reducible_to(stored: tuple[int, int], size: tuple[int, int], orientation: i
 READ_NO_WAIT = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 
 
-def _open_regular(path: Path):
+def _open_regular(path: Path) -> _CappedReader:
     """A binary file object for ``path`` if it is a regular file; never blocks on a FIFO."""
     fd = os.open(path, READ_NO_WAIT)
     try:
@@ -288,7 +294,7 @@ class _CappedReader(io.BufferedReader):
     """Reads never ask for more than the file holds: Pillow sizes some reads by a length field in the
     file (a PNG chunk declaring 2 GB), and Python allocates the whole request before reading."""
 
-    def __init__(self, raw: io.FileIO, size: int):
+    def __init__(self, raw: io.FileIO, size: int) -> None:
         super().__init__(raw)
         self._size = size
 
@@ -353,31 +359,30 @@ def _rgb_image(source: ImageInput, size: tuple[int, int], max_pixels: int | None
     return image
 
 
-_OPENCV: list = []  # [cv2 or None], imported once
+_OPENCV: list[ModuleType | None] = []  # [cv2 or None], imported once
 
 
 def opencv_installed() -> bool:
     """Whether the opencv decoder can run here (without importing OpenCV, or warning)."""
-    import importlib.util
-
     return bool(_OPENCV[0]) if _OPENCV else importlib.util.find_spec("cv2") is not None
 
 
-def opencv():
+def opencv() -> ModuleType | None:
     """The cv2 module, or None (not installed: said once, and Pillow does the work)."""
     if not _OPENCV:
+        module: ModuleType | None
         try:
-            import cv2
-        except ImportError:
-            import warnings
+            import cv2  # lazy: OpenCV is optional (the video and train extras) and 80 MB; only its decoder needs it
 
+            module = cv2
+        except ImportError:
             warnings.warn(
                 "a model made with the opencv decoder runs through Pillow here: OpenCV is not installed "
                 "(pip install 'edge-export[video]' for the same pixels as in training, about 3x faster)",
                 stacklevel=3,
             )
-            cv2 = None
-        _OPENCV.append(cv2)
+            module = None
+        _OPENCV.append(module)
     return _OPENCV[0]
 
 
@@ -390,7 +395,7 @@ _OPENCV_INTERPOLATION = {
 assert tuple(_OPENCV_INTERPOLATION) == RESIZE_NAMES, "every resize name has an OpenCV interpolation"
 
 
-def _opencv_resize(cv2, pixels: np.ndarray, size: tuple[int, int], method: str) -> np.ndarray:
+def _opencv_resize(cv2: ModuleType, pixels: np.ndarray, size: tuple[int, int], method: str) -> np.ndarray:
     """cv2.resize to ``size``. An image at least twice the size both ways is first averaged down by a whole factor
     (INTER_AREA: what the JPEG path's reduced DCT scale does), so bilinear and bicubic never skip pixels (they
     sample 2 or 4 per output pixel, whatever the factor: aliasing where Pillow's filters widen)."""
@@ -401,7 +406,8 @@ def _opencv_resize(cv2, pixels: np.ndarray, size: tuple[int, int], method: str) 
     if factor >= 2 and method in ("bilinear", "bicubic"):
         reduced = (-(-pixels.shape[1] // factor), -(-pixels.shape[0] // factor))
         pixels = cv2.resize(pixels, reduced, interpolation=cv2.INTER_AREA)
-    return cv2.resize(pixels, (width, height), interpolation=getattr(cv2, _OPENCV_INTERPOLATION[method]))
+    resized: np.ndarray = cv2.resize(pixels, (width, height), interpolation=getattr(cv2, _OPENCV_INTERPOLATION[method]))
+    return resized
 
 
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start of frame (DHT, JPG, DAC are not)
@@ -436,7 +442,7 @@ def jpeg_header(data: bytes) -> tuple[int, int, int] | None:
     return None
 
 
-def _opencv_jpeg(cv2, path: str | Path, size: tuple[int, int], max_pixels: int | None) -> np.ndarray | None:
+def _opencv_jpeg(cv2: ModuleType, path: str | Path, size: tuple[int, int], max_pixels: int | None) -> np.ndarray | None:
     """A JPEG decoded by OpenCV (upright RGB, at the reduced DCT scale Pillow's draft would take), after the checks
     of Pillow's path (a regular file, the pixel limit from the header); None for anything else, or anything OpenCV
     declines (Pillow's path then decodes it, or raises what is wrong, naming the file)."""
@@ -480,7 +486,7 @@ def _opencv_jpeg(cv2, path: str | Path, size: tuple[int, int], max_pixels: int |
                 flags |= reduced  # the grayscale bit is the "reduced" bit; IMREAD_COLOR_RGB keeps colour
                 break
     try:
-        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+        pixels: np.ndarray | None = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     except cv2.error:
         return None
     if pixels is None or pixels.ndim != 3 or pixels.shape[2] != 3:
@@ -504,8 +510,6 @@ def decode_many(
     """Decode and resize many files on threads (Pillow releases the GIL): the one batch decoder that
     training, export checks and bench share. Unreadable files (and those over ``max_pixels``) are skipped,
     each with the reason."""
-    from concurrent.futures import ThreadPoolExecutor
-
     workers = workers or min(8, (os.cpu_count() or 1) * 2)
     errors: dict[int, str] = {}
 
@@ -519,7 +523,8 @@ def decode_many(
     with ThreadPoolExecutor(workers) as pool:
         images = list(pool.map(decode, range(len(files))))
     kept = [i for i, im in enumerate(images) if im is not None]
-    pixels = np.stack([images[i] for i in kept]) if kept else np.zeros((0, *size, 3), np.uint8)
+    readable = [im for im in images if im is not None]  # the images of ``kept``, in order
+    pixels = np.stack(readable) if readable else np.zeros((0, *size, 3), np.uint8)
     return Decoded(pixels, kept, dict(sorted(errors.items())))
 
 

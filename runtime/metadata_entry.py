@@ -51,7 +51,7 @@ def tflite_metadata_buffer(data: bytes, name: str, path: str | Path | None = Non
 
 
 def _tflite_metadata(data: bytes, name: str) -> bytes | None:
-    import flatbuffers  # a dependency of ai-edge-litert and onnxruntime
+    import flatbuffers  # lazy: not in the base install (a dependency of ai-edge-litert and onnxruntime)
 
     if len(data) < 8 or data[4:8] != TFLITE_IDENTIFIER:
         raise ValueError("not a TFLite flatbuffer (no 'TFL3' identifier)")
@@ -72,7 +72,7 @@ def _tflite_metadata(data: bytes, name: str) -> bytes | None:
 
 
 def _vector_tables(table: Any, field: int) -> list[Any]:
-    import flatbuffers
+    import flatbuffers  # lazy: not in the base install (it comes with ai-edge-litert / onnxruntime)
 
     o = table.Offset(4 + 2 * field)
     if not o:
@@ -85,7 +85,7 @@ def _vector_tables(table: Any, field: int) -> list[Any]:
 
 
 def _buffer_bytes(buffer: Any, data: bytes) -> bytes:
-    import flatbuffers
+    import flatbuffers  # lazy: not in the base install (it comes with ai-edge-litert / onnxruntime)
 
     o = buffer.Offset(4 + 2 * _BUFFER_DATA)
     if o:

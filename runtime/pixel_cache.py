@@ -45,14 +45,22 @@ import tempfile
 import threading
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+import PIL
 
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.pause import pause_point
 from edge_export.core.untrusted import printable
+from edge_export.runtime import images
+from edge_export.runtime.images import READ_NO_WAIT, decode_many, max_pixels_value
+
+# what decoded_pixels reports after each chunk: (files decoded so far, files)
+Progress = Callable[[int, int], object]
 
 CHUNK = 128  # images decoded at a time (128 x 288 x 288 x 3 = 32 MB)
 HEADER_BYTES = 128  # fixed .npy header size, so the row count can be written after the rows
@@ -76,7 +84,7 @@ log = logging.getLogger(__name__)
 class NpyWriter:
     """Append rows to a C-ordered ``.npy`` whose row count is filled in on ``close()``."""
 
-    def __init__(self, path: str | Path, dtype: np.dtype | str, row_shape: Sequence[int]):
+    def __init__(self, path: str | Path, dtype: npt.DTypeLike, row_shape: Sequence[int]) -> None:
         self.path = Path(path)
         self.dtype = np.dtype(dtype)
         self.row_shape = tuple(int(d) for d in row_shape)
@@ -122,7 +130,7 @@ class DiskArray:
     Indexing with a slice or an index array returns an in-memory ndarray of those rows; ``np.asarray``
     reads everything (only for small arrays)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         with open(self.path, "rb") as f:
             version = np.lib.format.read_magic(f)
@@ -166,10 +174,10 @@ class DiskArray:
         except Exception:
             pass
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_fd": None}
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
 
     def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
@@ -178,7 +186,7 @@ class DiskArray:
         start, stop, _ = slice(start, stop).indices(n)
         count = max(0, stop - start)
         out = np.empty((count, *self.shape[1:]), self.dtype)
-        self._read_into(memoryview(out.reshape(-1).view(np.uint8)), self.offset + start * self.row_bytes)
+        self._read_into(out.reshape(-1).view(np.uint8).data, self.offset + start * self.row_bytes)
         return out
 
     def take(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -190,7 +198,7 @@ class DiskArray:
         out = np.empty((len(indices), *self.shape[1:]), self.dtype)
         flat = out.reshape(len(indices), -1).view(np.uint8)
         for j, i in enumerate(indices):
-            self._read_into(memoryview(flat[j]), self.offset + int(i) * self.row_bytes)
+            self._read_into(flat[j].data, self.offset + int(i) * self.row_bytes)
         return out
 
     def _read_into(self, view: memoryview, position: int) -> None:
@@ -202,22 +210,23 @@ class DiskArray:
                 raise OSError(f"{printable(self.path)} ended early (changed while in use?)")
             done += got
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: Any) -> np.ndarray:
         if isinstance(key, slice):
             if key.step not in (None, 1):
                 return self.take(np.arange(len(self))[key])
             return self.read(key.start or 0, key.stop)
         if isinstance(key, (int, np.integer)):
-            return self.take([int(key)])[0]
+            row: np.ndarray = self.take([int(key)])[0]
+            return row
         if isinstance(key, tuple) and key and isinstance(key[0], slice) and key[0] == slice(None):
             return self.read()[key]  # e.g. x[:, :, ::-1] on a small array
         return self.take(key)
 
-    def __array__(self, dtype=None, copy=None):
+    def __array__(self, dtype: npt.DTypeLike | None = None, copy: bool | None = None) -> np.ndarray:
         data = self.read()
         return data if dtype is None else data.astype(dtype)
 
-    def astype(self, dtype) -> np.ndarray:
+    def astype(self, dtype: npt.DTypeLike) -> np.ndarray:
         """Everything, in memory, as ``dtype`` (only for small arrays)."""
         return self.read().astype(dtype)
 
@@ -238,7 +247,7 @@ class CachedPixels(DiskArray):
     ``kept``: the index in the file list of each row; ``errors``: index of each unreadable file -> why;
     ``reused``: found in the cache (nothing decoded)."""
 
-    def __init__(self, path: str | Path, kept: list[int], errors: dict[int, str], reused: bool):
+    def __init__(self, path: str | Path, kept: list[int], errors: dict[int, str], reused: bool) -> None:
         DiskArray.__init__(self, path)
         self.kept, self.errors, self.reused = kept, errors, reused
         self._descriptor()  # open now: an entry another process evicts later stays readable here
@@ -271,18 +280,15 @@ def max_cache_bytes() -> int:
 
 def decoder_version() -> str:
     """Changes whenever the decoder could give other pixels: its source file, Pillow's and OpenCV's versions."""
-    import PIL
-
-    from edge_export.runtime import images
-
     try:
-        import cv2
+        import cv2  # lazy: OpenCV is optional (the video and train extras) and 80 MB to import; only its version
 
         opencv_version = cv2.__version__
     except ImportError:
         opencv_version = "none"
     # through the module's loader: the file may be inside a zipped wheel (a deploy bundle)
-    source = images.__loader__.get_data(images.__file__)
+    loader: Any = images.__loader__  # a file's or a zipped wheel's loader: both have get_data (typeshed's type has not)
+    source = loader.get_data(images.__file__)
     versions = f"\0{PIL.__version__}\0{opencv_version}".encode()
     return hashlib.sha256(source + versions).hexdigest()[:16]
 
@@ -290,8 +296,6 @@ def decoder_version() -> str:
 def file_digest(path: str | Path) -> str:
     """What a file holds, for the cache key: the sha256 of its bytes; a missing file, a folder or a special file
     (never read: a FIFO would block) by its kind. Links are followed, as the decoder follows them."""
-    from edge_export.runtime.images import READ_NO_WAIT
-
     try:
         fd = os.open(path, READ_NO_WAIT)
     except FileNotFoundError:
@@ -315,8 +319,6 @@ def file_digest(path: str | Path) -> str:
 def cache_key(files: Sequence[Path], size: tuple[int, int], method: str, max_pixels: int | None) -> str:
     """The entry of a file list: the content of each file in order (``file_digest``), the output size, the
     resize method, the pixel limit and the decoder. No path, size or mtime: a hit is proven by the bytes."""
-    from edge_export.runtime.images import max_pixels_value
-
     digest = hashlib.sha256()
     digest.update(json.dumps([FORMAT, decoder_version(), list(size), method, max_pixels_value(max_pixels)]).encode())
     for f in files:
@@ -330,7 +332,7 @@ def decoded_pixels(
     method: str = "bilinear",
     max_pixels: int | None = None,
     workers: int | None = None,
-    progress=None,
+    progress: Progress | None = None,
 ) -> CachedPixels:
     """The decoded images of ``files`` from the cache, decoding them (in chunks) into it first if needed."""
     files = list(files)
@@ -358,7 +360,14 @@ def decoded_pixels(
 
 
 def _decode_entry(
-    root: Path, key: str, files, size, method, max_pixels, workers, progress
+    root: Path,
+    key: str,
+    files: list[Path],
+    size: tuple[int, int],
+    method: str,
+    max_pixels: int | None,
+    workers: int | None,
+    progress: Progress | None,
 ) -> tuple[CachedPixels | None, str]:
     """Decode ``files`` into the entry ``key``: (the entry, key), or (None, their key now) when their content changed
     meanwhile (nothing is stored)."""
@@ -406,9 +415,15 @@ def _decode_entry(
     return opened, key
 
 
-def _decode_into(path, files, size, method, max_pixels, workers, progress) -> tuple[list[int], dict[int, str], int]:
-    from edge_export.runtime.images import decode_many
-
+def _decode_into(
+    path: Path,
+    files: list[Path],
+    size: tuple[int, int],
+    method: str,
+    max_pixels: int | None,
+    workers: int | None,
+    progress: Progress | None,
+) -> tuple[list[int], dict[int, str], int]:
     writer = NpyWriter(path, np.uint8, (*size, 3))
     kept: list[int] = []
     errors: dict[int, str] = {}
@@ -508,7 +523,8 @@ def claim_root(root: Path) -> None:
         foreign = [p.name for p in root.iterdir() if not _ours(p, _KEY) and not _ours(p, _TEMPORARY)]
         if foreign:
             raise EdgeExportError(
-                f"the pixel cache folder holds files edge-export did not write ({', '.join(printable(n, 40) for n in sorted(foreign)[:5])}"
+                "the pixel cache folder holds files edge-export did not write "
+                f"({', '.join(printable(n, 40) for n in sorted(foreign)[:5])}"
                 f"{' ...' if len(foreign) > 5 else ''}): it is not used, so that nothing in it is ever deleted",
                 path=root,
                 hint=hint,
@@ -526,7 +542,7 @@ def claim_root(root: Path) -> None:
         ) from None
 
 
-def _ours(path: Path, name: re.Pattern) -> bool:
+def _ours(path: Path, name: re.Pattern[str]) -> bool:
     """``path`` is a folder this cache wrote: its name matches, it is a real folder (not a link), and it holds
     nothing but an entry's files (some of them, for a damaged or partial one), each a regular file (not a link)."""
     if not name.match(path.name) or path.is_symlink() or not path.is_dir():
@@ -538,7 +554,7 @@ def _ours(path: Path, name: re.Pattern) -> bool:
     return all(c.name in ENTRY_FILES and not c.is_symlink() and c.is_file() for c in children)
 
 
-def remove_entry(path: Path, name: re.Pattern) -> bool:
+def remove_entry(path: Path, name: re.Pattern[str]) -> bool:
     """Remove ``path`` if it is provably an entry of this cache (``_ours``): its files, then the folder. Nothing
     else is ever removed, and no link is followed. True when it is gone."""
     if not _ours(path, name):

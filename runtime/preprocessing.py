@@ -7,13 +7,15 @@ from collections.abc import Callable
 
 import numpy as np
 
-from edge_export.core.records.preprocessing import (  # noqa: F401  (the record, where the runtime's readers look)
+from edge_export.core.records.preprocessing import (  # the record, where the runtime's readers look
     MAX_NORMALIZATION,
     MIN_STD,
     Preprocessing,
 )
 from edge_export.runtime.quantization import quantize
 from edge_export.runtime.tensors import TensorSpec
+
+__all__ = ["MAX_NORMALIZATION", "MIN_STD", "Preprocessing", "direct_input"]
 
 
 def direct_input(prep: Preprocessing, spec: TensorSpec) -> Callable[[np.ndarray], np.ndarray] | None:

@@ -16,6 +16,7 @@ the labels file is read with a size limit (a zip bomb stops there), and any dama
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import struct
@@ -101,7 +102,8 @@ def parse_standard_metadata(
         )
     if len(buffer) < 8 or buffer[4:8] != METADATA_IDENTIFIER:
         raise EdgeExportError(
-            f"{STANDARD_METADATA_NAME} is not TFLite Model Metadata (file identifier {printable(repr(bytes(buffer[4:8])), 40)}, "
+            f"{STANDARD_METADATA_NAME} is not TFLite Model Metadata "
+            f"(file identifier {printable(repr(bytes(buffer[4:8])), 40)}, "
             f"expected {METADATA_IDENTIFIER.decode()})",
             path=path,
             hint=_HINT,
@@ -123,15 +125,14 @@ def parse_standard_metadata(
 
 
 def _replace(meta: StandardMetadata, **values: Any) -> StandardMetadata:
-    import dataclasses
-
     return dataclasses.replace(meta, **values)
 
 
 def _parse(buffer: bytes) -> StandardMetadata:
+    # lazy: the generated schema imports flatbuffers (not in the base install); only standard metadata needs it
     from edge_export.runtime import tflite_metadata_schema_py_generated as fb
 
-    root = fb.ModelMetadata.GetRootAs(buffer, 0)
+    root = fb.ModelMetadata.GetRootAs(buffer, 0)  # type: ignore[no-untyped-call]  # flatc's code has no types
     values: dict[str, Any] = {
         "name": _text(root.Name()),
         "description": _text(root.Description()),
@@ -228,7 +229,8 @@ def _check_parser_version(version: str | None) -> None:
         raise EdgeExportError(f"min_parser_version {printable(repr(version), 40)} is not a version number")
     if int(parts[0]) > int(SCHEMA_VERSION.split(".")[0]):
         raise EdgeExportError(
-            f"the metadata needs a parser of version {printable(version, 40)}; this runtime reads schema {SCHEMA_VERSION}",
+            f"the metadata needs a parser of version {printable(version, 40)}; "
+            f"this runtime reads schema {SCHEMA_VERSION}",
             hint="upgrade edge-export, or pass --labels/--mean/--std",
         )
 

@@ -1,8 +1,14 @@
-"""Shared fixtures: tiny generated image folders, the shared/ folder, quiet TensorFlow."""
+"""Shared fixtures: tiny generated image folders, the shared/ folder, quiet TensorFlow, a local sshd."""
 
 from __future__ import annotations
 
+import getpass
 import os
+import shlex
+import shutil
+import socket
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +50,7 @@ def shared() -> Path:
     return SHARED
 
 
-# ----------------------------------------------------------------------------- a tiny exported run, a device without TensorFlow
+# --------------------------------------------------------------------- a tiny exported run, a device without TensorFlow
 
 TINY_TRAIN = [
     "model.backbone=tiny_cnn",
@@ -97,12 +103,107 @@ def device_env(folder: Path) -> tuple[dict[str, str], list[str], Path]:
         record = "" if name == "matplotlib" else f"open({str(log)!r}, 'a').write(__name__ + '\\n')\n"
         (pkg / "__init__.py").write_text(
             record
-            + f"raise ModuleNotFoundError({f'No module named {name!r} (blocked: not on the device)'!r}, name={name!r})\n"
+            + "raise ModuleNotFoundError("
+            + f"{f'No module named {name!r} (blocked: not on the device)'!r}, name={name!r})\n"
         )
     paths = [str(blockers), *site.getsitepackages()]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     env.pop("PYTHONHOME", None)
     return env, [sys.executable, "-S"], log
+
+
+# ----------------------------------------------------------------------------- a device over SSH (this machine)
+
+SSHD = Path("/usr/sbin/sshd")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    if not SSHD.is_file() or shutil.which("ssh") is None or shutil.which("ssh-keygen") is None:
+        pytest.skip(
+            f"OpenSSH server/client not installed ({SSHD}, ssh, ssh-keygen): "
+            "apt-get install openssh-server openssh-client"
+        )
+    privsep = Path("/run/sshd")
+    if not privsep.is_dir():
+        try:
+            privsep.mkdir(mode=0o755, parents=True)
+        except OSError as exc:
+            pytest.skip(f"sshd needs {privsep} and it cannot be created here ({exc})")
+    folder = tmp_path_factory.mktemp("sshd")
+    for name in ("host_key", "user_key"):
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(folder / name)], check=True
+        )
+    shutil.copy(folder / "user_key.pub", folder / "authorized_keys")
+    port = _free_port()
+    user = getpass.getuser()
+    config = folder / "sshd_config"
+    config.write_text(
+        "ListenAddress 127.0.0.1\n"
+        f"HostKey {folder / 'host_key'}\n"
+        f"PidFile {folder / 'sshd.pid'}\n"
+        f"AuthorizedKeysFile {folder / 'authorized_keys'}\n"
+        f"AllowUsers {user}\n"
+        "PermitRootLogin prohibit-password\n"
+        "PubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        "UsePAM no\nStrictModes no\nLogLevel ERROR\n"
+        # a login gets a fresh environment: without this, the device side decodes into ~/.cache/edge-export
+        f"SetEnv EDGE_EXPORT_PIXEL_CACHE={folder / 'pixels'}\n"
+    )
+    host_key = " ".join((folder / "host_key.pub").read_text().split()[:2])
+    known_hosts = folder / "known_hosts"
+    known_hosts.write_text(f"[127.0.0.1]:{port} {host_key}\n")
+    log = open(folder / "sshd.log", "w")
+    proc = subprocess.Popen(
+        [str(SSHD), "-D", "-e", "-f", str(config), "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
+    )
+    options = [
+        f"UserKnownHostsFile={known_hosts}",
+        "GlobalKnownHostsFile=/dev/null",
+        f"IdentityFile={folder / 'user_key'}",
+        "IdentitiesOnly=yes",
+    ]
+    ssh = [
+        "ssh",
+        *(x for o in options for x in ("-o", o)),
+        "-o",
+        "BatchMode=yes",
+        "-p",
+        str(port),
+        f"{user}@127.0.0.1",
+        "true",
+    ]
+    deadline = time.monotonic() + 60  # a poll for sshd to answer, with a generous overall deadline (never a fixed wait)
+    while subprocess.run(ssh, capture_output=True).returncode != 0:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"sshd did not come up: {(folder / 'sshd.log').read_text()}")
+        time.sleep(0.2)
+    yield {
+        "url": f"ssh://{user}@127.0.0.1:{port}",
+        "name": f"{user}@127.0.0.1:{port}",
+        "port": port,
+        "options": options,
+        "folder": folder,
+    }
+    proc.terminate()
+    proc.wait(timeout=10)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def device_python(tmp_path_factory) -> tuple[str, Path]:
+    """--remote-python for a device without TensorFlow or edge-export, and its blocked-import log."""
+    env, python, log = device_env(tmp_path_factory.mktemp("device"))
+    command = shlex.join(["env", f"PYTHONPATH={env['PYTHONPATH']}", *python])
+    return command, log
 
 
 # ----------------------------------------------------------------------------- a tiny build, paused at a known point
@@ -146,7 +247,6 @@ def start_paused(cmd: list[str], point: str, env: dict | None = None):
     """Start ``cmd`` with the pause point(s) ``point`` (edge_export/pause.py) and read its JSON events up
     to the ``paused`` one: (process, stopped there; its events). Kill it with SIGKILL or go on with SIGCONT."""
     import json
-    import subprocess
 
     env = {**os.environ, **(env or {}), "EDGE_EXPORT_PAUSE_AT": point}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
@@ -178,7 +278,6 @@ def process_alive(pid: int) -> bool:
 def resume(proc, timeout: float = 600) -> str:
     """SIGCONT a process stopped by ``start_paused``; the rest of its stdout once it ended (killed on timeout)."""
     import signal
-    import subprocess
 
     proc.send_signal(signal.SIGCONT)
     try:
@@ -191,8 +290,6 @@ def resume(proc, timeout: float = 600) -> str:
 
 def wait_until(condition, what: str, deadline_s: float = 120.0) -> None:
     """Poll ``condition()`` until true; fail naming ``what`` after a generous deadline (never a fixed wait)."""
-    import time
-
     end = time.monotonic() + deadline_s
     while not condition():
         if time.monotonic() > end:

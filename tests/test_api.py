@@ -23,7 +23,8 @@ from conftest import BUILD_FAST, cli_main
 def test_import_is_cheap_and_the_api_is_reexported():
     code = (
         "import sys, edge_export, edge_export.runtime\n"
-        "heavy = [m for m in ('tensorflow', 'keras', 'onnxruntime', 'ai_edge_litert', 'edge_export.api') if m in sys.modules]\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'onnxruntime', 'ai_edge_litert', 'edge_export.api') "
+        "if m in sys.modules]\n"
         "assert not heavy, heavy\n"
         "from edge_export import build, train, export, bench, package\n"
         "from edge_export.runtime import Classifier, Preprocessing\n"

@@ -100,6 +100,8 @@ def imports_inside_functions(package: Path):
     import ast
 
     for folder, _, names in os.walk(package, followlinks=True):
+        if "__init__.py" not in names and Path(folder) != package:
+            continue  # not a package (benchmarks/scripts/: the measurement scripts, not installed)
         for name in sorted(names):
             path = Path(folder) / name
             if not name.endswith(".py") or name.endswith("_generated.py"):

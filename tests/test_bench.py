@@ -524,7 +524,8 @@ def test_decode_cost_splits_the_time_around_the_model(tiny_run, tmp_path):
 def test_benchmark_modules_do_not_import_tensorflow():
     code = (
         "import sys, edge_export.benchmarks.suite, edge_export.benchmarks.worker, "
-        "edge_export.commands.bench; print(sorted(m for m in ('tensorflow', 'keras', 'matplotlib') if m in sys.modules))"
+        "edge_export.commands.bench; "
+        "print(sorted(m for m in ('tensorflow', 'keras', 'matplotlib') if m in sys.modules))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr

@@ -37,6 +37,8 @@ def pages() -> list[Path]:
 
     nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"]
     return [README] + [ROOT / "docs" / next(iter(entry.values())) for entry in nav]
+
+
 SKIP = re.compile(r"<!--\s*test:\s*skip\s*\((?P<why>[^)]+)\)\s*-->")
 MAX_SKIPPED = 2
 FENCE = re.compile(r"^```(?P<lang>[a-z]*)\s*$")
@@ -63,10 +65,15 @@ def page_blocks(page: Path) -> list[dict]:
             i += 1
         above = lines[start - 1] if start else ""
         skip = SKIP.search(above)
-        out.append({
-            "lang": lang, "code": "\n".join(body), "page": page.relative_to(ROOT).as_posix(), "line": start + 1,
-            "skip": skip["why"] if skip else None,
-        })
+        out.append(
+            {
+                "lang": lang,
+                "code": "\n".join(body),
+                "page": page.relative_to(ROOT).as_posix(),
+                "line": start + 1,
+                "skip": skip["why"] if skip else None,
+            }
+        )
         i += 1
     return out
 
@@ -214,7 +221,8 @@ def test_a_broken_docs_link_fails_the_strict_build(tmp_path):
     shutil.copy2(ROOT / "mkdocs.yml", tmp_path / "mkdocs.yml")
     with (tmp_path / "docs" / "index.md").open("a") as f:
         f.write("\nSee [the bench](bench.md#no-such-section).\n")
-    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict"], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode != 0
     assert "no-such-section" in proc.stdout + proc.stderr

@@ -60,7 +60,8 @@ def test_fuzz_under_a_memory_limit(tiny_export, tmp_path):
     limited = (
         "import resource, sys, pytest\n"
         f"resource.setrlimit(resource.RLIMIT_AS, ({MEMORY_LIMIT}, {MEMORY_LIMIT}))\n"
-        f"sys.exit(pytest.main([{__file__!r}, '-q', '-x', '-p', 'no:cacheprovider', '-k', 'fuzz_ and not memory_limit']))\n"
+        f"sys.exit(pytest.main([{__file__!r}, '-q', '-x', '-p', 'no:cacheprovider', "
+        "'-k', 'fuzz_ and not memory_limit']))\n"
     )
     env = {
         **os.environ,

@@ -107,7 +107,7 @@ def test_load_image_inputs_agree(tmp_path):
         load_image(np.zeros((4, 4, 3), np.float32), (4, 4))
 
 
-# ----------------------------------------------------------------------------- decoding sized for its use (JPEG draft mode)
+# ------------------------------------------------------------------------- decoding sized for its use (JPEG draft mode)
 
 
 def _photo(width: int, height: int) -> Image.Image:

@@ -48,7 +48,8 @@ def _pins(*names: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def bundle(tiny_export, tmp_path_factory) -> Path:
-    """The default package of the tiny run: tflite-int8 (no build recommendation) for a Raspberry Pi, at the default place."""
+    """The default package of the tiny run: tflite-int8 (no build recommendation) for a Raspberry Pi, at the default
+    place."""
     run = tmp_path_factory.mktemp("pkg") / "run"
     shutil.copytree(tiny_export["run"], run)
     result = _cli("package", str(run), "--target", "rpi")

@@ -1,4 +1,5 @@
-"""``edge-export bench --device ssh://...`` (old name ``--target``) through a real OpenSSH server on 127.0.0.1, started here.
+"""``edge-export bench --device ssh://...`` (old name ``--target``) through a real OpenSSH server on 127.0.0.1,
+started here (the ``sshd`` fixture, conftest.py).
 
 The "device" is this machine reached over ssh: a throwaway host key and user key, a known_hosts file
 that trusts only that host key, and a Python that sees no TensorFlow and no installed edge-export
@@ -7,14 +8,9 @@ that trusts only that host key, and a Python that sees no TensorFlow and no inst
 
 from __future__ import annotations
 
-import getpass
 import json
-import shlex
-import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,90 +18,7 @@ import pytest
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.run_folder import BenchFiles
 
-from conftest import device_env
-
-SSHD = Path("/usr/sbin/sshd")
 FAST = ["--threads", "1", "--runs", "5", "--warmup", "1", "--no-keras"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    if not SSHD.is_file() or shutil.which("ssh") is None or shutil.which("ssh-keygen") is None:
-        pytest.skip(
-            f"OpenSSH server/client not installed ({SSHD}, ssh, ssh-keygen): apt-get install openssh-server openssh-client"
-        )
-    privsep = Path("/run/sshd")
-    if not privsep.is_dir():
-        try:
-            privsep.mkdir(mode=0o755, parents=True)
-        except OSError as exc:
-            pytest.skip(f"sshd needs {privsep} and it cannot be created here ({exc})")
-    folder = tmp_path_factory.mktemp("sshd")
-    for name in ("host_key", "user_key"):
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(folder / name)], check=True
-        )
-    shutil.copy(folder / "user_key.pub", folder / "authorized_keys")
-    port = _free_port()
-    user = getpass.getuser()
-    config = folder / "sshd_config"
-    config.write_text(
-        "ListenAddress 127.0.0.1\n"
-        f"HostKey {folder / 'host_key'}\n"
-        f"PidFile {folder / 'sshd.pid'}\n"
-        f"AuthorizedKeysFile {folder / 'authorized_keys'}\n"
-        f"AllowUsers {user}\n"
-        "PermitRootLogin prohibit-password\n"
-        "PubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-        "UsePAM no\nStrictModes no\nLogLevel ERROR\n"
-        # a login gets a fresh environment: without this, the device side decodes into ~/.cache/edge-export
-        f"SetEnv EDGE_EXPORT_PIXEL_CACHE={folder / 'pixels'}\n"
-    )
-    host_key = " ".join((folder / "host_key.pub").read_text().split()[:2])
-    known_hosts = folder / "known_hosts"
-    known_hosts.write_text(f"[127.0.0.1]:{port} {host_key}\n")
-    log = open(folder / "sshd.log", "w")
-    proc = subprocess.Popen(
-        [str(SSHD), "-D", "-e", "-f", str(config), "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
-    )
-    options = [
-        f"UserKnownHostsFile={known_hosts}",
-        "GlobalKnownHostsFile=/dev/null",
-        f"IdentityFile={folder / 'user_key'}",
-        "IdentitiesOnly=yes",
-    ]
-    ssh = [
-        "ssh",
-        *(x for o in options for x in ("-o", o)),
-        "-o",
-        "BatchMode=yes",
-        "-p",
-        str(port),
-        f"{user}@127.0.0.1",
-        "true",
-    ]
-    deadline = time.monotonic() + 60  # a poll for sshd to answer, with a generous overall deadline (never a fixed wait)
-    while subprocess.run(ssh, capture_output=True).returncode != 0:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"sshd did not come up: {(folder / 'sshd.log').read_text()}")
-        time.sleep(0.2)
-    yield {
-        "url": f"ssh://{user}@127.0.0.1:{port}",
-        "name": f"{user}@127.0.0.1:{port}",
-        "port": port,
-        "options": options,
-        "folder": folder,
-    }
-    proc.terminate()
-    proc.wait(timeout=10)
-    log.close()
 
 
 def _ssh_args(sshd, options=None) -> list[str]:
@@ -118,14 +31,6 @@ def _bench(*args: str):
     from edge_export.cli import cli
 
     return CliRunner().invoke(cli, ["bench", *args])
-
-
-@pytest.fixture(scope="module")
-def device_python(tmp_path_factory) -> tuple[str, Path]:
-    """--remote-python for a device without TensorFlow or edge-export, and its blocked-import log."""
-    env, python, log = device_env(tmp_path_factory.mktemp("device"))
-    command = shlex.join(["env", f"PYTHONPATH={env['PYTHONPATH']}", *python])
-    return command, log
 
 
 def test_bench_on_a_device_over_ssh(tiny_export, sshd, device_python, tmp_path):

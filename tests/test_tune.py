@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_ssh_target import device_python, sshd  # noqa: F401  (fixtures: a real sshd on 127.0.0.1)
 
 from edge_export.core.config import load_config
 from edge_export.core.records.tune import (

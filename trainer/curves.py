@@ -8,10 +8,10 @@ from edge_export.core.atomic import atomic_path
 
 
 def plot_learning_curves(stages: list, path: Path) -> None:
-    import matplotlib
+    import matplotlib  # lazy: matplotlib (the train extra, a second to import); only the curves plot needs it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: after matplotlib.use("Agg") above: no display backend
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     offset = 0

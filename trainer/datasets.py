@@ -18,6 +18,7 @@ import hashlib
 import logging
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,22 +131,25 @@ class Dataset:
             for c, files in self.splits[n].skipped_by_class(self.class_names).items():
                 lines.append(f"(not used: {len(files)} {n} image(s) of {printable(c, 60)} that could not be decoded)")
         nested = self.nested_folders()
-        for i, c in enumerate(self.class_names):
+        for c in self.class_names:
             mine = {k: v for k, v in nested.items() if k.split("/")[1] == c}
             if mine:
                 where = ", ".join(f"{printable(k, 80)}/ ({v})" for k, v in mine.items())
                 lines.append(
-                    f"({printable(c, 60)}: {sum(mine.values())} image(s) in sub-folders, counted as {printable(c, 60)}: {where})"
+                    f"({printable(c, 60)}: {sum(mine.values())} image(s) in sub-folders, "
+                    f"counted as {printable(c, 60)}: {where})"
                 )
         for folder in self.misfiled():
             lines.append(f"(warning: {printable(folder, 80)}/ is named like another class: misfiled?)")
         if self.hidden:
             lines.append(
-                f"(not used: {len(self.hidden)} hidden file(s)/folder(s), e.g. {printable(self.hidden[0].relative_to(self.root), 80)})"
+                f"(not used: {len(self.hidden)} hidden file(s)/folder(s), "
+                f"e.g. {printable(self.hidden[0].relative_to(self.root), 80)})"
             )
         if self.irregular:
             lines.append(
-                f"(not used: {len(self.irregular)} image name(s) that are not regular files, e.g. {printable(self.irregular[0].relative_to(self.root), 80)})"
+                f"(not used: {len(self.irregular)} image name(s) that are not regular files, "
+                f"e.g. {printable(self.irregular[0].relative_to(self.root), 80)})"
             )
         return "\n".join(lines)
 
@@ -194,7 +198,7 @@ def scan_dataset(
     root: str | Path,
     validation_split: float = 0.2,
     seed: int = 1337,
-    split: tuple[float, float, float] | list[float] = (0.8, 0.1, 0.1),
+    split: Sequence[float] = (0.8, 0.1, 0.1),
 ) -> Dataset:
     """``root/{train,validation,test}/<class>/*`` (``val/`` or ``valid/`` for validation/), or a folder of class
     folders with no splits (``root/<class>/*``): that one is split by the tool, per class, seeded (``split``:
@@ -237,8 +241,8 @@ def scan_dataset(
     validation_from_train = "validation" not in splits
     if validation_from_train:
         splits["train"], splits["validation"] = _stratified_split(splits["train"], validation_split, seed)
-    for name, split in splits.items():
-        empty = [class_names[i] for i, n in enumerate(split.counts(len(class_names))) if n == 0]
+    for name, part in splits.items():
+        empty = [class_names[i] for i, n in enumerate(part.counts(len(class_names))) if n == 0]
         if empty and name == "train":
             raise EdgeExportError(
                 f"train split has no images for class(es) {empty}",
@@ -382,7 +386,7 @@ def _split_folder(root: Path, name: str) -> Path | None:
     return found[0] if found else None
 
 
-def _scan_flat(root: Path, seed: int, fractions: tuple[float, float, float]) -> Dataset:
+def _scan_flat(root: Path, seed: int, fractions: Sequence[float]) -> Dataset:
     """A folder of class folders: scanned as one set, then split by :func:`split_flat`."""
     class_names = _class_folders(root)
     left_out: dict[str, list[Path]] = {"hidden": [], "irregular": []}
@@ -414,7 +418,7 @@ def _scan_flat(root: Path, seed: int, fractions: tuple[float, float, float]) -> 
     return dataset
 
 
-def split_flat(every: Split, root: Path, seed: int, fractions: tuple[float, float, float]) -> dict[str, Split]:
+def split_flat(every: Split, root: Path, seed: int, fractions: Sequence[float]) -> dict[str, Split]:
     """Each class's files ordered by a seeded hash of their path below ``root`` (not by the order found), then
     cut by ``fractions``: the same files give the same split on any machine, in any folder, and a photo added
     later moves few others. Every class with 3 or more files keeps at least one validation photo."""

@@ -27,14 +27,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from edge_export.core.atomic import atomic_path
 from edge_export.core.config import DistillConfig
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.hashing import fingerprint
 from edge_export.core.pause import pause_point
+from edge_export.core.records.model_spec import ModelSpec
 from edge_export.core.run_folder import RunFolder
+from edge_export.core.tf_env import import_keras
 from edge_export.core.untrusted import printable
+from edge_export.trainer.streaming import predict
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +56,11 @@ class Teacher:
     model_sha256: str
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
-        from edge_export.trainer.streaming import predict
-
         return predict(self.model, pixels, 16).astype(np.float32)
 
 
 def load_teacher(path: str | Path, class_names: list[str]) -> Teacher:
     """The teacher run folder's model.keras with its labels; a clear error when it is not usable."""
-    from edge_export.core.records.model_spec import ModelSpec
-    from edge_export.core.tf_env import import_keras
-
     run = RunFolder(Path(path).expanduser())
     hint = "train.distill.teacher names a finished run folder (edge-export train/build --out), trained on these classes"
     if not run.root.is_dir():
@@ -105,13 +104,11 @@ def _crop_box(rng: np.random.Generator) -> tuple[float, float, float, float, boo
 
 
 def _view(image: np.ndarray, box: tuple, size: int) -> np.ndarray:
-    from PIL import Image
-
     top, left, h, w, flip = box
     rows, cols = image.shape[:2]
     y0, x0 = int(round(top * rows)), int(round(left * cols))
     y1, x1 = max(y0 + 1, int(round((top + h) * rows))), max(x0 + 1, int(round((left + w) * cols)))
-    crop = Image.fromarray(np.ascontiguousarray(image[y0:y1, x0:x1])).resize((size, size), Image.BILINEAR)
+    crop = Image.fromarray(np.ascontiguousarray(image[y0:y1, x0:x1])).resize((size, size), Image.Resampling.BILINEAR)
     out = np.asarray(crop)
     return out[:, ::-1] if flip else out
 

@@ -71,7 +71,7 @@ def make_distribution(setting: str) -> Distribution:
     TensorFlow allows one MultiWorkerMirroredStrategy per process, and a second MirroredStrategy over the
     same CPU devices mixes up the two strategies' collective operations ("Shape mismatch in the collective
     instance") when a process trains twice."""
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: TensorFlow (seconds to import, the train extra); only training needs it
 
     gpus = tf.config.list_physical_devices("GPU")
     kind = "mirrored" if setting == "auto" and len(gpus) > 1 else "none" if setting == "auto" else setting
@@ -81,7 +81,7 @@ def make_distribution(setting: str) -> Distribution:
 
 
 def _make_distribution(setting: str, gpus: list) -> Distribution:
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: TensorFlow (seconds to import, the train extra); only training needs it
 
     if setting == "multi_worker":
         cluster, task_type, index = parse_tf_config(os.environ.get(TF_CONFIG))
@@ -107,6 +107,7 @@ def _check_cpu_replicas(setting: str) -> None:
     """Several CPU replicas need TensorFlow's oneDNN CPU kernels off: when a last partial batch leaves a
     replica an empty batch (fewer images than replicas), the oneDNN convolution returns a wrongly shaped
     tensor and training fails ("Incompatible shapes: [8] vs. [0,32,32,3]"); the plain kernels handle it."""
+    # lazy: TensorFlow (seconds to import, the train extra); only training needs it
     from tensorflow.python.util import _pywrap_util_port
 
     if _pywrap_util_port.IsMklEnabled():
@@ -143,7 +144,8 @@ def parse_tf_config(text: str | None) -> tuple[dict[str, list], str, int]:
         )
     if not 0 <= index < len(cluster.get(task_type, [])):
         raise EdgeExportError(
-            f"{TF_CONFIG}: task index {index} is not in cluster {task_type!r} ({len(cluster.get(task_type, []))} listed)",
+            f"{TF_CONFIG}: task index {index} is not in cluster {task_type!r} "
+            f"({len(cluster.get(task_type, []))} listed)",
             hint=hint,
         )
     return cluster, task_type, index
@@ -153,7 +155,7 @@ def resolve_mixed_precision(setting: str) -> str:
     """The Keras dtype policy for ``train.mixed_precision``: mixed_float16 on a GPU only (``auto``), never on CPU."""
     if setting == "off":
         return "float32"
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: TensorFlow (seconds to import, the train extra); only training needs it
 
     if not tf.config.list_physical_devices("GPU"):
         if setting == "mixed_float16":
@@ -187,8 +189,8 @@ def _patch_keras_symbolic_build() -> None:
     early stopping and the best checkpoint decide alike). Other strategies keep Keras's own code; applied
     once, only in a multi_worker process.
     """
-    import tensorflow as tf
-    from keras.src.backend.tensorflow import trainer as tf_trainer
+    import tensorflow as tf  # lazy: TensorFlow (seconds to import, the train extra); only training needs it
+    from keras.src.backend.tensorflow import trainer as tf_trainer  # lazy: Keras (imports TensorFlow), as above
 
     TensorFlowTrainer = tf_trainer.TensorFlowTrainer
     original = TensorFlowTrainer._maybe_symbolic_build
@@ -225,6 +227,6 @@ def _patch_keras_symbolic_build() -> None:
             break
         return original(self, iterator=None, data_batch=data_batch)
 
-    _maybe_symbolic_build._edge_export_patched = True
+    _maybe_symbolic_build.__dict__["_edge_export_patched"] = True  # the marker the getattr above reads
     TensorFlowTrainer._maybe_symbolic_build = _maybe_symbolic_build
     tf_trainer.reduce_per_replica = reduce_per_replica

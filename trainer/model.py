@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from edge_export.core.records.model_spec import ModelSpec
-from edge_export.runtime.preprocessing import Preprocessing
+from edge_export.core.records.preprocessing import Preprocessing
 from edge_export.trainer.backbones import BackboneSpec, get_backbone
 
 INPUT_NAME = "image"
@@ -23,7 +23,8 @@ __all__ = ["ModelSpec", "build_classifier", "model_preprocessing", "base_layers"
 
 def model_preprocessing(spec: ModelSpec, resize: str | None = None, decoder: str | None = None) -> Preprocessing:
     """What the model's input expects: normalization is inside the model, so plain 0-255 RGB at its size,
-    decoded by ``decoder`` and resized by ``resize`` (default: what the spec recorded): ``ModelSpec.preprocessing_record``."""
+    decoded by ``decoder`` and resized by ``resize`` (default: what the spec recorded):
+    ``ModelSpec.preprocessing_record``."""
     return spec.preprocessing_record(resize, decoder)
 
 

@@ -73,6 +73,7 @@ def _download(known: NamedDataset, root: Path) -> Path:
         try:
             with urllib.request.urlopen(known.url, timeout=60) as response:
                 total = int(response.headers.get("Content-Length") or 0) or None
+                bar: click.termui.ProgressBar[int]
                 with (
                     open(archive, "wb") as f,
                     click.progressbar(length=total, label=f"downloading {known.name}", file=None) as bar,

@@ -18,10 +18,14 @@ from edge_export.core.atomic import atomic_path, write_json, write_text
 from edge_export.core.config import Config, TrainConfig
 from edge_export.core.run_folder import RunFolder, forget_record, write_record
 from edge_export.core.tf_env import import_keras, seed_everything
-from edge_export.trainer.datasets import Dataset, decode_splits, scan_dataset
-from edge_export.trainer.distribute import Distribution, class_weights, resolve_mixed_precision
+from edge_export.trainer.backbones import get_backbone
+from edge_export.trainer.curves import plot_learning_curves
+from edge_export.trainer.datasets import Dataset, decode_splits, scan_dataset, stream_pixels
+from edge_export.trainer.distill import distillation_data, load_teacher, views_fingerprint
+from edge_export.trainer.distribute import Distribution, class_weights, make_distribution, resolve_mixed_precision
 from edge_export.trainer.model import ModelSpec, build_classifier, model_preprocessing
 from edge_export.trainer.named_datasets import KNOWN, resolve_data
+from edge_export.trainer.two_stage import SplitArrays, train_two_stages
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +40,6 @@ def train_run(config: Config, run: RunFolder, dataset: Dataset | None = None) ->
     into a scratch folder, removed at the end, and returns its metrics (its run folder stays untouched)."""
     t_start = time.perf_counter()
     import_keras()
-    from edge_export.trainer.distribute import make_distribution
 
     dist = make_distribution(config.train.distribute)  # first: the strategy must exist before any TF operation
     if dist.is_chief:
@@ -52,13 +55,10 @@ def train_run(config: Config, run: RunFolder, dataset: Dataset | None = None) ->
 
 def _train_run(config: Config, run: RunFolder, dataset: Dataset | None, dist: Distribution, t_start: float) -> dict:
     keras = import_keras()
-    from edge_export.trainer.two_stage import SplitArrays, train_two_stages
 
     dataset = dataset or prepare_dataset(config)
 
     backbone_name = config.model.backbone
-    from edge_export.trainer.backbones import get_backbone
-
     backbone = get_backbone(backbone_name)
     spec = ModelSpec(
         backbone=backbone_name,
@@ -130,8 +130,6 @@ def _train_run(config: Config, run: RunFolder, dataset: Dataset | None, dist: Di
         "total": round(time.perf_counter() - t_start, 2),
     }
 
-    from edge_export.trainer.curves import plot_learning_curves
-
     write_text(run.labels, "\n".join(dataset.class_names) + "\n")
     write_json(run.dataset, dataset.summary())  # counts of the images used; skipped ones per split and class
     write_json(
@@ -155,11 +153,8 @@ def _train_run(config: Config, run: RunFolder, dataset: Dataset | None, dist: Di
 def _distilled_train(config: Config, dataset: Dataset, train, spec: ModelSpec, run: RunFolder, method: str):
     """The training split with the distillation views added, their soft targets, and what to record about it.
     ``method``: how the student's pixels are made (``Preprocessing.pixel_method``); the views are made the same way."""
-    from edge_export.trainer.datasets import stream_pixels
-    from edge_export.trainer.distill import distillation_data, load_teacher, views_fingerprint
-    from edge_export.trainer.two_stage import SplitArrays
-
     settings = config.train.distill
+    assert settings.teacher is not None  # called only when a teacher is set
     teacher = load_teacher(settings.teacher, dataset.class_names)
     split = dataset.splits["train"]
     key = views_fingerprint(

@@ -28,9 +28,9 @@ def _take(x: Any, indices: np.ndarray) -> np.ndarray:
     return x.take(indices) if isinstance(x, DiskArray) else x[indices]
 
 
-def fit_dataset(x: Any, y: np.ndarray, batch_size: int, shuffle: bool) -> Any:
+def fit_dataset(x: Any, y: np.ndarray, batch_size: int, shuffle: bool | str) -> Any:
     """A tf.data dataset of (x, y) batches in exactly the order ``keras.Model.fit(x, y, shuffle=...)`` uses."""
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: TensorFlow (seconds to import, the train extra); only training needs it
 
     n = int(len(y))
     full = n // batch_size
@@ -59,12 +59,12 @@ def fit_dataset(x: Any, y: np.ndarray, batch_size: int, shuffle: bool) -> Any:
         return flat_dataset
 
     indices_dataset = indices_dataset.flat_map(slice_batch_indices)
-    return _gather(indices_dataset, x, y, full + (1 if partial else 0), shuffle)
+    return _gather(indices_dataset, x, y, full + (1 if partial else 0), bool(shuffle))
 
 
 def ordered_dataset(x: Any, y: np.ndarray | None, batch_size: int) -> Any:
     """Consecutive batches (as Keras slices validation and predict data), read from disk."""
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: TensorFlow (seconds to import, the train extra); only training needs it
 
     n = len(x)
     steps = -(-n // batch_size)
@@ -75,7 +75,7 @@ def ordered_dataset(x: Any, y: np.ndarray | None, batch_size: int) -> Any:
 
 
 def _gather(indices_dataset: Any, x: Any, y: np.ndarray | None, steps: int, shuffled: bool) -> Any:
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: TensorFlow (seconds to import, the train extra); only training needs it
 
     x_dtype = tf.as_dtype(np.dtype(x.dtype))
     row_shape = tuple(x.shape[1:])
@@ -157,7 +157,7 @@ class ActivationStore:
                 writer.abort()
             raise
         if writer is None:
-            writer = NpyWriter(self.folder / f"{name}.npy", np.float32, tuple(model.output.shape[1:]))
+            writer = NpyWriter(self.folder / f"{name}.npy", np.dtype(np.float32), tuple(model.output.shape[1:]))
         return writer.close()
 
     def close(self) -> None:

@@ -64,7 +64,8 @@ def unpack(bundle: Path, dest: Path) -> Path:
         raise EdgeExportError(
             f"refused to unpack: {printable(str(exc))}",
             path=bundle,
-            hint="the archive has a member outside its folder (or a link out): not a bundle `edge-export package` wrote",
+            hint="the archive has a member outside its folder (or a link out): "
+            "not a bundle `edge-export package` wrote",
         ) from None
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         raise EdgeExportError(
@@ -184,7 +185,9 @@ def check_bundle(bundle: Path, data: Path, out: Path, config: BenchConfig, echo=
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Test images: DIR/<class>/*.",
 )
-@click.option("--out", type=click.Path(path_type=Path), default=Path("bundle-check"), show_default=True)
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("benchmarks/results/bundle-check"), show_default=True
+)
 @click.option("--threads", default="1", show_default=True, help="Comma-separated thread counts (0 = all cores).")
 @click.option("--runs", type=int, default=50, show_default=True)
 @click.option("--warmup", type=int, default=5, show_default=True)
@@ -201,8 +204,10 @@ def main(bundle: Path, data: Path, out: Path, threads: str, runs: int, warmup: i
 
     for r in result["artifacts"]:
         click.echo(
-            f"{r['name']}: accuracy clean venv {show(r['device_accuracy'], '.2%')} vs here {show(r['local_accuracy'], '.2%')} "
-            f"({'same' if r['same_accuracy'] else 'DIFFERENT'}); p50 {show(r['device_p50_ms'], '.2f')} ms vs {show(r['local_p50_ms'], '.2f')} ms"
+            f"{r['name']}: accuracy clean venv {show(r['device_accuracy'], '.2%')} "
+            f"vs here {show(r['local_accuracy'], '.2%')} "
+            f"({'same' if r['same_accuracy'] else 'DIFFERENT'}); p50 {show(r['device_p50_ms'], '.2f')} ms "
+            f"vs {show(r['local_p50_ms'], '.2f')} ms"
         )
     click.echo(f"{'OK' if result['ok'] else 'FAILED'}: wrote {out / 'bundle_check.json'}")
     sys.exit(0 if result["ok"] else 1)

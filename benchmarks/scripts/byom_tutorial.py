@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,7 +133,7 @@ def run_build(model_path: Path, data: Path, out: Path) -> dict:
     seconds = time.perf_counter() - started
     bench = json.loads((build_dir / "bench" / "bench.json").read_text())
     manifest = json.loads((build_dir / "export" / "manifest.json").read_text())
-    rows = {}
+    rows: dict[str, dict[str, Any]] = {}
     for row in bench["artifacts"]:
         rows.setdefault(
             row["name"],

@@ -28,7 +28,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 # Pinned client environments: name -> requirements. "mediapipe" is the current release line (its metadata
 # writer is broken: it imports a native module, mediapipe.tasks.cc.metadata, that its wheels no longer ship);
@@ -152,7 +152,8 @@ class _Lock:
     """An exclusive lock file (fcntl where there is one), so two processes never make the same environment."""
 
     def __init__(self, path: Path):
-        self.path, self.file = path, None
+        self.path = path
+        self.file: IO[str] | None = None
 
     def __enter__(self):
         self.file = open(self.path, "a+")
@@ -165,6 +166,7 @@ class _Lock:
         return self
 
     def __exit__(self, *exc):
+        assert self.file is not None  # opened by __enter__
         self.file.close()
 
 

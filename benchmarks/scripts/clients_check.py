@@ -25,9 +25,10 @@ from typing import Any
 import click
 import numpy as np
 
+# the sibling scripts import from this folder at run time; mypy checks them as package modules, unresolved
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import clients  # noqa: E402 (the sibling script: client environments and the client half)
-from script_cli import finish  # noqa: E402 (the scripts' shared command line)
+import clients  # type: ignore[import-not-found]  # noqa: E402 (the sibling script: client environments and the client half)
+from script_cli import finish  # type: ignore[import-not-found]  # noqa: E402 (the scripts' shared command line)
 
 from edge_export.benchmarks.testset import scan_test_folder  # noqa: E402
 from edge_export.core.errors import EdgeExportError  # noqa: E402
@@ -55,6 +56,7 @@ def our_probabilities(model: Path, files: list[Path]) -> tuple[np.ndarray, list[
 
     classifier = Classifier.load(model)
     labels = classifier.labels
+    assert labels is not None  # an exported artifact carries its labels
     rows = np.zeros((len(files), len(labels)), np.float32)
     for i, result in enumerate(classifier.predict_each([str(f) for f in files], top_k=len(labels))):
         if isinstance(result, EdgeExportError):
@@ -74,12 +76,13 @@ def resized_copies(files: list[Path], model: Path, folder: Path) -> Path:
     from edge_export.runtime.images import load_image
 
     prep = Classifier.load(model).preprocessing
+    height, width = prep.size
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, path in enumerate(files):
         out = folder / f"{i:06d}.png"
         try:
-            Image.fromarray(load_image(path, tuple(prep.size), prep.pixel_method)).save(out)
+            Image.fromarray(load_image(path, (height, width), prep.pixel_method)).save(out)
         except EdgeExportError:  # unreadable: MediaPipe gets the original and reports its own error
             out = path
         paths.append(str(out))
@@ -120,7 +123,8 @@ def check_mediapipe(
         return out
     ours, labels = our_probabilities(model, files)
     step = 1 / 256 + 1e-6 if "int8" in name else 1e-6  # an int8 output's quantization step
-    names, strict, tied, mp_correct, our_correct, counted, failed = set(), 0, 0, 0, 0, 0, 0
+    names: set[str] = set()
+    strict, tied, mp_correct, our_correct, counted, failed = 0, 0, 0, 0, 0, 0
     to_class = {i: class_names.index(label) if label in class_names else -1 for i, label in enumerate(labels)}
     for result, row, true in zip(answer["results"], ours, truth):
         if isinstance(result, dict) or np.isnan(row).any():

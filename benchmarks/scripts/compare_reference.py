@@ -53,8 +53,9 @@ from edge_export.core.run_folder import RunFolder
 from edge_export.export.manifest import read_manifest
 from edge_export.runtime.images import opencv_installed
 
+# the sibling scripts import from this folder at run time; mypy checks them as package modules, unresolved
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from script_cli import finish, json_option, sample_options  # noqa: E402 (the scripts' shared command line)
+from script_cli import finish, json_option, sample_options  # type: ignore[import-not-found]  # noqa: E402 (the scripts' shared command line)
 
 TF1_REFERENCE_NAME = "mobilenet_v2_1.0_224_quant.tflite"
 KINDS = (
@@ -189,7 +190,8 @@ class _Model:
         self.clf = Classifier.load(path, threads=1)
         self.load_image = load_image
         prep, spec = self.clf.preprocessing, self.clf.backend.input_spec
-        self.size, self.method = tuple(prep.size), prep.pixel_method
+        height, width = prep.size
+        self.size, self.method = (height, width), prep.pixel_method
         self.pixels = [load_image(p, self.size, self.method)[np.newaxis] for p in photos]
         self.inputs = [quantize(prep.normalize(x), spec) for x in self.pixels]  # what the runtime feeds
         self.photos = [str(p) for p in photos]
@@ -265,10 +267,11 @@ def compare_reference(
     else:
         models[REFERENCE] = modern_reference(cache, echo=echo, **(reference_settings or {}))
     if tf1_reference is not False:
-        tf1 = Path(tf1_reference) if tf1_reference not in (None, True) else default_tf1_reference()
+        given = tf1_reference if isinstance(tf1_reference, (str, Path)) else None  # None or True: the shared one
+        tf1 = Path(given) if given is not None else default_tf1_reference()
         if tf1.is_file():
             models[REFERENCE_TF1] = tf1
-        elif tf1_reference not in (None, True):
+        elif given is not None:
             raise EdgeExportError(
                 "TF1-era reference model not found", path=tf1, hint="pass --tf1-reference PATH or --no-tf1"
             )
@@ -395,25 +398,30 @@ def render(result: dict[str, Any]) -> str:
     size = result["median_photo_size"]
     art, ref = result["models"][result["artifact"]], result["models"][REFERENCE]
     lines += [
-        f"{'CPU time of the calling thread' if result.get('clock') == 'cpu' else 'wall-clock times'} in ms at 1 thread over {len(result['photos'])} photos (one in {result['every']} of {result['data']}, "
+        f"{'CPU time of the calling thread' if result.get('clock') == 'cpu' else 'wall-clock times'} in ms "
+        f"at 1 thread over {len(result['photos'])} photos (one in {result['every']} of {result['data']}, "
         f"median photo {size[0]}x{size[1]}): per photo the median of {result['repeats']} interleaved repeats, "
         "then p50/p90 over photos; overhead per photo = e2e / bare - 1",
         f"bare call: {result['artifact']} takes {result['bare_ratio']:.3g}x the modern reference's time"
         + (f" ({result['bare_ratio_tf1']:.3g}x the TF1-era file's)" if result.get("bare_ratio_tf1") else ""),
-        f"runtime overhead of {result['artifact']} over the bare interpreter call (1 thread), predict(path) end to end: "
+        f"runtime overhead of {result['artifact']} over the bare interpreter call (1 thread), "
+        "predict(path) end to end: "
         f"{art['e2e_overhead_pct']['p50']:+.1f}% median, {art['e2e_overhead_pct']['p90']:+.1f}% p90 "
         f"(decode+resize {art['ms']['decode']['p50']:.3f} ms median); without decode (predict_proba): "
         f"{art['overhead_pct']['p50']:+.1f}%",
-        f"modern reference: {ref['e2e_overhead_pct']['p50']:+.1f}% median, {ref['e2e_overhead_pct']['p90']:+.1f}% p90 "
+        f"modern reference: {ref['e2e_overhead_pct']['p50']:+.1f}% median, "
+        f"{ref['e2e_overhead_pct']['p90']:+.1f}% p90 "
         f"end to end (decode+resize {ref['ms']['decode']['p50']:.3f} ms of a {ref['ms']['e2e']['p50']:.3f} ms call)",
         *(
             f"{name}: predict(path) takes {m['e2e_vs']['opencv']['p50']:.3f}x the hand-written OpenCV pipeline's p50 "
-            f"({m['e2e_vs']['opencv']['p90']:.3f}x at p90) and {m['e2e_vs']['pillow']['p50']:.3f}x the Pillow tutorial's"
+            f"({m['e2e_vs']['opencv']['p90']:.3f}x at p90) "
+            f"and {m['e2e_vs']['pillow']['p50']:.3f}x the Pillow tutorial's"
             for name, m in result["models"].items()
             if "opencv" in m.get("e2e_vs", {})
         ),
         *(f"{kind} pipeline: {text}" for kind, text in HAND_WRITTEN.items()),
-        "a stream of photos, predict(paths) on the whole sample (decoding ahead on another core; wall clock, per photo): "
+        "a stream of photos, predict(paths) on the whole sample "
+        "(decoding ahead on another core; wall clock, per photo): "
         + "; ".join(
             f"{name} {m['stream']['predict_paths_ms']:.3f} ms vs {m['stream']['bare_ms']:.3f} ms bare, "
             f"{m['stream']['overhead_pct']:+.1f}%"

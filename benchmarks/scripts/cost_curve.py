@@ -34,6 +34,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 SHARED = Path(os.environ.get("EDGE_EXPORT_SHARED", Path(__file__).resolve().parents[2].parent / "shared"))
 SOURCE = SHARED / "data" / "cats_vs_dogs_small"
@@ -119,7 +120,7 @@ def run_size(images: int, args, overrides: list[str]) -> dict:
     if cache.exists():
         shutil.rmtree(cache)
     env = {**os.environ, "EDGE_EXPORT_PIXEL_CACHE": str(cache), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    row = {**info}
+    row: dict[str, Any] = {**info}
     for label in ("cold", "warm"):
         out = work / f"run-{images}-{label}"
         if out.exists():
@@ -162,7 +163,8 @@ def table(rows: list[dict]) -> str:
         lines.append(
             f"| {r['train_images']} | {r['repeated_photos']} | {cold.get('wall_s', '-')} | "
             f"{cold.get('peak_rss_bytes', 0) / 1e9:.2f} | {ratio:.2f}x | {warm.get('wall_s', '-')} | "
-            f"{warm.get('peak_rss_bytes', 0) / 1e9:.2f} | {cold['cache_bytes'] / 1e6:.0f} | {decode(cold)} / {decode(warm)} |"
+            f"{warm.get('peak_rss_bytes', 0) / 1e9:.2f} | {cold['cache_bytes'] / 1e6:.0f} | "
+            f"{decode(cold)} / {decode(warm)} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -35,9 +35,10 @@ from edge_export.benchmarks.testset import scan_test_folder
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.run_folder import RunFolder
 
+# the sibling scripts import from this folder at run time; mypy checks them as package modules, unresolved
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_reference import artifact_path, recommended_artifact  # noqa: E402 (the sibling script: same artifact rules)
-from script_cli import finish, json_option, sample_options  # noqa: E402
+from compare_reference import artifact_path, recommended_artifact  # type: ignore[import-not-found]  # noqa: E402 (the sibling script: same artifact rules)
+from script_cli import finish, json_option, sample_options  # type: ignore[import-not-found]  # noqa: E402
 
 SCALES = (1, 2, 4, 8)
 
@@ -88,12 +89,15 @@ def decode_cost(
     for i, photo in enumerate(photos):
         full = _decode(photo, 1)
         x = clf._model_input(load_image(photo, size, method)[np.newaxis])
-        calls: dict[str, Callable[[], Any]] = {"bare": lambda: clf.backend.run(x)}
+        # called in this iteration only; the defaults bind this photo's values all the same
+        calls: dict[str, Callable[..., Any]] = {"bare": lambda x=x: clf.backend.run(x)}
         for s in SCALES:
-            calls[f"decode 1/{s}"] = lambda s=s: _decode(photo, s)
+            calls[f"decode 1/{s}"] = lambda s=s, photo=photo: _decode(photo, s)
         for m, resample in RESIZE_METHODS.items():
-            calls[f"resize {m}"] = lambda resample=resample: np.asarray(full.resize((size[1], size[0]), resample))
-        calls["load_image"] = lambda: load_image(photo, size, method)
+            calls[f"resize {m}"] = lambda resample=resample, full=full: np.asarray(
+                full.resize((size[1], size[0]), resample)
+            )
+        calls["load_image"] = lambda photo=photo: load_image(photo, size, method)
         for call in calls.values():  # warm-up
             call()
         for r in range(repeats):
@@ -127,7 +131,8 @@ def render(result: dict[str, Any]) -> str:
         )
     lines += [
         f"{result['artifact']} ({result['input'][0]}x{result['input'][1]}, resize {result['resize']}), "
-        f"{len(result['photos'])} photos of {result['data']}, {result['clock']}, median of {result['repeats']} per photo",
+        f"{len(result['photos'])} photos of {result['data']}, {result['clock']}, "
+        f"median of {result['repeats']} per photo",
         f"machine: {describe(result['machine'])}",
     ]
     return "\n".join(lines)

@@ -1,6 +1,7 @@
 """Two decoders, one question: does a model trained on OpenCV's pixels answer as one trained on Pillow's did?
 
-    python benchmarks/scripts/decoder_agreement.py --new RUN_NEW --old RUN_OLD --data TEST_DIR [--artifact NAME] [--json OUT]
+    python benchmarks/scripts/decoder_agreement.py --new RUN_NEW --old RUN_OLD --data TEST_DIR
+        [--artifact NAME] [--json OUT]
 
 On every photo of ``--data`` (e.g. the 1,000 shared cats-vs-dogs test photos), with each run's ``--artifact``
 (default: its recommended one):
@@ -27,13 +28,15 @@ from edge_export.core.run_folder import RunFolder
 from edge_export.runtime.classifier import Classifier
 from edge_export.runtime.images import decode_many
 
+# the sibling scripts import from this folder at run time; mypy checks them as package modules, unresolved
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_reference import artifact_path, recommended_artifact  # noqa: E402
-from script_cli import finish, json_option  # noqa: E402
+from compare_reference import artifact_path, recommended_artifact  # type: ignore[import-not-found]  # noqa: E402
+from script_cli import finish, json_option  # type: ignore[import-not-found]  # noqa: E402
 
 
 def _top1(classifier: Classifier, files: list[Path], method: str) -> np.ndarray:
-    decoded = decode_many(files, tuple(classifier.preprocessing.size), method)
+    height, width = classifier.preprocessing.size
+    decoded = decode_many(files, (height, width), method)
     if decoded.errors:
         raise RuntimeError(f"unreadable test photos: {decoded.errors}")
     scores = np.concatenate([classifier.predict_proba(decoded.pixels[i : i + 64]) for i in range(0, len(files), 64)])
@@ -58,7 +61,7 @@ def measure(new: Path, old: Path, data: Path, artifact: str | None) -> dict:
         f"new ({other})": _top1(new_clf, files, pixel_method(prep.resize, other)),
         f"old ({old_clf.preprocessing.decoder})": _top1(old_clf, files, old_clf.preprocessing.pixel_method),
     }
-    labels = {name: [c for c in clf.labels] for name, (clf, _) in runs.items()}
+    labels = {name: list(clf.labels or []) for name, (clf, _) in runs.items()}  # no labels: differ below
     assert labels["new"] == labels["old"] == list(testset.class_names), "class orders differ"
     first = next(iter(answers.values()))
     out["accuracy"] = {k: float((v == truth).mean()) for k, v in answers.items()}

@@ -80,7 +80,8 @@ def main() -> None:
     for name in ("plain", "distilled"):
         v = result[name]["validation"]
         print(
-            f"{name:<10} validation accuracy {v['accuracy']:.2%}  loss {v['loss']:.4f}  ({result[name]['seconds']:.0f} s)"
+            f"{name:<10} validation accuracy {v['accuracy']:.2%}  loss {v['loss']:.4f}  "
+            f"({result[name]['seconds']:.0f} s)"
         )
     gain = result["distilled"]["validation"]["accuracy"] - result["plain"]["validation"]["accuracy"]
     result["gain_points"] = round(100 * gain, 2)

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
@@ -26,22 +27,24 @@ from edge_export.benchmarks.machine import describe, machine_info
 from edge_export.benchmarks.testset import scan_test_folder
 from edge_export.core.run_folder import RunFolder
 
+# the sibling scripts import from this folder at run time; mypy checks them as package modules, unresolved
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_reference import artifact_path, recommended_artifact  # noqa: E402
-from script_cli import finish, json_option  # noqa: E402
+from compare_reference import artifact_path, recommended_artifact  # type: ignore[import-not-found]  # noqa: E402
+from script_cli import finish, json_option  # type: ignore[import-not-found]  # noqa: E402
 
 
 def write_video(path: Path, photos: list[Path], frames: int, size: tuple[int, int], codec: str) -> Path:
     import cv2
 
     width, height = size
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), 30.0, (width, height))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*codec), 30.0, (width, height))
     if not writer.isOpened():
         raise RuntimeError(f"OpenCV cannot write {codec} into {path.suffix}")
     for i in range(frames):
-        writer.write(
-            cv2.resize(cv2.imread(str(photos[i % len(photos)])), (width, height), interpolation=cv2.INTER_AREA)
-        )
+        frame = cv2.imread(str(photos[i % len(photos)]))
+        if frame is None:
+            raise RuntimeError(f"OpenCV cannot read {photos[i % len(photos)]}")
+        writer.write(cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA))
     writer.release()
     return path
 
@@ -60,8 +63,9 @@ def measure(
     with tempfile.TemporaryDirectory(prefix="frames-rate-") as tmp:
         video = write_video(Path(tmp) / ("clip.avi" if codec == "MJPG" else "clip.mp4"), photos, frames, size, codec)
         prep = classifier.preprocessing
-        x = classifier._model_input(load_image(photos[0], tuple(prep.size), prep.pixel_method)[np.newaxis])
-        runs = []
+        height, width = prep.size
+        x = classifier._model_input(load_image(photos[0], (height, width), prep.pixel_method)[np.newaxis])
+        runs: list[dict[str, Any]] = []
         for _ in range(repeats):
             bare = []
             for _ in range(frames):

@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -99,11 +100,13 @@ class Build:
             t.start()
 
     def _read_events(self) -> None:
+        assert self.proc.stdout is not None  # stdout=PIPE
         for line in self.proc.stdout:
             if line.startswith("{"):
                 self.events.append(json.loads(line))
 
     def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None  # stderr=PIPE
         self.stderr = self.proc.stderr.read()
 
     def wait(self, timeout: float) -> int:
@@ -174,7 +177,7 @@ def listing(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.is_dir() else []
 
 
-def artifact_digests(run: Path) -> dict[str, str]:
+def artifact_digests(run: Path) -> dict[str, str | None]:
     from edge_export.core.run_folder import RunFolder
     from edge_export.export.manifest import read_manifest
 
@@ -215,15 +218,17 @@ def main(argv: list[str] | None = None) -> int:
     ref_seconds = time.monotonic() - reference.started
     ref_digests, ref_weights = artifact_digests(work / "reference"), weights(work / "reference")
     print(
-        f"reference build: {ref_seconds:.1f}s, artifacts {', '.join(ref_digests)}; killing at [0, {KILL_WINDOW * ref_seconds:.1f}]s"
+        f"reference build: {ref_seconds:.1f}s, artifacts {', '.join(ref_digests)}; "
+        f"killing at [0, {KILL_WINDOW * ref_seconds:.1f}]s"
     )
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     run: Path | None = None
     for i in range(1, args.kills + 1):
         reuse = run is not None and rng.random() < 0.5
         if not reuse:
             run = work / f"run-{i:02d}"
+        assert run is not None  # made above, or the last one reused
         tmp = work / f"tmp-{i:02d}"
         tmp.mkdir()
         delay = rng.uniform(0, KILL_WINDOW * ref_seconds)
@@ -232,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         finished_first = build.proc.poll() is not None
         build.proc.send_signal(signal.SIGKILL)
         build.wait(60)
-        row = {
+        row: dict[str, Any] = {
             "round": i,
             "run": run.name,
             "mode": "--force on the last" if reuse else "fresh",
@@ -293,7 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if passed else 1
 
 
-HEADER = f"{'#':>2} {'run':<7} {'mode':<20} {'kill s':>6} {'stage at kill':<16} {'orphans':>7} {'sys tmp':>7} {'RUN/.tmp':>8} {'rerun':>6} {'same':>5}  ok"
+HEADER = (
+    f"{'#':>2} {'run':<7} {'mode':<20} {'kill s':>6} {'stage at kill':<16} {'orphans':>7} {'sys tmp':>7} "
+    f"{'RUN/.tmp':>8} {'rerun':>6} {'same':>5}  ok"
+)
 
 
 def _line(row: dict) -> str:

@@ -8,9 +8,9 @@ split, clean and under the robustness suite's seeded shifts: top-1 agreement wit
 drop (points), max |Δp|; the agreement of ONNX Runtime's int8 kernels with the same graph run in float
 (optimizations off) and that float run's agreement with the Keras model (on x86 without VNNI the u8 x s8
 kernels saturate: the two differ there); p50 at 1 thread on one image; quantization seconds, size and sha256
-(two settings that make the same bytes show it). Results depend on the CPU: the JSON records the machine. ``shipped`` is ``export/onnx.py``'s
-INT8_SETTINGS; the others change one or two things from it. Writes ``--out`` (JSON). Timings share the machine with whatever else runs: compare
-them within one invocation only.
+(two settings that make the same bytes show it). Results depend on the CPU: the JSON records the machine.
+``shipped`` is ``export/onnx.py``'s INT8_SETTINGS; the others change one or two things from it. Writes ``--out``
+(JSON). Timings share the machine with whatever else runs: compare them within one invocation only.
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
 
-VARIANTS = {
+VARIANTS: dict[str, dict[str, Any]] = {
     "shipped": {},
     "percentile": {"calibration": "Percentile", "percentile": 99.999},
     "percentile-head-int8": {"calibration": "Percentile", "percentile": 99.999, "head": "int8"},

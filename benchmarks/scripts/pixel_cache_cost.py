@@ -24,15 +24,18 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
 from edge_export.benchmarks.machine import describe, machine_info
 from edge_export.benchmarks.testset import scan_test_folder
 
+# the sibling scripts import from this folder at run time; mypy checks them as package modules, unresolved
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from script_cli import finish, json_option  # noqa: E402
+from script_cli import finish, json_option  # type: ignore[import-not-found]  # noqa: E402
 
 
 def stat_key(files: list[Path]) -> str:
@@ -64,7 +67,7 @@ def _measure(data: str, size: int, repeats: int) -> dict:
         files = list(scan_test_folder(data).files)
         shape = (size, size)
         entry = pixel_cache.decoded_pixels(files, shape)  # the warm entry every hit below reads
-        steps = {
+        steps: dict[str, Callable[[], Any]] = {
             "decode": lambda: decode_many(files, shape),
             "stat key": lambda: stat_key(files),
             "content key": lambda: pixel_cache.cache_key(files, shape, "bilinear", None),

@@ -66,11 +66,13 @@ def main(data: str, seeds: str, out: Path, overrides: tuple[str, ...]) -> None:
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = ["| seed | wall (s) | val acc | val loss | test acc |", "|---|---|---|---|---|"]
     lines += [
-        f"| {r['seed']} | {r['wall_seconds']:.0f} | {r['validation_accuracy']:.4f} | {r['validation_loss']:.4f} | {r['test_accuracy']} |"
+        f"| {r['seed']} | {r['wall_seconds']:.0f} | {r['validation_accuracy']:.4f} | {r['validation_loss']:.4f} "
+        f"| {r['test_accuracy']} |"
         for r in rows
     ]
     lines.append(
-        f"| **median** | {median['wall_seconds']:.0f} | {median['validation_accuracy']:.4f} | {median['validation_loss']:.4f} | {median.get('test_accuracy')} |"
+        f"| **median** | {median['wall_seconds']:.0f} | {median['validation_accuracy']:.4f} "
+        f"| {median['validation_loss']:.4f} | {median.get('test_accuracy')} |"
     )
     (out / "results.md").write_text("\n".join(lines) + "\n")
     click.echo("\n".join(lines))

@@ -13,6 +13,7 @@ reference's p50 (a quiet machine) or min (a busy, shared one; with ``tune.latenc
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ REFERENCE = "reference (modern MobileNetV2 1.0 224 int8)"
 
 def _compare_reference():
     spec = importlib.util.spec_from_file_location("compare_reference", Path(__file__).with_name("compare_reference.py"))
+    assert spec is not None and spec.loader is not None  # a .py file always has both
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -51,7 +53,7 @@ def reference_latency(
         folder = TuneFolder(tune_dir).latency_model("x").parent
         models.update({p.stem: p for p in sorted(folder.glob("*.tflite"))})
     rng = np.random.default_rng(0)
-    calls = {}
+    calls: dict[str, Callable[..., Any]] = {}
     for name, path in models.items():
         backend = LiteRTBackend.load(path, threads=1)
         shape = [1 if d is None or d < 1 else d for d in backend.input_spec.shape]
@@ -77,7 +79,8 @@ def render(result: dict[str, Any]) -> str:
     lines = [f"{'model':<{width}}  {'p50 ms':>8}  {'p90 ms':>8}  {'min ms':>8}  {'x ref p50':>9}  {'x ref min':>9}"]
     for name, s in result.items():
         lines.append(
-            f"{name:<{width}}  {s['p50']:8.3f}  {s['p90']:8.3f}  {s['min']:8.3f}  {s['ratio_p50']:9.2f}  {s['ratio_min']:9.2f}"
+            f"{name:<{width}}  {s['p50']:8.3f}  {s['p90']:8.3f}  {s['min']:8.3f}  "
+            f"{s['ratio_p50']:9.2f}  {s['ratio_min']:9.2f}"
         )
     ref = result[REFERENCE]
     lines.append(

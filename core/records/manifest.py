@@ -10,6 +10,7 @@ keys, in the same order, as edge-export always has (the build's fingerprints has
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -95,9 +96,10 @@ class ArtifactRecord:
         if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))):
             raise _error(f"artifact {name}: seconds is not a number", source)
         known = {f.name for f in fields(cls)} - {"details"}
+        status = data.get("status")
         return cls(
             **{key: data[key] for key in known if key in data and key != "status"},
-            status=data.get("status") if data.get("status") is not None else "ok",
+            status=status if status is not None else "ok",
             details={k: v for k, v in data.items() if k not in known},
         )
 
@@ -169,7 +171,7 @@ class Manifest:
     def artifact(self, name: str) -> ArtifactRecord | None:
         return next((a for a in self.artifacts if a.name == name), None)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[ArtifactRecord]:
         return iter(self.artifacts)
 
     def __len__(self) -> int:

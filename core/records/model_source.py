@@ -62,8 +62,9 @@ class ModelSource:
             raise EdgeExportError(
                 "model_spec.json's source is malformed", path=source, hint="re-run the build with --model FILE"
             )
-        decided = data.get("decided") if isinstance(data.get("decided"), dict) else {}
-        check = data.get("check") if isinstance(data.get("check"), list) else []
+        decided, check = data.get("decided"), data.get("check")
+        decided = decided if isinstance(decided, dict) else {}
+        check = check if isinstance(check, list) else []
         return cls(
             path=data["path"],
             sha256=data["sha256"],

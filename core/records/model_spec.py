@@ -42,7 +42,7 @@ class ModelSpec:
         RGB 0-255 at the model's size; ``resize`` and ``decoder`` override the recorded ones. The one place a run's
         preprocessing is resolved: export, bench and the trainer all ask here."""
         recorded = Preprocessing.from_dict(self.preprocessing) if self.preprocessing else None
-        given = {k: v for k, v in (("resize", resize), ("decoder", decoder)) if v}
+        given: dict[str, Any] = {k: v for k, v in (("resize", resize), ("decoder", decoder)) if v}
         if recorded is None:
             return Preprocessing(size=(self.image_size, self.image_size), **given)
         return dataclasses.replace(recorded, **given) if given else recorded

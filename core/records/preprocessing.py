@@ -8,16 +8,16 @@ Models built or imported by edge-export take RGB pixel values 0-255 at ``size`` 
 model), so their record has mean 0 and std 1. Models made elsewhere (e.g. a float MobileNet that expects
 (x - 127.5) / 127.5) carry other values; the runtime applies them before the model.
 
-Every field is read: ``size``, ``resize`` and ``decoder`` by the image loader (as one ``pixel_method``), ``mean``/``std``
-by ``normalize``. Older
-artifacts also carry ``color`` (always "RGB") and ``input_range``, which nothing read: they are no longer
-written, and still checked when present (a model that asks for BGR is refused, not silently mispredicted).
+Every field is read: ``size``, ``resize`` and ``decoder`` by the image loader (as one ``pixel_method``),
+``mean``/``std`` by ``normalize``. Older artifacts also carry ``color`` (always "RGB") and ``input_range``, which
+nothing read: they are no longer written, and still checked when present (a model that asks for BGR is refused,
+not silently mispredicted).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -111,7 +111,7 @@ class Preprocessing:
 
     def normalize(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 NxHxWx3 -> float32 model input."""
-        x = pixels.astype(np.float32)
+        x: np.ndarray = pixels.astype(np.float32)
         if not self.is_identity:
             x = (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
         return x
@@ -126,11 +126,12 @@ class Preprocessing:
     def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
         try:
             _check_legacy(d.get("color", "RGB"), tuple(float(v) for v in d.get("input_range", (0, 255))))
+            # cast: tuples of any length from the document; __post_init__ checks each length and value
             return cls(
-                size=tuple(_integer(v) for v in d["size"]),
+                size=cast(tuple[int, int], tuple(_integer(v) for v in d["size"])),
                 resize=d.get("resize", "bilinear"),
-                mean=tuple(float(v) for v in d.get("mean", (0, 0, 0))),
-                std=tuple(float(v) for v in d.get("std", (1, 1, 1))),
+                mean=cast(tuple[float, float, float], tuple(float(v) for v in d.get("mean", (0, 0, 0)))),
+                std=cast(tuple[float, float, float], tuple(float(v) for v in d.get("std", (1, 1, 1)))),
                 decoder=d.get("decoder", DEFAULT_DECODER),
             )
         except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.records import check_format_version
@@ -36,12 +36,20 @@ def read_kept(path: Path, record_type: Any, fingerprint: str, echo: Any, redo: s
     return record if record.fingerprint == fingerprint else None
 
 
-def _number(data: dict, key: str, what: str, source: Any) -> float | None:
+def _number(data: dict[str, Any], key: str, what: str, source: Any) -> float | None:
     value = data.get(key)
     return None if value is None else finite_number(value, what=f"{what}: {key}", source=source)
 
 
-def _text(data: dict, key: str, what: str, source: Any, optional: bool = False) -> str | None:
+@overload
+def _text(data: dict[str, Any], key: str, what: str, source: Any, optional: Literal[False] = False) -> str: ...
+
+
+@overload
+def _text(data: dict[str, Any], key: str, what: str, source: Any, optional: bool) -> str | None: ...
+
+
+def _text(data: dict[str, Any], key: str, what: str, source: Any, optional: bool = False) -> str | None:
     value = data.get(key)
     if value is None and optional:
         return None
@@ -52,7 +60,7 @@ def _text(data: dict, key: str, what: str, source: Any, optional: bool = False) 
     return printable(value, 400)
 
 
-def _of_type(data: dict, key: str, kind: type, what: str, source: Any, hint: str) -> Any:
+def _of_type(data: dict[str, Any], key: str, kind: type, what: str, source: Any, hint: str) -> Any:
     """``data[key]``: a ``kind`` (list or dict), empty when absent; anything else is a malformed record."""
     value = data.get(key)
     if value is None:

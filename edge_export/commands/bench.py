@@ -7,9 +7,12 @@ from pathlib import Path
 
 import click
 
+from edge_export import api
 from edge_export.api import BENCH_FLAGS
 from edge_export.commands.options import setting_options
 from edge_export.core.errors import EdgeExportError
+from edge_export.deploy.remote import RemoteSettings
+from edge_export.deploy.ssh import parse_options
 
 
 def split_arguments(items: tuple[str, ...]) -> tuple[Path | None, list[Path], list[str]]:
@@ -115,14 +118,9 @@ def bench(
     images to each device, benchmarked there without TensorFlow, and merged in as more rows.
     Wraps ``edge_export.api.bench``.
     """
-    from edge_export import api
-
     run, models, overrides = split_arguments(targets)
     remote = None
     if devices or old_devices:
-        from edge_export.deploy.remote import RemoteSettings
-        from edge_export.deploy.ssh import parse_options
-
         remote = RemoteSettings(
             ssh_options=parse_options(ssh_options),
             python=remote_python,

@@ -8,9 +8,11 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
+from edge_export import api
 from edge_export.api import BUILD_FLAGS
 from edge_export.commands.options import setting_options
 
@@ -29,14 +31,20 @@ from edge_export.commands.options import setting_options
 @click.argument("overrides", nargs=-1)
 @click.pass_context
 def build(
-    ctx: click.Context, config_path, out: Path, force: bool, quiet: bool, as_json: bool, overrides, **flags
+    ctx: click.Context,
+    /,
+    config_path: Path | None,
+    out: Path,
+    force: bool,
+    quiet: bool,
+    as_json: bool,
+    overrides: tuple[str, ...],
+    **flags: Any,
 ) -> None:
     """Train, export and benchmark in one resumable pipeline (wraps ``edge_export.api.build``).
 
     OVERRIDES are key=value (any stage's setting, e.g. export.int8_io=int8).
     """
-    from edge_export import api
-
     command = "edge-export " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "edge-export build"
     real_stdout = sys.stdout
     emit = (lambda e: print(json.dumps(e), file=real_stdout, flush=True)) if as_json else None
@@ -76,8 +84,6 @@ def config_command(config_path: Path | None, show: bool, overrides: tuple[str, .
     \b
     Save it and pass it back:  edge-export config > my.yaml && edge-export build --config my.yaml
     """
-    from edge_export import api
-
     with api.cli_spelling():
         config = api.resolve_config(config_path, list(overrides))
     click.echo(config.to_annotated_yaml(), nl=False)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
+from edge_export import api
 from edge_export.api import EXPORT_FLAGS, MODEL_FLAGS
 from edge_export.commands.options import setting_options
+from edge_export.export.exporter import print_table
 
 
 @click.command()
@@ -20,7 +23,13 @@ from edge_export.commands.options import setting_options
 @click.argument("overrides", nargs=-1)
 @click.pass_context
 def export(
-    ctx: click.Context, run_dir: Path, config_path: Path | None, overrides: tuple[str, ...], out: Path | None, **flags
+    ctx: click.Context,
+    /,
+    run_dir: Path,
+    config_path: Path | None,
+    overrides: tuple[str, ...],
+    out: Path | None,
+    **flags: Any,
 ) -> None:
     """Export the model in RUN_DIR to RUN_DIR/export/. OVERRIDES are key=value, e.g. export.int8_io=int8.
 
@@ -39,9 +48,6 @@ def export(
     Exit code 1 when any artifact of this export failed (conversion error or accuracy drop over
     export.accuracy_budget).
     """
-    from edge_export import api
-    from edge_export.export.exporter import print_table
-
     debug = bool((ctx.find_root().obj or {}).get("debug"))
     with api.cli_spelling():
         result = api.export(

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from edge_export import api
 from edge_export.deploy.flavours import FLAVOURS
 
 
@@ -27,8 +28,6 @@ def package(
     """Bundle RUN_DIR's artifact with labels, model card, pinned TF-free runtime requirements, an
     edge-export wheel and run.py (predict, bench), as OUT/<artifact>-<flavour>/ and OUT/<artifact>-<flavour>.tar.gz.
     Wraps ``edge_export.api.package``."""
-    from edge_export import api
-
     with api.cli_spelling():
         result = api.package(
             run_dir, artifact=artifact, flavour=flavour or old_flavour or "cpu", out=out, echo=click.echo

@@ -4,9 +4,22 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import click
+
+from edge_export.core.errors import EdgeExportError
+from edge_export.core.native_stderr import native_stderr_captured
+from edge_export.core.untrusted import printable
+from edge_export.runtime.backends.onnx_runtime import check_providers
+from edge_export.runtime.classifier import Classifier, NormalizationUnknownWarning, Prediction
+from edge_export.runtime.frames import StreamSummary, classify_frames, describe_source, is_frame_source
+from edge_export.runtime.images import find_images
 
 
 def _numbers(value: str | None, sep: str, count: int, cast: type, form: str) -> tuple | None:
@@ -39,10 +52,6 @@ def _expand_folders(arguments: tuple[str, ...]) -> list[tuple[str, str | None]]:
     """IMAGE arguments with each folder replaced by the image files below it (sorted; hidden names and
     non-regular files left out, as in training): (path, None) each. A folder that cannot be read or holds no
     image stays in its place as (folder, why)."""
-    import os
-
-    from edge_export.runtime.images import find_images
-
     entries: list[tuple[str, str | None]] = []
     for argument in arguments:
         if not os.path.isdir(argument):
@@ -50,7 +59,7 @@ def _expand_folders(arguments: tuple[str, ...]) -> list[tuple[str, str | None]]:
         elif not os.access(argument, os.R_OK | os.X_OK):
             entries.append((argument, "cannot read this folder (permission denied)"))
         else:
-            found = [str(path) for path in find_images(argument).files]
+            found = [str(path) for path in find_images(Path(argument)).files]
             entries += [(path, None) for path in found] or [(argument, NO_IMAGES)]
     return entries
 
@@ -129,11 +138,6 @@ def predict(
     gets its result; an image that cannot be used (unreadable, not a regular file, over the
     pixel limit) gets an error line naming it instead, and the exit status is then 1.
     """
-    from edge_export.core.errors import EdgeExportError
-    from edge_export.core.native_stderr import native_stderr_captured
-    from edge_export.core.untrusted import printable
-    from edge_export.runtime.frames import is_frame_source
-
     load = dict(
         labels=labels_file,
         mean=mean,
@@ -150,7 +154,7 @@ def predict(
         return
     entries = _expand_folders(images)
     images = [path for path, why in entries if why is None]
-    results = iter(())
+    results: Iterator[list[Prediction] | EdgeExportError] = iter(())
     if images:  # else only folders without a usable image: the model is not even loaded
         with native_stderr_captured():  # LiteRT's delegate notice; replayed if loading or predicting fails
             classifier = _load_classifier(model, load)
@@ -160,7 +164,7 @@ def predict(
             results = itertools.chain([next(stream)], stream)
         _say_warnings(classifier)
     failed = 0
-    payload = []
+    payload: list[dict[str, Any]] = []
     for image, why in entries:  # in order: a result on stdout, or an error line on stderr
         r = EdgeExportError(why) if why else next(results)
         if isinstance(r, EdgeExportError):
@@ -186,27 +190,19 @@ def predict(
         sys.exit(1)
 
 
-def _load_classifier(model: str, load: dict):
+def _load_classifier(model: str, load: dict[str, Any]) -> Classifier:
     """The model as ``Classifier.load(model, **load)``, after the --provider names are checked (a name ONNX Runtime
     does not offer is an error naming the ones it does, before any work). A float model's unknown normalization is
     not a Python warning here: ``_say_warnings`` prints it once."""
-    import warnings
-
-    from edge_export.runtime.classifier import Classifier, NormalizationUnknownWarning
-
     if load["providers"]:
-        from edge_export.api import check_providers
-
         check_providers(load["providers"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NormalizationUnknownWarning)
         return Classifier.load(model, **load)
 
 
-def _say_warnings(classifier) -> None:
+def _say_warnings(classifier: Classifier) -> None:
     """What the classifier noted while loading (e.g. a float model whose normalization nobody said), one line each."""
-    from edge_export.core.untrusted import printable
-
     for note in classifier.warnings:
         click.secho(f"warning: {printable(note, 1000)}", fg="yellow", err=True)
 
@@ -214,7 +210,7 @@ def _say_warnings(classifier) -> None:
 def _predict_frames(
     model: str,
     source: str,
-    load: dict,
+    load: dict[str, Any],
     top_k: int,
     as_json: bool,
     every: int,
@@ -225,10 +221,6 @@ def _predict_frames(
     """One line per classified frame as it comes (``--json``: one JSON object per line), then the summary:
     frames read and classified, frames/s, the model's p50/p95 per frame. Exit status 1 when the source stopped
     early (a read error, a stall); the frames classified before are printed all the same."""
-    from edge_export.core.native_stderr import native_stderr_captured
-    from edge_export.core.untrusted import printable
-    from edge_export.runtime.frames import StreamSummary, classify_frames, describe_source
-
     with native_stderr_captured():
         classifier = _load_classifier(model, load)
     _say_warnings(classifier)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
+from edge_export import api
 from edge_export.api import TRAIN_FLAGS
 from edge_export.commands.options import setting_options
 
@@ -15,10 +17,8 @@ from edge_export.commands.options import setting_options
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML config file.")
 @setting_options(TRAIN_FLAGS)
 @click.argument("overrides", nargs=-1)
-def train(out: Path | None, config_path: Path | None, overrides: tuple[str, ...], **flags) -> None:
+def train(out: Path | None, config_path: Path | None, overrides: tuple[str, ...], **flags: Any) -> None:
     """Train a classifier by transfer learning. OVERRIDES are key=value, e.g. train.fine_tune.epochs=5."""
-    from edge_export import api
-
     api.quiet_logging(False)
     with api.cli_spelling():
         result = api.train(config_path, out=out, overrides=list(overrides), echo=click.echo, **flags)
@@ -30,5 +30,6 @@ def train(out: Path | None, config_path: Path | None, overrides: tuple[str, ...]
         click.echo(f"total {metrics['timing_seconds']['total']:.0f}s  ->  {result.run.model}")
     else:  # a multi_worker worker: its run folder was scratch, removed
         click.echo(
-            f"total {metrics['timing_seconds']['total']:.0f}s  (trained with the chief; only the chief writes the run folder)"
+            f"total {metrics['timing_seconds']['total']:.0f}s  "
+            "(trained with the chief; only the chief writes the run folder)"
         )

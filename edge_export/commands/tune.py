@@ -8,6 +8,10 @@ from pathlib import Path
 
 import click
 
+from edge_export import api
+from edge_export.deploy.remote import RemoteSettings
+from edge_export.deploy.ssh import parse_options
+
 
 @click.command()
 @click.option("--data", help="Dataset folder (train/, validation/[, test/]) or a known data set's name.")
@@ -79,15 +83,10 @@ def tune(
 
     OVERRIDES are key=value (tune.image_sizes=[224,288], tune.backbones=[efficientnet_lite0], or any build setting).
     """
-    from edge_export import api
-
     real_stdout = sys.stdout
     emit = (lambda e: print(json.dumps(e), file=real_stdout, flush=True)) if as_json else None
     echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
     api.quiet_logging(as_json)
-    from edge_export.deploy.remote import RemoteSettings
-    from edge_export.deploy.ssh import parse_options
-
     remote = RemoteSettings(
         ssh_options=parse_options(ssh_options), python=remote_python, remote_dir=remote_dir, setup=setup
     )

@@ -41,6 +41,7 @@ from edge_export.export.dependents import stale_recommendation
 from edge_export.export.layout import ExportFolder
 from edge_export.export.manifest import check_made_from, read_manifest
 from edge_export.runtime.backends import FAMILIES
+from edge_export.runtime.metadata import read_model_metadata
 
 BUNDLE_VERSION = 1
 DEFAULT_ARTIFACT = "tflite-int8"
@@ -177,6 +178,7 @@ def package_run(
     entries = _manifest_artifacts(run)
     name, reason = choose_artifact(run, entries, artifact)
     entry = entries[name]
+    assert entry.path is not None  # _manifest_artifacts keeps only artifacts with a file
     model = BundleModel(name, export.root / entry.path, entry.precision, entry.sha256)
     labels = export.labels if export.labels.is_file() else run.labels
     if not labels.is_file():
@@ -358,7 +360,8 @@ def write_archive(folder: str | Path, archive: str | Path | None = None) -> Path
 
 def _requirements_text(pins: list[str], flavour: str) -> str:
     return (
-        f"# edge-export {__version__} runtime for flavour {flavour}: pinned to the versions the model was checked with.\n"
+        f"# edge-export {__version__} runtime for flavour {flavour}: "
+        "pinned to the versions the model was checked with.\n"
         "# No TensorFlow. Install: python -m pip install -r requirements.txt wheels/*.whl\n" + "\n".join(pins) + "\n"
     )
 
@@ -366,7 +369,8 @@ def _requirements_text(pins: list[str], flavour: str) -> str:
 def render_readme(info: dict[str, Any], notes: str, name: str) -> str:
     first = info["artifacts"][0]
     models = "\n".join(
-        f"| `{a['path']}` | {a['format']} | {a.get('precision') or '-'} | {a['size_bytes']:,} | `{a['sha256'][:16]}...` |"
+        f"| `{a['path']}` | {a['format']} | {a.get('precision') or '-'} | {a['size_bytes']:,} "
+        f"| `{a['sha256'][:16]}...` |"
         for a in info["artifacts"]
     )
     labels = f" --labels {info['labels']}" if info.get("labels") else ""
@@ -427,7 +431,5 @@ into the local table.
 
 def _decoder(path: Path) -> str:
     """The image decoder a model's metadata names (pillow for a model without our metadata)."""
-    from edge_export.runtime.metadata import read_model_metadata
-
     meta = read_model_metadata(path)
     return meta.preprocessing.decoder if meta is not None and meta.preprocessing is not None else "pillow"

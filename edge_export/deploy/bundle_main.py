@@ -15,6 +15,10 @@ memory, and this machine's CPU, cores, OS and library versions) and bench.md.
 This file is copied into every bundle by ``edge-export package`` (edge_export/deploy/bundle_main.py).
 """
 
+# The device runs this file with whatever Python it has: % formatting (no f-strings) and the version check below
+# keep it readable by an old Python, which then says what it needs instead of failing with a SyntaxError.
+# ruff: noqa: UP031, UP036
+
 import hashlib
 import json
 import os
@@ -54,7 +58,7 @@ def read_info():
     try:
         info = json.loads((HERE / "bundle.json").read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError) as exc:
-        raise BadBundle("cannot read %s: %s" % (HERE / "bundle.json", str(exc)[:200]))
+        raise BadBundle("cannot read %s: %s" % (HERE / "bundle.json", str(exc)[:200])) from exc
     artifacts = info.get("artifacts") if isinstance(info, dict) else None
     if not isinstance(artifacts, list) or not artifacts or not all(isinstance(a, dict) for a in artifacts):
         raise BadBundle("bundle.json has no list of artifacts: not an edge-export bundle")
@@ -159,6 +163,7 @@ def main(argv=None):
     _use_bundled_wheel(info)
     labels = ["--labels", str(HERE / info["labels"])] if info.get("labels") else []
     try:
+        # lazy: edge_export comes from the bundle's wheel, put on sys.path just above (after the checks)
         from edge_export.cli import main as cli_main
 
         if command == "predict":

@@ -82,7 +82,7 @@ def pinned_requirements(families: Iterable[str], decoders: Iterable[str] = ()) -
                 f"no runtime known for model family {family!r}", hint=f"one of {', '.join(FAMILY_REQUIREMENTS)}"
             )
         names.append(FAMILY_REQUIREMENTS[family])
-    names += [DECODER_REQUIREMENTS[d] for d in dict.fromkeys(decoders) if DECODER_REQUIREMENTS.get(d)]
+    names += [package for d in dict.fromkeys(decoders) if (package := DECODER_REQUIREMENTS.get(d))]
     pins = []
     for name in names:
         version = installed_version(name)

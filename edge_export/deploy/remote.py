@@ -109,7 +109,7 @@ def bench_on_devices(
             tmp_dir = Path(tmp)
             info = build_bundle(
                 tmp_dir / BUNDLE,
-                [BundleModel(r.name, Path(r.path), r.precision) for r in rows],
+                [BundleModel(r.name, Path(r.path), r.precision) for r in rows if r.path],  # (every row has a path)
                 flavour="cpu",
                 labels=_bundle_labels(labels, run, rows),
                 source={"bench": str(outcome.out_dir)},
@@ -195,7 +195,8 @@ def bench_on_device(
 
 
 def _python_command(python: str) -> str:
-    """The --remote-python command (it may be several words, e.g. ``env VAR=x python3``), quoted for the device's shell."""
+    """The --remote-python command (it may be several words, e.g. ``env VAR=x python3``), quoted for the device's
+    shell."""
     try:
         words = shlex.split(python)
     except ValueError as exc:  # an unbalanced quote
@@ -232,7 +233,10 @@ def check_python(conn: SshConnection, python: str, shown: str) -> str:
     """The device's Python version; EdgeExportError when there is none (or it is too old)."""
     proc = conn.run(f"{python} -c {shlex.quote(_VERSION)}", doing="looking for Python", timeout=CHECK_TIMEOUT_S)
     out = proc.stdout.decode(errors="replace").strip()
-    hint = "install Python 3.10+ on the device (Debian/Raspberry Pi OS: sudo apt install python3 python3-venv), or pass --remote-python PATH"
+    hint = (
+        "install Python 3.10+ on the device (Debian/Raspberry Pi OS: sudo apt install python3 python3-venv), "
+        "or pass --remote-python PATH"
+    )
     if proc.returncode != 0 or not re.fullmatch(r"\d+\.\d+\.\d+", out):
         raise EdgeExportError(f"{conn.device.name}: no Python at {shown!r} on the device ({tail(proc, 2)})", hint=hint)
     if tuple(int(v) for v in out.split(".")[:2]) < MIN_PYTHON:

@@ -10,6 +10,7 @@ select e.g. ``UserKnownHostsFile`` or ``IdentityFile``. Files travel through the
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import re
 import shlex
 import shutil
@@ -89,8 +90,6 @@ _HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
 
 def _valid_host(host: str) -> bool:
     """A DNS name or ssh_config alias (labels of letters, digits, _ and inner hyphens) or an IPv4/IPv6 address."""
-    import ipaddress
-
     if not host or len(host) > 253:
         return False
     try:

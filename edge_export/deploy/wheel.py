@@ -104,7 +104,7 @@ def _repack_installed(dist: importlib_metadata.Distribution, tmp: Path) -> Path:
     record = []
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         for f in sorted(code + meta, key=lambda f: f.as_posix()):
-            data = Path(dist.locate_file(f)).read_bytes()
+            data = Path(str(dist.locate_file(f))).read_bytes()
             arcname = f.as_posix()
             zf.writestr(arcname, data)
             digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()

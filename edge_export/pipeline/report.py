@@ -11,6 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_export.benchmarks.plots import plot_confusions
+from edge_export.benchmarks.render import (
+    CONFUSION_MAX_CLASSES,
+    per_class_table,
+    robustness_table,
+    suite_text,
+    top_confusions,
+)
 from edge_export.core import __version__
 from edge_export.core.atomic import write_bytes, write_json, write_text
 from edge_export.core.errors import EdgeExportError
@@ -20,6 +28,7 @@ from edge_export.core.records.manifest import Manifest
 from edge_export.core.records.recommendation import Recommendation
 from edge_export.core.run_folder import ReportFiles, RunFolder
 from edge_export.core.untrusted import printable, read_json
+from edge_export.runtime.images import open_rgb
 
 
 def gather(
@@ -244,14 +253,6 @@ def _bench_details(bench: BenchResult, recommended: str | None, run: RunFolder) 
     """Robustness, per-class precision/recall, the confusion matrix (up to 40 classes, else the most frequent
     confusions) and the gallery of misclassified images, for the recommended artifact (else the first
     measured one)."""
-    from edge_export.benchmarks.render import (
-        CONFUSION_MAX_CLASSES,
-        per_class_table,
-        robustness_table,
-        suite_text,
-        top_confusions,
-    )
-
     sections: list[tuple[str, Any]] = []
     robust = robustness_table(bench.local_rows())
     if robust:
@@ -283,7 +284,8 @@ def _bench_details(bench: BenchResult, recommended: str | None, run: RunFolder) 
                 f"Misclassified test images: {which}",
                 (
                     _Note(
-                        f"{shown} of {total}, most confident errors first (all {len(row.misclassified or [])} listed in "
+                        f"{shown} of {total}, most confident errors first "
+                        f"(all {len(row.misclassified or [])} listed in "
                         f"{run.bench_json.relative_to(run.root).as_posix()})."
                     ),
                     gallery,
@@ -296,8 +298,6 @@ def _bench_details(bench: BenchResult, recommended: str | None, run: RunFolder) 
 
 
 def _confusion_picture(bench: BenchResult, row: Any, run: RunFolder) -> _Image | None:
-    from edge_export.benchmarks.plots import plot_confusions
-
     path = run.report_files / ReportFiles.CONFUSION
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -313,8 +313,6 @@ def _confusion_picture(bench: BenchResult, row: Any, run: RunFolder) -> _Image |
 def _gallery(bench: BenchResult, row: Any, run: RunFolder) -> _Gallery | None:
     """Thumbnails of the worst errors (decoded with the runtime's decoder; bench.json's paths are checked
     to stay inside its test folder), written as report_files/misclassified-NN.jpg."""
-    from edge_export.runtime.images import open_rgb
-
     folder = run.report_files
     if folder.is_dir():  # last report's thumbnails: never shown for this one
         for old in folder.glob(f"{ReportFiles.GALLERY_PREFIX}*.jpg"):

@@ -60,7 +60,8 @@ def build(
     run.create()
     for folder in (run.root, run.export_dir, run.bench_dir, run.checkpoints):
         remove_partials(folder)  # leftovers of a killed build: never used, never mistaken for results
-    ctx = BuildContext(config=config, run=run, dataset=dataset, echo=echo, debug=debug, results={})
+    results: dict[str, object] = {}
+    ctx = BuildContext(config=config, run=run, dataset=dataset, echo=echo, debug=debug, results=results)
     state = StageState(run.root)
     selected = get_stages(stages or config.build.stages)
     echo(f"dataset {dataset.root}\n{dataset.counts_table()}")
@@ -76,7 +77,7 @@ def build(
         event({"event": "stage_started", "stage": stage.name})
         echo(f"== {stage.name}: running")
         t = time.perf_counter()
-        ctx.results[stage.name] = stage.run(ctx)
+        results[stage.name] = stage.run(ctx)
         seconds = time.perf_counter() - t
         state.mark_done(stage.name, fp, run.root, stage.outputs(ctx), seconds)  # a stage never changes its own inputs
         result.ran.append(stage.name)

@@ -8,14 +8,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from edge_export.benchmarks.suite import bench_run
 from edge_export.core import __version__
 from edge_export.core.config import Config
 from edge_export.core.echo import Echo  # noqa: E402  (the one Echo type)
 from edge_export.core.errors import EdgeExportError
 from edge_export.core.hashing import fingerprint, sha256_file
+from edge_export.core.records.manifest import Manifest
 from edge_export.core.run_folder import RunFolder
+from edge_export.export.exporter import export_run
+from edge_export.export.import_model import import_run, source_path
+from edge_export.export.manifest import read_manifest
+from edge_export.export.user_model import source_sha256
 from edge_export.trainer.datasets import Dataset
+from edge_export.trainer.run import train_run
 
 
 @dataclass
@@ -25,7 +33,7 @@ class BuildContext:
     dataset: Dataset
     echo: Echo
     debug: bool = False
-    results: dict | None = None  # per stage: what it returned (manifest, bench report...)
+    results: dict[str, object] | None = None  # per stage: what it returned (manifest, bench report...)
 
     @property
     def test_dir(self) -> Path:
@@ -47,7 +55,7 @@ class BuildContext:
 class Stage:
     name: str
     fingerprint: Callable[[BuildContext], str]
-    run: Callable[[BuildContext], dict]
+    run: Callable[[BuildContext], object]  # what the stage made (metrics, manifest, bench report)
     outputs: Callable[[BuildContext], list[Path]]
 
 
@@ -57,16 +65,13 @@ class Stage:
 def _train_fingerprint(ctx: BuildContext) -> str:
     c = ctx.config.to_dict()
     if ctx.config.model.source:  # bring your own model: the file's bytes, not its name, make it the same model
-        from edge_export.export.import_model import source_path
-        from edge_export.export.user_model import source_sha256
-
         model = {k: v for k, v in c["model"].items() if k not in ("backbone", "weights", "dropout")}
         model["source"] = source_sha256(source_path(ctx.config))
         return fingerprint("import", __version__, c["data"], model, c["train"]["seed"], ctx.dataset.listing())
     teacher = None
     if ctx.config.train.distill.teacher is not None:  # a retrained teacher is another teacher: train again
-        model = RunFolder(Path(ctx.config.train.distill.teacher).expanduser()).model
-        teacher = sha256_file(model) if model.is_file() else "missing"
+        teacher_model = RunFolder(Path(ctx.config.train.distill.teacher).expanduser()).model
+        teacher = sha256_file(teacher_model) if teacher_model.is_file() else "missing"
     return fingerprint(
         "train", __version__, c["data"], c["model"], c["train"], ctx.dataset.listing(), *([teacher] if teacher else [])
     )
@@ -75,11 +80,7 @@ def _train_fingerprint(ctx: BuildContext) -> str:
 def _train(ctx: BuildContext) -> dict:
     """Train a model; with model.source, import the user's model in its place (export/import_model.py)."""
     if ctx.config.model.source:
-        from edge_export.export.import_model import import_run
-
         return import_run(ctx.config, ctx.run, ctx.dataset, ctx.echo)
-    from edge_export.trainer.run import train_run
-
     return train_run(ctx.config, ctx.run, ctx.dataset)
 
 
@@ -95,9 +96,7 @@ def _export_fingerprint(ctx: BuildContext) -> str:
     return fingerprint("export", __version__, ctx.config.to_dict()["export"], record.model_sha256, record.run_id)
 
 
-def _export(ctx: BuildContext) -> dict:
-    from edge_export.export.exporter import export_run
-
+def _export(ctx: BuildContext) -> Manifest:
     manifest = export_run(ctx.run, ctx.config.export, run_config=ctx.config, echo=ctx.echo, debug=ctx.debug)
     return manifest
 
@@ -106,8 +105,6 @@ def _export_outputs(ctx: BuildContext) -> list[Path]:
     manifest_path = ctx.run.export_manifest
     if not manifest_path.is_file():
         return []
-    from edge_export.export.manifest import read_manifest
-
     files = [manifest_path, ctx.run.export_model_card, ctx.run.export_labels]
     files += [ctx.run.export_dir / a.path for a in read_manifest(ctx.run).artifacts if a.path and a.ok]
     return files
@@ -128,9 +125,7 @@ def _bench_fingerprint(ctx: BuildContext) -> str:
     )
 
 
-def _bench(ctx: BuildContext) -> dict:
-    from edge_export.benchmarks.suite import bench_run
-
+def _bench(ctx: BuildContext) -> dict[str, Any]:
     outcome = bench_run(
         ctx.run,
         data=ctx.test_dir,

@@ -20,30 +20,44 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
+from edge_export.benchmarks.latency import summarize, time_interleaved
+from edge_export.benchmarks.suite import bench_run
 from edge_export.core import __version__
-from edge_export.core.atomic import write_json
-from edge_export.core.config import Config, ExportConfig
+from edge_export.core.atomic import atomic_path, write_json
+from edge_export.core.config import BenchConfig, Config, ExportConfig
 from edge_export.core.echo import Echo
 from edge_export.core.errors import EdgeExportError
-from edge_export.core.hashing import fingerprint
+from edge_export.core.hashing import fingerprint, sha256_file
 from edge_export.core.pause import pause_point
 from edge_export.core.records.bench import LOCAL
+from edge_export.core.records.model_spec import ModelSpec
 from edge_export.core.records.tune import LatencyRecord, read_kept
 from edge_export.core.run_folder import TuneFolder
+from edge_export.core.tf_env import import_keras
 from edge_export.core.untrusted import finite_number, read_json
+from edge_export.deploy.remote import RemoteSettings, bench_on_devices, connect_devices
+from edge_export.deploy.ssh import SshDevice
+from edge_export.export.context import load_converter
+from edge_export.export.formats import get_format
+from edge_export.runtime.backends import Backend
+from edge_export.runtime.classifier import Classifier
+from edge_export.runtime.metadata import ModelMetadata
+from edge_export.runtime.preprocessing import Preprocessing
+from edge_export.trainer.model import build_classifier
 from edge_export.tuning.relative import Timer, check_reference, time_relative
 from edge_export.tuning.space import PRECISION_FORMATS
 
 # what measures latency: [(backbone, image size, precision), ...] -> {that tuple: LatencyRecord}, all in one go
 # (so a local measurement can interleave every model in one process: load that comes and goes on a shared
 # machine then hits them alike, and their ratios hold)
-Combo = tuple  # (backbone: str, image_size: int, precision: str)
+Combo = tuple[str, int, str]  # (backbone, image_size, precision)
 Measure = Callable[[Sequence[Combo]], dict]
 LATENCY_IMAGES = 2  # generated images per class for the latency benchmark (its accuracy is meaningless)
 CALIBRATION_IMAGES = 8  # random calibration images: the int8 model's speed does not depend on them
@@ -57,8 +71,6 @@ def latency_fingerprint(
     t = config.tune
     relative = None
     if t.latency_reference is not None:  # the ratio depends on the reference file and on how it is re-timed
-        from edge_export.core.hashing import sha256_file
-
         relative = (
             sha256_file(Path(t.latency_reference).expanduser()),
             t.ratio_ceiling,
@@ -160,6 +172,9 @@ def table_measure(path: str | Path, device: str) -> Measure:
             hint='write {"BACKBONE-SIZE-PRECISION": {"p50_ms": 3.4, "p90_ms": 3.6, "size_bytes": 4000000}}',
         )
 
+    def number(entry: dict[str, Any], key: str, k: str) -> float | None:
+        return None if entry.get(k) is None else _bounded(entry[k], f"{key}: {k}", path)
+
     def measure(combos: Sequence[Combo]) -> dict:
         out = {}
         for backbone, size, p in combos:
@@ -170,16 +185,15 @@ def table_measure(path: str | Path, device: str) -> Measure:
                     backbone, size, p, device, status="failed", error=f"not in the latency table {path}"
                 )
                 continue
-            number = lambda k: None if entry.get(k) is None else _bounded(entry[k], f"{key}: {k}", path)  # noqa: E731
-            size_bytes = number("size_bytes")
+            size_bytes = number(entry, key, "size_bytes")
             out[(backbone, size, p)] = LatencyRecord(
                 backbone,
                 size,
                 p,
                 device,
-                p50_ms=number("p50_ms"),
-                p90_ms=number("p90_ms"),
-                min_ms=number("min_ms"),
+                p50_ms=number(entry, key, "p50_ms"),
+                p90_ms=number(entry, key, "p90_ms"),
+                min_ms=number(entry, key, "min_ms"),
                 size_bytes=None if size_bytes is None else int(size_bytes),
             )
         return out
@@ -194,8 +208,6 @@ class RandomWeightExport:
     """A random-weight model as a ``ConversionSource`` (export/source.py): what the tune times (no run folder)."""
 
     def __init__(self, model: Any, backbone: str, size: int, labels: list[str], config: ExportConfig, workdir: Path):
-        from edge_export.runtime.preprocessing import Preprocessing
-
         self.model, self.config, self.workdir = model, config, workdir
         self.labels = labels
         self.backbone = backbone
@@ -226,8 +238,6 @@ class RandomWeightExport:
         return rng.integers(0, 256, (CALIBRATION_IMAGES, self._size, self._size, 3), dtype=np.uint8)
 
     def metadata(self, fmt: Any, *, opset: int | None = None, calibration_images: int | None = None, qat: Any = None):
-        from edge_export.runtime.metadata import ModelMetadata
-
         return ModelMetadata(
             labels=tuple(self.labels),
             preprocessing=self.preprocessing,
@@ -250,9 +260,6 @@ def device_measure(folder: TuneFolder, config: Config, labels: list[str], echo: 
     device = config.tune.device.strip()
     ssh = None
     if device != LOCAL:
-        from edge_export.deploy.remote import RemoteSettings, connect_devices
-        from edge_export.deploy.ssh import SshDevice
-
         settings = remote or RemoteSettings()  # ssh options, remote Python and folder: as bench's --device
         ssh = (connect_devices([SshDevice.parse(device)], settings), settings)  # checked before any work
 
@@ -276,7 +283,8 @@ def device_measure(folder: TuneFolder, config: Config, labels: list[str], echo: 
                         backbone, size, p, device, seconds=round(each, 2), status="failed", error=errors[p]
                     )
             echo(
-                f"latency: exported random-weight {backbone} {size} ({', '.join(precisions)}) in {each * len(precisions):.0f}s"
+                f"latency: exported random-weight {backbone} {size} ({', '.join(precisions)}) "
+                f"in {each * len(precisions):.0f}s"
             )
         if not paths:
             return records
@@ -301,13 +309,14 @@ def timed_with_reference(timer: Timer, paths: dict, config: Config) -> dict:
     """``timer(paths)``; with ``tune.latency_reference``, every round with the reference and the candidates near
     the ratio ceiling re-timed (tuning/relative.py)."""
     t = config.tune
-    if t.latency_reference is None:
+    ceiling = t.ratio_ceiling  # set whenever a reference is
+    if t.latency_reference is None or ceiling is None:
         return timer(paths)
     return time_relative(
         timer,
         paths,
         check_reference(t.latency_reference),
-        ceiling=t.ratio_ceiling,
+        ceiling=ceiling,
         statistic=t.latency_statistic,
         retimes=t.latency_retimes,
         band=t.latency_near,
@@ -340,13 +349,6 @@ def _export_random(
 ) -> tuple[dict[str, Path], dict[str, str]]:
     """The random-weight model of ``backbone`` at ``size`` converted to each precision (files kept in
     TUNE_DIR/latency/models/, atomically: a re-run after a kill converts only what is missing)."""
-    from edge_export.core.atomic import atomic_path
-    from edge_export.core.records.model_spec import ModelSpec
-    from edge_export.core.tf_env import import_keras
-    from edge_export.export.context import load_converter
-    from edge_export.export.formats import get_format
-    from edge_export.trainer.model import build_classifier
-
     made: dict[str, Path] = {}
     errors: dict[str, str] = {}
     fp = fingerprint("tune-random-model", __version__, backbone, size, len(labels), config.export.int8_io)[:12]
@@ -369,7 +371,9 @@ def _export_random(
             fmt = get_format(PRECISION_FORMATS[p])
             try:
                 with atomic_path(out) as tmp:
-                    load_converter(fmt)(ctx, fmt, tmp)
+                    # the TFLite converters take any ConversionSource; export.context types them all for the
+                    # exporter's ExportContext (the QAT converter's)
+                    load_converter(fmt)(ctx, fmt, tmp)  # type: ignore[arg-type]
                 made[p] = out
             except Exception as exc:  # a converter failure is this combination's, not the search's
                 text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
@@ -381,10 +385,8 @@ def _export_random(
 
 def _time_local(paths: dict, config: Config) -> dict:
     """Bare 1-thread calls of every model, interleaved in this process: {combo: {"p50", "p90"} or an error}."""
-    from edge_export.benchmarks.latency import summarize, time_interleaved
-    from edge_export.runtime.classifier import Classifier
-
-    calls, out = {}, {}
+    calls: dict[Hashable, Callable[[], Any]] = {}
+    out: dict[Hashable, Any] = {}
     rng = np.random.default_rng(0)
     for combo, path in paths.items():
         try:
@@ -392,22 +394,24 @@ def _time_local(paths: dict, config: Config) -> dict:
             size = tuple(clf.preprocessing.size)
             pixels = rng.integers(0, 256, (1, *size, 3), dtype=np.uint8)  # size is (height, width)
             x = clf._model_input(pixels)
-            calls[combo] = lambda b=clf.backend, x=x: b.run(x)
+            calls[combo] = _bare_call(clf.backend, x)
         except Exception as exc:  # a model that does not load is this combination's failure
             out[combo] = f"does not run: {type(exc).__name__}: {exc}"
     if calls:
         t = config.tune
-        timed = time_interleaved(calls, runs=t.latency_runs, warmup=t.latency_warmup, block=5)
+        # the keys are combos (and the reference's name): benchmarks.latency types them as names (str) only
+        timed = time_interleaved(calls, runs=t.latency_runs, warmup=t.latency_warmup, block=5)  # type: ignore[arg-type]
         out.update({combo: summarize(d) for combo, d in timed.items()})
     return out
 
 
+def _bare_call(backend: Backend, x: np.ndarray) -> Callable[[], Any]:
+    """The model's bare interpreter call on ``x`` (what bench times as latency)."""
+    return lambda: backend.run(x)
+
+
 def _time_on_device(folder: TuneFolder, paths: dict, config: Config, labels: list[str], ssh: tuple, echo: Echo) -> dict:
     """The models in one bundle, benchmarked by the device itself (bench's SSH path): {combo: latency or error}."""
-    from edge_export.benchmarks.suite import bench_run
-    from edge_export.core.config import BenchConfig
-    from edge_export.deploy.remote import bench_on_devices
-
     devices, settings = ssh
     images = _latency_images(folder, labels)
     t = config.tune
@@ -425,7 +429,7 @@ def _time_on_device(folder: TuneFolder, paths: dict, config: Config, labels: lis
     name = devices[0].address.name
     error = outcome.result.device_errors.get(name)
     rows = {r.name: r for r in outcome.result.rows if r.device == name}
-    out = {}
+    out: dict[Hashable, Any] = {}
     for combo, path in paths.items():
         row = rows.get(path.stem)
         if error or row is None or not row.ok or row.p50_ms is None:
@@ -441,8 +445,6 @@ def _time_on_device(folder: TuneFolder, paths: dict, config: Config, labels: lis
 
 def _latency_images(folder: TuneFolder, labels: list[str]) -> Path:
     """A few generated images per class (the benchmark needs a test folder; only their timing is used)."""
-    from PIL import Image
-
     root = folder.latency_images
     if root.is_dir():
         return root

@@ -77,7 +77,8 @@ def write_chosen_config(path: Path, config: Config, chosen: CandidateRecord) -> 
     c.build.stages = ["train", "export", "bench"]
     head = (
         f"# edge-export tune: the chosen candidate {chosen.key} (validation accuracy "
-        f"{percent(chosen.val_accuracy)}, {config.tune.latency_statistic} {number(chosen.latency_ms)} ms on {config.tune.device})\n"
+        f"{percent(chosen.val_accuracy)}, {config.tune.latency_statistic} {number(chosen.latency_ms)} ms "
+        f"on {config.tune.device})\n"
         "# edge-export build --config THIS_FILE --out RUN_DIR\n"
     )
     return write_text(path, head + c.to_yaml())
@@ -85,57 +86,64 @@ def write_chosen_config(path: Path, config: Config, chosen: CandidateRecord) -> 
 
 def plot_pareto(result: TuneResult, path: Path) -> Path | None:
     """Validation accuracy vs device latency of the evaluated candidates; the frontier joined, the chosen marked."""
+    # (candidate, latency, validation accuracy) of each evaluated candidate
     done = [
-        r for r in result.candidates if r.status == DONE and r.val_accuracy is not None and r.latency_ms is not None
+        (r, r.latency_ms, r.val_accuracy)
+        for r in result.candidates
+        if r.status == DONE and r.val_accuracy is not None and r.latency_ms is not None
     ]
     if not done:
         return None
+    # lazy: matplotlib (the [train] extra) only when a plot is drawn; write_outputs goes on without it
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # lazy: as above
 
     fig = Figure(figsize=(8, 5.5))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     for precision, marker in (("int8", "o"), ("fp16", "s"), ("fp32", "^")):
-        pts = [r for r in done if r.precision == precision]
+        pts = [(latency, accuracy) for r, latency, accuracy in done if r.precision == precision]
         if pts:
             ax.scatter(
-                [r.latency_ms for r in pts],
-                [100 * r.val_accuracy for r in pts],
+                [latency for latency, _ in pts],
+                [100 * accuracy for _, accuracy in pts],
                 marker=marker,
                 label=precision,
                 alpha=0.8,
             )
     heads = [
-        r
+        (r.latency_ms, r.keras_val_accuracy)
         for r in result.candidates
         if r.status != DONE and r.keras_val_accuracy is not None and r.latency_ms is not None
     ]
     if heads:
         ax.scatter(
-            [r.latency_ms for r in heads],
-            [100 * r.keras_val_accuracy for r in heads],
+            [latency for latency, _ in heads],
+            [100 * accuracy for _, accuracy in heads],
             marker=".",
             color="grey",
             label="not quantized (Keras accuracy)",
             alpha=0.6,
         )
-    front = sorted(
-        (done[i] for i in pareto([(r.latency_ms, r.val_accuracy) for r in done])), key=lambda r: r.latency_ms
-    )
+    points = [(latency, accuracy) for _, latency, accuracy in done]
+    front = sorted((points[i] for i in pareto(points)), key=lambda point: point[0])
     ax.plot(
-        [r.latency_ms for r in front], [100 * r.val_accuracy for r in front], color="tab:green", lw=1, label="frontier"
+        [latency for latency, _ in front],
+        [100 * accuracy for _, accuracy in front],
+        color="tab:green",
+        lw=1,
+        label="frontier",
     )
-    for r in done:
+    for r, latency, accuracy in done:
         ax.annotate(
             f"{r.backbone} {r.image_size} ft{r.fine_tune_blocks}",
-            (r.latency_ms, 100 * r.val_accuracy),
+            (latency, 100 * accuracy),
             fontsize=6,
             xytext=(3, 3),
             textcoords="offset points",
         )
     chosen = result.candidate(result.chosen)
-    if chosen is not None:
+    if chosen is not None and chosen.latency_ms is not None and chosen.val_accuracy is not None:  # (always: evaluated)
         ax.scatter(
             [chosen.latency_ms],
             [100 * chosen.val_accuracy],

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_export.benchmarks.robustness import evaluate
 from edge_export.core import __version__
 from edge_export.core.atomic import remove_partials, write_json
 from edge_export.core.config import Config, load_config
@@ -57,6 +58,12 @@ from edge_export.core.records.tune import (
 from edge_export.core.run_folder import TuneFolder
 from edge_export.core.run_lock import locked_run
 from edge_export.core.untrusted import read_json
+from edge_export.export.data import load_images
+from edge_export.export.manifest import read_manifest
+from edge_export.pipeline.runner import build
+from edge_export.runtime.classifier import Classifier
+from edge_export.trainer.datasets import Split, scan_dataset
+from edge_export.trainer.named_datasets import resolve_data
 from edge_export.tuning.latency import LatencyTable, Measure, device_measure, table_measure
 from edge_export.tuning.output import write_outputs
 from edge_export.tuning.space import PRECISION_FORMATS, Point, candidate_config, model_key, pareto, search_space
@@ -72,11 +79,11 @@ class Search:
     echo: Echo
     event: Event
     deadline: float | None
+    train_config: Config  # ``config`` with data.path = the validation-only view (no test/)
     records: dict[str, CandidateRecord] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     model_seconds: dict[str, dict[str, float]] = field(default_factory=dict)
     listing: str = ""
-    train_config: Config | None = None  # ``config`` with data.path = the validation-only view (no test/)
 
     def over_budget(self) -> bool:
         return self.deadline is not None and time.perf_counter() > self.deadline
@@ -137,9 +144,6 @@ def tune(
     ``tune.device``, or ``tune.latency_table``); tests pass a fake device here. ``remote``: the
     ``deploy.remote.RemoteSettings`` of an ssh:// device (ssh options, its Python, its folder).
     """
-    from edge_export.trainer.datasets import scan_dataset
-    from edge_export.trainer.named_datasets import resolve_data
-
     started = time.perf_counter()
     t = config.tune
     event = event or (lambda e: None)
@@ -152,8 +156,10 @@ def tune(
         if sub.is_dir():
             remove_partials(sub)
     deadline = started + t.budget_minutes * 60 if t.budget_minutes else None
-    s = Search(config, folder, echo, event, deadline, listing=fingerprint(dataset.listing()))
-    s.train_config = _without_test(config, dataset.root, folder, echo)
+    listing = fingerprint(dataset.listing())
+    s = Search(
+        config, folder, echo, event, deadline, _without_test(config, dataset.root, folder, echo), listing=listing
+    )
     if measure is None:
         measure = (
             table_measure(t.latency_table, t.device)
@@ -311,7 +317,11 @@ def _latency(s: Search, points: list[Point], table: LatencyTable) -> None:
         reasons = []
         if t.max_latency_ms is not None and r.latency_ms > t.max_latency_ms:
             reasons.append(f"latency {t.latency_statistic} {r.latency_ms:.2f} ms > max {t.max_latency_ms:g} ms")
-        if t.ratio_ceiling is not None and (r.latency_ratio is None or r.latency_ratio > t.ratio_ceiling):
+        if (
+            t.ratio_ceiling is not None
+            and t.latency_reference is not None  # (set whenever the ceiling is)
+            and (r.latency_ratio is None or r.latency_ratio > t.ratio_ceiling)
+        ):
             measured = "not measured" if r.latency_ratio is None else f"{r.latency_ratio:.2f}x"
             reasons.append(
                 f"latency ratio {measured} the reference's ({Path(t.latency_reference).name}, timed with it) "
@@ -324,6 +334,13 @@ def _latency(s: Search, points: list[Point], table: LatencyTable) -> None:
             s.finish(r)
     pruned = sum(r.status == PRUNED for r in s.records.values())
     s.echo(f"tune: {pruned} of {len(points)} candidates pruned by the device's limits before any training")
+
+
+def _known(value: float | None) -> float:
+    """A number the candidate has here: the callers consider only candidates that were measured (``_alive``,
+    ``choose``'s evaluated ones)."""
+    assert value is not None
+    return value
 
 
 def _reference_ms(record: Any, t: Any) -> float:
@@ -364,8 +381,6 @@ def _train(s: Search, backbone: str, size: int, blocks: int, phase: str) -> floa
 def _build_candidate(s: Search, key: str, config: Any, stages: list[str]) -> Any:
     """Build a candidate's run folder holding its lock (like every command that writes a run folder): a
     ``train --out`` into the same folder meanwhile fails at once, and so does this candidate if one is running."""
-    from edge_export.pipeline.runner import build  # TensorFlow: only when a candidate is trained
-
     command = f"edge-export tune ({key})"
     with locked_run(s.folder.run(key), command) as run:
         return build(config, run, stages=stages, command=command, echo=_quiet(s.echo))
@@ -381,7 +396,7 @@ def _heads(s: Search, points: list[Point]) -> dict[tuple[str, int], float]:
     pairs: dict[tuple[str, int], float] = {}
     for p in points:
         if _alive(s, p):
-            pairs[p.pair] = min(pairs.get(p.pair, math.inf), s.records[p.key].latency_ms)
+            pairs[p.pair] = min(pairs.get(p.pair, math.inf), _known(s.records[p.key].latency_ms))
     heads: dict[tuple[str, int], float] = {}
     for pair in sorted(pairs, key=lambda q: (pairs[q], q)):  # fastest first: what a budget cuts is the slow end
         if s.over_budget() and not s.folder.run(model_key(*pair, 0)).metrics.is_file():
@@ -418,10 +433,10 @@ def _fine_tune(s: Search, points: list[Point], heads: dict[tuple[str, int], floa
     depths = sorted({p.fine_tune_blocks for p in points if p.fine_tune_blocks > 0})
     if not depths or not heads:
         return
-    latency = {}
+    latency: dict[tuple[str, int], float] = {}
     for p in points:
         if _alive(s, p) and p.pair in heads:
-            latency[p.pair] = min(latency.get(p.pair, math.inf), s.records[p.key].latency_ms)
+            latency[p.pair] = min(latency.get(p.pair, math.inf), _known(s.records[p.key].latency_ms))
     promoted = promote({q: a for q, a in heads.items() if q in latency}, latency, s.config.tune.promote)
     s.echo(
         f"tune: fine-tuning {len(promoted)} of {len(heads)} (backbone, size) pairs: "
@@ -468,15 +483,14 @@ def _quantize(s: Search, points: list[Point]) -> None:
 
     def estimate(k: str) -> tuple[float, float]:  # (fastest latency among its precisions, Keras accuracy)
         ps = models[k]
-        return min(s.records[p.key].latency_ms for p in ps), s.records[ps[0].key].keras_val_accuracy
+        return min(_known(s.records[p.key].latency_ms) for p in ps), _known(s.records[ps[0].key].keras_val_accuracy)
 
     keys = sorted(models)
     front = {keys[i] for i in pareto([estimate(k) for k in keys])}
-    if t.min_accuracy is not None and any(estimate(k)[1] >= t.min_accuracy - QUANT_SLACK for k in keys):
+    floor = None if t.min_accuracy is None else t.min_accuracy - QUANT_SLACK
+    if floor is not None and any(estimate(k)[1] >= floor for k in keys):
         # the fastest models that may reach the minimum after quantization, frontier first
-        order = sorted(
-            keys, key=lambda k: (estimate(k)[1] < t.min_accuracy - QUANT_SLACK, k not in front, estimate(k)[0], k)
-        )
+        order = sorted(keys, key=lambda k: (estimate(k)[1] < floor, k not in front, estimate(k)[0], k))
     else:
         order = sorted(keys, key=lambda k: (k not in front, -estimate(k)[1], estimate(k)[0], k))
     chosen = [k for k in order if k in done_models]
@@ -495,7 +509,7 @@ def _quantize(s: Search, points: list[Point]) -> None:
         s.echo(f"tune: quantizing {k} ({', '.join(p.precision for p in ps)})")
         t0 = time.perf_counter()
         try:
-            result = _build_candidate(
+            _build_candidate(
                 s,
                 k,
                 candidate_config(
@@ -503,8 +517,6 @@ def _quantize(s: Search, points: list[Point]) -> None:
                 ),
                 ["train", "export"],
             )
-            from edge_export.export.manifest import read_manifest
-
             manifest = read_manifest(run)
             error = None
         except EdgeExportError as exc:
@@ -530,8 +542,10 @@ def _quantize(s: Search, points: list[Point]) -> None:
                 if artifact.size_bytes:
                     r.size_bytes = int(artifact.size_bytes)  # the trained artifact's own size
                 s.echo(
-                    f"tune: {r.key}: validation accuracy {r.val_accuracy:.2%}, {t.latency_statistic} {r.latency_ms:.2f} ms on {t.device}"
+                    f"tune: {r.key}: validation accuracy {r.val_accuracy:.2%}, "
+                    f"{t.latency_statistic} {r.latency_ms:.2f} ms on {t.device}"
                 )
+                assert artifact.path is not None  # an artifact with a measured accuracy was written
                 robustness.measure(r, run.export_dir / artifact.path)
             s.finish(r)
     s.add_time("quantize", time.perf_counter() - started - (s.seconds.get("robustness", 0.0) - robust_before))
@@ -562,32 +576,24 @@ class Robustness:
     def __init__(self, s: Search):
         self.s = s
         self.decoded: dict[tuple, Any] = {}
-        self.split = None
+        self.split: Split | None = None
+        self.keys: list[str] = []  # the split's images, relative to the data (set with it)
 
     def measure(self, r: CandidateRecord, artifact: Path) -> None:
-        try:
-            from edge_export.benchmarks.robustness import evaluate
-        except ImportError:  # a benchmark without the suite: the search goes on without it
-            return
-        from edge_export.export.data import load_images
-        from edge_export.runtime.classifier import Classifier
-
         started = time.perf_counter()
         c = self.s.train_config
         if self.split is None:
-            from edge_export.trainer.datasets import scan_dataset
-            from edge_export.trainer.named_datasets import resolve_data
-
             dataset = scan_dataset(resolve_data(c.data.path), c.data.validation_split, c.train.seed, c.data.split)
             self.split = dataset.splits["validation"]
             self.keys = [f.relative_to(dataset.root).as_posix() for f in self.split.files]
         try:
             clf = Classifier.load(artifact, threads=os.cpu_count())
             prep = clf.preprocessing
-            wanted = (tuple(prep.size), prep.pixel_method)  # what the device's runtime would feed it
+            height, width = prep.size
+            wanted = ((height, width), prep.pixel_method)  # what the device's runtime would feed it
             if wanted not in self.decoded:
                 self.decoded[wanted] = load_images(
-                    self.split, tuple(prep.size), prep.pixel_method, c.data.max_image_pixels
+                    self.split, (height, width), prep.pixel_method, c.data.max_image_pixels
                 )
             images = self.decoded[wanted]
             if len(images.labels) != len(self.keys):  # an unreadable image was skipped: keys no longer line up
@@ -627,7 +633,9 @@ def choose(records: list[CandidateRecord], config: Config) -> tuple[str | None, 
     if not done:
         if records and all(r.status == PRUNED for r in records):
             bound = [n for n, rs in pruned_by.items() if rs]
-            fastest = min((r for r in records if r.latency_ms is not None), key=lambda r: r.latency_ms, default=None)
+            fastest = min(
+                (r for r in records if r.latency_ms is not None), key=lambda r: _known(r.latency_ms), default=None
+            )
             extra = f"; the fastest in the space is {fastest.key} at {fastest.latency_ms:.2f} ms" if fastest else ""
             return None, f"every candidate breaks {' and '.join(bound)}{extra}", bound
         return None, "no candidate was evaluated (see each candidate's reasons in tune.json)", []
@@ -650,9 +658,9 @@ def choose(records: list[CandidateRecord], config: Config) -> tuple[str | None, 
             )
 
     if t.min_accuracy is not None:
-        ok = [r for r in done if r.val_accuracy >= t.min_accuracy - 1e-12]
+        ok = [r for r in done if _known(r.val_accuracy) >= t.min_accuracy - 1e-12]
         if not ok:
-            best = max(done, key=lambda r: (r.val_accuracy, -r.latency_ms))
+            best = max(done, key=lambda r: (_known(r.val_accuracy), -_known(r.latency_ms)))
             return (
                 None,
                 (
@@ -662,9 +670,11 @@ def choose(records: list[CandidateRecord], config: Config) -> tuple[str | None, 
                 ),
                 ["min_accuracy"],
             )
-        chosen = min(ok, key=lambda r: (r.latency_ms, -r.val_accuracy, robust(r), r.key))
+        chosen = min(ok, key=lambda r: (_known(r.latency_ms), -_known(r.val_accuracy), robust(r), r.key))
         faster = [
-            r for r in records if r is not chosen and r.latency_ms is not None and r.latency_ms < chosen.latency_ms
+            r
+            for r in records
+            if r is not chosen and r.latency_ms is not None and r.latency_ms < _known(chosen.latency_ms)
         ]
         below = [
             r for r in faster if r.status == DONE and r.val_accuracy is not None and r.val_accuracy < t.min_accuracy
@@ -683,7 +693,7 @@ def choose(records: list[CandidateRecord], config: Config) -> tuple[str | None, 
         if not faster:
             why += "; it is the fastest candidate in the space (no constraint bound it)"
     else:
-        chosen = max(done, key=lambda r: (r.val_accuracy, -r.latency_ms, -robust(r), r.key))
+        chosen = max(done, key=lambda r: (_known(r.val_accuracy), -_known(r.latency_ms), -robust(r), r.key))
         why = (
             f"the most accurate candidate within the limits: {chosen.key}, validation accuracy "
             f"{chosen.val_accuracy:.2%}, {stat} {chosen.latency_ms:.2f} ms on {t.device}"
@@ -696,8 +706,12 @@ def choose(records: list[CandidateRecord], config: Config) -> tuple[str | None, 
     beaten = [
         r
         for r in fragile
-        if (r.latency_ms < chosen.latency_ms if t.min_accuracy is not None else r.val_accuracy > chosen.val_accuracy)
-        and (t.min_accuracy is None or r.val_accuracy >= t.min_accuracy - 1e-12)
+        if (
+            _known(r.latency_ms) < _known(chosen.latency_ms)
+            if t.min_accuracy is not None
+            else _known(r.val_accuracy) > _known(chosen.val_accuracy)
+        )
+        and (t.min_accuracy is None or _known(r.val_accuracy) >= t.min_accuracy - 1e-12)
     ]
     if beaten:
         binding.append("min_robustness")

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 
 from edge_export.core.config import Config, load_config
 from edge_export.core.errors import EdgeExportError
+from edge_export.export.formats import get_format
+from edge_export.trainer.backbones import get_backbone, list_backbones
+from edge_export.trainer.run import recorded_config
 
 # a precision of the search -> the export format that makes it
 PRECISION_FORMATS = {"int8": "tflite-int8", "fp16": "tflite-fp16", "fp32": "tflite-fp32"}
@@ -45,9 +48,6 @@ def search_space(config: Config) -> tuple[list[Point], list[str]]:
     are searched only when named, with a note saying so). Sizes a backbone's weights do not exist
     for (fixed ImageNet sizes), or that are not available offline, are left out of the default space.
     """
-    from edge_export.export.formats import get_format
-    from edge_export.trainer.backbones import get_backbone, list_backbones
-
     t = config.tune
     weights = config.model.weights
     notes: list[str] = []
@@ -104,8 +104,6 @@ def candidate_config(
     config: Config, backbone: str, size: int, blocks: int, precisions: list[str] | None = None
 ) -> Config:
     """The build config of one trained model of the search (``precisions``: the export formats to make)."""
-    from edge_export.trainer.run import recorded_config
-
     c = copy.deepcopy(config)
     c.model.backbone, c.model.image_size = backbone, size
     c.train.fine_tune.enabled = blocks > 0

@@ -25,7 +25,8 @@ def backend_class(name: str) -> type[Backend]:
     if target is None:
         raise EdgeExportError(f"unknown backend {name!r}", hint=f"use one of {sorted(BACKENDS)}")
     module, attr = target.split(":")
-    return getattr(importlib.import_module(module), attr)
+    cls: type[Backend] = getattr(importlib.import_module(module), attr)  # a Backend subclass, as BACKENDS says
+    return cls
 
 
 def backend_for(path: str | Path) -> type[Backend]:

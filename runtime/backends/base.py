@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,7 @@ class Backend(abc.ABC):
 
     name: str = ""
 
-    def __init__(self, path: Path, input_spec: TensorSpec, output_spec: TensorSpec):
+    def __init__(self, path: Path, input_spec: TensorSpec, output_spec: TensorSpec) -> None:
         for what, spec in (("input", input_spec), ("output", output_spec)):
             check_shape(spec.shape, what, path)
             check_quantization(spec, what, path)
@@ -39,6 +39,6 @@ class Backend(abc.ABC):
     def metadata_text(self) -> str | None:
         """The ``edge_export`` metadata JSON embedded in the model, or None."""
 
-    def _run_one_by_one(self, array: np.ndarray, run_fixed) -> np.ndarray:
+    def _run_one_by_one(self, array: np.ndarray, run_fixed: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
         """For models whose batch dimension is fixed at 1: run each sample and stack."""
         return np.concatenate([run_fixed(array[i : i + 1]) for i in range(array.shape[0])], axis=0)

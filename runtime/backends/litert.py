@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -13,24 +14,49 @@ from edge_export.runtime.backends.base import Backend, TensorSpec, check_shape
 from edge_export.runtime.metadata_entry import TFLITE_IDENTIFIER, read_tflite_metadata_text
 
 
-def interpreter_class():
+class Interpreter(Protocol):
+    """What this module uses of a TFLite interpreter (ai-edge-litert and tflite-runtime have no type
+    information). Tensor details are dicts: name, index, shape, shape_signature, dtype, quantization ..."""
+
+    def get_input_details(self) -> list[dict[str, Any]]: ...
+
+    def get_output_details(self) -> list[dict[str, Any]]: ...
+
+    def get_tensor_details(self) -> list[dict[str, Any]]: ...
+
+    def allocate_tensors(self) -> None: ...
+
+    def resize_tensor_input(self, input_index: int, tensor_size: Sequence[int], strict: bool = False) -> None: ...
+
+    def set_tensor(self, tensor_index: int, value: np.ndarray) -> None: ...
+
+    def invoke(self) -> None: ...
+
+    def get_tensor(self, tensor_index: int) -> np.ndarray: ...
+
+
+def interpreter_class() -> Callable[..., Interpreter]:
     """LiteRT's interpreter, else tflite_runtime's (never TensorFlow's: the runtime is TF-free)."""
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        # lazy: LiteRT is optional (the tflite extra) and loads native code; only a .tflite model needs it
+        from ai_edge_litert.interpreter import Interpreter as interpreter
     except ImportError:
         try:
-            from tflite_runtime.interpreter import Interpreter
+            # lazy: tflite-runtime, the older optional interpreter, only where LiteRT is not installed
+            from tflite_runtime.interpreter import (  # type: ignore[import-not-found]  # optional, untyped
+                Interpreter as interpreter,
+            )
         except ImportError:
             raise EdgeExportError(
                 "no TFLite interpreter installed", hint="pip install 'edge-export[tflite]' (ai-edge-litert)"
             ) from None
-    return Interpreter
+    return interpreter  # type: ignore[no-any-return]  # the classes have no type information
 
 
 class LiteRTBackend(Backend):
     name = "litert"
 
-    def __init__(self, path: Path, threads: int | None):
+    def __init__(self, path: Path, threads: int | None) -> None:
         self._threads = threads
         self._interpreter = self._open(path, threads)
         (inp,) = self._interpreter.get_input_details()
@@ -42,13 +68,15 @@ class LiteRTBackend(Backend):
         super().__init__(path, _spec(inp), _spec(out))
 
     @classmethod
-    def load(cls, path, threads=None, providers: Sequence[str] | None = None) -> LiteRTBackend:
+    def load(
+        cls, path: str | Path, threads: int | None = None, providers: Sequence[str] | None = None
+    ) -> LiteRTBackend:
         if providers:
             raise EdgeExportError("execution providers apply to ONNX models only", path=path)
         return cls(Path(path), threads)
 
     @staticmethod
-    def _open(path: Path, threads: int | None):
+    def _open(path: Path, threads: int | None) -> Interpreter:
         with open(path, "rb") as f:
             head = f.read(8)
         if head[4:8] != TFLITE_IDENTIFIER:
@@ -101,7 +129,7 @@ class LiteRTBackend(Backend):
         return read_tflite_metadata_text(self.path.read_bytes(), self.path)
 
 
-def _spec(details: dict) -> TensorSpec:
+def _spec(details: dict[str, Any]) -> TensorSpec:
     scale, zero_point = details.get("quantization", (0.0, 0))
     shape = tuple(int(d) if d >= 0 else None for d in details.get("shape_signature", details["shape"]))
     return TensorSpec(details["name"], shape, np.dtype(details["dtype"]), float(scale), int(zero_point))

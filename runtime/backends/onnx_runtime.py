@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -33,9 +34,35 @@ _DTYPES = {
 }
 
 
-def _ort():
+class NodeArg(Protocol):
+    """An input or output as ONNX Runtime describes it (onnxruntime has no type information)."""
+
+    name: str
+    type: str  # "tensor(float)" ...
+    shape: list[int | str | None]  # a name or None for a dynamic dimension
+
+
+class ModelMetadata(Protocol):
+    custom_metadata_map: dict[str, str]
+
+
+class Session(Protocol):
+    """What this module uses of an ``onnxruntime.InferenceSession``."""
+
+    def get_inputs(self) -> list[NodeArg]: ...
+
+    def get_outputs(self) -> list[NodeArg]: ...
+
+    def get_providers(self) -> list[str]: ...
+
+    def get_modelmeta(self) -> ModelMetadata: ...
+
+    def run(self, output_names: list[str] | None, input_feed: dict[str, np.ndarray]) -> list[np.ndarray]: ...
+
+
+def _ort() -> Any:  # the onnxruntime module, which has no type information
     try:
-        import onnxruntime
+        import onnxruntime  # lazy: ONNX Runtime is optional (the onnx extra) and large; only .onnx models need it
     except ImportError:
         raise EdgeExportError("ONNX Runtime is not installed", hint="pip install 'edge-export[onnx]'") from None
     return onnxruntime
@@ -57,10 +84,21 @@ def resolve_providers(requested: Sequence[str] | None) -> list[str]:
     return names
 
 
+def check_providers(providers: Sequence[str]) -> list[str]:
+    """``--provider`` / ``providers=``: the full names (``resolve_providers``); else an error naming the short
+    names too."""
+    try:
+        return resolve_providers(list(providers))
+    except EdgeExportError as exc:
+        raise EdgeExportError(
+            f"--provider: {exc.message}", hint=f"{exc.hint}; short names: {', '.join(PROVIDER_ALIASES)}"
+        ) from None
+
+
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
-    def __init__(self, path: Path, session):
+    def __init__(self, path: Path, session: Session) -> None:
         self._session = session
         inputs, outputs = session.get_inputs(), session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1:
@@ -70,7 +108,9 @@ class OnnxRuntimeBackend(Backend):
         super().__init__(path, _spec(inputs[0], path), _spec(outputs[0], path))
 
     @classmethod
-    def load(cls, path, threads=None, providers: Sequence[str] | None = None) -> OnnxRuntimeBackend:
+    def load(
+        cls, path: str | Path, threads: int | None = None, providers: Sequence[str] | None = None
+    ) -> OnnxRuntimeBackend:
         ort = _ort()
         path = Path(path)
         names = resolve_providers(providers)
@@ -104,7 +144,7 @@ class OnnxRuntimeBackend(Backend):
         return self._session.get_modelmeta().custom_metadata_map.get(METADATA_NAME)
 
 
-def _spec(arg, path: Path) -> TensorSpec:
+def _spec(arg: NodeArg, path: Path) -> TensorSpec:
     dtype = _DTYPES.get(arg.type)
     if dtype is None:
         raise EdgeExportError(f"unsupported tensor type {arg.type} for {arg.name!r}", path=path)

@@ -13,8 +13,10 @@ import math
 import pickle
 import struct
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -91,7 +93,7 @@ def _rebuild_parameter(data, requires_grad=False, backward_hooks=None):
     return data
 
 
-REBUILD_GLOBALS = {
+REBUILD_GLOBALS: dict[tuple[str, str], Callable[..., Any]] = {
     ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
@@ -113,7 +115,9 @@ class _Unpickler(pickle._Unpickler):
     PUT opcode names: 5 bytes can ask for 16 GB). Bounded: memo entries, MARK nesting; refuses every global
     but the few a tensor state dict needs."""
 
-    dispatch = dict(pickle._Unpickler.dispatch)
+    # the base class's opcode table, copied (typeshed types its entries as methods of the C pickle.Unpickler)
+    dispatch: ClassVar[dict[int, Callable[..., None]]] = dict(pickle._Unpickler.dispatch)
+    metastack: list[list[Any]]  # set by the base class's load(): the MARKs not yet closed
 
     def __init__(self, file, path: Path, storages: dict[str, _Storage]):
         super().__init__(file)
@@ -124,7 +128,7 @@ class _Unpickler(pickle._Unpickler):
     def load_mark(self):
         if len(self.metastack) >= MAX_NESTING:
             raise pickle.UnpicklingError(f"nested deeper than {MAX_NESTING} levels")
-        super().load_mark()
+        super().load_mark()  # type: ignore[misc]  # typeshed's stub of the private pickle._Unpickler has no load_*
 
     dispatch[pickle.MARK[0]] = load_mark
 
@@ -291,7 +295,8 @@ def _frombuffer(raw: bytes, storage: _Storage, numel: int, path: Path) -> np.nda
 def _materialize(tensor: _Tensor, path: Path) -> np.ndarray:
     storage, base, limit = tensor.storage, 0, None
     if isinstance(storage, _View):
-        storage, base, limit = storage.root, storage.offset, storage.offset + storage.numel
+        base, limit = storage.offset, storage.offset + storage.numel
+        storage = storage.root
     if not isinstance(storage, _Storage):
         raise EdgeExportError("a tensor without a storage", path=path)
     if storage.data is None:
