@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
+
+K = TypeVar("K", bound=Hashable)  # what names a timed call: a format's name, a (backbone, size, precision) ...
 
 PERCENTILES = {"p50": 50, "p90": 90, "p99": 99}
 
@@ -36,14 +38,14 @@ def time_calls(fn: Callable[[], Any], *, runs: int, warmup: int = 0) -> list[int
 
 
 def time_interleaved(
-    fns: dict[str, Callable[[], Any]], *, runs: int, warmup: int = 0, block: int = 10
-) -> dict[str, list[int]]:
+    fns: Mapping[K, Callable[[], Any]], *, runs: int, warmup: int = 0, block: int = 10
+) -> dict[K, list[int]]:
     """Time several calls in alternating blocks of ``block`` runs (order reversed every round), ``runs``
     each: on a shared machine, load that comes and goes then hits all of them alike, so their ratios hold."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
-    out: dict[str, list[int]] = {name: [] for name in fns}
+    out: dict[K, list[int]] = {name: [] for name in fns}
     names, done, round_ = list(fns), 0, 0
     while done < runs:
         n = min(block, runs - done)

@@ -305,7 +305,7 @@ class BuildConfig:
     test_data: str | None = None  # folder to benchmark on; default: the dataset's test/ (else validation/)
 
     def validate(self) -> None:
-        # the stage names are the build's (app/pipeline/stages.py): checked there, before any work
+        # the stage names are the build's (edge_export/pipeline/stages.py): checked there, before any work
         _check(
             bool(self.stages) and all(isinstance(s, str) for s in self.stages), "build.stages", "a list of stage names"
         )

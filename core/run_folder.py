@@ -132,7 +132,8 @@ class TuneFolder:
 
 class RunFolder:
     MODEL = "model.keras"
-    MODEL_ONNX = "model.onnx"  # an imported ONNX model (export/import_onnx.py): the reference in place of model.keras
+    # an imported ONNX model (export/import_model.py, export/onnx_source.py): the reference in place of model.keras
+    MODEL_ONNX = "model.onnx"
     MODEL_FILES = (MODEL, MODEL_ONNX)  # a run holds one of them: its reference model
     LABELS = "labels.txt"
     CONFIG = "config.yaml"
@@ -144,7 +145,7 @@ class RunFolder:
     RUN_RECORD = "run.json"  # written last by train: the sha256 of every file below (``write_record`` below)
     RECORDED = (MODEL, LABELS, CONFIG, MODEL_SPEC, DATASET, METRICS, HISTORY)  # the files one train writes as a unit
     # ... with model.onnx in model.keras's place for an imported ONNX model (``recorded(MODEL_ONNX)``)
-    LOCK = ".lock"  # held (flock) by the one command writing this folder: edge_export/run_lock.py
+    LOCK = ".lock"  # held (flock) by the one command writing this folder: core/run_lock.py
     TMP = ".tmp"  # that command's temporary files; emptied when a command takes the lock
     CHECKPOINTS = "checkpoints"
     DISTILL = "distill"  # a distilled train's views and teacher targets, in chunks (trainer/distill.py)

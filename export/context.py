@@ -27,11 +27,13 @@ from edge_export.export.data import Images, load_images, open_dataset, represent
 from edge_export.export.formats import FormatSpec
 from edge_export.export.layout import ExportFolder
 from edge_export.export.parity import keras_probabilities, onnx_probabilities
+from edge_export.export.source import ConversionSource
 from edge_export.export.tflite_metadata import model_identity
 from edge_export.runtime.metadata import ModelMetadata
 
 # A format's converter: ``convert(ctx, fmt, out_path)`` -> extra manifest details (or None)
-Converter = Callable[["ExportContext", FormatSpec, Path], "dict | None"]
+# (an ExportContext for every format; tune hands the TFLite converters its random-weight model, a ConversionSource)
+Converter = Callable[[ConversionSource, FormatSpec, Path], "dict | None"]
 
 
 def load_converter(fmt: FormatSpec) -> Converter:

@@ -244,7 +244,7 @@ def build_cmd(data: Path, out: Path, *extra: str) -> list[str]:
 
 
 def start_paused(cmd: list[str], point: str, env: dict | None = None):
-    """Start ``cmd`` with the pause point(s) ``point`` (edge_export/pause.py) and read its JSON events up
+    """Start ``cmd`` with the pause point(s) ``point`` (core/pause.py) and read its JSON events up
     to the ``paused`` one: (process, stopped there; its events). Kill it with SIGKILL or go on with SIGCONT."""
     import json
 

@@ -86,7 +86,7 @@ def test_config_defaults_are_registered_names():
 
 def test_core_config_keeps_no_copy_of_a_registry():
     source = (Path(edge_export.core.config.__file__)).read_text()
-    assert '("train", "export", "bench")' not in source  # the stage names belong to app/pipeline/stages.py
+    assert '("train", "export", "bench")' not in source  # the stage names belong to edge_export/pipeline/stages.py
 
 
 @pytest.mark.parametrize(

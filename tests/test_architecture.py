@@ -146,3 +146,30 @@ def test_the_cli_and_the_runtime_start_without_heavy_modules():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]", proc.stdout
+
+
+def test_source_files_named_in_comments_and_docs_exist():
+    """A comment, docstring or page that points a reader at ``core/run_lock.py`` names a file that is there (a
+    module moved or merged takes its mentions with it)."""
+    import re
+
+    folders = "edge_export|core|trainer|export|runtime|benchmarks|tests|docs|commands|pipeline|deploy|tuning"
+    mention = re.compile(rf"(?<![\w./-])((?:{folders})/[\w/.-]*\w\.(?:py|md|sh|fbs))\b")
+    sources = [
+        ROOT / "README.md",
+        ROOT / "pyproject.toml",
+        *(ROOT / "docs").glob("*.md"),
+        *(ROOT / "tests").glob("*.py"),
+    ]
+    for folder, _, names in os.walk(ROOT / "edge_export", followlinks=True):
+        sources += [Path(folder) / n for n in names if n.endswith(".py") and not n.endswith("_generated.py")]
+    missing = []
+    for source in sources:
+        for number, line in enumerate(source.read_text().splitlines(), 1):
+            for name in mention.findall(line):
+                if "NAME" in name:
+                    continue  # a placeholder (benchmarks/scripts/NAME.py)
+                bases = (ROOT, ROOT / "edge_export", source.parent)
+                if not any((base / name).exists() for base in bases):
+                    missing.append(f"{source.relative_to(ROOT)}:{number}: {name}")
+    assert not missing, "mentions of files that do not exist:\n" + "\n".join(missing)

@@ -1,6 +1,6 @@
 """`edge-export build`: one resumable pipeline. Killed (kill -9) during each stage, it resumes correctly.
 
-Kills happen at pause points the build announces (edge_export/pause.py), never after a guessed delay.
+Kills happen at pause points the build announces (core/pause.py), never after a guessed delay.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""One command at a time per run folder (edge_export/run_lock.py): refused at once naming the holder, never
+"""One command at a time per run folder (core/run_lock.py): refused at once naming the holder, never
 blocked by the lock of a killed process, temporary files in the run folder's own RUN/.tmp."""
 
 from __future__ import annotations

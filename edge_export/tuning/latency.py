@@ -373,7 +373,7 @@ def _export_random(
                 with atomic_path(out) as tmp:
                     # the TFLite converters take any ConversionSource; export.context types them all for the
                     # exporter's ExportContext (the QAT converter's)
-                    load_converter(fmt)(ctx, fmt, tmp)  # type: ignore[arg-type]
+                    load_converter(fmt)(ctx, fmt, tmp)
                 made[p] = out
             except Exception as exc:  # a converter failure is this combination's, not the search's
                 text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
@@ -400,7 +400,7 @@ def _time_local(paths: dict, config: Config) -> dict:
     if calls:
         t = config.tune
         # the keys are combos (and the reference's name): benchmarks.latency types them as names (str) only
-        timed = time_interleaved(calls, runs=t.latency_runs, warmup=t.latency_warmup, block=5)  # type: ignore[arg-type]
+        timed = time_interleaved(calls, runs=t.latency_runs, warmup=t.latency_warmup, block=5)
         out.update({combo: summarize(d) for combo, d in timed.items()})
     return out
 
