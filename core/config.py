@@ -162,9 +162,17 @@ class TrainConfig:
     # auto = balanced weights n / (classes x count) when the largest training class has more than
     # CLASS_IMBALANCE_RATIO (1.5) times the images of the smallest; none = every image weighs 1
     class_weight: Literal["auto", "none"] = "auto"
+    # the training targets (1 - label_smoothing) x one-hot (or the teacher's targets) + label_smoothing / classes;
+    # validation keeps the plain labels, so val_loss measures the same thing whatever this is (0: plain labels)
+    label_smoothing: float = 0.0
 
     def validate(self) -> None:
         _check(0 <= self.seed <= MAX_SEED, "train.seed", f"an integer 0..{MAX_SEED}")
+        _check(
+            math.isfinite(self.label_smoothing) and 0.0 <= self.label_smoothing < 1.0,
+            "train.label_smoothing",
+            "a fraction in [0, 1)",
+        )
         _check(self.batch_size >= 1, "train.batch_size", ">= 1")
         _check(
             self.feature_extraction.enabled or self.fine_tune.enabled,

@@ -144,3 +144,48 @@ def test_bad_teachers_are_clear_errors(data, teacher, tmp_path):
     assert "trained on these classes" in info.value.hint
     with pytest.raises(EdgeExportError, match="train.distill.weight"):
         train_student(data, tmp_path / "c", f"train.distill.teacher={teacher}", "train.distill.weight=1.5")
+
+
+def test_smoothed_targets_move_mass_evenly_and_keep_rows_summing_to_one():
+    from edge_export.trainer.distill import smoothed_targets
+
+    hard = np.eye(4, dtype=np.float32)[[0, 3, 1]]
+    out = smoothed_targets(hard, 0.1)
+    np.testing.assert_allclose(out[0], [0.925, 0.025, 0.025, 0.025], rtol=1e-6)
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-6)
+    teacher = np.array([[0.6, 0.4, 0.0, 0.0]], np.float32)  # a teacher's targets are smoothed the same way
+    np.testing.assert_allclose(smoothed_targets(teacher, 0.2)[0], [0.53, 0.37, 0.05, 0.05], rtol=1e-6)
+    np.testing.assert_array_equal(smoothed_targets(hard, 0.0), hard)
+
+
+def test_label_smoothing_changes_the_training_loss_not_the_validation_measure(data, tmp_path):
+    import json
+
+    from edge_export.core.errors import EdgeExportError
+
+    runs = {s: tmp_path / f"smooth-{s}" for s in ("0", "0.2")}
+    for s, out in runs.items():
+        train_student(data, out, f"train.label_smoothing={s}")
+    metrics = {s: json.loads((out / "metrics.json").read_text()) for s, out in runs.items()}
+    history = {s: json.loads((out / "history.json").read_text())["feature_extraction"] for s, out in runs.items()}
+    # smoothed targets can never be matched exactly: the first epoch's training loss is higher
+    assert history["0.2"]["loss"][0] > history["0"]["loss"][0] + 1e-3
+    assert metrics["0.2"]["training"]["label_smoothing"] == 0.2 and "label_smoothing" not in metrics["0"]["training"]
+    # validation is measured against the plain labels either way: the same kind of number, comparable
+    assert all(0.0 <= m["validation"]["accuracy"] <= 1.0 for m in metrics.values())
+    with pytest.raises(EdgeExportError, match="train.label_smoothing"):
+        train_student(data, tmp_path / "bad", "train.label_smoothing=1.0")
+
+
+def test_the_setting_gain_script_trains_both_and_reports_the_difference(data, tmp_path, capsys):
+    from conftest import load_script
+
+    base = [f"--base={s}" for s in TINY if not s.startswith("model.backbone")]
+    result = load_script("setting_gain").main(
+        ["--data", str(data), "--backbone", "tiny_cnn", "--image-size", "32", *base]
+        + ["--with", "train.label_smoothing=0.2", "--out", str(tmp_path / "gain")]
+    )
+    accuracy = {k: result[k]["validation"]["accuracy"] for k in ("with", "without")}
+    assert result["gain_points"] == round(100 * (accuracy["with"] - accuracy["without"]), 2)
+    assert (tmp_path / "gain" / "setting_gain.json").is_file()
+    assert "train.label_smoothing=0.2:" in capsys.readouterr().out

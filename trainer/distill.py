@@ -94,6 +94,12 @@ def soft_targets(teacher_probs: np.ndarray, labels: np.ndarray, settings: Distil
     return ((1.0 - settings.weight) * hard + settings.weight * p).astype(np.float32)
 
 
+def smoothed_targets(targets: np.ndarray, smoothing: float) -> np.ndarray:
+    """Label smoothing (``train.label_smoothing``) of N x C targets (one-hot or a teacher's): (1 - s) t + s / C."""
+    classes = targets.shape[1]
+    return ((1.0 - smoothing) * targets.astype(np.float64) + smoothing / classes).astype(np.float32)
+
+
 def _crop_box(rng: np.random.Generator) -> tuple[float, float, float, float, bool]:
     """A random resized crop in relative coordinates (top, left, height, width) and a flip."""
     scale = rng.uniform(*CROP_SCALE)
@@ -208,4 +214,4 @@ def distillation_data(
     return pixels, all_labels, soft
 
 
-__all__ = ["Teacher", "load_teacher", "soft_targets", "views_fingerprint", "distillation_data"]
+__all__ = ["Teacher", "distillation_data", "load_teacher", "smoothed_targets", "soft_targets", "views_fingerprint"]

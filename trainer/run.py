@@ -21,7 +21,7 @@ from edge_export.core.tf_env import import_keras, seed_everything
 from edge_export.trainer.backbones import get_backbone
 from edge_export.trainer.curves import plot_learning_curves
 from edge_export.trainer.datasets import Dataset, decode_splits, scan_dataset, stream_pixels
-from edge_export.trainer.distill import distillation_data, load_teacher, views_fingerprint
+from edge_export.trainer.distill import distillation_data, load_teacher, smoothed_targets, views_fingerprint
 from edge_export.trainer.distribute import Distribution, class_weights, make_distribution, resolve_mixed_precision
 from edge_export.trainer.model import ModelSpec, build_classifier, model_preprocessing
 from edge_export.trainer.named_datasets import KNOWN, resolve_data
@@ -88,6 +88,9 @@ def _train_run(config: Config, run: RunFolder, dataset: Dataset | None, dist: Di
         data["train"], soft, distilled = _distilled_train(
             config, dataset, data["train"], spec, run, preprocessing.pixel_method
         )
+    if config.train.label_smoothing > 0:
+        hard = np.eye(dataset.num_classes, dtype=np.float32)[data["train"].labels] if soft is None else soft
+        soft = smoothed_targets(hard, config.train.label_smoothing)
     weights = class_weights(data["train"].labels, dataset.num_classes, config.train.class_weight)
     train_cfg = scaled_train_config(config.train, dist)
     policy = resolve_mixed_precision(config.train.mixed_precision)
@@ -101,7 +104,8 @@ def _train_run(config: Config, run: RunFolder, dataset: Dataset | None, dist: Di
         "mixed_precision": policy,
         "class_weight": config.train.class_weight,
         "class_weights": {dataset.class_names[i]: round(w, 6) for i, w in weights.items()} if weights else None,
-        **({"distill": distilled} if soft is not None else {}),
+        **({"distill": distilled} if config.train.distill.teacher is not None else {}),
+        **({"label_smoothing": config.train.label_smoothing} if config.train.label_smoothing > 0 else {}),
     }
     log.info("training: %s", training)
     previous_policy = keras.mixed_precision.dtype_policy().name

@@ -72,8 +72,11 @@ def _train_fingerprint(ctx: BuildContext) -> str:
     if ctx.config.train.distill.teacher is not None:  # a retrained teacher is another teacher: train again
         teacher_model = RunFolder(Path(ctx.config.train.distill.teacher).expanduser()).model
         teacher = sha256_file(teacher_model) if teacher_model.is_file() else "missing"
+    train = dict(c["train"])
+    if not train.get("label_smoothing"):  # added later: off, it leaves the builds made before it unchanged
+        train.pop("label_smoothing", None)
     return fingerprint(
-        "train", __version__, c["data"], c["model"], c["train"], ctx.dataset.listing(), *([teacher] if teacher else [])
+        "train", __version__, c["data"], c["model"], train, ctx.dataset.listing(), *([teacher] if teacher else [])
     )
 
 
