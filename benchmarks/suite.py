@@ -646,9 +646,8 @@ def write_outputs(result: BenchResult, out_dir: Path, echo: Echo | None = print)
         if (exc.name or "").split(".")[0] != "matplotlib":
             raise
     files["md"] = write_text(out_dir / BenchFiles.MARKDOWN, render_markdown(result, plots))
-    files["json"] = write_json(
-        out_dir / BenchFiles.JSON, result.to_dict()
-    )  # last: its presence means a finished benchmark
+    # last: its presence means a finished benchmark
+    files["json"] = write_json(out_dir / BenchFiles.JSON, result.to_dict())
     table = render_table(result)
     echo(table)
     extra = " and plots" if plots else " (no plots: matplotlib is not installed)"

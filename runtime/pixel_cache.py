@@ -406,9 +406,8 @@ def _decode_entry(
                 os.rename(tmp, entry)
     finally:
         remove_entry(tmp, _TEMPORARY)
-    opened = _open_entry(
-        entry, len(files), size, verify=False
-    )  # ours, just written (or another process's, checked above)
+    # ours, just written (or another process's, checked above)
+    opened = _open_entry(entry, len(files), size, verify=False)
     if opened is None:
         raise OSError(f"the pixel cache entry {printable(entry)} could not be read back")
     opened.reused = False
