@@ -107,9 +107,9 @@ def measure_model(req: dict[str, Any]) -> dict[str, Any]:
     by_threads: list[dict[str, Any]] = []
     info: dict[str, Any] = {}
 
-    def single_image(requested: int, used: int) -> tuple[dict[str, Any], Preprocessing]:
-        """The one-image timings at ``used`` threads (and, at the first thread count, what the model is), and
-        its preprocessing. A function of its own: its classifier is released before the next one loads."""
+    def single_image(requested: int, used: int) -> dict[str, Any]:
+        """The one-image timings at ``used`` threads (and, at the first thread count, what the model is). A
+        function of its own: its classifier is released before the next one loads."""
         clf = load(used)
         if not info:
             memory["after_load_rss_mb"] = peak_rss_mb()
@@ -135,31 +135,17 @@ def measure_model(req: dict[str, Any]) -> dict[str, Any]:
         entry = _latency_entry(requested, used, timed)
         if not by_threads:  # what a user sees: predict(path) over a sample of photos, beside the OpenCV pipeline
             entry.update(e2e_sample(clf, req.get("e2e_images") or [image], runs))
-        return entry, clf.preprocessing
+        return entry
 
     for requested, used in req["threads"]:
-        entry, preprocessing = single_image(requested, used)
-        if not by_threads:
-            prep = preprocessing
-        by_threads.append(entry)
-    height, width = prep.size
-    decode = measure(
-        lambda: load_image(image, (height, width), prep.pixel_method, req.get("max_pixels")),
-        runs=runs,
-        warmup=min(warmup, 3),
-    )
+        by_threads.append(single_image(requested, used))
+    decode = _decode_ms(req, Preprocessing.from_dict(info["preprocessing"]), runs, warmup)
     memory["peak_rss_mb"] = peak_rss_mb()
 
-    predictions = confidences = robust = robust_seconds = accuracy_seconds = None
+    passes = NO_ACCURACY_PASSES
     if req.get("accuracy", True):
         clf = load(max(used for _, used in req["threads"]))  # accuracy does not depend on threads: use the most
-        clean_started = time.perf_counter()
-        predictions, confidences = _predict_all(clf.predict_proba, req["pixels"])
-        accuracy_seconds = round(time.perf_counter() - clean_started, 2)
-        if req.get("robust_pixels"):  # the robustness suite's shifted test images (benchmarks/robustness.py)
-            robust_started = time.perf_counter()
-            robust, _ = _predict_all(clf.predict_proba, req["robust_pixels"])
-            robust_seconds = round(time.perf_counter() - robust_started, 2)
+        passes = _accuracy_passes(clf.predict_proba, req)
         del clf
 
     batch = _batch(req["pixels"], int(req["batch_size"]))
@@ -179,11 +165,7 @@ def measure_model(req: dict[str, Any]) -> dict[str, Any]:
     memory["ru_maxrss_mb"] = _ru_maxrss_mb()
     return {
         **info,
-        "predictions": predictions,
-        "confidences": confidences,  # the top-1 probability of each prediction
-        "robust_predictions": robust,
-        "robust_seconds": robust_seconds,  # the time the shifted pass took (the suite's cost in this process)
-        "accuracy_seconds": accuracy_seconds,  # the time the clean pass took
+        **passes,
         "by_threads": by_threads,
         "decode_ms": decode,
         "memory": memory,
@@ -229,7 +211,6 @@ def measure_keras(req: dict[str, Any]) -> dict[str, Any]:
         return call(prep.normalize(pixels))
 
     first = read_pixels(req["pixels"], 0, 1)
-    image = req["image"]
     x = prep.normalize(first)
     by_threads = []
     for (requested, used), ok in zip(req["threads"], applied):
@@ -238,23 +219,9 @@ def measure_keras(req: dict[str, Any]) -> dict[str, Any]:
         entry = _latency_entry(requested, used, timed)
         entry["threads_applied"] = ok
         by_threads.append(entry)
-    height, width = prep.size
-    decode = measure(
-        lambda: load_image(image, (height, width), prep.pixel_method, req.get("max_pixels")),
-        runs=runs,
-        warmup=min(warmup, 3),
-    )
+    decode = _decode_ms(req, prep, runs, warmup)
     memory["peak_rss_mb"] = peak_rss_mb()
-
-    predictions = confidences = robust = robust_seconds = accuracy_seconds = None
-    if req.get("accuracy", True):
-        clean_started = time.perf_counter()
-        predictions, confidences = _predict_all(proba, req["pixels"])
-        accuracy_seconds = round(time.perf_counter() - clean_started, 2)
-        if req.get("robust_pixels"):
-            robust_started = time.perf_counter()
-            robust, _ = _predict_all(proba, req["robust_pixels"])
-            robust_seconds = round(time.perf_counter() - robust_started, 2)
+    passes = _accuracy_passes(proba, req) if req.get("accuracy", True) else NO_ACCURACY_PASSES
 
     batch = _batch(req["pixels"], int(req["batch_size"]))
     xb = prep.normalize(batch)
@@ -270,11 +237,7 @@ def measure_keras(req: dict[str, Any]) -> dict[str, Any]:
         "input": {"shape": [None, *prep.size, 3], "dtype": "float32", "scale": 0.0, "zero_point": 0},
         "dynamic_batch": True,
         "preprocessing": prep.to_dict(),
-        "predictions": predictions,
-        "confidences": confidences,  # the top-1 probability of each prediction
-        "robust_predictions": robust,
-        "robust_seconds": robust_seconds,  # the time the shifted pass took (the suite's cost in this process)
-        "accuracy_seconds": accuracy_seconds,  # the time the clean pass took
+        **passes,
         "by_threads": by_threads,
         "decode_ms": decode,
         "memory": memory,
@@ -283,6 +246,36 @@ def measure_keras(req: dict[str, Any]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- helpers
+
+# what a measurement says of accuracy when it was not asked for (``accuracy: false``)
+NO_ACCURACY_PASSES: dict[str, Any] = dict.fromkeys(
+    ("predictions", "confidences", "robust_predictions", "robust_seconds", "accuracy_seconds")
+)
+
+
+def _accuracy_passes(proba: Any, req: dict[str, Any]) -> dict[str, Any]:
+    """The clean pass over the test pixels and, where the request holds them, the robustness suite's shifted
+    images (benchmarks/robustness.py): predictions, confidences (the top-1 probability of each prediction), and
+    the time each pass took (the shifted one's is the suite's cost in this process)."""
+    out = dict(NO_ACCURACY_PASSES)
+    started = time.perf_counter()
+    out["predictions"], out["confidences"] = _predict_all(proba, req["pixels"])
+    out["accuracy_seconds"] = round(time.perf_counter() - started, 2)
+    if req.get("robust_pixels"):
+        started = time.perf_counter()
+        out["robust_predictions"], _ = _predict_all(proba, req["robust_pixels"])
+        out["robust_seconds"] = round(time.perf_counter() - started, 2)
+    return out
+
+
+def _decode_ms(req: dict[str, Any], prep: Preprocessing, runs: int, warmup: int) -> dict[str, float]:
+    """The request's one photo decoded and resized as the model's preprocessing says (``measure``'s summary)."""
+    height, width = prep.size
+    return measure(
+        lambda: load_image(req["image"], (height, width), prep.pixel_method, req.get("max_pixels")),
+        runs=runs,
+        warmup=min(warmup, 3),
+    )
 
 
 def _latency_entry(requested: int, used: int, timed: dict[str, list[int]]) -> dict[str, Any]:

@@ -245,15 +245,20 @@ class Classifier:
         self, items: list[ImageInput], top_k: int, batch_size: int, keep_errors: bool
     ) -> Iterator[list[Prediction] | EdgeExportError]:
         for chunk, decoded in self._decoded_chunks(items, batch_size):
-            errors = {i: d for i, d in decoded.items() if isinstance(d, EdgeExportError)}
+            pixels: dict[int, np.ndarray] = {}
+            errors: dict[int, EdgeExportError] = {}
+            for i, d in decoded.items():
+                if isinstance(d, EdgeExportError):
+                    errors[i] = d
+                else:
+                    pixels[i] = d
             if not keep_errors:
                 for i in chunk:  # the first unusable image, in input order
                     if i in errors:
                         raise errors[i]
-            usable = [i for i in chunk if i not in errors]
+            usable = [i for i in chunk if i in pixels]
             rows: dict[int, np.ndarray] = {}
             if usable:
-                pixels = {i: d for i, d in decoded.items() if not isinstance(d, EdgeExportError)}
                 arrays = [pixels[i] for i in usable]
                 rows = dict(
                     zip(usable, self.predict_proba(arrays[0][np.newaxis] if len(arrays) == 1 else np.stack(arrays)))

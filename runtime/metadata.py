@@ -1,8 +1,8 @@
 """The ``edge_export`` metadata document of a .tflite or .onnx file: the typed record ``ModelMetadata``
 (the contract between export, which fills it, and the runtime and bench, which read it) and its reader.
 
-TF-free: TFLite files are parsed with the ``flatbuffers`` package's low-level Table API (a dependency
-of both ai-edge-litert and onnxruntime); ONNX files with onnxruntime.
+TF-free: the entry is read out of a TFLite file by ``runtime.metadata_entry`` (the ``flatbuffers`` package's
+low-level Table API, a dependency of both ai-edge-litert and onnxruntime), out of an ONNX file by onnxruntime.
 The writers (embedding the document into a model file) live in ``edge_export.export.metadata``.
 """
 

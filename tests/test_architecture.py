@@ -36,14 +36,24 @@ def test_the_tree_keeps_every_contract():
     assert f"Contracts: {CONTRACTS} kept, 0 broken." in report, report
 
 
+def python_files(root: Path, packages_only: bool = False) -> list[Path]:
+    """The hand-written .py files below ``root`` found as grimp, setuptools and mypy find them (following the links
+    into edge_export/); ``packages_only``: in package folders only (not benchmarks/scripts/, which is not
+    installed)."""
+    found = []
+    for folder, _, names in os.walk(root, followlinks=True):
+        if packages_only and "__init__.py" not in names and Path(folder) != root:
+            continue
+        found += [Path(folder) / n for n in sorted(names) if n.endswith(".py") and not n.endswith("_generated.py")]
+    return found
+
+
 def test_the_package_is_the_folder_tools_walk():
     """edge_export/ holds every layer (linked from the top level), so tools that walk a package's folder see all
     of it, and a module found by walking it is the file Python imports."""
     walked = {
-        ".".join((Path(folder) / name).relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
-        for folder, _, names in os.walk(ROOT / "edge_export", followlinks=True)  # as grimp, setuptools, mypy walk
-        for name in names
-        if name.endswith(".py")
+        ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for path in python_files(ROOT / "edge_export")
     }
     for layer in ("core", "trainer", "export", "runtime", "benchmarks"):
         assert (ROOT / "edge_export" / layer).resolve() == (ROOT / layer).resolve()
@@ -96,23 +106,18 @@ HEAVY = ("tensorflow", "keras", "tf_keras", "tf2onnx", "onnx", "onnxruntime", "a
 
 
 def imports_inside_functions(package: Path):
-    """(file, line, statement) of every import inside a function of the package (its linked layers included)."""
+    """(file, line number, its line, the line above) of every import inside a function of the package (its linked
+    layers included)."""
     import ast
 
-    for folder, _, names in os.walk(package, followlinks=True):
-        if "__init__.py" not in names and Path(folder) != package:
-            continue  # not a package (benchmarks/scripts/: the measurement scripts, not installed)
-        for name in sorted(names):
-            path = Path(folder) / name
-            if not name.endswith(".py") or name.endswith("_generated.py"):
-                continue
-            source = path.read_text()
-            lines = source.splitlines()
-            for node in ast.walk(ast.parse(source)):
-                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                    for inner in ast.walk(node):
-                        if isinstance(inner, (ast.Import, ast.ImportFrom)):
-                            yield path, inner.lineno, lines[inner.lineno - 1], lines[inner.lineno - 2]
+    for path in python_files(package, packages_only=True):
+        source = path.read_text()
+        lines = source.splitlines()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for inner in ast.walk(node):
+                    if isinstance(inner, (ast.Import, ast.ImportFrom)):
+                        yield path, inner.lineno, lines[inner.lineno - 1], lines[inner.lineno - 2]
 
 
 def test_every_import_inside_a_function_says_why():
@@ -160,9 +165,8 @@ def test_source_files_named_in_comments_and_docs_exist():
         ROOT / "pyproject.toml",
         *(ROOT / "docs").glob("*.md"),
         *(ROOT / "tests").glob("*.py"),
+        *python_files(ROOT / "edge_export"),
     ]
-    for folder, _, names in os.walk(ROOT / "edge_export", followlinks=True):
-        sources += [Path(folder) / n for n in names if n.endswith(".py") and not n.endswith("_generated.py")]
     missing = []
     for source in sources:
         for number, line in enumerate(source.read_text().splitlines(), 1):

@@ -13,37 +13,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from setting_gain import train as train_run  # type: ignore[import-not-found]  # noqa: E402 (a sibling script)
 
 
 def train(data: Path, out: Path, backbone: str, size: int, seed: int, extra: list[str]) -> dict:
-    started = time.perf_counter()
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "edge_export.cli",
-            "train",
-            "--data",
-            str(data),
-            "--out",
-            str(out),
-            f"model.backbone={backbone}",
-            f"model.image_size={size}",
-            f"train.seed={seed}",
-            *extra,
-        ],
-        check=True,
-    )
-    metrics = json.loads((out / "metrics.json").read_text())
+    model = [f"model.backbone={backbone}", f"model.image_size={size}", f"train.seed={seed}"]
+    result = train_run(data, out, model + extra)
     return {
-        "validation": metrics["validation"],
-        "seconds": round(time.perf_counter() - started, 1),
-        "timing_seconds": metrics["timing_seconds"],
-        "distill": metrics["training"].get("distill"),
+        **{k: result[k] for k in ("validation", "seconds", "timing_seconds")},
+        "distill": result["training"].get("distill"),
     }
 
 
