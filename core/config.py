@@ -352,6 +352,12 @@ class TuneConfig:
     max_latency_ratio: float | None = None
     latency_retimes: int = 2  # more rounds (each with the reference) for candidates near the ratio ceiling
     latency_near: float = 0.25  # near: a ratio within this fraction of the ceiling, either side
+    # distillation as a dimension (tuning/search.py, step 4): "auto" (the teacher is the more accurate of the
+    # search's best trained model and the build's own model, trained on the spot) or a finished run folder; the
+    # distill_top trained models nearest the frontier are trained again with its soft targets (train.distill.*:
+    # weight, temperature, views), all students sharing one teacher pass. None: no distilled candidates.
+    distill: str | None = None
+    distill_top: int = 2
 
     @property
     def ratio_ceiling(self) -> float | None:
@@ -390,6 +396,16 @@ class TuneConfig:
         _check(self.min_accuracy is None or 0 <= self.min_accuracy <= 1, "tune.min_accuracy", "a fraction 0..1")
         _check(self.min_robustness is None or 0 <= self.min_robustness <= 1, "tune.min_robustness", "a fraction 0..1")
         _check(0 < self.promote <= 1, "tune.promote", "a fraction in (0, 1]")
+        _check(
+            self.distill is None or (isinstance(self.distill, str) and bool(self.distill.strip())),
+            "tune.distill",
+            "auto, a finished run folder, or null",
+        )
+        _check(
+            isinstance(self.distill_top, int) and not isinstance(self.distill_top, bool) and self.distill_top >= 1,
+            "tune.distill_top",
+            ">= 1",
+        )
         _check(self.quantize_top >= 1, "tune.quantize_top", ">= 1")
         _check(self.latency_runs >= 5, "tune.latency_runs", ">= 5")
         _check(self.latency_warmup >= 0, "tune.latency_warmup", ">= 0")

@@ -78,6 +78,8 @@ class TuneFolder:
     IMAGES = "latency/images"  # the few generated images the latency benchmark decodes
     BUILD = "build"  # --build: the chosen configuration's build
     DATA = "data"  # the data the candidates train on: links to DATA/train and DATA/validation (never test/)
+    DISTILL = "distill"  # the teacher's targets, shared by every distilled candidate (runs/*-kd/distill link here)
+    TEACHER = "teacher"  # tune.distill=auto: the build's own model, trained here as a teacher (under runs/)
 
     def __init__(self, root: str | Path):
         self.root = Path(root)

@@ -600,6 +600,7 @@ def tune(
     build_chosen: bool = False,
     faster_than: str | Path | None = None,
     max_latency_ratio: float | None = None,
+    distill: str | Path | None = None,
     remote: Any = None,
     measure: Any = None,
     echo: Echo | None = print,
@@ -612,7 +613,8 @@ def tune(
     ``build_chosen``, (the TuneResult, the build result). ``remote``: a RemoteSettings for an ssh:// device.
     ``measure``: a latency function (backbone, size, precisions) -> records, instead of the device (tests).
     ``faster_than``: a .tflite/.onnx model timed with every candidate (tune.latency_reference); candidates are
-    then limited by their latency ratio to it (``max_latency_ratio``, default 1.0)."""
+    then limited by their latency ratio to it (``max_latency_ratio``, default 1.0). ``distill``: "auto" or a
+    teacher's run folder (tune.distill): the frontier's models are also trained from its soft targets."""
     merged = parse_overrides(dict(overrides) if isinstance(overrides, Mapping) else list(overrides or []))
     for key, value in (
         ("device", device),
@@ -622,6 +624,7 @@ def tune(
         ("budget_minutes", budget_minutes),
         ("latency_reference", None if faster_than is None else str(faster_than)),
         ("max_latency_ratio", max_latency_ratio),
+        ("distill", None if distill is None else str(distill)),
     ):
         if value is not None:
             merged[f"tune.{key}"] = value
@@ -630,6 +633,8 @@ def tune(
         parse_devices([resolved.tune.device], option="--device")  # a bad address fails before any work
     if resolved.tune.latency_reference is not None:
         check_reference(resolved.tune.latency_reference)  # before any work
+    if resolved.tune.distill not in (None, "auto"):
+        RunFolder(Path(resolved.tune.distill).expanduser()).verify()  # a finished teacher, before any work
     check_out_folder(out)
     check_not_inside(out, resolved.data.path)
     require_tensorflow("tune")

@@ -50,7 +50,11 @@ def train_student(data: Path, out: Path, *extra: str):
 
 
 def _chunks(run: Path) -> list[Path]:
-    return sorted((run / "distill").glob("*/chunk-*.npz"))
+    return sorted((run / "distill").glob("*/targets-*.npz"))
+
+
+def _views(run: Path, size: int = 32) -> list[Path]:
+    return sorted((run / "distill").glob(f"*/views-{size}-*.npz"))
 
 
 def test_targets_are_the_teachers_on_the_same_views_and_the_run_is_seeded(data, teacher, tmp_path):
@@ -61,9 +65,9 @@ def test_targets_are_the_teachers_on_the_same_views_and_the_run_is_seeded(data, 
     first = tmp_path / "a"
     train_student(data, first, f"train.distill.teacher={teacher}", "train.distill.views=2", "train.distill.weight=0.7")
     chunks = _chunks(first)
-    assert len(chunks) == 2
-    with np.load(chunks[0]) as saved:
-        views, labels, probs = saved["views"], saved["view_labels"], saved["probs"]
+    assert len(chunks) == 2 and len(_views(first)) == 2
+    with np.load(chunks[0]) as saved, np.load(_views(first)[0]) as made:
+        views, labels, probs = made["views"], saved["view_labels"], saved["probs"]
     assert views.shape == (128, 32, 32, 3) and len(labels) == 128 and probs.shape == (64 + 128, 2)
     # the teacher's probabilities of the photos: its own model on the photos at its size
     from edge_export.core.config import load_config
@@ -84,9 +88,10 @@ def test_targets_are_the_teachers_on_the_same_views_and_the_run_is_seeded(data, 
 
     second = tmp_path / "b"
     train_student(data, second, f"train.distill.teacher={teacher}", "train.distill.views=2", "train.distill.weight=0.7")
-    for a, b in zip(chunks, _chunks(second)):
+    for a, b in zip(chunks + _views(first), _chunks(second) + _views(second)):
         with np.load(a) as x, np.load(b) as y:
-            for key in ("views", "view_labels", "probs"):
+            assert x.files == y.files
+            for key in x.files:
                 np.testing.assert_array_equal(x[key], y[key])
     weights = [keras.models.load_model(run / "model.keras", compile=False).get_weights() for run in (first, second)]
     for x, y in zip(*weights):
@@ -127,10 +132,43 @@ def test_killed_during_the_teachers_pass_resumes_to_the_same_targets(data, teach
     assert _chunks(out)[0].stat().st_mtime_ns == kept and len(_chunks(out)) == 2
     clean = tmp_path / "clean"
     train_student(data, clean, f"train.distill.teacher={teacher}")
-    for a, b in zip(_chunks(out), _chunks(clean)):
+    for a, b in zip(_chunks(out) + _views(out), _chunks(clean) + _views(clean)):
         with np.load(a) as x, np.load(b) as y:
-            np.testing.assert_array_equal(x["probs"], y["probs"])
-            np.testing.assert_array_equal(x["views"], y["views"])
+            for key in x.files:
+                np.testing.assert_array_equal(x[key], y[key])
+
+
+def test_a_student_of_another_size_reuses_the_teachers_pass_and_its_crops(data, teacher, tmp_path):
+    """The teacher's targets do not depend on the student: a student of another size in the same run folder
+    (as tune's candidates share one) makes only its views, from the same seeded crops, and no teacher pass."""
+    import json
+
+    out = tmp_path / "shared"
+    train_student(data, out, f"train.distill.teacher={teacher}")
+    targets = {p: p.stat().st_mtime_ns for p in _chunks(out)}
+    from edge_export import api
+
+    api.train(
+        None,
+        out=out,
+        data=str(data),
+        overrides=[*TINY, "model.image_size=36", f"train.distill.teacher={teacher}"],
+        echo=None,
+    )
+    assert {p: p.stat().st_mtime_ns for p in _chunks(out)} == targets  # the teacher did not run again
+    small, big = _views(out, 32), _views(out, 36)
+    assert len(small) == len(big) == 2
+    with np.load(small[0]) as s32, np.load(big[0]) as s36:
+        assert s32["views"].shape[1:] == (32, 32, 3) and s36["views"].shape[1:] == (36, 36, 3)
+        # the same crops: each 36-px view made smaller is close to its 32-px twin (both from the 40-px photo),
+        # closer than to the other photos' views
+        from PIL import Image
+
+        shrunk = np.stack([np.asarray(Image.fromarray(v).resize((32, 32))) for v in s36["views"][:8]]).astype(int)
+        same = np.abs(shrunk - s32["views"][:8].astype(int)).mean()
+        other = np.abs(shrunk - s32["views"][8:16].astype(int)).mean()
+        assert same < 25 and same < other
+    assert json.loads((out / "metrics.json").read_text())["training"]["distill"]["training_images"] == 240
 
 
 def test_bad_teachers_are_clear_errors(data, teacher, tmp_path):

@@ -14,8 +14,9 @@ and categorical cross-entropy (= the KL divergence to the target plus a constant
 labels, so val_loss (early stopping, the best epoch) is the same measure with or without distillation.
 
 The views and the teacher's targets are computed in chunks, each written atomically to ``RUN/distill/`` under a
-fingerprint of everything they depend on (teacher model, data, settings): a run killed during the teacher's
-pass resumes from the last chunk, and a re-run gives the same targets.
+fingerprint of everything they depend on (teacher model, data, views, seed; not the student): a run killed during
+the teacher's pass resumes from the last chunk, a re-run gives the same targets, and students of other sizes
+reuse the teacher's pass (only their views are made again, from the same seeded crops).
 """
 
 from __future__ import annotations
@@ -119,26 +120,24 @@ def _view(image: np.ndarray, box: tuple, size: int) -> np.ndarray:
     return out[:, ::-1] if flip else out
 
 
-def views_fingerprint(
+def targets_fingerprint(
     teacher: Teacher,
     files: list[Path],
     labels: np.ndarray,
-    student_size: int,
     settings: DistillConfig,
     seed: int,
     resize: str,
 ) -> str:
+    """What the teacher's targets depend on: not the student's size, weight or temperature (applied after), so
+    students of every size share one teacher pass (``edge-export tune`` shares its folder between candidates)."""
     return fingerprint(
-        "distill-views",
-        1,
+        "distill-targets",
+        2,
         teacher.model_sha256,
         [str(f) for f in files],
         labels.tolist(),
-        student_size,
         teacher.image_size,
         settings.views,
-        settings.temperature,
-        settings.weight,
         seed,
         resize,
     )
@@ -157,15 +156,19 @@ def distillation_data(
     """(student pixels: the photos then their views, hard labels, soft targets) for the training split.
 
     ``teacher_pixels()``: the training photos at the teacher's size (decoded only when a chunk is missing);
-    ``key``: ``views_fingerprint``. Chunks already in ``RUN/distill/<key>/`` are reused."""
+    ``key``: ``targets_fingerprint``. In ``RUN/distill/<key>/``, each chunk of photos has one file of the
+    teacher's targets (``targets-N.npz``: its probabilities of the photos then of their views, the views'
+    labels) and one of the views at the student's size (``views-SIZE-N.npz``); files already there are reused."""
     folder = run.root / RunFolder.DISTILL / key[:16]
     folder.mkdir(parents=True, exist_ok=True)
     n = len(labels)
+    size = student_pixels.shape[1]
     big = None
     views, view_labels, targets = [], [], []
     for start in range(0, n, CHUNK):
-        path = folder / f"chunk-{start // CHUNK:05d}.npz"
-        if not path.is_file():
+        chunk = start // CHUNK
+        targets_path, views_path = folder / f"targets-{chunk:05d}.npz", folder / f"views-{size}-{chunk:05d}.npz"
+        if not targets_path.is_file() or (settings.views and not views_path.is_file()):
             if big is None:
                 big = teacher_pixels()
             stop = min(n, start + CHUNK)
@@ -176,26 +179,28 @@ def distillation_data(
                 for _ in range(settings.views):
                     box = _crop_box(rng)
                     chunk_views_t.append(_view(originals[i - start], box, teacher.image_size))
-                    chunk_views_s.append(_view(originals[i - start], box, student_pixels.shape[1]))
+                    chunk_views_s.append(_view(originals[i - start], box, size))
                     chunk_labels.append(labels[i])
-            with_originals = np.concatenate(
-                [originals, np.asarray(chunk_views_t, np.uint8).reshape(-1, *originals.shape[1:])]
-            )
-            probs = teacher(with_originals)
-            with atomic_path(path) as tmp:
-                with open(tmp, "wb") as f:
-                    np.savez(
-                        f,
-                        views=np.asarray(chunk_views_s, np.uint8).reshape(-1, *student_pixels.shape[1:]),
-                        view_labels=np.asarray(chunk_labels, np.int64),
-                        probs=probs,
-                    )
-            pause_point("train.distill.chunk", chunk=start // CHUNK)  # tests: kill during the teacher's pass
-        with np.load(path) as saved:
-            count = min(n, start + CHUNK) - start
-            views.append(saved["views"])
+            if not targets_path.is_file():
+                with_originals = np.concatenate(
+                    [originals, np.asarray(chunk_views_t, np.uint8).reshape(-1, *originals.shape[1:])]
+                )
+                probs = teacher(with_originals)
+                with atomic_path(targets_path) as tmp:
+                    with open(tmp, "wb") as f:
+                        np.savez(f, view_labels=np.asarray(chunk_labels, np.int64), probs=probs)
+            if settings.views:
+                with atomic_path(views_path) as tmp:
+                    with open(tmp, "wb") as f:
+                        np.savez(f, views=np.asarray(chunk_views_s, np.uint8).reshape(-1, *student_pixels.shape[1:]))
+            pause_point("train.distill.chunk", chunk=chunk)  # tests: kill during the teacher's pass
+        count = min(n, start + CHUNK) - start
+        with np.load(targets_path) as saved:
             view_labels.append(saved["view_labels"])
             targets.append((saved["probs"][:count], saved["probs"][count:]))
+        if settings.views:
+            with np.load(views_path) as saved:
+                views.append(saved["views"])
     teacher_originals = np.concatenate([t[0] for t in targets])
     teacher_views = np.concatenate([t[1] for t in targets]) if settings.views else teacher_originals[:0]
     all_labels = np.concatenate([labels, *view_labels]).astype(labels.dtype)
@@ -214,4 +219,4 @@ def distillation_data(
     return pixels, all_labels, soft
 
 
-__all__ = ["Teacher", "distillation_data", "load_teacher", "smoothed_targets", "soft_targets", "views_fingerprint"]
+__all__ = ["Teacher", "distillation_data", "load_teacher", "smoothed_targets", "soft_targets", "targets_fingerprint"]

@@ -21,7 +21,7 @@ from edge_export.core.tf_env import import_keras, seed_everything
 from edge_export.trainer.backbones import get_backbone
 from edge_export.trainer.curves import plot_learning_curves
 from edge_export.trainer.datasets import Dataset, decode_splits, scan_dataset, stream_pixels
-from edge_export.trainer.distill import distillation_data, load_teacher, smoothed_targets, views_fingerprint
+from edge_export.trainer.distill import distillation_data, load_teacher, smoothed_targets, targets_fingerprint
 from edge_export.trainer.distribute import Distribution, class_weights, make_distribution, resolve_mixed_precision
 from edge_export.trainer.model import ModelSpec, build_classifier, model_preprocessing
 from edge_export.trainer.named_datasets import KNOWN, resolve_data
@@ -161,9 +161,7 @@ def _distilled_train(config: Config, dataset: Dataset, train, spec: ModelSpec, r
     assert settings.teacher is not None  # called only when a teacher is set
     teacher = load_teacher(settings.teacher, dataset.class_names)
     split = dataset.splits["train"]
-    key = views_fingerprint(
-        teacher, split.used_files(), train.labels, spec.image_size, settings, config.train.seed, method
-    )
+    key = targets_fingerprint(teacher, split.used_files(), train.labels, settings, config.train.seed, method)
     size = (teacher.image_size, teacher.image_size)
     pixels, labels, soft = distillation_data(
         teacher,

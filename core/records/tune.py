@@ -164,10 +164,12 @@ class CandidateRecord:
     reasons: list[str] = field(default_factory=list)  # why pruned, failed or not evaluated
     run_dir: str | None = None  # the candidate's training run folder, relative to TUNE_DIR
     fingerprint: str = ""
+    distilled: bool = False  # trained with a teacher's soft targets (tune.distill)
 
     @property
     def key(self) -> str:
-        return f"{self.backbone}-{self.image_size}-ft{self.fine_tune_blocks}-{self.precision}"
+        kd = "-kd" if self.distilled else ""
+        return f"{self.backbone}-{self.image_size}-ft{self.fine_tune_blocks}{kd}-{self.precision}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"format_version": TUNE_VERSION, "key": self.key, **asdict(self)}
@@ -208,6 +210,7 @@ class CandidateRecord:
             reasons=[printable(r, 400) for r in reasons],
             run_dir=_text(data, "run_dir", what, source, optional=True),
             fingerprint=_text(data, "fingerprint", what, source),
+            distilled=data.get("distilled") is True,
         )
 
     @classmethod

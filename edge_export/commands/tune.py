@@ -43,6 +43,12 @@ from edge_export.deploy.ssh import parse_options
     type=float,
     help="Validation accuracy (fraction) the chosen model must reach; then the fastest wins.",
 )
+@click.option(
+    "--distill",
+    metavar="auto|RUN",
+    help="Also train the frontier's models from a teacher's soft targets: auto (the build's own model or the "
+    "search's best) or a finished run folder.",
+)
 @click.option("--budget-minutes", type=float, help="Start no new candidate after this many minutes.")
 @click.option("--build", "build_chosen", is_flag=True, help="Build the chosen configuration into OUT/build.")
 @click.option("--json", "as_json", is_flag=True, help="JSON-lines events on stdout (and the table on stderr).")
@@ -70,6 +76,7 @@ def tune(
     max_latency_ratio,
     max_size_mb,
     min_accuracy,
+    distill,
     budget_minutes,
     build_chosen,
     as_json,
@@ -107,6 +114,7 @@ def tune(
             data=data,
             faster_than=faster_than,
             max_latency_ratio=max_latency_ratio,
+            distill=distill,
         )
     result, built = outcome if build_chosen else (outcome, None)
     if result.chosen is None:

@@ -55,6 +55,43 @@ def rows(result: TuneResult) -> list[list[str]]:
     return out
 
 
+def frontier_rows(result: TuneResult) -> list[list[str]]:
+    """Backbone x size: its latency (and ratio to the reference), and the best validation accuracy it reached
+    undistilled and distilled, over its depths and precisions (the artifact's when quantized, else the Keras
+    model's, marked K); empty where nothing was trained."""
+    ratio = any(r.latency_ratio is not None for r in result.candidates)
+    distilled = any(r.distilled for r in result.candidates)
+    header = ["backbone", "size", "x ref" if ratio else "latency ms", "val acc"] + (
+        ["val acc, distilled"] if distilled else []
+    )
+    pairs = sorted({(r.backbone, r.image_size) for r in result.candidates})
+    out = [header]
+    for backbone, size in pairs:
+        mine = [r for r in result.candidates if (r.backbone, r.image_size) == (backbone, size)]
+        speed = min(
+            (r.latency_ratio if ratio else r.latency_ms for r in mine if r.latency_ms is not None),
+            key=lambda v: v if v is not None else 1e18,
+            default=None,
+        )
+
+        shown = "" if speed is None else (f"{speed:.2f}x" if ratio else f"{speed:.2f}")
+        out.append([backbone, str(size), shown, _best(mine, False)] + ([_best(mine, True)] if distilled else []))
+    return out
+
+
+def _best(records: list[CandidateRecord], distilled: bool) -> str:
+    """The best validation accuracy of ``records`` (distilled or not): the artifact's, else the Keras model's (K)."""
+    scored = [
+        (r.val_accuracy, "") if r.val_accuracy is not None else (r.keras_val_accuracy, " K")
+        for r in records
+        if r.distilled == distilled and (r.val_accuracy is not None or r.keras_val_accuracy is not None)
+    ]
+    if not scored:
+        return ""
+    accuracy, mark = max(scored, key=lambda v: (v[0] or 0.0, v[1] == ""))
+    return percent(accuracy, "") + mark
+
+
 def render(result: TuneResult, limit: int | None = 40) -> str:
     """The table on screen: evaluated candidates first, fastest first; then the choice and where the time went."""
     table = rows(result)
@@ -71,9 +108,17 @@ def render(result: TuneResult, limit: int | None = 40) -> str:
     return "\n".join(lines)
 
 
-def write_chosen_config(path: Path, config: Config, chosen: CandidateRecord) -> Path:
-    """The chosen candidate's build config: the search's settings with its backbone, size, depth and format."""
-    c = candidate_config(config, chosen.backbone, chosen.image_size, chosen.fine_tune_blocks, [chosen.precision])
+def write_chosen_config(path: Path, config: Config, chosen: CandidateRecord, teacher: str | None = None) -> Path:
+    """The chosen candidate's build config: the search's settings with its backbone, size, depth and format
+    (and ``teacher``, the run folder a distilled candidate learnt from)."""
+    c = candidate_config(
+        config,
+        chosen.backbone,
+        chosen.image_size,
+        chosen.fine_tune_blocks,
+        [chosen.precision],
+        teacher=teacher if chosen.distilled else None,
+    )
     c.build.stages = ["train", "export", "bench"]
     head = (
         f"# edge-export tune: the chosen candidate {chosen.key} (validation accuracy "
@@ -136,7 +181,7 @@ def plot_pareto(result: TuneResult, path: Path) -> Path | None:
     )
     for r, latency, accuracy in done:
         ax.annotate(
-            f"{r.backbone} {r.image_size} ft{r.fine_tune_blocks}",
+            f"{r.backbone} {r.image_size} ft{r.fine_tune_blocks}" + (" kd" if r.distilled else ""),
             (latency, 100 * accuracy),
             fontsize=6,
             xytext=(3, 3),
@@ -174,7 +219,7 @@ def plot_pareto(result: TuneResult, path: Path) -> Path | None:
 def write_outputs(folder: TuneFolder, result: TuneResult, config: Config, echo: Echo) -> None:
     chosen = result.candidate(result.chosen)
     if chosen is not None:
-        write_chosen_config(folder.chosen_config, config, chosen)
+        write_chosen_config(folder.chosen_config, config, chosen, result.space.get("distill_teacher"))
         result.chosen_config = TuneFolder.CHOSEN_CONFIG
     elif folder.chosen_config.is_file():
         folder.chosen_config.unlink()  # a config of an earlier search's choice is not this one's
@@ -197,6 +242,15 @@ def write_outputs(folder: TuneFolder, result: TuneResult, config: Config, echo: 
     ]
     if folder.plot.is_file():
         md += [f"![Pareto]({TuneFolder.PLOT})", ""]
+    md += [
+        "## Backbone x size",
+        "",
+        "The best validation accuracy each reached (artifact; K: the Keras model, not quantized), over depths and "
+        "precisions:",
+        "",
+        markdown_table(frontier_rows(result)),
+        "",
+    ]
     md += [f"- {n}" for n in result.notes]
     write_text(folder.table, "\n".join(md) + "\n")
     write_json(folder.result, result.to_dict())  # last

@@ -9,12 +9,17 @@
    frontier first, are fine-tuned at the space's depths (1..3 blocks). Each depth is its own training run,
    which caches the frozen part below ITS cut (the trainer's cached fine-tuning): the frozen pass is shared
    by the head-only model's int8 and fp16 candidates, not yet across depths.
-4. Quantization only near the frontier: the ``tune.quantize_top`` trained models most likely to win are
+4. Distillation (``tune.distill``: "auto" or a run folder), near the frontier only: the teacher is the named
+   run, or the more accurate of the search's best trained model and the build's own model (``model.*`` as
+   configured: the default build's), trained once into ``TUNE_DIR/runs/teacher``. The ``tune.distill_top``
+   trained models the frontier ranks first are trained again with its soft targets (train.distill.*); their
+   run folders share ``TUNE_DIR/distill``, so the teacher labels the photos and views once for all students.
+5. Quantization only near the frontier: the ``tune.quantize_top`` trained models most likely to win are
    exported (int8 / fp16, the build's converters) and their artifacts' validation accuracy measured (the
    export's parity check on the validation split), with the accuracy under the bench's camera-like shifts
    (``benchmarks.robustness``) on the validation images. Candidates train on ``TUNE_DIR/data``: links to
    the data's train/ and validation/ only, so test images are never read.
-5. The choice (``choose``): with ``tune.min_accuracy``, the fastest candidate at or above it; else the
+6. The choice (``choose``): with ``tune.min_accuracy``, the fastest candidate at or above it; else the
    most accurate within the latency and size limits; robustness breaks ties (and is a constraint with
    ``tune.min_robustness``). Latency is ``tune.latency_statistic`` (p50, or min on a busy machine). The
    result says which constraint bound the choice.
@@ -55,7 +60,7 @@ from edge_export.core.records.tune import (
     TuneResult,
     read_kept,
 )
-from edge_export.core.run_folder import TuneFolder
+from edge_export.core.run_folder import RunFolder, TuneFolder
 from edge_export.core.run_lock import locked_run
 from edge_export.core.untrusted import read_json
 from edge_export.export.data import load_images
@@ -64,6 +69,7 @@ from edge_export.pipeline.runner import build
 from edge_export.runtime.classifier import Classifier
 from edge_export.trainer.datasets import Split, scan_dataset
 from edge_export.trainer.named_datasets import resolve_data
+from edge_export.trainer.run import recorded_config
 from edge_export.tuning.latency import LatencyTable, Measure, device_measure, table_measure
 from edge_export.tuning.output import write_outputs
 from edge_export.tuning.space import PRECISION_FORMATS, Point, candidate_config, model_key, pareto, search_space
@@ -84,6 +90,8 @@ class Search:
     seconds: dict[str, float] = field(default_factory=dict)
     model_seconds: dict[str, dict[str, float]] = field(default_factory=dict)
     listing: str = ""
+    teacher: str | None = None  # the distillation teacher's run folder, once chosen (step 4)
+    teacher_accuracy: float | None = None
 
     def over_budget(self) -> bool:
         return self.deadline is not None and time.perf_counter() > self.deadline
@@ -112,6 +120,7 @@ class Search:
             t["latency_runs"],
             t["latency_warmup"],
             t["latency_statistic"],
+            *([t["distill"]] if p.distilled else []),  # (an undistilled candidate's does not change with it)
         )
 
     def finish(self, record: CandidateRecord) -> None:
@@ -173,7 +182,12 @@ def tune(
         record = _earlier(s, p)
         if record is None:
             record = CandidateRecord(
-                p.backbone, p.image_size, p.fine_tune_blocks, p.precision, fingerprint=s.candidate_fingerprint(p)
+                p.backbone,
+                p.image_size,
+                p.fine_tune_blocks,
+                p.precision,
+                fingerprint=s.candidate_fingerprint(p),
+                distilled=p.distilled,
             )
         else:
             kept += 1
@@ -188,6 +202,7 @@ def tune(
     _latency(s, points, table)
     heads = _heads(s, points)
     _fine_tune(s, points, heads)
+    _distil(s, points)
     _quantize(s, points)
     for r in s.records.values():
         if r.status == SKIPPED and not r.reasons:
@@ -218,6 +233,11 @@ def tune(
             "precisions": list(t.precisions),
             "candidates": len(points),
             "latency_statistic": t.latency_statistic,
+            **(
+                {"distill": t.distill, "distill_teacher": s.teacher, "distill_teacher_accuracy": s.teacher_accuracy}
+                if t.distill
+                else {}
+            ),
         },
         notes=notes,
     )
@@ -356,14 +376,18 @@ def _alive(s: Search, p: Point) -> bool:
 # ---------------------------------------------------------------------------------- training (builds)
 
 
-def _train(s: Search, backbone: str, size: int, blocks: int, phase: str) -> float | None:
-    """Train (or find trained) the model; its Keras validation accuracy, or None when it failed."""
-    key = model_key(backbone, size, blocks)
+def _train(s: Search, backbone: str, size: int, blocks: int, phase: str, teacher: str | None = None) -> float | None:
+    """Train (or find trained) the model (distilled from ``teacher``, a run folder, when given); its Keras
+    validation accuracy, or None when it failed."""
+    key = model_key(backbone, size, blocks, teacher is not None)
     run = s.folder.run(key)
     s.echo(f"tune: {phase} {key}")
     started = time.perf_counter()
+    if teacher is not None:
+        _share_teacher_pass(s, run.root)
     try:
-        result = _build_candidate(s, key, candidate_config(s.train_config, backbone, size, blocks), ["train"])
+        config = candidate_config(s.train_config, backbone, size, blocks, teacher=teacher)
+        result = _build_candidate(s, key, config, ["train"])
         metrics = read_json(run.metrics)
         accuracy = float(metrics["validation"]["accuracy"])
     except (EdgeExportError, KeyError, TypeError, ValueError) as exc:
@@ -376,6 +400,20 @@ def _train(s: Search, backbone: str, size: int, blocks: int, phase: str) -> floa
     s.add_time(phase, seconds)
     s.echo(f"tune: {key} validation accuracy {accuracy:.2%} (Keras; {'trained' if result.ran else 'trained earlier'})")
     return accuracy
+
+
+def _share_teacher_pass(s: Search, run_root: Path) -> None:
+    """A distilled candidate's ``distill/`` (the teacher's targets, trainer/distill.py) is a link to
+    ``TUNE_DIR/distill``: every student reuses the one teacher pass. Without links, each makes its own."""
+    shared, link = s.folder.root / TuneFolder.DISTILL, run_root / RunFolder.DISTILL
+    if link.is_symlink() or link.exists():
+        return
+    try:
+        shared.mkdir(exist_ok=True)
+        run_root.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(Path("..", "..", TuneFolder.DISTILL), target_is_directory=True)
+    except OSError as exc:
+        s.echo(f"tune: cannot share the teacher's targets between students ({exc.strerror}); each makes its own")
 
 
 def _build_candidate(s: Search, key: str, config: Any, stages: list[str]) -> Any:
@@ -412,7 +450,7 @@ def _heads(s: Search, points: list[Point]) -> dict[tuple[str, int], float]:
             continue
         heads[pair] = accuracy
         for p in points:
-            if p.pair == pair and p.fine_tune_blocks == 0 and _alive(s, p):
+            if p.pair == pair and p.fine_tune_blocks == 0 and not p.distilled and _alive(s, p):
                 s.records[p.key].keras_val_accuracy = accuracy
     return heads
 
@@ -452,7 +490,11 @@ def _fine_tune(s: Search, points: list[Point], heads: dict[tuple[str, int], floa
             ]
     for pair in promoted:
         for blocks in depths:
-            live = [p for p in points if p.pair == pair and p.fine_tune_blocks == blocks and _alive(s, p)]
+            live = [
+                p
+                for p in points
+                if p.pair == pair and p.fine_tune_blocks == blocks and not p.distilled and _alive(s, p)
+            ]
             if not live or all(s.records[p.key].status == DONE for p in live):
                 continue
             if s.over_budget() and not s.folder.run(model_key(*pair, blocks)).metrics.is_file():
@@ -468,18 +510,23 @@ def _fine_tune(s: Search, points: list[Point], heads: dict[tuple[str, int], floa
                     r.keras_val_accuracy = accuracy
 
 
-# ----------------------------------------------------------------------------------------- 4. quantize
+# --------------------------------------------------------------------------------------- 4. distillation
 
 
-def _quantize(s: Search, points: list[Point]) -> None:
-    """4. Export the trained models nearest the frontier; their artifacts' validation accuracy is measured."""
-    t = s.config.tune
+def _trained_models(s: Search, points: list[Point]) -> dict[str, list[Point]]:
+    """The trained models (model key -> their live candidates, one per precision) with a Keras accuracy."""
     models: dict[str, list[Point]] = {}
     for p in points:
         r = s.records[p.key]
         if _alive(s, p) and r.keras_val_accuracy is not None:
             models.setdefault(p.model_key, []).append(p)
-    done_models = {k for k, ps in models.items() if all(s.records[p.key].status == DONE for p in ps)}
+    return models
+
+
+def _frontier_order(s: Search, models: dict[str, list[Point]]) -> list[str]:
+    """The trained models, those most likely to win first: the accuracy/latency frontier (Keras accuracy, the
+    fastest precision), then the most accurate; with ``tune.min_accuracy``, the fastest that may reach it."""
+    t = s.config.tune
 
     def estimate(k: str) -> tuple[float, float]:  # (fastest latency among its precisions, Keras accuracy)
         ps = models[k]
@@ -490,9 +537,107 @@ def _quantize(s: Search, points: list[Point]) -> None:
     floor = None if t.min_accuracy is None else t.min_accuracy - QUANT_SLACK
     if floor is not None and any(estimate(k)[1] >= floor for k in keys):
         # the fastest models that may reach the minimum after quantization, frontier first
-        order = sorted(keys, key=lambda k: (estimate(k)[1] < floor, k not in front, estimate(k)[0], k))
+        return sorted(keys, key=lambda k: (estimate(k)[1] < floor, k not in front, estimate(k)[0], k))
+    return sorted(keys, key=lambda k: (k not in front, -estimate(k)[1], estimate(k)[0], k))
+
+
+def _distil(s: Search, points: list[Point]) -> None:
+    """4. With ``tune.distill``: the ``distill_top`` undistilled trained models the frontier ranks first are
+    trained again from the teacher's soft targets; the other distilled candidates are not evaluated."""
+    t = s.config.tune
+    twins = [p for p in points if p.distilled]
+    if not t.distill or not twins:
+        return
+    started = time.perf_counter()
+    models = _trained_models(s, [p for p in points if not p.distilled])
+    teacher = _teacher(s, models)
+    order = [k for k in _frontier_order(s, models) if teacher is None or s.folder.run(k).root.resolve() != teacher]
+    students = order[: t.distill_top]
+    for key in students if teacher is not None else []:
+        p0 = models[key][0]
+        live = [p for p in twins if p.model_key == f"{key}-kd" and _alive(s, p)]
+        if not live or all(s.records[p.key].status == DONE for p in live):
+            continue
+        if s.over_budget() and not s.folder.run(p0.model_key + "-kd").metrics.is_file():
+            continue
+        accuracy = _train(s, p0.backbone, p0.image_size, p0.fine_tune_blocks, "distill", teacher=str(teacher))
+        for p in live:
+            r = s.records[p.key]
+            if accuracy is None and r.status != DONE:
+                r.status, r.reasons = FAILED, ["training with the teacher's targets failed (see the run folder)"]
+                r.run_dir = str(Path(TuneFolder.RUNS) / p.model_key)
+                s.finish(r)
+            elif accuracy is not None:
+                r.keras_val_accuracy = accuracy
+    for p in twins:
+        r = s.records[p.key]
+        if r.status == SKIPPED and r.keras_val_accuracy is None and _alive(s, p):
+            r.status = NOT_PROMOTED
+            r.reasons = [
+                "not distilled: "
+                + (
+                    "no teacher (see the search's output)"
+                    if teacher is None
+                    else f"its model is not among the {t.distill_top} trained models nearest the frontier "
+                    "(tune.distill_top)"
+                )
+            ]
+    s.add_time("distill", time.perf_counter() - started - s.seconds.get("teacher", 0.0))
+
+
+def _teacher(s: Search, models: dict[str, list[Point]]) -> Path | None:
+    """The teacher's run folder: ``tune.distill`` when it names one; with ``auto``, the more accurate (Keras,
+    validation) of the search's best trained model and the build's own model trained in ``runs/teacher``."""
+    t = s.config.tune
+    if t.distill != "auto":
+        s.teacher = str(Path(str(t.distill)).expanduser().resolve())
+        s.echo(f"tune: distillation teacher {s.teacher}")
+        return Path(s.teacher)
+    started = time.perf_counter()
+    run = s.folder.run(TuneFolder.TEACHER)
+    best = max(models, key=lambda k: (_known(s.records[models[k][0].key].keras_val_accuracy), k), default=None)
+    own: float | None = None
+    if not (s.over_budget() and not run.metrics.is_file()):
+        s.echo(
+            f"tune: distillation teacher: the build's own model ({s.config.model.backbone} at "
+            f"{s.config.model.image_size} px), trained in {run.root}"
+        )
+        c = copy.deepcopy(s.train_config)
+        c.train.distill.teacher, c.build.stages = None, ["train"]
+        try:
+            _build_candidate(s, TuneFolder.TEACHER, load_config(recorded_config(c)), ["train"])
+            own = float(read_json(run.metrics)["validation"]["accuracy"])
+        except (EdgeExportError, KeyError, TypeError, ValueError) as exc:
+            s.echo(f"tune: the teacher FAILED: {getattr(exc, 'message', exc)}")
+    s.add_time("teacher", time.perf_counter() - started)
+    searched = None if best is None else _known(s.records[models[best][0].key].keras_val_accuracy)
+    if own is None and searched is None:
+        s.echo("tune: no teacher (none trained): no distilled candidate")
+        return None
+    if own is not None and (searched is None or own >= searched):
+        s.teacher, s.teacher_accuracy = str(run.root.resolve()), own
     else:
-        order = sorted(keys, key=lambda k: (k not in front, -estimate(k)[1], estimate(k)[0], k))
+        assert best is not None and searched is not None
+        s.teacher, s.teacher_accuracy = str(s.folder.run(best).root.resolve()), searched
+    s.echo(
+        f"tune: distillation teacher {s.teacher} (validation accuracy {s.teacher_accuracy:.2%}; "
+        + (f"the build's own model {own:.2%}, " if own is not None else "")
+        + (f"the search's best {best} {searched:.2%})" if best is not None else "no searched model)")
+    )
+    return Path(s.teacher)
+
+
+# ----------------------------------------------------------------------------------------- 5. quantize
+
+
+def _quantize(s: Search, points: list[Point]) -> None:
+    """5. Export the trained models nearest the frontier; their artifacts' validation accuracy is measured."""
+    t = s.config.tune
+    models = {  # a distilled model is exported with its teacher (its build config): none chosen, none exported
+        k: ps for k, ps in _trained_models(s, points).items() if s.teacher is not None or not ps[0].distilled
+    }
+    done_models = {k for k, ps in models.items() if all(s.records[p.key].status == DONE for p in ps)}
+    order = _frontier_order(s, models)
     chosen = [k for k in order if k in done_models]
     chosen += [k for k in order if k not in done_models][: max(0, t.quantize_top - len(chosen))]
     started = time.perf_counter()
@@ -513,7 +658,12 @@ def _quantize(s: Search, points: list[Point]) -> None:
                 s,
                 k,
                 candidate_config(
-                    s.train_config, p0.backbone, p0.image_size, p0.fine_tune_blocks, [p.precision for p in ps]
+                    s.train_config,
+                    p0.backbone,
+                    p0.image_size,
+                    p0.fine_tune_blocks,
+                    [p.precision for p in ps],
+                    teacher=s.teacher if p0.distilled else None,
                 ),
                 ["train", "export"],
             )
@@ -561,7 +711,9 @@ def _quantize(s: Search, points: list[Point]) -> None:
     for r in s.records.values():  # the time of each candidate's model, also for those not quantized
         if r.status in (PRUNED, FAILED) and r.keras_val_accuracy is None:
             continue  # never trained for itself (a model of the same settings may be another precision's)
-        for name, v in s.model_seconds.get(model_key(r.backbone, r.image_size, r.fine_tune_blocks), {}).items():
+        for name, v in s.model_seconds.get(
+            model_key(r.backbone, r.image_size, r.fine_tune_blocks, r.distilled), {}
+        ).items():
             r.seconds.setdefault(name, v)
 
 

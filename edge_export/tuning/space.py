@@ -1,5 +1,5 @@
-"""The candidates of a search: backbone x input size x fine-tune depth x precision (``tune`` config section), the
-build config of one of them, and the frontier of measured points."""
+"""The candidates of a search: backbone x input size x fine-tune depth x precision (``tune`` config section), each
+also distilled with ``tune.distill``; the build config of one of them, and the frontier of measured points."""
 
 from __future__ import annotations
 
@@ -22,22 +22,27 @@ class Point:
     image_size: int
     fine_tune_blocks: int
     precision: str
+    distilled: bool = False  # trained with the teacher's soft targets (tune.distill)
 
     @property
     def key(self) -> str:
-        return f"{self.backbone}-{self.image_size}-ft{self.fine_tune_blocks}-{self.precision}"
+        return candidate_key(self.backbone, self.image_size, self.fine_tune_blocks, self.precision, self.distilled)
 
     @property
     def model_key(self) -> str:  # the trained model it is an export of
-        return model_key(self.backbone, self.image_size, self.fine_tune_blocks)
+        return model_key(self.backbone, self.image_size, self.fine_tune_blocks, self.distilled)
 
     @property
     def pair(self) -> tuple[str, int]:
         return (self.backbone, self.image_size)
 
 
-def model_key(backbone: str, size: int, blocks: int) -> str:
-    return f"{backbone}-{size}-ft{blocks}"
+def model_key(backbone: str, size: int, blocks: int, distilled: bool = False) -> str:
+    return f"{backbone}-{size}-ft{blocks}" + ("-kd" if distilled else "")
+
+
+def candidate_key(backbone: str, size: int, blocks: int, precision: str, distilled: bool = False) -> str:
+    return f"{model_key(backbone, size, blocks, distilled)}-{precision}"
 
 
 def search_space(config: Config) -> tuple[list[Point], list[str]]:
@@ -90,7 +95,8 @@ def search_space(config: Config) -> tuple[list[Point], list[str]]:
         for size in sizes:
             for blocks in sorted(set(t.fine_tune_blocks)):
                 for precision in t.precisions:
-                    points.append(Point(name, size, blocks, precision))
+                    for distilled in (False, True) if t.distill else (False,):
+                        points.append(Point(name, size, blocks, precision, distilled))
     if not points:
         raise EdgeExportError(
             "the tune search space is empty",
@@ -101,11 +107,18 @@ def search_space(config: Config) -> tuple[list[Point], list[str]]:
 
 
 def candidate_config(
-    config: Config, backbone: str, size: int, blocks: int, precisions: list[str] | None = None
+    config: Config,
+    backbone: str,
+    size: int,
+    blocks: int,
+    precisions: list[str] | None = None,
+    teacher: str | None = None,
 ) -> Config:
-    """The build config of one trained model of the search (``precisions``: the export formats to make)."""
+    """The build config of one trained model of the search (``precisions``: the export formats to make;
+    ``teacher``: the run folder a distilled candidate learns from, else none)."""
     c = copy.deepcopy(config)
     c.model.backbone, c.model.image_size = backbone, size
+    c.train.distill.teacher = teacher
     c.train.fine_tune.enabled = blocks > 0
     if blocks > 0:
         c.train.fine_tune.unfreeze_blocks, c.train.fine_tune.unfreeze_layers = blocks, None
