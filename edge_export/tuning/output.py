@@ -56,40 +56,28 @@ def rows(result: TuneResult) -> list[list[str]]:
 
 
 def frontier_rows(result: TuneResult) -> list[list[str]]:
-    """Backbone x size: its latency (and ratio to the reference), and the best validation accuracy it reached
-    undistilled and distilled, over its depths and precisions (the artifact's when quantized, else the Keras
-    model's, marked K); empty where nothing was trained."""
+    """Backbone x size: its latency (or ratio to the reference) and the best validation accuracy its trained
+    models reached, undistilled and distilled, over depths (the Keras model's: every trained model has one, quantized
+    or not, so the two columns compare like with like); empty where nothing was trained."""
     ratio = any(r.latency_ratio is not None for r in result.candidates)
     distilled = any(r.distilled for r in result.candidates)
-    header = ["backbone", "size", "x ref" if ratio else "latency ms", "val acc"] + (
-        ["val acc, distilled"] if distilled else []
-    )
-    pairs = sorted({(r.backbone, r.image_size) for r in result.candidates})
-    out = [header]
-    for backbone, size in pairs:
+    header = ["backbone", "size", "x ref" if ratio else "latency ms", "val acc (Keras)"]
+    out = [header + (["distilled (Keras)"] if distilled else [])]
+    for backbone, size in sorted({(r.backbone, r.image_size) for r in result.candidates}):
         mine = [r for r in result.candidates if (r.backbone, r.image_size) == (backbone, size)]
-        speed = min(
-            (r.latency_ratio if ratio else r.latency_ms for r in mine if r.latency_ms is not None),
-            key=lambda v: v if v is not None else 1e18,
-            default=None,
-        )
-
-        shown = "" if speed is None else (f"{speed:.2f}x" if ratio else f"{speed:.2f}")
+        speeds = [v for v in (r.latency_ratio if ratio else r.latency_ms for r in mine) if v is not None]
+        shown = "" if not speeds else (f"{min(speeds):.2f}x" if ratio else f"{min(speeds):.2f}")
         out.append([backbone, str(size), shown, _best(mine, False)] + ([_best(mine, True)] if distilled else []))
     return out
 
 
 def _best(records: list[CandidateRecord], distilled: bool) -> str:
-    """The best validation accuracy of ``records`` (distilled or not): the artifact's, else the Keras model's (K)."""
-    scored = [
-        (r.val_accuracy, "") if r.val_accuracy is not None else (r.keras_val_accuracy, " K")
-        for r in records
-        if r.distilled == distilled and (r.val_accuracy is not None or r.keras_val_accuracy is not None)
-    ]
-    if not scored:
+    """The best Keras validation accuracy of ``records`` (distilled or not), with the depth that reached it."""
+    trained = [r for r in records if r.distilled == distilled and r.keras_val_accuracy is not None]
+    if not trained:
         return ""
-    accuracy, mark = max(scored, key=lambda v: (v[0] or 0.0, v[1] == ""))
-    return percent(accuracy, "") + mark
+    best = max(trained, key=lambda r: (r.keras_val_accuracy or 0.0, -r.fine_tune_blocks))
+    return f"{percent(best.keras_val_accuracy, '')} (ft{best.fine_tune_blocks})"
 
 
 def render(result: TuneResult, limit: int | None = 40) -> str:
@@ -245,8 +233,8 @@ def write_outputs(folder: TuneFolder, result: TuneResult, config: Config, echo: 
     md += [
         "## Backbone x size",
         "",
-        "The best validation accuracy each reached (artifact; K: the Keras model, not quantized), over depths and "
-        "precisions:",
+        "The best validation accuracy each reached (the Keras model's; ftN: the fine-tuned blocks that reached it; "
+        "the quantized artifacts' are in the table above):",
         "",
         markdown_table(frontier_rows(result)),
         "",

@@ -67,6 +67,7 @@ from edge_export.export.data import load_images
 from edge_export.export.manifest import read_manifest
 from edge_export.pipeline.runner import build
 from edge_export.runtime.classifier import Classifier
+from edge_export.trainer.backbones import get_backbone
 from edge_export.trainer.datasets import Split, scan_dataset
 from edge_export.trainer.named_datasets import resolve_data
 from edge_export.trainer.run import recorded_config
@@ -548,7 +549,6 @@ def _distil(s: Search, points: list[Point]) -> None:
     twins = [p for p in points if p.distilled]
     if not t.distill or not twins:
         return
-    started = time.perf_counter()
     models = _trained_models(s, [p for p in points if not p.distilled])
     teacher = _teacher(s, models)
     order = [k for k in _frontier_order(s, models) if teacher is None or s.folder.run(k).root.resolve() != teacher]
@@ -582,7 +582,6 @@ def _distil(s: Search, points: list[Point]) -> None:
                     "(tune.distill_top)"
                 )
             ]
-    s.add_time("distill", time.perf_counter() - started - s.seconds.get("teacher", 0.0))
 
 
 def _teacher(s: Search, models: dict[str, list[Point]]) -> Path | None:
@@ -598,9 +597,10 @@ def _teacher(s: Search, models: dict[str, list[Point]]) -> Path | None:
     best = max(models, key=lambda k: (_known(s.records[models[k][0].key].keras_val_accuracy), k), default=None)
     own: float | None = None
     if not (s.over_budget() and not run.metrics.is_file()):
+        size = s.config.model.image_size or get_backbone(s.config.model.backbone).default_size
         s.echo(
-            f"tune: distillation teacher: the build's own model ({s.config.model.backbone} at "
-            f"{s.config.model.image_size} px), trained in {run.root}"
+            f"tune: distillation teacher: the build's own model ({s.config.model.backbone} at {size} px), "
+            f"trained in {run.root}"
         )
         c = copy.deepcopy(s.train_config)
         c.train.distill.teacher, c.build.stages = None, ["train"]
