@@ -496,19 +496,26 @@ def _fine_tune(s: Search, points: list[Point], heads: dict[tuple[str, int], floa
                 for p in points
                 if p.pair == pair and p.fine_tune_blocks == blocks and not p.distilled and _alive(s, p)
             ]
-            if not live or all(s.records[p.key].status == DONE for p in live):
-                continue
-            if s.over_budget() and not s.folder.run(model_key(*pair, blocks)).metrics.is_file():
-                continue
-            accuracy = _train(s, *pair, blocks, "fine_tune")
-            for p in live:
-                r = s.records[p.key]
-                if accuracy is None and r.status != DONE:
-                    r.status, r.reasons = FAILED, ["fine-tuning failed (see the run folder)"]
-                    r.run_dir = str(Path(TuneFolder.RUNS) / p.model_key)
-                    s.finish(r)
-                elif accuracy is not None:
-                    r.keras_val_accuracy = accuracy
+            _train_points(s, live, "fine_tune", "fine-tuning failed")
+
+
+def _train_points(s: Search, live: list[Point], phase: str, failure: str, teacher: str | None = None) -> None:
+    """Train the one model of ``live`` (its candidates, one per precision) unless all are done, or the budget is
+    spent and it was not trained earlier; each candidate gets its Keras accuracy, or ``failure``."""
+    if not live or all(s.records[p.key].status == DONE for p in live):
+        return
+    p0 = live[0]
+    if s.over_budget() and not s.folder.run(p0.model_key).metrics.is_file():
+        return
+    accuracy = _train(s, p0.backbone, p0.image_size, p0.fine_tune_blocks, phase, teacher=teacher)
+    for p in live:
+        r = s.records[p.key]
+        if accuracy is None and r.status != DONE:
+            r.status, r.reasons = FAILED, [f"{failure} (see the run folder)"]
+            r.run_dir = str(Path(TuneFolder.RUNS) / p.model_key)
+            s.finish(r)
+        elif accuracy is not None:
+            r.keras_val_accuracy = accuracy
 
 
 # --------------------------------------------------------------------------------------- 4. distillation
@@ -554,21 +561,8 @@ def _distil(s: Search, points: list[Point]) -> None:
     order = [k for k in _frontier_order(s, models) if teacher is None or s.folder.run(k).root.resolve() != teacher]
     students = order[: t.distill_top]
     for key in students if teacher is not None else []:
-        p0 = models[key][0]
         live = [p for p in twins if p.model_key == f"{key}-kd" and _alive(s, p)]
-        if not live or all(s.records[p.key].status == DONE for p in live):
-            continue
-        if s.over_budget() and not s.folder.run(p0.model_key + "-kd").metrics.is_file():
-            continue
-        accuracy = _train(s, p0.backbone, p0.image_size, p0.fine_tune_blocks, "distill", teacher=str(teacher))
-        for p in live:
-            r = s.records[p.key]
-            if accuracy is None and r.status != DONE:
-                r.status, r.reasons = FAILED, ["training with the teacher's targets failed (see the run folder)"]
-                r.run_dir = str(Path(TuneFolder.RUNS) / p.model_key)
-                s.finish(r)
-            elif accuracy is not None:
-                r.keras_val_accuracy = accuracy
+        _train_points(s, live, "distill", "training with the teacher's targets failed", teacher=str(teacher))
     for p in twins:
         r = s.records[p.key]
         if r.status == SKIPPED and r.keras_val_accuracy is None and _alive(s, p):
