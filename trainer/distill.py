@@ -168,7 +168,8 @@ def distillation_data(
     for start in range(0, n, CHUNK):
         chunk = start // CHUNK
         targets_path, views_path = folder / f"targets-{chunk:05d}.npz", folder / f"views-{size}-{chunk:05d}.npz"
-        if not targets_path.is_file() or (settings.views and not views_path.is_file()):
+        need_targets, need_views = not targets_path.is_file(), bool(settings.views) and not views_path.is_file()
+        if need_targets or need_views:  # make only what is missing: a new student size needs only its views
             if big is None:
                 big = teacher_pixels()
             stop = min(n, start + CHUNK)
@@ -178,10 +179,12 @@ def distillation_data(
                 rng = np.random.default_rng([seed, i])  # each photo's views: the same whatever the chunking
                 for _ in range(settings.views):
                     box = _crop_box(rng)
-                    chunk_views_t.append(_view(originals[i - start], box, teacher.image_size))
-                    chunk_views_s.append(_view(originals[i - start], box, size))
+                    if need_targets:
+                        chunk_views_t.append(_view(originals[i - start], box, teacher.image_size))
+                    if need_views:
+                        chunk_views_s.append(_view(originals[i - start], box, size))
                     chunk_labels.append(labels[i])
-            if not targets_path.is_file():
+            if need_targets:
                 with_originals = np.concatenate(
                     [originals, np.asarray(chunk_views_t, np.uint8).reshape(-1, *originals.shape[1:])]
                 )
@@ -189,7 +192,7 @@ def distillation_data(
                 with atomic_path(targets_path) as tmp:
                     with open(tmp, "wb") as f:
                         np.savez(f, view_labels=np.asarray(chunk_labels, np.int64), probs=probs)
-            if settings.views:
+            if need_views:
                 with atomic_path(views_path) as tmp:
                     with open(tmp, "wb") as f:
                         np.savez(f, views=np.asarray(chunk_views_s, np.uint8).reshape(-1, *student_pixels.shape[1:]))

@@ -72,6 +72,16 @@ def _of_type(data: dict[str, Any], key: str, kind: type, what: str, source: Any,
     return value
 
 
+def model_key(backbone: str, size: int, blocks: int, distilled: bool = False) -> str:
+    """The name of one trained model of a search (its run folder under TUNE_DIR/runs)."""
+    return f"{backbone}-{size}-ft{blocks}" + ("-kd" if distilled else "")
+
+
+def candidate_key(backbone: str, size: int, blocks: int, precision: str, distilled: bool = False) -> str:
+    """The name of one candidate: its trained model and the precision it is exported at."""
+    return f"{model_key(backbone, size, blocks, distilled)}-{precision}"
+
+
 @dataclass
 class LatencyRecord:
     """A random-weight model of one backbone x size x precision timed on the device (1 thread)."""
@@ -168,8 +178,7 @@ class CandidateRecord:
 
     @property
     def key(self) -> str:
-        kd = "-kd" if self.distilled else ""
-        return f"{self.backbone}-{self.image_size}-ft{self.fine_tune_blocks}{kd}-{self.precision}"
+        return candidate_key(self.backbone, self.image_size, self.fine_tune_blocks, self.precision, self.distilled)
 
     def to_dict(self) -> dict[str, Any]:
         return {"format_version": TUNE_VERSION, "key": self.key, **asdict(self)}

@@ -58,6 +58,7 @@ from edge_export.core.records.tune import (
     SKIPPED,
     CandidateRecord,
     TuneResult,
+    model_key,
     read_kept,
 )
 from edge_export.core.run_folder import RunFolder, TuneFolder
@@ -73,7 +74,7 @@ from edge_export.trainer.named_datasets import resolve_data
 from edge_export.trainer.run import recorded_config
 from edge_export.tuning.latency import LatencyTable, Measure, device_measure, table_measure
 from edge_export.tuning.output import write_outputs
-from edge_export.tuning.space import PRECISION_FORMATS, Point, candidate_config, model_key, pareto, search_space
+from edge_export.tuning.space import PRECISION_FORMATS, Point, candidate_config, pareto, search_space
 
 Event = Callable[[dict], None]
 QUANT_SLACK = 0.01  # with min_accuracy: a model this far below it (Keras, validation) may still be quantized

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from edge_export.core.config import Config, load_config
 from edge_export.core.errors import EdgeExportError
+from edge_export.core.records.tune import candidate_key, model_key
 from edge_export.export.formats import get_format
 from edge_export.trainer.backbones import get_backbone, list_backbones
 from edge_export.trainer.run import recorded_config
@@ -35,14 +36,6 @@ class Point:
     @property
     def pair(self) -> tuple[str, int]:
         return (self.backbone, self.image_size)
-
-
-def model_key(backbone: str, size: int, blocks: int, distilled: bool = False) -> str:
-    return f"{backbone}-{size}-ft{blocks}" + ("-kd" if distilled else "")
-
-
-def candidate_key(backbone: str, size: int, blocks: int, precision: str, distilled: bool = False) -> str:
-    return f"{model_key(backbone, size, blocks, distilled)}-{precision}"
 
 
 def search_space(config: Config) -> tuple[list[Point], list[str]]:
