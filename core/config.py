@@ -335,6 +335,10 @@ class TuneConfig:
     min_accuracy: float | None = None  # validation accuracy (fraction); None: the most accurate within the limits
     budget_minutes: float | None = None  # no new candidate is started after this; None: no limit
     promote: float = 0.5  # successive halving: fraction of the head-only (backbone, size) pairs fine-tuned
+    # a promoted pair goes one block deeper only while that pays: after this many depths in a row that did not beat
+    # its best shallower model (Keras validation accuracy, the head-only model included), its deeper depths are not
+    # trained. None: every depth of the space
+    depth_patience: int | None = 1
     quantize_top: int = 4  # trained models near the frontier that are quantized (exported) and measured
     # what is ranked and limited: "p50" (what bench reports) or "min" (the fastest call: on a busy, shared
     # machine the uncontended time; p50 there grows with the load, and faster for long calls than short)
@@ -396,6 +400,16 @@ class TuneConfig:
         _check(self.min_accuracy is None or 0 <= self.min_accuracy <= 1, "tune.min_accuracy", "a fraction 0..1")
         _check(self.min_robustness is None or 0 <= self.min_robustness <= 1, "tune.min_robustness", "a fraction 0..1")
         _check(0 < self.promote <= 1, "tune.promote", "a fraction in (0, 1]")
+        _check(
+            self.depth_patience is None
+            or (
+                isinstance(self.depth_patience, int)
+                and not isinstance(self.depth_patience, bool)
+                and self.depth_patience >= 1
+            ),
+            "tune.depth_patience",
+            ">= 1, or null for every depth",
+        )
         _check(
             self.distill is None or (isinstance(self.distill, str) and bool(self.distill.strip())),
             "tune.distill",

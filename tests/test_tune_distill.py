@@ -155,6 +155,29 @@ def test_a_named_teacher_and_distill_top(distilled, data, tmp_path):
     assert "tune.distill_top" in skipped.reasons[0]
 
 
+def test_the_builds_own_model_is_not_trained_where_the_search_trained_its_size(data, tmp_path):
+    """With auto, the build's own model (here 40 px) is trained as a teacher only where the search did not train
+    that backbone and size itself: here it did (and judged it), so the teacher is the search's best model."""
+    from edge_export import api
+
+    lines: list[str] = []
+    out = tmp_path / "own"
+    result = api.tune(
+        None,
+        out=out,
+        overrides=[f"data.path={data}", *SPACE, "model.image_size=40", "tune.distill_top=1"],
+        max_latency_ms=4.5,
+        measure=fake_device([]),
+        distill="auto",
+        echo=lines.append,
+    )
+    folder = TuneFolder(out)
+    assert not folder.run(TuneFolder.TEACHER).root.exists()
+    assert result.space["distill_teacher"] in {str(folder.run(f"tiny_cnn-{z}-ft0").root.resolve()) for z in (32, 40)}
+    assert any("own model (tiny_cnn at 40 px) is not trained" in line and "tiny_cnn-40-ft0" in line for line in lines)
+    assert sum(c.distilled and c.status == DONE for c in result.candidates) == 1  # the one student
+
+
 def test_a_teacher_that_is_not_a_finished_run_fails_before_any_work(data, tmp_path):
     with pytest.raises(EdgeExportError) as caught:
         search(data, tmp_path / "bad", distill=tmp_path / "nowhere")

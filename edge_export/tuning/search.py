@@ -6,9 +6,10 @@
    (the trainer's cached mode: the base runs once per backbone x size and every head epoch reuses its
    activations) and scored on the validation split.
 3. Successive halving: only the best ``tune.promote`` of the (backbone, size) pairs, the accuracy/latency
-   frontier first, are fine-tuned at the space's depths (1..3 blocks). Each depth is its own training run,
-   which caches the frozen part below ITS cut (the trainer's cached fine-tuning): the frozen pass is shared
-   by the head-only model's int8 and fp16 candidates, not yet across depths.
+   frontier first, are fine-tuned at the space's depths (1..3 blocks), shallowest first and only while going
+   deeper pays (``tune.depth_patience``: depths in a row without a gain before the pair stops). Each depth is
+   its own training run, which caches the frozen part below ITS cut (the trainer's cached fine-tuning): the
+   frozen pass is shared by the model's int8 and fp16 candidates, not yet across depths.
 4. Distillation (``tune.distill``: "auto" or a run folder), near the frontier only: the teacher is the named
    run, or the more accurate of the search's best trained model and the build's own model (``model.*`` as
    configured: the default build's), trained once into ``TUNE_DIR/runs/teacher``. The ``tune.distill_top``
@@ -491,13 +492,38 @@ def _fine_tune(s: Search, points: list[Point], heads: dict[tuple[str, int], floa
                 f"top {s.config.tune.promote:g} of the pairs (frontier first)"
             ]
     for pair in promoted:
-        for blocks in depths:
-            live = [
-                p
-                for p in points
-                if p.pair == pair and p.fine_tune_blocks == blocks and not p.distilled and _alive(s, p)
-            ]
-            _train_points(s, live, "fine_tune", "fine-tuning failed")
+        _deepen(s, points, pair, depths, heads[pair])
+
+
+def _deepen(s: Search, points: list[Point], pair: tuple[str, int], depths: list[int], head: float) -> None:
+    """Fine-tune one promoted pair at the space's depths, shallowest first, while going deeper pays: after
+    ``tune.depth_patience`` depths in a row that did not beat the pair's best shallower model (the head-only
+    model included), the deeper depths are not trained (they, and their distilled twins, say why)."""
+    patience = s.config.tune.depth_patience
+    best, best_blocks, stale = head, 0, 0
+    for blocks in depths:
+        at_depth = [p for p in points if p.pair == pair and p.fine_tune_blocks == blocks and _alive(s, p)]
+        live = [p for p in at_depth if not p.distilled]
+        if not live:
+            continue
+        if patience is not None and stale >= patience:
+            for p in at_depth:
+                r = s.records[p.key]
+                if r.status == SKIPPED and r.keras_val_accuracy is None:
+                    r.status = NOT_PROMOTED
+                    r.reasons = [
+                        f"not trained: {stale} deeper fine-tuning depth(s) of {pair[0]}@{pair[1]} did not beat its "
+                        f"best, {best:.2%} at {best_blocks} block(s) (validation; tune.depth_patience={patience})"
+                    ]
+            continue
+        _train_points(s, live, "fine_tune", "fine-tuning failed")
+        accuracy = s.records[live[0].key].keras_val_accuracy
+        if accuracy is None:  # failed, or the budget was spent: neither a gain nor a loss
+            continue
+        if accuracy > best:
+            best, best_blocks, stale = accuracy, blocks, 0
+        else:
+            stale += 1
 
 
 def _train_points(s: Search, live: list[Point], phase: str, failure: str, teacher: str | None = None) -> None:
@@ -551,8 +577,9 @@ def _frontier_order(s: Search, models: dict[str, list[Point]]) -> list[str]:
 
 
 def _distil(s: Search, points: list[Point]) -> None:
-    """4. With ``tune.distill``: the ``distill_top`` undistilled trained models the frontier ranks first are
-    trained again from the teacher's soft targets; the other distilled candidates are not evaluated."""
+    """4. With ``tune.distill``: the ``distill_top`` undistilled trained models the frontier ranks first
+    (``pick_students``: those less accurate than the teacher first, one per backbone x size) are trained again from
+    the teacher's soft targets; the other distilled candidates are not evaluated."""
     t = s.config.tune
     twins = [p for p in points if p.distilled]
     if not t.distill or not twins:
@@ -560,7 +587,9 @@ def _distil(s: Search, points: list[Point]) -> None:
     models = _trained_models(s, [p for p in points if not p.distilled])
     teacher = _teacher(s, models)
     order = [k for k in _frontier_order(s, models) if teacher is None or s.folder.run(k).root.resolve() != teacher]
-    students = order[: t.distill_top]
+    accuracy = {k: _known(s.records[ps[0].key].keras_val_accuracy) for k, ps in models.items()}
+    pairs = {k: ps[0].pair for k, ps in models.items()}
+    students = pick_students(order, accuracy, pairs, s.teacher_accuracy, t.distill_top)
     for key in students if teacher is not None else []:
         live = [p for p in twins if p.model_key == f"{key}-kd" and _alive(s, p)]
         _train_points(s, live, "distill", "training with the teacher's targets failed", teacher=str(teacher))
@@ -573,15 +602,37 @@ def _distil(s: Search, points: list[Point]) -> None:
                 + (
                     "no teacher (see the search's output)"
                     if teacher is None
-                    else f"its model is not among the {t.distill_top} trained models nearest the frontier "
-                    "(tune.distill_top)"
+                    else f"its model is not among the {t.distill_top} trained models nearest the frontier, "
+                    "one per backbone and size (tune.distill_top)"
                 )
             ]
 
 
+def pick_students(
+    order: list[str],
+    accuracy: dict[str, float],
+    pairs: dict[str, tuple[str, int]],
+    teacher_accuracy: float | None,
+    top: int,
+) -> list[str]:
+    """The ``top`` students, in ``order`` (the frontier's) but those less accurate than the teacher first: one that
+    already matches it on the validation photos has nothing to learn that they could show (without the teacher's
+    accuracy on the same photos, a named teacher, ``order`` as it is); and one per backbone x size: two depths of
+    one pair share most of the network, a second size tells the frontier more."""
+    if teacher_accuracy is not None:
+        order = sorted(order, key=lambda k: accuracy[k] >= teacher_accuracy)
+    students: list[str] = []
+    for key in order:
+        if len(students) < top and all(pairs[key] != pairs[other] for other in students):
+            students.append(key)
+    return students
+
+
 def _teacher(s: Search, models: dict[str, list[Point]]) -> Path | None:
     """The teacher's run folder: ``tune.distill`` when it names one; with ``auto``, the more accurate (Keras,
-    validation) of the search's best trained model and the build's own model trained in ``runs/teacher``."""
+    validation) of the search's best trained model (of equals, the fastest: it labels every view) and the build's
+    own model trained in ``runs/teacher`` (trained
+    only where the search did not train its backbone and size itself: there the search has judged that pair)."""
     t = s.config.tune
     if t.distill != "auto":
         s.teacher = str(Path(str(t.distill)).expanduser().resolve())
@@ -589,10 +640,23 @@ def _teacher(s: Search, models: dict[str, list[Point]]) -> Path | None:
         return Path(s.teacher)
     started = time.perf_counter()
     run = s.folder.run(TuneFolder.TEACHER)
-    best = max(models, key=lambda k: (_known(s.records[models[k][0].key].keras_val_accuracy), k), default=None)
+
+    def rank(k: str) -> tuple[float, float, str]:  # the most accurate; of those, the cheapest to run over the views
+        ps = models[k]
+        return _known(s.records[ps[0].key].keras_val_accuracy), -min(_known(s.records[p.key].latency_ms) for p in ps), k
+
+    best = max(models, key=rank, default=None)
     own: float | None = None
-    if not (s.over_budget() and not run.metrics.is_file()):
-        size = s.config.model.image_size or get_backbone(s.config.model.backbone).default_size
+    size = s.config.model.image_size or get_backbone(s.config.model.backbone).default_size
+    judged = [k for k, ps in models.items() if ps[0].pair == (s.config.model.backbone, size)]
+    if judged and not run.metrics.is_file():
+        # the search trained that backbone and size itself (head only at least) and ranked it with the rest
+        s.echo(
+            f"tune: distillation teacher: the build's own model ({s.config.model.backbone} at {size} px) is not "
+            f"trained: the search trained that backbone and size ({', '.join(sorted(judged))}) and judged it "
+            "with the rest"
+        )
+    elif not (s.over_budget() and not run.metrics.is_file()):
         s.echo(
             f"tune: distillation teacher: the build's own model ({s.config.model.backbone} at {size} px), "
             f"trained in {run.root}"
