@@ -11,10 +11,12 @@
    its own training run, which caches the frozen part below ITS cut (the trainer's cached fine-tuning): the
    frozen pass is shared by the model's int8 and fp16 candidates, not yet across depths.
 4. Distillation (``tune.distill``: "auto" or a run folder), near the frontier only: the teacher is the named
-   run, or the more accurate of the search's best trained model and the build's own model (``model.*`` as
-   configured: the default build's), trained once into ``TUNE_DIR/runs/teacher``. The ``tune.distill_top``
-   trained models the frontier ranks first are trained again with its soft targets (train.distill.*); their
-   run folders share ``TUNE_DIR/distill``, so the teacher labels the photos and views once for all students.
+   run, or the more accurate of the search's best trained model (of equals, the fastest) and the build's own
+   model (``model.*`` as configured: the default build's), trained once into ``TUNE_DIR/runs/teacher`` unless
+   the search trained that backbone and size itself. The ``tune.distill_top`` trained models the frontier ranks
+   first (those below the teacher first, one per backbone x size) are trained again with its soft targets
+   (train.distill.*); their run folders share ``TUNE_DIR/distill``, so the teacher labels the photos and views
+   once for all students.
 5. Quantization only near the frontier: the ``tune.quantize_top`` trained models most likely to win are
    exported (int8 / fp16, the build's converters) and their artifacts' validation accuracy measured (the
    export's parity check on the validation split), with the accuracy under the bench's camera-like shifts
