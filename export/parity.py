@@ -40,15 +40,18 @@ def keras_probabilities(model: Any, pixels: np.ndarray) -> np.ndarray:
     # lazy: TensorFlow (seconds to import, the train extra); the parity check of a Keras model needs it
     import tensorflow as tf
 
+    def batch(i: int) -> np.ndarray:  # float32 one batch at a time: the whole set as float32 would be 4x the pixels
+        return pixels[i : i + BATCH].astype(np.float32)
+
     signature = [tf.TensorSpec((None, *pixels.shape[1:]), tf.float32)]
     graph = tf.function(lambda x: model(x, training=False), input_signature=signature)
-    batches = [pixels[i : i + BATCH].astype(np.float32) for i in range(0, len(pixels), BATCH)]
+    out: list[np.ndarray] = []
     try:
-        first = [np.asarray(graph(batches[0]))] if batches else []
+        out += [np.asarray(graph(batch(0)))] if len(pixels) else []
     except (TypeError, ValueError, NotImplementedError, tf.errors.OpError):
         graph = lambda x: model(x, training=False)  # noqa: E731
-        first = [np.asarray(graph(batches[0]))]
-    out = first + [np.asarray(graph(batch)) for batch in batches[1:]]
+        out += [np.asarray(graph(batch(0)))]
+    out += [np.asarray(graph(batch(i))) for i in range(BATCH, len(pixels), BATCH)]
     return np.concatenate(out).astype(np.float32)
 
 

@@ -560,14 +560,18 @@ def _trained_models(s: Search, points: list[Point]) -> dict[str, list[Point]]:
     return models
 
 
+def _estimate(s: Search, model: list[Point]) -> tuple[float, float]:
+    """One trained model (its live candidates): the fastest latency among its precisions, its Keras accuracy."""
+    return min(_known(s.records[p.key].latency_ms) for p in model), _known(s.records[model[0].key].keras_val_accuracy)
+
+
 def _frontier_order(s: Search, models: dict[str, list[Point]]) -> list[str]:
     """The trained models, those most likely to win first: the accuracy/latency frontier (Keras accuracy, the
     fastest precision), then the most accurate; with ``tune.min_accuracy``, the fastest that may reach it."""
     t = s.config.tune
 
-    def estimate(k: str) -> tuple[float, float]:  # (fastest latency among its precisions, Keras accuracy)
-        ps = models[k]
-        return min(_known(s.records[p.key].latency_ms) for p in ps), _known(s.records[ps[0].key].keras_val_accuracy)
+    def estimate(k: str) -> tuple[float, float]:
+        return _estimate(s, models[k])
 
     keys = sorted(models)
     front = {keys[i] for i in pareto([estimate(k) for k in keys])}
@@ -633,8 +637,8 @@ def pick_students(
 def _teacher(s: Search, models: dict[str, list[Point]]) -> Path | None:
     """The teacher's run folder: ``tune.distill`` when it names one; with ``auto``, the more accurate (Keras,
     validation) of the search's best trained model (of equals, the fastest: it labels every view) and the build's
-    own model trained in ``runs/teacher`` (trained
-    only where the search did not train its backbone and size itself: there the search has judged that pair)."""
+    own model trained in ``runs/teacher`` (only where the search did not train that backbone and size itself:
+    there the search has judged that pair)."""
     t = s.config.tune
     if t.distill != "auto":
         s.teacher = str(Path(str(t.distill)).expanduser().resolve())
@@ -644,8 +648,8 @@ def _teacher(s: Search, models: dict[str, list[Point]]) -> Path | None:
     run = s.folder.run(TuneFolder.TEACHER)
 
     def rank(k: str) -> tuple[float, float, str]:  # the most accurate; of those, the cheapest to run over the views
-        ps = models[k]
-        return _known(s.records[ps[0].key].keras_val_accuracy), -min(_known(s.records[p.key].latency_ms) for p in ps), k
+        latency, accuracy = _estimate(s, models[k])
+        return accuracy, -latency, k
 
     best = max(models, key=rank, default=None)
     own: float | None = None
